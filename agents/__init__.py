@@ -1,0 +1,1 @@
+"""sched-env agents layer."""

@@ -1,0 +1,203 @@
+"""The ``sched-env`` command line: each subcommand imports its layer only when it runs.
+
+User mistakes (unknown instance, malformed file, bad option) print one line on stderr and
+exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake in the command line; printed as one line."""
+
+
+def _instance(name: str, directory: str | None):
+    import instances
+
+    return instances.load(name, directory=directory)
+
+
+# ---------------------------------------------------------------------- instances
+def cmd_instances_list(args: argparse.Namespace) -> int:
+    import instances
+
+    rows = []
+    for name in instances.names(args.family, directory=args.dir):
+        entry = instances.entry(name, directory=args.dir)
+        b = entry.bounds
+        rows.append(
+            (
+                name,
+                entry.family,
+                f"{entry.n_jobs}x{entry.n_machines}",
+                "" if b is None else str(b.lower),
+                "" if b is None else str(b.upper),
+                "" if b is None or b.optimum is None else str(b.optimum),
+                "generated" if entry.source == "generated" else ("file" if entry.source != "missing" else "missing"),
+            )
+        )
+    if args.json:
+        keys = ("name", "family", "size", "lower_bound", "upper_bound", "optimum", "data")
+        print(json.dumps([dict(zip(keys, row)) for row in rows], indent=1))
+        return 0
+    header = ("name", "family", "size", "lower", "upper", "optimum", "data")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    missing = sum(r[-1] == "missing" for r in rows)
+    print(
+        f"{len(rows)} instances"
+        + (
+            f"; {missing} known by name only (set SCHED_ENV_INSTANCES or --dir to a folder of JSPLIB files to load them)"
+            if missing
+            else ""
+        )
+    )
+    return 0
+
+
+def cmd_instances_show(args: argparse.Namespace) -> int:
+    import instances
+
+    instance = _instance(args.name, args.dir)
+    try:
+        bounds = instances.bounds(instance.name)
+    except instances.UnknownInstanceError:
+        bounds = None
+    if args.json:
+        data = instance.to_dict()
+        data["simple_lower_bound"] = instance.simple_lower_bound()
+        data["bounds"] = (
+            None
+            if bounds is None
+            else {"lower_bound": bounds.lower, "upper_bound": bounds.upper, "optimum": bounds.optimum}
+        )
+        print(json.dumps(data))
+        return 0
+    print(
+        f"{instance.name}: {instance.n_jobs} jobs x {instance.n_machines} machines, {instance.n_operations} operations"
+    )
+    if bounds is not None:
+        optimum = bounds.optimum if bounds.optimum is not None else "open"
+        print(f"bounds: lower {bounds.lower}, upper (best known) {bounds.upper}, optimum {optimum}")
+    print(f"simple lower bound (longest job / busiest machine): {instance.simple_lower_bound()}")
+    print(instances.format_jsplib(instance), end="")
+    return 0
+
+
+# ---------------------------------------------------------------------- gantt
+def cmd_gantt(args: argparse.Namespace) -> int:
+    from sched_env.render import gantt_text, save_gantt
+    from sched_env.schedule import Schedule, validate_schedule
+
+    schedule = Schedule.load(args.schedule)
+    name = args.instance or schedule.instance_name
+    if not name:
+        raise UserError(f"{args.schedule} names no instance; pass --instance NAME_OR_FILE")
+    instance = _instance(name, args.dir)
+    validate_schedule(instance, schedule)
+    if args.out:
+        save_gantt(schedule, args.out, instance)
+        print(f"wrote {args.out} ({instance.name}, makespan {schedule.makespan})")
+    if args.text or not args.out:
+        print(gantt_text(schedule, instance, color=sys.stdout.isatty()))
+    return 0
+
+
+# ---------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on defaults: the catalogue, then a dispatching schedule of ta01 drawn."""
+    import instances
+    from sched_env.env import JobShopEnv
+    from sched_env.render import gantt_text, save_gantt
+    from sched_env.schedule import validate_schedule
+    from sched_env.shop import FEATURE_NAMES
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    families = {}
+    for name in instances.names():
+        families.setdefault(instances.family_of(name), []).append(name)
+    print("catalogue:", ", ".join(f"{family} ({len(n)})" for family, n in sorted(families.items())))
+    instance = instances.load(args.instance, directory=args.dir)
+    env = JobShopEnv(instance, action_set="non_delay")
+    obs, _ = env.reset(seed=0)
+    remaining = FEATURE_NAMES.index("remaining_work")
+    done = False
+    while not done:  # most work remaining first, among the allowed jobs
+        scores = obs["jobs"][:, remaining] - 1e9 * (obs["action_mask"] == 0)
+        obs, _, done, _, info = env.step(int(scores.argmax()))
+    schedule = validate_schedule(instance, info["schedule"])
+    best = instances.best_known(instance.name)
+    gap = f", {100 * (schedule.makespan / best - 1):.1f} % above the best known {best}" if best else ""
+    print(f"{instance.name}: most-work-remaining dispatching gives makespan {schedule.makespan}{gap}")
+    schedule.save(out / f"{instance.name}_schedule.json")
+    print(gantt_text(schedule, instance, width=100, color=sys.stdout.isatty()))
+    try:
+        chart = save_gantt(schedule, out / f"{instance.name}_gantt.png", instance)
+        print(f"wrote {out / f'{instance.name}_schedule.json'} and {chart}")
+    except instances.SchedEnvError as error:  # matplotlib missing: the text chart above still stands
+        print(f"wrote {out / f'{instance.name}_schedule.json'}; no PNG: {error}")
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sched-env", description="Job-shop scheduling with reinforcement learning: instances, env, solvers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dir_help = "folder of JSPLIB instance files (default: $SCHED_ENV_INSTANCES)"
+
+    p = sub.add_parser("instances", help="list or show benchmark instances")
+    isub = p.add_subparsers(dest="instances_command", required=True, metavar="ACTION")
+    q = isub.add_parser("list", help="list the catalogue with sizes and best-known bounds")
+    q.add_argument("--family", help="only this family (ta, ft, la, abz, orb, swv, yn, dmu)")
+    q.add_argument("--dir", help=dir_help)
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=cmd_instances_list)
+    q = isub.add_parser("show", help="show one instance, its bounds and data")
+    q.add_argument("name", help="catalogue name (ta01) or instance file")
+    q.add_argument("--dir", help=dir_help)
+    q.add_argument("--json", action="store_true", help="print JSON: jobs, machines, bounds")
+    q.set_defaults(func=cmd_instances_show)
+
+    p = sub.add_parser("gantt", help="draw a schedule JSON as a Gantt chart")
+    p.add_argument("schedule", help="schedule JSON file (as written by sched-env)")
+    p.add_argument("--instance", help="instance name or file (default: the one named in the schedule)")
+    p.add_argument("--out", help="image file to write (.png, .svg, .pdf); without it, a text chart")
+    p.add_argument("--text", action="store_true", help="also print the text chart")
+    p.add_argument("--dir", help=dir_help)
+    p.set_defaults(func=cmd_gantt)
+
+    p = sub.add_parser("demo", help="the main job on defaults: catalogue, a schedule of ta01, its Gantt chart")
+    p.add_argument("--instance", default="ta01", help="instance to schedule (default ta01)")
+    p.add_argument("--out", default="sched-env-demo", help="output folder (default ./sched-env-demo)")
+    p.add_argument("--dir", help=dir_help)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from instances import SchedEnvError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SchedEnvError, UserError) as error:
+        print(f"sched-env: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `sched-env instances list | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""sched-env problem data: the job-shop instance type, file formats, benchmarks and generators.
+
+>>> import instances
+>>> ta01 = instances.load("ta01")          # generated from Taillard's seeds
+>>> instances.bounds("ta01").optimum
+1231
+"""
+
+from instances.catalogue import (
+    FAMILIES,
+    INSTANCES_ENV_VAR,
+    Bounds,
+    CatalogueEntry,
+    best_known,
+    bounds,
+    entry,
+    family_of,
+    load,
+    names,
+)
+from instances.errors import (
+    InfeasibleScheduleError,
+    InvalidActionError,
+    InvalidInstanceError,
+    InvalidScenarioError,
+    InvalidScheduleFileError,
+    SchedEnvError,
+    SolverError,
+    UnknownInstanceError,
+)
+from instances.formats import (
+    format_instance,
+    format_jsplib,
+    format_taillard,
+    parse_instance,
+    parse_jsplib,
+    parse_taillard,
+    read_instance,
+    write_instance,
+)
+from instances.generators import MixedSizeGenerator, RandomInstanceGenerator, random_instance
+from instances.instance import JobShopInstance
+from instances.taillard import TAILLARD_SEEDS, generate_taillard, taillard
+
+__all__ = [
+    "FAMILIES",
+    "INSTANCES_ENV_VAR",
+    "TAILLARD_SEEDS",
+    "Bounds",
+    "CatalogueEntry",
+    "InfeasibleScheduleError",
+    "InvalidActionError",
+    "InvalidInstanceError",
+    "InvalidScenarioError",
+    "InvalidScheduleFileError",
+    "JobShopInstance",
+    "MixedSizeGenerator",
+    "RandomInstanceGenerator",
+    "SchedEnvError",
+    "SolverError",
+    "UnknownInstanceError",
+    "best_known",
+    "bounds",
+    "entry",
+    "family_of",
+    "format_instance",
+    "format_jsplib",
+    "format_taillard",
+    "generate_taillard",
+    "load",
+    "names",
+    "parse_instance",
+    "parse_jsplib",
+    "parse_taillard",
+    "random_instance",
+    "read_instance",
+    "taillard",
+    "write_instance",
+]

@@ -1,0 +1,50 @@
+"""sched-env's simulator: the job-shop Gymnasium environments on one compiled kernel module.
+
+>>> import gymnasium, sched_env
+>>> env = gymnasium.make("sched_env/JobShop-v0", instance="ta01")
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from instances import (
+    InfeasibleScheduleError,
+    InvalidActionError,
+    InvalidInstanceError,
+    JobShopInstance,
+    SchedEnvError,
+)
+from sched_env._kernels import warm_up
+from sched_env.env import JobShopEnv, replay
+from sched_env.schedule import Schedule, Violation, find_violations, validate_schedule
+from sched_env.shop import ACTION_SETS, FEATURE_NAMES, PLACEMENTS, REWARDS
+from sched_env.vector import BatchJobShopEnv, JobShopVectorEnv
+
+__version__ = "0.1.0"
+
+if "sched_env/JobShop-v0" not in registry:
+    register(
+        id="sched_env/JobShop-v0",
+        entry_point="sched_env.env:JobShopEnv",
+        vector_entry_point="sched_env.vector:make_vector_env",
+    )
+
+__all__ = [
+    "ACTION_SETS",
+    "FEATURE_NAMES",
+    "PLACEMENTS",
+    "REWARDS",
+    "BatchJobShopEnv",
+    "InfeasibleScheduleError",
+    "InvalidActionError",
+    "InvalidInstanceError",
+    "JobShopEnv",
+    "JobShopInstance",
+    "JobShopVectorEnv",
+    "SchedEnvError",
+    "Schedule",
+    "Violation",
+    "find_violations",
+    "replay",
+    "validate_schedule",
+    "warm_up",
+]

@@ -1,0 +1,416 @@
+"""Every compiled (numba) function of sched-env: one simulator for env, batch, rules and service.
+
+A shop is two flat int64 rows: an *instance row* (what the problem is) and a *state row* (what
+has been decided). A batch of N shops is two 2-D arrays whose rows are shops, so one kernel
+call advances all of them. Fixed padded sizes ``J`` (jobs), ``M`` (machines), ``O``
+(operations per job) give every row the same length; operation ``k`` of job ``j`` is the
+flat index ``p = j * O + k``. Offsets are the ``IN_*``/``ST_*`` constants below, and
+``sched_env.shop.ShopLayout`` gives the same fields as named numpy views on the Python side.
+Kernels index the rows through integer offsets (``state[EST + j]``) rather than array views:
+building views costs about 0.3 us per call, more than a whole decision.
+
+Semantics of one decision "start the next operation of job j" (see ``JobShopEnv``):
+* placement APPEND: at max(job ready, end of the machine's last operation) (semi-active);
+* placement ACTIVE: in the earliest idle gap of the machine, at or after the job is ready,
+  that the operation fits in (left shift / active schedule generation); the machine's
+  operations are kept as a linked list in start order (``op_next``, ``machine_head``).
+The action mask is every unfinished job (ANY), the Giffler-Thompson conflict set (GT), or the
+jobs whose next operation can start at the earliest possible start time (NON_DELAY).
+
+Plain-Python twins of every kernel live in ``tests/reference.py``; tests compare both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Decorator flags, set in one place. cache=True writes compiled code to __pycache__ so later
+# processes skip compilation; nogil lets threads (e.g. a web server) overlap with kernels.
+_FLAGS = {"cache": True, "nogil": True, "boundscheck": False}
+_kernel = njit(**_FLAGS)
+_parallel_kernel = njit(parallel=True, **_FLAGS)
+
+# ---- enumerations shared with Python -------------------------------------------------
+PLACEMENT_APPEND = 0
+PLACEMENT_ACTIVE = 1
+ACTIONS_ANY = 0
+ACTIONS_GT = 1
+ACTIONS_NON_DELAY = 2
+REWARD_DENSE = 0
+REWARD_SPARSE = 1
+NONE = -1  # "no operation" in the linked lists
+
+# ---- instance row layout -------------------------------------------------------------
+IN_N_JOBS = 0
+IN_N_MACHINES = 1
+IN_TIME_SCALE = 2  # normalises times in features/rewards: max(1, simple lower bound)
+IN_DUR_SCALE = 3  # normalises durations: max(1, longest operation)
+IN_HEADER = 4
+
+# ---- state row layout ----------------------------------------------------------------
+ST_N_SCHEDULED = 0
+ST_N_TOTAL = 1
+ST_MAKESPAN = 2  # latest end of the operations scheduled so far
+ST_LOWER_BOUND = 3  # current makespan lower bound (drives the dense reward)
+ST_HEADER = 4
+
+#: Features per job in the observation (documented in ``JobShopEnv``).
+N_FEATURES = 10
+
+
+def instance_row_length(J: int, M: int, O: int) -> int:  # noqa: E741 - O is the ops dimension
+    return IN_HEADER + 2 * J * O + 2 * J
+
+
+def state_row_length(J: int, M: int, O: int) -> int:
+    return ST_HEADER + 4 * J + 4 * M + 3 * J * O
+
+
+@_kernel
+def instance_offsets(J, O):
+    """Where each instance field starts in an instance row (index with ``field + j*O + k`` or
+    ``field + j``): op machine, op duration, ops per job, release date."""
+    op_machine = IN_HEADER
+    op_duration = op_machine + J * O
+    job_n_ops = op_duration + J * O
+    job_release = job_n_ops + J
+    return op_machine, op_duration, job_n_ops, job_release
+
+
+@_kernel
+def state_offsets(J, M, O):
+    """Where each state field starts in a state row. Per job: next op, ready time (end of its
+    last scheduled op, or release), cached earliest start of the next op (completion once
+    done), work left (next op included). Per machine: latest end, first op in start order,
+    unscheduled work, unfinished jobs whose next op is on it. Per op: start, end, next op on
+    the same machine in start order."""
+    job_next_op = ST_HEADER
+    job_ready = job_next_op + J
+    job_est = job_ready + J
+    job_remaining = job_est + J
+    machine_end = job_remaining + J
+    machine_head = machine_end + M
+    machine_remaining = machine_head + M
+    machine_waiting = machine_remaining + M
+    op_start = machine_waiting + M
+    op_end = op_start + J * O
+    op_next = op_end + J * O
+    return (
+        job_next_op, job_ready, job_est, job_remaining, machine_end, machine_head,
+        machine_remaining, machine_waiting, op_start, op_end, op_next,
+    )  # fmt: skip
+
+
+# ---- one shop ------------------------------------------------------------------------
+@_kernel
+def earliest_start(inst, state, job, placement, J, M, O):
+    """Earliest feasible start of ``job``'s next operation, and the op it would follow on its
+    machine's list (NONE = becomes the head). Only valid for an unfinished job."""
+    OP_MACHINE, OP_DURATION, _N_OPS, _RELEASE = instance_offsets(J, O)
+    (NEXT_OP, READY, _EST, _REM, MACHINE_END, MACHINE_HEAD, _MREM, _MWAIT, OP_START, OP_END, OP_NEXT) = state_offsets(
+        J, M, O
+    )
+    p = job * O + state[NEXT_OP + job]
+    machine = inst[OP_MACHINE + p]
+    ready = state[READY + job]
+    if placement == PLACEMENT_APPEND:
+        return max(ready, state[MACHINE_END + machine]), NONE
+    duration = inst[OP_DURATION + p]
+    previous = NONE
+    previous_end = 0
+    q = state[MACHINE_HEAD + machine]
+    while q != NONE:
+        gap_start = max(previous_end, ready)
+        if gap_start + duration <= state[OP_START + q]:
+            return gap_start, previous
+        previous_end = max(previous_end, state[OP_END + q])
+        previous = q
+        q = state[OP_NEXT + q]
+    return max(previous_end, ready), previous
+
+
+@_kernel
+def _refresh(inst, state, job, placement, J, M, O):
+    """Recompute the cached earliest start of one job (its completion time once done)."""
+    N_OPS = instance_offsets(J, O)[2]
+    NEXT_OP, READY, EST = state_offsets(J, M, O)[:3]
+    if state[NEXT_OP + job] >= inst[N_OPS + job]:
+        state[EST + job] = state[READY + job]
+    else:
+        state[EST + job] = earliest_start(inst, state, job, placement, J, M, O)[0]
+
+
+@_kernel
+def lower_bound(inst, state, J, M, O):
+    """max(current makespan, max over jobs of earliest start of next op + work left).
+
+    It never decreases along an episode and equals the makespan once every op is scheduled,
+    so the dense reward (its decrease) sums to minus the final makespan plus a constant."""
+    N_OPS = instance_offsets(J, O)[2]
+    EST, REMAINING = state_offsets(J, M, O)[2:4]
+    bound = state[ST_MAKESPAN]
+    for j in range(J):
+        if inst[N_OPS + j] > 0:
+            bound = max(bound, state[EST + j] + state[REMAINING + j])
+    return bound
+
+
+@_kernel
+def reset_shop(inst, state, placement, J, M, O):
+    """Empty schedule: every job ready at its release date, nothing on any machine."""
+    OP_MACHINE, OP_DURATION, N_OPS, RELEASE = instance_offsets(J, O)
+    (NEXT_OP, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_REMAINING, MACHINE_WAITING,
+     OP_START, OP_END, OP_NEXT) = state_offsets(J, M, O)  # fmt: skip
+    state[:] = 0
+    state[MACHINE_HEAD : MACHINE_HEAD + M] = NONE
+    state[OP_START : OP_NEXT + J * O] = NONE  # op start, end and next
+    total = 0
+    for j in range(J):
+        state[READY + j] = inst[RELEASE + j]
+        work = 0
+        for k in range(inst[N_OPS + j]):
+            p = j * O + k
+            work += inst[OP_DURATION + p]
+            state[MACHINE_REMAINING + inst[OP_MACHINE + p]] += inst[OP_DURATION + p]
+        state[REMAINING + j] = work
+        total += inst[N_OPS + j]
+        if inst[N_OPS + j] > 0:
+            state[MACHINE_WAITING + inst[OP_MACHINE + j * O]] += 1
+    state[ST_N_TOTAL] = total
+    for j in range(J):
+        _refresh(inst, state, j, placement, J, M, O)
+    state[ST_LOWER_BOUND] = lower_bound(inst, state, J, M, O)
+
+
+@_kernel
+def dispatch(inst, state, job, placement, J, M, O):
+    """Start ``job``'s next operation at its earliest feasible time; return that start.
+
+    Updates the job, the machine (and its start-ordered list), the cached earliest starts of
+    the jobs that wait for the same machine, the makespan and the lower bound."""
+    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
+    (NEXT_OP, READY, _EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_REMAINING, MACHINE_WAITING,
+     OP_START, OP_END, OP_NEXT) = state_offsets(J, M, O)  # fmt: skip
+    start, previous = earliest_start(inst, state, job, placement, J, M, O)
+    p = job * O + state[NEXT_OP + job]
+    machine = inst[OP_MACHINE + p]
+    duration = inst[OP_DURATION + p]
+    end = start + duration
+    state[OP_START + p] = start
+    state[OP_END + p] = end
+    if placement == PLACEMENT_ACTIVE:
+        if previous == NONE:
+            state[OP_NEXT + p] = state[MACHINE_HEAD + machine]
+            state[MACHINE_HEAD + machine] = p
+        else:
+            state[OP_NEXT + p] = state[OP_NEXT + previous]
+            state[OP_NEXT + previous] = p
+    state[MACHINE_END + machine] = max(state[MACHINE_END + machine], end)
+    state[MACHINE_REMAINING + machine] -= duration
+    state[READY + job] = end
+    state[REMAINING + job] -= duration
+    state[NEXT_OP + job] += 1
+    state[MACHINE_WAITING + machine] -= 1
+    if state[NEXT_OP + job] < inst[N_OPS + job]:
+        state[MACHINE_WAITING + inst[OP_MACHINE + p + 1]] += 1
+    state[ST_N_SCHEDULED] += 1
+    state[ST_MAKESPAN] = max(state[ST_MAKESPAN], end)
+    for j in range(J):
+        k = state[NEXT_OP + j]
+        if j == job or (k < inst[N_OPS + j] and inst[OP_MACHINE + j * O + k] == machine):
+            _refresh(inst, state, j, placement, J, M, O)
+    state[ST_LOWER_BOUND] = lower_bound(inst, state, J, M, O)
+    return start
+
+
+@_kernel
+def action_mask(inst, state, action_set, mask, J, M, O):
+    """Write the allowed jobs into ``mask`` (int8, length J); return how many are allowed."""
+    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
+    NEXT_OP, _READY, EST = state_offsets(J, M, O)[:3]
+    mask[:] = 0
+    best = NONE  # GT: job whose next op completes first; otherwise: job that starts first
+    best_value = 0
+    for j in range(J):
+        k = state[NEXT_OP + j]
+        if k >= inst[N_OPS + j]:
+            continue
+        value = state[EST + j]
+        if action_set == ACTIONS_GT:
+            value += inst[OP_DURATION + j * O + k]
+        if best == NONE or value < best_value:
+            best, best_value = j, value
+    if best == NONE:
+        return 0
+    machine = inst[OP_MACHINE + best * O + state[NEXT_OP + best]]
+    count = 0
+    for j in range(J):
+        k = state[NEXT_OP + j]
+        if k >= inst[N_OPS + j]:
+            continue
+        if action_set == ACTIONS_ANY:
+            allowed = True
+        elif action_set == ACTIONS_NON_DELAY:
+            allowed = state[EST + j] == best_value
+        else:  # Giffler-Thompson: ops on the machine of the earliest completion, starting before it
+            allowed = inst[OP_MACHINE + j * O + k] == machine and (state[EST + j] < best_value or j == best)
+        if allowed:
+            mask[j] = 1
+            count += 1
+    return count
+
+
+@_kernel
+def observe(inst, state, mask, features, J, M, O):
+    """Write the ``(J, N_FEATURES)`` float32 feature matrix of one shop (padded jobs stay 0).
+
+    Times are relative to ``now`` = the earliest start of any unfinished job and divided by
+    the instance's time scale; see ``JobShopEnv`` for the meaning of each column."""
+    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
+    (NEXT_OP, READY, EST, REMAINING, MACHINE_END, _HEAD, MACHINE_REMAINING, MACHINE_WAITING) = state_offsets(J, M, O)[
+        :8
+    ]
+    per_time = np.float32(1.0) / np.float32(inst[IN_TIME_SCALE])
+    per_duration = np.float32(1.0) / np.float32(inst[IN_DUR_SCALE])
+    per_op = np.float32(1.0) / np.float32(O)
+    per_job = np.float32(1.0) / np.float32(max(inst[IN_N_JOBS], 1))
+    now = NONE
+    for j in range(J):
+        if state[NEXT_OP + j] < inst[N_OPS + j] and (now == NONE or state[EST + j] < now):
+            now = state[EST + j]
+    if now == NONE:
+        now = state[ST_MAKESPAN]
+    for j in range(J):
+        k = state[NEXT_OP + j]
+        if k >= inst[N_OPS + j]:  # finished (or padding: no operations at all)
+            for c in range(N_FEATURES - 1):
+                features[j, c] = 0.0
+            features[j, 9] = 1.0 if inst[N_OPS + j] > 0 else 0.0
+            continue
+        p = j * O + k
+        machine = inst[OP_MACHINE + p]
+        features[j, 0] = mask[j]
+        features[j, 1] = inst[OP_DURATION + p] * per_duration
+        features[j, 2] = state[REMAINING + j] * per_time
+        features[j, 3] = (inst[N_OPS + j] - k) * per_op
+        features[j, 4] = (state[EST + j] - now) * per_time
+        features[j, 5] = (state[READY + j] - now) * per_time
+        features[j, 6] = state[MACHINE_REMAINING + machine] * per_time
+        features[j, 7] = (state[MACHINE_END + machine] - now) * per_time
+        features[j, 8] = state[MACHINE_WAITING + machine] * per_job
+        features[j, 9] = 0.0
+
+
+@_kernel
+def step_shop(inst, state, action, placement, action_set, reward_mode, mask, features, J, M, O):
+    """One decision on one shop: validate the action against ``mask``, dispatch, then write the
+    new mask and features. Returns (reward, done, invalid). An action outside the mask is
+    replaced by the lowest-index allowed job (deterministic; the state stays consistent)."""
+    invalid = False
+    if action < 0 or action >= J or mask[action] == 0:
+        invalid = True
+        action = NONE
+        for j in range(J):
+            if mask[j] != 0:
+                action = j
+                break
+        if action == NONE:  # episode already over: nothing changes
+            return 0.0, True, True
+    bound_before = state[ST_LOWER_BOUND]
+    dispatch(inst, state, action, placement, J, M, O)
+    done = state[ST_N_SCHEDULED] == state[ST_N_TOTAL]
+    scale = float(inst[IN_TIME_SCALE])
+    if reward_mode == REWARD_DENSE:
+        reward = (bound_before - state[ST_LOWER_BOUND]) / scale
+    else:
+        reward = -state[ST_MAKESPAN] / scale if done else 0.0
+    action_mask(inst, state, action_set, mask, J, M, O)
+    observe(inst, state, mask, features, J, M, O)
+    return reward, done, invalid
+
+
+@_kernel
+def reset_and_observe(inst, state, placement, action_set, mask, features, J, M, O):
+    reset_shop(inst, state, placement, J, M, O)
+    action_mask(inst, state, action_set, mask, J, M, O)
+    observe(inst, state, mask, features, J, M, O)
+
+
+# ---- batches -------------------------------------------------------------------------
+@_parallel_kernel
+def reset_batch(insts, states, indices, placement, action_set, masks, features, J, M, O):
+    """Reset the shops listed in ``indices`` (rows of the batch) and observe them."""
+    for n in prange(indices.shape[0]):
+        i = indices[n]
+        reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
+
+
+@_parallel_kernel
+def step_batch(
+    insts, states, actions, placement, action_set, reward_mode, autoreset,
+    masks, features, rewards, dones, invalids, final_masks, final_features, final_states, J, M, O,
+):  # fmt: skip
+    """One decision in each of N shops (in parallel). With ``autoreset``, a shop that finishes
+    keeps its last mask, features and state in ``final_*`` and restarts on the same instance row."""
+    for i in prange(states.shape[0]):
+        reward, done, invalid = step_shop(
+            insts[i], states[i], actions[i], placement, action_set, reward_mode, masks[i], features[i], J, M, O
+        )
+        rewards[i] = reward
+        dones[i] = done
+        invalids[i] = invalid
+        if done and autoreset:
+            final_masks[i, :] = masks[i]
+            final_features[i, :, :] = features[i]
+            final_states[i, :] = states[i]
+            reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
+
+
+@_kernel
+def sample_valid_actions(masks, uniforms, actions):
+    """Uniformly random allowed job per shop from caller-drawn uniforms in [0, 1); -1 if none."""
+    for i in range(masks.shape[0]):
+        count = 0
+        for j in range(masks.shape[1]):
+            count += masks[i, j] != 0
+        actions[i] = NONE
+        if count == 0:
+            continue
+        target = int(uniforms[i] * count)
+        for j in range(masks.shape[1]):
+            if masks[i, j] != 0:
+                if target == 0:
+                    actions[i] = j
+                    break
+                target -= 1
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) every kernel on a tiny shop.
+
+    Latency-critical users (the latency harness, the service) call this at start-up so the
+    first real decision does not pay the compilation."""
+    J, M, O = 2, 2, 2
+    insts = np.zeros((1, instance_row_length(J, M, O)), dtype=np.int64)
+    inst = insts[0]
+    inst[IN_N_JOBS], inst[IN_N_MACHINES], inst[IN_TIME_SCALE], inst[IN_DUR_SCALE] = 2, 2, 2, 1
+    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
+    inst[OP_MACHINE : OP_MACHINE + 4] = [0, 1, 1, 0]
+    inst[OP_DURATION : OP_DURATION + 4] = 1
+    inst[N_OPS : N_OPS + 2] = 2
+    states = np.zeros((1, state_row_length(J, M, O)), dtype=np.int64)
+    masks = np.zeros((1, J), dtype=np.int8)
+    features = np.zeros((1, J, N_FEATURES), dtype=np.float32)
+    rewards = np.zeros(1)
+    flags = np.zeros(1, dtype=np.bool_)
+    actions = np.zeros(1, dtype=np.int64)
+    for placement in (PLACEMENT_APPEND, PLACEMENT_ACTIVE):
+        reset_batch(insts, states, np.zeros(1, dtype=np.int64), placement, ACTIONS_ANY, masks, features, J, M, O)
+        step_batch(
+            insts, states, actions, placement, ACTIONS_GT, REWARD_DENSE, True,
+            masks, features, rewards, flags, flags.copy(), masks.copy(), features.copy(), states.copy(), J, M, O,
+        )  # fmt: skip
+        reset_and_observe(inst, states[0], placement, ACTIONS_NON_DELAY, masks[0], features[0], J, M, O)
+        step_shop(inst, states[0], 0, placement, ACTIONS_ANY, REWARD_SPARSE, masks[0], features[0], J, M, O)
+    sample_valid_actions(masks, np.zeros(1), actions)

@@ -1,0 +1,126 @@
+"""Gantt charts: a PNG/RGB image (matplotlib, imported lazily from the ``plot`` extra) and ANSI text."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from instances import JobShopInstance, SchedEnvError
+from sched_env.schedule import Schedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise SchedEnvError("Gantt images need matplotlib: pip install 'sched-env[plot]'") from None
+    return plt
+
+
+def _job_colors(n_jobs: int) -> np.ndarray:
+    plt = _pyplot()
+    if n_jobs <= 20:
+        return plt.get_cmap("tab20")(np.arange(n_jobs) % 20)
+    return plt.get_cmap("turbo")(np.linspace(0.05, 0.95, n_jobs))
+
+
+def gantt_figure(schedule: Schedule, instance: JobShopInstance | None = None, *, title: str | None = None) -> Figure:
+    """A matplotlib figure: one row per machine, one colour per job, the makespan marked."""
+    plt = _pyplot()
+    n_machines = instance.n_machines if instance is not None else int(schedule.machine.max(initial=-1)) + 1
+    n_jobs = instance.n_jobs if instance is not None else int(schedule.job.max(initial=-1)) + 1
+    colors = _job_colors(max(n_jobs, 1))
+    height = min(0.45 * n_machines + 1.8, 14)
+    fig, ax = plt.subplots(figsize=(12, height), dpi=100)
+    durations = schedule.end - schedule.start
+    ax.barh(
+        schedule.machine,
+        durations,
+        left=schedule.start,
+        height=0.8,
+        color=colors[schedule.job % len(colors)],
+        edgecolor="black",
+        linewidth=0.4,
+    )
+    if n_jobs <= 30 and n_machines <= 30:  # label the bars when they can be read
+        for j, s, d, m in zip(schedule.job, schedule.start, durations, schedule.machine):
+            if d >= 0.03 * max(schedule.makespan, 1):
+                ax.text(s + d / 2, m, str(j), ha="center", va="center", fontsize=7)
+    makespan = schedule.makespan
+    ax.axvline(makespan, color="crimson", linestyle="--", linewidth=1.2)
+    ax.text(makespan, -0.9, f" makespan {makespan}", color="crimson", va="bottom", fontsize=9)
+    ax.set_yticks(range(n_machines))
+    ax.set_yticklabels([f"M{m}" for m in range(n_machines)], fontsize=8 if n_machines <= 30 else 5)
+    ax.set_ylim(n_machines - 0.5, -1.2)
+    ax.set_xlim(0, makespan * 1.04 + 1)
+    ax.set_xlabel("time")
+    ax.set_ylabel("machine")
+    name = instance.name if instance is not None else schedule.instance_name
+    ax.set_title(title or f"{name or 'schedule'}: makespan {makespan} (bar label = job)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_gantt(schedule: Schedule, path: str | os.PathLike, instance: JobShopInstance | None = None, **kwargs) -> Path:
+    """Draw the Gantt chart to an image file (format from the suffix, e.g. .png, .svg, .pdf)."""
+    plt = _pyplot()
+    fig = gantt_figure(schedule, instance, **kwargs)
+    path = Path(path)
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def gantt_rgb(schedule: Schedule, instance: JobShopInstance | None = None) -> np.ndarray:
+    """The Gantt chart as an ``(H, W, 3)`` uint8 array (the env's ``rgb_array`` render)."""
+    plt = _pyplot()
+    fig = gantt_figure(schedule, instance)
+    try:
+        fig.canvas.draw()
+        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    finally:
+        plt.close(fig)
+
+
+_ANSI_COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96]
+_SYMBOLS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def gantt_text(
+    schedule: Schedule, instance: JobShopInstance | None = None, *, width: int = 80, color: bool = True
+) -> str:
+    """A terminal Gantt chart: one line per machine, each job drawn with its own symbol/colour."""
+    n_machines = instance.n_machines if instance is not None else int(schedule.machine.max(initial=-1)) + 1
+    makespan = max(schedule.makespan, 1)
+    scale = width / makespan
+    lines = []
+    name = instance.name if instance is not None else schedule.instance_name
+    lines.append(f"{name or 'schedule'}  makespan {schedule.makespan}  (1 char = {makespan / width:.3g} time units)")
+    for m in range(n_machines):
+        cells = [" "] * width
+        codes: list[int | None] = [None] * width
+        for i in np.flatnonzero(schedule.machine == m):
+            j = int(schedule.job[i])
+            first = int(schedule.start[i] * scale)
+            last = max(first + 1, int(round(schedule.end[i] * scale)))
+            for c in range(first, min(last, width)):
+                cells[c] = _SYMBOLS[j % len(_SYMBOLS)]
+                codes[c] = _ANSI_COLORS[j % len(_ANSI_COLORS)]
+        if color:
+            row = "".join(f"\x1b[{code}m{ch}\x1b[0m" if code else ch for ch, code in zip(cells, codes))
+        else:
+            row = "".join(cells)
+        lines.append(f"M{m:<3}|{row}|")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Stable-Baselines3 ``VecEnv`` over :class:`~sched_env.vector.BatchJobShopEnv`.
+
+Import this module only when SB3 is installed (``pip install 'sched-env[rl]'``)::
+
+    from sb3_contrib import MaskablePPO
+    from sched_env.sb3 import JobShopVecEnv
+    env = JobShopVecEnv(64, instance=RandomInstanceGenerator(10, 10), seed=0)
+    MaskablePPO("MultiInputPolicy", env).learn(100_000)
+
+All N shops step in one compiled call; ``env_method("action_masks")`` returns the N masks
+at once, which is how sb3-contrib's MaskablePPO asks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from sched_env.vector import BatchJobShopEnv
+
+
+class JobShopVecEnv(VecEnv):
+    """SB3 ``VecEnv`` adapter: fills ``terminal_observation`` and answers the mask protocol."""
+
+    def __init__(self, num_envs: int = 8, seed: int | None = None, **kwargs: Any) -> None:
+        self.batch = BatchJobShopEnv(num_envs, seed=seed, **kwargs)
+        super().__init__(self.batch.num_envs, self.batch.single_observation_space, self.batch.single_action_space)
+        self._actions: np.ndarray | None = None
+        self._seed: int | None = seed
+
+    def reset(self):
+        obs, _ = self.batch.reset(seed=self._seed)
+        self._seed = None  # seed once; later resets continue the streams
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return obs
+
+    def seed(self, seed: int | None = None):
+        self._seed = seed
+        return [seed] * self.num_envs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self):
+        obs, rewards, terminated, _truncated, info = self.batch.step(self._actions)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if "final_obs" in info:
+            for i in np.flatnonzero(info["_final"]).tolist():
+                infos[i]["terminal_observation"] = {k: v[i] for k, v in info["final_obs"].items()}
+                infos[i]["TimeLimit.truncated"] = False
+                infos[i]["makespan"] = int(info["makespan"][i])
+                infos[i]["episode_makespan"] = int(info["makespan"][i])
+        return obs, rewards.astype(np.float32), terminated, infos
+
+    def close(self) -> None:
+        self.batch.close()
+
+    def action_masks(self) -> np.ndarray:
+        return self.batch.action_masks()
+
+    # ------------------------------------------------------------------ attribute protocol
+    def _indices(self, indices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)
+
+    def has_attr(self, attr_name: str) -> bool:
+        return hasattr(self.batch, attr_name)
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        value = getattr(self.batch, attr_name)
+        return [value for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.batch, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        rows = self._indices(indices)
+        if method_name == "action_masks":  # all N masks from one array, no per-env calls
+            return list(self.batch.action_masks()[rows])
+        result = getattr(self.batch, method_name)(*method_args, **method_kwargs)
+        return [result for _ in rows]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> Sequence[bool]:
+        return [False for _ in self._indices(indices)]

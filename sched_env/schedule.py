@@ -1,0 +1,286 @@
+"""The one schedule type, its JSON form, and the one validator every decider is tested through."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instances import InfeasibleScheduleError, InvalidScheduleFileError, JobShopInstance
+
+_COLUMNS = ("job", "op", "machine", "start", "end")
+
+
+def _column(values: Any, name: str, length: int | None) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise InvalidScheduleFileError(f"schedule column {name!r} must be a 1-D array of integers")
+    if length is not None and array.shape[0] != length:
+        raise InvalidScheduleFileError(f"schedule column {name!r} has {array.shape[0]} rows, expected {length}")
+    array = array.astype(np.int64, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, init=False, eq=False)
+class Schedule:
+    """Start and end time of scheduled operations, one row per operation.
+
+    Row ``i`` says operation ``op[i]`` of job ``job[i]`` runs on ``machine[i]`` during
+    ``[start[i], end[i])``. Rows are in no particular order; :meth:`sorted` orders them by start.
+    A schedule is only a claim: :func:`validate_schedule` checks it against its instance.
+    """
+
+    job: np.ndarray
+    op: np.ndarray
+    machine: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    instance_name: str | None
+
+    def __init__(self, job, op, machine, start, end, *, instance_name: str | None = None) -> None:
+        job = _column(job, "job", None)
+        for name, values in zip(_COLUMNS, (job, op, machine, start, end)):
+            object.__setattr__(self, name, _column(values, name, job.shape[0]))
+        object.__setattr__(self, "instance_name", instance_name)
+
+    @classmethod
+    def from_matrices(cls, instance: JobShopInstance, start: np.ndarray, end: np.ndarray) -> Schedule:
+        """From ``(n_jobs, max_ops)`` start/end arrays (entries < 0 mean 'not scheduled')."""
+        start = np.asarray(start)[: instance.n_jobs, : instance.max_ops]
+        end = np.asarray(end)[: instance.n_jobs, : instance.max_ops]
+        jobs, ops = np.nonzero(start >= 0)
+        return cls(
+            jobs, ops, instance.machines[jobs, ops], start[jobs, ops], end[jobs, ops], instance_name=instance.name
+        )
+
+    @classmethod
+    def from_start_times(cls, instance: JobShopInstance, start: np.ndarray) -> Schedule:
+        """From a ``(n_jobs, max_ops)`` start matrix, ends from the instance's durations."""
+        start = np.asarray(start, dtype=np.int64)
+        end = np.where(start >= 0, start + instance.durations, -1)
+        return cls.from_matrices(instance, start, end)
+
+    def __len__(self) -> int:
+        return int(self.job.shape[0])
+
+    @property
+    def makespan(self) -> int:
+        """Completion time of the last operation (0 for an empty schedule)."""
+        return int(self.end.max()) if len(self) else 0
+
+    def sorted(self) -> Schedule:
+        """Rows ordered by (start, end, job, op): the order in which to replay it."""
+        order = np.lexsort((self.op, self.job, self.end, self.start))
+        return Schedule(*(getattr(self, c)[order] for c in _COLUMNS), instance_name=self.instance_name)
+
+    def start_matrix(self, instance: JobShopInstance) -> np.ndarray:
+        """``(n_jobs, max_ops)`` start times, -1 where an operation is not scheduled."""
+        matrix = np.full((instance.n_jobs, instance.max_ops), -1, dtype=np.int64)
+        inside = (self.job >= 0) & (self.job < instance.n_jobs) & (self.op >= 0) & (self.op < instance.max_ops)
+        matrix[self.job[inside], self.op[inside]] = self.start[inside]
+        return matrix
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        a, b = self.sorted(), other.sorted()
+        return len(a) == len(b) and all(np.array_equal(getattr(a, c), getattr(b, c)) for c in _COLUMNS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        name = f"{self.instance_name!r}, " if self.instance_name else ""
+        return f"Schedule({name}{len(self)} operations, makespan {self.makespan})"
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        rows = self.sorted()
+        return {
+            "instance": self.instance_name,
+            "makespan": self.makespan,
+            "operations": [
+                dict(zip(_COLUMNS, values)) for values in zip(*(getattr(rows, c).tolist() for c in _COLUMNS))
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "schedule") -> Schedule:
+        if not isinstance(data, dict) or not isinstance(data.get("operations"), list):
+            raise InvalidScheduleFileError(
+                f"{source}: expected an object with an 'operations' list of {{job, op, machine, start, end}} objects"
+            )
+        columns: dict[str, list[int]] = {c: [] for c in _COLUMNS}
+        for i, row in enumerate(data["operations"]):
+            if not isinstance(row, dict) or any(c not in row for c in _COLUMNS):
+                raise InvalidScheduleFileError(
+                    f"{source}: operation {i} must be an object with keys {', '.join(_COLUMNS)}; got {row!r}"
+                )
+            for c in _COLUMNS:
+                value = row[c]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise InvalidScheduleFileError(f"{source}: operation {i}: {c} must be an integer, got {value!r}")
+                columns[c].append(value)
+        return cls(*(np.array(columns[c], dtype=np.int64) for c in _COLUMNS), instance_name=data.get("instance"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "schedule") -> Schedule:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InvalidScheduleFileError(f"{source}:{error.lineno}: not valid JSON ({error.msg})") from None
+        return cls.from_dict(data, source=source)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Schedule:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise InvalidScheduleFileError(f"{path}: cannot read schedule file ({error.strerror})") from None
+        return cls.from_json(text, source=str(path))
+
+
+# ---------------------------------------------------------------------- validation
+@dataclass(frozen=True)
+class Violation:
+    """One broken constraint: ``kind`` is one of :data:`VIOLATION_KINDS`."""
+
+    kind: str
+    message: str
+    job: int | None = None
+    op: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+VIOLATION_KINDS = (
+    "extra",  # a row for an operation the instance does not have
+    "duplicate",  # the same operation scheduled twice
+    "missing",  # an operation of the instance with no row
+    "machine",  # a row on another machine than the instance says
+    "duration",  # end - start differs from the operation's duration
+    "negative_start",
+    "release",  # a job's first operation starts before its release date
+    "precedence",  # an operation starts before the previous one of its job ends
+    "overlap",  # two operations on one machine at the same time
+)
+
+
+def find_violations(
+    instance: JobShopInstance, schedule: Schedule, *, durations: np.ndarray | None = None
+) -> list[Violation]:
+    """Every constraint the schedule breaks (empty list if it is feasible).
+
+    ``durations`` overrides the instance's durations (a dynamic shop's realised times).
+    """
+    durations = instance.durations if durations is None else np.asarray(durations)
+    found: list[Violation] = []
+    rows: dict[tuple[int, int], int] = {}
+    for i, (j, k) in enumerate(zip(schedule.job.tolist(), schedule.op.tolist())):
+        if not (0 <= j < instance.n_jobs and 0 <= k < instance.n_ops[j]):
+            found.append(Violation("extra", f"row {i}: job {j} has no operation {k}", j, k))
+        elif (j, k) in rows:
+            found.append(
+                Violation("duplicate", f"job {j} operation {k} is scheduled twice (rows {rows[j, k]} and {i})", j, k)
+            )
+        else:
+            rows[j, k] = i
+    for j in range(instance.n_jobs):
+        for k in range(int(instance.n_ops[j])):
+            if (j, k) not in rows:
+                found.append(Violation("missing", f"job {j} operation {k} is not scheduled", j, k))
+    s, e, m = schedule.start, schedule.end, schedule.machine
+    for (j, k), i in rows.items():
+        if m[i] != instance.machines[j, k]:
+            found.append(
+                Violation(
+                    "machine",
+                    f"job {j} operation {k} is on machine {m[i]}, the instance says {instance.machines[j, k]}",
+                    j,
+                    k,
+                )
+            )
+        if e[i] - s[i] != durations[j, k]:
+            found.append(
+                Violation(
+                    "duration",
+                    f"job {j} operation {k} lasts {e[i] - s[i]} ({s[i]}..{e[i]}), its duration is {durations[j, k]}",
+                    j,
+                    k,
+                )
+            )
+        if s[i] < 0:
+            found.append(Violation("negative_start", f"job {j} operation {k} starts at {s[i]} < 0", j, k))
+        if k == 0 and instance.release_dates is not None and s[i] < instance.release_dates[j]:
+            found.append(
+                Violation(
+                    "release", f"job {j} starts at {s[i]}, before its release date {instance.release_dates[j]}", j, k
+                )
+            )
+        if k > 0 and (j, k - 1) in rows and s[i] < e[rows[j, k - 1]]:
+            found.append(
+                Violation(
+                    "precedence",
+                    f"job {j} operation {k} starts at {s[i]} before operation {k - 1} ends at {e[rows[j, k - 1]]}",
+                    j,
+                    k,
+                )
+            )
+    found += _overlaps(schedule, rows)
+    return found
+
+
+def _overlaps(schedule: Schedule, rows: dict[tuple[int, int], int]) -> list[Violation]:
+    """Per machine, sweep rows by start; [s, e) intervals overlap iff s1 < e2 and s2 < e1."""
+    found = []
+    index = np.array(sorted(rows.values()), dtype=np.int64)
+    if index.size == 0:
+        return found
+    s, e, m = schedule.start[index], schedule.end[index], schedule.machine[index]
+    order = np.lexsort((e, s, m))
+    latest = -1  # position (in index) of the row with the latest end so far on this machine
+    for position in order:
+        if latest >= 0 and m[latest] == m[position] and s[position] < e[latest] and s[latest] < e[position]:
+            a, b = index[latest], index[position]
+            ja, ka, jb, kb = schedule.job[a], schedule.op[a], schedule.job[b], schedule.op[b]
+            found.append(
+                Violation(
+                    "overlap",
+                    f"machine {m[position]}: job {ja} operation {ka} [{s[latest]}, {e[latest]}) overlaps"
+                    f" job {jb} operation {kb} [{s[position]}, {e[position]})",
+                    int(jb),
+                    int(kb),
+                )
+            )
+        if latest < 0 or m[latest] != m[position] or e[position] > e[latest]:
+            latest = position
+    return found
+
+
+def validate_schedule(
+    instance: JobShopInstance, schedule: Schedule, *, durations: np.ndarray | None = None
+) -> Schedule:
+    """Return ``schedule`` if it is feasible for ``instance``; otherwise raise
+    :class:`InfeasibleScheduleError` whose message and ``violations`` list every broken constraint."""
+    violations = find_violations(instance, schedule, durations=durations)
+    if violations:
+        shown = "\n  ".join(str(v) for v in violations[:50])
+        more = f"\n  ... and {len(violations) - 50} more" if len(violations) > 50 else ""
+        raise InfeasibleScheduleError(
+            f"schedule for {instance.name!r} breaks {len(violations)} constraint(s):\n  {shown}{more}", violations
+        )
+    return schedule
