@@ -139,6 +139,16 @@ def parse_taillard(text: str, *, name: str = "instance", source: str = "<text>")
         rows = []
         for job in range(n_jobs):
             number, values = lines.integers(f"{block} of job {job}: {n_machines} integers", count=n_machines)
+            for op, value in enumerate(values):
+                if block == "Machines" and not 1 <= value <= n_machines:
+                    raise lines.error(
+                        number,
+                        f"job {job} operation {op}: machine {value} is out of range; Taillard numbers machines 1..{n_machines}",
+                    )
+                if block == "Times" and value < 0:
+                    raise lines.error(
+                        number, f"job {job} operation {op}: duration {value} is negative; durations must be >= 0"
+                    )
             rows.append(values)
             if block == "Times":
                 job_lines.append(number)

@@ -57,6 +57,9 @@ ST_HEADER = 4
 
 #: Features per job in the observation (documented in ``JobShopEnv``).
 N_FEATURES = 10
+#: Features are clipped to [-FEATURE_LIMIT, FEATURE_LIMIT] so the observation space is bounded;
+#: a normalised time reaches it only for schedules 1000x longer than the lower bound.
+FEATURE_LIMIT = 1000.0
 
 
 def instance_row_length(J: int, M: int, O: int) -> int:  # noqa: E741 - O is the ops dimension
@@ -294,10 +297,10 @@ def observe(inst, state, mask, features, J, M, O):
         features[j, 1] = inst[OP_DURATION + p] * per_duration
         features[j, 2] = state[REMAINING + j] * per_time
         features[j, 3] = (inst[N_OPS + j] - k) * per_op
-        features[j, 4] = (state[EST + j] - now) * per_time
-        features[j, 5] = (state[READY + j] - now) * per_time
+        features[j, 4] = min((state[EST + j] - now) * per_time, FEATURE_LIMIT)
+        features[j, 5] = max(min((state[READY + j] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
         features[j, 6] = state[MACHINE_REMAINING + machine] * per_time
-        features[j, 7] = (state[MACHINE_END + machine] - now) * per_time
+        features[j, 7] = max(min((state[MACHINE_END + machine] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
         features[j, 8] = state[MACHINE_WAITING + machine] * per_job
         features[j, 9] = 0.0
 

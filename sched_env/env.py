@@ -30,7 +30,7 @@ def observation_space(layout: ShopLayout) -> spaces.Dict:
     """The observation space of one shop: per-job features and the action mask."""
     return spaces.Dict(
         {
-            "jobs": spaces.Box(-np.inf, np.inf, shape=(layout.J, K.N_FEATURES), dtype=np.float32),
+            "jobs": spaces.Box(-K.FEATURE_LIMIT, K.FEATURE_LIMIT, shape=(layout.J, K.N_FEATURES), dtype=np.float32),
             "action_mask": spaces.MultiBinary(layout.J),
         }
     )
@@ -69,7 +69,8 @@ class JobShopEnv(gym.Env):
     ``Dict(jobs=Box(max_jobs, 10) float32, action_mask=MultiBinary(max_jobs))``. Rows are jobs;
     padded rows (beyond the instance's jobs) are all zero. "now" is the earliest start of any
     unfinished job; times are divided by the instance's simple lower bound, durations by its
-    longest operation. Columns (``sched_env.FEATURE_NAMES``):
+    longest operation; values are clipped to +-1000 (reached only by absurdly long schedules).
+    Columns (``sched_env.FEATURE_NAMES``):
 
     0. allowed: 1 if the job is in the action mask
     1. next_duration: duration of the job's next operation

@@ -48,6 +48,7 @@ class BatchJobShopEnv:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
+        self.render_mode = None
         self.placement, self.action_set, self.reward_mode = placement, action_set, reward
         self._placement = option(placement, PLACEMENTS, "placement")
         self._action_set = option(action_set, ACTION_SETS, "action_set")

@@ -1,0 +1,63 @@
+"""Test helpers shared by several test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instances import JobShopInstance
+from sched_env import Schedule
+
+
+def random_feasible_schedule(instance: JobShopInstance, rng: np.random.Generator, max_delay: int = 5) -> Schedule:
+    """A random feasible schedule: jobs in random order, each op after its job and machine
+    predecessors plus a random idle delay (so it is usually neither active nor semi-active)."""
+    next_op = np.zeros(instance.n_jobs, dtype=int)
+    ready = np.zeros(instance.n_jobs, dtype=int)
+    if instance.release_dates is not None:
+        ready[:] = instance.release_dates
+    machine_free = np.zeros(instance.n_machines, dtype=int)
+    start = np.full((instance.n_jobs, instance.max_ops), -1)
+    while (next_op < instance.n_ops).any():
+        job = int(rng.choice(np.flatnonzero(next_op < instance.n_ops)))
+        k = next_op[job]
+        machine, duration = instance.machines[job, k], instance.durations[job, k]
+        start[job, k] = max(ready[job], machine_free[machine]) + int(rng.integers(0, max_delay + 1))
+        ready[job] = machine_free[machine] = start[job, k] + duration
+        next_op[job] += 1
+    return Schedule.from_start_times(instance, start)
+
+
+def optimal_schedule(instance: JobShopInstance, time_limit_s: float = 20.0) -> Schedule:
+    """An optimal schedule from CP-SAT (tests only; skips when OR-Tools is not installed)."""
+    import pytest
+
+    cp_model = pytest.importorskip("ortools.sat.python.cp_model")
+    model = cp_model.CpModel()
+    horizon = int(instance.durations.sum())
+    starts, ends, per_machine = {}, {}, {}
+    for j in range(instance.n_jobs):
+        for k in range(int(instance.n_ops[j])):
+            d = int(instance.durations[j, k])
+            s = model.new_int_var(0, horizon, f"s{j}_{k}")
+            e = model.new_int_var(0, horizon, f"e{j}_{k}")
+            per_machine.setdefault(int(instance.machines[j, k]), []).append(
+                model.new_interval_var(s, d, e, f"i{j}_{k}")
+            )
+            starts[j, k], ends[j, k] = s, e
+            if k:
+                model.add(s >= ends[j, k - 1])
+    for intervals in per_machine.values():
+        model.add_no_overlap(intervals)
+    makespan = model.new_int_var(0, horizon, "makespan")
+    model.add_max_equality(makespan, list(ends.values()))
+    model.minimize(makespan)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit_s
+    solver.parameters.num_workers = 2
+    solver.parameters.random_seed = 0
+    status = solver.solve(model)
+    assert status == cp_model.OPTIMAL, f"CP-SAT did not prove optimality: {solver.status_name(status)}"
+    start = np.full((instance.n_jobs, instance.max_ops), -1)
+    for (j, k), var in starts.items():
+        start[j, k] = solver.value(var)
+    return Schedule.from_start_times(instance, start)

@@ -1,0 +1,72 @@
+"""experiments/cli.py: the `sched-env` command, run as a user would (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_show_ta01_json_gives_jobs_machines_and_bounds():
+    result = run("instances", "show", "ta01", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["n_jobs"] == 15 and data["n_machines"] == 15 and len(data["jobs"]) == 15
+    assert data["bounds"] == {"lower_bound": 1231, "upper_bound": 1231, "optimum": 1231}
+    assert data["simple_lower_bound"] == 977
+
+
+def test_list_family(capsys):
+    assert main(["instances", "list", "--family", "ta"]) == 0
+    out = capsys.readouterr().out
+    assert "ta80" in out and "100x20" in out and "80 instances" in out and "la01" not in out
+
+
+def test_list_json(capsys):
+    assert main(["instances", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 238 and {r["data"] for r in rows} <= {"generated", "missing", "file"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("instances", "show", "nope"), "unknown instance 'nope'"),
+        (("instances", "show", "la16"), "known benchmark"),
+        (("gantt", "missing.json", "--instance", "ta01"), "cannot read schedule file"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_then_gantt(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run("demo", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "ta01: most-work-remaining dispatching gives makespan" in result.stdout
+    schedule, chart = tmp_path / "ta01_schedule.json", tmp_path / "ta01_gantt.png"
+    assert chart.stat().st_size > 10_000 and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "again.svg"
+    result = run("gantt", str(schedule), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_gantt_rejects_an_infeasible_schedule(tmp_path):
+    (tmp_path / "s.json").write_text(
+        json.dumps({"instance": "ta01", "operations": [{"job": 0, "op": 0, "machine": 6, "start": 0, "end": 94}]})
+    )
+    result = run("gantt", str(tmp_path / "s.json"))
+    assert result.returncode == 2 and "breaks 224 constraint(s)" in result.stderr

@@ -1,0 +1,108 @@
+"""The compiled kernels against their plain-Python twins (tests/reference.py), step by step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sched_env import JobShopEnv
+from sched_env import _kernels as K
+from tests.reference import ACTION_SETS, PLACEMENTS, ReferenceShop, random_test_instance, sample_valid_actions
+
+
+def compare_episode(seed: int, placement: str, action_set: str, reward: str) -> int:
+    """Run one random episode through the env (kernels) and the twin; compare every step."""
+    rng = np.random.default_rng(seed)
+    instance = random_test_instance(rng)
+    pad = int(rng.integers(0, 3))  # sometimes pad the job window
+    env = JobShopEnv(
+        instance,
+        max_jobs=instance.n_jobs + pad,
+        max_ops=instance.max_ops + int(rng.integers(0, 2)),
+        placement=placement,
+        action_set=action_set,
+        reward=reward,
+    )
+    obs, info = env.reset(seed=seed)
+    twin = ReferenceShop(instance, env.layout.J, env.layout.O, placement, action_set, reward)
+    steps = 0
+    done = False
+    while True:
+        where = f"seed {seed}, {placement}/{action_set}, step {steps}"
+        mask = twin.mask()
+        np.testing.assert_array_equal(obs["action_mask"], mask, err_msg=f"mask differs at {where}")
+        np.testing.assert_allclose(
+            obs["jobs"], twin.features(mask), rtol=1e-5, atol=1e-6, err_msg=f"features at {where}"
+        )
+        views = env.layout.views(env._state_row)
+        estimates = [twin.est(j) for j in range(env.layout.J) if twin.n_ops(j) > 0]
+        assert views["job_est"][: len(estimates)].tolist() == estimates, f"earliest starts differ at {where}"
+        assert env.lower_bound == twin.bound, f"lower bound differs at {where}"
+        assert env.makespan == twin.makespan
+        if done:
+            break
+        # mostly valid actions, sometimes an invalid one (replaced by the lowest allowed job)
+        if rng.random() < 0.1:
+            action = int(rng.integers(-1, env.layout.J + 1))
+        else:
+            action = int(rng.choice(np.flatnonzero(mask)))
+        obs, reward, done, truncated, info = env.step(action)
+        twin_reward, twin_done, twin_invalid = twin.step(action, mask)
+        assert reward == pytest.approx(twin_reward, abs=1e-9), f"reward differs at {where}"
+        assert (done, info["invalid_action"]) == (twin_done, twin_invalid), where
+        starts = env.layout.views(env._state_row)["op_start"].reshape(env.layout.J, env.layout.O)
+        np.testing.assert_array_equal(starts, twin.start, err_msg=f"start times differ at {where}")
+        steps += 1
+    assert steps == instance.n_operations
+    return steps
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("action_set", ACTION_SETS)
+@pytest.mark.parametrize("reward", ["dense", "sparse"])
+def test_kernels_match_reference_twins(placement, action_set, reward):
+    for seed in range(40):  # 40 x 12 combinations = 480 random episodes
+        compare_episode(seed, placement, action_set, reward)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("action_set", ACTION_SETS)
+def test_kernels_match_reference_twins_many(placement, action_set):
+    for seed in range(1000, 2500):
+        compare_episode(seed, placement, action_set, "dense")
+
+
+def test_sample_valid_actions_matches_twin():
+    rng = np.random.default_rng(3)
+    masks = (rng.random((200, 7)) < 0.4).astype(np.int8)
+    uniforms = rng.random(200)
+    actions = np.zeros(200, dtype=np.int64)
+    K.sample_valid_actions(masks, uniforms, actions)
+    np.testing.assert_array_equal(actions, sample_valid_actions(masks, uniforms))
+    assert all(a == -1 or masks[i, a] for i, a in enumerate(actions))
+
+
+def test_batched_step_kernel_matches_twins():
+    """``step_batch`` (parallel over shops) against one twin per shop, autoreset included."""
+    from sched_env import BatchJobShopEnv
+
+    rng = np.random.default_rng(7)
+    pool = [random_test_instance(rng, max_jobs=5, max_machines=3, max_ops=4) for _ in range(6)]
+    batch = BatchJobShopEnv(6, pool, max_jobs=5, max_machines=3, max_ops=4, seed=1)
+    obs, _ = batch.reset(seed=1)
+    twins = [ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense") for i in range(6)]
+    for step in range(80):
+        masks = np.stack([t.mask() for t in twins])
+        np.testing.assert_array_equal(obs["action_mask"], masks, err_msg=f"step {step}")
+        actions = sample_valid_actions(masks, rng.random(6))
+        obs, rewards, dones, _, info = batch.step(actions)
+        for i, twin in enumerate(twins):
+            reward, done, _ = twin.step(int(actions[i]), masks[i])
+            assert rewards[i] == pytest.approx(reward, abs=1e-9)
+            assert dones[i] == done
+            if done:
+                assert info["makespan"][i] == twin.makespan
+                final = info["final_obs"]["jobs"][i]
+                np.testing.assert_allclose(final, twin.features(twin.mask()), rtol=1e-5, atol=1e-6)
+                twins[i] = ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense")
