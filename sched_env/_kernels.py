@@ -67,7 +67,7 @@ def instance_row_length(J: int, M: int, O: int) -> int:  # noqa: E741 - O is the
 
 
 def state_row_length(J: int, M: int, O: int) -> int:
-    return ST_HEADER + 4 * J + 4 * M + 3 * J * O
+    return ST_HEADER + 6 * J + 5 * M + 4 * J * O
 
 
 @_kernel
@@ -83,91 +83,86 @@ def instance_offsets(J, O):
 
 @_kernel
 def state_offsets(J, M, O):
-    """Where each state field starts in a state row. Per job: next op, ready time (end of its
-    last scheduled op, or release), cached earliest start of the next op (completion once
-    done), work left (next op included). Per machine: latest end, first op in start order,
-    unscheduled work, unfinished jobs whose next op is on it. Per op: start, end, next op on
-    the same machine in start order."""
+    """Where each state field starts in a state row.
+
+    Per job: next op index; its machine and duration (NONE and 0 once the job is done, so
+    the hot loops need no lookup into the instance); ready time (end of its last scheduled
+    op, or release); cached earliest start of the next op (completion once done); work left,
+    next op included. Per machine: latest end, first and last op in start order, unscheduled
+    work, unfinished jobs whose next op is on it. Per op: start, end, and the next and
+    previous op on the same machine in start order (a doubly linked list; ACTIVE only)."""
     job_next_op = ST_HEADER
-    job_ready = job_next_op + J
+    job_machine = job_next_op + J
+    job_duration = job_machine + J
+    job_ready = job_duration + J
     job_est = job_ready + J
     job_remaining = job_est + J
     machine_end = job_remaining + J
     machine_head = machine_end + M
-    machine_remaining = machine_head + M
+    machine_tail = machine_head + M
+    machine_remaining = machine_tail + M
     machine_waiting = machine_remaining + M
     op_start = machine_waiting + M
     op_end = op_start + J * O
     op_next = op_end + J * O
+    op_previous = op_next + J * O
     return (
-        job_next_op, job_ready, job_est, job_remaining, machine_end, machine_head,
-        machine_remaining, machine_waiting, op_start, op_end, op_next,
+        job_next_op, job_machine, job_duration, job_ready, job_est, job_remaining, machine_end,
+        machine_head, machine_tail, machine_remaining, machine_waiting, op_start, op_end, op_next, op_previous,
     )  # fmt: skip
 
 
 # ---- one shop ------------------------------------------------------------------------
 @_kernel
-def earliest_start(inst, state, job, placement, J, M, O):
+def earliest_start(state, job, placement, J, M, O):
     """Earliest feasible start of ``job``'s next operation, and the op it would follow on its
-    machine's list (NONE = becomes the head). Only valid for an unfinished job."""
-    OP_MACHINE, OP_DURATION, _N_OPS, _RELEASE = instance_offsets(J, O)
-    (NEXT_OP, READY, _EST, _REM, MACHINE_END, MACHINE_HEAD, _MREM, _MWAIT, OP_START, OP_END, OP_NEXT) = state_offsets(
-        J, M, O
-    )
-    p = job * O + state[NEXT_OP + job]
-    machine = inst[OP_MACHINE + p]
+    machine's list (NONE = becomes the head). Only valid for an unfinished job.
+
+    ACTIVE: walk back from the machine's last op past every op that ends after the job is
+    ready (ends rise along the list), then forward through those for the first gap that
+    fits. Cost: the ops ending after the ready time, usually a handful."""
+    (_NEXT, MACHINE, DURATION, READY, _EST, _REM, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
+     OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
+    machine = state[MACHINE + job]
     ready = state[READY + job]
     if placement == PLACEMENT_APPEND:
         return max(ready, state[MACHINE_END + machine]), NONE
-    duration = inst[OP_DURATION + p]
-    previous = NONE
-    previous_end = 0
-    q = state[MACHINE_HEAD + machine]
+    duration = state[DURATION + job]
+    previous = state[MACHINE_TAIL + machine]
+    while previous != NONE and state[OP_END + previous] > ready:
+        previous = state[OP_PREVIOUS + previous]
+    q = state[MACHINE_HEAD + machine] if previous == NONE else state[OP_NEXT + previous]
+    previous_end = ready
     while q != NONE:
-        gap_start = max(previous_end, ready)
-        if gap_start + duration <= state[OP_START + q]:
-            return gap_start, previous
+        if previous_end + duration <= state[OP_START + q]:
+            return previous_end, previous
         previous_end = max(previous_end, state[OP_END + q])
         previous = q
         q = state[OP_NEXT + q]
-    return max(previous_end, ready), previous
+    return previous_end, previous
 
 
 @_kernel
-def _refresh(inst, state, job, placement, J, M, O):
-    """Recompute the cached earliest start of one job (its completion time once done)."""
-    N_OPS = instance_offsets(J, O)[2]
-    NEXT_OP, READY, EST = state_offsets(J, M, O)[:3]
-    if state[NEXT_OP + job] >= inst[N_OPS + job]:
+def _refresh(state, job, placement, J, M, O):
+    """Recompute the cached earliest start of one job (its completion time once done) and
+    return the job's term of the lower bound: earliest start + work left."""
+    _NEXT, MACHINE, _DUR, READY, EST, REMAINING = state_offsets(J, M, O)[:6]
+    if state[MACHINE + job] == NONE:
         state[EST + job] = state[READY + job]
     else:
-        state[EST + job] = earliest_start(inst, state, job, placement, J, M, O)[0]
-
-
-@_kernel
-def lower_bound(inst, state, J, M, O):
-    """max(current makespan, max over jobs of earliest start of next op + work left).
-
-    It never decreases along an episode and equals the makespan once every op is scheduled,
-    so the dense reward (its decrease) sums to minus the final makespan plus a constant."""
-    N_OPS = instance_offsets(J, O)[2]
-    EST, REMAINING = state_offsets(J, M, O)[2:4]
-    bound = state[ST_MAKESPAN]
-    for j in range(J):
-        if inst[N_OPS + j] > 0:
-            bound = max(bound, state[EST + j] + state[REMAINING + j])
-    return bound
+        state[EST + job] = earliest_start(state, job, placement, J, M, O)[0]
+    return state[EST + job] + state[REMAINING + job]
 
 
 @_kernel
 def reset_shop(inst, state, placement, J, M, O):
     """Empty schedule: every job ready at its release date, nothing on any machine."""
     OP_MACHINE, OP_DURATION, N_OPS, RELEASE = instance_offsets(J, O)
-    (NEXT_OP, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_REMAINING, MACHINE_WAITING,
-     OP_START, OP_END, OP_NEXT) = state_offsets(J, M, O)  # fmt: skip
+    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL,
+     MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
     state[:] = 0
-    state[MACHINE_HEAD : MACHINE_HEAD + M] = NONE
-    state[OP_START : OP_NEXT + J * O] = NONE  # op start, end and next
+    state[MACHINE_HEAD : MACHINE_TAIL + M] = NONE  # machine heads and tails
+    state[OP_START : OP_PREVIOUS + J * O] = NONE  # op start, end, next and previous
     total = 0
     for j in range(J):
         state[READY + j] = inst[RELEASE + j]
@@ -178,12 +173,35 @@ def reset_shop(inst, state, placement, J, M, O):
             state[MACHINE_REMAINING + inst[OP_MACHINE + p]] += inst[OP_DURATION + p]
         state[REMAINING + j] = work
         total += inst[N_OPS + j]
+        state[MACHINE + j] = NONE
         if inst[N_OPS + j] > 0:
-            state[MACHINE_WAITING + inst[OP_MACHINE + j * O]] += 1
+            state[MACHINE + j] = inst[OP_MACHINE + j * O]
+            state[DURATION + j] = inst[OP_DURATION + j * O]
+            state[MACHINE_WAITING + state[MACHINE + j]] += 1
     state[ST_N_TOTAL] = total
+    bound = 0
     for j in range(J):
-        _refresh(inst, state, j, placement, J, M, O)
-    state[ST_LOWER_BOUND] = lower_bound(inst, state, J, M, O)
+        term = _refresh(state, j, placement, J, M, O)
+        if inst[N_OPS + j] > 0:
+            bound = max(bound, term)
+    state[ST_LOWER_BOUND] = bound
+
+
+@_kernel
+def lower_bound(inst, state, J, M, O):
+    """max(current makespan, max over jobs of earliest start of next op + work left).
+
+    Every term only grows along an episode (a job's earliest start rises by at least what
+    its work left falls), so ``dispatch`` keeps it incrementally; this full recomputation is
+    for checks. It equals the makespan once every op is scheduled, so the dense reward (its
+    decrease) sums to minus the final makespan plus a constant."""
+    N_OPS = instance_offsets(J, O)[2]
+    EST, REMAINING = state_offsets(J, M, O)[4:6]
+    bound = state[ST_MAKESPAN]
+    for j in range(J):
+        if inst[N_OPS + j] > 0:
+            bound = max(bound, state[EST + j] + state[REMAINING + j])
+    return bound
 
 
 @_kernel
@@ -193,116 +211,116 @@ def dispatch(inst, state, job, placement, J, M, O):
     Updates the job, the machine (and its start-ordered list), the cached earliest starts of
     the jobs that wait for the same machine, the makespan and the lower bound."""
     OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
-    (NEXT_OP, READY, _EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_REMAINING, MACHINE_WAITING,
-     OP_START, OP_END, OP_NEXT) = state_offsets(J, M, O)  # fmt: skip
-    start, previous = earliest_start(inst, state, job, placement, J, M, O)
+    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL,
+     MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
+    start, previous = earliest_start(state, job, placement, J, M, O)
     p = job * O + state[NEXT_OP + job]
-    machine = inst[OP_MACHINE + p]
-    duration = inst[OP_DURATION + p]
+    machine = state[MACHINE + job]
+    duration = state[DURATION + job]
     end = start + duration
     state[OP_START + p] = start
     state[OP_END + p] = end
-    if placement == PLACEMENT_ACTIVE:
+    if placement == PLACEMENT_ACTIVE:  # link p after `previous` in the machine's list
+        following = state[MACHINE_HEAD + machine] if previous == NONE else state[OP_NEXT + previous]
+        state[OP_PREVIOUS + p] = previous
+        state[OP_NEXT + p] = following
         if previous == NONE:
-            state[OP_NEXT + p] = state[MACHINE_HEAD + machine]
             state[MACHINE_HEAD + machine] = p
         else:
-            state[OP_NEXT + p] = state[OP_NEXT + previous]
             state[OP_NEXT + previous] = p
+        if following == NONE:
+            state[MACHINE_TAIL + machine] = p
+        else:
+            state[OP_PREVIOUS + following] = p
     state[MACHINE_END + machine] = max(state[MACHINE_END + machine], end)
     state[MACHINE_REMAINING + machine] -= duration
+    state[MACHINE_WAITING + machine] -= 1
     state[READY + job] = end
     state[REMAINING + job] -= duration
     state[NEXT_OP + job] += 1
-    state[MACHINE_WAITING + machine] -= 1
     if state[NEXT_OP + job] < inst[N_OPS + job]:
-        state[MACHINE_WAITING + inst[OP_MACHINE + p + 1]] += 1
+        state[MACHINE + job] = inst[OP_MACHINE + p + 1]
+        state[DURATION + job] = inst[OP_DURATION + p + 1]
+        state[MACHINE_WAITING + state[MACHINE + job]] += 1
+    else:
+        state[MACHINE + job] = NONE
+        state[DURATION + job] = 0
     state[ST_N_SCHEDULED] += 1
     state[ST_MAKESPAN] = max(state[ST_MAKESPAN], end)
-    for j in range(J):
-        k = state[NEXT_OP + j]
-        if j == job or (k < inst[N_OPS + j] and inst[OP_MACHINE + j * O + k] == machine):
-            _refresh(inst, state, j, placement, J, M, O)
-    state[ST_LOWER_BOUND] = lower_bound(inst, state, J, M, O)
+    bound = max(state[ST_LOWER_BOUND], state[ST_MAKESPAN])
+    for j in range(J):  # only the dispatched job and those waiting for `machine` can change
+        if j == job:
+            bound = max(bound, _refresh(state, j, placement, J, M, O))
+        elif state[MACHINE + j] == machine:
+            # ACTIVE: a waiting job keeps its earliest start unless the new op blocks it
+            # (new ops only remove free time, so nothing earlier can open up).
+            est = state[EST + j]
+            if placement == PLACEMENT_APPEND or (end > est and est + state[DURATION + j] > start):
+                bound = max(bound, _refresh(state, j, placement, J, M, O))
+    state[ST_LOWER_BOUND] = bound
     return start
 
 
 @_kernel
-def action_mask(inst, state, action_set, mask, J, M, O):
-    """Write the allowed jobs into ``mask`` (int8, length J); return how many are allowed."""
-    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
-    NEXT_OP, _READY, EST = state_offsets(J, M, O)[:3]
-    mask[:] = 0
-    best = NONE  # GT: job whose next op completes first; otherwise: job that starts first
-    best_value = 0
+def observe(inst, state, action_set, mask, features, J, M, O):
+    """Write the action mask (int8, length J) and the ``(J, N_FEATURES)`` float32 features of
+    one shop; return how many actions are allowed. Padded jobs stay all zero.
+
+    Mask: every unfinished job (ANY); the jobs that can start at the earliest possible start
+    (NON_DELAY); or Giffler-Thompson: take the job whose next op completes first (time C,
+    machine m; ties to the lowest index), allow the jobs whose next op is on m and can start
+    before C. Features: times relative to ``now`` (the earliest possible start) divided by the
+    instance's time scale; see ``JobShopEnv`` for each column."""
+    N_OPS = instance_offsets(J, O)[2]
+    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, _HEAD, _TAIL, MACHINE_REMAINING,
+     MACHINE_WAITING) = state_offsets(J, M, O)[:11]  # fmt: skip
+    now = NONE
+    best = NONE  # Giffler-Thompson: job whose next op completes first
+    best_completion = 0
     for j in range(J):
-        k = state[NEXT_OP + j]
-        if k >= inst[N_OPS + j]:
+        if state[MACHINE + j] == NONE:
             continue
-        value = state[EST + j]
-        if action_set == ACTIONS_GT:
-            value += inst[OP_DURATION + j * O + k]
-        if best == NONE or value < best_value:
-            best, best_value = j, value
-    if best == NONE:
-        return 0
-    machine = inst[OP_MACHINE + best * O + state[NEXT_OP + best]]
-    count = 0
-    for j in range(J):
-        k = state[NEXT_OP + j]
-        if k >= inst[N_OPS + j]:
-            continue
-        if action_set == ACTIONS_ANY:
-            allowed = True
-        elif action_set == ACTIONS_NON_DELAY:
-            allowed = state[EST + j] == best_value
-        else:  # Giffler-Thompson: ops on the machine of the earliest completion, starting before it
-            allowed = inst[OP_MACHINE + j * O + k] == machine and (state[EST + j] < best_value or j == best)
-        if allowed:
-            mask[j] = 1
-            count += 1
-    return count
-
-
-@_kernel
-def observe(inst, state, mask, features, J, M, O):
-    """Write the ``(J, N_FEATURES)`` float32 feature matrix of one shop (padded jobs stay 0).
-
-    Times are relative to ``now`` = the earliest start of any unfinished job and divided by
-    the instance's time scale; see ``JobShopEnv`` for the meaning of each column."""
-    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
-    (NEXT_OP, READY, EST, REMAINING, MACHINE_END, _HEAD, MACHINE_REMAINING, MACHINE_WAITING) = state_offsets(J, M, O)[
-        :8
-    ]
+        est = state[EST + j]
+        if now == NONE or est < now:
+            now = est
+        if best == NONE or est + state[DURATION + j] < best_completion:
+            best, best_completion = j, est + state[DURATION + j]
+    if now == NONE:
+        now = state[ST_MAKESPAN]
+    best_machine = state[MACHINE + best] if best != NONE else NONE
     per_time = np.float32(1.0) / np.float32(inst[IN_TIME_SCALE])
     per_duration = np.float32(1.0) / np.float32(inst[IN_DUR_SCALE])
     per_op = np.float32(1.0) / np.float32(O)
     per_job = np.float32(1.0) / np.float32(max(inst[IN_N_JOBS], 1))
-    now = NONE
+    count = 0
     for j in range(J):
-        if state[NEXT_OP + j] < inst[N_OPS + j] and (now == NONE or state[EST + j] < now):
-            now = state[EST + j]
-    if now == NONE:
-        now = state[ST_MAKESPAN]
-    for j in range(J):
-        k = state[NEXT_OP + j]
-        if k >= inst[N_OPS + j]:  # finished (or padding: no operations at all)
+        machine = state[MACHINE + j]
+        if machine == NONE:  # finished (or padding: no operations at all)
+            mask[j] = 0
             for c in range(N_FEATURES - 1):
                 features[j, c] = 0.0
             features[j, 9] = 1.0 if inst[N_OPS + j] > 0 else 0.0
             continue
-        p = j * O + k
-        machine = inst[OP_MACHINE + p]
-        features[j, 0] = mask[j]
-        features[j, 1] = inst[OP_DURATION + p] * per_duration
+        est = state[EST + j]
+        if action_set == ACTIONS_ANY:
+            allowed = True
+        elif action_set == ACTIONS_NON_DELAY:
+            allowed = est == now
+        else:
+            allowed = machine == best_machine and (est < best_completion or j == best)
+        mask[j] = allowed
+        count += allowed
+        features[j, 0] = allowed
+        features[j, 1] = state[DURATION + j] * per_duration
         features[j, 2] = state[REMAINING + j] * per_time
-        features[j, 3] = (inst[N_OPS + j] - k) * per_op
-        features[j, 4] = min((state[EST + j] - now) * per_time, FEATURE_LIMIT)
+        features[j, 3] = (inst[N_OPS + j] - state[NEXT_OP + j]) * per_op
+        features[j, 4] = min((est - now) * per_time, FEATURE_LIMIT)
         features[j, 5] = max(min((state[READY + j] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
         features[j, 6] = state[MACHINE_REMAINING + machine] * per_time
         features[j, 7] = max(min((state[MACHINE_END + machine] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
         features[j, 8] = state[MACHINE_WAITING + machine] * per_job
         features[j, 9] = 0.0
+    return count
 
 
 @_kernel
@@ -328,16 +346,14 @@ def step_shop(inst, state, action, placement, action_set, reward_mode, mask, fea
         reward = (bound_before - state[ST_LOWER_BOUND]) / scale
     else:
         reward = -state[ST_MAKESPAN] / scale if done else 0.0
-    action_mask(inst, state, action_set, mask, J, M, O)
-    observe(inst, state, mask, features, J, M, O)
+    observe(inst, state, action_set, mask, features, J, M, O)
     return reward, done, invalid
 
 
 @_kernel
 def reset_and_observe(inst, state, placement, action_set, mask, features, J, M, O):
     reset_shop(inst, state, placement, J, M, O)
-    action_mask(inst, state, action_set, mask, J, M, O)
-    observe(inst, state, mask, features, J, M, O)
+    observe(inst, state, action_set, mask, features, J, M, O)
 
 
 # ---- batches -------------------------------------------------------------------------

@@ -48,11 +48,10 @@ class JobShopVecEnv(VecEnv):
         obs, rewards, terminated, _truncated, info = self.batch.step(self._actions)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if "final_obs" in info:
-            for i in np.flatnonzero(info["_final"]).tolist():
-                infos[i]["terminal_observation"] = {k: v[i] for k, v in info["final_obs"].items()}
+            for row, i in enumerate(info["final_index"].tolist()):
+                infos[i]["terminal_observation"] = {k: v[row] for k, v in info["final_obs"].items()}
                 infos[i]["TimeLimit.truncated"] = False
-                infos[i]["makespan"] = int(info["makespan"][i])
-                infos[i]["episode_makespan"] = int(info["makespan"][i])
+                infos[i]["makespan"] = int(info["final_makespan"][row])
         return obs, rewards.astype(np.float32), terminated, infos
 
     def close(self) -> None:

@@ -168,11 +168,12 @@ class ShopLayout:
     def views(self, state_row: np.ndarray) -> dict[str, np.ndarray]:
         """Named numpy views of a state row (the same layout the kernels use)."""
         names = (
-            "job_next_op", "job_ready", "job_est", "job_remaining", "machine_end",
-            "machine_head", "machine_remaining", "machine_waiting", "op_start", "op_end", "op_next",
+            "job_next_op", "job_machine", "job_duration", "job_ready", "job_est", "job_remaining", "machine_end",
+            "machine_head", "machine_tail", "machine_remaining", "machine_waiting", "op_start", "op_end", "op_next",
+            "op_previous",
         )  # fmt: skip
         J, M, O = self.J, self.M, self.O  # noqa: E741
-        sizes = (J, J, J, J, M, M, M, M, J * O, J * O, J * O)
+        sizes = (J, J, J, J, J, J, M, M, M, M, M, J * O, J * O, J * O, J * O)
         offsets = K.state_offsets(J, M, O)
         return {name: state_row[a : a + n] for name, a, n in zip(names, offsets, sizes)}
 

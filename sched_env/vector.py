@@ -24,8 +24,10 @@ class BatchJobShopEnv:
     and observation as :class:`~sched_env.JobShopEnv`, stepped in parallel by one kernel call.
 
     ``step(actions)`` returns ``(obs, rewards, terminated, truncated, info)`` with batched
-    arrays. Finished shops restart at once (same-step autoreset): their last observation is in
-    ``info["final_obs"]`` (rows where ``info["_final"]`` is True) with ``info["makespan"]``.
+    arrays. Finished shops restart at once (same-step autoreset): ``info["final_index"]`` lists
+    them, ``info["final_obs"]`` holds their last observations (one row each, in that order),
+    ``info["final_makespan"]`` their makespans and :meth:`final_schedule` their schedules;
+    ``info["_final"]`` marks them in a boolean array of all shops.
     Each shop draws its instances from its own seeded generator, so results do not depend on
     how many shops share the batch.
     """
@@ -105,13 +107,12 @@ class BatchJobShopEnv:
         info: dict[str, Any] = {"invalid_action": self._invalids.copy()}
         if self._dones.any():
             done = np.flatnonzero(self._dones)
-            makespan = np.zeros(self.num_envs, dtype=np.int64)
-            makespan[done] = self._final_states[done, K.ST_MAKESPAN]
-            info["makespan"] = makespan
             info["_final"] = self._dones.copy()
+            info["final_index"] = done
+            info["final_makespan"] = self._final_states[done, K.ST_MAKESPAN]
+            info["final_obs"] = {"jobs": self._final_features[done], "action_mask": self._final_masks[done]}
             for i in done.tolist():
                 self._final_instances[i] = self._instances[i]
-            info["final_obs"] = {"jobs": self._final_features.copy(), "action_mask": self._final_masks.copy()}
             if self._source.changes:  # draw new instances for the shops that finished
                 for i in done.tolist():
                     self._load(i, self._source.draw(self._rngs[i]))
@@ -201,8 +202,8 @@ class JobShopVectorEnv(VectorEnv):
         obs, rewards, terminated, truncated, info = self.batch.step(actions)
         if "final_obs" in info:
             final = np.full(self.num_envs, None, dtype=object)
-            for i in np.flatnonzero(info["_final"]).tolist():
-                final[i] = {key: value[i] for key, value in info["final_obs"].items()}
+            for row, i in enumerate(info.pop("final_index").tolist()):
+                final[i] = {key: value[row] for key, value in info["final_obs"].items()}
             info["final_obs"] = final
             info["_final_obs"] = info.pop("_final")
         return obs, rewards, terminated, truncated, info

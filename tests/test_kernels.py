@@ -102,7 +102,8 @@ def test_batched_step_kernel_matches_twins():
             assert rewards[i] == pytest.approx(reward, abs=1e-9)
             assert dones[i] == done
             if done:
-                assert info["makespan"][i] == twin.makespan
-                final = info["final_obs"]["jobs"][i]
+                row = info["final_index"].tolist().index(i)
+                assert info["final_makespan"][row] == twin.makespan
+                final = info["final_obs"]["jobs"][row]
                 np.testing.assert_allclose(final, twin.features(twin.mask()), rtol=1e-5, atol=1e-6)
                 twins[i] = ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense")
