@@ -27,6 +27,7 @@ import numpy as np
 import instances
 import sched_env
 from sched_env import _kernels as K
+from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_description(),
         "num_envs": args.num_envs,
         "seconds_per_measurement": args.seconds,
-        "defaults": {"placement": "active", "action_set": "giffler_thompson", "reward": "dense"},
+        "defaults": {"placement": DEFAULT_PLACEMENT, "action_set": DEFAULT_ACTION_SET, "reward": "dense"},
         "versions": {p: _version(p) for p in ("sched-env", "numba", "numpy", "gymnasium", "JSSEnv", "job-shop-lib")},
         "rows": rows,
     }
@@ -226,7 +227,7 @@ def _markdown(record: dict) -> str:
         f" Python {record['machine']['python']}. Regenerate: `.venv-bench/bin/python -m experiments.bench_env`"
         " (see the module docstring).",
         "",
-        f"Ours: default options (placement=active, action_set=giffler_thompson, dense reward) unless noted;"
+        f"Ours: default options ({', '.join(f'{k}={v}' for k, v in record['defaults'].items())}) unless noted;"
         f" batched = `BatchJobShopEnv` with N={record['num_envs']} shops, all steps counted.",
         "",
         "| instance | size | ours single | ours single (append, any) | ours batched | JSSEnv | job_shop_lib"

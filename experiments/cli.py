@@ -17,6 +17,25 @@ class UserError(Exception):
     """A mistake in the command line; printed as one line."""
 
 
+def expand_names(spec: str) -> list[str]:
+    """'ta01-ta03,ft06' -> ['ta01', 'ta02', 'ta03', 'ft06'] (ranges within one family)."""
+    import re
+
+    names: list[str] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = re.fullmatch(r"([a-z]+)(\d+)-(?:\1)?(\d+)", part.lower())
+        if match:
+            family, first, last = match.group(1), match.group(2), match.group(3)
+            if int(last) < int(first):
+                raise UserError(f"empty range {part!r}: the second number must not be smaller")
+            names += [f"{family}{i:0{len(first)}d}" for i in range(int(first), int(last) + 1)]
+        else:
+            names.append(part)
+    if not names:
+        raise UserError(f"no instance names in {spec!r}")
+    return names
+
+
 def _instance(name: str, directory: str | None):
     import instances
 

@@ -39,6 +39,15 @@ ACTIONS_GT = 1
 ACTIONS_NON_DELAY = 2
 REWARD_DENSE = 0
 REWARD_SPARSE = 1
+# dispatching rules (baselines/rules.py): priority of an allowed job, smallest key wins
+RULE_SPT = 0  # shortest next operation
+RULE_LPT = 1  # longest next operation
+RULE_MWKR = 2  # most work remaining
+RULE_LWKR = 3  # least work remaining
+RULE_MOPNR = 4  # most operations remaining
+RULE_FIFO = 5  # ready earliest (waited longest)
+RULE_EDD = 6  # earliest due date
+RULE_RANDOM = 7  # uniformly random allowed job
 NONE = -1  # "no operation" in the linked lists
 
 # ---- instance row layout -------------------------------------------------------------
@@ -63,7 +72,7 @@ FEATURE_LIMIT = 1000.0
 
 
 def instance_row_length(J: int, M: int, O: int) -> int:  # noqa: E741 - O is the ops dimension
-    return IN_HEADER + 2 * J * O + 2 * J
+    return IN_HEADER + 2 * J * O + 3 * J
 
 
 def state_row_length(J: int, M: int, O: int) -> int:
@@ -73,12 +82,13 @@ def state_row_length(J: int, M: int, O: int) -> int:
 @_kernel
 def instance_offsets(J, O):
     """Where each instance field starts in an instance row (index with ``field + j*O + k`` or
-    ``field + j``): op machine, op duration, ops per job, release date."""
+    ``field + j``): op machine, op duration, ops per job, release date, due date."""
     op_machine = IN_HEADER
     op_duration = op_machine + J * O
     job_n_ops = op_duration + J * O
     job_release = job_n_ops + J
-    return op_machine, op_duration, job_n_ops, job_release
+    job_due = job_release + J
+    return op_machine, op_duration, job_n_ops, job_release, job_due
 
 
 @_kernel
@@ -157,7 +167,7 @@ def _refresh(state, job, placement, J, M, O):
 @_kernel
 def reset_shop(inst, state, placement, J, M, O):
     """Empty schedule: every job ready at its release date, nothing on any machine."""
-    OP_MACHINE, OP_DURATION, N_OPS, RELEASE = instance_offsets(J, O)
+    OP_MACHINE, OP_DURATION, N_OPS, RELEASE, _DUE = instance_offsets(J, O)
     (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL,
      MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
     state[:] = 0
@@ -210,7 +220,7 @@ def dispatch(inst, state, job, placement, J, M, O):
 
     Updates the job, the machine (and its start-ordered list), the cached earliest starts of
     the jobs that wait for the same machine, the makespan and the lower bound."""
-    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
+    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE, _DUE = instance_offsets(J, O)
     (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL,
      MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
     start, previous = earliest_start(state, job, placement, J, M, O)
@@ -356,6 +366,60 @@ def reset_and_observe(inst, state, placement, action_set, mask, features, J, M, 
     observe(inst, state, action_set, mask, features, J, M, O)
 
 
+@_kernel
+def choose_by_rule(inst, state, mask, rule, uniform, J, M, O):
+    """The allowed job a dispatching rule picks (ties to the lowest job index); NONE if no job
+    is allowed. ``uniform`` in [0, 1) drives RULE_RANDOM and is drawn by the caller."""
+    N_OPS, _RELEASE, DUE = instance_offsets(J, O)[2:5]
+    NEXT_OP, _MACHINE, DURATION, READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
+    best = NONE
+    best_key = 0
+    count = 0
+    for j in range(J):
+        if mask[j] == 0:
+            continue
+        count += 1
+        if rule == RULE_SPT:
+            key = state[DURATION + j]
+        elif rule == RULE_LPT:
+            key = -state[DURATION + j]
+        elif rule == RULE_MWKR:
+            key = -state[REMAINING + j]
+        elif rule == RULE_LWKR:
+            key = state[REMAINING + j]
+        elif rule == RULE_MOPNR:
+            key = state[NEXT_OP + j] - inst[N_OPS + j]
+        elif rule == RULE_FIFO:
+            key = state[READY + j]
+        elif rule == RULE_EDD:
+            key = inst[DUE + j]
+        else:
+            key = 0
+        if best == NONE or key < best_key:
+            best, best_key = j, key
+    if rule == RULE_RANDOM and count > 0:
+        target = int(uniform * count)
+        for j in range(J):
+            if mask[j] != 0:
+                if target == 0:
+                    return j
+                target -= 1
+    return best
+
+
+@_parallel_kernel
+def rollout_rules(insts, states, rules, uniforms, placement, action_set, masks, features, J, M, O):
+    """Run whole episodes in N shops at once, shop i dispatching by ``rules[i]`` (random draws
+    from ``uniforms[i]``, one per decision). The schedules stay in ``states``."""
+    for i in prange(states.shape[0]):
+        reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
+        step = 0
+        while states[i, ST_N_SCHEDULED] < states[i, ST_N_TOTAL]:
+            job = choose_by_rule(insts[i], states[i], masks[i], rules[i], uniforms[i, step], J, M, O)
+            step_shop(insts[i], states[i], job, placement, action_set, REWARD_SPARSE, masks[i], features[i], J, M, O)
+            step += 1
+
+
 # ---- batches -------------------------------------------------------------------------
 @_parallel_kernel
 def reset_batch(insts, states, indices, placement, action_set, masks, features, J, M, O):
@@ -414,7 +478,7 @@ def warm_up() -> None:
     insts = np.zeros((1, instance_row_length(J, M, O)), dtype=np.int64)
     inst = insts[0]
     inst[IN_N_JOBS], inst[IN_N_MACHINES], inst[IN_TIME_SCALE], inst[IN_DUR_SCALE] = 2, 2, 2, 1
-    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE = instance_offsets(J, O)
+    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE, _DUE = instance_offsets(J, O)
     inst[OP_MACHINE : OP_MACHINE + 4] = [0, 1, 1, 0]
     inst[OP_DURATION : OP_DURATION + 4] = 1
     inst[N_OPS : N_OPS + 2] = 2
@@ -433,3 +497,5 @@ def warm_up() -> None:
         reset_and_observe(inst, states[0], placement, ACTIONS_NON_DELAY, masks[0], features[0], J, M, O)
         step_shop(inst, states[0], 0, placement, ACTIONS_ANY, REWARD_SPARSE, masks[0], features[0], J, M, O)
     sample_valid_actions(masks, np.zeros(1), actions)
+    rollout_rules(insts, states, np.zeros(1, dtype=np.int64), np.zeros((1, 4)), 1, 1, masks, features, J, M, O)
+    choose_by_rule(inst, states[0], masks[0], RULE_MWKR, 0.0, J, M, O)

@@ -284,3 +284,48 @@ def validate_schedule(
             f"schedule for {instance.name!r} breaks {len(violations)} constraint(s):\n  {shown}{more}", violations
         )
     return schedule
+
+
+# ---------------------------------------------------------------------- decider results
+STATUSES = ("optimal", "feasible", "infeasible", "unknown")
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """What every decider returns: rule, CP-SAT, learned policy.
+
+    ``objective`` is the makespan (static shop); ``lower_bound`` a bound the decider proved
+    (None if it proves none); ``status`` one of :data:`STATUSES`; ``wall_time_s`` the time
+    the decider took; ``method`` and ``params`` say exactly what ran, ``seed`` with what seed.
+    """
+
+    schedule: Schedule | None
+    objective: int | None
+    status: str
+    method: str
+    wall_time_s: float
+    instance_name: str | None = None
+    lower_bound: int | None = None
+    seed: int | None = None
+    params: dict[str, Any] | None = None
+
+    def gap_to(self, reference: int | None) -> float | None:
+        """Relative gap (objective / reference - 1), e.g. to the best-known makespan."""
+        if reference is None or self.objective is None or reference <= 0:
+            return None
+        return self.objective / reference - 1.0
+
+    def to_dict(self, *, with_schedule: bool = True) -> dict[str, Any]:
+        data = {
+            "instance": self.instance_name,
+            "method": self.method,
+            "params": dict(self.params or {}),
+            "seed": self.seed,
+            "status": self.status,
+            "objective": self.objective,
+            "lower_bound": self.lower_bound,
+            "wall_time_s": round(self.wall_time_s, 6),
+        }
+        if with_schedule:
+            data["schedule"] = None if self.schedule is None else self.schedule.to_dict()
+        return data

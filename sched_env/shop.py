@@ -154,7 +154,7 @@ class ShopLayout:
         row[K.IN_N_MACHINES] = instance.n_machines
         row[K.IN_TIME_SCALE] = max(1, instance.simple_lower_bound())
         row[K.IN_DUR_SCALE] = max(1, int(instance.durations.max()))
-        OP_MACHINE, OP_DURATION, N_OPS, RELEASE = K.instance_offsets(J, O)
+        OP_MACHINE, OP_DURATION, N_OPS, RELEASE, DUE = K.instance_offsets(J, O)
         machines = np.full((J, O), K.NONE, dtype=np.int64)
         machines[: instance.n_jobs, : instance.max_ops] = instance.machines
         durations = np.zeros((J, O), dtype=np.int64)
@@ -164,6 +164,8 @@ class ShopLayout:
         row[N_OPS : N_OPS + instance.n_jobs] = instance.n_ops
         if instance.release_dates is not None:
             row[RELEASE : RELEASE + instance.n_jobs] = instance.release_dates
+        if instance.due_dates is not None:
+            row[DUE : DUE + instance.n_jobs] = instance.due_dates
 
     def views(self, state_row: np.ndarray) -> dict[str, np.ndarray]:
         """Named numpy views of a state row (the same layout the kernels use)."""

@@ -89,7 +89,7 @@ def test_batched_step_kernel_matches_twins():
 
     rng = np.random.default_rng(7)
     pool = [random_test_instance(rng, max_jobs=5, max_machines=3, max_ops=4) for _ in range(6)]
-    batch = BatchJobShopEnv(6, pool, max_jobs=5, max_machines=3, max_ops=4, seed=1)
+    batch = BatchJobShopEnv(6, pool, max_jobs=5, max_machines=3, max_ops=4, action_set="giffler_thompson", seed=1)
     obs, _ = batch.reset(seed=1)
     twins = [ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense") for i in range(6)]
     for step in range(80):

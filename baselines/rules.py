@@ -1,0 +1,140 @@
+"""Priority dispatching rules, run through the same compiled simulator as the env.
+
+A rule picks, among the jobs the action set allows, the one with the best priority; ties go
+to the lowest job index. Because rules run inside the simulator, the action set decides what
+they can build: ``non_delay`` (the classic rule schedules; ~19 % mean gap for MWKR on
+Taillard 15x15), ``giffler_thompson`` (active schedules) or ``any``. Many instances, or many
+random samples, run in one batched kernel call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from instances import InvalidInstanceError, JobShopInstance
+from sched_env import _kernels as K
+from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
+from sched_env.schedule import SolveResult, validate_schedule
+from sched_env.shop import ACTION_SETS, PLACEMENTS, ShopLayout, option
+
+#: Rule name -> (kernel id, what it prefers).
+RULES = {
+    "spt": (K.RULE_SPT, "shortest next operation"),
+    "lpt": (K.RULE_LPT, "longest next operation"),
+    "mwkr": (K.RULE_MWKR, "most work remaining"),
+    "lwkr": (K.RULE_LWKR, "least work remaining"),
+    "mopnr": (K.RULE_MOPNR, "most operations remaining"),
+    "fifo": (K.RULE_FIFO, "job ready earliest (waited longest)"),
+    "edd": (K.RULE_EDD, "earliest due date"),
+    "random": (K.RULE_RANDOM, "uniformly random allowed job"),
+}
+
+
+def rule_id(rule: str) -> int:
+    key = rule.lower()
+    if key not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
+    return RULES[key][0]
+
+
+def dispatch_many(
+    instances: Sequence[JobShopInstance],
+    rules: Sequence[str] | str,
+    *,
+    placement: str = DEFAULT_PLACEMENT,
+    action_set: str = "non_delay",
+    seed: int | None = 0,
+) -> list[SolveResult]:
+    """Schedule each instance with its rule (one rule for all, or one per instance), all in
+    one parallel kernel call. Every schedule is validated. ``seed`` drives the random rule."""
+    if isinstance(rules, str):
+        rules = [rules] * len(instances)
+    if len(rules) != len(instances):
+        raise ValueError(f"got {len(rules)} rules for {len(instances)} instances")
+    if not instances:
+        return []
+    for instance, rule in zip(instances, rules):
+        if rule.lower() == "edd" and instance.due_dates is None:
+            raise InvalidInstanceError(f"rule 'edd' needs due dates; {instance.name!r} has none")
+    start = time.perf_counter()
+    layout = ShopLayout(
+        max(i.n_jobs for i in instances), max(i.n_machines for i in instances), max(i.max_ops for i in instances)
+    )
+    n = len(instances)
+    insts = np.zeros((n, layout.instance_length), dtype=np.int64)
+    for row, instance in zip(insts, instances):
+        layout.encode(instance, row)
+    states = np.zeros((n, layout.state_length), dtype=np.int64)
+    masks = np.zeros((n, layout.J), dtype=np.int8)
+    features = np.zeros((n, layout.J, K.N_FEATURES), dtype=np.float32)
+    steps = max(i.n_operations for i in instances)
+    uniforms = np.random.default_rng(seed).random((n, steps))
+    K.rollout_rules(
+        insts, states, np.array([rule_id(r) for r in rules], dtype=np.int64), uniforms,
+        option(placement, PLACEMENTS, "placement"), option(action_set, ACTION_SETS, "action_set"),
+        masks, features, layout.J, layout.M, layout.O,
+    )  # fmt: skip
+    elapsed = (time.perf_counter() - start) / n
+    results = []
+    for instance, rule, state in zip(instances, rules, states):
+        schedule = validate_schedule(instance, layout.schedule(instance, state))
+        results.append(
+            SolveResult(
+                schedule=schedule,
+                objective=schedule.makespan,
+                status="feasible",
+                method=rule.lower(),
+                wall_time_s=elapsed,
+                instance_name=instance.name,
+                seed=seed if rule.lower() == "random" else None,
+                params={"placement": placement, "action_set": action_set},
+            )
+        )
+    return results
+
+
+def dispatch(
+    instance: JobShopInstance,
+    rule: str = "mwkr",
+    *,
+    placement: str = DEFAULT_PLACEMENT,
+    action_set: str = "non_delay",
+    seed: int | None = 0,
+) -> SolveResult:
+    """Schedule one instance with a dispatching rule (see :data:`RULES`)."""
+    return dispatch_many([instance], rule, placement=placement, action_set=action_set, seed=seed)[0]
+
+
+def best_of_random(
+    instance: JobShopInstance,
+    samples: int,
+    *,
+    placement: str = DEFAULT_PLACEMENT,
+    action_set: str = DEFAULT_ACTION_SET,
+    seed: int | None = 0,
+) -> SolveResult:
+    """The best of ``samples`` uniformly random rollouts, all run in one batched call."""
+    start = time.perf_counter()
+    results = dispatch_many([instance] * samples, "random", placement=placement, action_set=action_set, seed=seed)
+    best = min(results, key=lambda r: r.objective)
+    return SolveResult(
+        schedule=best.schedule,
+        objective=best.objective,
+        status="feasible",
+        method="random",
+        wall_time_s=time.perf_counter() - start,
+        instance_name=instance.name,
+        seed=seed,
+        params={"placement": placement, "action_set": action_set, "samples": samples},
+    )
+
+
+def rule_action(env, rule: str) -> int:
+    """The job ``rule`` would pick in a :class:`~sched_env.JobShopEnv`'s current state."""
+    layout = env.layout
+    return int(
+        K.choose_by_rule(env._instance_row, env._state_row, env._mask, rule_id(rule), 0.0, layout.J, layout.M, layout.O)
+    )
