@@ -18,7 +18,7 @@ import numpy as np
 
 import instances
 from baselines.rules import RULES, dispatch_many
-from experiments.bench_env import git_commit, machine_description
+from experiments.provenance import git_commit, machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = [(p, a) for p in ("append", "active") for a in ("any", "giffler_thompson", "non_delay")]

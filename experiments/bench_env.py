@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 import instances
 import sched_env
+from experiments.provenance import git_commit, machine_description, package_versions
 from sched_env import _kernels as K
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 
@@ -127,38 +126,6 @@ def job_shop_lib_single(instance, seconds: float) -> float:
     return _timed(step, seconds)
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine_description() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
-
-
-def git_commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=RESULTS, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", default="ta01,ta41,ta71", help="comma-separated catalogue names")
@@ -202,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_envs": args.num_envs,
         "seconds_per_measurement": args.seconds,
         "defaults": {"placement": DEFAULT_PLACEMENT, "action_set": DEFAULT_ACTION_SET, "reward": "dense"},
-        "versions": {p: _version(p) for p in ("sched-env", "numba", "numpy", "gymnasium", "JSSEnv", "job-shop-lib")},
+        "versions": package_versions(("sched-env", "numba", "numpy", "gymnasium", "JSSEnv", "job-shop-lib")),
         "rows": rows,
     }
     out = Path(args.out)

@@ -167,6 +167,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- solve / bench
+def cmd_solve(args: argparse.Namespace) -> int:
+    import instances
+    from experiments.benchmark import MethodSpec, decide
+
+    instance = _instance(args.instance, args.dir)
+    method = args.method if args.method != "cpsat" else f"cpsat:{args.time_limit}"
+    try:
+        MethodSpec.parse(method)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    result = decide(instance, method, args.seed, args.workers)
+    best = instances.best_known(instance.name)
+    gap = result.gap_to(best)
+    if args.out and result.schedule is not None:
+        result.schedule.save(args.out)
+    if args.gantt and result.schedule is not None:
+        from sched_env.render import save_gantt
+
+        save_gantt(result.schedule, args.gantt, instance)
+    if args.json:
+        data = result.to_dict()
+        data.update({"best_known": best, "gap": gap, "size": f"{instance.n_jobs}x{instance.n_machines}"})
+        data["makespan"] = data.pop("objective")
+        print(json.dumps(data))
+        return 0
+    if result.schedule is None:
+        print(f"{instance.name}: {method} found no schedule ({result.status}) in {result.wall_time_s:.2f} s")
+        return 1
+    line = f"{instance.name}: {method} makespan {result.objective} ({result.status}, {result.wall_time_s:.3f} s)"
+    if result.lower_bound is not None:
+        line += f", proven lower bound {result.lower_bound}"
+    if gap is not None:
+        line += f", {100 * gap:.2f} % above the best known {best}"
+    print(line)
+    for path in (args.out, args.gantt):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from experiments.benchmark import run_matrix, write_outputs
+
+    names = expand_names(args.instances)
+    methods = [m for m in args.methods.split(",") if m]
+    try:
+        rows = run_matrix(
+            names, methods, seeds=range(args.seeds), parallel=args.parallel, ray_address=args.ray,
+            instance_dir=args.dir, workers=args.workers, show_progress=not args.quiet,
+        )  # fmt: skip
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    command = "sched-env bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "sched-env bench ..."
+    paths = write_outputs(rows, Path(args.out), args.name, args.title or f"Benchmark: {args.instances}", command)
+    print((Path(args.out) / f"{args.name}.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -195,6 +255,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="store_true", help="also print the text chart")
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_gantt)
+
+    p = sub.add_parser("solve", help="solve one instance with a rule or CP-SAT")
+    p.add_argument("instance", help="catalogue name (ta01) or instance file")
+    p.add_argument(
+        "--method",
+        default="cpsat",
+        help="cpsat, a rule (spt, lpt, mwkr, lwkr, mopnr, fifo, edd, random), RULE@ACTION_SET"
+        " (e.g. mwkr@giffler_thompson), random:N (best of N), or cpsat:SECONDS[:hint] (default cpsat)",
+    )
+    p.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT time limit in seconds (default 10)")
+    p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--json", action="store_true", help="print instance, method, makespan, bounds, gap, status, time, schedule"
+    )
+    p.add_argument("--out", help="write the schedule JSON here")
+    p.add_argument("--gantt", help="write a Gantt chart image here (.png, .svg)")
+    p.add_argument("--dir", help=dir_help)
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("bench", help="benchmark matrix: instances x methods x seeds -> CSV, Markdown, PNG")
+    p.add_argument(
+        "--instances", default="ta01-ta10", help="names and ranges, e.g. ta01-ta10,ta41-ta50 (default ta01-ta10)"
+    )
+    p.add_argument(
+        "--methods", default="mwkr,mopnr,cpsat:10", help="comma-separated method specs (see `solve --method`)"
+    )
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell (default 1)")
+    p.add_argument("--parallel", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster at ADDRESS ('local' starts one here)")
+    p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers per run (default 2)")
+    p.add_argument("--out", default="bench-results", help="output folder (default ./bench-results)")
+    p.add_argument("--name", default="benchmark", help="file stem of the outputs (default benchmark)")
+    p.add_argument("--title", help="report title")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dir", help=dir_help)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the main job on defaults: catalogue, a schedule of ta01, its Gantt chart")
     p.add_argument("--instance", default="ta01", help="instance to schedule (default ta01)")

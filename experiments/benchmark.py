@@ -1,0 +1,331 @@
+"""Benchmark matrices: instances x methods x seeds -> one CSV row per run, a Markdown report, a chart.
+
+One pure function, :func:`run`, makes one row; :func:`run_matrix` maps it over the matrix on
+a local process pool, or on a Ray cluster (``ray_address``; ``"local"`` starts one here), with
+the same rows either way. Method specs:
+
+* ``RULE`` or ``RULE@ACTION_SET`` -- a dispatching rule (``mwkr``, ``spt@giffler_thompson``;
+  default action set ``non_delay``); ``random:N`` -- the best of N random rollouts;
+* ``cpsat:SECONDS`` -- CP-SAT with that time limit; ``cpsat:SECONDS:hint`` -- warm-started
+  with the best non-delay rule schedule of the instance.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import instances
+from experiments.provenance import git_commit, package_versions
+from sched_env.schedule import SolveResult
+
+COLUMNS = (
+    "instance", "size", "method", "params", "seed", "makespan", "best_known", "gap", "lower_bound",
+    "status", "wall_time_s", "commit", "versions",
+)  # fmt: skip
+HINT_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    kind: str  # "rule" or "cpsat"
+    name: str
+    action_set: str = "non_delay"
+    samples: int = 1
+    time_limit_s: float = 0.0
+    hinted: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> MethodSpec:
+        from baselines.rules import RULES
+        from sched_env.shop import ACTION_SETS
+
+        spec = text.strip().lower()
+        if spec.startswith("cpsat"):
+            parts = spec.split(":")
+            try:
+                limit = float(parts[1])
+            except (IndexError, ValueError):
+                raise ValueError(f"method {text!r}: write cpsat:SECONDS or cpsat:SECONDS:hint, e.g. cpsat:10") from None
+            if len(parts) > 3 or (len(parts) == 3 and parts[2] != "hint") or limit <= 0:
+                raise ValueError(f"method {text!r}: write cpsat:SECONDS or cpsat:SECONDS:hint with SECONDS > 0")
+            return cls("cpsat", "cpsat", time_limit_s=limit, hinted=len(parts) == 3)
+        rule, _, action_set = spec.partition("@")
+        rule, _, samples = rule.partition(":")
+        if rule not in RULES:
+            raise ValueError(f"unknown method {text!r}; rules: {', '.join(RULES)}; or cpsat:SECONDS[:hint]")
+        action_set = action_set or "non_delay"
+        if action_set not in ACTION_SETS:
+            raise ValueError(
+                f"method {text!r}: unknown action set {action_set!r}; choose one of {', '.join(ACTION_SETS)}"
+            )
+        count = int(samples) if samples.isdigit() else 1
+        if samples and (not samples.isdigit() or rule != "random" or count < 1):
+            raise ValueError(f"method {text!r}: only 'random:N' takes a sample count N >= 1")
+        return cls("rule", rule, action_set=action_set, samples=count)
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> tuple[str, str]:
+    """(commit, versions JSON) of this checkout, computed once per process."""
+    versions = package_versions(("sched-env", "numba", "numpy", "ortools"))
+    return git_commit(), json.dumps(versions, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _warm() -> None:
+    """Load the compiled kernels once per process, so no row's time includes compilation."""
+    import sched_env
+
+    sched_env.warm_up()
+
+
+def decide(instance, method: str, seed: int, workers: int = 2) -> SolveResult:
+    """Run one method on one instance."""
+    from baselines import rules
+
+    _warm()
+    spec = MethodSpec.parse(method)
+    if spec.kind == "rule":
+        if spec.name == "random" and spec.samples > 1:
+            return rules.best_of_random(instance, spec.samples, action_set=spec.action_set, seed=seed)
+        return rules.dispatch(instance, spec.name, action_set=spec.action_set, seed=seed)
+    from baselines import cpsat
+
+    hint = None
+    if spec.hinted:
+        hint = min(rules.dispatch_many([instance] * len(HINT_RULES), list(HINT_RULES)), key=lambda r: r.objective)
+        hint = hint.schedule
+    return cpsat.solve(instance, time_limit_s=spec.time_limit_s, workers=workers, seed=seed, hint=hint)
+
+
+def run(name: str, method: str, seed: int = 0, instance_dir: str | None = None, workers: int = 2) -> dict[str, Any]:
+    """One benchmark row: solve ``name`` with ``method`` and describe the result."""
+    instance = instances.load(name, directory=instance_dir)
+    result = decide(instance, method, seed, workers)
+    best = instances.best_known(instance.name)
+    gap = result.gap_to(best)
+    commit, versions = provenance()
+    return {
+        "instance": instance.name,
+        "size": f"{instance.n_jobs}x{instance.n_machines}",
+        "method": method,
+        "params": json.dumps(result.params, sort_keys=True),
+        "seed": seed,
+        "makespan": result.objective,
+        "best_known": best,
+        "gap": None if gap is None else round(gap, 6),
+        "lower_bound": result.lower_bound,
+        "status": result.status,
+        "wall_time_s": round(result.wall_time_s, 4),
+        "commit": commit,
+        "versions": versions,
+    }
+
+
+def _ray_rows(tasks: list[tuple], address: str, parallel: int, progress) -> list[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise instances.SchedEnvError("--ray needs Ray: pip install 'sched-env[ray]'") from None
+    if address == "local":
+        ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    else:
+        ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        remote = ray.remote(num_cpus=1)(run)
+        pending = [remote.remote(*task) for task in tasks]
+        rows = []
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            rows.extend(ray.get(done))
+            progress(1)
+        return rows
+    finally:
+        ray.shutdown()
+
+
+def run_matrix(
+    names: Sequence[str],
+    methods: Sequence[str],
+    *,
+    seeds: Iterable[int] = (0,),
+    parallel: int = 1,
+    ray_address: str | None = None,
+    instance_dir: str | None = None,
+    workers: int = 2,
+    show_progress: bool = True,
+) -> list[dict[str, Any]]:
+    """All rows of the matrix, sorted by (instance, method, seed)."""
+    for method in methods:
+        MethodSpec.parse(method)  # fail before starting anything
+    for name in names:
+        instances.load(name, directory=instance_dir)
+    tasks = [(n, m, s, instance_dir, workers) for n in names for m in methods for s in seeds]
+    bar = _progress_bar(len(tasks), show_progress)
+    try:
+        if ray_address:
+            rows = _ray_rows(tasks, ray_address, parallel, bar.update)
+        else:
+            rows = []
+            # spawn, not fork: numba's OpenMP threads make fork() unsafe once a kernel has run
+            with ProcessPoolExecutor(
+                max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
+                futures = [pool.submit(run, *task) for task in tasks]
+                for future in as_completed(futures):
+                    rows.append(future.result())
+                    bar.update(1)
+    finally:
+        bar.close()
+    order = {(n, m): i for i, (n, m) in enumerate((n, m) for n in names for m in methods)}
+    return sorted(rows, key=lambda r: (order[r["instance"], r["method"]], r["seed"]))
+
+
+class _PlainProgress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled, self.started = total, 0, enabled, time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.enabled:
+            print(f"\r{self.done}/{self.total} runs, {time.perf_counter() - self.started:.0f} s", end="", flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print()
+
+
+def _progress_bar(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(total, enabled)
+    return tqdm(total=total, unit="run", disable=not enabled)
+
+
+# ---------------------------------------------------------------------- outputs
+def write_csv(rows: Sequence[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def summarise(rows: Sequence[dict]) -> list[dict]:
+    """Per (size, method): runs, mean/min/max gap, runs without a schedule, mean wall time."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["size"], row["method"]), []).append(row)
+    sizes = sorted({r["size"] for r in rows}, key=lambda s: tuple(int(x) for x in s.split("x")))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    summary = []
+    for size in sizes:
+        for method in methods:
+            group = groups.get((size, method))
+            if not group:
+                continue
+            gaps = [r["gap"] for r in group if r["gap"] not in (None, "")]
+            summary.append(
+                {
+                    "size": size,
+                    "method": method,
+                    "runs": len(group),
+                    "no_schedule": sum(r["makespan"] in (None, "") for r in group),
+                    "mean_gap": float(np.mean(gaps)) if gaps else None,
+                    "min_gap": float(np.min(gaps)) if gaps else None,
+                    "max_gap": float(np.max(gaps)) if gaps else None,
+                    "optimal": sum(r["status"] == "optimal" for r in group),
+                    "mean_time_s": float(np.mean([float(r["wall_time_s"]) for r in group])),
+                }
+            )
+    return summary
+
+
+def markdown_report(rows: Sequence[dict], title: str, command: str) -> str:
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.1f} %"
+
+    commit = rows[0]["commit"] if rows else "unknown"
+    lines = [
+        f"# {title}",
+        "",
+        f"Commit `{commit}`; {len(rows)} runs. Regenerate: `{command}`.",
+        "Gap = makespan / best-known upper bound - 1 (instances/data/bounds.csv).",
+        "",
+        "| size | method | runs | mean gap | min gap | max gap | proven optimal | no schedule | mean time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summarise(rows):
+        lines.append(
+            f"| {s['size']} | {s['method']} | {s['runs']} | {pct(s['mean_gap'])} | {pct(s['min_gap'])}"
+            f" | {pct(s['max_gap'])} | {s['optimal']} | {s['no_schedule']} | {s['mean_time_s']:.3f} s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: Sequence[dict], path: Path, title: str) -> Path | None:
+    """Grouped bars: mean gap per size group and method (None if matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    summary = summarise(rows)
+    sizes = list(dict.fromkeys(s["size"] for s in summary))
+    methods = list(dict.fromkeys(s["method"] for s in summary))
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sizes) * max(1, len(methods) / 3)), 4.5), dpi=110)
+    for i, method in enumerate(methods):
+        values = [
+            next(
+                (
+                    100 * s["mean_gap"]
+                    for s in summary
+                    if s["size"] == size and s["method"] == method and s["mean_gap"] is not None
+                ),
+                np.nan,
+            )
+            for size in sizes
+        ]
+        ax.bar(np.arange(len(sizes)) + (i - (len(methods) - 1) / 2) * width, values, width, label=method)
+    ax.set_xticks(np.arange(len(sizes)))
+    ax.set_xticklabels(sizes)
+    ax.set_xlabel("instance size (jobs x machines)")
+    ax.set_ylabel("mean gap to best known (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(rows: Sequence[dict], out: Path, name: str, title: str, command: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_csv(rows, out / f"{name}.csv")]
+    (out / f"{name}.md").write_text(markdown_report(rows, title, command))
+    paths.append(out / f"{name}.md")
+    png = chart(rows, out / f"{name}.png", title)
+    if png is not None:
+        paths.append(png)
+    return paths
+
+
+def default_parallel() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)

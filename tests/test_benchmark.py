@@ -1,0 +1,90 @@
+"""experiments/benchmark.py and `sched-env bench` / `sched-env solve`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments.benchmark import COLUMNS, MethodSpec, run, run_matrix, write_outputs
+from experiments.cli import UserError, expand_names
+
+pytest.importorskip("ortools")
+
+
+def test_method_specs():
+    assert MethodSpec.parse("mwkr") == MethodSpec("rule", "mwkr", "non_delay")
+    assert MethodSpec.parse("spt@giffler_thompson").action_set == "giffler_thompson"
+    assert MethodSpec.parse("random:16").samples == 16
+    assert MethodSpec.parse("cpsat:10:hint") == MethodSpec("cpsat", "cpsat", time_limit_s=10.0, hinted=True)
+    for bad in ("foo", "cpsat", "cpsat:x", "cpsat:10:hints", "mwkr@left", "mwkr:3"):
+        with pytest.raises(ValueError):
+            MethodSpec.parse(bad)
+
+
+def test_expand_names():
+    assert expand_names("ta01-ta03,ft06,ta09-10") == ["ta01", "ta02", "ta03", "ft06", "ta09", "ta10"]
+    with pytest.raises(UserError):
+        expand_names("ta05-ta01")
+
+
+def test_run_gives_one_row_with_every_column():
+    row = run("ta01", "mwkr")
+    assert set(row) == set(COLUMNS)
+    assert (row["instance"], row["size"], row["makespan"], row["best_known"]) == ("ta01", "15x15", 1491, 1231)
+    assert row["gap"] == pytest.approx(1491 / 1231 - 1, abs=1e-6)
+    assert json.loads(row["params"]) == {"action_set": "non_delay", "placement": "active"}
+    assert "numba" in json.loads(row["versions"])
+
+
+def test_bench_command_writes_csv_markdown_and_png(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "bench", "--instances", "ta01-ta02", "--methods", "mwkr,cpsat:0.5",
+         "--out", str(tmp_path), "--quiet", "--parallel", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "benchmark.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and tuple(rows[0]) == COLUMNS
+    assert {r["method"] for r in rows} == {"mwkr", "cpsat:0.5"}
+    report = (tmp_path / "benchmark.md").read_text()
+    assert "| 15x15 | mwkr | 2 |" in report and "| 15x15 | cpsat:0.5 | 2 |" in report
+    if (tmp_path / "benchmark.png").exists():
+        assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ray_rows_equal_process_pool_rows(tmp_path):
+    pytest.importorskip("ray")
+    methods = ["mwkr", "random:4", "spt@any"]
+    pool_rows = run_matrix(["ta01", "ta02"], methods, seeds=range(2), parallel=2, show_progress=False)
+    ray_rows = run_matrix(
+        ["ta01", "ta02"], methods, seeds=range(2), parallel=2, ray_address="local", show_progress=False
+    )
+    key = ("instance", "method", "seed", "makespan", "status")
+    assert [tuple(r[k] for k in key) for r in ray_rows] == [tuple(r[k] for k in key) for r in pool_rows]
+    assert len(write_outputs(ray_rows, tmp_path, "ray", "ray", "test")) >= 2
+
+
+def test_solve_command_json_and_outputs(tmp_path):
+    out, gantt = tmp_path / "s.json", tmp_path / "g.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "solve", "ta01", "--method", "mopnr", "--json", "--out", str(out), "--gantt", str(gantt)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["instance"] == "ta01" and data["makespan"] == data["schedule"]["makespan"]
+    assert data["best_known"] == 1231 and data["gap"] > 0 and data["status"] == "feasible"
+    assert out.exists()
+
+
+def test_unknown_method_is_one_clear_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "bench", "--methods", "mwkr,bogus", "--instances", "ta01"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "unknown method 'bogus'" in result.stderr and "Traceback" not in result.stderr
