@@ -220,7 +220,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as error:
         raise UserError(str(error)) from None
-    command = "sched-env bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "sched-env bench ..."
+    import shlex
+
+    command = "sched-env " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "sched-env bench ..."
     paths = write_outputs(rows, Path(args.out), args.name, args.title or f"Benchmark: {args.instances}", command)
     print((Path(args.out) / f"{args.name}.md").read_text())
     print("wrote " + ", ".join(str(p) for p in paths))
