@@ -12,15 +12,7 @@ from gymnasium import spaces
 from instances import InvalidActionError, JobShopInstance
 from sched_env import _kernels as K
 from sched_env.schedule import Schedule
-from sched_env.shop import (
-    ACTION_SETS,
-    PLACEMENTS,
-    REWARDS,
-    InstanceSource,
-    InstanceSpec,
-    ShopLayout,
-    option,
-)
+from sched_env.shop import InstanceSource, InstanceSpec, ShopLayout, ShopOptions
 
 DEFAULT_PLACEMENT = "active"
 DEFAULT_ACTION_SET = "non_delay"
@@ -36,7 +28,7 @@ def observation_space(layout: ShopLayout) -> spaces.Dict:
     )
 
 
-class JobShopEnv(gym.Env):
+class JobShopEnv(ShopOptions, gym.Env):
     """Job-shop scheduling as a sequence of dispatching decisions (static: all jobs known at 0).
 
     ## Action
@@ -136,15 +128,10 @@ class JobShopEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
-        self.placement = placement
-        self.action_set = action_set
-        self.reward_mode = reward
-        self._placement = option(placement, PLACEMENTS, "placement")
-        self._action_set = option(action_set, ACTION_SETS, "action_set")
-        self._reward = option(reward, REWARDS, "reward")
-        self.strict = bool(strict)
-        self._source = InstanceSource(instance, directory=instance_dir)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+        self._set_options(
+            instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
+            action_set=action_set, reward=reward, strict=strict, instance_dir=instance_dir,
+        )  # fmt: skip
         self.action_space = spaces.Discrete(self.layout.J)
         self.observation_space = observation_space(self.layout)
         self._instance_row = np.zeros(self.layout.instance_length, dtype=np.int64)

@@ -108,6 +108,31 @@ class InstanceSource:
         return self.fixed[int(rng.integers(len(self.fixed)))]
 
 
+class ShopOptions:
+    """Options shared by the single and the batched env, checked in one place."""
+
+    def _set_options(
+        self,
+        instance: InstanceSpec,
+        *,
+        max_jobs: int | None,
+        max_machines: int | None,
+        max_ops: int | None,
+        placement: str,
+        action_set: str,
+        reward: str,
+        strict: bool,
+        instance_dir: str | os.PathLike | None,
+    ) -> None:
+        self.placement, self.action_set, self.reward_mode = placement, action_set, reward
+        self._placement = option(placement, PLACEMENTS, "placement")
+        self._action_set = option(action_set, ACTION_SETS, "action_set")
+        self._reward = option(reward, REWARDS, "reward")
+        self.strict = bool(strict)
+        self._source = InstanceSource(instance, directory=instance_dir)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+
+
 @dataclass(frozen=True)
 class ShopLayout:
     """Padded sizes of a shop's flat rows: J jobs, M machines, O operations per job."""

@@ -16,10 +16,10 @@ from instances import InvalidActionError, JobShopInstance
 from sched_env import _kernels as K
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT, observation_space
 from sched_env.schedule import Schedule
-from sched_env.shop import ACTION_SETS, PLACEMENTS, REWARDS, InstanceSource, InstanceSpec, ShopLayout, option
+from sched_env.shop import InstanceSource, InstanceSpec, ShopOptions
 
 
-class BatchJobShopEnv:
+class BatchJobShopEnv(ShopOptions):
     """N independent job shops in arrays of shape ``(num_envs, ...)``; same semantics, options
     and observation as :class:`~sched_env.JobShopEnv`, stepped in parallel by one kernel call.
 
@@ -51,13 +51,10 @@ class BatchJobShopEnv:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
         self.render_mode = None
-        self.placement, self.action_set, self.reward_mode = placement, action_set, reward
-        self._placement = option(placement, PLACEMENTS, "placement")
-        self._action_set = option(action_set, ACTION_SETS, "action_set")
-        self._reward = option(reward, REWARDS, "reward")
-        self.strict = bool(strict)
-        self._source = InstanceSource(instance, directory=instance_dir)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+        self._set_options(
+            instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
+            action_set=action_set, reward=reward, strict=strict, instance_dir=instance_dir,
+        )  # fmt: skip
         self.single_observation_space = observation_space(self.layout)
         self.single_action_space = spaces.Discrete(self.layout.J)
         N, J = self.num_envs, self.layout.J
