@@ -123,3 +123,19 @@ def test_maskable_ppo_trains_on_the_batched_adapter(tmp_path):
     eval_env = Monitor(JobShopEnv(RandomInstanceGenerator(6, 4)))
     mean_return, _ = evaluate_policy(loaded, eval_env, n_eval_episodes=3)
     assert np.isfinite(mean_return) and mean_return <= 0
+
+
+def test_maskable_ppo_trains_on_gymnasium_make_without_adapter_code():
+    """The README's promise: gymnasium.make + MaskablePPO, nothing else."""
+    pytest.importorskip("sb3_contrib")
+    from sb3_contrib import MaskablePPO
+
+    env = gym.make("sched_env/JobShop-v0", instance=RandomInstanceGenerator(5, 4))
+    model = MaskablePPO("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=128)
+    obs, _ = env.reset(seed=1)
+    done = False
+    while not done:
+        action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=True)
+        obs, _, done, _, info = env.step(action)
+    validate_schedule(env.unwrapped.instance, info["schedule"])
