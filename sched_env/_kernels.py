@@ -4,8 +4,9 @@ A shop is two flat int64 rows: an *instance row* (what the problem is) and a *st
 has been decided). A batch of N shops is two 2-D arrays whose rows are shops, so one kernel
 call advances all of them. Fixed padded sizes ``J`` (jobs), ``M`` (machines), ``O``
 (operations per job) give every row the same length; operation ``k`` of job ``j`` is the
-flat index ``p = j * O + k``. Offsets are the ``IN_*``/``ST_*`` constants below, and
-``sched_env.shop.ShopLayout`` gives the same fields as named numpy views on the Python side.
+flat index ``p = j * O + k``. ``instance_offsets`` and ``state_offsets`` say where each field
+starts (after the ``IN_*``/``ST_*`` header scalars below); ``sched_env.shop.ShopLayout`` gives
+the same fields as named numpy views on the Python side.
 Kernels index the rows through integer offsets (``state[EST + j]``) rather than array views:
 building views costs about 0.3 us per call, more than a whole decision.
 
@@ -13,7 +14,8 @@ Semantics of one decision "start the next operation of job j" (see ``JobShopEnv`
 * placement APPEND: at max(job ready, end of the machine's last operation) (semi-active);
 * placement ACTIVE: in the earliest idle gap of the machine, at or after the job is ready,
   that the operation fits in (left shift / active schedule generation); the machine's
-  operations are kept as a linked list in start order (``op_next``, ``machine_head``).
+  operations are kept as a doubly linked list in start order (``op_next``/``op_previous``,
+  ``machine_head``/``machine_tail``).
 The action mask is every unfinished job (ANY), the Giffler-Thompson conflict set (GT), or the
 jobs whose next operation can start at the earliest possible start time (NON_DELAY).
 

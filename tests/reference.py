@@ -161,6 +161,27 @@ class ReferenceShop:
         return reward, done, invalid
 
 
+RULE_KEYS = {
+    "spt": lambda shop, j: shop.op(j, shop.next_op[j])[1],
+    "lpt": lambda shop, j: -shop.op(j, shop.next_op[j])[1],
+    "mwkr": lambda shop, j: -shop.remaining_work(j),
+    "lwkr": lambda shop, j: shop.remaining_work(j),
+    "mopnr": lambda shop, j: -(shop.n_ops(j) - shop.next_op[j]),
+    "fifo": lambda shop, j: shop.ready[j],
+    "edd": lambda shop, j: int(shop.instance.due_dates[j]),
+}
+
+
+def choose_by_rule(shop: ReferenceShop, mask: np.ndarray, rule: str, uniform: float) -> int:
+    """Twin of the kernel: the allowed job with the smallest rule key (ties: lowest index)."""
+    allowed = [int(j) for j in np.flatnonzero(mask)]
+    if not allowed:
+        return -1
+    if rule == "random":
+        return allowed[int(uniform * len(allowed))]
+    return min(allowed, key=lambda j: (RULE_KEYS[rule](shop, j), j))
+
+
 def sample_valid_actions(masks: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Twin of the kernel: the floor(u * count)-th allowed job of each row, -1 if none."""
     actions = np.full(masks.shape[0], -1, dtype=np.int64)

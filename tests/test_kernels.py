@@ -107,3 +107,29 @@ def test_batched_step_kernel_matches_twins():
                 final = info["final_obs"]["jobs"][row]
                 np.testing.assert_allclose(final, twin.features(twin.mask()), rtol=1e-5, atol=1e-6)
                 twins[i] = ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense")
+
+
+@pytest.mark.parametrize("rule", ["spt", "lpt", "mwkr", "lwkr", "mopnr", "fifo", "edd", "random"])
+@pytest.mark.parametrize("action_set", ACTION_SETS)
+def test_rule_rollouts_match_reference_twins(rule, action_set):
+    """``rollout_rules``/``choose_by_rule`` against a twin rollout, for every rule."""
+    from baselines.rules import dispatch_many
+    from tests.reference import choose_by_rule
+
+    rng = np.random.default_rng(17)
+    pool = []
+    for _ in range(25):
+        instance = random_test_instance(rng)
+        pool.append(instance.replace(due_dates=rng.integers(0, 60, size=instance.n_jobs)))
+    results = dispatch_many(pool, rule, placement="active", action_set=action_set, seed=5)
+    steps = max(i.n_operations for i in pool)
+    uniforms = np.random.default_rng(5).random((len(pool), steps))  # what dispatch_many draws
+    for n, (instance, result) in enumerate(zip(pool, results)):
+        twin = ReferenceShop(
+            instance, max(i.n_jobs for i in pool), max(i.max_ops for i in pool), "active", action_set, "sparse"
+        )
+        for step in range(instance.n_operations):
+            mask = twin.mask()
+            twin.step(choose_by_rule(twin, mask, rule, uniforms[n, step]), mask)
+        expected = twin.start[: instance.n_jobs, : instance.max_ops]
+        np.testing.assert_array_equal(result.schedule.start_matrix(instance), np.where(expected >= 0, expected, -1))
