@@ -177,17 +177,32 @@ VIOLATION_KINDS = (
     "release",  # a job's first operation starts before its release date
     "precedence",  # an operation starts before the previous one of its job ends
     "overlap",  # two operations on one machine at the same time
+    "downtime",  # an operation on a machine while it is down (breakdown or maintenance)
 )
+INTERRUPTIONS = ("resume", "restart")
 
 
 def find_violations(
-    instance: JobShopInstance, schedule: Schedule, *, durations: np.ndarray | None = None
+    instance: JobShopInstance,
+    schedule: Schedule,
+    *,
+    durations: np.ndarray | None = None,
+    downtimes: np.ndarray | None = None,
+    interruption: str = "resume",
 ) -> list[Violation]:
     """Every constraint the schedule breaks (empty list if it is feasible).
 
     ``durations`` overrides the instance's durations (a dynamic shop's realised times).
+    ``downtimes`` are rows ``(machine, start, end[, kind])``: the machine is down during
+    ``[start, end)``. No operation may start while its machine is down. With
+    ``interruption="resume"`` an operation may span a downtime, and its processing time is its
+    length minus the downtime inside it; with ``"restart"`` it must not overlap any downtime
+    (the recorded run is the one that completed).
     """
+    if interruption not in INTERRUPTIONS:
+        raise ValueError(f"interruption must be one of {INTERRUPTIONS}, got {interruption!r}")
     durations = instance.durations if durations is None else np.asarray(durations)
+    windows = _windows_by_machine(downtimes)
     found: list[Violation] = []
     rows: dict[tuple[int, int], int] = {}
     for i, (j, k) in enumerate(zip(schedule.job.tolist(), schedule.op.tolist())):
@@ -204,44 +219,43 @@ def find_violations(
             if (j, k) not in rows:
                 found.append(Violation("missing", f"job {j} operation {k} is not scheduled", j, k))
     s, e, m = schedule.start, schedule.end, schedule.machine
+    release = instance.release_dates
     for (j, k), i in rows.items():
-        if m[i] != instance.machines[j, k]:
-            found.append(
-                Violation(
-                    "machine",
-                    f"job {j} operation {k} is on machine {m[i]}, the instance says {instance.machines[j, k]}",
-                    j,
-                    k,
+        start, end, machine = int(s[i]), int(e[i]), int(m[i])
+
+        def add(kind: str, message: str, j: int = j, k: int = k) -> None:
+            found.append(Violation(kind, f"job {j} operation {k} {message}", j, k))
+
+        if machine != instance.machines[j, k]:
+            add("machine", f"is on machine {machine}, the instance says {instance.machines[j, k]}")
+        down = windows.get(machine, [])
+        inside = sum(max(0, min(end, b) - max(start, a)) for a, b in down) if interruption == "resume" else 0
+        if end - start - inside != durations[j, k]:
+            add("duration", f"lasts {end - start - inside} ({start}..{end}), its duration is {durations[j, k]}")
+        if start < 0:
+            add("negative_start", f"starts at {start} < 0")
+        if k == 0 and release is not None and start < release[j]:
+            add("release", f"starts at {start}, before the job's release date {release[j]}")
+        if k > 0 and (j, k - 1) in rows and start < e[rows[j, k - 1]]:
+            add("precedence", f"starts at {start} before operation {k - 1} ends at {e[rows[j, k - 1]]}")
+        for a, b in down:
+            if a <= start < b:
+                add("downtime", f"starts at {start} while machine {machine} is down [{a}, {b})")
+            elif interruption == "restart" and start < b and a < end:
+                add(
+                    "downtime",
+                    f"[{start}, {end}) overlaps downtime [{a}, {b}) of machine {machine} (interruption=restart)",
                 )
-            )
-        if e[i] - s[i] != durations[j, k]:
-            found.append(
-                Violation(
-                    "duration",
-                    f"job {j} operation {k} lasts {e[i] - s[i]} ({s[i]}..{e[i]}), its duration is {durations[j, k]}",
-                    j,
-                    k,
-                )
-            )
-        if s[i] < 0:
-            found.append(Violation("negative_start", f"job {j} operation {k} starts at {s[i]} < 0", j, k))
-        if k == 0 and instance.release_dates is not None and s[i] < instance.release_dates[j]:
-            found.append(
-                Violation(
-                    "release", f"job {j} starts at {s[i]}, before its release date {instance.release_dates[j]}", j, k
-                )
-            )
-        if k > 0 and (j, k - 1) in rows and s[i] < e[rows[j, k - 1]]:
-            found.append(
-                Violation(
-                    "precedence",
-                    f"job {j} operation {k} starts at {s[i]} before operation {k - 1} ends at {e[rows[j, k - 1]]}",
-                    j,
-                    k,
-                )
-            )
     found += _overlaps(schedule, rows)
     return found
+
+
+def _windows_by_machine(downtimes: np.ndarray | None) -> dict[int, list[tuple[int, int]]]:
+    windows: dict[int, list[tuple[int, int]]] = {}
+    if downtimes is not None and len(downtimes):
+        for row in np.asarray(downtimes).tolist():
+            windows.setdefault(int(row[0]), []).append((int(row[1]), int(row[2])))
+    return windows
 
 
 def _overlaps(schedule: Schedule, rows: dict[tuple[int, int], int]) -> list[Violation]:
@@ -272,11 +286,19 @@ def _overlaps(schedule: Schedule, rows: dict[tuple[int, int], int]) -> list[Viol
 
 
 def validate_schedule(
-    instance: JobShopInstance, schedule: Schedule, *, durations: np.ndarray | None = None
+    instance: JobShopInstance,
+    schedule: Schedule,
+    *,
+    durations: np.ndarray | None = None,
+    downtimes: np.ndarray | None = None,
+    interruption: str = "resume",
 ) -> Schedule:
     """Return ``schedule`` if it is feasible for ``instance``; otherwise raise
-    :class:`InfeasibleScheduleError` whose message and ``violations`` list every broken constraint."""
-    violations = find_violations(instance, schedule, durations=durations)
+    :class:`InfeasibleScheduleError` whose message and ``violations`` list every broken constraint.
+    The keyword arguments add a dynamic shop's constraints (see :func:`find_violations`)."""
+    violations = find_violations(
+        instance, schedule, durations=durations, downtimes=downtimes, interruption=interruption
+    )
     if violations:
         shown = "\n  ".join(str(v) for v in violations[:50])
         more = f"\n  ... and {len(violations) - 50} more" if len(violations) > 50 else ""

@@ -149,3 +149,30 @@ def test_sorted_orders_by_start_then_end(good):
 def test_start_matrix(tiny, good):
     matrix = good.start_matrix(tiny)
     assert matrix.shape == (3, 3) and matrix[1, 2] == 8
+
+
+# ----------------------------------------------------------------- dynamic constraints
+def test_operation_starting_while_its_machine_is_down_is_named(tiny, good):
+    down = np.array([[1, 3, 5]])  # M1 down [3, 5): J0 op1 starts at 4 on M1
+    found = find_violations(tiny, good, downtimes=down, interruption="restart")
+    assert [v.kind for v in found] == ["downtime"] and "starts at 4 while machine 1 is down [3, 5)" in found[0].message
+    # under resume the down time inside [4, 6) also leaves it one unit short of its duration
+    assert sorted(v.kind for v in find_violations(tiny, good, downtimes=down)) == ["downtime", "duration"]
+
+
+def test_resume_lets_an_operation_span_a_downtime(tiny):
+    rows = list(HAND)
+    rows[7] = (2, 1, 2, 4, 9)  # J2 op1 on M2: [4, 9) with M2 down [5, 7): 3 units of work, as planned
+    rows[2], rows[4] = (0, 2, 2, 10, 12), (1, 1, 2, 9, 10)
+    rows[5] = (1, 2, 1, 10, 14)
+    schedule = schedule_from(rows)
+    down = np.array([[2, 5, 7, 0]])
+    assert find_violations(tiny, schedule, downtimes=down, interruption="resume") == []
+    found = {v.kind for v in find_violations(tiny, schedule, downtimes=down, interruption="restart")}
+    assert found == {"downtime", "duration"}  # restart: no spanning, and the run must last 3
+
+
+def test_realised_durations_override_the_plan(tiny, good):
+    realised = tiny.durations.copy()
+    realised[0, 0] = 4
+    assert [v.kind for v in find_violations(tiny, good, durations=realised)] == ["duration"]
