@@ -153,9 +153,9 @@ def test_start_matrix(tiny, good):
 
 # ----------------------------------------------------------------- dynamic constraints
 def test_operation_starting_while_its_machine_is_down_is_named(tiny, good):
-    down = np.array([[1, 3, 5]])  # M1 down [3, 5): J0 op1 starts at 4 on M1
+    down = np.array([[1, 4, 5]])  # M1 down [4, 5): J0 op1 starts at 4 on M1
     found = find_violations(tiny, good, downtimes=down, interruption="restart")
-    assert [v.kind for v in found] == ["downtime"] and "starts at 4 while machine 1 is down [3, 5)" in found[0].message
+    assert [v.kind for v in found] == ["downtime"] and "starts at 4 while machine 1 is down [4, 5)" in found[0].message
     # under resume the down time inside [4, 6) also leaves it one unit short of its duration
     assert sorted(v.kind for v in find_violations(tiny, good, downtimes=down)) == ["downtime", "duration"]
 
