@@ -164,7 +164,7 @@ def test_resume_lets_an_operation_span_a_downtime(tiny):
     rows = list(HAND)
     rows[7] = (2, 1, 2, 4, 9)  # J2 op1 on M2: [4, 9) with M2 down [5, 7): 3 units of work, as planned
     rows[2], rows[4] = (0, 2, 2, 10, 12), (1, 1, 2, 9, 10)
-    rows[5] = (1, 2, 1, 10, 14)
+    rows[5], rows[8] = (1, 2, 1, 10, 14), (2, 2, 0, 9, 10)
     schedule = schedule_from(rows)
     down = np.array([[2, 5, 7, 0]])
     assert find_violations(tiny, schedule, downtimes=down, interruption="resume") == []
