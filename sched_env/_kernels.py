@@ -217,33 +217,18 @@ def lower_bound(inst, state, J, M, O):
 
 
 @_kernel
-def dispatch(inst, state, job, placement, J, M, O):
-    """Start ``job``'s next operation at its earliest feasible time; return that start.
-
-    Updates the job, the machine (and its start-ordered list), the cached earliest starts of
-    the jobs that wait for the same machine, the makespan and the lower bound."""
+def record_op(inst, state, job, start, end, J, M, O):
+    """Book ``job``'s next operation as run during [start, end): the op, its machine, the job
+    (next op, its machine and planned duration), the counters and the makespan. Shared by the
+    static and the dynamic simulator; the machine lists and cached starts are the caller's."""
     OP_MACHINE, OP_DURATION, N_OPS, _RELEASE, _DUE = instance_offsets(J, O)
-    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL,
-     MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
-    start, previous = earliest_start(state, job, placement, J, M, O)
+    (NEXT_OP, MACHINE, DURATION, READY, _EST, REMAINING, MACHINE_END, _HEAD, _TAIL,
+     MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END) = state_offsets(J, M, O)[:13]  # fmt: skip
     p = job * O + state[NEXT_OP + job]
     machine = state[MACHINE + job]
     duration = state[DURATION + job]
-    end = start + duration
     state[OP_START + p] = start
     state[OP_END + p] = end
-    if placement == PLACEMENT_ACTIVE:  # link p after `previous` in the machine's list
-        following = state[MACHINE_HEAD + machine] if previous == NONE else state[OP_NEXT + previous]
-        state[OP_PREVIOUS + p] = previous
-        state[OP_NEXT + p] = following
-        if previous == NONE:
-            state[MACHINE_HEAD + machine] = p
-        else:
-            state[OP_NEXT + previous] = p
-        if following == NONE:
-            state[MACHINE_TAIL + machine] = p
-        else:
-            state[OP_PREVIOUS + following] = p
     state[MACHINE_END + machine] = max(state[MACHINE_END + machine], end)
     state[MACHINE_REMAINING + machine] -= duration
     state[MACHINE_WAITING + machine] -= 1
@@ -259,6 +244,33 @@ def dispatch(inst, state, job, placement, J, M, O):
         state[DURATION + job] = 0
     state[ST_N_SCHEDULED] += 1
     state[ST_MAKESPAN] = max(state[ST_MAKESPAN], end)
+
+
+@_kernel
+def dispatch(inst, state, job, placement, J, M, O):
+    """Start ``job``'s next operation at its earliest feasible time; return that start.
+
+    Updates the job, the machine (and its start-ordered list), the cached earliest starts of
+    the jobs that wait for the same machine, the makespan and the lower bound."""
+    (NEXT_OP, MACHINE, DURATION, _READY, EST, _REM, _MEND, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
+     _START, _END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
+    start, previous = earliest_start(state, job, placement, J, M, O)
+    p = job * O + state[NEXT_OP + job]
+    machine = state[MACHINE + job]
+    end = start + state[DURATION + job]
+    if placement == PLACEMENT_ACTIVE:  # link p after `previous` in the machine's list
+        following = state[MACHINE_HEAD + machine] if previous == NONE else state[OP_NEXT + previous]
+        state[OP_PREVIOUS + p] = previous
+        state[OP_NEXT + p] = following
+        if previous == NONE:
+            state[MACHINE_HEAD + machine] = p
+        else:
+            state[OP_NEXT + previous] = p
+        if following == NONE:
+            state[MACHINE_TAIL + machine] = p
+        else:
+            state[OP_PREVIOUS + following] = p
+    record_op(inst, state, job, start, end, J, M, O)
     bound = max(state[ST_LOWER_BOUND], state[ST_MAKESPAN])
     for j in range(J):  # only the dispatched job and those waiting for `machine` can change
         if j == job:
