@@ -27,6 +27,8 @@ if "sched_env/JobShop-v0" not in registry:
         entry_point="sched_env.env:JobShopEnv",
         vector_entry_point="sched_env.vector:make_vector_env",
     )
+if "sched_env/DynamicJobShop-v0" not in registry:
+    register(id="sched_env/DynamicJobShop-v0", entry_point="sched_env.dynamic:DynamicJobShopEnv")
 
 __all__ = [
     "ACTION_SETS",

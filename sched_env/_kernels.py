@@ -73,10 +73,12 @@ N_FEATURES = 10
 FEATURE_LIMIT = 1000.0
 
 
+@_kernel
 def instance_row_length(J: int, M: int, O: int) -> int:  # noqa: E741 - O is the ops dimension
     return IN_HEADER + 2 * J * O + 3 * J
 
 
+@_kernel
 def state_row_length(J: int, M: int, O: int) -> int:
     return ST_HEADER + 6 * J + 5 * M + 4 * J * O
 
@@ -434,6 +436,304 @@ def rollout_rules(insts, states, rules, uniforms, placement, action_set, masks, 
             step += 1
 
 
+# ---- dynamic shop --------------------------------------------------------------------
+# The dynamic simulator runs in time: decisions happen at ``now``, only jobs that can start
+# at ``now`` are allowed (arrived, previous op done, machine idle and up), and when none can,
+# time jumps to the next event (an op ends, a job arrives, a machine is repaired). Jobs arrive
+# at their release dates; ops take their *real* durations (the features show planned ones);
+# downtimes interrupt running ops (resume: continue after the repair; restart: the work is
+# lost and the op starts over later). Rows extend the static ones: the instance row gains
+# real durations, weights and per-machine downtime windows; the state row gains the clock.
+INTERRUPT_RESUME = 0
+INTERRUPT_RESTART = 1
+OBJECTIVE_MAKESPAN = 0
+OBJECTIVE_TARDINESS = 1  # total weighted tardiness
+OBJECTIVE_FLOW = 2  # mean flow time
+N_DYNAMIC_FEATURES = 12
+FOREVER = 2**62
+
+
+@_kernel
+def dynamic_instance_row_length(J: int, M: int, O: int, D: int) -> int:  # noqa: E741
+    return instance_row_length(J, M, O) + J * O + J + (M + 1) + 3 * D
+
+
+@_kernel
+def dynamic_state_row_length(J: int, M: int, O: int) -> int:  # noqa: E741
+    return state_row_length(J, M, O) + 5 + J + M
+
+
+@_kernel
+def dynamic_instance_offsets(J, M, O, D):
+    """After the static fields: real op durations, job weights, the first window of each
+    machine (M+1 prefix offsets), then window starts, ends and kinds (D rows, per machine by start)."""
+    op_real = IN_HEADER + 2 * J * O + 3 * J
+    job_weight = op_real + J * O
+    window_first = job_weight + J
+    window_start = window_first + M + 1
+    window_end = window_start + D
+    window_kind = window_end + D
+    return op_real, job_weight, window_first, window_start, window_end, window_kind
+
+
+@_kernel
+def dynamic_state_offsets(J, M, O):
+    """After the static fields: the clock, work lost to restarts, the integrals accrued since
+    the last reward (time, jobs-in-system time, weighted tardy time), and what a planner
+    expects: when each job and machine will be free (start + planned duration)."""
+    now = state_row_length(J, M, O)
+    wasted = now + 1
+    carry_time = now + 2
+    carry_flow = now + 3
+    carry_tardiness = now + 4
+    job_expected_free = now + 5
+    machine_expected_free = job_expected_free + J
+    return now, wasted, carry_time, carry_flow, carry_tardiness, job_expected_free, machine_expected_free
+
+
+@_kernel
+def window_at(inst, machine, t, J, M, O, D):
+    """The downtime window of ``machine`` that contains time ``t``, or NONE."""
+    _REAL, _W, FIRST, START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
+    for w in range(inst[FIRST + machine], inst[FIRST + machine + 1]):
+        if inst[START + w] > t:
+            break
+        if t < inst[END + w]:
+            return w
+    return NONE
+
+
+@_kernel
+def execution_end(inst, machine, start, work, interruption, J, M, O, D):
+    """When an op needing ``work`` time units, started at ``start`` on an up machine, ends;
+    and whether a downtime aborted it (restart: the end is then the abort time)."""
+    _REAL, _W, FIRST, START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
+    t = start
+    remaining = work
+    for w in range(inst[FIRST + machine], inst[FIRST + machine + 1]):
+        a, b = inst[START + w], inst[END + w]
+        if b <= t:
+            continue
+        if a >= t + remaining:
+            break
+        if interruption == INTERRUPT_RESTART:
+            return a, True
+        remaining -= a - t
+        t = b
+    return t + remaining, False
+
+
+@_kernel
+def dynamic_startable(inst, state, job, J, M, O, D):
+    """Can ``job``'s next op start now: arrived, previous op done, machine idle and up?"""
+    RELEASE = instance_offsets(J, O)[3]
+    _NEXT, MACHINE, _DUR, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
+    NOW = dynamic_state_offsets(J, M, O)[0]
+    machine = state[MACHINE + job]
+    now = state[NOW]
+    if machine == NONE or inst[RELEASE + job] > now or state[READY + job] > now:
+        return False
+    return state[MACHINE_END + machine] <= now and window_at(inst, machine, now, J, M, O, D) == NONE
+
+
+@_kernel
+def dynamic_accrue(inst, state, t1, J, M, O, D):
+    """Advance the clock to ``t1``, adding [now, t1) to the time, flow and tardiness integrals."""
+    N_OPS, RELEASE, DUE = instance_offsets(J, O)[2:5]
+    WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
+    MACHINE, _DUR, READY = state_offsets(J, M, O)[1:4]
+    NOW, _WASTED, CARRY_TIME, CARRY_FLOW, CARRY_TARDINESS = dynamic_state_offsets(J, M, O)[:5]
+    t0 = state[NOW]
+    if t1 <= t0:
+        return
+    flow = 0
+    tardiness = 0
+    for j in range(J):
+        if inst[N_OPS + j] == 0:
+            continue
+        completion = state[READY + j] if state[MACHINE + j] == NONE else FOREVER
+        lo = max(t0, inst[RELEASE + j])
+        hi = min(t1, completion)
+        if hi > lo:
+            flow += hi - lo
+            late_from = max(lo, inst[DUE + j])
+            if hi > late_from:
+                tardiness += inst[WEIGHT + j] * (hi - late_from)
+    state[CARRY_TIME] += t1 - t0
+    state[CARRY_FLOW] += flow
+    state[CARRY_TARDINESS] += tardiness
+    state[NOW] = t1
+
+
+@_kernel
+def dynamic_next_event(inst, state, J, M, O, D):
+    """The first time after now when something can change: an arrival, a job's op ending,
+    a machine's op ending, or a repair."""
+    RELEASE = instance_offsets(J, O)[3]
+    _NEXT, MACHINE, _DUR, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
+    END = dynamic_instance_offsets(J, M, O, D)[4]
+    NOW = dynamic_state_offsets(J, M, O)[0]
+    now = state[NOW]
+    t = FOREVER
+    for j in range(J):
+        if state[MACHINE + j] != NONE:
+            if inst[RELEASE + j] > now:
+                t = min(t, inst[RELEASE + j])
+            elif state[READY + j] > now:
+                t = min(t, state[READY + j])
+    for m in range(M):
+        if state[MACHINE_END + m] > now:
+            t = min(t, state[MACHINE_END + m])
+        w = window_at(inst, m, now, J, M, O, D)
+        if w != NONE:
+            t = min(t, inst[END + w])
+    return t
+
+
+@_kernel
+def dynamic_settle(inst, state, mask, J, M, O, D):
+    """Move the clock forward until some job can start now (return how many), or until every
+    op has run (then to the last completion; return 0). Return -1 if nothing can ever start."""
+    NOW = dynamic_state_offsets(J, M, O)[0]
+    while True:
+        if state[ST_N_SCHEDULED] == state[ST_N_TOTAL]:
+            dynamic_accrue(inst, state, max(state[NOW], state[ST_MAKESPAN]), J, M, O, D)
+            mask[:] = 0
+            return 0
+        count = 0
+        for j in range(J):
+            allowed = dynamic_startable(inst, state, j, J, M, O, D)
+            mask[j] = allowed
+            count += allowed
+        if count > 0:
+            return count
+        t = dynamic_next_event(inst, state, J, M, O, D)
+        if t >= FOREVER:
+            return -1
+        dynamic_accrue(inst, state, t, J, M, O, D)
+
+
+@_kernel
+def dynamic_start(inst, state, job, interruption, J, M, O, D):
+    """Start ``job``'s next op now on its machine; it runs for its real duration, around (resume)
+    or cut short by (restart) the machine's downtimes."""
+    NEXT_OP, MACHINE, DURATION, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
+    REAL = dynamic_instance_offsets(J, M, O, D)[0]
+    NOW, WASTED, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)
+    now = state[NOW]
+    machine = state[MACHINE + job]
+    expected = now + state[DURATION + job]
+    end, aborted = execution_end(
+        inst, machine, now, inst[REAL + job * O + state[NEXT_OP + job]], interruption, J, M, O, D
+    )
+    if aborted:  # restart: the op stays next; the job and machine are tied up until the failure
+        state[MACHINE_END + machine] = max(state[MACHINE_END + machine], end)
+        state[READY + job] = end
+        state[WASTED] += end - now
+    else:
+        record_op(inst, state, job, now, end, J, M, O)
+    state[JOB_EXPECTED + job] = expected
+    state[MACHINE_EXPECTED + machine] = expected
+
+
+@_kernel
+def dynamic_reward(inst, state, objective, J, M, O):
+    """The reward for the integrals accrued since the last one (then cleared): minus elapsed
+    time (makespan), minus jobs-in-system time / n_jobs (mean flow time) or minus weighted
+    tardy time / n_jobs (total weighted tardiness), all divided by the time scale."""
+    _NOW, _W, CARRY_TIME, CARRY_FLOW, CARRY_TARDINESS = dynamic_state_offsets(J, M, O)[:5]
+    scale = float(inst[IN_TIME_SCALE])
+    n_jobs = float(max(inst[IN_N_JOBS], 1))
+    if objective == OBJECTIVE_MAKESPAN:
+        reward = -state[CARRY_TIME] / scale
+    elif objective == OBJECTIVE_FLOW:
+        reward = -state[CARRY_FLOW] / (scale * n_jobs)
+    else:
+        reward = -state[CARRY_TARDINESS] / (scale * n_jobs)
+    state[CARRY_TIME] = 0
+    state[CARRY_FLOW] = 0
+    state[CARRY_TARDINESS] = 0
+    return reward
+
+
+@_kernel
+def dynamic_observe(inst, state, mask, features, J, M, O, D):
+    """Write the ``(J, N_DYNAMIC_FEATURES)`` features from what a planner knows now: jobs that
+    have arrived, planned (not real) durations, machines down now and until when (a breakdown
+    is revealed when it starts), expected free times. Other rows stay zero."""
+    OP_MACHINE, OP_DURATION, N_OPS, RELEASE, DUE = instance_offsets(J, O)
+    WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
+    END = dynamic_instance_offsets(J, M, O, D)[4]
+    NEXT_OP, MACHINE, DURATION, _READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
+    NOW, _W, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)
+    now = state[NOW]
+    per_time = 1.0 / inst[IN_TIME_SCALE]
+    max_weight = 1
+    load = np.zeros(M, dtype=np.int64)  # planned work left on each machine, jobs arrived so far
+    for j in range(J):
+        if state[MACHINE + j] != NONE and inst[RELEASE + j] <= now:
+            max_weight = max(max_weight, inst[WEIGHT + j])
+            for k in range(state[NEXT_OP + j], inst[N_OPS + j]):
+                load[inst[OP_MACHINE + j * O + k]] += inst[OP_DURATION + j * O + k]
+    for j in range(J):
+        machine = state[MACHINE + j]
+        for c in range(N_DYNAMIC_FEATURES):
+            features[j, c] = 0.0
+        if machine == NONE or inst[RELEASE + j] > now:
+            continue
+        window = window_at(inst, machine, now, J, M, O, D)
+        features[j, 0] = mask[j]
+        features[j, 1] = state[DURATION + j] / inst[IN_DUR_SCALE]
+        features[j, 2] = state[REMAINING + j] * per_time
+        features[j, 3] = (inst[N_OPS + j] - state[NEXT_OP + j]) / O
+        features[j, 4] = max(0, state[JOB_EXPECTED + j] - now) * per_time
+        features[j, 5] = max(0, state[MACHINE_EXPECTED + machine] - now) * per_time
+        features[j, 6] = 1.0 if window != NONE else 0.0
+        features[j, 7] = (inst[END + window] - now) * per_time if window != NONE else 0.0
+        features[j, 8] = load[machine] * per_time
+        slack = (inst[DUE + j] - now - state[REMAINING + j]) * per_time
+        features[j, 9] = max(min(slack, FEATURE_LIMIT), -FEATURE_LIMIT)
+        features[j, 10] = inst[WEIGHT + j] / max_weight
+        features[j, 11] = min((now - inst[RELEASE + j]) * per_time, FEATURE_LIMIT)
+
+
+@_kernel
+def dynamic_reset_and_observe(inst, state, mask, features, J, M, O, D):
+    """Empty shop at time 0, then run the clock to the first decision. Returns as settle does."""
+    reset_shop(inst, state, PLACEMENT_APPEND, J, M, O)
+    base = state_row_length(J, M, O)
+    state[base:] = 0
+    RELEASE = instance_offsets(J, O)[3]
+    JOB_EXPECTED = dynamic_state_offsets(J, M, O)[5]
+    for j in range(J):
+        state[JOB_EXPECTED + j] = inst[RELEASE + j]
+    count = dynamic_settle(inst, state, mask, J, M, O, D)
+    dynamic_observe(inst, state, mask, features, J, M, O, D)
+    return count
+
+
+@_kernel
+def dynamic_step_shop(inst, state, action, interruption, objective, mask, features, J, M, O, D):
+    """One decision in a dynamic shop: start ``action``'s next op now (an action outside the
+    mask becomes the lowest allowed job), then run the clock to the next decision.
+    Returns (reward, done, invalid, stuck)."""
+    invalid = False
+    if action < 0 or action >= J or mask[action] == 0:
+        invalid = True
+        action = NONE
+        for j in range(J):
+            if mask[j] != 0:
+                action = j
+                break
+        if action == NONE:
+            return 0.0, True, True, False
+    dynamic_start(inst, state, action, interruption, J, M, O, D)
+    count = dynamic_settle(inst, state, mask, J, M, O, D)
+    reward = dynamic_reward(inst, state, objective, J, M, O)
+    dynamic_observe(inst, state, mask, features, J, M, O, D)
+    return reward, count == 0, invalid, count < 0
+
+
 # ---- batches -------------------------------------------------------------------------
 @_parallel_kernel
 def reset_batch(insts, states, indices, placement, action_set, masks, features, J, M, O):
@@ -513,3 +813,16 @@ def warm_up() -> None:
     sample_valid_actions(masks, np.zeros(1), actions)
     rollout_rules(insts, states, np.zeros(1, dtype=np.int64), np.zeros((1, 4)), 1, 1, masks, features, J, M, O)
     choose_by_rule(inst, states[0], masks[0], RULE_MWKR, 0.0, J, M, O)
+    # the dynamic shop: same tiny jobs, one downtime on machine 0
+    D = 1
+    row = np.zeros(dynamic_instance_row_length(J, M, O, D), dtype=np.int64)
+    row[: inst.shape[0]] = inst
+    REAL, _WEIGHT, FIRST, START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
+    row[REAL : REAL + 4] = 1
+    row[FIRST : FIRST + 3] = [0, 1, 1]
+    row[START], row[END] = 1, 2
+    state = np.zeros(dynamic_state_row_length(J, M, O), dtype=np.int64)
+    dynamic_features = np.zeros((J, N_DYNAMIC_FEATURES), dtype=np.float32)
+    for interruption in (INTERRUPT_RESUME, INTERRUPT_RESTART):
+        dynamic_reset_and_observe(row, state, masks[0], dynamic_features, J, M, O, D)
+        dynamic_step_shop(row, state, 0, interruption, OBJECTIVE_TARDINESS, masks[0], dynamic_features, J, M, O, D)

@@ -347,3 +347,40 @@ def generate_scenario(
             "initial_jobs": initial_jobs, "arriving_jobs": arriving_jobs,
         },
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScenarioGenerator:
+    """A callable ``gen(rng) -> Scenario`` with fixed options (see :func:`generate_scenario`);
+    it also says the largest sizes it produces, so an env can size its padded window."""
+
+    n_machines: int = 5
+    initial_jobs: int = 5
+    arriving_jobs: int = 15
+    utilisation: float = 0.85
+    low: int = 1
+    high: int = 99
+    mtbf: float | None = None
+    mttr: float | None = None
+    noise: float = 0.0
+    tightness: float = 1.5
+    interruption: str = "resume"
+
+    @property
+    def max_jobs(self) -> int:
+        return self.initial_jobs + self.arriving_jobs
+
+    @property
+    def max_machines(self) -> int:
+        return self.n_machines
+
+    @property
+    def max_ops(self) -> int:
+        return self.n_machines
+
+    def __call__(self, rng: np.random.Generator | int | None = None) -> Scenario:
+        return generate_scenario(
+            self.n_machines, initial_jobs=self.initial_jobs, arriving_jobs=self.arriving_jobs,
+            utilisation=self.utilisation, low=self.low, high=self.high, mtbf=self.mtbf, mttr=self.mttr,
+            noise=self.noise, tightness=self.tightness, interruption=self.interruption, seed=rng,
+        )  # fmt: skip

@@ -206,3 +206,137 @@ def random_test_instance(rng: np.random.Generator, max_jobs: int = 6, max_machin
     return JobShopInstance(
         machines, durations, n_machines=n_machines, n_ops=n_ops, release_dates=release, name="random-test"
     )
+
+
+class ReferenceDynamicShop:
+    """Twin of the dynamic kernels: the clock advances one time unit at a time, and an
+    operation runs unit by unit around (resume) or into (restart) its machine's downtimes."""
+
+    def __init__(self, scenario, max_jobs: int, max_ops: int, objective: str):
+        self.s, self.jobs = scenario, scenario.jobs
+        self.J, self.O, self.objective = max_jobs, max_ops, objective
+        self.scale = max(1, int(round(float(self.jobs.job_work().mean()))))
+        n = self.jobs.n_jobs
+        self.now = 0
+        self.next_op = [0] * n
+        self.ready = [int(r) for r in self.jobs.release_dates]
+        self.busy_until = [0] * self.jobs.n_machines
+        self.expected_job = [int(r) for r in self.jobs.release_dates]
+        self.expected_machine = [0] * self.jobs.n_machines
+        self.start = np.full((max_jobs, max_ops), -1, dtype=np.int64)
+        self.end = np.full((max_jobs, max_ops), -1, dtype=np.int64)
+        self.wasted = 0
+        self.carry = {"makespan": 0, "flow": 0, "tardiness": 0}
+
+    def down(self, machine: int, t: int) -> tuple[int, int] | None:
+        for m, a, b, _ in self.s.downtimes.tolist():
+            if m == machine and a <= t < b:
+                return a, b
+        return None
+
+    def unfinished(self, j: int) -> bool:
+        return self.next_op[j] < self.jobs.n_ops[j]
+
+    def machine_of(self, j: int) -> int:
+        return int(self.jobs.machines[j, self.next_op[j]])
+
+    def startable(self, j: int) -> bool:
+        if j >= self.jobs.n_jobs or not self.unfinished(j):
+            return False
+        m = self.machine_of(j)
+        now = self.now
+        return (
+            self.jobs.release_dates[j] <= now
+            and self.ready[j] <= now
+            and self.busy_until[m] <= now
+            and self.down(m, now) is None
+        )
+
+    def mask(self) -> np.ndarray:
+        return np.array([self.startable(j) for j in range(self.J)], dtype=np.int8)
+
+    def completion(self, j: int) -> float:
+        return self.ready[j] if not self.unfinished(j) else float("inf")
+
+    def tick(self) -> None:
+        """Accrue one time unit [now, now + 1) and move the clock."""
+        t = self.now
+        self.carry["makespan"] += 1
+        for j in range(self.jobs.n_jobs):
+            if self.jobs.release_dates[j] <= t < self.completion(j):
+                self.carry["flow"] += 1
+                if t >= self.jobs.due_dates[j]:
+                    self.carry["tardiness"] += int(self.jobs.weights[j])
+        self.now += 1
+
+    def settle(self) -> None:
+        while True:
+            if not any(self.unfinished(j) for j in range(self.jobs.n_jobs)):
+                final = max(self.ready)
+                while self.now < final:
+                    self.tick()
+                return
+            if self.mask().any():
+                return
+            self.tick()
+
+    def run(self, j: int) -> None:
+        m, k = self.machine_of(j), self.next_op[j]
+        work = int(self.s.realized_durations[j, k])
+        t, done = self.now, 0
+        while done < work:
+            if self.down(m, t) is not None:
+                if self.s.interruption == "restart":  # aborted: the work is lost
+                    self.busy_until[m] = max(self.busy_until[m], t)
+                    self.ready[j] = t
+                    self.wasted += t - self.now
+                    break
+            else:
+                done += 1
+            t += 1
+        else:
+            self.start[j, k], self.end[j, k] = self.now, t
+            self.busy_until[m] = max(self.busy_until[m], t)
+            self.ready[j] = t
+            self.next_op[j] += 1
+        planned = int(self.jobs.durations[j, k])
+        self.expected_job[j] = self.expected_machine[m] = self.now + planned
+
+    def reward(self) -> float:
+        n = max(self.jobs.n_jobs, 1)
+        value = {
+            "makespan": self.carry["makespan"],
+            "flow": self.carry["flow"] / n,
+            "tardiness": self.carry["tardiness"] / n,
+        }
+        self.carry = {"makespan": 0, "flow": 0, "tardiness": 0}
+        return -value[self.objective] / self.scale
+
+    def features(self, mask: np.ndarray) -> np.ndarray:
+        jobs, now = self.jobs, self.now
+        out = np.zeros((self.J, 12))
+        arrived = [j for j in range(jobs.n_jobs) if self.unfinished(j) and jobs.release_dates[j] <= now]
+        load = np.zeros(jobs.n_machines)
+        for j in arrived:
+            for k in range(self.next_op[j], jobs.n_ops[j]):
+                load[jobs.machines[j, k]] += jobs.durations[j, k]
+        max_weight = max([1] + [int(jobs.weights[j]) for j in arrived])
+        for j in arrived:
+            m, k = self.machine_of(j), self.next_op[j]
+            remaining = int(jobs.durations[j, k:].sum())
+            window = self.down(m, now)
+            out[j] = [
+                mask[j],
+                jobs.durations[j, k] / max(1, int(jobs.durations.max())),
+                remaining / self.scale,
+                (jobs.n_ops[j] - k) / self.O,
+                max(0, self.expected_job[j] - now) / self.scale,
+                max(0, self.expected_machine[m] - now) / self.scale,
+                window is not None,
+                (window[1] - now) / self.scale if window else 0,
+                load[m] / self.scale,
+                np.clip((jobs.due_dates[j] - now - remaining) / self.scale, -1000, 1000),
+                jobs.weights[j] / max_weight,
+                min((now - jobs.release_dates[j]) / self.scale, 1000),
+            ]
+        return out

@@ -1,0 +1,142 @@
+"""sched_env/dynamic.py: the dynamic shop against its twin, its invariants, and the checkers."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from instances import InvalidActionError, InvalidScenarioError, JobShopInstance
+from sched_env.dynamic import DynamicJobShopEnv
+from sched_env.events import Scenario, ScenarioGenerator, generate_scenario
+from sched_env.schedule import find_violations
+from tests.reference import ReferenceDynamicShop
+
+
+def small_scenario(seed: int, interruption: str) -> Scenario:
+    rng = np.random.default_rng(seed)
+    return generate_scenario(
+        int(rng.integers(1, 4)), initial_jobs=int(rng.integers(0, 3)), arriving_jobs=int(rng.integers(1, 6)),
+        utilisation=float(rng.uniform(0.5, 1.2)), low=0, high=12, mtbf=float(rng.uniform(5, 40)),
+        mttr=float(rng.uniform(1, 10)), noise=0.4, tightness=float(rng.uniform(0.5, 2)),
+        interruption=interruption, seed=rng,
+        maintenance=[(0, int(rng.integers(0, 20)), int(rng.integers(20, 30)))] if rng.random() < 0.5 else (),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+@pytest.mark.parametrize("objective", ["makespan", "tardiness", "flow"])
+def test_dynamic_kernels_match_the_reference_twin(interruption, objective):
+    for seed in range(40):
+        scenario = small_scenario(seed, interruption)
+        env = DynamicJobShopEnv(scenario, objective=objective, max_jobs=scenario.jobs.n_jobs + seed % 2)
+        obs, info = env.reset(seed=seed)
+        twin = ReferenceDynamicShop(scenario, env.layout.J, env.layout.O, objective)
+        twin.settle()
+        rng = np.random.default_rng(seed)
+        done, step = False, 0
+        while True:
+            where = f"seed {seed}, step {step}"
+            mask = twin.mask()
+            assert env.time == twin.now, where
+            np.testing.assert_array_equal(obs["action_mask"], mask, err_msg=where)
+            np.testing.assert_allclose(obs["jobs"], twin.features(mask), rtol=1e-5, atol=1e-5, err_msg=where)
+            if done:
+                break
+            action = int(rng.choice(np.flatnonzero(mask)))
+            obs, reward, done, _, info = env.step(action)
+            twin.run(action)
+            twin.settle()  # the first reward also carries the time before the first decision
+            assert reward == pytest.approx(twin.reward(), abs=1e-9), where
+            step += 1
+        starts = env.layout.views(env._state_row)["op_start"].reshape(env.layout.J, env.layout.O)
+        np.testing.assert_array_equal(starts, twin.start)
+        assert info["wasted_work"] == twin.wasted
+
+
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+def test_random_rollouts_respect_every_dynamic_constraint(interruption):
+    for seed in range(30):
+        scenario = generate_scenario(
+            4, initial_jobs=3, arriving_jobs=8, mtbf=150, mttr=30, noise=0.3, interruption=interruption,
+            maintenance=[(1, 100, 160)], seed=seed,
+        )  # fmt: skip
+        env = DynamicJobShopEnv(scenario)
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        total, done = 0.0, False
+        while not done:
+            assert obs["action_mask"].any()
+            obs, reward, done, _, info = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+            total += reward
+        schedule = info["schedule"]
+        assert find_violations(
+            scenario.jobs, schedule, durations=scenario.realized_durations, downtimes=scenario.downtimes,
+            interruption=interruption,
+        ) == []  # fmt: skip
+        starts_ok = all(
+            not (a <= s < b)
+            for m, s in zip(schedule.machine, schedule.start)
+            for mm, a, b, _ in scenario.downtimes
+            if mm == m
+        )
+        assert starts_ok, "an operation started on a machine that was down"
+        scale = max(1, round(float(scenario.jobs.job_work().mean())))
+        assert total == pytest.approx(-info["total_weighted_tardiness"] / (scale * scenario.jobs.n_jobs))
+
+
+def test_same_seed_same_rollout():
+    def rollout():
+        env = DynamicJobShopEnv(ScenarioGenerator(mtbf=200, mttr=30, noise=0.2))
+        obs, _ = env.reset(seed=7)
+        rng, trace, done = np.random.default_rng(1), [], False
+        while not done:
+            obs, reward, done, _, info = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+            trace.append((reward, info["time"]))
+        return trace, info["schedule"]
+
+    assert rollout() == rollout()
+
+
+def test_jobs_are_invisible_before_they_arrive():
+    jobs = JobShopInstance.from_jobs([[(0, 5)], [(0, 5)]], release_dates=[0, 50], due_dates=[10, 60])
+    env = DynamicJobShopEnv(Scenario(jobs))
+    obs, _ = env.reset()
+    assert env.time == 0 and obs["action_mask"].tolist() == [1, 0] and not obs["jobs"][1].any()
+    obs, reward, done, _, info = env.step(0)
+    assert env.time == 50 and obs["action_mask"].tolist() == [0, 1]  # the clock jumped to the arrival
+    obs, reward, done, _, info = env.step(1)
+    assert done and info["makespan"] == 55 and info["total_weighted_tardiness"] == 0
+
+
+def test_breakdown_interrupts_per_policy():
+    jobs = JobShopInstance.from_jobs([[(0, 10)]])
+    for policy, end, wasted in (("resume", 15, 0), ("restart", 19, 4)):
+        scenario = Scenario(jobs, downtimes=np.array([[0, 4, 9, 0]]), interruption=policy)
+        env = DynamicJobShopEnv(scenario, objective="makespan")
+        env.reset()
+        _, _, done, _, info = env.step(0)
+        if policy == "restart":  # aborted at 4, machine back at 9: start again
+            assert not done and env.time == 9
+            _, _, done, _, info = env.step(0)
+        assert done and info["makespan"] == end and info["wasted_work"] == wasted
+
+
+def test_registered_dynamic_env_passes_both_checkers():
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("sched_env/DynamicJobShop-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    sb3_checker.check_env(gym.make("sched_env/DynamicJobShop-v0", objective="flow").unwrapped, warn=False)
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown objective 'speed'"):
+        DynamicJobShopEnv(objective="speed")
+    with pytest.raises(InvalidScenarioError, match="scenario must be"):
+        DynamicJobShopEnv(42)
+    env = DynamicJobShopEnv(ScenarioGenerator(), strict=True)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="is not allowed at time"):
+        env.step(int(np.flatnonzero(obs["action_mask"] == 0)[0]) if (obs["action_mask"] == 0).any() else 99)
