@@ -460,7 +460,7 @@ def dynamic_instance_row_length(J: int, M: int, O: int, D: int) -> int:  # noqa:
 
 @_kernel
 def dynamic_state_row_length(J: int, M: int, O: int) -> int:  # noqa: E741
-    return state_row_length(J, M, O) + 5 + J + M
+    return state_row_length(J, M, O) + 5 + 2 * J + M
 
 
 @_kernel
@@ -480,7 +480,8 @@ def dynamic_instance_offsets(J, M, O, D):
 def dynamic_state_offsets(J, M, O):
     """After the static fields: the clock, work lost to restarts, the integrals accrued since
     the last reward (time, jobs-in-system time, weighted tardy time), and what a planner
-    expects: when each job and machine will be free (start + planned duration)."""
+    expects: when each job and machine will be free (start + planned duration), and when each
+    job's latest operation started (so a snapshot can show it as running)."""
     now = state_row_length(J, M, O)
     wasted = now + 1
     carry_time = now + 2
@@ -488,7 +489,8 @@ def dynamic_state_offsets(J, M, O):
     carry_tardiness = now + 4
     job_expected_free = now + 5
     machine_expected_free = job_expected_free + J
-    return now, wasted, carry_time, carry_flow, carry_tardiness, job_expected_free, machine_expected_free
+    job_started = machine_expected_free + M
+    return now, wasted, carry_time, carry_flow, carry_tardiness, job_expected_free, machine_expected_free, job_started
 
 
 @_kernel
@@ -619,10 +621,11 @@ def dynamic_start(inst, state, job, interruption, J, M, O, D):
     or cut short by (restart) the machine's downtimes."""
     NEXT_OP, MACHINE, DURATION, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
     REAL = dynamic_instance_offsets(J, M, O, D)[0]
-    NOW, WASTED, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)
+    NOW, WASTED, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED, JOB_STARTED = dynamic_state_offsets(J, M, O)
     now = state[NOW]
     machine = state[MACHINE + job]
     expected = now + state[DURATION + job]
+    state[JOB_STARTED + job] = now
     end, aborted = execution_end(
         inst, machine, now, inst[REAL + job * O + state[NEXT_OP + job]], interruption, J, M, O, D
     )
@@ -665,7 +668,7 @@ def dynamic_observe(inst, state, mask, features, J, M, O, D):
     WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
     END = dynamic_instance_offsets(J, M, O, D)[4]
     NEXT_OP, MACHINE, DURATION, _READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
-    NOW, _W, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)
+    NOW, _W, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)[:7]
     now = state[NOW]
     per_time = 1.0 / inst[IN_TIME_SCALE]
     max_weight = 1
@@ -705,8 +708,10 @@ def dynamic_reset_and_observe(inst, state, mask, features, J, M, O, D):
     state[base:] = 0
     RELEASE = instance_offsets(J, O)[3]
     JOB_EXPECTED = dynamic_state_offsets(J, M, O)[5]
+    JOB_STARTED = dynamic_state_offsets(J, M, O)[7]
     for j in range(J):
         state[JOB_EXPECTED + j] = inst[RELEASE + j]
+        state[JOB_STARTED + j] = NONE
     count = dynamic_settle(inst, state, mask, J, M, O, D)
     dynamic_observe(inst, state, mask, features, J, M, O, D)
     return count

@@ -259,6 +259,12 @@ class DynamicJobShopEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() first")
         return self.layout.schedule(self._scenario.jobs, self._state_row)
 
+    def snapshot(self):
+        """What a planner knows now, as a :class:`~sched_env.snapshot.ShopState`."""
+        from sched_env.snapshot import snapshot
+
+        return snapshot(self)
+
     def summary(self) -> dict[str, Any]:
         """Objective values of the finished episode, and its validated schedule."""
         scenario = self._scenario

@@ -1,0 +1,191 @@
+"""``ShopState``: a snapshot of a running dynamic shop, the input of every rescheduler.
+
+It holds only what a planner can know at ``time``: the jobs that have arrived (with their
+release and due dates, weights and *planned* durations), the operations done (real times),
+the operations running (start and expected end), and the machine downtimes known now: the
+breakdowns in progress (with their repair time) and the planned maintenance windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instances import InvalidScenarioError, JobShopInstance
+from sched_env.events import INTERRUPTIONS, MAINTENANCE
+
+
+def _rows(values: Any, width: int, what: str) -> np.ndarray:
+    array = np.asarray(values if values is not None and len(values) else np.zeros((0, width)), dtype=np.int64)
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InvalidScenarioError(f"{what} must be rows of {width} integers, got shape {array.shape}")
+    array = array.copy()
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, init=False, eq=False)
+class ShopState:
+    """The shop at ``time``. ``jobs`` are the arrived jobs, numbered 0..n-1; ``job_ids`` maps
+    them to the scenario's numbering. ``done`` rows are (job, op, machine, start, end);
+    ``running`` rows (job, op, machine, start, expected_end); ``downtimes`` rows (machine,
+    start, end, kind) that end after ``time``. ``interruption`` is the shop's policy."""
+
+    time: int
+    jobs: JobShopInstance
+    job_ids: np.ndarray
+    done: np.ndarray
+    running: np.ndarray
+    downtimes: np.ndarray
+    interruption: str
+
+    def __init__(self, time, jobs, job_ids, done, running, downtimes, interruption="resume") -> None:
+        if int(time) < 0:
+            raise InvalidScenarioError(f"time must be >= 0, got {time}")
+        if interruption not in INTERRUPTIONS:
+            raise InvalidScenarioError(f"interruption must be one of {INTERRUPTIONS}, got {interruption!r}")
+        ids = _rows(np.asarray(job_ids).reshape(-1, 1), 1, "job_ids")[:, 0]
+        if len(ids) != jobs.n_jobs:
+            raise InvalidScenarioError(f"job_ids has {len(ids)} entries for {jobs.n_jobs} jobs")
+        object.__setattr__(self, "time", int(time))
+        object.__setattr__(self, "jobs", jobs)
+        object.__setattr__(self, "job_ids", ids)
+        object.__setattr__(self, "done", _rows(done, 5, "done"))
+        object.__setattr__(self, "running", _rows(running, 5, "running"))
+        object.__setattr__(self, "downtimes", _rows(downtimes, 4, "downtimes"))
+        object.__setattr__(self, "interruption", interruption)
+        for what, rows in (("done", self.done), ("running", self.running)):
+            for job, op, machine, *_ in rows.tolist():
+                if not (0 <= job < jobs.n_jobs and 0 <= op < jobs.n_ops[job]) or machine != jobs.machines[job, op]:
+                    raise InvalidScenarioError(
+                        f"{what} operation (job {job}, op {op}, machine {machine}) is not in the jobs"
+                    )
+
+    def waiting(self) -> list[tuple[int, int]]:
+        """(job, op) of every operation neither done nor running, in job order."""
+        started = {(j, k) for j, k in self.done[:, :2].tolist()} | {(j, k) for j, k in self.running[:, :2].tolist()}
+        return [
+            (j, k) for j in range(self.jobs.n_jobs) for k in range(int(self.jobs.n_ops[j])) if (j, k) not in started
+        ]
+
+    def down_until(self) -> dict[int, int]:
+        """Machines down at ``time`` and when they come back."""
+        return {m: e for m, s, e, _ in self.downtimes.tolist() if s <= self.time < e}
+
+    def maintenance(self) -> np.ndarray:
+        return self.downtimes[self.downtimes[:, 3] == MAINTENANCE]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ShopState):
+            return NotImplemented
+        return (
+            self.time == other.time
+            and self.jobs == other.jobs
+            and self.interruption == other.interruption
+            and all(
+                np.array_equal(getattr(self, k), getattr(other, k)) for k in ("job_ids", "done", "running", "downtimes")
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"ShopState(time={self.time}, {self.jobs.n_jobs} jobs, {len(self.done)} ops done, {len(self.running)} running,"
+            f" {len(self.waiting())} waiting, down: {self.down_until() or 'none'})"
+        )
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "interruption": self.interruption,
+            "jobs": self.jobs.to_dict(),
+            "job_ids": self.job_ids.tolist(),
+            "done": [dict(zip(("job", "op", "machine", "start", "end"), r)) for r in self.done.tolist()],
+            "running": [dict(zip(("job", "op", "machine", "start", "expected_end"), r)) for r in self.running.tolist()],
+            "downtimes": [
+                {"machine": m, "start": s, "end": e, "kind": "maintenance" if k == MAINTENANCE else "breakdown"}
+                for m, s, e, k in self.downtimes.tolist()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "shop state") -> ShopState:
+        try:
+            jobs = JobShopInstance.from_dict(data["jobs"])
+            done = [[r["job"], r["op"], r["machine"], r["start"], r["end"]] for r in data.get("done", [])]
+            running = [
+                [r["job"], r["op"], r["machine"], r["start"], r["expected_end"]] for r in data.get("running", [])
+            ]
+            downtimes = [
+                [r["machine"], r["start"], r["end"], MAINTENANCE if r.get("kind") == "maintenance" else 0]
+                for r in data.get("downtimes", [])
+            ]
+            return cls(
+                data["time"], jobs, data["job_ids"], done, running, downtimes, data.get("interruption", "resume")
+            )
+        except (KeyError, TypeError) as error:
+            raise InvalidScenarioError(f"{source}: malformed shop state (missing or wrong field: {error})") from None
+        except (InvalidScenarioError, ValueError) as error:
+            raise InvalidScenarioError(f"{source}: {error}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "shop state") -> ShopState:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InvalidScenarioError(f"{source}:{error.lineno}: not valid JSON ({error.msg})") from None
+        return cls.from_dict(data, source=source)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+
+def snapshot(env) -> ShopState:
+    """What a planner knows of a :class:`~sched_env.dynamic.DynamicJobShopEnv` now."""
+    from sched_env import _kernels as K
+
+    scenario, L = env.scenario, env.layout
+    if scenario is None:
+        raise InvalidScenarioError("reset the env before taking a snapshot")
+    now = env.time
+    views = L.views(env._state_row)
+    start = views["op_start"].reshape(L.J, L.O)
+    end = views["op_end"].reshape(L.J, L.O)
+    offsets = K.dynamic_state_offsets(L.J, L.M, L.O)
+    expected_free = env._state_row[offsets[5] : offsets[5] + L.J]
+    started = env._state_row[offsets[7] : offsets[7] + L.J]
+    ready = views["job_ready"]
+    all_jobs = scenario.jobs
+    ids = np.flatnonzero(all_jobs.release_dates <= now)
+    local = {int(j): i for i, j in enumerate(ids)}
+    done, running = [], []
+    for j in ids.tolist():
+        for k in range(int(all_jobs.n_ops[j])):
+            if start[j, k] >= 0 and end[j, k] <= now:
+                done.append([local[j], k, int(all_jobs.machines[j, k]), int(start[j, k]), int(end[j, k])])
+        if started[j] >= 0 and started[j] <= now < ready[j]:  # busy: an op (or an attempt) is running
+            k = int(views["job_next_op"][j]) - 1
+            if not (k >= 0 and start[j, k] == started[j]):
+                k += 1  # an attempt that will be aborted is still, to a planner, the op running
+            expected = max(int(expected_free[j]), now)
+            running.append([local[j], k, int(all_jobs.machines[j, k]), int(started[j]), expected])
+    known = scenario.downtimes
+    visible = (known[:, 2] > now) & ((known[:, 1] <= now) | (known[:, 3] == MAINTENANCE))
+    jobs = JobShopInstance(
+        all_jobs.machines[ids], all_jobs.durations[ids], n_machines=all_jobs.n_machines, n_ops=all_jobs.n_ops[ids],
+        release_dates=all_jobs.release_dates[ids], due_dates=all_jobs.due_dates[ids], weights=all_jobs.weights[ids],
+        name=f"{scenario.name}@{now}",
+    )  # fmt: skip
+    return ShopState(now, jobs, ids, done, running, known[visible], scenario.interruption)
