@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
-from instances import InvalidInstanceError, JobShopInstance, SolverError
+from instances import InfeasibleScheduleError, InvalidInstanceError, JobShopInstance, SolverError
 from sched_env.schedule import Schedule, SolveResult, validate_schedule
 
 _STATUS = {
@@ -39,15 +39,33 @@ class JobShopModel:
     makespan: cp_model.IntVar | None = None
 
 
-def build_model(instance: JobShopInstance, *, horizon: int | None = None) -> JobShopModel:
+OBJECTIVES = ("makespan", "tardiness", "flow")
+
+
+def build_model(
+    instance: JobShopInstance,
+    *,
+    horizon: int | None = None,
+    blocked: dict[int, list[tuple[int, int]]] | None = None,
+    objective: str = "makespan",
+) -> JobShopModel:
     """Interval model: one interval per operation, one no-overlap per machine, precedence
-    inside each job, release dates, and the makespan as the max of the jobs' last ends.
+    inside each job, release dates, and the objective: ``makespan`` (max of the jobs' last
+    ends), ``tardiness`` (total weighted tardiness, needs due dates) or ``flow`` (total flow
+    time). ``blocked`` adds fixed intervals per machine (downtimes, running operations) that
+    no operation may overlap; they must be disjoint per machine.
 
     Zero-length operations must not sit strictly inside another operation on their machine
     (the validator's rule); CP-SAT's no-overlap ignores them, so a disjunction is added."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if objective == "tardiness" and instance.due_dates is None:
+        raise InvalidInstanceError(f"objective 'tardiness' needs due dates; {instance.name!r} has none")
     release = instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, dtype=int)
+    blocked = blocked or {}
     if horizon is None:
-        horizon = int(release.max() + instance.durations.sum())
+        latest_block = max((end for intervals in blocked.values() for _, end in intervals), default=0)
+        horizon = int(max(release.max(), latest_block) + instance.durations.sum())
     model = cp_model.CpModel()
     jsm = JobShopModel(model=model, instance=instance, horizon=horizon)
     zero_length: list[tuple[int, int]] = []
@@ -63,6 +81,10 @@ def build_model(instance: JobShopInstance, *, horizon: int | None = None) -> Job
                 zero_length.append((j, k))
             if k > 0:
                 model.add(start >= jsm.ends[j, k - 1])
+    for machine, intervals in blocked.items():
+        for start, end in intervals:
+            fixed = model.new_fixed_size_interval_var(int(start), int(end - start), f"blocked_{machine}_{start}")
+            jsm.intervals_by_machine.setdefault(int(machine), []).append(fixed)
     for intervals in jsm.intervals_by_machine.values():
         model.add_no_overlap(intervals)
     for j, k in zero_length:  # a point operation stays at or outside every other operation's ends
@@ -73,9 +95,21 @@ def build_model(instance: JobShopInstance, *, horizon: int | None = None) -> Job
                     before = model.new_bool_var(f"zero_{j}_{k}_before_{i}_{q}")
                     model.add(jsm.starts[j, k] <= jsm.starts[i, q]).only_enforce_if(before)
                     model.add(jsm.starts[j, k] >= jsm.ends[i, q]).only_enforce_if(~before)
+    completions = [jsm.ends[j, int(instance.n_ops[j]) - 1] for j in range(instance.n_jobs)]
     jsm.makespan = model.new_int_var(0, horizon, "makespan")
-    model.add_max_equality(jsm.makespan, [jsm.ends[j, int(instance.n_ops[j]) - 1] for j in range(instance.n_jobs)])
-    model.minimize(jsm.makespan)
+    model.add_max_equality(jsm.makespan, completions)
+    if objective == "makespan":
+        model.minimize(jsm.makespan)
+    elif objective == "flow":
+        model.minimize(sum(completions) - int(release.sum()))
+    else:
+        tardiness = []
+        for j, completion in enumerate(completions):
+            late = model.new_int_var(0, horizon, f"tardiness_{j}")
+            model.add(late >= completion - int(instance.due_dates[j]))
+            weight = int(instance.weights[j]) if instance.weights is not None else 1
+            tardiness.append(weight * late)
+        model.minimize(sum(tardiness))
     return jsm
 
 
@@ -161,4 +195,77 @@ def solve(
         seed=seed,
         params={"time_limit_s": time_limit_s, "workers": workers, "hinted": hint is not None}
         | ({"deterministic_time": deterministic_time} if deterministic_time is not None else {}),
+    )
+
+
+def objective_value(instance: JobShopInstance, schedule: Schedule, objective: str) -> int:
+    """Makespan, total weighted tardiness or total flow time of a complete schedule."""
+    completion = np.zeros(instance.n_jobs, dtype=np.int64)
+    np.maximum.at(completion, schedule.job, schedule.end)
+    if objective == "makespan":
+        return int(completion.max())
+    release = instance.release_dates if instance.release_dates is not None else 0
+    if objective == "flow":
+        return int((completion - release).sum())
+    weights = instance.weights if instance.weights is not None else 1
+    return int((weights * np.maximum(0, completion - instance.due_dates)).sum())
+
+
+def reschedule(
+    state,
+    *,
+    time_limit_s: float = 10.0,
+    workers: int = 2,
+    seed: int = 0,
+    hint: Schedule | None = None,
+    objective: str = "tardiness",
+) -> SolveResult:
+    """Plan the rest of a dynamic shop from a :class:`~sched_env.snapshot.ShopState`.
+
+    Done operations stay where they are, running ones run to their expected end, machines
+    are unavailable during the downtimes known now (breakdowns in progress, planned
+    maintenance), and every other operation starts at or after ``state.time``. ``hint``: a
+    plan of the same state (e.g. the previous plan repaired by :func:`~baselines.repair.right_shift`);
+    it must satisfy the state, since an infeasible hint is worse than none. The result's
+    schedule holds every known operation and its objective counts every known job."""
+    from sched_env.snapshot import full_plan, plan_violations, residual
+
+    started = time.perf_counter()
+    rest = residual(state)
+    params = {"time_limit_s": time_limit_s, "workers": workers, "hinted": hint is not None, "objective": objective}
+    if rest.instance is None:  # nothing left to plan
+        schedule = full_plan(state, rest, None)
+        value = objective_value(state.jobs, schedule, objective)
+        return SolveResult(schedule, value, "optimal", "cpsat-reschedule", time.perf_counter() - started,
+                           state.jobs.name, value, seed, params)  # fmt: skip
+    jsm = build_model(rest.instance, blocked=rest.blocked, objective=objective)
+    if hint is not None:
+        problems = plan_violations(state, hint)
+        if problems:
+            raise InfeasibleScheduleError(f"the hint does not fit the shop state: {problems[0]}", problems)
+        start = hint.start_matrix(state.jobs)
+        for (i, k), var in jsm.starts.items():
+            jsm.model.add_hint(var, int(start[rest.job[i], rest.first_op[i] + k]))
+    solver = solver_parameters(time_limit_s, workers, seed)
+    status = solver.solve(jsm.model)
+    if status == cp_model.MODEL_INVALID:
+        raise SolverError(f"CP-SAT rejected the rescheduling model: {jsm.model.validate()}")
+    name = _STATUS.get(status, "unknown")
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return SolveResult(None, None, name, "cpsat-reschedule", time.perf_counter() - started, state.jobs.name,
+                           None, seed, params)  # fmt: skip
+    schedule = full_plan(state, rest, read_schedule(jsm, solver))
+    problems = plan_violations(state, schedule)
+    if problems:  # a bug, never a user error: say so loudly
+        raise SolverError(f"CP-SAT returned a plan that breaks the shop state: {problems[0]}")
+    return SolveResult(
+        schedule=schedule,
+        objective=objective_value(state.jobs, schedule, objective),
+        status=name,
+        method="cpsat-reschedule",
+        wall_time_s=time.perf_counter() - started,
+        instance_name=state.jobs.name,
+        lower_bound=None,  # the solver's bound is on the residual objective only
+        seed=seed,
+        params=params,
     )

@@ -18,6 +18,7 @@ import numpy as np
 
 from instances import InvalidScenarioError, JobShopInstance
 from sched_env.events import INTERRUPTIONS, MAINTENANCE
+from sched_env.schedule import Schedule
 
 
 def _rows(values: Any, width: int, what: str) -> np.ndarray:
@@ -189,3 +190,103 @@ def snapshot(env) -> ShopState:
         name=f"{scenario.name}@{now}",
     )  # fmt: skip
     return ShopState(now, jobs, ids, done, running, known[visible], scenario.interruption)
+
+
+@dataclass(frozen=True)
+class Residual:
+    """The rest of the work as a plain instance: one job per arrived job with operations left
+    (``first_op[i]`` is where job ``job[i]`` of the state resumes), released at the earliest time
+    it can go on; ``blocked`` holds, per machine, the disjoint intervals no new operation may
+    touch (downtimes known now, operations running now)."""
+
+    instance: JobShopInstance
+    job: np.ndarray
+    first_op: np.ndarray
+    blocked: dict[int, list[tuple[int, int]]]
+
+    def blocked_rows(self) -> np.ndarray:
+        rows = [(m, s, e, 0) for m, intervals in self.blocked.items() for s, e in intervals]
+        return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        elif end > start:
+            merged.append((start, end))
+    return merged
+
+
+def residual(state: ShopState) -> Residual:
+    """Cut the state down to the work still to plan (see :class:`Residual`)."""
+    jobs, now = state.jobs, state.time
+    first_op = np.zeros(jobs.n_jobs, dtype=np.int64)
+    earliest = np.maximum(jobs.release_dates, now)
+    for job, op, _m, _s, end in state.done.tolist():
+        first_op[job] = max(first_op[job], op + 1)
+    blocked: dict[int, list[tuple[int, int]]] = {}
+    for job, op, machine, _start, expected in state.running.tolist():
+        first_op[job] = max(first_op[job], op + 1)
+        earliest[job] = max(earliest[job], expected)
+        blocked.setdefault(machine, []).append((now, expected))
+    for machine, start, end, _kind in state.downtimes.tolist():
+        blocked.setdefault(machine, []).append((max(start, now), end))
+    blocked = {m: _merge(v) for m, v in blocked.items()}
+    left = [j for j in range(jobs.n_jobs) if first_op[j] < jobs.n_ops[j]]
+    if not left:
+        return Residual(None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), blocked)
+    ops = [jobs.operations(j)[first_op[j] :] for j in left]
+    instance = JobShopInstance.from_jobs(
+        ops, n_machines=jobs.n_machines, name=f"{jobs.name}/rest", release_dates=earliest[left],
+        due_dates=jobs.due_dates[left], weights=jobs.weights[left],
+    )  # fmt: skip
+    return Residual(instance, np.array(left, dtype=np.int64), first_op[left], blocked)
+
+
+def full_plan(state: ShopState, rest: Residual, plan) -> Schedule:
+    """Done and running operations of ``state`` plus a schedule of its residual: one schedule
+    of every known operation (running ones end at their expected end)."""
+    rows = [list(r) for r in state.done.tolist()] + [list(r) for r in state.running.tolist()]
+    if plan is not None:
+        for i, k, m, s, e in zip(plan.job, plan.op, plan.machine, plan.start, plan.end):
+            rows.append([int(rest.job[i]), int(rest.first_op[i] + k), int(m), int(s), int(e)])
+    array = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    return Schedule(*array.T, instance_name=state.jobs.name)
+
+
+def plan_violations(state: ShopState, schedule: Schedule) -> list:
+    """What a plan of ``state`` breaks: done and running operations must be as in the state;
+    every other operation must start at or after ``time`` (and its job's release / running op),
+    follow its job's order, keep its planned duration and touch no blocked interval."""
+    from sched_env.schedule import Violation, find_violations
+
+    rest = residual(state)
+    found = []
+    by_op = {
+        (int(j), int(k)): (int(s), int(e))
+        for j, k, s, e in zip(schedule.job, schedule.op, schedule.start, schedule.end)
+    }
+    for what, rows in (("done", state.done), ("running", state.running)):
+        for job, op, _m, start, end in rows.tolist():
+            if by_op.get((job, op)) != (start, end):
+                found.append(
+                    Violation(
+                        "changed", f"{what} operation (job {job}, op {op}) must stay at [{start}, {end})", job, op
+                    )
+                )
+    if rest.instance is None:
+        return found
+    local = {
+        (int(j), int(rest.first_op[i] + k)): (i, k)
+        for i, j in enumerate(rest.job)
+        for k in range(int(rest.instance.n_ops[i]))
+    }
+    rows = [
+        (*local[j, k], m, s, e)
+        for j, k, m, s, e in zip(schedule.job, schedule.op, schedule.machine, schedule.start, schedule.end)
+        if (j, k) in local
+    ]
+    sub = Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T)
+    return found + find_violations(rest.instance, sub, downtimes=rest.blocked_rows(), interruption="restart")

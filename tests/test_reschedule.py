@@ -1,0 +1,75 @@
+"""Rescheduling a running dynamic shop: CP-SAT from a snapshot, and right-shift repair."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instances import InfeasibleScheduleError
+from sched_env.dynamic import DynamicJobShopEnv
+from sched_env.events import generate_scenario
+from sched_env.snapshot import plan_violations
+
+cpsat = pytest.importorskip("baselines.cpsat", reason="OR-Tools is not installed")
+from baselines.repair import right_shift  # noqa: E402
+
+
+def run_until(env, rng, steps):
+    obs = env._observation()
+    for _ in range(steps):
+        if env._done:
+            break
+        obs, *_ = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+    return env.snapshot()
+
+
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+@pytest.mark.parametrize("objective", ["tardiness", "makespan", "flow"])
+def test_reschedule_keeps_done_and_running_work_and_fits_the_state(interruption, objective):
+    for seed in range(4):
+        scenario = generate_scenario(
+            4, initial_jobs=4, arriving_jobs=6, mtbf=120, mttr=40, noise=0.3, interruption=interruption,
+            maintenance=[(0, 200, 260)], seed=seed,
+        )  # fmt: skip
+        env = DynamicJobShopEnv(scenario)
+        env.reset(seed=seed)
+        state = run_until(env, np.random.default_rng(seed), 12)
+        result = cpsat.reschedule(state, time_limit_s=2, objective=objective)
+        assert result.status in ("optimal", "feasible")
+        assert plan_violations(state, result.schedule) == []
+        assert result.objective == cpsat.objective_value(state.jobs, result.schedule, objective)
+        rows = set(zip(result.schedule.job.tolist(), result.schedule.op.tolist(), result.schedule.start.tolist()))
+        assert all((j, k, s) in rows for j, k, _m, s, _e in state.done.tolist() + state.running.tolist())
+        waiting = set(state.waiting())
+        for j, k, s in zip(result.schedule.job.tolist(), result.schedule.op.tolist(), result.schedule.start.tolist()):
+            if (j, k) in waiting:
+                assert s >= state.time
+        downs = state.downtimes.tolist()
+        for j, k, m, s, e in zip(
+            *(getattr(result.schedule, c).tolist() for c in ("job", "op", "machine", "start", "end"))
+        ):
+            if (j, k) in waiting:  # no planned work on a machine while it is known to be down
+                assert all(not (s < b and a < e) for mm, a, b, _ in downs if mm == m)
+
+
+def test_right_shift_repairs_an_old_plan_and_hints_cp_sat():
+    scenario = generate_scenario(4, initial_jobs=4, arriving_jobs=6, mtbf=150, mttr=30, noise=0.3, seed=5)
+    env = DynamicJobShopEnv(scenario)
+    env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    first = run_until(env, rng, 8)
+    plan = cpsat.reschedule(first, time_limit_s=1).schedule
+    later = run_until(env, rng, 10)
+    repaired = right_shift(later, plan, first.job_ids)
+    assert plan_violations(later, repaired.schedule) == [] and repaired.method == "right-shift"
+    hinted = cpsat.reschedule(later, time_limit_s=1, hint=repaired.schedule)
+    assert hinted.objective <= repaired.objective
+    with pytest.raises(InfeasibleScheduleError, match="does not fit the shop state"):
+        cpsat.reschedule(later, time_limit_s=1, hint=plan)  # the old plan itself no longer fits
+
+
+def test_unknown_objective_is_a_clear_error():
+    env = DynamicJobShopEnv(generate_scenario(3, seed=0))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="unknown objective 'speed'"):
+        cpsat.reschedule(env.snapshot(), objective="speed")
