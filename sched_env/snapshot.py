@@ -224,7 +224,7 @@ def residual(state: ShopState) -> Residual:
     jobs, now = state.jobs, state.time
     first_op = np.zeros(jobs.n_jobs, dtype=np.int64)
     earliest = np.maximum(jobs.release_dates, now)
-    for job, op, _m, _s, end in state.done.tolist():
+    for job, op, _m, _s, _e in state.done.tolist():
         first_op[job] = max(first_op[job], op + 1)
     blocked: dict[int, list[tuple[int, int]]] = {}
     for job, op, machine, _start, expected in state.running.tolist():
