@@ -16,7 +16,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from instances import InfeasibleScheduleError, InvalidInstanceError, JobShopInstance, SolverError
-from sched_env.schedule import Schedule, SolveResult, validate_schedule
+from sched_env.schedule import Schedule, SolveResult, objectives, validate_schedule
 
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
@@ -200,15 +200,7 @@ def solve(
 
 def objective_value(instance: JobShopInstance, schedule: Schedule, objective: str) -> int:
     """Makespan, total weighted tardiness or total flow time of a complete schedule."""
-    completion = np.zeros(instance.n_jobs, dtype=np.int64)
-    np.maximum.at(completion, schedule.job, schedule.end)
-    if objective == "makespan":
-        return int(completion.max())
-    release = instance.release_dates if instance.release_dates is not None else 0
-    if objective == "flow":
-        return int((completion - release).sum())
-    weights = instance.weights if instance.weights is not None else 1
-    return int((weights * np.maximum(0, completion - instance.due_dates)).sum())
+    return int(objectives(instance, schedule)[objective])
 
 
 def reschedule(

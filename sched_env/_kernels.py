@@ -50,6 +50,8 @@ RULE_MOPNR = 4  # most operations remaining
 RULE_FIFO = 5  # ready earliest (waited longest)
 RULE_EDD = 6  # earliest due date
 RULE_RANDOM = 7  # uniformly random allowed job
+RULE_ATC = 8  # apparent tardiness cost (dynamic shop: weights, due dates, the clock)
+ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
 NONE = -1  # "no operation" in the linked lists
 
 # ---- instance row layout -------------------------------------------------------------
@@ -737,6 +739,62 @@ def dynamic_step_shop(inst, state, action, interruption, objective, mask, featur
     reward = dynamic_reward(inst, state, objective, J, M, O)
     dynamic_observe(inst, state, mask, features, J, M, O, D)
     return reward, count == 0, invalid, count < 0
+
+
+@_kernel
+def dynamic_choose(inst, state, mask, rule, uniform, J, M, O, D):
+    """The allowed job a rule picks in a dynamic shop: the static rules on planned data, or
+    ATC: the largest (w / p) * exp(-max(0, due - now - work left) / (ATC_K * mean p)), with p
+    the next operation's planned duration (ties to the lowest job index)."""
+    if rule != RULE_ATC:
+        return choose_by_rule(inst, state, mask, rule, uniform, J, M, O)
+    DUE = instance_offsets(J, O)[4]
+    WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
+    _NEXT, _MACHINE, DURATION, _READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
+    now = state[dynamic_state_offsets(J, M, O)[0]]
+    total = 0.0
+    count = 0
+    for j in range(J):
+        if mask[j] != 0:
+            total += max(state[DURATION + j], 1)
+            count += 1
+    if count == 0:
+        return NONE
+    mean = total / count
+    best = NONE
+    best_index = 0.0
+    for j in range(J):
+        if mask[j] == 0:
+            continue
+        p = max(state[DURATION + j], 1)
+        slack = max(0, inst[DUE + j] - now - state[REMAINING + j])
+        index = inst[WEIGHT + j] / p * np.exp(-slack / (ATC_K * mean))
+        if best == NONE or index > best_index:
+            best, best_index = j, index
+    return best
+
+
+@_parallel_kernel
+def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objective, masks, features, J, M, O, D):
+    """Whole dynamic episodes in N shops at once, shop i dispatching by ``rules[i]`` (random
+    draws from ``uniforms[i]``). Returns each shop's summed reward; schedules stay in ``states``."""
+    returns = np.zeros(states.shape[0])
+    for i in prange(states.shape[0]):
+        count = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], J, M, O, D)
+        total = dynamic_reward(insts[i], states[i], objective, J, M, O)
+        step = 0
+        while count > 0:
+            job = dynamic_choose(
+                insts[i], states[i], masks[i], rules[i], uniforms[i, step % uniforms.shape[1]], J, M, O, D
+            )
+            reward, done, _invalid, stuck = dynamic_step_shop(
+                insts[i], states[i], job, interruptions[i], objective, masks[i], features[i], J, M, O, D
+            )
+            total += reward
+            step += 1
+            count = 0 if done or stuck else 1
+        returns[i] = total
+    return returns
 
 
 # ---- batches -------------------------------------------------------------------------

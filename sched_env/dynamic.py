@@ -16,7 +16,7 @@ from gymnasium import spaces
 from instances import InvalidActionError, InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
 from sched_env.events import Scenario, ScenarioGenerator
-from sched_env.schedule import Schedule, validate_schedule
+from sched_env.schedule import Schedule, objectives, validate_schedule
 from sched_env.shop import ShopLayout, option
 
 OBJECTIVES = {"makespan": K.OBJECTIVE_MAKESPAN, "tardiness": K.OBJECTIVE_TARDINESS, "flow": K.OBJECTIVE_FLOW}
@@ -273,14 +273,12 @@ class DynamicJobShopEnv(gym.Env):
             jobs, self.schedule(), durations=scenario.realized_durations, downtimes=scenario.downtimes,
             interruption=scenario.interruption,
         )  # fmt: skip
-        completion = np.zeros(jobs.n_jobs, dtype=np.int64)
-        np.maximum.at(completion, schedule.job, schedule.end)
-        lateness = np.maximum(0, completion - jobs.due_dates)
+        values = objectives(jobs, schedule)
         wasted = int(self._state_row[K.dynamic_state_offsets(self.layout.J, self.layout.M, self.layout.O)[1]])
         return {
-            "makespan": int(completion.max()),
-            "total_weighted_tardiness": int((jobs.weights * lateness).sum()),
-            "mean_flow_time": float((completion - jobs.release_dates).mean()),
+            "makespan": values["makespan"],
+            "total_weighted_tardiness": values["tardiness"],
+            "mean_flow_time": values["mean_flow_time"],
             "wasted_work": wasted,
             "schedule": schedule,
         }

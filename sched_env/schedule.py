@@ -308,6 +308,29 @@ def validate_schedule(
     return schedule
 
 
+# ---------------------------------------------------------------------- objectives
+def objectives(instance: JobShopInstance, schedule: Schedule) -> dict[str, float]:
+    """The dynamic shop's objectives of a (complete) schedule: ``makespan``, ``tardiness``
+    (total weighted tardiness; 0 without due dates), ``flow`` (total flow time, completion -
+    release) and ``mean_flow_time``."""
+    completion = np.zeros(instance.n_jobs, dtype=np.int64)
+    np.maximum.at(completion, schedule.job, schedule.end)
+    release = (
+        instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, dtype=np.int64)
+    )
+    weights = instance.weights if instance.weights is not None else np.ones(instance.n_jobs, dtype=np.int64)
+    tardiness = (
+        0 if instance.due_dates is None else int((weights * np.maximum(0, completion - instance.due_dates)).sum())
+    )
+    flow = int((completion - release).sum())
+    return {
+        "makespan": int(completion.max()) if len(completion) else 0,
+        "tardiness": tardiness,
+        "flow": flow,
+        "mean_flow_time": flow / max(instance.n_jobs, 1),
+    }
+
+
 # ---------------------------------------------------------------------- decider results
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
 

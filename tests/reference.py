@@ -340,3 +340,33 @@ class ReferenceDynamicShop:
                 min((now - jobs.release_dates[j]) / self.scale, 1000),
             ]
         return out
+
+
+def dynamic_choose(shop: ReferenceDynamicShop, mask: np.ndarray, rule: str, uniform: float) -> int:
+    """Twin of ``dynamic_choose``: static rules on planned data, or ATC."""
+    jobs = shop.jobs
+    allowed = [int(j) for j in np.flatnonzero(mask)]
+    if not allowed:
+        return -1
+    if rule == "random":
+        return allowed[int(uniform * len(allowed))]
+    planned = {j: int(jobs.durations[j, shop.next_op[j]]) for j in allowed}
+    remaining = {j: int(jobs.durations[j, shop.next_op[j] :].sum()) for j in allowed}
+    if rule == "atc":
+        mean = sum(max(p, 1) for p in planned.values()) / len(allowed)
+
+        def index(j):
+            slack = max(0, int(jobs.due_dates[j]) - shop.now - remaining[j])
+            return jobs.weights[j] / max(planned[j], 1) * np.exp(-slack / (2.0 * mean))
+
+        return max(allowed, key=lambda j: (index(j), -j))
+    keys = {
+        "spt": lambda j: planned[j],
+        "lpt": lambda j: -planned[j],
+        "mwkr": lambda j: -remaining[j],
+        "lwkr": lambda j: remaining[j],
+        "mopnr": lambda j: -(jobs.n_ops[j] - shop.next_op[j]),
+        "fifo": lambda j: shop.ready[j],
+        "edd": lambda j: int(jobs.due_dates[j]),
+    }
+    return min(allowed, key=lambda j: (keys[rule](j), j))

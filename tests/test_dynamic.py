@@ -140,3 +140,27 @@ def test_bad_input_is_a_clear_error():
     obs, _ = env.reset(seed=0)
     with pytest.raises(InvalidActionError, match="is not allowed at time"):
         env.step(int(np.flatnonzero(obs["action_mask"] == 0)[0]) if (obs["action_mask"] == 0).any() else 99)
+
+
+@pytest.mark.parametrize("rule", ["atc", "edd", "spt", "mwkr", "fifo", "mopnr", "random"])
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+def test_dynamic_rules_match_the_twin(rule, interruption):
+    from baselines.rules import dispatch_dynamic_many
+    from tests.reference import dynamic_choose
+
+    scenarios = [small_scenario(seed, interruption) for seed in range(12)]
+    results = dispatch_dynamic_many(scenarios, rule, objective="tardiness", seed=3)
+    uniforms = np.random.default_rng(3).random((len(scenarios), 4 * max(s.jobs.n_operations for s in scenarios)))
+    J = max(s.jobs.n_jobs for s in scenarios)
+    O = max(s.jobs.max_ops for s in scenarios)  # noqa: E741
+    for n, (scenario, result) in enumerate(zip(scenarios, results)):
+        twin = ReferenceDynamicShop(scenario, J, O, "tardiness")
+        twin.settle()
+        step = 0
+        while twin.mask().any():
+            twin.run(dynamic_choose(twin, twin.mask(), rule, uniforms[n, step % uniforms.shape[1]]))
+            twin.settle()
+            step += 1
+        expected = twin.start[: scenario.jobs.n_jobs, : scenario.jobs.max_ops]
+        np.testing.assert_array_equal(result.schedule.start_matrix(scenario.jobs), expected, err_msg=f"scenario {n}")
+        assert result.objective == result.params["tardiness"]
