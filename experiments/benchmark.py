@@ -216,9 +216,9 @@ def _progress_bar(total: int, enabled: bool):
 
 
 # ---------------------------------------------------------------------- outputs
-def write_csv(rows: Sequence[dict], path: Path) -> Path:
+def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str] = COLUMNS) -> Path:
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -73,3 +73,21 @@ def test_unknown_objective_is_a_clear_error():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="unknown objective 'speed'"):
         cpsat.reschedule(env.snapshot(), objective="speed")
+
+
+@pytest.mark.parametrize("method", ["cpsat", "right-shift"])
+def test_replanner_runs_a_scenario_to_the_end_with_valid_plans(method):
+    from baselines.replan import Replanner
+
+    scenario = generate_scenario(3, initial_jobs=2, arriving_jobs=4, mtbf=200, mttr=20, noise=0.2, seed=2)
+    result = Replanner(method, time_limit_s=0.2).run(DynamicJobShopEnv(scenario))
+    assert result.params["plans"] >= 1 and result.params["tardiness"] == result.objective
+    assert len(result.schedule) == scenario.jobs.n_operations
+
+
+@pytest.mark.slow
+def test_dynamic_benchmark_quick_run(tmp_path):
+    from experiments.bench_dynamic import main
+
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    assert "| ta01-u90-bd |" in (tmp_path / "dynamic_quick.md").read_text()
