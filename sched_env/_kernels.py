@@ -827,6 +827,36 @@ def step_batch(
             reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
 
 
+@_parallel_kernel
+def dynamic_reset_batch(insts, states, indices, masks, features, counts, J, M, O, D):
+    """Reset the dynamic shops listed in ``indices``; ``counts`` gets their allowed-job counts."""
+    for n in prange(indices.shape[0]):
+        i = indices[n]
+        counts[i] = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], J, M, O, D)
+
+
+@_parallel_kernel
+def dynamic_step_batch(
+    insts, states, actions, interruptions, objective, autoreset,
+    masks, features, rewards, dones, invalids, stuck, final_masks, final_features, final_states, J, M, O, D,
+):  # fmt: skip
+    """One decision in each of N dynamic shops; finished shops keep their last observation and
+    state in ``final_*`` and restart on the same scenario row (with ``autoreset``)."""
+    for i in prange(states.shape[0]):
+        reward, done, invalid, blocked = dynamic_step_shop(
+            insts[i], states[i], actions[i], interruptions[i], objective, masks[i], features[i], J, M, O, D
+        )
+        rewards[i] = reward
+        dones[i] = done
+        invalids[i] = invalid
+        stuck[i] = blocked
+        if done and autoreset:
+            final_masks[i, :] = masks[i]
+            final_features[i, :, :] = features[i]
+            final_states[i, :] = states[i]
+            dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], J, M, O, D)
+
+
 @_kernel
 def sample_valid_actions(masks, uniforms, actions):
     """Uniformly random allowed job per shop from caller-drawn uniforms in [0, 1); -1 if none."""
@@ -889,3 +919,15 @@ def warm_up() -> None:
     for interruption in (INTERRUPT_RESUME, INTERRUPT_RESTART):
         dynamic_reset_and_observe(row, state, masks[0], dynamic_features, J, M, O, D)
         dynamic_step_shop(row, state, 0, interruption, OBJECTIVE_TARDINESS, masks[0], dynamic_features, J, M, O, D)
+    rows, states = row[None, :].copy(), state[None, :].copy()
+    counts = np.zeros(1, dtype=np.int64)
+    dyn_features = dynamic_features[None, :, :].copy()
+    dynamic_reset_batch(rows, states, np.zeros(1, dtype=np.int64), masks, dyn_features, counts, J, M, O, D)
+    dynamic_step_batch(
+        rows, states, actions, np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS, True, masks, dyn_features,
+        rewards, flags, flags.copy(), flags.copy(), masks.copy(), dyn_features.copy(), states.copy(), J, M, O, D,
+    )  # fmt: skip
+    rollout_dynamic_rules(
+        rows, states, np.full(1, RULE_ATC), np.zeros((1, 8)), np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS,
+        masks, dyn_features, J, M, O, D,
+    )  # fmt: skip

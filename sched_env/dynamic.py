@@ -285,3 +285,118 @@ class DynamicJobShopEnv(gym.Env):
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+
+
+class BatchDynamicJobShopEnv:
+    """N dynamic shops in arrays of shape ``(num_envs, ...)``, stepped by one kernel call, with
+    same-step autoreset; same semantics and observation as :class:`DynamicJobShopEnv`.
+    ``info`` after a step follows :class:`~sched_env.vector.BatchJobShopEnv` (``final_index``,
+    ``final_obs``, ``_final``). ``max_windows`` bounds the downtime windows of one scenario
+    (default: what the first scenarios need, doubled)."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        scenario: ScenarioSpec = None,
+        *,
+        objective: str = "tardiness",
+        max_jobs: int | None = None,
+        max_machines: int | None = None,
+        max_ops: int | None = None,
+        max_windows: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = N = int(num_envs)
+        self.objective = objective
+        self._objective = option(objective, OBJECTIVES, "objective")
+        single = DynamicJobShopEnv(scenario, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops)
+        self._source, self.layout = single._source, single.layout
+        self.single_observation_space, self.single_action_space = single.observation_space, single.action_space
+        self._rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(seed).spawn(N)]
+        self._scenarios: list[Scenario] = [self._source.draw(rng) for rng in self._rngs]
+        self.max_windows = max_windows or max(1, 2 * max(len(s.downtimes) for s in self._scenarios))
+        L = self.layout
+        self._insts = np.zeros((N, K.dynamic_instance_row_length(L.J, L.M, L.O, self.max_windows)), dtype=np.int64)
+        self._states = np.zeros((N, K.dynamic_state_row_length(L.J, L.M, L.O)), dtype=np.int64)
+        self._interruptions = np.zeros(N, dtype=np.int64)
+        self._masks = np.zeros((N, L.J), dtype=np.int8)
+        self._features = np.zeros((N, L.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
+        self._final_masks, self._final_features = np.zeros_like(self._masks), np.zeros_like(self._features)
+        self._final_states = np.zeros_like(self._states)
+        self._rewards = np.zeros(N)
+        self._dones, self._invalids, self._stuck = (np.zeros(N, dtype=np.bool_) for _ in range(3))
+        self._counts = np.zeros(N, dtype=np.int64)
+        self._final_scenarios: list[Scenario | None] = [None] * N
+
+    def _load(self, i: int, scenario: Scenario) -> None:
+        L = self.layout
+        if len(scenario.downtimes) > self.max_windows:
+            raise InvalidScenarioError(
+                f"scenario {scenario.name!r} has {len(scenario.downtimes)} downtime windows; this batch holds"
+                f" {self.max_windows}: pass a larger max_windows="
+            )
+        if scenario.jobs.n_jobs > L.J or scenario.jobs.n_machines > L.M or scenario.jobs.max_ops > L.O:
+            raise InvalidScenarioError(f"scenario {scenario.name!r} does not fit this batch's window")
+        self._insts[i] = encode_scenario(L, scenario, self.max_windows)
+        self._interruptions[i] = INTERRUPTION_IDS[scenario.interruption]
+        self._scenarios[i] = scenario
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        L = self.layout
+        K.dynamic_reset_batch(
+            self._insts, self._states, rows, self._masks, self._features, self._counts, L.J, L.M, L.O, self.max_windows
+        )
+        if (self._counts[rows] < 0).any():
+            raise SchedEnvError("a scenario in the batch can never start an operation (check its downtimes)")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(seed).spawn(self.num_envs)]
+            self._scenarios = [self._source.draw(rng) for rng in self._rngs]
+        for i, scenario in enumerate(self._scenarios):
+            self._load(i, scenario)
+        self._reset_rows(np.arange(self.num_envs, dtype=np.int64))
+        return self._observation(), {}
+
+    def step(self, actions):
+        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
+        if actions.shape[0] != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions (one per shop), got {actions.shape[0]}")
+        L = self.layout
+        K.dynamic_step_batch(
+            self._insts, self._states, actions, self._interruptions, self._objective, True, self._masks,
+            self._features, self._rewards, self._dones, self._invalids, self._stuck, self._final_masks,
+            self._final_features, self._final_states, L.J, L.M, L.O, self.max_windows,
+        )  # fmt: skip
+        if self._stuck.any():
+            raise SchedEnvError(f"shop {int(np.argmax(self._stuck))}: no operation can ever start again")
+        info: dict[str, Any] = {"invalid_action": self._invalids.copy()}
+        if self._dones.any():
+            done = np.flatnonzero(self._dones)
+            info.update({"_final": self._dones.copy(), "final_index": done,
+                         "final_obs": {"jobs": self._final_features[done], "action_mask": self._final_masks[done]}})  # fmt: skip
+            for i in done.tolist():
+                self._final_scenarios[i] = self._scenarios[i]
+            if self._source.generator is not None or len(self._source.fixed) > 1:
+                for i in done.tolist():
+                    self._load(i, self._source.draw(self._rngs[i]))
+                self._reset_rows(done.astype(np.int64))
+        return self._observation(), self._rewards.copy(), self._dones.copy(), np.zeros(self.num_envs, dtype=bool), info
+
+    def action_masks(self) -> np.ndarray:
+        return self._masks.astype(bool)
+
+    def scenario(self, index: int) -> Scenario:
+        return self._scenarios[index]
+
+    def final_schedule(self, index: int) -> Schedule:
+        """Real-time schedule of the episode shop ``index`` finished most recently."""
+        scenario = self._final_scenarios[index]
+        if scenario is None:
+            raise ValueError(f"shop {index} has not finished an episode yet")
+        return self.layout.schedule(scenario.jobs, self._final_states[index])
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {"jobs": self._features.copy(), "action_mask": self._masks.copy()}

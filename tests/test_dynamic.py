@@ -164,3 +164,30 @@ def test_dynamic_rules_match_the_twin(rule, interruption):
         expected = twin.start[: scenario.jobs.n_jobs, : scenario.jobs.max_ops]
         np.testing.assert_array_equal(result.schedule.start_matrix(scenario.jobs), expected, err_msg=f"scenario {n}")
         assert result.objective == result.params["tardiness"]
+
+
+def test_dynamic_batch_equals_single_envs_step_by_step():
+    from sched_env.dynamic import BatchDynamicJobShopEnv
+
+    generator = ScenarioGenerator(n_machines=3, initial_jobs=2, arriving_jobs=4, mtbf=150, mttr=20, noise=0.3,
+                                  interruption="restart")  # fmt: skip
+    n = 4
+    batch = BatchDynamicJobShopEnv(n, generator, seed=2)
+    obs, _ = batch.reset()
+    singles = [DynamicJobShopEnv(generator) for _ in range(n)]
+    single_obs = [env.reset(options={"scenario": batch.scenario(i)})[0] for i, env in enumerate(singles)]
+    rng, finished = np.random.default_rng(0), 0
+    for step in range(150):
+        for i in range(n):
+            np.testing.assert_array_equal(obs["jobs"][i], single_obs[i]["jobs"], err_msg=f"shop {i} step {step}")
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in obs["action_mask"]])
+        obs, rewards, terminated, _, info = batch.step(actions)
+        for i, env in enumerate(singles):
+            o, r, d, _, single_info = env.step(int(actions[i]))
+            assert rewards[i] == pytest.approx(r) and terminated[i] == d
+            if d:
+                finished += 1
+                assert batch.final_schedule(i) == single_info["schedule"]
+                o, _ = env.reset(options={"scenario": batch.scenario(i)})
+            single_obs[i] = o
+    assert finished >= n
