@@ -169,6 +169,9 @@ def snapshot(env) -> ShopState:
     started = env._state_row[offsets[7] : offsets[7] + L.J]
     ready = views["job_ready"]
     all_jobs = scenario.jobs
+    known = scenario.downtimes
+    visible = (known[:, 2] > now) & ((known[:, 1] <= now) | (known[:, 3] == MAINTENANCE))
+    visible |= (known[:, 2] <= now) & (known[:, 1] >= 0)  # past windows: already seen
     ids = np.flatnonzero(all_jobs.release_dates <= now)
     local = {int(j): i for i, j in enumerate(ids)}
     done, running = [], []
@@ -180,16 +183,33 @@ def snapshot(env) -> ShopState:
             k = int(views["job_next_op"][j]) - 1
             if not (k >= 0 and start[j, k] == started[j]):
                 k += 1  # an attempt that will be aborted is still, to a planner, the op running
-            expected = max(int(expected_free[j]), now)
-            running.append([local[j], k, int(all_jobs.machines[j, k]), int(started[j]), expected])
-    known = scenario.downtimes
-    visible = (known[:, 2] > now) & ((known[:, 1] <= now) | (known[:, 3] == MAINTENANCE))
+            machine = int(all_jobs.machines[j, k])
+            expected = int(expected_free[j])
+            if scenario.interruption == "resume":  # known downtimes met on the way push the end out
+                expected = _planned_end(
+                    int(started[j]), int(all_jobs.durations[j, k]), known[visible & (known[:, 0] == machine)]
+                )
+            running.append([local[j], k, machine, int(started[j]), max(expected, now)])
     jobs = JobShopInstance(
         all_jobs.machines[ids], all_jobs.durations[ids], n_machines=all_jobs.n_machines, n_ops=all_jobs.n_ops[ids],
         release_dates=all_jobs.release_dates[ids], due_dates=all_jobs.due_dates[ids], weights=all_jobs.weights[ids],
         name=f"{scenario.name}@{now}",
     )  # fmt: skip
-    return ShopState(now, jobs, ids, done, running, known[visible], scenario.interruption)
+    current = (known[:, 2] > now) & ((known[:, 1] <= now) | (known[:, 3] == MAINTENANCE))
+    return ShopState(now, jobs, ids, done, running, known[current], scenario.interruption)
+
+
+def _planned_end(start: int, work: int, windows: np.ndarray) -> int:
+    """When ``work`` planned time units started at ``start`` end, resuming around ``windows``."""
+    t, remaining = start, work
+    for _m, a, b, _k in sorted(windows.tolist(), key=lambda w: w[1]):
+        if b <= t:
+            continue
+        if a >= t + remaining:
+            break
+        remaining -= max(0, a - t)
+        t = b
+    return t + remaining
 
 
 @dataclass(frozen=True)
