@@ -352,20 +352,24 @@ def observe(inst, state, action_set, mask, features, J, M, O):
 
 
 @_kernel
+def checked_action(mask, action, J):
+    """(action, False) if the mask allows it; else (lowest allowed job or NONE, True)."""
+    if 0 <= action < J and mask[action] != 0:
+        return action, False
+    for j in range(J):
+        if mask[j] != 0:
+            return j, True
+    return NONE, True
+
+
+@_kernel
 def step_shop(inst, state, action, placement, action_set, reward_mode, mask, features, J, M, O):
     """One decision on one shop: validate the action against ``mask``, dispatch, then write the
     new mask and features. Returns (reward, done, invalid). An action outside the mask is
     replaced by the lowest-index allowed job (deterministic; the state stays consistent)."""
-    invalid = False
-    if action < 0 or action >= J or mask[action] == 0:
-        invalid = True
-        action = NONE
-        for j in range(J):
-            if mask[j] != 0:
-                action = j
-                break
-        if action == NONE:  # episode already over: nothing changes
-            return 0.0, True, True
+    action, invalid = checked_action(mask, action, J)
+    if action == NONE:  # episode already over: nothing changes
+        return 0.0, True, True
     bound_before = state[ST_LOWER_BOUND]
     dispatch(inst, state, action, placement, J, M, O)
     done = state[ST_N_SCHEDULED] == state[ST_N_TOTAL]
@@ -724,16 +728,9 @@ def dynamic_step_shop(inst, state, action, interruption, objective, mask, featur
     """One decision in a dynamic shop: start ``action``'s next op now (an action outside the
     mask becomes the lowest allowed job), then run the clock to the next decision.
     Returns (reward, done, invalid, stuck)."""
-    invalid = False
-    if action < 0 or action >= J or mask[action] == 0:
-        invalid = True
-        action = NONE
-        for j in range(J):
-            if mask[j] != 0:
-                action = j
-                break
-        if action == NONE:
-            return 0.0, True, True, False
+    action, invalid = checked_action(mask, action, J)
+    if action == NONE:
+        return 0.0, True, True, False
     dynamic_start(inst, state, action, interruption, J, M, O, D)
     count = dynamic_settle(inst, state, mask, J, M, O, D)
     reward = dynamic_reward(inst, state, objective, J, M, O)

@@ -17,7 +17,7 @@ from instances import InvalidActionError, InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
 from sched_env.events import Scenario, ScenarioGenerator
 from sched_env.schedule import Schedule, objectives, validate_schedule
-from sched_env.shop import ShopLayout, option
+from sched_env.shop import ShopLayout, final_info, option
 
 OBJECTIVES = {"makespan": K.OBJECTIVE_MAKESPAN, "tardiness": K.OBJECTIVE_TARDINESS, "flow": K.OBJECTIVE_FLOW}
 INTERRUPTION_IDS = {"resume": K.INTERRUPT_RESUME, "restart": K.INTERRUPT_RESTART}
@@ -374,9 +374,8 @@ class BatchDynamicJobShopEnv:
             raise SchedEnvError(f"shop {int(np.argmax(self._stuck))}: no operation can ever start again")
         info: dict[str, Any] = {"invalid_action": self._invalids.copy()}
         if self._dones.any():
-            done = np.flatnonzero(self._dones)
-            info.update({"_final": self._dones.copy(), "final_index": done,
-                         "final_obs": {"jobs": self._final_features[done], "action_mask": self._final_masks[done]}})  # fmt: skip
+            info.update(final_info(self._dones, self._final_features, self._final_masks))
+            done = info["final_index"]
             for i in done.tolist():
                 self._final_scenarios[i] = self._scenarios[i]
             if self._source.generator is not None or len(self._source.fixed) > 1:

@@ -19,17 +19,15 @@ repair per machine, bounded uniform duration noise, due dates from a tightness f
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from instances import InvalidInstanceError, InvalidScenarioError, JobShopInstance, RandomInstanceGenerator
+from instances.jsonfile import JsonFile
 
 BREAKDOWN = 0
 MAINTENANCE = 1
@@ -44,8 +42,11 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, init=False, eq=False, repr=False)
-class Scenario:
+class Scenario(JsonFile):
     """One dynamic shop's future: jobs with arrival and due dates, real durations, downtimes."""
+
+    json_error = InvalidScenarioError
+    json_what = "scenario"
 
     jobs: JobShopInstance
     realized_durations: np.ndarray
@@ -190,31 +191,6 @@ class Scenario:
             )
         except InvalidScenarioError as error:
             raise InvalidScenarioError(f"{source}: {error}") from None
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "scenario") -> Scenario:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidScenarioError(f"{source}:{error.lineno}: not valid JSON ({error.msg})") from None
-        return cls.from_dict(data, source=source)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Scenario:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise InvalidScenarioError(f"{path}: cannot read scenario file ({error.strerror})") from None
-        return cls.from_json(text, source=str(path))
 
 
 def _check_downtimes(downtimes: Any, n_machines: int) -> np.ndarray:

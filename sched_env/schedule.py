@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from instances import InfeasibleScheduleError, InvalidScheduleFileError, JobShopInstance
+from instances.jsonfile import JsonFile
 
 _COLUMNS = ("job", "op", "machine", "start", "end")
 
@@ -27,13 +25,16 @@ def _column(values: Any, name: str, length: int | None) -> np.ndarray:
 
 
 @dataclass(frozen=True, init=False, eq=False)
-class Schedule:
+class Schedule(JsonFile):
     """Start and end time of scheduled operations, one row per operation.
 
     Row ``i`` says operation ``op[i]`` of job ``job[i]`` runs on ``machine[i]`` during
     ``[start[i], end[i])``. Rows are in no particular order; :meth:`sorted` orders them by start.
     A schedule is only a claim: :func:`validate_schedule` checks it against its instance.
     """
+
+    json_error = InvalidScheduleFileError
+    json_what = "schedule"
 
     job: np.ndarray
     op: np.ndarray
@@ -126,31 +127,6 @@ class Schedule:
                     raise InvalidScheduleFileError(f"{source}: operation {i}: {c} must be an integer, got {value!r}")
                 columns[c].append(value)
         return cls(*(np.array(columns[c], dtype=np.int64) for c in _COLUMNS), instance_name=data.get("instance"))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "schedule") -> Schedule:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidScheduleFileError(f"{source}:{error.lineno}: not valid JSON ({error.msg})") from None
-        return cls.from_dict(data, source=source)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Schedule:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise InvalidScheduleFileError(f"{path}: cannot read schedule file ({error.strerror})") from None
-        return cls.from_json(text, source=str(path))
 
 
 # ---------------------------------------------------------------------- validation

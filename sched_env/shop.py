@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,16 @@ class InstanceSource:
         if len(self.fixed) == 1:
             return self.fixed[0]
         return self.fixed[int(rng.integers(len(self.fixed)))]
+
+
+def final_info(dones: np.ndarray, final_features: np.ndarray, final_masks: np.ndarray) -> dict[str, Any]:
+    """The autoreset part of a batch's ``info``: which shops finished and their last observations."""
+    done = np.flatnonzero(dones)
+    return {
+        "_final": dones.copy(),
+        "final_index": done,
+        "final_obs": {"jobs": final_features[done], "action_mask": final_masks[done]},
+    }
 
 
 class ShopOptions:

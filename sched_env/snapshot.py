@@ -8,15 +8,13 @@ breakdowns in progress (with their repair time) and the planned maintenance wind
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from instances import InvalidScenarioError, JobShopInstance
+from instances.jsonfile import JsonFile
 from sched_env.events import INTERRUPTIONS, MAINTENANCE
 from sched_env.schedule import Schedule
 
@@ -31,11 +29,14 @@ def _rows(values: Any, width: int, what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, init=False, eq=False)
-class ShopState:
+class ShopState(JsonFile):
     """The shop at ``time``. ``jobs`` are the arrived jobs, numbered 0..n-1; ``job_ids`` maps
     them to the scenario's numbering. ``done`` rows are (job, op, machine, start, end);
     ``running`` rows (job, op, machine, start, expected_end); ``downtimes`` rows (machine,
     start, end, kind) that end after ``time``. ``interruption`` is the shop's policy."""
+
+    json_error = InvalidScenarioError
+    json_what = "shop state"
 
     time: int
     jobs: JobShopInstance
@@ -135,22 +136,6 @@ class ShopState:
             raise InvalidScenarioError(f"{source}: malformed shop state (missing or wrong field: {error})") from None
         except (InvalidScenarioError, ValueError) as error:
             raise InvalidScenarioError(f"{source}: {error}") from None
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "shop state") -> ShopState:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidScenarioError(f"{source}:{error.lineno}: not valid JSON ({error.msg})") from None
-        return cls.from_dict(data, source=source)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
 
 
 def snapshot(env) -> ShopState:

@@ -16,7 +16,7 @@ from instances import InvalidActionError, JobShopInstance
 from sched_env import _kernels as K
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT, observation_space
 from sched_env.schedule import Schedule
-from sched_env.shop import InstanceSource, InstanceSpec, ShopOptions
+from sched_env.shop import InstanceSource, InstanceSpec, ShopOptions, final_info
 
 
 class BatchJobShopEnv(ShopOptions):
@@ -103,11 +103,9 @@ class BatchJobShopEnv(ShopOptions):
         )  # fmt: skip
         info: dict[str, Any] = {"invalid_action": self._invalids.copy()}
         if self._dones.any():
-            done = np.flatnonzero(self._dones)
-            info["_final"] = self._dones.copy()
-            info["final_index"] = done
+            info.update(final_info(self._dones, self._final_features, self._final_masks))
+            done = info["final_index"]
             info["final_makespan"] = self._final_states[done, K.ST_MAKESPAN]
-            info["final_obs"] = {"jobs": self._final_features[done], "action_mask": self._final_masks[done]}
             for i in done.tolist():
                 self._final_instances[i] = self._instances[i]
             if self._source.changes:  # draw new instances for the shops that finished
