@@ -93,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def markdown(rows: list[dict], command: str) -> str:
+def markdown(rows: list[dict], command: str, commit: str | None = None) -> str:
+    """The Markdown table (rows as written to the CSV: numbers may be strings)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = [
         "# Dynamic shop: total weighted tardiness (makespan) per scenario and method",
         "",
-        f"Commit `{git_commit()}`. Regenerate: `{command.strip()}`. 20 jobs (5 at the start, 15 arriving), 10 %"
+        f"Commit `{commit or git_commit()}`. Regenerate: `{command.strip()}`. 20 jobs (5 at the start, 15 arriving), 10 %"
         " duration noise, resume interruption; breakdowns: MTBF 2000, MTTR 100 per machine. Replanning methods"
         " replan at every arrival, breakdown and repair; the last columns give their plans and seconds per plan.",
         "",
@@ -120,8 +121,20 @@ def markdown(rows: list[dict], command: str) -> str:
         lines.append(
             f"| {scenario} | " + " | ".join(cells) + f" | {cp.get('plans', '')} | {cp.get('mean_plan_s', '')} |"
         )
-    means = {m: np.mean([r["tardiness"] for r in rows if r["method"] == m]) for m in methods}
-    lines += ["", "Mean total weighted tardiness: " + ", ".join(f"{m} {v:,.0f}" for m, v in means.items()), ""]
+    everywhere = [
+        m
+        for m in methods
+        if all(any(r["method"] == m and r["scenario"] == sc for r in rows) for sc in {r["scenario"] for r in rows})
+    ]
+    lines.append("")
+    for label, keep in (("all scenarios", lambda r: True), ("the 15x15 pool", lambda r: r["pool"] == "ta01")):
+        chosen = [r for r in rows if keep(r)]
+        shown = [m for m in methods if m in everywhere or label != "all scenarios"]
+        means = {m: np.mean([float(r["tardiness"]) for r in chosen if r["method"] == m]) for m in shown}
+        count = len({r["scenario"] for r in chosen})
+        lines.append(f"Mean total weighted tardiness over {label} ({count}): " + ", ".join(
+            f"{m} {v:,.0f}" for m, v in means.items() if not np.isnan(v)))  # fmt: skip
+        lines.append("")
     return "\n".join(lines)
 
 
