@@ -14,9 +14,12 @@ from instances import (
     SchedEnvError,
 )
 from sched_env._kernels import warm_up
+from sched_env.dynamic import BatchDynamicJobShopEnv, DynamicJobShopEnv
 from sched_env.env import JobShopEnv, replay
+from sched_env.events import Scenario, ScenarioGenerator, generate_scenario
 from sched_env.schedule import Schedule, Violation, find_violations, validate_schedule
 from sched_env.shop import ACTION_SETS, FEATURE_NAMES, PLACEMENTS, REWARDS
+from sched_env.snapshot import ShopState
 from sched_env.vector import BatchJobShopEnv, JobShopVectorEnv
 
 __version__ = "0.1.0"
@@ -35,7 +38,9 @@ __all__ = [
     "FEATURE_NAMES",
     "PLACEMENTS",
     "REWARDS",
+    "BatchDynamicJobShopEnv",
     "BatchJobShopEnv",
+    "DynamicJobShopEnv",
     "InfeasibleScheduleError",
     "InvalidActionError",
     "InvalidInstanceError",
@@ -43,9 +48,13 @@ __all__ = [
     "JobShopInstance",
     "JobShopVectorEnv",
     "SchedEnvError",
+    "Scenario",
+    "ScenarioGenerator",
     "Schedule",
+    "ShopState",
     "Violation",
     "find_violations",
+    "generate_scenario",
     "replay",
     "validate_schedule",
     "warm_up",
