@@ -159,6 +159,21 @@ def earliest_start(state, job, placement, J, M, O):
 
 
 @_kernel
+def _first_fit_after(state, p, end, ready, duration, J, M, O):
+    """Earliest start at or after max(end, ready) that fits before the ops following op ``p``
+    (which ends at ``end``) on its machine's list."""
+    OP_START, OP_END, OP_NEXT = state_offsets(J, M, O)[11:14]
+    t = max(end, ready)
+    q = state[OP_NEXT + p]
+    while q != NONE:
+        if t + duration <= state[OP_START + q]:
+            return t
+        t = max(t, state[OP_END + q])
+        q = state[OP_NEXT + q]
+    return t
+
+
+@_kernel
 def _refresh(state, job, placement, J, M, O):
     """Recompute the cached earliest start of one job (its completion time once done) and
     return the job's term of the lower bound: earliest start + work left."""
@@ -256,7 +271,7 @@ def dispatch(inst, state, job, placement, J, M, O):
 
     Updates the job, the machine (and its start-ordered list), the cached earliest starts of
     the jobs that wait for the same machine, the makespan and the lower bound."""
-    (NEXT_OP, MACHINE, DURATION, _READY, EST, _REM, _MEND, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
+    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, _MEND, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
      _START, _END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
     start, previous = earliest_start(state, job, placement, J, M, O)
     p = job * O + state[NEXT_OP + job]
@@ -280,11 +295,15 @@ def dispatch(inst, state, job, placement, J, M, O):
         if j == job:
             bound = max(bound, _refresh(state, j, placement, J, M, O))
         elif state[MACHINE + j] == machine:
-            # ACTIVE: a waiting job keeps its earliest start unless the new op blocks it
-            # (new ops only remove free time, so nothing earlier can open up).
             est = state[EST + j]
-            if placement == PLACEMENT_APPEND or (end > est and est + state[DURATION + j] > start):
+            if placement == PLACEMENT_APPEND:
                 bound = max(bound, _refresh(state, j, placement, J, M, O))
+            elif end > est and est + state[DURATION + j] > start:
+                # ACTIVE: a waiting job keeps its earliest start unless the new op p blocks it
+                # (new ops only remove free time); then no start before p's end can fit, so
+                # search from p onwards instead of from the machine's last op.
+                state[EST + j] = _first_fit_after(state, p, end, state[READY + j], state[DURATION + j], J, M, O)
+                bound = max(bound, state[EST + j] + state[REMAINING + j])
     state[ST_LOWER_BOUND] = bound
     return start
 
