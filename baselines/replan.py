@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sched_env.schedule import Schedule, SolveResult
+from sched_env.schedule import Schedule, SolveResult, objectives
 from sched_env.snapshot import ShopState
 
 METHODS = ("cpsat", "right-shift")
@@ -75,10 +75,10 @@ class Replanner:
             job = min(allowed.tolist(), key=lambda j: (planned.get((j, int(next_op[j])), np.inf), j))
             obs, _, done, _, info = env.step(job)
         times = self.planning_times
+        values = objectives(env.scenario.jobs, info["schedule"])
         return SolveResult(
             schedule=info["schedule"],
-            objective={"tardiness": info["total_weighted_tardiness"], "makespan": info["makespan"],
-                       "flow": round(info["mean_flow_time"] * env.scenario.jobs.n_jobs)}[self.objective],
+            objective=values[self.objective],
             status="feasible",
             method=self.method if self.method == "right-shift" else f"cpsat:{self.time_limit_s:g}",
             wall_time_s=time.perf_counter() - started,
@@ -86,8 +86,7 @@ class Replanner:
             seed=self.seed,
             params={
                 "objective": self.objective, "time_limit_s": self.time_limit_s, "workers": self.workers,
-                "makespan": info["makespan"], "tardiness": info["total_weighted_tardiness"],
-                "mean_flow_time": info["mean_flow_time"], "plans": len(times),
+                **values, "plans": len(times),
                 "mean_plan_s": float(np.mean(times)) if times else 0.0, "max_plan_s": float(np.max(times)) if times else 0.0,
             },
         )  # fmt: skip

@@ -219,23 +219,6 @@ def reset_shop(inst, state, placement, J, M, O):
 
 
 @_kernel
-def lower_bound(inst, state, J, M, O):
-    """max(current makespan, max over jobs of earliest start of next op + work left).
-
-    Every term only grows along an episode (a job's earliest start rises by at least what
-    its work left falls), so ``dispatch`` keeps it incrementally; this full recomputation is
-    for checks. It equals the makespan once every op is scheduled, so the dense reward (its
-    decrease) sums to minus the final makespan plus a constant."""
-    N_OPS = instance_offsets(J, O)[2]
-    EST, REMAINING = state_offsets(J, M, O)[4:6]
-    bound = state[ST_MAKESPAN]
-    for j in range(J):
-        if inst[N_OPS + j] > 0:
-            bound = max(bound, state[EST + j] + state[REMAINING + j])
-    return bound
-
-
-@_kernel
 def record_op(inst, state, job, start, end, J, M, O):
     """Book ``job``'s next operation as run during [start, end): the op, its machine, the job
     (next op, its machine and planned duration), the counters and the makespan. Shared by the
@@ -270,7 +253,11 @@ def dispatch(inst, state, job, placement, J, M, O):
     """Start ``job``'s next operation at its earliest feasible time; return that start.
 
     Updates the job, the machine (and its start-ordered list), the cached earliest starts of
-    the jobs that wait for the same machine, the makespan and the lower bound."""
+    the jobs that wait for the same machine, the makespan and the lower bound
+    max(makespan, max over jobs of earliest start of next op + work left). Every term only
+    grows (a job's earliest start rises by at least what its work left falls), so the bound is
+    kept incrementally from the changed jobs; it equals the makespan once every op is
+    scheduled, so the dense reward (its decrease) sums to minus the final makespan + a constant."""
     (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, _MEND, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
      _START, _END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
     start, previous = earliest_start(state, job, placement, J, M, O)
@@ -690,8 +677,7 @@ def dynamic_observe(inst, state, mask, features, J, M, O, D):
     have arrived, planned (not real) durations, machines down now and until when (a breakdown
     is revealed when it starts), expected free times. Other rows stay zero."""
     OP_MACHINE, OP_DURATION, N_OPS, RELEASE, DUE = instance_offsets(J, O)
-    WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
-    END = dynamic_instance_offsets(J, M, O, D)[4]
+    _REAL, WEIGHT, _FIRST, _START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
     NEXT_OP, MACHINE, DURATION, _READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
     NOW, _W, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)[:7]
     now = state[NOW]

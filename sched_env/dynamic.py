@@ -63,6 +63,11 @@ class ScenarioSource:
             return max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs)
         return tuple(getattr(self.generator, f"max_{k}", None) for k in ("jobs", "machines", "ops"))  # type: ignore[return-value]
 
+    @property
+    def changes(self) -> bool:
+        """True when different resets can give different scenarios."""
+        return self.generator is not None or len(self.fixed) > 1
+
     def draw(self, rng: np.random.Generator) -> Scenario:
         if self.generator is not None:
             scenario = self.generator(rng)
@@ -378,7 +383,7 @@ class BatchDynamicJobShopEnv:
             done = info["final_index"]
             for i in done.tolist():
                 self._final_scenarios[i] = self._scenarios[i]
-            if self._source.generator is not None or len(self._source.fixed) > 1:
+            if self._source.changes:  # draw new scenarios for the shops that finished
                 for i in done.tolist():
                     self._load(i, self._source.draw(self._rngs[i]))
                 self._reset_rows(done.astype(np.int64))

@@ -155,8 +155,7 @@ def snapshot(env) -> ShopState:
     ready = views["job_ready"]
     all_jobs = scenario.jobs
     known = scenario.downtimes
-    visible = (known[:, 2] > now) & ((known[:, 1] <= now) | (known[:, 3] == MAINTENANCE))
-    visible |= (known[:, 2] <= now) & (known[:, 1] >= 0)  # past windows: already seen
+    seen = (known[:, 1] <= now) | (known[:, 3] == MAINTENANCE)  # begun by now, or planned in advance
     ids = np.flatnonzero(all_jobs.release_dates <= now)
     local = {int(j): i for i, j in enumerate(ids)}
     done, running = [], []
@@ -172,7 +171,7 @@ def snapshot(env) -> ShopState:
             expected = int(expected_free[j])
             if scenario.interruption == "resume":  # known downtimes met on the way push the end out
                 expected = _planned_end(
-                    int(started[j]), int(all_jobs.durations[j, k]), known[visible & (known[:, 0] == machine)]
+                    int(started[j]), int(all_jobs.durations[j, k]), known[seen & (known[:, 0] == machine)]
                 )
             running.append([local[j], k, machine, int(started[j]), max(expected, now)])
     jobs = JobShopInstance(
@@ -180,8 +179,7 @@ def snapshot(env) -> ShopState:
         release_dates=all_jobs.release_dates[ids], due_dates=all_jobs.due_dates[ids], weights=all_jobs.weights[ids],
         name=f"{scenario.name}@{now}",
     )  # fmt: skip
-    current = (known[:, 2] > now) & ((known[:, 1] <= now) | (known[:, 3] == MAINTENANCE))
-    return ShopState(now, jobs, ids, done, running, known[current], scenario.interruption)
+    return ShopState(now, jobs, ids, done, running, known[seen & (known[:, 2] > now)], scenario.interruption)
 
 
 def _planned_end(start: int, work: int, windows: np.ndarray) -> int:
