@@ -1,9 +1,11 @@
 """The benchmark catalogue: names, families, sizes, best-known bounds, and where data comes from.
 
-Taillard's ta01-ta80 are generated from their seeds, so they always load. Every other classic
-benchmark (ft, la, abz, orb, swv, yn, dmu) is known by name and bounds; its data loads from a
-folder of JSPLIB files the user points at, with ``directory=`` or the ``SCHED_ENV_INSTANCES``
-environment variable (several folders separated by ``os.pathsep``).
+Taillard's ta01-ta80 are generated from their seeds, so they always load. The other classic
+benchmarks (ft, la, abz, orb, swv, yn, dmu) ship as one compressed file of JSPLIB texts
+(``data/jsplib.json.xz``, public benchmark data; rebuild it with ``python -m
+instances.bundle FOLDER``). A folder of instance files given with ``directory=`` or
+the ``SCHED_ENV_INSTANCES`` environment variable (several folders separated by ``os.pathsep``)
+comes first.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import json
+import lzma
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from instances.errors import UnknownInstanceError
-from instances.formats import PathLike, read_instance
+from instances.formats import PathLike, parse_jsplib, read_instance
 from instances.instance import JobShopInstance
 from instances.taillard import TAILLARD_SEEDS, taillard
 
@@ -83,6 +87,37 @@ def _known() -> dict[str, tuple[int, int, Bounds]]:
     return known
 
 
+BUNDLE = "jsplib.json.xz"
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_texts() -> dict[str, str]:
+    """Name -> JSPLIB text of every shipped instance (empty if the file is absent)."""
+    path = resources.files("instances").joinpath("data", BUNDLE)
+    if not path.is_file():
+        return {}
+    return json.loads(lzma.decompress(path.read_bytes()).decode())
+
+
+@functools.cache
+def _bundled(name: str) -> JobShopInstance:
+    return parse_jsplib(_bundled_texts()[name], name=name, source=f"{BUNDLE}:{name}")
+
+
+def write_bundle(folder: PathLike, path: PathLike) -> int:
+    """Pack every catalogued non-Taillard JSPLIB file of ``folder`` into one xz-compressed
+    JSON file (name -> text); returns how many. Each text is parsed first, so only valid data ships."""
+    texts = {}
+    for name in sorted(_known(), key=_natural_key):
+        file = Path(folder) / f"{name}.txt"
+        if name not in TAILLARD_SEEDS and file.is_file():
+            text = file.read_text()
+            parse_jsplib(text, name=name, source=str(file))
+            texts[name] = text
+    Path(path).write_bytes(lzma.compress(json.dumps(texts, sort_keys=True).encode(), preset=9 | lzma.PRESET_EXTREME))
+    return len(texts)
+
+
 def search_directories(directory: PathLike | None = None) -> list[Path]:
     """The folders searched for instance files: ``directory`` first, then ``$SCHED_ENV_INSTANCES``."""
     folders = [Path(directory)] if directory is not None else []
@@ -127,6 +162,8 @@ def load(name_or_path: PathLike, *, directory: PathLike | None = None) -> JobSho
         return instance if instance.name == name else instance.replace(name=name)
     if name in TAILLARD_SEEDS:
         return _taillard_cached(name)
+    if name in _bundled_texts():
+        return _bundled(name)
     if name in _known():
         raise UnknownInstanceError(
             f"{name!r} is a known benchmark ({FAMILIES.get(family_of(name), family_of(name))}) but its"
@@ -179,6 +216,8 @@ def entry(name: str, *, directory: PathLike | None = None) -> CatalogueEntry:
         source = str(files[key])
     elif key in TAILLARD_SEEDS:
         source = "generated"
+    elif key in _bundled_texts():
+        source = "bundled"
     elif known is not None:
         source = "missing"
     else:

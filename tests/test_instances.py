@@ -137,12 +137,30 @@ def test_orb07_keeps_its_zero_duration(jsplib):
 
 def test_catalogue_folder_from_argument_and_environment(tmp_path, monkeypatch, tiny):
     instances.write_instance(tiny, tmp_path / "la16.txt")
-    with pytest.raises(UnknownInstanceError, match="known benchmark .* SCHED_ENV_INSTANCES"):
-        instances.load("la16")
-    assert instances.load("la16", directory=tmp_path).same_data(tiny)
+    assert instances.entry("la16").source == "bundled" and instances.load("la16").n_jobs == 10
+    assert instances.load("la16", directory=tmp_path).same_data(tiny)  # a folder comes before the bundle
     monkeypatch.setenv(instances.INSTANCES_ENV_VAR, str(tmp_path))
     assert instances.load("la16").name == "la16"
     assert instances.entry("la16").source.endswith("la16.txt")
+
+
+def test_every_catalogued_name_loads_out_of_the_box():
+    for name in instances.names():
+        entry = instances.entry(name)
+        assert entry.source in ("generated", "bundled"), name
+        instance = instances.load(name)
+        assert (instance.n_jobs, instance.n_machines) == (entry.n_jobs, entry.n_machines), name
+
+
+@needs_jsplib
+def test_bundled_instances_equal_the_benchmark_files(jsplib):
+    from instances.catalogue import _bundled_texts
+
+    bundled = _bundled_texts()
+    files = {p.stem for p in jsplib.glob("*.txt")} - set(instances.TAILLARD_SEEDS)
+    assert set(bundled) == files
+    for name in sorted(files):
+        assert instances.load(name).same_data(instances.read_instance(jsplib / f"{name}.txt")), name
 
 
 def test_unknown_name_suggests_close_ones():
