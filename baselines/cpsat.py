@@ -16,7 +16,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from instances import InfeasibleScheduleError, InvalidInstanceError, JobShopInstance, SolverError
-from sched_env.schedule import Schedule, SolveResult, objectives, validate_schedule
+from sched_env.schedule import Schedule, SolveResult, objective_value, validate_schedule
 
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
@@ -39,7 +39,9 @@ class JobShopModel:
     makespan: cp_model.IntVar | None = None
 
 
-OBJECTIVES = ("makespan", "tardiness", "flow")
+#: Objectives CP-SAT minimises (names as in ``sched_env.schedule.objectives``; mean flow time
+#: is minimised as total flow time, the same optimum).
+OBJECTIVES = ("makespan", "total_weighted_tardiness", "mean_flow_time")
 
 
 def build_model(
@@ -51,7 +53,7 @@ def build_model(
 ) -> JobShopModel:
     """Interval model: one interval per operation, one no-overlap per machine, precedence
     inside each job, release dates, and the objective: ``makespan`` (max of the jobs' last
-    ends), ``tardiness`` (total weighted tardiness, needs due dates) or ``flow`` (total flow
+    ends), ``total_weighted_tardiness`` (needs due dates) or ``mean_flow_time`` (as total flow
     time). ``blocked`` adds fixed intervals per machine (downtimes, running operations) that
     no operation may overlap; they must be disjoint per machine.
 
@@ -59,8 +61,8 @@ def build_model(
     (the validator's rule); CP-SAT's no-overlap ignores them, so a disjunction is added."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-    if objective == "tardiness" and instance.due_dates is None:
-        raise InvalidInstanceError(f"objective 'tardiness' needs due dates; {instance.name!r} has none")
+    if objective == "total_weighted_tardiness" and instance.due_dates is None:
+        raise InvalidInstanceError(f"objective 'total_weighted_tardiness' needs due dates; {instance.name!r} has none")
     release = instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, dtype=int)
     blocked = blocked or {}
     if horizon is None:
@@ -100,7 +102,7 @@ def build_model(
     model.add_max_equality(jsm.makespan, completions)
     if objective == "makespan":
         model.minimize(jsm.makespan)
-    elif objective == "flow":
+    elif objective == "mean_flow_time":
         model.minimize(sum(completions) - int(release.sum()))
     else:
         tardiness = []
@@ -145,6 +147,17 @@ def solver_parameters(
     return solver
 
 
+#: Shortest search CP-SAT is given when building the model used up (almost) all of the limit.
+MIN_SEARCH_S = 0.01
+
+
+def _search_time(time_limit_s: float, started: float) -> float:
+    """What is left of ``time_limit_s`` since ``started`` (perf_counter) for the search."""
+    if time_limit_s <= 0:
+        raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
+    return max(MIN_SEARCH_S, time_limit_s - (time.perf_counter() - started))
+
+
 def read_schedule(jsm: JobShopModel, solver: cp_model.CpSolver) -> Schedule:
     instance = jsm.instance
     start = np.full((instance.n_jobs, instance.max_ops), -1, dtype=np.int64)
@@ -167,15 +180,16 @@ def solve(
 
     Returns the best schedule found (validated), its status ('optimal' when proven,
     'feasible', 'unknown' when no schedule was found in time), and the proven lower bound.
-    ``wall_time_s`` includes building the model. For bit-for-bit repeatable results pass
-    ``workers=1`` and a ``deterministic_time`` budget (see :func:`solver_parameters`)."""
+    The limit covers building the model too: the search gets what is left of it.
+    For bit-for-bit repeatable results pass ``workers=1`` and a ``deterministic_time`` budget
+    (see :func:`solver_parameters`)."""
     if not isinstance(instance, JobShopInstance):
         raise InvalidInstanceError(f"solve() needs a JobShopInstance, got {type(instance).__name__}")
     started = time.perf_counter()
     jsm = build_model(instance)
     if hint is not None:
         add_hint(jsm, hint)
-    solver = solver_parameters(time_limit_s, workers, seed, log, deterministic_time)
+    solver = solver_parameters(_search_time(time_limit_s, started), workers, seed, log, deterministic_time)
     status = solver.solve(jsm.model)
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the model of {instance.name!r}: {jsm.model.validate()}")
@@ -198,11 +212,6 @@ def solve(
     )
 
 
-def objective_value(instance: JobShopInstance, schedule: Schedule, objective: str) -> int:
-    """Makespan, total weighted tardiness or total flow time of a complete schedule."""
-    return int(objectives(instance, schedule)[objective])
-
-
 def reschedule(
     state,
     *,
@@ -210,7 +219,7 @@ def reschedule(
     workers: int = 2,
     seed: int = 0,
     hint: Schedule | None = None,
-    objective: str = "tardiness",
+    objective: str = "total_weighted_tardiness",
 ) -> SolveResult:
     """Plan the rest of a dynamic shop from a :class:`~sched_env.snapshot.ShopState`.
 
@@ -238,7 +247,7 @@ def reschedule(
         start = hint.start_matrix(state.jobs)
         for (i, k), var in jsm.starts.items():
             jsm.model.add_hint(var, int(start[rest.job[i], rest.first_op[i] + k]))
-    solver = solver_parameters(time_limit_s, workers, seed)
+    solver = solver_parameters(_search_time(time_limit_s, started), workers, seed)
     status = solver.solve(jsm.model)
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the rescheduling model: {jsm.model.validate()}")

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from sched_env.schedule import Schedule, SolveResult
+from sched_env.schedule import Schedule, SolveResult, objective_value
 from sched_env.snapshot import ShopState, full_plan, plan_violations, residual
 
 
@@ -27,13 +27,12 @@ def right_shift(
     state: ShopState,
     previous: Schedule | None,
     previous_job_ids: np.ndarray | None = None,
-    objective: str = "tardiness",
+    objective: str = "total_weighted_tardiness",
 ) -> SolveResult:
     """Repair ``previous`` (a plan whose job ``i`` is the scenario's job ``previous_job_ids[i]``;
     by default the state's own numbering) into a plan that fits ``state``. Operations the
-    previous plan did not have (new arrivals) go last, in job order."""
-    from baselines.cpsat import objective_value
-
+    previous plan did not have (new arrivals) are slotted in at their earliest possible start
+    (release + the work before them in their job), not after all other work."""
     started = time.perf_counter()
     rest = residual(state)
     planned: dict[tuple[int, int], int] = {}
@@ -44,9 +43,11 @@ def right_shift(
     rows = []
     if rest.instance is not None:
         inst = rest.instance
+        earliest = inst.release_dates[:, None] + np.cumsum(inst.durations, axis=1) - inst.durations
         order = sorted(
-            ((planned.get((int(state.job_ids[rest.job[i]]), int(rest.first_op[i] + k)), np.inf), int(rest.job[i]), k, i)
-             for i in range(inst.n_jobs) for k in range(int(inst.n_ops[i]))),
+            (planned.get((int(state.job_ids[rest.job[i]]), int(rest.first_op[i] + k)), int(earliest[i, k])),
+             int(rest.job[i]), k, i)
+            for i in range(inst.n_jobs) for k in range(int(inst.n_ops[i]))
         )  # fmt: skip
         job_ready = {i: int(inst.release_dates[i]) for i in range(inst.n_jobs)}
         machine_free: dict[int, int] = {}

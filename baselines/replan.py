@@ -1,92 +1,148 @@
-"""Predictive-reactive scheduling of a dynamic shop: keep a plan, dispatch by it, replan when
+"""Predictive-reactive scheduling of a dynamic shop: keep a plan, carry it out, replan when
 the shop changes (a job arrives, a machine breaks down or comes back).
 
-The env dispatches non-delay (when a job can start, one must), so a plan is followed as a
-priority: among the jobs allowed now, start the one whose next operation the plan starts
-first. Two replanning methods:
-
-* ``cpsat``: CP-SAT :func:`~baselines.cpsat.reschedule` at every change, warm-started from
-  the previous plan repaired by right-shift;
-* ``right-shift``: one CP-SAT plan at the start, then only :func:`~baselines.repair.right_shift`.
+Plans come from any decider (``baselines.deciders``: ``cpsat:1``, ``right-shift``, ``atc``,
+later ``policy``, ``hybrid:10``): each replan passes the shop's :class:`ShopState` and the
+previous plan (as a warm start / the plan to repair). The plan is carried out *exactly* with
+the env's wait action: each machine runs its planned operations in the planned order, each
+no earlier than its planned start (later only where the shop forces it: a late predecessor,
+a longer real duration). ``exact=False`` follows the plan as a priority list instead (among
+the jobs that can start now, start the one planned first), as the non-delay env must.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from baselines.deciders import as_plan, make
+from baselines.deciders import solve as run_decider
 from sched_env.schedule import Schedule, SolveResult, objectives
 from sched_env.snapshot import ShopState
-
-METHODS = ("cpsat", "right-shift")
 
 
 @dataclass
 class Replanner:
-    """Drive a :class:`~sched_env.dynamic.DynamicJobShopEnv` to the end of its episode."""
+    """Drive a :class:`~sched_env.dynamic.DynamicJobShopEnv` (made with ``allow_wait=True``
+    for exact execution) to the end of its episode. ``method`` makes every plan, ``initial``
+    (default: ``method``) the first one."""
 
-    method: str = "cpsat"
-    time_limit_s: float = 1.0
+    method: str = "cpsat:1"
+    initial: str | None = None
+    objective: str = "total_weighted_tardiness"
     workers: int = 2
     seed: int = 0
-    objective: str = "tardiness"
+    exact: bool = True
     planning_times: list[float] = field(default_factory=list)
+    #: Every plan of the last run: (time, plan, scenario job index of each plan job).
+    plans: list[tuple[int, Schedule, np.ndarray]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown replanning method {self.method!r}; choose one of {', '.join(METHODS)}")
+        options = {"objective": self.objective, "workers": self.workers}
+        self._decider = make(self.method, **options)  # fails now on an unknown spec
+        self._first = make(self.initial, **options) if self.initial else self._decider
 
     def _plan(self, state: ShopState, previous: Schedule | None, previous_ids: np.ndarray | None) -> Schedule:
-        from baselines import cpsat
-        from baselines.repair import right_shift
-
-        started = time.perf_counter()
-        repaired = right_shift(state, previous, previous_ids, self.objective) if previous is not None else None
-        if self.method == "cpsat" or previous is None:
-            result = cpsat.reschedule(
-                state, time_limit_s=self.time_limit_s, workers=self.workers, seed=self.seed,
-                hint=None if repaired is None else repaired.schedule, objective=self.objective,
-            )  # fmt: skip
-            plan = result.schedule if result.schedule is not None else repaired.schedule
-        else:
-            plan = repaired.schedule
-        self.planning_times.append(time.perf_counter() - started)
+        decider = self._decider if previous is not None else self._first
+        hint = as_plan(state, previous, previous_ids) if previous is not None else None
+        result = run_decider(state, decider, seed=self.seed, hint=hint)
+        self.planning_times.append(result.wall_time_s)
+        plan = result.schedule
+        if plan is None:  # the decider found nothing in its budget: repair the previous plan
+            plan = run_decider(state, "right-shift", hint=hint, objective=self.objective).schedule
+        self.plans.append((state.time, plan, state.job_ids))
         return plan
 
     def run(self, env, *, seed: int | None = None, options: dict | None = None) -> SolveResult:
         """Reset ``env`` and run its episode; the result's params hold every objective, the
         number of plans made and the planning times."""
+        if self.exact and not env.allow_wait:
+            raise ValueError("exact plan execution needs an env made with allow_wait=True (or use exact=False)")
         started = time.perf_counter()
-        self.planning_times = []
+        self.planning_times, self.plans = [], []
         obs, _ = env.reset(seed=seed, options=options)
-        plan, plan_ids, signature, done = None, None, None, False
+        arrivals = env.scenario.jobs.release_dates
+        plan, plan_ids, signature, done, info = None, None, None, False, {}
+        follower = None
         while not done:
-            state = env.snapshot()
-            now_signature = (len(state.job_ids), tuple(sorted(state.down_until().items())))
+            now_signature = (int((arrivals <= env.time).sum()), tuple(sorted(_down_machines(env).items())))
             if plan is None or now_signature != signature:
+                state = env.snapshot()
                 plan, plan_ids, signature = self._plan(state, plan, plan_ids), state.job_ids, now_signature
-            planned = {
-                (int(plan_ids[j]), k): s for j, k, s in zip(plan.job.tolist(), plan.op.tolist(), plan.start.tolist())
-            }
-            next_op = env.layout.views(env._state_row)["job_next_op"]
-            allowed = np.flatnonzero(obs["action_mask"])
-            job = min(allowed.tolist(), key=lambda j: (planned.get((j, int(next_op[j])), np.inf), j))
-            obs, _, done, _, info = env.step(job)
+                follower = _PlanFollower(plan, plan_ids)
+            job, until = follower.choose(env, obs["action_mask"], self.exact)
+            if job is None:
+                obs, _, done, _, info = env.wait(until)
+            else:
+                obs, _, done, _, info = env.step(job)
         times = self.planning_times
         values = objectives(env.scenario.jobs, info["schedule"])
         return SolveResult(
             schedule=info["schedule"],
             objective=values[self.objective],
             status="feasible",
-            method=self.method if self.method == "right-shift" else f"cpsat:{self.time_limit_s:g}",
+            method=self.method if self.initial in (None, self.method) else f"{self.initial}+{self.method}",
             wall_time_s=time.perf_counter() - started,
             instance_name=env.scenario.name,
             seed=self.seed,
             params={
-                "objective": self.objective, "time_limit_s": self.time_limit_s, "workers": self.workers,
-                **values, "plans": len(times),
-                "mean_plan_s": float(np.mean(times)) if times else 0.0, "max_plan_s": float(np.max(times)) if times else 0.0,
+                "objective": self.objective, "workers": self.workers, "exact": self.exact, **values,
+                "plans": len(times), "mean_plan_s": float(np.mean(times)) if times else 0.0,
+                "max_plan_s": float(np.max(times)) if times else 0.0,
             },
         )  # fmt: skip
+
+
+def _down_machines(env) -> dict[int, int]:
+    """Machines down now (revealed breakdowns and running maintenance) and until when."""
+    windows = env.scenario.downtimes
+    now = env.time
+    down = windows[(windows[:, 1] <= now) & (now < windows[:, 2])]
+    return {int(m): int(e) for m, _s, e, _k in down.tolist()}
+
+
+class _PlanFollower:
+    """Which job to start now (or how long to wait) to carry out a plan."""
+
+    def __init__(self, plan: Schedule, plan_ids: np.ndarray) -> None:
+        ids = np.asarray(plan_ids)[plan.job]
+        self.start = {(int(j), int(k)): int(s) for j, k, s in zip(ids, plan.op, plan.start)}
+        self.sequence: dict[int, list[tuple[int, int, int]]] = {}
+        rows = zip(ids.tolist(), plan.op.tolist(), plan.machine.tolist(), plan.start.tolist())
+        for j, k, m, s in sorted(rows, key=lambda r: (r[3], r[0], r[1])):
+            self.sequence.setdefault(m, []).append((s, j, k))
+        self.position = dict.fromkeys(self.sequence, 0)
+
+    def choose(self, env, mask: np.ndarray, exact: bool) -> tuple[int | None, int | None]:
+        """(slot to start, None), or (None, time to wait until; None = the next event)."""
+        slots, next_op = env.slot_jobs(), env.next_operations()
+        allowed = np.flatnonzero(mask[: len(slots)]).tolist()
+        planned = {s: self.start.get((int(slots[s]), int(next_op[s])), math.inf) for s in allowed}
+        by_plan = min(allowed, key=lambda s: (planned[s], s))
+        if not exact:
+            return by_plan, None
+        progress = env.progress()
+        due = [s for s in allowed if self._first_on_machine(int(slots[s]), int(next_op[s]), progress, env)]
+        ready = [s for s in due if planned[s] <= env.time]
+        if ready:
+            return min(ready, key=lambda s: (planned[s], s)), None
+        waits = [planned[s] for s in due if planned[s] < math.inf]
+        if waits:
+            return None, int(min(waits))
+        if len(mask) > len(slots) and mask[-1]:  # an event is still to come: wait for it
+            return None, None
+        return by_plan, None
+
+    def _first_on_machine(self, job: int, op: int, progress: dict[int, int], env) -> bool:
+        """Is (job, op) the first operation not yet started in its machine's planned order?
+        (A job missing from ``progress`` is complete: all its operations have started.)"""
+        machine = int(env.scenario.jobs.machines[job, op])
+        sequence = self.sequence.get(machine, [])
+        i = self.position.get(machine, 0)
+        while i < len(sequence) and sequence[i][2] < progress.get(sequence[i][1], math.inf):
+            i += 1
+        self.position[machine] = i
+        return i == len(sequence) or (sequence[i][1], sequence[i][2]) == (job, op)

@@ -20,25 +20,37 @@ from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 from sched_env.schedule import SolveResult, objectives, validate_schedule
 from sched_env.shop import ACTION_SETS, PLACEMENTS, ShopLayout, option
 
-#: Rule name -> (kernel id, what it prefers).
+#: Rule name -> what it prefers; the kernel id of ``name`` is ``K.RULE.<name>``.
 RULES = {
-    "spt": (K.RULE_SPT, "shortest next operation"),
-    "lpt": (K.RULE_LPT, "longest next operation"),
-    "mwkr": (K.RULE_MWKR, "most work remaining"),
-    "lwkr": (K.RULE_LWKR, "least work remaining"),
-    "mopnr": (K.RULE_MOPNR, "most operations remaining"),
-    "fifo": (K.RULE_FIFO, "job ready earliest (waited longest)"),
-    "edd": (K.RULE_EDD, "earliest due date"),
-    "random": (K.RULE_RANDOM, "uniformly random allowed job"),
-    "atc": (K.RULE_ATC, "apparent tardiness cost: weighted shortest first, urgent jobs first (dynamic shop)"),
+    "spt": "shortest next operation",
+    "lpt": "longest next operation",
+    "mwkr": "most work remaining",
+    "lwkr": "least work remaining",
+    "mopnr": "most operations remaining",
+    "fifo": "job ready earliest (waited longest)",
+    "edd": "earliest due date",
+    "random": "uniformly random allowed job",
+    "atc": "apparent tardiness cost: weighted shortest first, urgent jobs first (needs due dates)",
 }
+assert tuple(RULES) == K.RULE_NAMES
+#: Rules that need due dates.
+DUE_DATE_RULES = ("edd", "atc")
 
 
 def rule_id(rule: str) -> int:
+    """The kernel id of a rule name, or a clear error naming the rules."""
     key = rule.lower()
     if key not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
-    return RULES[key][0]
+    return getattr(K.RULE, key)
+
+
+def _check_due_dates(instance: JobShopInstance, rule: str) -> None:
+    if rule.lower() in DUE_DATE_RULES and instance.due_dates is None:
+        fitting = ", ".join(r for r in RULES if r not in DUE_DATE_RULES)
+        raise InvalidInstanceError(
+            f"rule {rule.lower()!r} needs due dates; {instance.name!r} has none. Rules for it: {fitting}"
+        )
 
 
 def dispatch_many(
@@ -57,9 +69,9 @@ def dispatch_many(
         raise ValueError(f"got {len(rules)} rules for {len(instances)} instances")
     if not instances:
         return []
+    ids = np.array([rule_id(r) for r in rules], dtype=np.int64)
     for instance, rule in zip(instances, rules):
-        if rule.lower() == "edd" and instance.due_dates is None:
-            raise InvalidInstanceError(f"rule 'edd' needs due dates; {instance.name!r} has none")
+        _check_due_dates(instance, rule)
     start = time.perf_counter()
     layout = ShopLayout(
         max(i.n_jobs for i in instances), max(i.n_machines for i in instances), max(i.max_ops for i in instances)
@@ -74,7 +86,7 @@ def dispatch_many(
     steps = max(i.n_operations for i in instances)
     uniforms = np.random.default_rng(seed).random((n, steps))
     K.rollout_rules(
-        insts, states, np.array([rule_id(r) for r in rules], dtype=np.int64), uniforms,
+        insts, states, ids, uniforms,
         option(placement, PLACEMENTS, "placement"), option(action_set, ACTION_SETS, "action_set"),
         masks, features, layout.J, layout.M, layout.O,
     )  # fmt: skip
@@ -135,17 +147,18 @@ def best_of_random(
 
 def rule_action(env, rule: str) -> int:
     """The job ``rule`` would pick in a :class:`~sched_env.JobShopEnv`'s current state."""
-    layout = env.layout
-    return int(
-        K.choose_by_rule(env._instance_row, env._state_row, env._mask, rule_id(rule), 0.0, layout.J, layout.M, layout.O)
-    )
+    if env.instance is not None:
+        _check_due_dates(env.instance, rule)
+    return env.rule_choice(rule_id(rule))
 
 
-def dispatch_dynamic_many(scenarios, rules, *, objective: str = "tardiness", seed: int | None = 0) -> list[SolveResult]:
+def dispatch_dynamic_many(
+    scenarios, rules, *, objective: str = "total_weighted_tardiness", seed: int | None = 0
+) -> list[SolveResult]:
     """Run each dynamic scenario to the end with a dispatching rule (one for all, or one per
     scenario), all in one parallel kernel call. ``objective`` is reported; the schedules (real
     times) are validated against the scenarios' durations, downtimes and interruption policy."""
-    from sched_env.dynamic import INTERRUPTION_IDS, OBJECTIVES, encode_scenario
+    from sched_env.dynamic import INTERRUPTION_IDS, OBJECTIVES, encode_scenario, episode_summary, stream_schedule
     from sched_env.events import Scenario
 
     if isinstance(rules, str):
@@ -156,28 +169,29 @@ def dispatch_dynamic_many(scenarios, rules, *, objective: str = "tardiness", see
         return []
     if not all(isinstance(s, Scenario) for s in scenarios):
         raise TypeError("dispatch_dynamic_many needs Scenario objects")
+    ids = np.array([rule_id(r) for r in rules], dtype=np.int64)
+    objective_id = option(objective, OBJECTIVES, "objective")
     start = time.perf_counter()
     jobs = [s.jobs for s in scenarios]
-    layout = ShopLayout(max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs))
-    windows = max(1, max(len(s.downtimes) for s in scenarios))
-    insts = np.stack([encode_scenario(layout, s, windows) for s in scenarios])
-    states = np.zeros((len(scenarios), K.dynamic_state_row_length(layout.J, layout.M, layout.O)), dtype=np.int64)
+    layout = ShopLayout(
+        max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs),
+        D=max(1, max(len(s.downtimes) for s in scenarios)), S=max(i.n_jobs for i in jobs), dynamic=True,
+    )  # fmt: skip
+    insts = np.zeros((len(scenarios), layout.instance_length), dtype=np.int64)
+    orders = [encode_scenario(layout, s, row) for s, row in zip(scenarios, insts)]
+    states = np.zeros((len(scenarios), layout.state_length), dtype=np.int64)
     masks = np.zeros((len(scenarios), layout.J), dtype=np.int8)
     features = np.zeros((len(scenarios), layout.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
     steps = 4 * max(i.n_operations for i in jobs)  # restarts can repeat an operation
     uniforms = np.random.default_rng(seed).random((len(scenarios), steps))
     K.rollout_dynamic_rules(
-        insts, states, np.array([rule_id(r) for r in rules], dtype=np.int64), uniforms,
-        np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64),
-        option(objective, OBJECTIVES, "objective"), masks, features, layout.J, layout.M, layout.O, windows,
+        insts, states, ids, uniforms, np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64),
+        objective_id, masks, features, layout.J, layout.M, layout.O, layout.D, layout.S,
     )  # fmt: skip
     elapsed = (time.perf_counter() - start) / len(scenarios)
     results = []
-    for scenario, rule, state in zip(scenarios, rules, states):
-        schedule = validate_schedule(
-            scenario.jobs, layout.schedule(scenario.jobs, state), durations=scenario.realized_durations,
-            downtimes=scenario.downtimes, interruption=scenario.interruption,
-        )  # fmt: skip
+    for scenario, rule, state, order in zip(scenarios, rules, states, orders):
+        schedule = episode_summary(scenario, stream_schedule(layout, scenario, order, state), 0)["schedule"]
         values = objectives(scenario.jobs, schedule)
         results.append(
             SolveResult(
@@ -187,3 +201,39 @@ def dispatch_dynamic_many(scenarios, rules, *, objective: str = "tardiness", see
             )
         )  # fmt: skip
     return results
+
+
+def dispatch_state(
+    state,
+    rule: str,
+    *,
+    objective: str = "total_weighted_tardiness",
+    samples: int = 1,
+    seed: int | None = 0,
+    method: str | None = None,
+) -> SolveResult:
+    """A plan for the rest of a running shop (a :class:`~sched_env.snapshot.ShopState`) by a
+    dispatching rule: the residual work is simulated in the dynamic kernels with the known
+    downtimes and running operations as blocked windows (an operation a window would cut
+    waits until after it). ``random`` with ``samples > 1`` keeps the best plan. Done and running
+    work is kept as it is; the objective counts every job of the state."""
+    from sched_env.schedule import objective_value
+    from sched_env.snapshot import full_plan, plan_violations, residual
+
+    started = time.perf_counter()
+    rest = residual(state)
+    if rest.instance is None:
+        plans = [full_plan(state, rest, None)]
+    else:
+        runs = dispatch_dynamic_many([rest.as_scenario()] * samples, rule, objective=objective, seed=seed)
+        plans = [full_plan(state, rest, run.schedule) for run in runs]
+    values = [objective_value(state.jobs, plan, objective) for plan in plans]
+    best = int(np.argmin(values))
+    problems = plan_violations(state, plans[best])
+    if problems:  # a bug, never a user error: say so loudly
+        raise AssertionError(f"rule {rule!r} produced a plan that breaks the shop state: {problems[0]}")
+    return SolveResult(
+        schedule=plans[best], objective=values[best], status="feasible", method=method or rule.lower(),
+        wall_time_s=time.perf_counter() - started, instance_name=state.jobs.name,
+        seed=seed if rule.lower() == "random" else None, params={"objective": objective, "samples": samples},
+    )  # fmt: skip

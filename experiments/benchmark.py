@@ -2,12 +2,9 @@
 
 One pure function, :func:`run`, makes one row; :func:`run_matrix` maps it over the matrix on
 a local process pool, or on a Ray cluster (``ray_address``; ``"local"`` starts one here), with
-the same rows either way. Method specs:
-
-* ``RULE`` or ``RULE@ACTION_SET`` -- a dispatching rule (``mwkr``, ``spt@giffler_thompson``;
-  default action set ``non_delay``); ``random:N`` -- the best of N random rollouts;
-* ``cpsat:SECONDS`` -- CP-SAT with that time limit; ``cpsat:SECONDS:hint`` -- warm-started
-  with the best non-delay rule schedule of the instance.
+the same rows either way. Methods are any spec of the decider registry
+(``baselines.deciders``: ``mwkr``, ``spt@giffler_thompson``, ``random:128``, ``cpsat:10:hint``,
+and whatever installed packages register).
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,52 +24,11 @@ import numpy as np
 
 import instances
 from experiments.provenance import git_commit, package_versions
-from sched_env.schedule import SolveResult
 
 COLUMNS = (
     "instance", "size", "method", "params", "seed", "makespan", "best_known", "gap", "lower_bound",
     "status", "wall_time_s", "commit", "versions",
 )  # fmt: skip
-HINT_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    kind: str  # "rule" or "cpsat"
-    name: str
-    action_set: str = "non_delay"
-    samples: int = 1
-    time_limit_s: float = 0.0
-    hinted: bool = False
-
-    @classmethod
-    def parse(cls, text: str) -> MethodSpec:
-        from baselines.rules import RULES
-        from sched_env.shop import ACTION_SETS
-
-        spec = text.strip().lower()
-        if spec.startswith("cpsat"):
-            parts = spec.split(":")
-            try:
-                limit = float(parts[1])
-            except (IndexError, ValueError):
-                raise ValueError(f"method {text!r}: write cpsat:SECONDS or cpsat:SECONDS:hint, e.g. cpsat:10") from None
-            if len(parts) > 3 or (len(parts) == 3 and parts[2] != "hint") or limit <= 0:
-                raise ValueError(f"method {text!r}: write cpsat:SECONDS or cpsat:SECONDS:hint with SECONDS > 0")
-            return cls("cpsat", "cpsat", time_limit_s=limit, hinted=len(parts) == 3)
-        rule, _, action_set = spec.partition("@")
-        rule, _, samples = rule.partition(":")
-        if rule not in RULES:
-            raise ValueError(f"unknown method {text!r}; rules: {', '.join(RULES)}; or cpsat:SECONDS[:hint]")
-        action_set = action_set or "non_delay"
-        if action_set not in ACTION_SETS:
-            raise ValueError(
-                f"method {text!r}: unknown action set {action_set!r}; choose one of {', '.join(ACTION_SETS)}"
-            )
-        count = int(samples) if samples.isdigit() else 1
-        if samples and (not samples.isdigit() or rule != "random" or count < 1):
-            raise ValueError(f"method {text!r}: only 'random:N' takes a sample count N >= 1")
-        return cls("rule", rule, action_set=action_set, samples=count)
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,29 +46,13 @@ def _warm() -> None:
     sched_env.warm_up()
 
 
-def decide(instance, method: str, seed: int, workers: int = 2) -> SolveResult:
-    """Run one method on one instance."""
-    from baselines import rules
-
-    _warm()
-    spec = MethodSpec.parse(method)
-    if spec.kind == "rule":
-        if spec.name == "random" and spec.samples > 1:
-            return rules.best_of_random(instance, spec.samples, action_set=spec.action_set, seed=seed)
-        return rules.dispatch(instance, spec.name, action_set=spec.action_set, seed=seed)
-    from baselines import cpsat
-
-    hint = None
-    if spec.hinted:
-        hint = min(rules.dispatch_many([instance] * len(HINT_RULES), list(HINT_RULES)), key=lambda r: r.objective)
-        hint = hint.schedule
-    return cpsat.solve(instance, time_limit_s=spec.time_limit_s, workers=workers, seed=seed, hint=hint)
-
-
 def run(name: str, method: str, seed: int = 0, instance_dir: str | None = None, workers: int = 2) -> dict[str, Any]:
     """One benchmark row: solve ``name`` with ``method`` and describe the result."""
+    from baselines import deciders
+
+    _warm()
     instance = instances.load(name, directory=instance_dir)
-    result = decide(instance, method, seed, workers)
+    result = deciders.solve(instance, method, seed=seed, workers=workers)
     best = instances.best_known(instance.name)
     gap = result.gap_to(best)
     commit, versions = provenance()
@@ -168,8 +107,10 @@ def run_matrix(
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
     """All rows of the matrix, sorted by (instance, method, seed)."""
+    from baselines import deciders
+
     for method in methods:
-        MethodSpec.parse(method)  # fail before starting anything
+        deciders.make(method, workers=workers)  # fail before starting anything
     for name in names:
         instances.load(name, directory=instance_dir)
     tasks = [(n, m, s, instance_dir, workers) for n in names for m in methods for s in seeds]

@@ -58,7 +58,7 @@ def cmd_instances_list(args: argparse.Namespace) -> int:
                 "" if b is None else str(b.lower),
                 "" if b is None else str(b.upper),
                 "" if b is None or b.optimum is None else str(b.optimum),
-                "generated" if entry.source == "generated" else ("file" if entry.source != "missing" else "missing"),
+                entry.source if entry.source in ("generated", "bundled", "missing") else "file",
             )
         )
     if args.json:
@@ -175,15 +175,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- solve / bench
 def cmd_solve(args: argparse.Namespace) -> int:
     import instances
-    from experiments.benchmark import MethodSpec, decide
+    from baselines import deciders
 
+    if args.list_methods:
+        rows = deciders.describe()
+        width = max(len(name) for name, *_ in rows)
+        for name, example, summary, origin in rows:
+            print(
+                f"{name.ljust(width)}  e.g. {example:<16} {summary}" + ("" if origin == "sched-env" else f" [{origin}]")
+            )
+        return 0
+    if not args.instance:
+        raise UserError("name an instance (e.g. `sched-env solve ta01`) or pass --list-methods")
     instance = _instance(args.instance, args.dir)
-    method = args.method if args.method != "cpsat" else f"cpsat:{args.time_limit}"
+    method = args.method if args.method != "cpsat" else f"cpsat:{args.time_limit:g}"
     try:
-        MethodSpec.parse(method)
+        decider = deciders.make(method, workers=args.workers)
     except ValueError as error:
         raise UserError(str(error)) from None
-    result = decide(instance, method, args.seed, args.workers)
+    import sched_env
+
+    sched_env.warm_up()
+    result = deciders.solve(instance, decider, budget_s=args.budget, seed=args.seed)
     best = instances.best_known(instance.name)
     gap = result.gap_to(best)
     if args.out and result.schedule is not None:
@@ -202,6 +215,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"{instance.name}: {method} found no schedule ({result.status}) in {result.wall_time_s:.2f} s")
         return 1
     line = f"{instance.name}: {method} makespan {result.objective} ({result.status}, {result.wall_time_s:.3f} s)"
+    if result.over_budget:
+        line += f", over its {result.budget_s:g} s budget"
     if result.lower_bound is not None:
         line += f", proven lower bound {result.lower_bound}"
     if gap is not None:
@@ -235,6 +250,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- parser
+def _rule_names() -> list[str]:
+    from sched_env._kernels import RULE_NAMES
+
+    return list(RULE_NAMES)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sched-env", description="Job-shop scheduling with reinforcement learning: instances, env, solvers."
@@ -263,14 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_gantt)
 
-    p = sub.add_parser("solve", help="solve one instance with a rule or CP-SAT")
-    p.add_argument("instance", help="catalogue name (ta01) or instance file")
+    p = sub.add_parser("solve", help="solve one instance with any registered decider (rule, CP-SAT, ...)")
+    p.add_argument("instance", nargs="?", help="catalogue name (ta01) or instance file")
     p.add_argument(
         "--method",
         default="cpsat",
-        help="cpsat, a rule (spt, lpt, mwkr, lwkr, mopnr, fifo, edd, random), RULE@ACTION_SET"
-        " (e.g. mwkr@giffler_thompson), random:N (best of N), or cpsat:SECONDS[:hint] (default cpsat)",
+        help="a method spec: a rule (" + ", ".join(_rule_names()) + "), RULE@ACTION_SET"
+        " (e.g. mwkr@giffler_thompson), random:N (best of N), cpsat:SECONDS[:hint], or any other registered"
+        " decider (--list-methods); default cpsat with --time-limit",
     )
+    p.add_argument("--list-methods", action="store_true", help="list every registered decider and exit")
+    p.add_argument("--budget", type=float, help="time budget in seconds (caps CP-SAT; reported for rules)")
     p.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT time limit in seconds (default 10)")
     p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

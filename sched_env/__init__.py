@@ -18,7 +18,7 @@ from sched_env.dynamic import BatchDynamicJobShopEnv, DynamicJobShopEnv
 from sched_env.env import JobShopEnv, replay
 from sched_env.events import Scenario, ScenarioGenerator, generate_scenario
 from sched_env.schedule import Schedule, Violation, find_violations, validate_schedule
-from sched_env.shop import ACTION_SETS, FEATURE_NAMES, PLACEMENTS, REWARDS
+from sched_env.shop import ACTION_SETS, FEATURE_NAMES, PLACEMENTS, REWARD_MODES
 from sched_env.snapshot import ShopState
 from sched_env.vector import BatchJobShopEnv, JobShopVectorEnv
 
@@ -31,13 +31,17 @@ if "sched_env/JobShop-v0" not in registry:
         vector_entry_point="sched_env.vector:make_vector_env",
     )
 if "sched_env/DynamicJobShop-v0" not in registry:
-    register(id="sched_env/DynamicJobShop-v0", entry_point="sched_env.dynamic:DynamicJobShopEnv")
+    register(
+        id="sched_env/DynamicJobShop-v0",
+        entry_point="sched_env.dynamic:DynamicJobShopEnv",
+        vector_entry_point="sched_env.vector:make_dynamic_vector_env",
+    )
 
 __all__ = [
     "ACTION_SETS",
     "FEATURE_NAMES",
     "PLACEMENTS",
-    "REWARDS",
+    "REWARD_MODES",
     "BatchDynamicJobShopEnv",
     "BatchJobShopEnv",
     "DynamicJobShopEnv",

@@ -4,11 +4,15 @@ A shop is two flat int64 rows: an *instance row* (what the problem is) and a *st
 has been decided). A batch of N shops is two 2-D arrays whose rows are shops, so one kernel
 call advances all of them. Fixed padded sizes ``J`` (jobs), ``M`` (machines), ``O``
 (operations per job) give every row the same length; operation ``k`` of job ``j`` is the
-flat index ``p = j * O + k``. ``instance_offsets`` and ``state_offsets`` say where each field
-starts (after the ``IN_*``/``ST_*`` header scalars below); ``sched_env.shop.ShopLayout`` gives
-the same fields as named numpy views on the Python side.
-Kernels index the rows through integer offsets (``state[EST + j]``) rather than array views:
-building views costs about 0.3 us per call, more than a whole decision.
+flat index ``p = j * O + k``.
+
+**One field table per row kind** (``INSTANCE_FIELDS``, ``STATE_FIELDS`` and their dynamic
+extensions) says, in order, each field's name and size. From it are generated: the njit
+function that returns every field's offset as a namedtuple (``state_offsets(J, M, O).job_ready``),
+the row length (its ``length`` field), and the named numpy views of ``sched_env.shop``. Nothing
+refers to a field by position, so inserting one shifts nothing by hand.
+Kernels index the rows through integer offsets (``state[S.job_ready + j]``) rather than array
+views: building views costs about 0.3 us per call, more than a whole decision.
 
 Semantics of one decision "start the next operation of job j" (see ``JobShopEnv``):
 * placement APPEND: at max(job ready, end of the machine's last operation) (semi-active);
@@ -24,6 +28,8 @@ Plain-Python twins of every kernel live in ``tests/reference.py``; tests compare
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -33,6 +39,123 @@ _FLAGS = {"cache": True, "nogil": True, "boundscheck": False}
 _kernel = njit(**_FLAGS)
 _parallel_kernel = njit(parallel=True, **_FLAGS)
 
+NONE = -1  # "no operation / no job" in lists, slots and choices
+FOREVER = 2**62  # a time after every event
+
+# ---- field tables --------------------------------------------------------------------
+# (name, size): size is an expression in the padded sizes J, M, O, the downtime windows D
+# and the jobs of a dynamic stream S. Scalars (size "1") come first so their offsets are
+# constants (``IN``/``ST`` below, for the Python side).
+INSTANCE_FIELDS = (
+    ("n_jobs", "1"),
+    ("n_machines", "1"),
+    ("time_scale", "1"),  # normalises times in features/rewards: max(1, simple lower bound)
+    ("duration_scale", "1"),  # normalises durations: max(1, longest operation)
+    ("op_machine", "J * O"),  # NONE past a job's last operation
+    ("op_duration", "J * O"),
+    ("job_n_ops", "J"),
+    ("job_release", "J"),
+    ("job_due", "J"),
+    ("job_weight", "J"),  # 1 unless the instance has weights
+)
+STATE_FIELDS = (
+    ("n_scheduled", "1"),
+    ("n_total", "1"),
+    ("makespan", "1"),  # latest end of the operations scheduled so far
+    ("lower_bound", "1"),  # current makespan lower bound (drives the dense reward)
+    ("job_next_op", "J"),  # index of the job's next unscheduled operation
+    ("job_machine", "J"),  # its machine (NONE once the job is done, or for an empty slot)
+    ("job_duration", "J"),  # its (planned) duration (0 once done)
+    ("job_ready", "J"),  # end of the job's last scheduled op, or its release
+    ("job_est", "J"),  # cached earliest start of the next op (completion once done)
+    ("job_remaining", "J"),  # work left, next op included
+    ("machine_end", "M"),  # latest end on the machine
+    ("machine_head", "M"),  # first and last op in start order (ACTIVE)
+    ("machine_tail", "M"),
+    ("machine_remaining", "M"),  # unscheduled work on the machine
+    ("machine_waiting", "M"),  # unfinished jobs whose next op is on it
+    ("op_start", "J * O"),
+    ("op_end", "J * O"),
+    ("op_next", "J * O"),  # next / previous op on the same machine in start order (ACTIVE)
+    ("op_previous", "J * O"),
+)
+# The dynamic shop extends both rows. Its first J job rows are *slots*: a window of the jobs
+# active now (arrived, unfinished), refilled from the *stream* of every job of the scenario
+# (in arrival order) as jobs finish, so a step costs O(slots), not O(every job ever).
+DYNAMIC_INSTANCE_FIELDS = INSTANCE_FIELDS + (
+    ("stream_jobs", "1"),  # jobs in the stream (<= S)
+    ("op_real", "J * O"),  # real durations of the slots' operations
+    ("window_first", "M + 1"),  # downtime windows of machine m: [first[m], first[m + 1])
+    ("window_start", "D"),
+    ("window_end", "D"),
+    ("window_kind", "D"),
+    ("stream_machine", "S * O"),
+    ("stream_duration", "S * O"),
+    ("stream_real", "S * O"),
+    ("stream_n_ops", "S"),
+    ("stream_release", "S"),
+    ("stream_due", "S"),
+    ("stream_weight", "S"),
+)
+DYNAMIC_STATE_FIELDS = STATE_FIELDS + (
+    ("now", "1"),  # the clock
+    ("wasted", "1"),  # work lost to restarts
+    ("carry_time", "1"),  # integrals accrued since the last reward: time,
+    ("carry_flow", "1"),  # jobs-in-system time,
+    ("carry_tardiness", "1"),  # weighted tardy time
+    ("total_flow", "1"),  # the same integrals since the start (never cleared)
+    ("total_tardiness", "1"),
+    ("n_admitted", "1"),  # stream jobs moved into a slot so far (the rest arrive or queue)
+    ("job_expected", "J"),  # when the job's running op is expected to end (start + planned)
+    ("job_started", "J"),  # when its latest op (or attempt) started
+    ("slot_job", "J"),  # stream index of the job in the slot, NONE if free
+    ("machine_expected", "M"),  # when the machine is expected to be free
+    ("machine_cursor", "M"),  # first downtime window of the machine that has not ended by now
+    ("stream_start", "S * O"),  # real start and end of every stream operation (NONE: not yet)
+    ("stream_end", "S * O"),
+)
+DIMENSIONS = ("J", "M", "O", "D", "S")
+
+
+def field_spans(fields, **sizes: int) -> dict[str, tuple[int, int]]:
+    """``{name: (start, stop)}`` of every field of a table for the given sizes (Python side)."""
+    spans, offset = {}, 0
+    for name, size in fields:
+        length = int(eval(size, {}, dict(sizes)))  # noqa: S307 - the table's own expressions
+        spans[name] = (offset, offset + length)
+        offset += length
+    spans["length"] = (offset, offset)
+    return spans
+
+
+def _offsets_function(name: str, fields, dimensions: tuple[str, ...]):
+    """Generate ``name(*dimensions)`` returning a namedtuple of every field's offset (and
+    ``length``), compiled by numba; the generated source is a sum of the sizes before each field."""
+    record = namedtuple(f"{name.title().replace('_', '')}", [f for f, _ in fields] + ["length"])
+    lines, total = [], "0"
+    for field, size in fields:
+        lines.append(f"    {field} = {total}")
+        total = f"{field} + ({size})"
+    source = f"def {name}({', '.join(dimensions)}):\n" + "\n".join(lines) + f"\n    length = {total}\n"
+    source += f"    return record({', '.join([f for f, _ in fields] + ['length'])})\n"
+    record.__module__ = __name__
+    namespace = {"record": record, record.__name__: record, "__name__": __name__}
+    exec(compile(source, __file__, "exec"), namespace)  # noqa: S102 - generated from the tables above
+    return record, _kernel(namespace[name])
+
+
+InstanceOffsets, instance_offsets = _offsets_function("instance_offsets", INSTANCE_FIELDS, ("J", "M", "O"))
+StateOffsets, state_offsets = _offsets_function("state_offsets", STATE_FIELDS, ("J", "M", "O"))
+DynamicInstanceOffsets, dynamic_instance_offsets = _offsets_function(
+    "dynamic_instance_offsets", DYNAMIC_INSTANCE_FIELDS, DIMENSIONS
+)
+DynamicStateOffsets, dynamic_state_offsets = _offsets_function(
+    "dynamic_state_offsets", DYNAMIC_STATE_FIELDS, ("J", "M", "O", "S")
+)
+#: Offsets of the scalar header fields, which do not depend on the sizes (for Python callers).
+IN = instance_offsets.py_func(0, 0, 0)
+ST = state_offsets.py_func(0, 0, 0)
+
 # ---- enumerations shared with Python -------------------------------------------------
 PLACEMENT_APPEND = 0
 PLACEMENT_ACTIVE = 1
@@ -41,91 +164,58 @@ ACTIONS_GT = 1
 ACTIONS_NON_DELAY = 2
 REWARD_DENSE = 0
 REWARD_SPARSE = 1
-# dispatching rules (baselines/rules.py): priority of an allowed job, smallest key wins
-RULE_SPT = 0  # shortest next operation
-RULE_LPT = 1  # longest next operation
-RULE_MWKR = 2  # most work remaining
-RULE_LWKR = 3  # least work remaining
-RULE_MOPNR = 4  # most operations remaining
-RULE_FIFO = 5  # ready earliest (waited longest)
-RULE_EDD = 6  # earliest due date
-RULE_RANDOM = 7  # uniformly random allowed job
-RULE_ATC = 8  # apparent tardiness cost (dynamic shop: weights, due dates, the clock)
-ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
-NONE = -1  # "no operation" in the linked lists
 
-# ---- instance row layout -------------------------------------------------------------
-IN_N_JOBS = 0
-IN_N_MACHINES = 1
-IN_TIME_SCALE = 2  # normalises times in features/rewards: max(1, simple lower bound)
-IN_DUR_SCALE = 3  # normalises durations: max(1, longest operation)
-IN_HEADER = 4
-
-# ---- state row layout ----------------------------------------------------------------
-ST_N_SCHEDULED = 0
-ST_N_TOTAL = 1
-ST_MAKESPAN = 2  # latest end of the operations scheduled so far
-ST_LOWER_BOUND = 3  # current makespan lower bound (drives the dense reward)
-ST_HEADER = 4
-
-#: Features per job in the observation (documented in ``JobShopEnv``).
-N_FEATURES = 10
+#: Columns of the static per-job features (documented in ``JobShopEnv``), by name.
+FEATURE_NAMES = (
+    "allowed",
+    "next_duration",
+    "remaining_work",
+    "remaining_ops",
+    "earliest_start",
+    "ready_time",
+    "machine_remaining_work",
+    "machine_free_time",
+    "machine_contention",
+    "done",
+)
+#: Columns of the dynamic per-job features (documented in ``DynamicJobShopEnv``), by name.
+DYNAMIC_FEATURE_NAMES = (
+    "allowed",
+    "next_planned_duration",
+    "planned_remaining_work",
+    "remaining_ops",
+    "job_busy_for",
+    "machine_busy_for",
+    "machine_down",
+    "machine_down_for",
+    "machine_planned_load",
+    "due_date_slack",
+    "weight",
+    "time_in_system",
+)
+F = namedtuple("FeatureColumns", FEATURE_NAMES)(*range(len(FEATURE_NAMES)))
+DF = namedtuple("DynamicFeatureColumns", DYNAMIC_FEATURE_NAMES)(*range(len(DYNAMIC_FEATURE_NAMES)))
+N_FEATURES = len(FEATURE_NAMES)
+N_DYNAMIC_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 #: Features are clipped to [-FEATURE_LIMIT, FEATURE_LIMIT] so the observation space is bounded;
 #: a normalised time reaches it only for schedules 1000x longer than the lower bound.
 FEATURE_LIMIT = 1000.0
 
-
-@_kernel
-def instance_row_length(J: int, M: int, O: int) -> int:  # noqa: E741 - O is the ops dimension
-    return IN_HEADER + 2 * J * O + 3 * J
-
-
-@_kernel
-def state_row_length(J: int, M: int, O: int) -> int:
-    return ST_HEADER + 6 * J + 5 * M + 4 * J * O
-
-
-@_kernel
-def instance_offsets(J, O):
-    """Where each instance field starts in an instance row (index with ``field + j*O + k`` or
-    ``field + j``): op machine, op duration, ops per job, release date, due date."""
-    op_machine = IN_HEADER
-    op_duration = op_machine + J * O
-    job_n_ops = op_duration + J * O
-    job_release = job_n_ops + J
-    job_due = job_release + J
-    return op_machine, op_duration, job_n_ops, job_release, job_due
-
-
-@_kernel
-def state_offsets(J, M, O):
-    """Where each state field starts in a state row.
-
-    Per job: next op index; its machine and duration (NONE and 0 once the job is done, so
-    the hot loops need no lookup into the instance); ready time (end of its last scheduled
-    op, or release); cached earliest start of the next op (completion once done); work left,
-    next op included. Per machine: latest end, first and last op in start order, unscheduled
-    work, unfinished jobs whose next op is on it. Per op: start, end, and the next and
-    previous op on the same machine in start order (a doubly linked list; ACTIVE only)."""
-    job_next_op = ST_HEADER
-    job_machine = job_next_op + J
-    job_duration = job_machine + J
-    job_ready = job_duration + J
-    job_est = job_ready + J
-    job_remaining = job_est + J
-    machine_end = job_remaining + J
-    machine_head = machine_end + M
-    machine_tail = machine_head + M
-    machine_remaining = machine_tail + M
-    machine_waiting = machine_remaining + M
-    op_start = machine_waiting + M
-    op_end = op_start + J * O
-    op_next = op_end + J * O
-    op_previous = op_next + J * O
-    return (
-        job_next_op, job_machine, job_duration, job_ready, job_est, job_remaining, machine_end,
-        machine_head, machine_tail, machine_remaining, machine_waiting, op_start, op_end, op_next, op_previous,
-    )  # fmt: skip
+#: Dispatching rules (baselines/rules.py), by name: the priority of an allowed job, smallest key
+#: wins (ties to the lowest job index). ``RULE.mwkr`` is the kernel id of "mwkr".
+RULE_NAMES = (
+    "spt",  # shortest next operation
+    "lpt",  # longest next operation
+    "mwkr",  # most work remaining
+    "lwkr",  # least work remaining
+    "mopnr",  # most operations remaining
+    "fifo",  # ready earliest (waited longest)
+    "edd",  # earliest due date
+    "random",  # uniformly random allowed job
+    "atc",  # apparent tardiness cost (weights, due dates, the clock)
+)
+RULE = namedtuple("RuleIds", RULE_NAMES)(*range(len(RULE_NAMES)))
+ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
 
 
 # ---- one shop ------------------------------------------------------------------------
@@ -137,24 +227,23 @@ def earliest_start(state, job, placement, J, M, O):
     ACTIVE: walk back from the machine's last op past every op that ends after the job is
     ready (ends rise along the list), then forward through those for the first gap that
     fits. Cost: the ops ending after the ready time, usually a handful."""
-    (_NEXT, MACHINE, DURATION, READY, _EST, _REM, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
-     OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
-    machine = state[MACHINE + job]
-    ready = state[READY + job]
+    S = state_offsets(J, M, O)
+    machine = state[S.job_machine + job]
+    ready = state[S.job_ready + job]
     if placement == PLACEMENT_APPEND:
-        return max(ready, state[MACHINE_END + machine]), NONE
-    duration = state[DURATION + job]
-    previous = state[MACHINE_TAIL + machine]
-    while previous != NONE and state[OP_END + previous] > ready:
-        previous = state[OP_PREVIOUS + previous]
-    q = state[MACHINE_HEAD + machine] if previous == NONE else state[OP_NEXT + previous]
+        return max(ready, state[S.machine_end + machine]), NONE
+    duration = state[S.job_duration + job]
+    previous = state[S.machine_tail + machine]
+    while previous != NONE and state[S.op_end + previous] > ready:
+        previous = state[S.op_previous + previous]
+    q = state[S.machine_head + machine] if previous == NONE else state[S.op_next + previous]
     previous_end = ready
     while q != NONE:
-        if previous_end + duration <= state[OP_START + q]:
+        if previous_end + duration <= state[S.op_start + q]:
             return previous_end, previous
-        previous_end = max(previous_end, state[OP_END + q])
+        previous_end = max(previous_end, state[S.op_end + q])
         previous = q
-        q = state[OP_NEXT + q]
+        q = state[S.op_next + q]
     return previous_end, previous
 
 
@@ -162,14 +251,14 @@ def earliest_start(state, job, placement, J, M, O):
 def _first_fit_after(state, p, end, ready, duration, J, M, O):
     """Earliest start at or after max(end, ready) that fits before the ops following op ``p``
     (which ends at ``end``) on its machine's list."""
-    OP_START, OP_END, OP_NEXT = state_offsets(J, M, O)[11:14]
+    S = state_offsets(J, M, O)
     t = max(end, ready)
-    q = state[OP_NEXT + p]
+    q = state[S.op_next + p]
     while q != NONE:
-        if t + duration <= state[OP_START + q]:
+        if t + duration <= state[S.op_start + q]:
             return t
-        t = max(t, state[OP_END + q])
-        q = state[OP_NEXT + q]
+        t = max(t, state[S.op_end + q])
+        q = state[S.op_next + q]
     return t
 
 
@@ -177,45 +266,61 @@ def _first_fit_after(state, p, end, ready, duration, J, M, O):
 def _refresh(state, job, placement, J, M, O):
     """Recompute the cached earliest start of one job (its completion time once done) and
     return the job's term of the lower bound: earliest start + work left."""
-    _NEXT, MACHINE, _DUR, READY, EST, REMAINING = state_offsets(J, M, O)[:6]
-    if state[MACHINE + job] == NONE:
-        state[EST + job] = state[READY + job]
+    S = state_offsets(J, M, O)
+    if state[S.job_machine + job] == NONE:
+        state[S.job_est + job] = state[S.job_ready + job]
     else:
-        state[EST + job] = earliest_start(state, job, placement, J, M, O)[0]
-    return state[EST + job] + state[REMAINING + job]
+        state[S.job_est + job] = earliest_start(state, job, placement, J, M, O)[0]
+    return state[S.job_est + job] + state[S.job_remaining + job]
+
+
+@_kernel
+def clear_job(inst, state, j, J, M, O):
+    """Set job row ``j`` to its instance data, nothing scheduled: ready at its release, all its
+    work left (added to its machines), waiting for its first machine."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    state[S.job_next_op + j] = 0
+    state[S.job_ready + j] = inst[I.job_release + j]
+    work = 0
+    for k in range(O):
+        p = j * O + k
+        state[S.op_start + p] = NONE
+        state[S.op_end + p] = NONE
+        state[S.op_next + p] = NONE
+        state[S.op_previous + p] = NONE
+        if k < inst[I.job_n_ops + j]:
+            work += inst[I.op_duration + p]
+            state[S.machine_remaining + inst[I.op_machine + p]] += inst[I.op_duration + p]
+    state[S.job_remaining + j] = work
+    state[S.job_machine + j] = NONE
+    state[S.job_duration + j] = 0
+    if inst[I.job_n_ops + j] > 0:
+        state[S.job_machine + j] = inst[I.op_machine + j * O]
+        state[S.job_duration + j] = inst[I.op_duration + j * O]
+        state[S.machine_waiting + state[S.job_machine + j]] += 1
 
 
 @_kernel
 def reset_shop(inst, state, placement, J, M, O):
     """Empty schedule: every job ready at its release date, nothing on any machine."""
-    OP_MACHINE, OP_DURATION, N_OPS, RELEASE, _DUE = instance_offsets(J, O)
-    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, MACHINE_HEAD, MACHINE_TAIL,
-     MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
-    state[:] = 0
-    state[MACHINE_HEAD : MACHINE_TAIL + M] = NONE  # machine heads and tails
-    state[OP_START : OP_PREVIOUS + J * O] = NONE  # op start, end, next and previous
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    state[: S.length] = 0
+    for m in range(M):
+        state[S.machine_head + m] = NONE
+        state[S.machine_tail + m] = NONE
     total = 0
     for j in range(J):
-        state[READY + j] = inst[RELEASE + j]
-        work = 0
-        for k in range(inst[N_OPS + j]):
-            p = j * O + k
-            work += inst[OP_DURATION + p]
-            state[MACHINE_REMAINING + inst[OP_MACHINE + p]] += inst[OP_DURATION + p]
-        state[REMAINING + j] = work
-        total += inst[N_OPS + j]
-        state[MACHINE + j] = NONE
-        if inst[N_OPS + j] > 0:
-            state[MACHINE + j] = inst[OP_MACHINE + j * O]
-            state[DURATION + j] = inst[OP_DURATION + j * O]
-            state[MACHINE_WAITING + state[MACHINE + j]] += 1
-    state[ST_N_TOTAL] = total
+        clear_job(inst, state, j, J, M, O)
+        total += inst[I.job_n_ops + j]
+    state[S.n_total] = total
     bound = 0
     for j in range(J):
         term = _refresh(state, j, placement, J, M, O)
-        if inst[N_OPS + j] > 0:
+        if inst[I.job_n_ops + j] > 0:
             bound = max(bound, term)
-    state[ST_LOWER_BOUND] = bound
+    state[S.lower_bound] = bound
 
 
 @_kernel
@@ -223,29 +328,28 @@ def record_op(inst, state, job, start, end, J, M, O):
     """Book ``job``'s next operation as run during [start, end): the op, its machine, the job
     (next op, its machine and planned duration), the counters and the makespan. Shared by the
     static and the dynamic simulator; the machine lists and cached starts are the caller's."""
-    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE, _DUE = instance_offsets(J, O)
-    (NEXT_OP, MACHINE, DURATION, READY, _EST, REMAINING, MACHINE_END, _HEAD, _TAIL,
-     MACHINE_REMAINING, MACHINE_WAITING, OP_START, OP_END) = state_offsets(J, M, O)[:13]  # fmt: skip
-    p = job * O + state[NEXT_OP + job]
-    machine = state[MACHINE + job]
-    duration = state[DURATION + job]
-    state[OP_START + p] = start
-    state[OP_END + p] = end
-    state[MACHINE_END + machine] = max(state[MACHINE_END + machine], end)
-    state[MACHINE_REMAINING + machine] -= duration
-    state[MACHINE_WAITING + machine] -= 1
-    state[READY + job] = end
-    state[REMAINING + job] -= duration
-    state[NEXT_OP + job] += 1
-    if state[NEXT_OP + job] < inst[N_OPS + job]:
-        state[MACHINE + job] = inst[OP_MACHINE + p + 1]
-        state[DURATION + job] = inst[OP_DURATION + p + 1]
-        state[MACHINE_WAITING + state[MACHINE + job]] += 1
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    p = job * O + state[S.job_next_op + job]
+    machine = state[S.job_machine + job]
+    duration = state[S.job_duration + job]
+    state[S.op_start + p] = start
+    state[S.op_end + p] = end
+    state[S.machine_end + machine] = max(state[S.machine_end + machine], end)
+    state[S.machine_remaining + machine] -= duration
+    state[S.machine_waiting + machine] -= 1
+    state[S.job_ready + job] = end
+    state[S.job_remaining + job] -= duration
+    state[S.job_next_op + job] += 1
+    if state[S.job_next_op + job] < inst[I.job_n_ops + job]:
+        state[S.job_machine + job] = inst[I.op_machine + p + 1]
+        state[S.job_duration + job] = inst[I.op_duration + p + 1]
+        state[S.machine_waiting + state[S.job_machine + job]] += 1
     else:
-        state[MACHINE + job] = NONE
-        state[DURATION + job] = 0
-    state[ST_N_SCHEDULED] += 1
-    state[ST_MAKESPAN] = max(state[ST_MAKESPAN], end)
+        state[S.job_machine + job] = NONE
+        state[S.job_duration + job] = 0
+    state[S.n_scheduled] += 1
+    state[S.makespan] = max(state[S.makespan], end)
 
 
 @_kernel
@@ -258,40 +362,41 @@ def dispatch(inst, state, job, placement, J, M, O):
     grows (a job's earliest start rises by at least what its work left falls), so the bound is
     kept incrementally from the changed jobs; it equals the makespan once every op is
     scheduled, so the dense reward (its decrease) sums to minus the final makespan + a constant."""
-    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, _MEND, MACHINE_HEAD, MACHINE_TAIL, _MREM, _MWAIT,
-     _START, _END, OP_NEXT, OP_PREVIOUS) = state_offsets(J, M, O)  # fmt: skip
+    S = state_offsets(J, M, O)
     start, previous = earliest_start(state, job, placement, J, M, O)
-    p = job * O + state[NEXT_OP + job]
-    machine = state[MACHINE + job]
-    end = start + state[DURATION + job]
+    p = job * O + state[S.job_next_op + job]
+    machine = state[S.job_machine + job]
+    end = start + state[S.job_duration + job]
     if placement == PLACEMENT_ACTIVE:  # link p after `previous` in the machine's list
-        following = state[MACHINE_HEAD + machine] if previous == NONE else state[OP_NEXT + previous]
-        state[OP_PREVIOUS + p] = previous
-        state[OP_NEXT + p] = following
+        following = state[S.machine_head + machine] if previous == NONE else state[S.op_next + previous]
+        state[S.op_previous + p] = previous
+        state[S.op_next + p] = following
         if previous == NONE:
-            state[MACHINE_HEAD + machine] = p
+            state[S.machine_head + machine] = p
         else:
-            state[OP_NEXT + previous] = p
+            state[S.op_next + previous] = p
         if following == NONE:
-            state[MACHINE_TAIL + machine] = p
+            state[S.machine_tail + machine] = p
         else:
-            state[OP_PREVIOUS + following] = p
+            state[S.op_previous + following] = p
     record_op(inst, state, job, start, end, J, M, O)
-    bound = max(state[ST_LOWER_BOUND], state[ST_MAKESPAN])
+    bound = max(state[S.lower_bound], state[S.makespan])
     for j in range(J):  # only the dispatched job and those waiting for `machine` can change
         if j == job:
             bound = max(bound, _refresh(state, j, placement, J, M, O))
-        elif state[MACHINE + j] == machine:
-            est = state[EST + j]
+        elif state[S.job_machine + j] == machine:
+            est = state[S.job_est + j]
             if placement == PLACEMENT_APPEND:
                 bound = max(bound, _refresh(state, j, placement, J, M, O))
-            elif end > est and est + state[DURATION + j] > start:
+            elif end > est and est + state[S.job_duration + j] > start:
                 # ACTIVE: a waiting job keeps its earliest start unless the new op p blocks it
                 # (new ops only remove free time); then no start before p's end can fit, so
                 # search from p onwards instead of from the machine's last op.
-                state[EST + j] = _first_fit_after(state, p, end, state[READY + j], state[DURATION + j], J, M, O)
-                bound = max(bound, state[EST + j] + state[REMAINING + j])
-    state[ST_LOWER_BOUND] = bound
+                state[S.job_est + j] = _first_fit_after(
+                    state, p, end, state[S.job_ready + j], state[S.job_duration + j], J, M, O
+                )
+                bound = max(bound, state[S.job_est + j] + state[S.job_remaining + j])
+    state[S.lower_bound] = bound
     return start
 
 
@@ -305,37 +410,36 @@ def observe(inst, state, action_set, mask, features, J, M, O):
     machine m; ties to the lowest index), allow the jobs whose next op is on m and can start
     before C. Features: times relative to ``now`` (the earliest possible start) divided by the
     instance's time scale; see ``JobShopEnv`` for each column."""
-    N_OPS = instance_offsets(J, O)[2]
-    (NEXT_OP, MACHINE, DURATION, READY, EST, REMAINING, MACHINE_END, _HEAD, _TAIL, MACHINE_REMAINING,
-     MACHINE_WAITING) = state_offsets(J, M, O)[:11]  # fmt: skip
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
     now = NONE
     best = NONE  # Giffler-Thompson: job whose next op completes first
     best_completion = 0
     for j in range(J):
-        if state[MACHINE + j] == NONE:
+        if state[S.job_machine + j] == NONE:
             continue
-        est = state[EST + j]
+        est = state[S.job_est + j]
         if now == NONE or est < now:
             now = est
-        if best == NONE or est + state[DURATION + j] < best_completion:
-            best, best_completion = j, est + state[DURATION + j]
+        if best == NONE or est + state[S.job_duration + j] < best_completion:
+            best, best_completion = j, est + state[S.job_duration + j]
     if now == NONE:
-        now = state[ST_MAKESPAN]
-    best_machine = state[MACHINE + best] if best != NONE else NONE
-    per_time = np.float32(1.0) / np.float32(inst[IN_TIME_SCALE])
-    per_duration = np.float32(1.0) / np.float32(inst[IN_DUR_SCALE])
+        now = state[S.makespan]
+    best_machine = state[S.job_machine + best] if best != NONE else NONE
+    per_time = np.float32(1.0) / np.float32(inst[I.time_scale])
+    per_duration = np.float32(1.0) / np.float32(inst[I.duration_scale])
     per_op = np.float32(1.0) / np.float32(O)
-    per_job = np.float32(1.0) / np.float32(max(inst[IN_N_JOBS], 1))
+    per_job = np.float32(1.0) / np.float32(max(inst[I.n_jobs], 1))
     count = 0
     for j in range(J):
-        machine = state[MACHINE + j]
+        machine = state[S.job_machine + j]
         if machine == NONE:  # finished (or padding: no operations at all)
             mask[j] = 0
-            for c in range(N_FEATURES - 1):
+            for c in range(N_FEATURES):
                 features[j, c] = 0.0
-            features[j, 9] = 1.0 if inst[N_OPS + j] > 0 else 0.0
+            features[j, F.done] = 1.0 if inst[I.job_n_ops + j] > 0 else 0.0
             continue
-        est = state[EST + j]
+        est = state[S.job_est + j]
         if action_set == ACTIONS_ANY:
             allowed = True
         elif action_set == ACTIONS_NON_DELAY:
@@ -344,16 +448,18 @@ def observe(inst, state, action_set, mask, features, J, M, O):
             allowed = machine == best_machine and (est < best_completion or j == best)
         mask[j] = allowed
         count += allowed
-        features[j, 0] = allowed
-        features[j, 1] = state[DURATION + j] * per_duration
-        features[j, 2] = state[REMAINING + j] * per_time
-        features[j, 3] = (inst[N_OPS + j] - state[NEXT_OP + j]) * per_op
-        features[j, 4] = min((est - now) * per_time, FEATURE_LIMIT)
-        features[j, 5] = max(min((state[READY + j] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
-        features[j, 6] = state[MACHINE_REMAINING + machine] * per_time
-        features[j, 7] = max(min((state[MACHINE_END + machine] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
-        features[j, 8] = state[MACHINE_WAITING + machine] * per_job
-        features[j, 9] = 0.0
+        features[j, F.allowed] = allowed
+        features[j, F.next_duration] = state[S.job_duration + j] * per_duration
+        features[j, F.remaining_work] = state[S.job_remaining + j] * per_time
+        features[j, F.remaining_ops] = (inst[I.job_n_ops + j] - state[S.job_next_op + j]) * per_op
+        features[j, F.earliest_start] = min((est - now) * per_time, FEATURE_LIMIT)
+        features[j, F.ready_time] = max(min((state[S.job_ready + j] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
+        features[j, F.machine_remaining_work] = state[S.machine_remaining + machine] * per_time
+        features[j, F.machine_free_time] = max(
+            min((state[S.machine_end + machine] - now) * per_time, FEATURE_LIMIT), -FEATURE_LIMIT
+        )
+        features[j, F.machine_contention] = state[S.machine_waiting + machine] * per_job
+        features[j, F.done] = 0.0
     return count
 
 
@@ -373,17 +479,18 @@ def step_shop(inst, state, action, placement, action_set, reward_mode, mask, fea
     """One decision on one shop: validate the action against ``mask``, dispatch, then write the
     new mask and features. Returns (reward, done, invalid). An action outside the mask is
     replaced by the lowest-index allowed job (deterministic; the state stays consistent)."""
+    S = state_offsets(J, M, O)
     action, invalid = checked_action(mask, action, J)
     if action == NONE:  # episode already over: nothing changes
         return 0.0, True, True
-    bound_before = state[ST_LOWER_BOUND]
+    bound_before = state[S.lower_bound]
     dispatch(inst, state, action, placement, J, M, O)
-    done = state[ST_N_SCHEDULED] == state[ST_N_TOTAL]
-    scale = float(inst[IN_TIME_SCALE])
+    done = state[S.n_scheduled] == state[S.n_total]
+    scale = float(inst[instance_offsets(J, M, O).time_scale])
     if reward_mode == REWARD_DENSE:
-        reward = (bound_before - state[ST_LOWER_BOUND]) / scale
+        reward = (bound_before - state[S.lower_bound]) / scale
     else:
-        reward = -state[ST_MAKESPAN] / scale if done else 0.0
+        reward = -state[S.makespan] / scale if done else 0.0
     observe(inst, state, action_set, mask, features, J, M, O)
     return reward, done, invalid
 
@@ -395,43 +502,96 @@ def reset_and_observe(inst, state, placement, action_set, mask, features, J, M, 
 
 
 @_kernel
-def choose_by_rule(inst, state, mask, rule, uniform, J, M, O):
-    """The allowed job a dispatching rule picks (ties to the lowest job index); NONE if no job
-    is allowed. ``uniform`` in [0, 1) drives RULE_RANDOM and is drawn by the caller."""
-    N_OPS, _RELEASE, DUE = instance_offsets(J, O)[2:5]
-    NEXT_OP, _MACHINE, DURATION, READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
-    best = NONE
-    best_key = 0
+def rule_key(inst, state, j, rule, J, M, O):
+    """Priority key of job ``j`` under a static-data rule (smaller is better); RANDOM and
+    unknown ids have none (the Python side rejects unknown ids before any kernel runs)."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    if rule == RULE.spt:
+        return state[S.job_duration + j]
+    if rule == RULE.lpt:
+        return -state[S.job_duration + j]
+    if rule == RULE.mwkr:
+        return -state[S.job_remaining + j]
+    if rule == RULE.lwkr:
+        return state[S.job_remaining + j]
+    if rule == RULE.mopnr:
+        return state[S.job_next_op + j] - inst[I.job_n_ops + j]
+    if rule == RULE.fifo:
+        return state[S.job_ready + j]
+    if rule == RULE.edd:
+        return inst[I.job_due + j]
+    return 0
+
+
+@_kernel
+def nth_allowed(mask, uniform, J):
+    """The floor(uniform * count)-th allowed job (a uniformly random one); NONE if none."""
     count = 0
+    for j in range(J):
+        count += mask[j] != 0
+    if count == 0:
+        return NONE
+    target = int(uniform * count)
+    for j in range(J):
+        if mask[j] != 0:
+            if target == 0:
+                return j
+            target -= 1
+    return NONE
+
+
+@_kernel
+def atc_choice(inst, state, mask, now, J, M, O):
+    """Apparent tardiness cost: the allowed job with the largest
+    (w / p) * exp(-max(0, due - now - work left) / (ATC_K * mean p)), p the next operation's
+    (planned) duration, mean over the allowed jobs; ties to the lowest job index."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    total = 0.0
+    count = 0
+    for j in range(J):
+        if mask[j] != 0:
+            total += max(state[S.job_duration + j], 1)
+            count += 1
+    if count == 0:
+        return NONE
+    mean = total / count
+    best = NONE
+    best_index = 0.0
     for j in range(J):
         if mask[j] == 0:
             continue
-        count += 1
-        if rule == RULE_SPT:
-            key = state[DURATION + j]
-        elif rule == RULE_LPT:
-            key = -state[DURATION + j]
-        elif rule == RULE_MWKR:
-            key = -state[REMAINING + j]
-        elif rule == RULE_LWKR:
-            key = state[REMAINING + j]
-        elif rule == RULE_MOPNR:
-            key = state[NEXT_OP + j] - inst[N_OPS + j]
-        elif rule == RULE_FIFO:
-            key = state[READY + j]
-        elif rule == RULE_EDD:
-            key = inst[DUE + j]
-        else:
-            key = 0
-        if best == NONE or key < best_key:
-            best, best_key = j, key
-    if rule == RULE_RANDOM and count > 0:
-        target = int(uniform * count)
+        p = max(state[S.job_duration + j], 1)
+        slack = max(0, inst[I.job_due + j] - now - state[S.job_remaining + j])
+        index = inst[I.job_weight + j] / p * np.exp(-slack / (ATC_K * mean))
+        if best == NONE or index > best_index:
+            best, best_index = j, index
+    return best
+
+
+@_kernel
+def choose_by_rule(inst, state, mask, rule, uniform, J, M, O):
+    """The allowed job a dispatching rule picks (ties to the lowest job index); NONE if no job
+    is allowed. ``uniform`` in [0, 1) drives RULE.random and is drawn by the caller. ATC's
+    "now" is the earliest start of the allowed jobs."""
+    if rule == RULE.random:
+        return nth_allowed(mask, uniform, J)
+    if rule == RULE.atc:
+        S = state_offsets(J, M, O)
+        now = FOREVER
         for j in range(J):
             if mask[j] != 0:
-                if target == 0:
-                    return j
-                target -= 1
+                now = min(now, state[S.job_est + j])
+        return atc_choice(inst, state, mask, now, J, M, O)
+    best = NONE
+    best_key = 0
+    for j in range(J):
+        if mask[j] == 0:
+            continue
+        key = rule_key(inst, state, j, rule, J, M, O)
+        if best == NONE or key < best_key:
+            best, best_key = j, key
     return best
 
 
@@ -439,93 +599,58 @@ def choose_by_rule(inst, state, mask, rule, uniform, J, M, O):
 def rollout_rules(insts, states, rules, uniforms, placement, action_set, masks, features, J, M, O):
     """Run whole episodes in N shops at once, shop i dispatching by ``rules[i]`` (random draws
     from ``uniforms[i]``, one per decision). The schedules stay in ``states``."""
+    n_scheduled, n_total = ST.n_scheduled, ST.n_total  # ints: a namedtuple cannot enter a prange body
     for i in prange(states.shape[0]):
         reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
         step = 0
-        while states[i, ST_N_SCHEDULED] < states[i, ST_N_TOTAL]:
+        while states[i, n_scheduled] < states[i, n_total]:
             job = choose_by_rule(insts[i], states[i], masks[i], rules[i], uniforms[i, step], J, M, O)
+            if job == NONE:
+                break
             step_shop(insts[i], states[i], job, placement, action_set, REWARD_SPARSE, masks[i], features[i], J, M, O)
             step += 1
 
 
 # ---- dynamic shop --------------------------------------------------------------------
 # The dynamic simulator runs in time: decisions happen at ``now``, only jobs that can start
-# at ``now`` are allowed (arrived, previous op done, machine idle and up), and when none can,
-# time jumps to the next event (an op ends, a job arrives, a machine is repaired). Jobs arrive
-# at their release dates; ops take their *real* durations (the features show planned ones);
-# downtimes interrupt running ops (resume: continue after the repair; restart: the work is
-# lost and the op starts over later). Rows extend the static ones: the instance row gains
-# real durations, weights and per-machine downtime windows; the state row gains the clock.
+# at ``now`` are allowed (in a slot, previous op done, machine idle and up), and when none can,
+# time jumps to the next event (an op ends, a job arrives, a machine fails or is repaired).
+# Jobs arrive at their release dates from the stream and take a free slot (job n: slot n mod J
+# or the next free one), in arrival order; while every slot is taken they queue (invisible to the mask and features,
+# but their flow and tardiness accrue). A slot is freed when its job completes. Ops take their
+# *real* durations (the features show planned ones); downtimes interrupt running ops (resume:
+# continue after the repair; restart: the work is lost and the op starts over later).
+# With the wait action enabled (``W = 1``), the mask has one more entry, index J: "keep the
+# machines as they are until the next event".
 INTERRUPT_RESUME = 0
 INTERRUPT_RESTART = 1
 OBJECTIVE_MAKESPAN = 0
 OBJECTIVE_TARDINESS = 1  # total weighted tardiness
 OBJECTIVE_FLOW = 2  # mean flow time
-N_DYNAMIC_FEATURES = 12
-FOREVER = 2**62
 
 
 @_kernel
-def dynamic_instance_row_length(J: int, M: int, O: int, D: int) -> int:  # noqa: E741
-    return instance_row_length(J, M, O) + J * O + J + (M + 1) + 3 * D
-
-
-@_kernel
-def dynamic_state_row_length(J: int, M: int, O: int) -> int:  # noqa: E741
-    return state_row_length(J, M, O) + 5 + 2 * J + M
-
-
-@_kernel
-def dynamic_instance_offsets(J, M, O, D):
-    """After the static fields: real op durations, job weights, the first window of each
-    machine (M+1 prefix offsets), then window starts, ends and kinds (D rows, per machine by start)."""
-    op_real = IN_HEADER + 2 * J * O + 3 * J
-    job_weight = op_real + J * O
-    window_first = job_weight + J
-    window_start = window_first + M + 1
-    window_end = window_start + D
-    window_kind = window_end + D
-    return op_real, job_weight, window_first, window_start, window_end, window_kind
-
-
-@_kernel
-def dynamic_state_offsets(J, M, O):
-    """After the static fields: the clock, work lost to restarts, the integrals accrued since
-    the last reward (time, jobs-in-system time, weighted tardy time), and what a planner
-    expects: when each job and machine will be free (start + planned duration), and when each
-    job's latest operation started (so a snapshot can show it as running)."""
-    now = state_row_length(J, M, O)
-    wasted = now + 1
-    carry_time = now + 2
-    carry_flow = now + 3
-    carry_tardiness = now + 4
-    job_expected_free = now + 5
-    machine_expected_free = job_expected_free + J
-    job_started = machine_expected_free + M
-    return now, wasted, carry_time, carry_flow, carry_tardiness, job_expected_free, machine_expected_free, job_started
-
-
-@_kernel
-def window_at(inst, machine, t, J, M, O, D):
-    """The downtime window of ``machine`` that contains time ``t``, or NONE."""
-    _REAL, _W, FIRST, START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
-    for w in range(inst[FIRST + machine], inst[FIRST + machine + 1]):
-        if inst[START + w] > t:
-            break
-        if t < inst[END + w]:
-            return w
+def window_at(inst, state, machine, J, M, O, D, S):
+    """The downtime window of ``machine`` that contains now, or NONE (the machine's cursor is
+    its first window that has not ended by now)."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    w = state[T.machine_cursor + machine]
+    if w < inst[I.window_first + machine + 1] and inst[I.window_start + w] <= state[T.now]:
+        return w
     return NONE
 
 
 @_kernel
-def execution_end(inst, machine, start, work, interruption, J, M, O, D):
-    """When an op needing ``work`` time units, started at ``start`` on an up machine, ends;
-    and whether a downtime aborted it (restart: the end is then the abort time)."""
-    _REAL, _W, FIRST, START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
-    t = start
+def execution_end(inst, state, machine, work, interruption, J, M, O, D, S):
+    """When an op needing ``work`` time units, started now on an up machine, ends; and
+    whether a downtime aborted it (restart: the end is then the abort time)."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    t = state[T.now]
     remaining = work
-    for w in range(inst[FIRST + machine], inst[FIRST + machine + 1]):
-        a, b = inst[START + w], inst[END + w]
+    for w in range(state[T.machine_cursor + machine], inst[I.window_first + machine + 1]):
+        a, b = inst[I.window_start + w], inst[I.window_end + w]
         if b <= t:
             continue
         if a >= t + remaining:
@@ -538,259 +663,335 @@ def execution_end(inst, machine, start, work, interruption, J, M, O, D):
 
 
 @_kernel
-def dynamic_startable(inst, state, job, J, M, O, D):
-    """Can ``job``'s next op start now: arrived, previous op done, machine idle and up?"""
-    RELEASE = instance_offsets(J, O)[3]
-    _NEXT, MACHINE, _DUR, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
-    NOW = dynamic_state_offsets(J, M, O)[0]
-    machine = state[MACHINE + job]
-    now = state[NOW]
-    if machine == NONE or inst[RELEASE + job] > now or state[READY + job] > now:
+def dynamic_startable(inst, state, job, J, M, O, D, S):
+    """Can slot ``job``'s next op start now: a job is there, its previous op is done, and its
+    machine is idle and up?"""
+    T = dynamic_state_offsets(J, M, O, S)
+    machine = state[T.job_machine + job]
+    now = state[T.now]
+    if machine == NONE or state[T.job_ready + job] > now:
         return False
-    return state[MACHINE_END + machine] <= now and window_at(inst, machine, now, J, M, O, D) == NONE
+    return state[T.machine_end + machine] <= now and window_at(inst, state, machine, J, M, O, D, S) == NONE
 
 
 @_kernel
-def dynamic_accrue(inst, state, t1, J, M, O, D):
-    """Advance the clock to ``t1``, adding [now, t1) to the time, flow and tardiness integrals."""
-    N_OPS, RELEASE, DUE = instance_offsets(J, O)[2:5]
-    WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
-    MACHINE, _DUR, READY = state_offsets(J, M, O)[1:4]
-    NOW, _WASTED, CARRY_TIME, CARRY_FLOW, CARRY_TARDINESS = dynamic_state_offsets(J, M, O)[:5]
-    t0 = state[NOW]
+def _accrue_job(t0, t1, release, completion, due, weight):
+    """(flow, weighted tardiness) of one job over [t0, t1)."""
+    lo = max(t0, release)
+    hi = min(t1, completion)
+    if hi <= lo:
+        return 0, 0
+    late_from = max(lo, due)
+    return hi - lo, weight * (hi - late_from) if hi > late_from else 0
+
+
+@_kernel
+def dynamic_accrue(inst, state, t1, J, M, O, D, S):
+    """Advance the clock to ``t1``, adding [now, t1) to the time, flow and tardiness integrals
+    (of the jobs in slots and of those queueing), and move the machines' window cursors."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    t0 = state[T.now]
     if t1 <= t0:
         return
     flow = 0
     tardiness = 0
     for j in range(J):
-        if inst[N_OPS + j] == 0:
+        if state[T.slot_job + j] == NONE:
             continue
-        completion = state[READY + j] if state[MACHINE + j] == NONE else FOREVER
-        lo = max(t0, inst[RELEASE + j])
-        hi = min(t1, completion)
-        if hi > lo:
-            flow += hi - lo
-            late_from = max(lo, inst[DUE + j])
-            if hi > late_from:
-                tardiness += inst[WEIGHT + j] * (hi - late_from)
-    state[CARRY_TIME] += t1 - t0
-    state[CARRY_FLOW] += flow
-    state[CARRY_TARDINESS] += tardiness
-    state[NOW] = t1
+        completion = state[T.job_ready + j] if state[T.job_machine + j] == NONE else FOREVER
+        f, w = _accrue_job(t0, t1, inst[I.job_release + j], completion, inst[I.job_due + j], inst[I.job_weight + j])
+        flow += f
+        tardiness += w
+    n = state[T.n_admitted]
+    while n < inst[I.stream_jobs] and inst[I.stream_release + n] < t1:  # queueing (or arriving) jobs
+        f, w = _accrue_job(
+            t0, t1, inst[I.stream_release + n], FOREVER, inst[I.stream_due + n], inst[I.stream_weight + n]
+        )
+        flow += f
+        tardiness += w
+        n += 1
+    state[T.carry_time] += t1 - t0
+    state[T.carry_flow] += flow
+    state[T.carry_tardiness] += tardiness
+    state[T.total_flow] += flow
+    state[T.total_tardiness] += tardiness
+    state[T.now] = t1
+    for m in range(M):
+        w = state[T.machine_cursor + m]
+        while w < inst[I.window_first + m + 1] and inst[I.window_end + w] <= t1:
+            w += 1
+        state[T.machine_cursor + m] = w
 
 
 @_kernel
-def dynamic_next_event(inst, state, J, M, O, D):
-    """The first time after now when something can change: an arrival, a job's op ending,
-    a machine's op ending, or a repair."""
-    RELEASE = instance_offsets(J, O)[3]
-    _NEXT, MACHINE, _DUR, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
-    END = dynamic_instance_offsets(J, M, O, D)[4]
-    NOW = dynamic_state_offsets(J, M, O)[0]
-    now = state[NOW]
+def dynamic_next_event(inst, state, J, M, O, D, S):
+    """The first time after now when something can change: a job's op ending, an arrival, a
+    machine's op ending, a downtime beginning or ending."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    now = state[T.now]
     t = FOREVER
     for j in range(J):
-        if state[MACHINE + j] != NONE:
-            if inst[RELEASE + j] > now:
-                t = min(t, inst[RELEASE + j])
-            elif state[READY + j] > now:
-                t = min(t, state[READY + j])
+        if state[T.slot_job + j] != NONE and state[T.job_ready + j] > now:
+            t = min(t, state[T.job_ready + j])
+    n = state[T.n_admitted]
+    while n < inst[I.stream_jobs] and inst[I.stream_release + n] <= now:  # skip the queue
+        n += 1
+    if n < inst[I.stream_jobs]:
+        t = min(t, inst[I.stream_release + n])
     for m in range(M):
-        if state[MACHINE_END + m] > now:
-            t = min(t, state[MACHINE_END + m])
-        w = window_at(inst, m, now, J, M, O, D)
-        if w != NONE:
-            t = min(t, inst[END + w])
+        if state[T.machine_end + m] > now:
+            t = min(t, state[T.machine_end + m])
+        w = state[T.machine_cursor + m]
+        if w < inst[I.window_first + m + 1]:
+            t = min(t, inst[I.window_end + w] if inst[I.window_start + w] <= now else inst[I.window_start + w])
     return t
 
 
 @_kernel
-def dynamic_settle(inst, state, mask, J, M, O, D):
+def dynamic_admit(inst, state, J, M, O, D, S):
+    """Free the slots of jobs that have completed by now, then move the jobs that have arrived
+    (in arrival order) into free slots: stream job n into slot n mod J if free, else the next
+    free slot after it (cyclically)."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    now = state[T.now]
+    for j in range(J):
+        if state[T.slot_job + j] != NONE and state[T.job_machine + j] == NONE and state[T.job_ready + j] <= now:
+            state[T.slot_job + j] = NONE
+    n = state[T.n_admitted]
+    free = 0
+    for j in range(J):
+        free += state[T.slot_job + j] == NONE
+    while free > 0 and n < inst[I.stream_jobs] and inst[I.stream_release + n] <= now:
+        j = n % J  # job n takes slot n mod J, or the next free one after it (so a window that
+        while state[T.slot_job + j] != NONE:  # holds every job keeps job n in slot n)
+            j = (j + 1) % J
+        free -= 1
+        for k in range(O):
+            inst[I.op_machine + j * O + k] = inst[I.stream_machine + n * O + k]
+            inst[I.op_duration + j * O + k] = inst[I.stream_duration + n * O + k]
+            inst[I.op_real + j * O + k] = inst[I.stream_real + n * O + k]
+        inst[I.job_n_ops + j] = inst[I.stream_n_ops + n]
+        inst[I.job_release + j] = inst[I.stream_release + n]
+        inst[I.job_due + j] = inst[I.stream_due + n]
+        inst[I.job_weight + j] = inst[I.stream_weight + n]
+        clear_job(inst, state, j, J, M, O)
+        state[T.job_est + j] = inst[I.job_release + j]
+        state[T.job_expected + j] = inst[I.job_release + j]
+        state[T.job_started + j] = NONE
+        state[T.slot_job + j] = n
+        n += 1
+    state[T.n_admitted] = n
+
+
+@_kernel
+def dynamic_settle(inst, state, mask, W, J, M, O, D, S):
     """Move the clock forward until some job can start now (return how many), or until every
-    op has run (then to the last completion; return 0). Return -1 if nothing can ever start."""
-    NOW = dynamic_state_offsets(J, M, O)[0]
+    op has run (then to the last completion; return 0). Return -1 if nothing can ever start.
+    With ``W``, ``mask[J]`` says whether waiting is possible (some event is still to come)."""
+    T = dynamic_state_offsets(J, M, O, S)
     while True:
-        if state[ST_N_SCHEDULED] == state[ST_N_TOTAL]:
-            dynamic_accrue(inst, state, max(state[NOW], state[ST_MAKESPAN]), J, M, O, D)
+        dynamic_admit(inst, state, J, M, O, D, S)
+        if state[T.n_scheduled] == state[T.n_total]:
+            dynamic_accrue(inst, state, max(state[T.now], state[T.makespan]), J, M, O, D, S)
+            dynamic_admit(inst, state, J, M, O, D, S)
             mask[:] = 0
             return 0
         count = 0
         for j in range(J):
-            allowed = dynamic_startable(inst, state, j, J, M, O, D)
+            allowed = dynamic_startable(inst, state, j, J, M, O, D, S)
             mask[j] = allowed
             count += allowed
+        t = dynamic_next_event(inst, state, J, M, O, D, S)
         if count > 0:
+            if W:
+                mask[J] = t < FOREVER
             return count
-        t = dynamic_next_event(inst, state, J, M, O, D)
         if t >= FOREVER:
             return -1
-        dynamic_accrue(inst, state, t, J, M, O, D)
+        dynamic_accrue(inst, state, t, J, M, O, D, S)
 
 
 @_kernel
-def dynamic_start(inst, state, job, interruption, J, M, O, D):
-    """Start ``job``'s next op now on its machine; it runs for its real duration, around (resume)
-    or cut short by (restart) the machine's downtimes."""
-    NEXT_OP, MACHINE, DURATION, READY, _EST, _REM, MACHINE_END = state_offsets(J, M, O)[:7]
-    REAL = dynamic_instance_offsets(J, M, O, D)[0]
-    NOW, WASTED, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED, JOB_STARTED = dynamic_state_offsets(J, M, O)
-    now = state[NOW]
-    machine = state[MACHINE + job]
-    expected = now + state[DURATION + job]
-    state[JOB_STARTED + job] = now
-    end, aborted = execution_end(
-        inst, machine, now, inst[REAL + job * O + state[NEXT_OP + job]], interruption, J, M, O, D
-    )
+def dynamic_wait(inst, state, until, mask, W, J, M, O, D, S):
+    """Keep every idle machine idle until the next event, or until ``until`` if that comes
+    first (and is after now); then settle as after a decision. Returns as settle does."""
+    T = dynamic_state_offsets(J, M, O, S)
+    t = dynamic_next_event(inst, state, J, M, O, D, S)
+    if until > state[T.now]:
+        t = min(t, until)
+    if t >= FOREVER:
+        return -1
+    dynamic_accrue(inst, state, t, J, M, O, D, S)
+    return dynamic_settle(inst, state, mask, W, J, M, O, D, S)
+
+
+@_kernel
+def dynamic_start(inst, state, job, interruption, J, M, O, D, S):
+    """Start slot ``job``'s next op now on its machine; it runs for its real duration, around
+    (resume) or cut short by (restart) the machine's downtimes."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    now = state[T.now]
+    machine = state[T.job_machine + job]
+    k = state[T.job_next_op + job]
+    expected = now + state[T.job_duration + job]
+    state[T.job_started + job] = now
+    end, aborted = execution_end(inst, state, machine, inst[I.op_real + job * O + k], interruption, J, M, O, D, S)
     if aborted:  # restart: the op stays next; the job and machine are tied up until the failure
-        state[MACHINE_END + machine] = max(state[MACHINE_END + machine], end)
-        state[READY + job] = end
-        state[WASTED] += end - now
+        state[T.machine_end + machine] = max(state[T.machine_end + machine], end)
+        state[T.job_ready + job] = end
+        state[T.wasted] += end - now
     else:
+        q = state[T.slot_job + job] * O + k
+        state[T.stream_start + q] = now
+        state[T.stream_end + q] = end
         record_op(inst, state, job, now, end, J, M, O)
-    state[JOB_EXPECTED + job] = expected
-    state[MACHINE_EXPECTED + machine] = expected
+    state[T.job_expected + job] = expected
+    state[T.machine_expected + machine] = expected
 
 
 @_kernel
-def dynamic_reward(inst, state, objective, J, M, O):
+def dynamic_reward(inst, state, objective, J, M, O, S):
     """The reward for the integrals accrued since the last one (then cleared): minus elapsed
     time (makespan), minus jobs-in-system time / n_jobs (mean flow time) or minus weighted
     tardy time / n_jobs (total weighted tardiness), all divided by the time scale."""
-    _NOW, _W, CARRY_TIME, CARRY_FLOW, CARRY_TARDINESS = dynamic_state_offsets(J, M, O)[:5]
-    scale = float(inst[IN_TIME_SCALE])
-    n_jobs = float(max(inst[IN_N_JOBS], 1))
+    I = instance_offsets(J, M, O)
+    T = dynamic_state_offsets(J, M, O, S)
+    scale = float(inst[I.time_scale])
+    n_jobs = float(max(inst[I.n_jobs], 1))
     if objective == OBJECTIVE_MAKESPAN:
-        reward = -state[CARRY_TIME] / scale
+        reward = -state[T.carry_time] / scale
     elif objective == OBJECTIVE_FLOW:
-        reward = -state[CARRY_FLOW] / (scale * n_jobs)
+        reward = -state[T.carry_flow] / (scale * n_jobs)
     else:
-        reward = -state[CARRY_TARDINESS] / (scale * n_jobs)
-    state[CARRY_TIME] = 0
-    state[CARRY_FLOW] = 0
-    state[CARRY_TARDINESS] = 0
+        reward = -state[T.carry_tardiness] / (scale * n_jobs)
+    state[T.carry_time] = 0
+    state[T.carry_flow] = 0
+    state[T.carry_tardiness] = 0
     return reward
 
 
 @_kernel
-def dynamic_observe(inst, state, mask, features, J, M, O, D):
-    """Write the ``(J, N_DYNAMIC_FEATURES)`` features from what a planner knows now: jobs that
-    have arrived, planned (not real) durations, machines down now and until when (a breakdown
-    is revealed when it starts), expected free times. Other rows stay zero."""
-    OP_MACHINE, OP_DURATION, N_OPS, RELEASE, DUE = instance_offsets(J, O)
-    _REAL, WEIGHT, _FIRST, _START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
-    NEXT_OP, MACHINE, DURATION, _READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
-    NOW, _W, _CT, _CF, _CTARD, JOB_EXPECTED, MACHINE_EXPECTED = dynamic_state_offsets(J, M, O)[:7]
-    now = state[NOW]
-    per_time = 1.0 / inst[IN_TIME_SCALE]
+def dynamic_observe(inst, state, mask, features, J, M, O, D, S):
+    """Write the ``(J, N_DYNAMIC_FEATURES)`` features of the slots from what a planner knows
+    now: planned (not real) durations, machines down now and until when (a breakdown is
+    revealed when it starts), expected free times. Free slots and finished jobs stay zero."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    now = state[T.now]
+    per_time = 1.0 / inst[I.time_scale]
     max_weight = 1
-    load = np.zeros(M, dtype=np.int64)  # planned work left on each machine, jobs arrived so far
+    load = np.zeros(M, dtype=np.int64)  # planned work left on each machine, jobs in slots
     for j in range(J):
-        if state[MACHINE + j] != NONE and inst[RELEASE + j] <= now:
-            max_weight = max(max_weight, inst[WEIGHT + j])
-            for k in range(state[NEXT_OP + j], inst[N_OPS + j]):
-                load[inst[OP_MACHINE + j * O + k]] += inst[OP_DURATION + j * O + k]
+        if state[T.job_machine + j] != NONE:
+            max_weight = max(max_weight, inst[I.job_weight + j])
+            for k in range(state[T.job_next_op + j], inst[I.job_n_ops + j]):
+                load[inst[I.op_machine + j * O + k]] += inst[I.op_duration + j * O + k]
     for j in range(J):
-        machine = state[MACHINE + j]
+        machine = state[T.job_machine + j]
         for c in range(N_DYNAMIC_FEATURES):
             features[j, c] = 0.0
-        if machine == NONE or inst[RELEASE + j] > now:
+        if machine == NONE:
             continue
-        window = window_at(inst, machine, now, J, M, O, D)
-        features[j, 0] = mask[j]
-        features[j, 1] = state[DURATION + j] / inst[IN_DUR_SCALE]
-        features[j, 2] = state[REMAINING + j] * per_time
-        features[j, 3] = (inst[N_OPS + j] - state[NEXT_OP + j]) / O
-        features[j, 4] = max(0, state[JOB_EXPECTED + j] - now) * per_time
-        features[j, 5] = max(0, state[MACHINE_EXPECTED + machine] - now) * per_time
-        features[j, 6] = 1.0 if window != NONE else 0.0
-        features[j, 7] = (inst[END + window] - now) * per_time if window != NONE else 0.0
-        features[j, 8] = load[machine] * per_time
-        slack = (inst[DUE + j] - now - state[REMAINING + j]) * per_time
-        features[j, 9] = max(min(slack, FEATURE_LIMIT), -FEATURE_LIMIT)
-        features[j, 10] = inst[WEIGHT + j] / max_weight
-        features[j, 11] = min((now - inst[RELEASE + j]) * per_time, FEATURE_LIMIT)
+        window = window_at(inst, state, machine, J, M, O, D, S)
+        features[j, DF.allowed] = mask[j]
+        features[j, DF.next_planned_duration] = state[T.job_duration + j] / inst[I.duration_scale]
+        features[j, DF.planned_remaining_work] = state[T.job_remaining + j] * per_time
+        features[j, DF.remaining_ops] = (inst[I.job_n_ops + j] - state[T.job_next_op + j]) / O
+        features[j, DF.job_busy_for] = max(0, state[T.job_expected + j] - now) * per_time
+        features[j, DF.machine_busy_for] = max(0, state[T.machine_expected + machine] - now) * per_time
+        features[j, DF.machine_down] = 1.0 if window != NONE else 0.0
+        features[j, DF.machine_down_for] = (inst[I.window_end + window] - now) * per_time if window != NONE else 0.0
+        features[j, DF.machine_planned_load] = load[machine] * per_time
+        slack = (inst[I.job_due + j] - now - state[T.job_remaining + j]) * per_time
+        features[j, DF.due_date_slack] = max(min(slack, FEATURE_LIMIT), -FEATURE_LIMIT)
+        features[j, DF.weight] = inst[I.job_weight + j] / max_weight
+        features[j, DF.time_in_system] = min((now - inst[I.job_release + j]) * per_time, FEATURE_LIMIT)
 
 
 @_kernel
-def dynamic_reset_and_observe(inst, state, mask, features, J, M, O, D):
-    """Empty shop at time 0, then run the clock to the first decision. Returns as settle does."""
-    reset_shop(inst, state, PLACEMENT_APPEND, J, M, O)
-    base = state_row_length(J, M, O)
-    state[base:] = 0
-    RELEASE = instance_offsets(J, O)[3]
-    JOB_EXPECTED = dynamic_state_offsets(J, M, O)[5]
-    JOB_STARTED = dynamic_state_offsets(J, M, O)[7]
+def dynamic_reset_and_observe(inst, state, mask, features, W, J, M, O, D, S):
+    """Empty shop at time 0 (free slots, nothing run), then run the clock to the first
+    decision. Returns as settle does."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    state[: T.length] = 0
+    for m in range(M):
+        state[T.machine_head + m] = NONE
+        state[T.machine_tail + m] = NONE
+        state[T.machine_cursor + m] = inst[I.window_first + m]
     for j in range(J):
-        state[JOB_EXPECTED + j] = inst[RELEASE + j]
-        state[JOB_STARTED + j] = NONE
-    count = dynamic_settle(inst, state, mask, J, M, O, D)
-    dynamic_observe(inst, state, mask, features, J, M, O, D)
+        inst[I.job_n_ops + j] = 0
+        state[T.job_machine + j] = NONE
+        state[T.job_started + j] = NONE
+        state[T.slot_job + j] = NONE
+    total = 0
+    for n in range(inst[I.stream_jobs]):
+        total += inst[I.stream_n_ops + n]
+    for q in range(S * O):
+        state[T.stream_start + q] = NONE
+        state[T.stream_end + q] = NONE
+    state[T.n_total] = total
+    count = dynamic_settle(inst, state, mask, W, J, M, O, D, S)
+    dynamic_observe(inst, state, mask, features, J, M, O, D, S)
     return count
 
 
 @_kernel
-def dynamic_step_shop(inst, state, action, interruption, objective, mask, features, J, M, O, D):
+def dynamic_step_shop(inst, state, action, interruption, objective, mask, features, W, J, M, O, D, S):
     """One decision in a dynamic shop: start ``action``'s next op now (an action outside the
-    mask becomes the lowest allowed job), then run the clock to the next decision.
-    Returns (reward, done, invalid, stuck)."""
-    action, invalid = checked_action(mask, action, J)
-    if action == NONE:
-        return 0.0, True, True, False
-    dynamic_start(inst, state, action, interruption, J, M, O, D)
-    count = dynamic_settle(inst, state, mask, J, M, O, D)
-    reward = dynamic_reward(inst, state, objective, J, M, O)
-    dynamic_observe(inst, state, mask, features, J, M, O, D)
+    mask becomes the lowest allowed job), or with ``W`` and ``action == J`` wait for the next
+    event; then run the clock to the next decision. Returns (reward, done, invalid, stuck)."""
+    if W and action == J and mask[J] != 0:
+        count = dynamic_wait(inst, state, NONE, mask, W, J, M, O, D, S)
+        invalid = False
+    else:
+        action, invalid = checked_action(mask, action, J)
+        if action == NONE:
+            return 0.0, True, True, False
+        dynamic_start(inst, state, action, interruption, J, M, O, D, S)
+        count = dynamic_settle(inst, state, mask, W, J, M, O, D, S)
+    reward = dynamic_reward(inst, state, objective, J, M, O, S)
+    dynamic_observe(inst, state, mask, features, J, M, O, D, S)
     return reward, count == 0, invalid, count < 0
 
 
 @_kernel
-def dynamic_choose(inst, state, mask, rule, uniform, J, M, O, D):
+def dynamic_wait_shop(inst, state, until, objective, mask, features, W, J, M, O, D, S):
+    """Wait (see :func:`dynamic_wait`) and observe. Returns (reward, done, stuck)."""
+    count = dynamic_wait(inst, state, until, mask, W, J, M, O, D, S)
+    reward = dynamic_reward(inst, state, objective, J, M, O, S)
+    dynamic_observe(inst, state, mask, features, J, M, O, D, S)
+    return reward, count == 0, count < 0
+
+
+@_kernel
+def dynamic_choose(inst, state, mask, rule, uniform, J, M, O, D, S):
     """The allowed job a rule picks in a dynamic shop: the static rules on planned data, or
-    ATC: the largest (w / p) * exp(-max(0, due - now - work left) / (ATC_K * mean p)), with p
-    the next operation's planned duration (ties to the lowest job index)."""
-    if rule != RULE_ATC:
-        return choose_by_rule(inst, state, mask, rule, uniform, J, M, O)
-    DUE = instance_offsets(J, O)[4]
-    WEIGHT = dynamic_instance_offsets(J, M, O, D)[1]
-    _NEXT, _MACHINE, DURATION, _READY, _EST, REMAINING = state_offsets(J, M, O)[:6]
-    now = state[dynamic_state_offsets(J, M, O)[0]]
-    total = 0.0
-    count = 0
-    for j in range(J):
-        if mask[j] != 0:
-            total += max(state[DURATION + j], 1)
-            count += 1
-    if count == 0:
-        return NONE
-    mean = total / count
-    best = NONE
-    best_index = 0.0
-    for j in range(J):
-        if mask[j] == 0:
-            continue
-        p = max(state[DURATION + j], 1)
-        slack = max(0, inst[DUE + j] - now - state[REMAINING + j])
-        index = inst[WEIGHT + j] / p * np.exp(-slack / (ATC_K * mean))
-        if best == NONE or index > best_index:
-            best, best_index = j, index
-    return best
+    ATC with the clock as "now"."""
+    if rule == RULE.atc:
+        return atc_choice(inst, state, mask, state[dynamic_state_offsets(J, M, O, S).now], J, M, O)
+    return choose_by_rule(inst, state, mask, rule, uniform, J, M, O)
 
 
 @_parallel_kernel
-def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objective, masks, features, J, M, O, D):
+def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objective, masks, features, J, M, O, D, S):
     """Whole dynamic episodes in N shops at once, shop i dispatching by ``rules[i]`` (random
     draws from ``uniforms[i]``). Returns each shop's summed reward; schedules stay in ``states``."""
     returns = np.zeros(states.shape[0])
     for i in prange(states.shape[0]):
-        count = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], J, M, O, D)
-        total = dynamic_reward(insts[i], states[i], objective, J, M, O)
+        count = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], 0, J, M, O, D, S)
+        total = dynamic_reward(insts[i], states[i], objective, J, M, O, S)
         step = 0
         while count > 0:
             job = dynamic_choose(
-                insts[i], states[i], masks[i], rules[i], uniforms[i, step % uniforms.shape[1]], J, M, O, D
+                insts[i], states[i], masks[i], rules[i], uniforms[i, step % uniforms.shape[1]], J, M, O, D, S
             )
             reward, done, _invalid, stuck = dynamic_step_shop(
-                insts[i], states[i], job, interruptions[i], objective, masks[i], features[i], J, M, O, D
+                insts[i], states[i], job, interruptions[i], objective, masks[i], features[i], 0, J, M, O, D, S
             )
             total += reward
             step += 1
@@ -830,23 +1031,23 @@ def step_batch(
 
 
 @_parallel_kernel
-def dynamic_reset_batch(insts, states, indices, masks, features, counts, J, M, O, D):
+def dynamic_reset_batch(insts, states, indices, masks, features, counts, W, J, M, O, D, S):
     """Reset the dynamic shops listed in ``indices``; ``counts`` gets their allowed-job counts."""
     for n in prange(indices.shape[0]):
         i = indices[n]
-        counts[i] = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], J, M, O, D)
+        counts[i] = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], W, J, M, O, D, S)
 
 
 @_parallel_kernel
 def dynamic_step_batch(
-    insts, states, actions, interruptions, objective, autoreset,
-    masks, features, rewards, dones, invalids, stuck, final_masks, final_features, final_states, J, M, O, D,
+    insts, states, actions, interruptions, objective, autoreset, masks, features, rewards, dones, invalids,
+    stuck, final_masks, final_features, final_states, W, J, M, O, D, S,
 ):  # fmt: skip
     """One decision in each of N dynamic shops; finished shops keep their last observation and
     state in ``final_*`` and restart on the same scenario row (with ``autoreset``)."""
     for i in prange(states.shape[0]):
         reward, done, invalid, blocked = dynamic_step_shop(
-            insts[i], states[i], actions[i], interruptions[i], objective, masks[i], features[i], J, M, O, D
+            insts[i], states[i], actions[i], interruptions[i], objective, masks[i], features[i], W, J, M, O, D, S
         )
         rewards[i] = reward
         dones[i] = done
@@ -856,26 +1057,14 @@ def dynamic_step_batch(
             final_masks[i, :] = masks[i]
             final_features[i, :, :] = features[i]
             final_states[i, :] = states[i]
-            dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], J, M, O, D)
+            dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], W, J, M, O, D, S)
 
 
 @_kernel
 def sample_valid_actions(masks, uniforms, actions):
-    """Uniformly random allowed job per shop from caller-drawn uniforms in [0, 1); -1 if none."""
+    """Uniformly random allowed action per shop from caller-drawn uniforms in [0, 1); -1 if none."""
     for i in range(masks.shape[0]):
-        count = 0
-        for j in range(masks.shape[1]):
-            count += masks[i, j] != 0
-        actions[i] = NONE
-        if count == 0:
-            continue
-        target = int(uniforms[i] * count)
-        for j in range(masks.shape[1]):
-            if masks[i, j] != 0:
-                if target == 0:
-                    actions[i] = j
-                    break
-                target -= 1
+        actions[i] = nth_allowed(masks[i], uniforms[i], masks.shape[1])
 
 
 def warm_up() -> None:
@@ -884,14 +1073,14 @@ def warm_up() -> None:
     Latency-critical users (the latency harness, the service) call this at start-up so the
     first real decision does not pay the compilation."""
     J, M, O = 2, 2, 2
-    insts = np.zeros((1, instance_row_length(J, M, O)), dtype=np.int64)
+    I = instance_offsets.py_func(J, M, O)
+    insts = np.zeros((1, I.length), dtype=np.int64)
     inst = insts[0]
-    inst[IN_N_JOBS], inst[IN_N_MACHINES], inst[IN_TIME_SCALE], inst[IN_DUR_SCALE] = 2, 2, 2, 1
-    OP_MACHINE, OP_DURATION, N_OPS, _RELEASE, _DUE = instance_offsets(J, O)
-    inst[OP_MACHINE : OP_MACHINE + 4] = [0, 1, 1, 0]
-    inst[OP_DURATION : OP_DURATION + 4] = 1
-    inst[N_OPS : N_OPS + 2] = 2
-    states = np.zeros((1, state_row_length(J, M, O)), dtype=np.int64)
+    inst[I.n_jobs], inst[I.n_machines], inst[I.time_scale], inst[I.duration_scale] = 2, 2, 2, 1
+    inst[I.op_machine : I.op_machine + 4] = [0, 1, 1, 0]
+    inst[I.op_duration : I.op_duration + 4] = 1
+    inst[I.job_n_ops : I.job_n_ops + 2] = 2
+    states = np.zeros((1, state_offsets.py_func(J, M, O).length), dtype=np.int64)
     masks = np.zeros((1, J), dtype=np.int8)
     features = np.zeros((1, J, N_FEATURES), dtype=np.float32)
     rewards = np.zeros(1)
@@ -907,29 +1096,42 @@ def warm_up() -> None:
         step_shop(inst, states[0], 0, placement, ACTIONS_ANY, REWARD_SPARSE, masks[0], features[0], J, M, O)
     sample_valid_actions(masks, np.zeros(1), actions)
     rollout_rules(insts, states, np.zeros(1, dtype=np.int64), np.zeros((1, 4)), 1, 1, masks, features, J, M, O)
-    choose_by_rule(inst, states[0], masks[0], RULE_MWKR, 0.0, J, M, O)
-    # the dynamic shop: same tiny jobs, one downtime on machine 0
-    D = 1
-    row = np.zeros(dynamic_instance_row_length(J, M, O, D), dtype=np.int64)
-    row[: inst.shape[0]] = inst
-    REAL, _WEIGHT, FIRST, START, END, _KIND = dynamic_instance_offsets(J, M, O, D)
-    row[REAL : REAL + 4] = 1
-    row[FIRST : FIRST + 3] = [0, 1, 1]
-    row[START], row[END] = 1, 2
-    state = np.zeros(dynamic_state_row_length(J, M, O), dtype=np.int64)
+    choose_by_rule(inst, states[0], masks[0], RULE.mwkr, 0.0, J, M, O)
+    # the dynamic shop: the same two jobs as a stream, one downtime on machine 0
+    D, S = 1, 2
+    I = dynamic_instance_offsets.py_func(J, M, O, D, S)
+    row = np.zeros(I.length, dtype=np.int64)
+    row[I.n_jobs], row[I.n_machines], row[I.time_scale], row[I.duration_scale] = 2, 2, 2, 1
+    row[I.stream_jobs] = S
+    row[I.stream_machine : I.stream_machine + 4] = [0, 1, 1, 0]
+    row[I.stream_duration : I.stream_duration + 4] = 1
+    row[I.stream_real : I.stream_real + 4] = 1
+    row[I.stream_n_ops : I.stream_n_ops + 2] = 2
+    row[I.stream_weight : I.stream_weight + 2] = 1
+    row[I.window_first : I.window_first + 3] = [0, 1, 1]
+    row[I.window_start], row[I.window_end] = 1, 2
+    state = np.zeros(dynamic_state_offsets.py_func(J, M, O, S).length, dtype=np.int64)
     dynamic_features = np.zeros((J, N_DYNAMIC_FEATURES), dtype=np.float32)
-    for interruption in (INTERRUPT_RESUME, INTERRUPT_RESTART):
-        dynamic_reset_and_observe(row, state, masks[0], dynamic_features, J, M, O, D)
-        dynamic_step_shop(row, state, 0, interruption, OBJECTIVE_TARDINESS, masks[0], dynamic_features, J, M, O, D)
-    rows, states = row[None, :].copy(), state[None, :].copy()
-    counts = np.zeros(1, dtype=np.int64)
-    dyn_features = dynamic_features[None, :, :].copy()
-    dynamic_reset_batch(rows, states, np.zeros(1, dtype=np.int64), masks, dyn_features, counts, J, M, O, D)
-    dynamic_step_batch(
-        rows, states, actions, np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS, True, masks, dyn_features,
-        rewards, flags, flags.copy(), flags.copy(), masks.copy(), dyn_features.copy(), states.copy(), J, M, O, D,
-    )  # fmt: skip
+    for W in (0, 1):
+        mask = np.zeros(J + W, dtype=np.int8)
+        for interruption in (INTERRUPT_RESUME, INTERRUPT_RESTART):
+            dynamic_reset_and_observe(row, state, mask, dynamic_features, W, J, M, O, D, S)
+            dynamic_step_shop(
+                row, state, 0, interruption, OBJECTIVE_TARDINESS, mask, dynamic_features, W, J, M, O, D, S
+            )
+            dynamic_wait_shop(row, state, NONE, OBJECTIVE_TARDINESS, mask, dynamic_features, W, J, M, O, D, S)
+        rows, states = row[None, :].copy(), state[None, :].copy()
+        counts = np.zeros(1, dtype=np.int64)
+        dyn_masks, dyn_features = mask[None, :].copy(), dynamic_features[None, :, :].copy()
+        dynamic_reset_batch(
+            rows, states, np.zeros(1, dtype=np.int64), dyn_masks, dyn_features, counts, W, J, M, O, D, S
+        )
+        dynamic_step_batch(
+            rows, states, actions, np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS, True, dyn_masks, dyn_features,
+            rewards, flags, flags.copy(), flags.copy(), dyn_masks.copy(), dyn_features.copy(), states.copy(),
+            W, J, M, O, D, S,
+        )  # fmt: skip
     rollout_dynamic_rules(
-        rows, states, np.full(1, RULE_ATC), np.zeros((1, 8)), np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS,
-        masks, dyn_features, J, M, O, D,
+        rows, states, np.full(1, RULE.atc), np.zeros((1, 8)), np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS,
+        masks, dyn_features, J, M, O, D, S,
     )  # fmt: skip

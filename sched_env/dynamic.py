@@ -13,119 +13,168 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from instances import InvalidActionError, InvalidScenarioError, SchedEnvError
+from instances import InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
 from sched_env.events import Scenario, ScenarioGenerator
-from sched_env.schedule import Schedule, objectives, validate_schedule
-from sched_env.shop import ShopLayout, final_info, option
+from sched_env.schedule import OBJECTIVE_NAMES, Schedule, objectives, validate_schedule
+from sched_env.shop import BatchShopEnv, ShopLayout, SingleShopEnv, Source, observation_space, option
 
-OBJECTIVES = {"makespan": K.OBJECTIVE_MAKESPAN, "tardiness": K.OBJECTIVE_TARDINESS, "flow": K.OBJECTIVE_FLOW}
+#: Objective name -> kernel id; the names are those of :func:`sched_env.schedule.objectives`.
+OBJECTIVES = {
+    "makespan": K.OBJECTIVE_MAKESPAN,
+    "total_weighted_tardiness": K.OBJECTIVE_TARDINESS,
+    "mean_flow_time": K.OBJECTIVE_FLOW,
+}
+assert set(OBJECTIVES) <= set(OBJECTIVE_NAMES)
 INTERRUPTION_IDS = {"resume": K.INTERRUPT_RESUME, "restart": K.INTERRUPT_RESTART}
-DYNAMIC_FEATURE_NAMES = (
-    "allowed",
-    "next_planned_duration",
-    "planned_remaining_work",
-    "remaining_ops",
-    "job_busy_for",
-    "machine_busy_for",
-    "machine_down",
-    "machine_down_for",
-    "machine_planned_load",
-    "due_date_slack",
-    "weight",
-    "time_in_system",
-)
+DYNAMIC_FEATURE_NAMES = K.DYNAMIC_FEATURE_NAMES
+DEFAULT_OBJECTIVE = "total_weighted_tardiness"
 
 ScenarioSpec = Scenario | Sequence[Scenario] | Callable[..., Scenario] | None
 
 
-class ScenarioSource:
+def scenario_source(spec: ScenarioSpec) -> Source:
     """One scenario, a list (one drawn per reset), or a generator ``gen(rng) -> Scenario``."""
-
-    def __init__(self, spec: ScenarioSpec) -> None:
-        spec = ScenarioGenerator() if spec is None else spec
-        self.generator = None
-        self.fixed: list[Scenario] = []
-        if isinstance(spec, Scenario):
-            self.fixed = [spec]
-        elif callable(spec):
-            self.generator = spec
-        elif isinstance(spec, Sequence) and spec and all(isinstance(s, Scenario) for s in spec):
-            self.fixed = list(spec)
-        else:
-            raise InvalidScenarioError(
-                f"scenario must be a Scenario, a non-empty list of them, or a generator callable(rng) -> Scenario; got {spec!r}"
-            )
-
-    def limits(self) -> tuple[int | None, int | None, int | None]:
-        if self.fixed:
-            jobs = [s.jobs for s in self.fixed]
-            return max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs)
-        return tuple(getattr(self.generator, f"max_{k}", None) for k in ("jobs", "machines", "ops"))  # type: ignore[return-value]
-
-    @property
-    def changes(self) -> bool:
-        """True when different resets can give different scenarios."""
-        return self.generator is not None or len(self.fixed) > 1
-
-    def draw(self, rng: np.random.Generator) -> Scenario:
-        if self.generator is not None:
-            scenario = self.generator(rng)
-            if not isinstance(scenario, Scenario):
-                raise InvalidScenarioError(f"the scenario generator returned {type(scenario).__name__}, not a Scenario")
-            return scenario
-        return self.fixed[0] if len(self.fixed) == 1 else self.fixed[int(rng.integers(len(self.fixed)))]
+    spec = ScenarioGenerator() if spec is None else spec
+    if isinstance(spec, Scenario):
+        return Source([spec], None, Scenario, InvalidScenarioError, "scenario")
+    if callable(spec):
+        return Source([], spec, Scenario, InvalidScenarioError, "scenario")
+    if isinstance(spec, Sequence) and spec and all(isinstance(s, Scenario) for s in spec):
+        return Source(list(spec), None, Scenario, InvalidScenarioError, "scenario")
+    raise InvalidScenarioError(
+        f"scenario must be a Scenario, a non-empty list of them, or a generator callable(rng) -> Scenario; got {spec!r}"
+    )
 
 
-def encode_scenario(layout: ShopLayout, scenario: Scenario, max_windows: int) -> np.ndarray:
-    """The dynamic instance row of a scenario (static fields, real durations, weights, windows)."""
-    J, M, O = layout.J, layout.M, layout.O  # noqa: E741
-    row = np.zeros(K.dynamic_instance_row_length(J, M, O, max_windows), dtype=np.int64)
+def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray) -> np.ndarray:
+    """Write a scenario into a dynamic instance row (header, stream in arrival order, downtime
+    windows; the slots are filled by the kernels). Returns the stream order: the scenario job
+    index of each stream position."""
+    I = layout.instance_offsets
     jobs = scenario.jobs
-    layout.encode(jobs, row[: layout.instance_length])
-    row[K.IN_TIME_SCALE] = max(1, int(round(float(jobs.job_work().mean()))))
-    REAL, WEIGHT, FIRST, START, END, KIND = K.dynamic_instance_offsets(J, M, O, max_windows)
-    real = np.zeros((J, O), dtype=np.int64)
-    real[: jobs.n_jobs, : jobs.max_ops] = scenario.realized_durations
-    row[REAL : REAL + J * O] = real.ravel()
-    row[WEIGHT : WEIGHT + jobs.n_jobs] = jobs.weights
+    S, O = layout.S, layout.O  # noqa: E741
+    if jobs.n_jobs > S or len(scenario.downtimes) > layout.D:
+        raise InvalidScenarioError(
+            f"scenario {scenario.name!r} has {jobs.n_jobs} jobs and {len(scenario.downtimes)} downtime windows;"
+            f" this env holds {S} and {layout.D}: pass larger max_stream= / max_windows="
+        )
+    layout.fits(scenario, scenario.name)
+    order = np.argsort(jobs.release_dates, kind="stable")
+    row[:] = 0
+    row[I.n_jobs] = jobs.n_jobs
+    row[I.n_machines] = jobs.n_machines
+    row[I.time_scale] = max(1, int(round(float(jobs.job_work().mean()))))
+    row[I.duration_scale] = max(1, int(jobs.durations.max()))
+    row[I.stream_jobs] = jobs.n_jobs
+    n = jobs.n_jobs
+    for field, matrix, fill in (
+        ("stream_machine", jobs.machines, K.NONE),
+        ("stream_duration", jobs.durations, 0),
+        ("stream_real", scenario.realized_durations, 0),
+    ):
+        padded = np.full((S, O), fill, dtype=np.int64)
+        padded[:n, : jobs.max_ops] = np.where(jobs.machines[order] >= 0, matrix[order], fill)
+        start = getattr(I, field)
+        row[start : start + S * O] = padded.ravel()
+    for field, values in (
+        ("stream_n_ops", jobs.n_ops),
+        ("stream_release", jobs.release_dates),
+        ("stream_due", jobs.due_dates),
+        ("stream_weight", jobs.weights),
+    ):
+        start = getattr(I, field)
+        row[start : start + n] = values[order]
     windows = scenario.downtimes  # sorted by machine, then start
-    counts = np.bincount(windows[:, 0], minlength=M) if len(windows) else np.zeros(M, dtype=np.int64)
-    row[FIRST : FIRST + M + 1] = np.concatenate([[0], np.cumsum(counts)])
-    n = len(windows)
-    row[START : START + n], row[END : END + n], row[KIND : KIND + n] = windows[:, 1], windows[:, 2], windows[:, 3]
-    return row
+    counts = np.bincount(windows[:, 0], minlength=layout.M) if len(windows) else np.zeros(layout.M, dtype=np.int64)
+    row[I.window_first : I.window_first + layout.M + 1] = np.concatenate([[0], np.cumsum(counts)])
+    w = len(windows)
+    row[I.window_start : I.window_start + w] = windows[:, 1]
+    row[I.window_end : I.window_end + w] = windows[:, 2]
+    row[I.window_kind : I.window_kind + w] = windows[:, 3]
+    return order
 
 
-class DynamicJobShopEnv(gym.Env):
+def stream_schedule(rows: ShopLayout, scenario: Scenario, order: np.ndarray, state: np.ndarray) -> Schedule:
+    """The operations run so far in a dynamic state row (real times, scenario job numbering)."""
+    T = rows.state_offsets
+    jobs = scenario.jobs
+    n, S, O = jobs.n_jobs, rows.S, rows.O  # noqa: E741
+    start = np.full((n, max(jobs.max_ops, 1)), -1, dtype=np.int64)
+    end = start.copy()
+    start[order] = state[T.stream_start : T.stream_start + S * O].reshape(S, O)[:n, : jobs.max_ops]
+    end[order] = state[T.stream_end : T.stream_end + S * O].reshape(S, O)[:n, : jobs.max_ops]
+    return Schedule.from_matrices(jobs, start, end)
+
+
+def episode_summary(scenario: Scenario, schedule: Schedule, wasted: int) -> dict[str, Any]:
+    """Objective values of a finished episode and its schedule, validated against the scenario."""
+    schedule = validate_schedule(
+        scenario.jobs, schedule, durations=scenario.realized_durations, downtimes=scenario.downtimes,
+        interruption=scenario.interruption,
+    )  # fmt: skip
+    values = objectives(scenario.jobs, schedule)
+    return {
+        "makespan": values["makespan"],
+        "total_weighted_tardiness": values["total_weighted_tardiness"],
+        "mean_flow_time": values["mean_flow_time"],
+        "wasted_work": wasted,
+        "schedule": schedule,
+    }
+
+
+def _row_layout(layout: ShopLayout, scenario: Scenario, windows: int | None = None, stream: int | None = None):
+    """The row sizes for a scenario (downtime windows D, stream jobs S) in a window layout."""
+    D = max(1, len(scenario.downtimes)) if windows is None else windows
+    S = max(1, scenario.jobs.n_jobs) if stream is None else stream
+    return ShopLayout(layout.J, layout.M, layout.O, D, S, dynamic=True)
+
+
+class DynamicJobShopEnv(SingleShopEnv):
     """A job shop that runs in time: arrivals, breakdowns, maintenance, noisy durations.
 
     ## Time and decisions
     The clock starts at 0. At each decision, the allowed jobs (the mask) are those whose next
     operation can start *now*: the job has arrived, its previous operation has finished, and
-    the machine is idle and up. Action ``j`` starts job ``j``'s next operation now. When no
-    job can start, the clock jumps by itself to the next event: an operation ends, a job
-    arrives, or a machine is repaired (decision epochs). Operations take their *real*
-    duration (planned x noise), known only when they end. A downtime (breakdown, or planned
-    maintenance) that begins during an operation interrupts it, per the scenario's declared
-    policy: ``resume`` (it continues after the repair) or ``restart`` (the work so far is
-    lost; the job must start that operation again once the machine is back).
+    the machine is idle and up. Action ``j`` starts the next operation of the job in slot ``j``
+    now. When no job can start, the clock jumps by itself to the next event: an operation
+    ends, a job arrives, or a machine fails or is repaired (decision epochs). Operations take
+    their *real* duration (planned x noise), known only when they end. A downtime (breakdown,
+    or planned maintenance) that begins during an operation interrupts it, per the scenario's
+    declared policy: ``resume`` (it continues after the repair) or ``restart`` (the work so
+    far is lost; the job must start that operation again once the machine is back).
+
+    ## Waiting (``allow_wait=True``)
+    By default the shop is non-delay: when a job can start, some job must. With
+    ``allow_wait=True`` the action space gains one action, ``max_jobs``: keep every idle
+    machine idle until the next event (allowed while an event is still to come), and
+    :meth:`wait` takes an ``until`` time, so a plan can be carried out at its planned times.
+
+    ## Job slots: endless streams
+    The observation's rows are ``max_jobs`` *slots* holding the active jobs (arrived,
+    unfinished): an arriving job takes a free slot (job n of the stream, in arrival order, takes
+    slot n mod max_jobs or the next free one), and a slot is freed when its job completes, so a
+    step costs the same whether the stream has 200 jobs or 5 000. While every slot is taken,
+    arriving jobs wait in an admission queue in arrival order: invisible to the mask and
+    features, but their flow time and tardiness count (``info["queued"]`` says how many).
+    The default window holds every job of a short scenario, else 8 jobs per machine (at least
+    32); a window smaller than the number of machines is refused at construction.
 
     ## Observation
-    ``Dict(jobs=Box(max_jobs, 12) float32, action_mask=MultiBinary(max_jobs))`` from what a
-    planner knows now: only arrived, unfinished jobs have non-zero rows; durations are the
-    planned ones; a breakdown is seen once it has begun (with its repair time), maintenance
-    only while it runs. Columns (``DYNAMIC_FEATURE_NAMES``): allowed, next planned duration,
-    planned work left, operations left, time until the job's running op is expected to end,
-    time until its next machine is expected to be free, machine down now, for how long,
-    planned load of arrived jobs on that machine, due-date slack, weight (/ largest),
+    ``Dict(jobs=Box(max_jobs, 12) float32, action_mask=MultiBinary(max_jobs [+ 1]))`` from what
+    a planner knows now: only slots with an unfinished job have non-zero rows; durations are
+    the planned ones; a breakdown is seen once it has begun (with its repair time),
+    maintenance only while it runs. Columns (``DYNAMIC_FEATURE_NAMES``): allowed, next planned
+    duration, planned work left, operations left, time until the job's running op is expected
+    to end, time until its next machine is expected to be free, machine down now, for how
+    long, planned load of the active jobs on that machine, due-date slack, weight (/ largest),
     time in system. Times are divided by the scenario's mean planned job work.
 
     ## Reward (``objective``)
     Accrued over the time that passes: ``"makespan"`` -elapsed time (the return is minus the
-    makespan); ``"flow"`` -(jobs in system x time) / n_jobs (minus the mean flow time);
-    ``"tardiness"`` (default) -(weighted late jobs x time) / n_jobs (minus the total weighted
-    tardiness / n_jobs). All divided by the time scale.
+    makespan); ``"mean_flow_time"`` -(jobs in system x time) / n_jobs; ``"total_weighted_tardiness"``
+    (default) -(weighted late jobs x time) / n_jobs (minus the total weighted tardiness /
+    n_jobs). All divided by the time scale.
 
     ## Episode end
     Terminates when every operation of every job has run (the clock then stands at the last
@@ -136,23 +185,26 @@ class DynamicJobShopEnv(gym.Env):
     ## Arguments
     ``scenario``: a :class:`~sched_env.events.Scenario`, a list of them, or a generator
     ``gen(rng) -> Scenario`` (default: :class:`~sched_env.events.ScenarioGenerator()`: 5
-    machines, 5 jobs at the start, 15 arriving at 85 % utilisation). ``max_jobs``,
-    ``max_machines``, ``max_ops``: the padded window (default: what the source needs).
-    ``strict``: raise :class:`InvalidActionError` on an action outside the mask (otherwise the
-    lowest allowed job is started and ``info["invalid_action"]`` is True).
+    machines, 5 jobs at the start, 15 arriving at 85 % utilisation); ``reset(options=
+    {"scenario": ...})`` overrides it once. ``max_jobs``: the slot window; ``max_machines``,
+    ``max_ops``: padded sizes (default: what the source needs). ``strict``: raise
+    :class:`InvalidActionError` on an action outside the mask (otherwise the lowest allowed job
+    is started and ``info["invalid_action"]`` is True).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    option_key = "scenario"
 
     def __init__(
         self,
         scenario: ScenarioSpec = None,
         *,
-        objective: str = "tardiness",
+        objective: str = DEFAULT_OBJECTIVE,
         max_jobs: int | None = None,
         max_machines: int | None = None,
         max_ops: int | None = None,
         max_time: int | None = None,
+        allow_wait: bool = False,
         strict: bool = False,
         render_mode: str | None = None,
     ) -> None:
@@ -163,106 +215,148 @@ class DynamicJobShopEnv(gym.Env):
         self._objective = option(objective, OBJECTIVES, "objective")
         self.strict = bool(strict)
         self.max_time = max_time
-        self._source = ScenarioSource(scenario)
-        jobs, machines, ops = self._source.limits()
-        J, M = max_jobs or jobs, max_machines or machines
-        O = max_ops or ops or M  # noqa: E741
-        if J is None or M is None:
-            raise ValueError(
-                "with a scenario generator that has no max_jobs/max_machines, pass max_jobs= and max_machines="
-            )
-        self.layout = ShopLayout(int(J), int(M), int(O))
-        self.action_space = spaces.Discrete(self.layout.J)
-        self.observation_space = spaces.Dict(
-            {
-                "jobs": spaces.Box(
-                    -K.FEATURE_LIMIT, K.FEATURE_LIMIT, (self.layout.J, K.N_DYNAMIC_FEATURES), np.float32
-                ),
-                "action_mask": spaces.MultiBinary(self.layout.J),
-            }
-        )
-        self._state_row = np.zeros(K.dynamic_state_row_length(J, M, O), dtype=np.int64)
-        self._instance_row = np.zeros(0, dtype=np.int64)
-        self._windows = 0
-        self._mask = np.zeros(self.layout.J, dtype=np.int8)
+        self.allow_wait = bool(allow_wait)
+        self._source = scenario_source(scenario)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
+        self.n_actions = self.layout.J + self.allow_wait
+        self.action_space = spaces.Discrete(self.n_actions)
+        self.observation_space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
+        self._mask = np.zeros(self.n_actions, dtype=np.int8)
         self._features = np.zeros((self.layout.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
-        self._scenario: Scenario | None = None
+        self._rows = self.layout
+        self._instance_row = np.zeros(0, dtype=np.int64)
+        self._state_row = np.zeros(0, dtype=np.int64)
+        self._order = np.zeros(0, dtype=np.int64)
+        self._item: Scenario | None = None
         self._done = True
 
-    # ------------------------------------------------------------------ gymnasium API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        chosen = (options or {}).get("scenario")
-        scenario = (
-            ScenarioSource(chosen).draw(self.np_random) if chosen is not None else self._source.draw(self.np_random)
-        )
-        jobs = scenario.jobs
-        L = self.layout
-        if jobs.n_jobs > L.J or jobs.n_machines > L.M or jobs.max_ops > L.O:
-            raise InvalidScenarioError(
-                f"scenario {scenario.name!r} ({jobs.n_jobs} jobs, {jobs.n_machines} machines) does not fit this env"
-                f" (max_jobs={L.J}, max_machines={L.M}, max_ops={L.O})"
-            )
-        self._windows = max(1, len(scenario.downtimes))
-        self._instance_row = encode_scenario(L, scenario, self._windows)
+    def _make_source(self, spec: Any) -> Source:
+        return scenario_source(spec)
+
+    # ------------------------------------------------------------------ kernel calls
+    def _load(self, scenario: Scenario) -> None:
+        self.layout.fits(scenario, scenario.name)
+        rows = _row_layout(self.layout, scenario)
+        if rows != self._rows or self._state_row.size == 0:
+            self._rows = rows
+            self._instance_row = np.zeros(rows.instance_length, dtype=np.int64)
+            self._state_row = np.zeros(rows.state_length, dtype=np.int64)
+            self._T = rows.state_offsets
+        self._order = encode_scenario(rows, scenario, self._instance_row)
         self._interruption = INTERRUPTION_IDS[scenario.interruption]
-        self._scenario = scenario
+        self._item = scenario
+
+    def _dims(self) -> tuple[int, ...]:
+        R = self._rows
+        return R.J, R.M, R.O, R.D, R.S
+
+    def _kernel_reset(self) -> dict[str, Any]:
         count = K.dynamic_reset_and_observe(
-            self._instance_row, self._state_row, self._mask, self._features, L.J, L.M, L.O, self._windows
+            self._instance_row, self._state_row, self._mask, self._features, self.allow_wait, *self._dims()
         )
         if count < 0:
-            raise SchedEnvError(f"scenario {scenario.name!r}: no operation can ever start (check its downtimes)")
+            raise SchedEnvError(f"scenario {self._item.name!r}: no operation can ever start (check its downtimes)")
         self._done = count == 0
-        return self._observation(), {"time": self.time, "scenario": scenario.name}
+        return {"time": self.time, "scenario": self._item.name}
 
-    def step(self, action):
-        if self._scenario is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        action = int(action)
-        if self.strict and not (0 <= action < self.layout.J and self._mask[action]):
-            raise InvalidActionError(
-                f"action {action} is not allowed at time {self.time}; allowed jobs: {np.flatnonzero(self._mask).tolist()}"
-            )
-        L = self.layout
+    def _kernel_step(self, action: int):
         reward, done, invalid, stuck = K.dynamic_step_shop(
-            self._instance_row, self._state_row, action, self._interruption, self._objective,
-            self._mask, self._features, L.J, L.M, L.O, self._windows,
+            self._instance_row, self._state_row, action, self._interruption, self._objective, self._mask,
+            self._features, self.allow_wait, *self._dims(),
         )  # fmt: skip
         if stuck:
-            raise SchedEnvError(f"scenario {self._scenario.name!r}: no operation can ever start again")
-        info: dict[str, Any] = {"invalid_action": bool(invalid), "time": self.time}
+            raise SchedEnvError(f"scenario {self._item.name!r}: no operation can ever start again")
+        return reward, done, invalid, {"time": self.time, "queued": self.queued}
+
+    def _final_info(self) -> dict[str, Any]:
+        return self.summary()
+
+    def _moment(self) -> str:
+        return f"at time {self.time}"
+
+    def _truncated(self) -> bool:
+        return not self._done and self.max_time is not None and self.time >= self.max_time
+
+    def wait(self, until: int | None = None):
+        """Keep every idle machine idle until the next event, or until ``until`` if that comes
+        first; then go on to the next decision. Returns what :meth:`step` returns. Needs
+        ``allow_wait=True``."""
+        if not self.allow_wait:
+            raise SchedEnvError("this env was created without allow_wait=True; it cannot wait")
+        if self._item is None:
+            raise gym.error.ResetNeeded("call reset() before wait()")
+        reward, done, stuck = K.dynamic_wait_shop(
+            self._instance_row, self._state_row, K.NONE if until is None else int(until), self._objective,
+            self._mask, self._features, self.allow_wait, *self._dims(),
+        )  # fmt: skip
+        if stuck:
+            raise SchedEnvError(f"scenario {self._item.name!r}: no event is left to wait for")
+        info: dict[str, Any] = {"invalid_action": False, "time": self.time, "queued": self.queued}
         if done and not self._done:
             info.update(self.summary())
-        elif done:
-            reward = 0.0
         self._done = bool(done)
-        truncated = not self._done and self.max_time is not None and self.time >= self.max_time
-        return self._observation(), float(reward), self._done, truncated, info
-
-    def action_masks(self) -> np.ndarray:
-        return self._mask.astype(bool)
+        return self._observation(), float(reward), self._done, self._truncated(), info
 
     def render(self):
-        if self.render_mode != "ansi" or self._scenario is None:
+        if self.render_mode != "ansi" or self._item is None:
             return None
         from sched_env.render import gantt_text
 
-        return gantt_text(self.schedule(), self._scenario.jobs, color=False)
+        return gantt_text(self.schedule(), self._item.jobs, color=False)
 
     # ------------------------------------------------------------------ shop access
     @property
     def scenario(self) -> Scenario | None:
-        return self._scenario
+        return self._item
 
     @property
     def time(self) -> int:
-        return int(self._state_row[K.dynamic_state_offsets(self.layout.J, self.layout.M, self.layout.O)[0]])
+        """The clock."""
+        return int(self._state_row[self._T.now]) if self._item is not None else 0
+
+    @property
+    def queued(self) -> int:
+        """Jobs that have arrived but wait for a free slot."""
+        if self._item is None:
+            return 0
+        admitted = int(self._state_row[self._T.n_admitted])
+        return int((self._item.jobs.release_dates[self._order[admitted:]] <= self.time).sum())  # arrival order
+
+    def _slots(self, name: str, length: int | None = None) -> np.ndarray:
+        start = getattr(self._T, name)
+        return self._state_row[start : start + (length or self.layout.J)].copy()
+
+    def slot_jobs(self) -> np.ndarray:
+        """The scenario job index in each slot (-1 for a free slot)."""
+        stream = self._slots("slot_job")
+        jobs = np.full(len(stream), -1, dtype=np.int64)
+        jobs[stream >= 0] = self._order[stream[stream >= 0]]
+        return jobs
+
+    def progress(self) -> dict[int, int]:
+        """Next operation index of every active job (in a slot, or 0 while it queues), by
+        scenario job index."""
+        active = {int(j): int(k) for j, k in zip(self.slot_jobs(), self.next_operations()) if j >= 0}
+        admitted = int(self._state_row[self._T.n_admitted])
+        for job in self._order[admitted:].tolist():
+            if self._item.jobs.release_dates[job] > self.time:
+                break
+            active[int(job)] = 0
+        return active
+
+    def next_operations(self) -> np.ndarray:
+        """Index of the next operation of the job in each slot (its operation count once done)."""
+        return self._slots("job_next_op")
+
+    def machine_free_times(self) -> np.ndarray:
+        """When each machine is expected to be free (start + planned duration of its last op)."""
+        return self._slots("machine_expected", self.layout.M)
 
     def schedule(self) -> Schedule:
-        """Operations run so far, with their real start and end times."""
-        if self._scenario is None:
+        """Operations run so far, with their real start and end times (scenario job numbering)."""
+        if self._item is None:
             raise gym.error.ResetNeeded("call reset() first")
-        return self.layout.schedule(self._scenario.jobs, self._state_row)
+        return stream_schedule(self._rows, self._item, self._order, self._state_row)
 
     def snapshot(self):
         """What a planner knows now, as a :class:`~sched_env.snapshot.ShopState`."""
@@ -272,135 +366,123 @@ class DynamicJobShopEnv(gym.Env):
 
     def summary(self) -> dict[str, Any]:
         """Objective values of the finished episode, and its validated schedule."""
-        scenario = self._scenario
-        jobs = scenario.jobs
-        schedule = validate_schedule(
-            jobs, self.schedule(), durations=scenario.realized_durations, downtimes=scenario.downtimes,
-            interruption=scenario.interruption,
-        )  # fmt: skip
-        values = objectives(jobs, schedule)
-        wasted = int(self._state_row[K.dynamic_state_offsets(self.layout.J, self.layout.M, self.layout.O)[1]])
-        return {
-            "makespan": values["makespan"],
-            "total_weighted_tardiness": values["tardiness"],
-            "mean_flow_time": values["mean_flow_time"],
-            "wasted_work": wasted,
-            "schedule": schedule,
-        }
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        return {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+        return episode_summary(self._item, self.schedule(), int(self._state_row[self._T.wasted]))
 
 
-class BatchDynamicJobShopEnv:
+class BatchDynamicJobShopEnv(BatchShopEnv):
     """N dynamic shops in arrays of shape ``(num_envs, ...)``, stepped by one kernel call, with
-    same-step autoreset; same semantics and observation as :class:`DynamicJobShopEnv`.
-    ``info`` after a step follows :class:`~sched_env.vector.BatchJobShopEnv` (``final_index``,
-    ``final_obs``, ``_final``). ``max_windows`` bounds the downtime windows of one scenario
-    (default: what the first scenarios need, doubled)."""
+    same-step autoreset; same semantics, options and observation as :class:`DynamicJobShopEnv`.
+    ``info`` follows :class:`~sched_env.vector.BatchJobShopEnv` (gymnasium's vector conventions;
+    ``final_info`` has ``makespan``, ``total_weighted_tardiness``, ``mean_flow_time`` and
+    ``wasted_work``). ``max_windows`` and ``max_stream`` bound the downtime windows and jobs of
+    one scenario (default: what the first scenarios need, doubled)."""
+
+    option_key = "scenario"
 
     def __init__(
         self,
         num_envs: int,
         scenario: ScenarioSpec = None,
         *,
-        objective: str = "tardiness",
+        objective: str = DEFAULT_OBJECTIVE,
         max_jobs: int | None = None,
         max_machines: int | None = None,
         max_ops: int | None = None,
         max_windows: int | None = None,
+        max_stream: int | None = None,
+        allow_wait: bool = False,
+        strict: bool = False,
+        render_mode: str | None = None,
         seed: int | None = None,
     ) -> None:
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.num_envs = N = int(num_envs)
+        self.render_mode = render_mode
         self.objective = objective
         self._objective = option(objective, OBJECTIVES, "objective")
-        single = DynamicJobShopEnv(scenario, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops)
-        self._source, self.layout = single._source, single.layout
-        self.single_observation_space, self.single_action_space = single.observation_space, single.action_space
-        self._rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(seed).spawn(N)]
-        self._scenarios: list[Scenario] = [self._source.draw(rng) for rng in self._rngs]
-        self.max_windows = max_windows or max(1, 2 * max(len(s.downtimes) for s in self._scenarios))
-        L = self.layout
-        self._insts = np.zeros((N, K.dynamic_instance_row_length(L.J, L.M, L.O, self.max_windows)), dtype=np.int64)
-        self._states = np.zeros((N, K.dynamic_state_row_length(L.J, L.M, L.O)), dtype=np.int64)
+        self.strict = bool(strict)
+        self.allow_wait = bool(allow_wait)
+        self._source = scenario_source(scenario)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
+        self.n_actions = self.layout.J + self.allow_wait
+        self.single_observation_space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
+        self.single_action_space = spaces.Discrete(self.n_actions)
+        self.num_envs = int(num_envs)
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        first = [self._source.draw(rng) for rng in self._make_rngs(seed)]
+        self._rows = _row_layout(
+            self.layout,
+            first[0],
+            max_windows or max(1, 2 * max(len(s.downtimes) for s in first)),
+            max_stream or self._source.limits()[0] or 2 * max(s.jobs.n_jobs for s in first),
+        )
+        self._init_batch(num_envs, seed, K.N_DYNAMIC_FEATURES, self._rows.state_length)
+        self.max_windows, self.max_stream = self._rows.D, self._rows.S
+        N = self.num_envs
+        self._insts = np.zeros((N, self._rows.instance_length), dtype=np.int64)
         self._interruptions = np.zeros(N, dtype=np.int64)
-        self._masks = np.zeros((N, L.J), dtype=np.int8)
-        self._features = np.zeros((N, L.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
-        self._final_masks, self._final_features = np.zeros_like(self._masks), np.zeros_like(self._features)
-        self._final_states = np.zeros_like(self._states)
-        self._rewards = np.zeros(N)
-        self._dones, self._invalids, self._stuck = (np.zeros(N, dtype=np.bool_) for _ in range(3))
+        self._stuck = np.zeros(N, dtype=np.bool_)
         self._counts = np.zeros(N, dtype=np.int64)
-        self._final_scenarios: list[Scenario | None] = [None] * N
+        self._orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
+        self._final_orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
 
+    def _make_source(self, spec: Any) -> Source:
+        return scenario_source(spec)
+
+    def _dims(self) -> tuple[int, ...]:
+        R = self._rows
+        return R.J, R.M, R.O, R.D, R.S
+
+    # ------------------------------------------------------------------ kernel calls
     def _load(self, i: int, scenario: Scenario) -> None:
-        L = self.layout
-        if len(scenario.downtimes) > self.max_windows:
-            raise InvalidScenarioError(
-                f"scenario {scenario.name!r} has {len(scenario.downtimes)} downtime windows; this batch holds"
-                f" {self.max_windows}: pass a larger max_windows="
-            )
-        if scenario.jobs.n_jobs > L.J or scenario.jobs.n_machines > L.M or scenario.jobs.max_ops > L.O:
-            raise InvalidScenarioError(f"scenario {scenario.name!r} does not fit this batch's window")
-        self._insts[i] = encode_scenario(L, scenario, self.max_windows)
+        self._orders[i] = encode_scenario(self._rows, scenario, self._insts[i])
         self._interruptions[i] = INTERRUPTION_IDS[scenario.interruption]
-        self._scenarios[i] = scenario
+        self._items[i] = scenario
 
     def _reset_rows(self, rows: np.ndarray) -> None:
-        L = self.layout
         K.dynamic_reset_batch(
-            self._insts, self._states, rows, self._masks, self._features, self._counts, L.J, L.M, L.O, self.max_windows
+            self._insts, self._states, rows, self._masks, self._features, self._counts, self.allow_wait, *self._dims()
         )
         if (self._counts[rows] < 0).any():
             raise SchedEnvError("a scenario in the batch can never start an operation (check its downtimes)")
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None:
-            self._rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(seed).spawn(self.num_envs)]
-            self._scenarios = [self._source.draw(rng) for rng in self._rngs]
-        for i, scenario in enumerate(self._scenarios):
-            self._load(i, scenario)
-        self._reset_rows(np.arange(self.num_envs, dtype=np.int64))
-        return self._observation(), {}
-
-    def step(self, actions):
-        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
-        if actions.shape[0] != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} actions (one per shop), got {actions.shape[0]}")
-        L = self.layout
+    def _kernel_step(self, actions: np.ndarray) -> None:
         K.dynamic_step_batch(
             self._insts, self._states, actions, self._interruptions, self._objective, True, self._masks,
             self._features, self._rewards, self._dones, self._invalids, self._stuck, self._final_masks,
-            self._final_features, self._final_states, L.J, L.M, L.O, self.max_windows,
+            self._final_features, self._final_states, self.allow_wait, *self._dims(),
         )  # fmt: skip
         if self._stuck.any():
             raise SchedEnvError(f"shop {int(np.argmax(self._stuck))}: no operation can ever start again")
-        info: dict[str, Any] = {"invalid_action": self._invalids.copy()}
-        if self._dones.any():
-            info.update(final_info(self._dones, self._final_features, self._final_masks))
-            done = info["final_index"]
-            for i in done.tolist():
-                self._final_scenarios[i] = self._scenarios[i]
-            if self._source.changes:  # draw new scenarios for the shops that finished
-                for i in done.tolist():
-                    self._load(i, self._source.draw(self._rngs[i]))
-                self._reset_rows(done.astype(np.int64))
-        return self._observation(), self._rewards.copy(), self._dones.copy(), np.zeros(self.num_envs, dtype=bool), info
+        for i in np.flatnonzero(self._dones).tolist():
+            self._final_orders[i] = self._orders[i]
 
-    def action_masks(self) -> np.ndarray:
-        return self._masks.astype(bool)
+    def _reset_values(self, rows: np.ndarray) -> dict[str, Any]:
+        T = self._rows.state_offsets
+        return {"time": self._states[rows, T.now], "scenario": [self._items[i].name for i in rows.tolist()]}
 
+    def _final_values(self, rows: np.ndarray) -> dict[str, Any]:
+        T = self._rows.state_offsets
+        n_jobs = np.array([max(self._final_items[i].jobs.n_jobs, 1) for i in rows.tolist()])
+        return {
+            "makespan": self._final_states[rows, T.makespan],
+            "total_weighted_tardiness": self._final_states[rows, T.total_tardiness],
+            "mean_flow_time": self._final_states[rows, T.total_flow] / n_jobs,
+            "wasted_work": self._final_states[rows, T.wasted],
+            "scenario": [self._final_items[i].name for i in rows.tolist()],
+        }
+
+    # ------------------------------------------------------------------ shop access
     def scenario(self, index: int) -> Scenario:
-        return self._scenarios[index]
+        return self._items[index]
+
+    def instance(self, index: int):
+        return self._items[index].jobs
+
+    def schedule(self, index: int) -> Schedule:
+        """Operations run so far in shop ``index`` (real times, scenario job numbering)."""
+        return stream_schedule(self._rows, self._items[index], self._orders[index], self._states[index])
 
     def final_schedule(self, index: int) -> Schedule:
         """Real-time schedule of the episode shop ``index`` finished most recently."""
-        scenario = self._final_scenarios[index]
-        if scenario is None:
-            raise ValueError(f"shop {index} has not finished an episode yet")
-        return self.layout.schedule(scenario.jobs, self._final_states[index])
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        return {"jobs": self._features.copy(), "action_mask": self._masks.copy()}
+        scenario = self._final_item(index)
+        return stream_schedule(self._rows, scenario, self._final_orders[index], self._final_states[index])

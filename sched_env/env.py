@@ -9,26 +9,26 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from instances import InvalidActionError, JobShopInstance
+from instances import JobShopInstance
 from sched_env import _kernels as K
 from sched_env.schedule import Schedule
-from sched_env.shop import InstanceSource, InstanceSpec, ShopLayout, ShopOptions
+from sched_env.shop import (
+    ACTION_SETS,
+    PLACEMENTS,
+    REWARD_MODES,
+    InstanceSpec,
+    ShopLayout,
+    SingleShopEnv,
+    Source,
+    observation_space,
+    option,
+)
 
 DEFAULT_PLACEMENT = "active"
 DEFAULT_ACTION_SET = "non_delay"
 
 
-def observation_space(layout: ShopLayout) -> spaces.Dict:
-    """The observation space of one shop: per-job features and the action mask."""
-    return spaces.Dict(
-        {
-            "jobs": spaces.Box(-K.FEATURE_LIMIT, K.FEATURE_LIMIT, shape=(layout.J, K.N_FEATURES), dtype=np.float32),
-            "action_mask": spaces.MultiBinary(layout.J),
-        }
-    )
-
-
-class JobShopEnv(ShopOptions, gym.Env):
+class JobShopEnv(SingleShopEnv):
     """Job-shop scheduling as a sequence of dispatching decisions (static: all jobs known at 0).
 
     ## Action
@@ -83,7 +83,7 @@ class JobShopEnv(ShopOptions, gym.Env):
     9. done: 1 once every operation of the job is scheduled (then columns 0-8 are 0)
 
     ## Reward
-    ``reward="dense"`` (default): the decrease of a makespan lower bound, ``LB = max(current
+    ``reward_mode="dense"`` (default): the decrease of a makespan lower bound, ``LB = max(current
     makespan, max_j earliest start of j's next op + j's remaining work)``, divided by the
     time scale. LB starts at the longest job and ends at the makespan, so the episode return is
     ``-(makespan - LB_0) / scale``: maximising it minimises the makespan.
@@ -101,12 +101,18 @@ class JobShopEnv(ShopOptions, gym.Env):
       Default: random 10x10 instances. ``reset(options={"instance": ...})`` overrides it once.
     * ``max_jobs``, ``max_machines``, ``max_ops``: padded sizes (default: what the source
       needs); one env can then serve instances of different sizes up to these.
-    * ``placement``, ``action_set``, ``reward``: see above. ``strict``: raise on invalid actions.
+    * ``placement``, ``action_set``, ``reward_mode``: see above. ``strict``: raise on invalid actions.
     * ``render_mode``: ``"ansi"`` (text Gantt) or ``"rgb_array"`` (Gantt image, needs matplotlib).
     * ``instance_dir``: a folder of benchmark files for catalogue names (see ``instances.load``).
 
+    ## Shop access
+    ``instance``, ``makespan``, ``lower_bound``, ``now`` (the earliest start of any unfinished
+    job), ``schedule()``, ``earliest_starts()``, ``next_operations()``, ``ready_times()``,
+    ``machine_free_times()`` and ``rule_choice(rule_id)`` read the simulator's state; the
+    kernel rows themselves are private.
+
     ## Version history
-    * v0: first release.
+    * v0: first release (``reward`` renamed ``reward_mode`` before 0.2).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -120,7 +126,7 @@ class JobShopEnv(ShopOptions, gym.Env):
         max_ops: int | None = None,
         placement: str = DEFAULT_PLACEMENT,
         action_set: str = DEFAULT_ACTION_SET,
-        reward: str = "dense",
+        reward_mode: str = "dense",
         strict: bool = False,
         render_mode: str | None = None,
         instance_dir: str | os.PathLike | None = None,
@@ -128,110 +134,117 @@ class JobShopEnv(ShopOptions, gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
-        self._set_options(
-            instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
-            action_set=action_set, reward=reward, strict=strict, instance_dir=instance_dir,
-        )  # fmt: skip
+        self.placement, self.action_set, self.reward_mode = placement, action_set, reward_mode
+        self._placement = option(placement, PLACEMENTS, "placement")
+        self._action_set = option(action_set, ACTION_SETS, "action_set")
+        self._reward = option(reward_mode, REWARD_MODES, "reward_mode")
+        self.strict = bool(strict)
+        self._directory = instance_dir
+        self._source = Source.of_instances(instance, directory=instance_dir)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+        self.n_actions = self.layout.J
         self.action_space = spaces.Discrete(self.layout.J)
-        self.observation_space = observation_space(self.layout)
+        self.observation_space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
+        self._offsets = self.layout.state_offsets
         self._instance_row = np.zeros(self.layout.instance_length, dtype=np.int64)
         self._state_row = np.zeros(self.layout.state_length, dtype=np.int64)
         self._mask = np.zeros(self.layout.J, dtype=np.int8)
         self._features = np.zeros((self.layout.J, K.N_FEATURES), dtype=np.float32)
-        self._instance: JobShopInstance | None = None
+        self._item: JobShopInstance | None = None
         self._done = True
 
-    # ------------------------------------------------------------------ gymnasium API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        chosen = (options or {}).get("instance")
-        instance = (
-            InstanceSource(chosen).draw(self.np_random) if chosen is not None else self._source.draw(self.np_random)
-        )
-        if instance is not self._instance:
+    # ------------------------------------------------------------------ kernel calls
+    def _load(self, instance: JobShopInstance) -> None:
+        if instance is not self._item:
             self.layout.encode(instance, self._instance_row)
-            self._instance = instance
+            self._item = instance
+
+    def _kernel_reset(self) -> dict[str, Any]:
+        L = self.layout
         K.reset_and_observe(
-            self._instance_row, self._state_row, self._placement, self._action_set,
-            self._mask, self._features, self.layout.J, self.layout.M, self.layout.O,
+            self._instance_row, self._state_row, self._placement, self._action_set, self._mask, self._features,
+            L.J, L.M, L.O,
         )  # fmt: skip
         self._done = False
-        info = {"instance": instance.name, "lower_bound": int(self._state_row[K.ST_LOWER_BOUND])}
-        return self._observation(), info
+        return {"instance": self._item.name, "lower_bound": self.lower_bound}
 
-    def step(self, action):
-        if self._instance is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        action = int(action)
-        if self.strict and not self._allowed(action):
-            raise InvalidActionError(self._invalid_message(action))
+    def _kernel_step(self, action: int):
+        L = self.layout
         reward, done, invalid = K.step_shop(
             self._instance_row, self._state_row, action, self._placement, self._action_set, self._reward,
-            self._mask, self._features, self.layout.J, self.layout.M, self.layout.O,
+            self._mask, self._features, L.J, L.M, L.O,
         )  # fmt: skip
-        info: dict[str, Any] = {"invalid_action": bool(invalid)}
-        if done and not self._done:
-            info["makespan"] = self.makespan
-            info["schedule"] = self.schedule()
-        elif done:
-            reward = 0.0  # stepping a finished episode changes nothing
-        self._done = bool(done)
-        return self._observation(), float(reward), self._done, False, info
+        return reward, done, invalid, {}
 
-    def action_masks(self) -> np.ndarray:
-        """Boolean mask of the allowed actions (the sb3-contrib ``MaskablePPO`` protocol)."""
-        return self._mask.astype(bool)
+    def _final_info(self) -> dict[str, Any]:
+        return {"makespan": self.makespan, "schedule": self.schedule()}
 
     def render(self):
-        if self.render_mode is None or self._instance is None:
+        if self.render_mode is None or self._item is None:
             return None
         from sched_env.render import gantt_rgb, gantt_text
 
         if self.render_mode == "ansi":
-            return gantt_text(self.schedule(), self._instance, color=False)
-        return gantt_rgb(self.schedule(), self._instance)
+            return gantt_text(self.schedule(), self._item, color=False)
+        return gantt_rgb(self.schedule(), self._item)
 
     # ------------------------------------------------------------------ shop access
     @property
     def instance(self) -> JobShopInstance | None:
         """The instance of the current episode."""
-        return self._instance
+        return self._item
 
     @property
     def makespan(self) -> int:
         """Latest end of the operations scheduled so far."""
-        return int(self._state_row[K.ST_MAKESPAN])
+        return int(self._state_row[K.ST.makespan])
 
     @property
     def lower_bound(self) -> int:
         """The current makespan lower bound (equals the makespan at the end)."""
-        return int(self._state_row[K.ST_LOWER_BOUND])
+        return int(self._state_row[K.ST.lower_bound])
 
     @property
     def done(self) -> bool:
         return self._done
 
+    @property
+    def now(self) -> int:
+        """The earliest start of any unfinished job's next operation (the makespan once done)."""
+        starts = self.earliest_starts()[self._field("job_machine", self.layout.J) != K.NONE]
+        return int(starts.min()) if starts.size else self.makespan
+
     def schedule(self) -> Schedule:
         """The schedule built so far (complete once the episode has terminated)."""
-        if self._instance is None:
+        if self._item is None:
             raise gym.error.ResetNeeded("call reset() before schedule()")
-        return self.layout.schedule(self._instance, self._state_row)
+        return self.layout.schedule(self._item, self._state_row)
+
+    def _field(self, name: str, length: int) -> np.ndarray:
+        start = getattr(self._offsets, name)
+        return self._state_row[start : start + length].copy()
 
     def earliest_starts(self) -> np.ndarray:
         """Earliest feasible start of each job's next operation (completion time if done)."""
-        return self.layout.views(self._state_row)["job_est"].copy()
+        return self._field("job_est", self.layout.J)
 
-    def _observation(self) -> dict[str, np.ndarray]:
-        return {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+    def next_operations(self) -> np.ndarray:
+        """Index of each job's next unscheduled operation (its operation count once done)."""
+        return self._field("job_next_op", self.layout.J)
 
-    def _allowed(self, action: int) -> bool:
-        return 0 <= action < self.layout.J and self._mask[action] != 0
+    def ready_times(self) -> np.ndarray:
+        """When each job's last scheduled operation ends (its release before the first)."""
+        return self._field("job_ready", self.layout.J)
 
-    def _invalid_message(self, action: int) -> str:
-        allowed = np.flatnonzero(self._mask).tolist()
-        if self._done:
-            return f"action {action}: the episode is over; call reset()"
-        return f"action {action} is not allowed now (action_set={self.action_set!r}); allowed jobs: {allowed}"
+    def machine_free_times(self) -> np.ndarray:
+        """End of each machine's last scheduled operation."""
+        return self._field("machine_end", self.layout.M)
+
+    def rule_choice(self, rule_id: int, uniform: float = 0.0) -> int:
+        """The allowed job the dispatching rule with kernel id ``rule_id`` picks now (see
+        ``baselines.rules``); ``uniform`` in [0, 1) drives the random rule."""
+        L = self.layout
+        return int(K.choose_by_rule(self._instance_row, self._state_row, self._mask, rule_id, uniform, L.J, L.M, L.O))
 
 
 def replay(

@@ -28,11 +28,11 @@ import numpy as np
 
 from instances import InvalidInstanceError, InvalidScenarioError, JobShopInstance, RandomInstanceGenerator
 from instances.jsonfile import JsonFile
+from sched_env.schedule import INTERRUPTIONS
 
 BREAKDOWN = 0
 MAINTENANCE = 1
 DOWNTIME_KINDS = {"breakdown": BREAKDOWN, "maintenance": MAINTENANCE}
-INTERRUPTIONS = ("resume", "restart")
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -21,6 +21,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sched_env.vector import BatchJobShopEnv
 
+#: Batch methods that take a shop index: ``get_attr``/``env_method`` call them once per env.
+PER_SHOP = ("instance", "schedule", "final_schedule")
+
 
 class JobShopVecEnv(VecEnv):
     """SB3 ``VecEnv`` adapter: fills ``terminal_observation`` and answers the mask protocol."""
@@ -46,12 +49,14 @@ class JobShopVecEnv(VecEnv):
 
     def step_wait(self):
         obs, rewards, terminated, _truncated, info = self.batch.step(self._actions)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        invalid = info["invalid_action"]
+        infos: list[dict[str, Any]] = [{"invalid_action": bool(invalid[i])} for i in range(self.num_envs)]
         if "final_obs" in info:
-            for row, i in enumerate(info["final_index"].tolist()):
-                infos[i]["terminal_observation"] = {k: v[row] for k, v in info["final_obs"].items()}
+            final = info["final_info"]
+            for i in np.flatnonzero(info["_final_obs"]).tolist():
+                infos[i]["terminal_observation"] = info["final_obs"][i]
                 infos[i]["TimeLimit.truncated"] = False
-                infos[i]["makespan"] = int(info["final_makespan"][row])
+                infos[i]["makespan"] = int(final["makespan"][i])
         return obs, rewards.astype(np.float32), terminated, infos
 
     def close(self) -> None:
@@ -72,18 +77,28 @@ class JobShopVecEnv(VecEnv):
         return hasattr(self.batch, attr_name)
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        """One value per env: the batch's per-shop value where it has one (``instance``,
+        ``schedule``, ...), else the batch-wide attribute."""
         value = getattr(self.batch, attr_name)
+        if callable(value) and attr_name in PER_SHOP:
+            return [value(i) for i in self._indices(indices)]
         return [value for _ in self._indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
         setattr(self.batch, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        """Call a method once per env: ``action_masks`` from one array, per-shop methods
+        (``schedule``, ``instance``, ...) with the shop's index first."""
         rows = self._indices(indices)
         if method_name == "action_masks":  # all N masks from one array, no per-env calls
             return list(self.batch.action_masks()[rows])
-        result = getattr(self.batch, method_name)(*method_args, **method_kwargs)
-        return [result for _ in rows]
+        method = getattr(self.batch, method_name)
+        if method_name in PER_SHOP:
+            return [method(i, *method_args, **method_kwargs) for i in rows]
+        raise AttributeError(
+            f"{method_name!r} is a method of the whole batch, not of one env; call env.batch.{method_name}() instead"
+        )
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> Sequence[bool]:
         return [False for _ in self._indices(indices)]

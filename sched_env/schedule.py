@@ -154,6 +154,7 @@ VIOLATION_KINDS = (
     "precedence",  # an operation starts before the previous one of its job ends
     "overlap",  # two operations on one machine at the same time
     "downtime",  # an operation on a machine while it is down (breakdown or maintenance)
+    "changed",  # a plan of a shop state moves an operation that is done or running (sched_env.snapshot)
 )
 INTERRUPTIONS = ("resume", "restart")
 
@@ -285,10 +286,13 @@ def validate_schedule(
 
 
 # ---------------------------------------------------------------------- objectives
+#: The objectives of a schedule, by the one name each has everywhere (envs, deciders, results, CLI).
+OBJECTIVE_NAMES = ("makespan", "total_weighted_tardiness", "total_flow_time", "mean_flow_time")
+
+
 def objectives(instance: JobShopInstance, schedule: Schedule) -> dict[str, float]:
-    """The dynamic shop's objectives of a (complete) schedule: ``makespan``, ``tardiness``
-    (total weighted tardiness; 0 without due dates), ``flow`` (total flow time, completion -
-    release) and ``mean_flow_time``."""
+    """Every objective of a (complete) schedule: ``makespan``, ``total_weighted_tardiness``
+    (0 without due dates), ``total_flow_time`` (sum of completion - release) and ``mean_flow_time``."""
     completion = np.zeros(instance.n_jobs, dtype=np.int64)
     np.maximum.at(completion, schedule.job, schedule.end)
     release = (
@@ -301,23 +305,41 @@ def objectives(instance: JobShopInstance, schedule: Schedule) -> dict[str, float
     flow = int((completion - release).sum())
     return {
         "makespan": int(completion.max()) if len(completion) else 0,
-        "tardiness": tardiness,
-        "flow": flow,
+        "total_weighted_tardiness": tardiness,
+        "total_flow_time": flow,
         "mean_flow_time": flow / max(instance.n_jobs, 1),
     }
 
 
+def objective_value(instance: JobShopInstance, schedule: Schedule, objective: str) -> float:
+    """One objective of a complete schedule, by name (see :data:`OBJECTIVE_NAMES`)."""
+    if objective not in OBJECTIVE_NAMES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVE_NAMES)}")
+    return objectives(instance, schedule)[objective]
+
+
 # ---------------------------------------------------------------------- decider results
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
+#: How far a budgeted decider may overrun: 5 % of the budget plus 50 ms (process scheduling,
+#: reading the solution back, validation).
+BUDGET_TOLERANCE = (0.05, 0.05)
+
+
+def budget_limit(budget_s: float) -> float:
+    """The latest a decider given ``budget_s`` seconds may answer (see :data:`BUDGET_TOLERANCE`)."""
+    relative, absolute = BUDGET_TOLERANCE
+    return budget_s * (1 + relative) + absolute
 
 
 @dataclass(frozen=True)
 class SolveResult:
     """What every decider returns: rule, CP-SAT, learned policy.
 
-    ``objective`` is the makespan (static shop); ``lower_bound`` a bound the decider proved
-    (None if it proves none); ``status`` one of :data:`STATUSES`; ``wall_time_s`` the time
-    the decider took; ``method`` and ``params`` say exactly what ran, ``seed`` with what seed.
+    ``objective`` is the makespan (static shop) or the objective named in ``params``
+    (rescheduling); ``lower_bound`` a bound the decider proved (None if it proves none);
+    ``status`` one of :data:`STATUSES`; ``wall_time_s`` the time the decider took (measured by
+    ``baselines.deciders`` around the whole call); ``budget_s`` the budget it was given;
+    ``method`` and ``params`` say exactly what ran, ``seed`` with what seed.
     """
 
     schedule: Schedule | None
@@ -329,6 +351,12 @@ class SolveResult:
     lower_bound: int | None = None
     seed: int | None = None
     params: dict[str, Any] | None = None
+    budget_s: float | None = None
+
+    @property
+    def over_budget(self) -> bool:
+        """True when the decider overran its budget by more than the tolerance (5 % + 50 ms)."""
+        return self.budget_s is not None and self.wall_time_s > budget_limit(self.budget_s)
 
     def gap_to(self, reference: int | None) -> float | None:
         """Relative gap (objective / reference - 1), e.g. to the best-known makespan."""
@@ -346,6 +374,7 @@ class SolveResult:
             "objective": self.objective,
             "lower_bound": self.lower_bound,
             "wall_time_s": round(self.wall_time_s, 6),
+            "budget_s": self.budget_s,
         }
         if with_schedule:
             data["schedule"] = None if self.schedule is None else self.schedule.to_dict()

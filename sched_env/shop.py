@@ -1,6 +1,14 @@
-"""Python side of the compiled simulator: option names, instance sources, and the array layout.
+"""The env core: what the static and dynamic, single and batched envs share.
 
-Holds what ``env.py`` (one shop) and ``vector.py`` (N shops) share, so neither repeats it.
+* option names and their kernel constants, checked in one place;
+* :class:`Source`: where instances or scenarios come from (one, a list, a catalogue name, a
+  generator), with the largest sizes it produces;
+* :class:`ShopLayout`: the padded sizes, the size check at construction, named views of the
+  kernel rows (generated from the field tables of ``sched_env._kernels``);
+* :class:`SingleShopEnv` and :class:`BatchShopEnv`: reset with per-shop seeded streams,
+  the strict action check, batch buffers, and same-step autoreset whose ``info`` follows
+  ``gymnasium.vector``'s conventions (one entry per env, ``_key`` masks, ``final_obs``,
+  ``final_info``). The four env classes only say how to encode an item and call the kernels.
 """
 
 from __future__ import annotations
@@ -10,10 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
 import instances
-from instances import InvalidInstanceError, JobShopInstance, RandomInstanceGenerator
+from instances import InvalidActionError, InvalidInstanceError, JobShopInstance, RandomInstanceGenerator
 from sched_env import _kernels as K
 from sched_env.schedule import Schedule
 
@@ -23,22 +33,9 @@ ACTION_SETS = {
     "giffler_thompson": K.ACTIONS_GT,
     "non_delay": K.ACTIONS_NON_DELAY,
 }
-REWARDS = {"dense": K.REWARD_DENSE, "sparse": K.REWARD_SPARSE}
-
+REWARD_MODES = {"dense": K.REWARD_DENSE, "sparse": K.REWARD_SPARSE}
 #: Column names of the per-job feature matrix, in order (see ``JobShopEnv``).
-FEATURE_NAMES = (
-    "allowed",
-    "next_duration",
-    "remaining_work",
-    "remaining_ops",
-    "earliest_start",
-    "ready_time",
-    "machine_remaining_work",
-    "machine_free_time",
-    "machine_contention",
-    "done",
-)
-assert len(FEATURE_NAMES) == K.N_FEATURES
+FEATURE_NAMES = K.FEATURE_NAMES
 
 InstanceSpec = (
     JobShopInstance | str | os.PathLike | Sequence[JobShopInstance | str] | Callable[..., JobShopInstance] | None
@@ -52,172 +49,379 @@ def option(value: str, choices: dict[str, int], what: str) -> int:
     return choices[value]
 
 
-class InstanceSource:
-    """Where a shop's instances come from: one instance, a list (one drawn per reset), a
-    catalogue name or file, or a generator ``gen(rng) -> JobShopInstance`` (a new one per reset)."""
+class Source:
+    """Where a shop's problems come from: fixed items (one drawn per reset) or a generator
+    ``gen(rng) -> item`` (a new one per reset). ``sizes(item)`` gives (jobs, machines, ops)."""
 
-    def __init__(self, spec: InstanceSpec, *, directory: str | os.PathLike | None = None) -> None:
+    def __init__(self, fixed: list, generator: Callable | None, item_type: type, error: type, what: str) -> None:
+        self.fixed, self.generator = fixed, generator
+        self.item_type, self.error, self.what = item_type, error, what
+
+    @classmethod
+    def of_instances(cls, spec: InstanceSpec, *, directory: str | os.PathLike | None = None) -> Source:
+        """One instance, a catalogue name or file, a list of those, or a generator."""
         if spec is None:
             spec = RandomInstanceGenerator(10, 10)
-        self.generator: Callable[..., JobShopInstance] | None = None
-        self.fixed: list[JobShopInstance] = []
+        fixed, generator = [], None
         if isinstance(spec, JobShopInstance):
-            self.fixed = [spec]
+            fixed = [spec]
         elif isinstance(spec, (str, os.PathLike)):
-            self.fixed = [instances.load(spec, directory=directory)]
+            fixed = [instances.load(spec, directory=directory)]
         elif callable(spec):
-            self.generator = spec
+            generator = spec
         elif isinstance(spec, Sequence) and len(spec) > 0:
-            self.fixed = [
-                item if isinstance(item, JobShopInstance) else instances.load(item, directory=directory)
-                for item in spec
-            ]
+            fixed = [i if isinstance(i, JobShopInstance) else instances.load(i, directory=directory) for i in spec]
         else:
             raise InvalidInstanceError(
                 "instance must be a JobShopInstance, a catalogue name or file, a non-empty list of"
                 f" those, or a generator callable(rng) -> JobShopInstance; got {spec!r}"
             )
+        return cls(fixed, generator, JobShopInstance, InvalidInstanceError, "instance")
+
+    @staticmethod
+    def sizes(item: Any) -> tuple[int, int, int]:
+        jobs = item if isinstance(item, JobShopInstance) else item.jobs
+        return jobs.n_jobs, jobs.n_machines, jobs.max_ops
 
     def limits(self) -> tuple[int | None, int | None, int | None]:
         """Largest (jobs, machines, ops per job) this source produces, None where unknown."""
         if self.fixed:
-            return (
-                max(i.n_jobs for i in self.fixed),
-                max(i.n_machines for i in self.fixed),
-                max(i.max_ops for i in self.fixed),
-            )
+            sizes = np.array([self.sizes(item) for item in self.fixed])
+            return tuple(int(v) for v in sizes.max(axis=0))  # type: ignore[return-value]
         jobs = getattr(self.generator, "max_jobs", None)
         machines = getattr(self.generator, "max_machines", None)
-        ops = getattr(self.generator, "max_ops", machines)
-        return jobs, machines, ops
+        return jobs, machines, getattr(self.generator, "max_ops", machines)
 
     @property
     def changes(self) -> bool:
-        """True when different resets can give different instances."""
+        """True when different resets can give different items."""
         return self.generator is not None or len(self.fixed) > 1
 
-    def draw(self, rng: np.random.Generator) -> JobShopInstance:
+    def draw(self, rng: np.random.Generator) -> Any:
         if self.generator is not None:
-            instance = self.generator(rng)
-            if not isinstance(instance, JobShopInstance):
-                raise InvalidInstanceError(
-                    f"the instance generator returned {type(instance).__name__}, not a JobShopInstance"
+            item = self.generator(rng)
+            if not isinstance(item, self.item_type):
+                raise self.error(
+                    f"the {self.what} generator returned {type(item).__name__}, not a {self.item_type.__name__}"
                 )
-            return instance
-        if len(self.fixed) == 1:
-            return self.fixed[0]
-        return self.fixed[int(rng.integers(len(self.fixed)))]
-
-
-def final_info(dones: np.ndarray, final_features: np.ndarray, final_masks: np.ndarray) -> dict[str, Any]:
-    """The autoreset part of a batch's ``info``: which shops finished and their last observations."""
-    done = np.flatnonzero(dones)
-    return {
-        "_final": dones.copy(),
-        "final_index": done,
-        "final_obs": {"jobs": final_features[done], "action_mask": final_masks[done]},
-    }
-
-
-class ShopOptions:
-    """Options shared by the single and the batched env, checked in one place."""
-
-    def _set_options(
-        self,
-        instance: InstanceSpec,
-        *,
-        max_jobs: int | None,
-        max_machines: int | None,
-        max_ops: int | None,
-        placement: str,
-        action_set: str,
-        reward: str,
-        strict: bool,
-        instance_dir: str | os.PathLike | None,
-    ) -> None:
-        self.placement, self.action_set, self.reward_mode = placement, action_set, reward
-        self._placement = option(placement, PLACEMENTS, "placement")
-        self._action_set = option(action_set, ACTION_SETS, "action_set")
-        self._reward = option(reward, REWARDS, "reward")
-        self.strict = bool(strict)
-        self._source = InstanceSource(instance, directory=instance_dir)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+            return item
+        return self.fixed[0] if len(self.fixed) == 1 else self.fixed[int(rng.integers(len(self.fixed)))]
 
 
 @dataclass(frozen=True)
 class ShopLayout:
-    """Padded sizes of a shop's flat rows: J jobs, M machines, O operations per job."""
+    """Padded sizes of a shop's flat rows: J jobs (slots, in the dynamic shop), M machines,
+    O operations per job; the dynamic shop adds D downtime windows and S stream jobs."""
 
     J: int
     M: int
     O: int  # noqa: E741
+    D: int = 0
+    S: int = 0
+    dynamic: bool = False
 
     @classmethod
     def for_source(
-        cls, source: InstanceSource, max_jobs: int | None, max_machines: int | None, max_ops: int | None
+        cls,
+        source: Source,
+        max_jobs: int | None,
+        max_machines: int | None,
+        max_ops: int | None,
+        *,
+        window: bool = False,
     ) -> ShopLayout:
+        """The padded sizes for ``source``, checked now (not at the first reset). With
+        ``window`` (the dynamic shop) ``max_jobs`` is a window of job slots, which may be
+        smaller than a scenario's jobs (see :func:`default_window`) but not than its machines."""
         jobs, machines, ops = source.limits()
-        J, M = max_jobs or jobs, max_machines or machines
+        M = max_machines or machines
         O = max_ops or ops or M  # noqa: E741
+        J = max_jobs or (default_window(jobs, M) if window and jobs and M else jobs)
         if J is None or M is None:
             raise ValueError(
-                "with an instance generator that has no max_jobs/max_machines, pass max_jobs= and max_machines="
+                f"with a {source.what} generator that has no max_jobs/max_machines, pass max_jobs= and max_machines="
             )
-        for name, asked, needed in (("max_jobs", J, jobs), ("max_machines", M, machines), ("max_ops", O, ops)):
+        checks = [("max_machines", M, machines), ("max_ops", O, ops)] + ([] if window else [("max_jobs", J, jobs)])
+        for name, asked, needed in checks:
             if needed is not None and asked < needed:
-                raise ValueError(f"{name}={asked} is smaller than the instances need ({needed})")
-        return cls(int(J), int(M), int(O))
+                raise ValueError(f"{name}={asked} is smaller than the {source.what}s need ({needed})")
+        if window and jobs is not None and min(jobs, M) > J:
+            raise ValueError(
+                f"max_jobs={J} is too small a window for these {source.what}s ({jobs} jobs on {M} machines): with"
+                f" fewer job slots than machines some machines must stay idle; use max_jobs >= {min(jobs, M)}"
+                " (default: every job of a short scenario, else 8 per machine)"
+            )
+        return cls(int(J), int(M), int(O), dynamic=window)
+
+    def fits(self, item: Any, name: str) -> None:
+        """Raise a clear error if ``item`` is larger than the padded sizes."""
+        jobs, machines, ops = Source.sizes(item)
+        if (not self.dynamic and jobs > self.J) or machines > self.M or ops > self.O:
+            raise InvalidInstanceError(
+                f"{name!r} ({jobs} jobs, {machines} machines, up to {ops} ops per job) does not fit this env"
+                f" (max_jobs={self.J}, max_machines={self.M}, max_ops={self.O}); create the env with larger limits"
+            )
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {"J": self.J, "M": self.M, "O": self.O, "D": self.D, "S": self.S}
+
+    @property
+    def instance_offsets(self):
+        if self.dynamic:
+            return K.dynamic_instance_offsets.py_func(self.J, self.M, self.O, self.D, self.S)
+        return K.instance_offsets.py_func(self.J, self.M, self.O)
+
+    @property
+    def state_offsets(self):
+        if self.dynamic:
+            return K.dynamic_state_offsets.py_func(self.J, self.M, self.O, self.S)
+        return K.state_offsets.py_func(self.J, self.M, self.O)
 
     @property
     def instance_length(self) -> int:
-        return K.instance_row_length(self.J, self.M, self.O)
+        return self.instance_offsets.length
 
     @property
     def state_length(self) -> int:
-        return K.state_row_length(self.J, self.M, self.O)
+        return self.state_offsets.length
 
     def encode(self, instance: JobShopInstance, row: np.ndarray) -> None:
-        """Write ``instance`` into an instance row, or explain why it does not fit."""
-        J, M, O = self.J, self.M, self.O  # noqa: E741
-        if instance.n_jobs > J or instance.n_machines > M or instance.max_ops > O:
-            raise InvalidInstanceError(
-                f"{instance.name!r} ({instance.n_jobs} jobs, {instance.n_machines} machines, up to"
-                f" {instance.max_ops} ops per job) does not fit this env (max_jobs={J},"
-                f" max_machines={M}, max_ops={O}); create the env with larger limits"
-            )
+        """Write ``instance`` into the static part of an instance row, or explain why it does not fit."""
+        self.fits(instance, instance.name)
+        J, O = self.J, self.O  # noqa: E741
+        I = K.instance_offsets.py_func(self.J, self.M, self.O)
         row[:] = 0
-        row[K.IN_N_JOBS] = instance.n_jobs
-        row[K.IN_N_MACHINES] = instance.n_machines
-        row[K.IN_TIME_SCALE] = max(1, instance.simple_lower_bound())
-        row[K.IN_DUR_SCALE] = max(1, int(instance.durations.max()))
-        OP_MACHINE, OP_DURATION, N_OPS, RELEASE, DUE = K.instance_offsets(J, O)
-        machines = np.full((J, O), K.NONE, dtype=np.int64)
-        machines[: instance.n_jobs, : instance.max_ops] = instance.machines
-        durations = np.zeros((J, O), dtype=np.int64)
-        durations[: instance.n_jobs, : instance.max_ops] = instance.durations
-        row[OP_MACHINE : OP_MACHINE + J * O] = machines.ravel()
-        row[OP_DURATION : OP_DURATION + J * O] = durations.ravel()
-        row[N_OPS : N_OPS + instance.n_jobs] = instance.n_ops
+        row[I.n_jobs] = instance.n_jobs
+        row[I.n_machines] = instance.n_machines
+        row[I.time_scale] = max(1, instance.simple_lower_bound())
+        row[I.duration_scale] = max(1, int(instance.durations.max()))
+        row[I.op_machine : I.op_machine + J * O] = _padded(instance.machines, J, O, K.NONE).ravel()
+        row[I.op_duration : I.op_duration + J * O] = _padded(instance.durations, J, O, 0).ravel()
+        row[I.job_n_ops : I.job_n_ops + instance.n_jobs] = instance.n_ops
         if instance.release_dates is not None:
-            row[RELEASE : RELEASE + instance.n_jobs] = instance.release_dates
+            row[I.job_release : I.job_release + instance.n_jobs] = instance.release_dates
         if instance.due_dates is not None:
-            row[DUE : DUE + instance.n_jobs] = instance.due_dates
+            row[I.job_due : I.job_due + instance.n_jobs] = instance.due_dates
+        weights = instance.weights if instance.weights is not None else 1
+        row[I.job_weight : I.job_weight + instance.n_jobs] = weights
 
     def views(self, state_row: np.ndarray) -> dict[str, np.ndarray]:
-        """Named numpy views of a state row (the same layout the kernels use)."""
-        names = (
-            "job_next_op", "job_machine", "job_duration", "job_ready", "job_est", "job_remaining", "machine_end",
-            "machine_head", "machine_tail", "machine_remaining", "machine_waiting", "op_start", "op_end", "op_next",
-            "op_previous",
-        )  # fmt: skip
-        J, M, O = self.J, self.M, self.O  # noqa: E741
-        sizes = (J, J, J, J, J, J, M, M, M, M, M, J * O, J * O, J * O, J * O)
-        offsets = K.state_offsets(J, M, O)
-        return {name: state_row[a : a + n] for name, a, n in zip(names, offsets, sizes)}
+        """Named numpy views of a state row (the same field table the kernels use)."""
+        table = K.DYNAMIC_STATE_FIELDS if self.dynamic else K.STATE_FIELDS
+        spans = K.field_spans(table, **self.dims)
+        return {name: state_row[a:b] for name, (a, b) in spans.items() if name != "length"}
 
     def schedule(self, instance: JobShopInstance, state_row: np.ndarray) -> Schedule:
-        """The (partial) schedule held in a state row."""
+        """The (partial) schedule held in a static state row."""
         views = self.views(state_row)
         start = views["op_start"].reshape(self.J, self.O)
         end = views["op_end"].reshape(self.J, self.O)
         return Schedule.from_matrices(instance, start, end)
+
+
+def default_window(n_jobs: int, n_machines: int) -> int:
+    """Job slots of a dynamic shop when ``max_jobs`` is not given: every job of a short
+    scenario, else room for 8 active jobs per machine (at least 32); more active jobs queue."""
+    return min(n_jobs, max(32, 8 * n_machines))
+
+
+def _padded(matrix: np.ndarray, rows: int, columns: int, fill: int) -> np.ndarray:
+    out = np.full((rows, columns), fill, dtype=np.int64)
+    out[: matrix.shape[0], : matrix.shape[1]] = matrix
+    return out
+
+
+def observation_space(layout: ShopLayout, n_features: int, n_actions: int) -> spaces.Dict:
+    """One shop's observation: per-job features and the action mask."""
+    return spaces.Dict(
+        {
+            "jobs": spaces.Box(-K.FEATURE_LIMIT, K.FEATURE_LIMIT, shape=(layout.J, n_features), dtype=np.float32),
+            "action_mask": spaces.MultiBinary(n_actions),
+        }
+    )
+
+
+def add_vector_info(info: dict[str, Any], values: dict[str, Any], rows: np.ndarray, num_envs: int) -> dict[str, Any]:
+    """Add per-env ``values`` (one entry per env in ``rows``) to a batch ``info`` the way
+    ``gymnasium.vector`` does: ``info[key]`` has one entry per env, ``info["_" + key]`` marks
+    the envs that have one; nested dicts are added the same way."""
+    for key, value in values.items():
+        present = info.get(f"_{key}", np.zeros(num_envs, dtype=np.bool_))
+        if isinstance(value, dict):
+            array = add_vector_info(info.get(key, {}), value, rows, num_envs)
+        else:
+            value = np.asarray(value) if not isinstance(value, list) else value
+            if key in info:
+                array = info[key]
+            elif isinstance(value, np.ndarray) and value.dtype != object:
+                array = np.zeros((num_envs, *value.shape[1:]), dtype=value.dtype)
+            else:
+                array = np.full(num_envs, None, dtype=object)
+            if array.dtype == object:
+                for row, i in enumerate(rows.tolist()):
+                    array[i] = value[row]
+            else:
+                array[rows] = value
+        present[rows] = True
+        info[key], info[f"_{key}"] = array, present
+    return info
+
+
+class _ShopEnvBase:
+    """Options and action checks shared by single and batched envs."""
+
+    strict: bool
+    layout: ShopLayout
+    n_actions: int
+
+    def _invalid_message(self, mask: np.ndarray, action: int, where: str = "") -> str:
+        allowed = np.flatnonzero(mask).tolist()
+        if not allowed:
+            return f"{where}action {action}: the episode is over; call reset()"
+        return f"{where}action {action} is not allowed {self._moment()}; allowed actions: {allowed}"
+
+    def _moment(self) -> str:
+        return "now"
+
+    def _check_actions(self, masks: np.ndarray, actions: np.ndarray, label: bool) -> None:
+        """With ``strict``, raise :class:`InvalidActionError` on the first action outside its mask."""
+        inside = (actions >= 0) & (actions < self.n_actions)
+        allowed = np.zeros(len(actions), dtype=bool)
+        allowed[inside] = masks[np.flatnonzero(inside), actions[inside]] != 0
+        if not allowed.all():
+            i = int(np.argmin(allowed))
+            raise InvalidActionError(self._invalid_message(masks[i], int(actions[i]), f"shop {i}: " if label else ""))
+
+
+class SingleShopEnv(_ShopEnvBase, gym.Env):
+    """Core of the single envs: the source, reset with ``options={"instance"|"scenario": ...}``,
+    the strict check, and ``info["invalid_action"]``. Subclasses implement ``_load``,
+    ``_kernel_reset`` (-> reset info), ``_kernel_step`` (-> reward, done, invalid, extra info)."""
+
+    option_key = "instance"
+    _directory: str | os.PathLike | None = None
+
+    def _make_source(self, spec: Any) -> Source:
+        return Source.of_instances(spec, directory=self._directory)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        chosen = (options or {}).get(self.option_key)
+        source = self._make_source(chosen) if chosen is not None else self._source
+        item = source.draw(self.np_random)
+        self._load(item)
+        info = self._kernel_reset()
+        return self._observation(), info
+
+    def step(self, action):
+        if self._item is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        action = int(action)
+        if self.strict:
+            self._check_actions(self._mask[None, :], np.array([action]), label=False)
+        reward, done, invalid, info = self._kernel_step(action)
+        info = {"invalid_action": bool(invalid), **info}
+        if done and not self._done:
+            info.update(self._final_info())
+        elif done:
+            reward = 0.0  # stepping a finished episode changes nothing
+        self._done = bool(done)
+        return self._observation(), float(reward), self._done, self._truncated(), info
+
+    def _truncated(self) -> bool:
+        return False
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean mask of the allowed actions (the sb3-contrib ``MaskablePPO`` protocol)."""
+        return self._mask.astype(bool)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+
+
+class BatchShopEnv(_ShopEnvBase):
+    """Core of the batched envs: N shops in arrays of shape ``(num_envs, ...)``, per-shop seeded
+    streams (results do not depend on the batch size), same-step autoreset, and ``info`` in
+    ``gymnasium.vector``'s conventions. Subclasses implement ``_load(i, item)``,
+    ``_reset_rows(rows)``, ``_kernel_step(actions)``, ``_reset_values(rows)`` and
+    ``_final_values(rows)`` (the final info of finished shops)."""
+
+    num_envs: int
+
+    def _init_batch(self, num_envs: int, seed: int | None, n_features: int, state_length: int) -> None:
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = N = int(num_envs)
+        self._rngs = self._make_rngs(seed)
+        self._masks = np.zeros((N, self.n_actions), dtype=np.int8)
+        self._features = np.zeros((N, self.layout.J, n_features), dtype=np.float32)
+        self._final_masks = np.zeros_like(self._masks)
+        self._final_features = np.zeros_like(self._features)
+        self._states = np.zeros((N, state_length), dtype=np.int64)
+        self._final_states = np.zeros_like(self._states)
+        self._rewards = np.zeros(N, dtype=np.float64)
+        self._dones = np.zeros(N, dtype=np.bool_)
+        self._invalids = np.zeros(N, dtype=np.bool_)
+        self._items: list[Any] = [None] * N
+        self._final_items: list[Any] = [None] * N
+        self._all = np.arange(N, dtype=np.int64)
+
+    def _make_rngs(self, seed: int | None) -> list[np.random.Generator]:
+        return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(self.num_envs)]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset every shop with a new draw from its stream; ``seed`` reseeds the streams;
+        ``options={"instance"|"scenario": ...}`` puts that item in every shop once."""
+        if seed is not None:
+            self._rngs = self._make_rngs(seed)
+        chosen = (options or {}).get(self.option_key)
+        source = self._make_source(chosen) if chosen is not None else self._source
+        for i in range(self.num_envs):
+            self._load(i, source.draw(self._rngs[i]))
+        self._reset_rows(self._all)
+        return self._observation(), add_vector_info({}, self._reset_values(self._all), self._all, self.num_envs)
+
+    def step(self, actions):
+        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
+        if actions.shape[0] != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions (one per shop), got {actions.shape[0]}")
+        if self.strict:
+            self._check_actions(self._masks, actions, label=True)
+        self._kernel_step(actions)
+        N = self.num_envs
+        info = add_vector_info({}, {"invalid_action": self._invalids}, self._all, N)
+        if self._dones.any():
+            done = np.flatnonzero(self._dones)
+            final_obs = [
+                {"jobs": self._final_features[i].copy(), "action_mask": self._final_masks[i].copy()} for i in done
+            ]
+            info = add_vector_info(info, {"final_obs": final_obs}, done, N)
+            for i in done.tolist():
+                self._final_items[i] = self._items[i]
+            info = add_vector_info(info, {"final_info": self._final_values(done)}, done, N)
+            if self._source.changes:  # draw new items for the shops that finished
+                for i in done.tolist():
+                    self._load(i, self._source.draw(self._rngs[i]))
+                self._reset_rows(done)
+            info = add_vector_info(info, self._reset_values(done), done, N)
+        return self._observation(), self._rewards.copy(), self._dones.copy(), self._truncations(), info
+
+    def _truncations(self) -> np.ndarray:
+        return np.zeros(self.num_envs, dtype=bool)
+
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, n_actions)`` boolean masks of the allowed actions."""
+        return self._masks.astype(bool)
+
+    def close(self) -> None:
+        pass
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {"jobs": self._features.copy(), "action_mask": self._masks.copy()}
+
+    def _final_item(self, index: int) -> Any:
+        item = self._final_items[index]
+        if item is None:
+            raise ValueError(f"shop {index} has not finished an episode yet")
+        return item

@@ -1,7 +1,7 @@
 """``ShopState``: a snapshot of a running dynamic shop, the input of every rescheduler.
 
-It holds only what a planner can know at ``time``: the jobs that have arrived (with their
-release and due dates, weights and *planned* durations), the operations done (real times),
+It holds only what a planner can know at ``time``: the jobs that have arrived and are not yet
+complete (with their release and due dates, weights and *planned* durations), the operations done (real times),
 the operations running (start and expected end), and the machine downtimes known now: the
 breakdowns in progress (with their repair time) and the planned maintenance windows.
 """
@@ -15,8 +15,8 @@ import numpy as np
 
 from instances import InvalidScenarioError, JobShopInstance
 from instances.jsonfile import JsonFile
-from sched_env.events import INTERRUPTIONS, MAINTENANCE
-from sched_env.schedule import Schedule
+from sched_env.events import MAINTENANCE, Scenario
+from sched_env.schedule import INTERRUPTIONS, Schedule
 
 
 def _rows(values: Any, width: int, what: str) -> np.ndarray:
@@ -30,8 +30,8 @@ def _rows(values: Any, width: int, what: str) -> np.ndarray:
 
 @dataclass(frozen=True, init=False, eq=False)
 class ShopState(JsonFile):
-    """The shop at ``time``. ``jobs`` are the arrived jobs, numbered 0..n-1; ``job_ids`` maps
-    them to the scenario's numbering. ``done`` rows are (job, op, machine, start, end);
+    """The shop at ``time``. ``jobs`` are the active jobs (arrived, not yet complete), numbered
+    0..n-1; ``job_ids`` maps them to the scenario's numbering. ``done`` rows are (job, op, machine, start, end);
     ``running`` rows (job, op, machine, start, expected_end); ``downtimes`` rows (machine,
     start, end, kind) that end after ``time``. ``interruption`` is the shop's policy."""
 
@@ -139,41 +139,40 @@ class ShopState(JsonFile):
 
 
 def snapshot(env) -> ShopState:
-    """What a planner knows of a :class:`~sched_env.dynamic.DynamicJobShopEnv` now."""
-    from sched_env import _kernels as K
-
-    scenario, L = env.scenario, env.layout
+    """What a planner knows of a :class:`~sched_env.dynamic.DynamicJobShopEnv` now: the active
+    jobs (in a slot or queueing for one) with their done and running operations."""
+    scenario = env.scenario
     if scenario is None:
         raise InvalidScenarioError("reset the env before taking a snapshot")
-    now = env.time
-    views = L.views(env._state_row)
-    start = views["op_start"].reshape(L.J, L.O)
-    end = views["op_end"].reshape(L.J, L.O)
-    offsets = K.dynamic_state_offsets(L.J, L.M, L.O)
-    expected_free = env._state_row[offsets[5] : offsets[5] + L.J]
-    started = env._state_row[offsets[7] : offsets[7] + L.J]
-    ready = views["job_ready"]
-    all_jobs = scenario.jobs
+    now, rows = env.time, env._rows
+    views = rows.views(env._state_row)
+    start = views["op_start"].reshape(rows.J, rows.O)
+    end = views["op_end"].reshape(rows.J, rows.O)
+    all_jobs, order = scenario.jobs, env._order
     known = scenario.downtimes
     seen = (known[:, 1] <= now) | (known[:, 3] == MAINTENANCE)  # begun by now, or planned in advance
-    ids = np.flatnonzero(all_jobs.release_dates <= now)
-    local = {int(j): i for i, j in enumerate(ids)}
+    slot_of = {int(order[n]): j for j, n in enumerate(views["slot_job"].tolist()) if n >= 0}
+    admitted = int(views["n_admitted"][0])
+    queued = [int(job) for job in order[admitted:] if all_jobs.release_dates[job] <= now]
+    ids = np.array(sorted([*slot_of, *queued]), dtype=np.int64)
     done, running = [], []
-    for j in ids.tolist():
-        for k in range(int(all_jobs.n_ops[j])):
-            if start[j, k] >= 0 and end[j, k] <= now:
-                done.append([local[j], k, int(all_jobs.machines[j, k]), int(start[j, k]), int(end[j, k])])
-        if started[j] >= 0 and started[j] <= now < ready[j]:  # busy: an op (or an attempt) is running
-            k = int(views["job_next_op"][j]) - 1
-            if not (k >= 0 and start[j, k] == started[j]):
+    for local, job in enumerate(ids.tolist()):
+        slot = slot_of.get(job)
+        if slot is None:  # queueing: nothing of it has run
+            continue
+        for k in range(int(all_jobs.n_ops[job])):
+            if start[slot, k] >= 0 and end[slot, k] <= now:
+                done.append([local, k, int(all_jobs.machines[job, k]), int(start[slot, k]), int(end[slot, k])])
+        began = int(views["job_started"][slot])
+        if 0 <= began <= now < views["job_ready"][slot]:  # busy: an op (or an attempt) is running
+            k = int(views["job_next_op"][slot]) - 1
+            if not (k >= 0 and start[slot, k] == began):
                 k += 1  # an attempt that will be aborted is still, to a planner, the op running
-            machine = int(all_jobs.machines[j, k])
-            expected = int(expected_free[j])
+            machine = int(all_jobs.machines[job, k])
+            expected = int(views["job_expected"][slot])
             if scenario.interruption == "resume":  # known downtimes met on the way push the end out
-                expected = _planned_end(
-                    int(started[j]), int(all_jobs.durations[j, k]), known[seen & (known[:, 0] == machine)]
-                )
-            running.append([local[j], k, machine, int(started[j]), max(expected, now)])
+                expected = _planned_end(began, int(all_jobs.durations[job, k]), known[seen & (known[:, 0] == machine)])
+            running.append([local, k, machine, began, max(expected, now)])
     jobs = JobShopInstance(
         all_jobs.machines[ids], all_jobs.durations[ids], n_machines=all_jobs.n_machines, n_ops=all_jobs.n_ops[ids],
         release_dates=all_jobs.release_dates[ids], due_dates=all_jobs.due_dates[ids], weights=all_jobs.weights[ids],
@@ -210,6 +209,14 @@ class Residual:
     def blocked_rows(self) -> np.ndarray:
         rows = [(m, s, e, 0) for m, intervals in self.blocked.items() for s, e in intervals]
         return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+    def as_scenario(self, interruption: str = "restart") -> Scenario:
+        """The residual as a dynamic scenario with known durations, whose downtimes are the
+        blocked intervals (as maintenance): simulating it with a dispatching rule gives a plan
+        of the rest (restart: an operation a window would cut waits until after it)."""
+        blocked = self.blocked_rows()
+        blocked[:, 3] = MAINTENANCE
+        return Scenario(self.instance, downtimes=blocked, interruption=interruption, name=self.instance.name)
 
 
 def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:

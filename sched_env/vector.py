@@ -6,31 +6,44 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from instances import InvalidActionError, JobShopInstance
+from instances import JobShopInstance
 from sched_env import _kernels as K
-from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT, observation_space
+from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 from sched_env.schedule import Schedule
-from sched_env.shop import InstanceSource, InstanceSpec, ShopOptions, final_info
+from sched_env.shop import (
+    ACTION_SETS,
+    PLACEMENTS,
+    REWARD_MODES,
+    BatchShopEnv,
+    InstanceSpec,
+    ShopLayout,
+    Source,
+    observation_space,
+    option,
+)
 
 
-class BatchJobShopEnv(ShopOptions):
+class BatchJobShopEnv(BatchShopEnv):
     """N independent job shops in arrays of shape ``(num_envs, ...)``; same semantics, options
     and observation as :class:`~sched_env.JobShopEnv`, stepped in parallel by one kernel call.
 
     ``step(actions)`` returns ``(obs, rewards, terminated, truncated, info)`` with batched
-    arrays. Finished shops restart at once (same-step autoreset): ``info["final_index"]`` lists
-    them, ``info["final_obs"]`` holds their last observations (one row each, in that order),
-    ``info["final_makespan"]`` their makespans and :meth:`final_schedule` their schedules;
-    ``info["_final"]`` marks them in a boolean array of all shops.
+    arrays. Finished shops restart at once (same-step autoreset) and ``info`` follows
+    ``gymnasium.vector``'s conventions: every key has one entry per shop and a boolean
+    ``"_" + key`` mask of the shops it holds. ``info["final_obs"]`` (an object array) holds the
+    last observation of each shop that finished, ``info["final_info"]`` its ``makespan`` and
+    ``instance`` (:meth:`final_schedule` its schedule), and the keys of a reset info
+    (``instance``, ``lower_bound``) describe the episodes that just began.
     Each shop draws its instances from its own seeded generator, so results do not depend on
     how many shops share the batch.
     """
+
+    option_key = "instance"
 
     def __init__(
         self,
@@ -42,151 +55,95 @@ class BatchJobShopEnv(ShopOptions):
         max_ops: int | None = None,
         placement: str = DEFAULT_PLACEMENT,
         action_set: str = DEFAULT_ACTION_SET,
-        reward: str = "dense",
+        reward_mode: str = "dense",
         strict: bool = False,
         instance_dir: str | os.PathLike | None = None,
+        render_mode: str | None = None,
         seed: int | None = None,
     ) -> None:
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.num_envs = int(num_envs)
-        self.render_mode = None
-        self._set_options(
-            instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
-            action_set=action_set, reward=reward, strict=strict, instance_dir=instance_dir,
-        )  # fmt: skip
-        self.single_observation_space = observation_space(self.layout)
+        self.render_mode = render_mode
+        self.placement, self.action_set, self.reward_mode = placement, action_set, reward_mode
+        self._placement = option(placement, PLACEMENTS, "placement")
+        self._action_set = option(action_set, ACTION_SETS, "action_set")
+        self._reward = option(reward_mode, REWARD_MODES, "reward_mode")
+        self.strict = bool(strict)
+        self._directory = instance_dir
+        self._source = Source.of_instances(instance, directory=instance_dir)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+        self.n_actions = self.layout.J
+        self.single_observation_space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
         self.single_action_space = spaces.Discrete(self.layout.J)
-        N, J = self.num_envs, self.layout.J
-        self._instance_rows = np.zeros((N, self.layout.instance_length), dtype=np.int64)
-        self._state_rows = np.zeros((N, self.layout.state_length), dtype=np.int64)
-        self._masks = np.zeros((N, J), dtype=np.int8)
-        self._features = np.zeros((N, J, K.N_FEATURES), dtype=np.float32)
-        self._final_masks = np.zeros_like(self._masks)
-        self._final_features = np.zeros_like(self._features)
-        self._final_states = np.zeros_like(self._state_rows)
-        self._rewards = np.zeros(N, dtype=np.float64)
-        self._dones = np.zeros(N, dtype=np.bool_)
-        self._invalids = np.zeros(N, dtype=np.bool_)
-        self._instances: list[JobShopInstance | None] = [None] * N
-        self._final_instances: list[JobShopInstance | None] = [None] * N
-        self._all = np.arange(N, dtype=np.int64)
-        self._rngs = self._make_rngs(seed)
+        self._init_batch(num_envs, seed, K.N_FEATURES, self.layout.state_length)
+        self._insts = np.zeros((self.num_envs, self.layout.instance_length), dtype=np.int64)
 
-    def _make_rngs(self, seed: int | None) -> list[np.random.Generator]:
-        children = np.random.SeedSequence(seed).spawn(self.num_envs)
-        return [np.random.default_rng(child) for child in children]
+    def _make_source(self, spec: Any) -> Source:
+        return Source.of_instances(spec, directory=self._directory)
 
-    # ------------------------------------------------------------------ core API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Reset every shop; ``seed`` reseeds the per-shop instance generators."""
-        if seed is not None:
-            self._rngs = self._make_rngs(seed)
-        chosen = (options or {}).get("instance")
-        source = InstanceSource(chosen) if chosen is not None else self._source
-        for i in range(self.num_envs):
-            self._load(i, source.draw(self._rngs[i]))
-        self._reset_rows(self._all)
-        return self._observation(), {}
+    # ------------------------------------------------------------------ kernel calls
+    def _load(self, i: int, instance: JobShopInstance) -> None:
+        if instance is not self._items[i]:
+            self.layout.encode(instance, self._insts[i])
+            self._items[i] = instance
 
-    def step(self, actions):
-        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
-        if actions.shape[0] != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} actions (one per shop), got {actions.shape[0]}")
-        if self.strict:
-            self._check_actions(actions)
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        L = self.layout
+        K.reset_batch(
+            self._insts, self._states, rows, self._placement, self._action_set, self._masks, self._features,
+            L.J, L.M, L.O,
+        )  # fmt: skip
+
+    def _kernel_step(self, actions: np.ndarray) -> None:
         L = self.layout
         K.step_batch(
-            self._instance_rows, self._state_rows, actions, self._placement, self._action_set, self._reward, True,
+            self._insts, self._states, actions, self._placement, self._action_set, self._reward, True,
             self._masks, self._features, self._rewards, self._dones, self._invalids,
             self._final_masks, self._final_features, self._final_states, L.J, L.M, L.O,
         )  # fmt: skip
-        info: dict[str, Any] = {"invalid_action": self._invalids.copy()}
-        if self._dones.any():
-            info.update(final_info(self._dones, self._final_features, self._final_masks))
-            done = info["final_index"]
-            info["final_makespan"] = self._final_states[done, K.ST_MAKESPAN]
-            for i in done.tolist():
-                self._final_instances[i] = self._instances[i]
-            if self._source.changes:  # draw new instances for the shops that finished
-                for i in done.tolist():
-                    self._load(i, self._source.draw(self._rngs[i]))
-                self._reset_rows(done.astype(np.int64))
-        return self._observation(), self._rewards.copy(), self._dones.copy(), np.zeros(self.num_envs, dtype=bool), info
 
-    def action_masks(self) -> np.ndarray:
-        """``(num_envs, max_jobs)`` boolean masks of the allowed actions."""
-        return self._masks.astype(bool)
+    def _reset_values(self, rows: np.ndarray) -> dict[str, Any]:
+        return {
+            "instance": [self._items[i].name for i in rows.tolist()],
+            "lower_bound": self._states[rows, K.ST.lower_bound],
+        }
+
+    def _final_values(self, rows: np.ndarray) -> dict[str, Any]:
+        return {
+            "makespan": self._final_states[rows, K.ST.makespan],
+            "instance": [self._final_items[i].name for i in rows.tolist()],
+        }
 
     # ------------------------------------------------------------------ shop access
     def instance(self, index: int) -> JobShopInstance | None:
-        return self._instances[index]
+        return self._items[index]
 
     def schedule(self, index: int) -> Schedule:
         """The schedule being built in shop ``index``."""
-        instance = self._instances[index]
+        instance = self._items[index]
         if instance is None:
-            raise gym.error.ResetNeeded("call reset() first")
-        return self.layout.schedule(instance, self._state_rows[index])
+            raise ValueError("call reset() first")
+        return self.layout.schedule(instance, self._states[index])
 
     def final_schedule(self, index: int) -> Schedule:
         """The complete schedule of the episode that shop ``index`` finished most recently
         (valid until that shop finishes again)."""
-        instance = self._final_instances[index]
-        if instance is None:
-            raise ValueError(f"shop {index} has not finished an episode yet")
-        return self.layout.schedule(instance, self._final_states[index])
+        return self.layout.schedule(self._final_item(index), self._final_states[index])
 
     def makespans(self) -> np.ndarray:
-        return self._state_rows[:, K.ST_MAKESPAN].copy()
-
-    def close(self) -> None:
-        pass
-
-    # ------------------------------------------------------------------ internals
-    def _load(self, i: int, instance: JobShopInstance) -> None:
-        if instance is not self._instances[i]:
-            self.layout.encode(instance, self._instance_rows[i])
-            self._instances[i] = instance
-
-    def _reset_rows(self, indices: np.ndarray) -> None:
-        L = self.layout
-        K.reset_batch(
-            self._instance_rows, self._state_rows, indices, self._placement, self._action_set,
-            self._masks, self._features, L.J, L.M, L.O,
-        )  # fmt: skip
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        return {"jobs": self._features.copy(), "action_mask": self._masks.copy()}
-
-    def _check_actions(self, actions: np.ndarray) -> None:
-        J = self.layout.J
-        inside = (actions >= 0) & (actions < J)
-        allowed = np.zeros(self.num_envs, dtype=bool)
-        allowed[inside] = self._masks[np.flatnonzero(inside), actions[inside]] != 0
-        if not allowed.all():
-            i = int(np.argmin(allowed))
-            raise InvalidActionError(
-                f"shop {i}: action {actions[i]} is not allowed now; allowed jobs: {np.flatnonzero(self._masks[i]).tolist()}"
-            )
+        return self._states[:, K.ST.makespan].copy()
 
 
-class JobShopVectorEnv(VectorEnv):
-    """``gymnasium.vector.VectorEnv`` over :class:`BatchJobShopEnv` (same-step autoreset).
+class ShopVectorEnv(VectorEnv):
+    """``gymnasium.vector.VectorEnv`` over a batched shop env (same-step autoreset): the batch
+    already speaks gymnasium's vector conventions, so this only declares the spaces."""
 
-    This is the ``vector_entry_point`` of ``sched_env/JobShop-v0``:
-    ``gymnasium.make_vec("sched_env/JobShop-v0", num_envs=64, instance="ta01")``.
-    When a shop finishes, ``info["final_obs"]`` holds its last observation (an object array,
-    ``None`` for shops that did not finish; mask in ``info["_final_obs"]``)."""
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["ansi"]}
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
-
-    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
-        kwargs.pop("render_mode", None)
-        self.batch = BatchJobShopEnv(num_envs, **kwargs)
-        self.num_envs = self.batch.num_envs
-        self.single_observation_space = self.batch.single_observation_space
-        self.single_action_space = self.batch.single_action_space
+    def __init__(self, batch: BatchShopEnv) -> None:
+        self.batch = batch
+        self.num_envs = batch.num_envs
+        self.render_mode = batch.render_mode
+        self.single_observation_space = batch.single_observation_space
+        self.single_action_space = batch.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
@@ -194,19 +151,38 @@ class JobShopVectorEnv(VectorEnv):
         return self.batch.reset(seed=seed, options=options)
 
     def step(self, actions):
-        obs, rewards, terminated, truncated, info = self.batch.step(actions)
-        if "final_obs" in info:
-            final = np.full(self.num_envs, None, dtype=object)
-            for row, i in enumerate(info.pop("final_index").tolist()):
-                final[i] = {key: value[row] for key, value in info["final_obs"].items()}
-            info["final_obs"] = final
-            info["_final_obs"] = info.pop("_final")
-        return obs, rewards, terminated, truncated, info
+        return self.batch.step(actions)
 
     def action_masks(self) -> np.ndarray:
         return self.batch.action_masks()
+
+    def render(self):
+        """Text Gantt charts of every shop (``render_mode="ansi"``), else None."""
+        if self.render_mode != "ansi":
+            return None
+        from sched_env.render import gantt_text
+
+        return tuple(
+            gantt_text(self.batch.schedule(i), self.batch.instance(i), color=False) for i in range(self.num_envs)
+        )
+
+
+class JobShopVectorEnv(ShopVectorEnv):
+    """The ``vector_entry_point`` of ``sched_env/JobShop-v0``:
+    ``gymnasium.make_vec("sched_env/JobShop-v0", num_envs=64, instance="ta01")``."""
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        super().__init__(BatchJobShopEnv(num_envs, **kwargs))
 
 
 def make_vector_env(num_envs: int = 1, **kwargs: Any) -> JobShopVectorEnv:
     """The ``vector_entry_point`` of the registered ids."""
     return JobShopVectorEnv(num_envs, **kwargs)
+
+
+def make_dynamic_vector_env(num_envs: int = 1, **kwargs: Any) -> ShopVectorEnv:
+    """The ``vector_entry_point`` of ``sched_env/DynamicJobShop-v0``: N dynamic shops stepped
+    by one kernel call (:class:`~sched_env.dynamic.BatchDynamicJobShopEnv`)."""
+    from sched_env.dynamic import BatchDynamicJobShopEnv
+
+    return ShopVectorEnv(BatchDynamicJobShopEnv(num_envs, **kwargs))

@@ -210,23 +210,28 @@ def random_test_instance(rng: np.random.Generator, max_jobs: int = 6, max_machin
 
 class ReferenceDynamicShop:
     """Twin of the dynamic kernels: the clock advances one time unit at a time, and an
-    operation runs unit by unit around (resume) or into (restart) its machine's downtimes."""
+    operation runs unit by unit around (resume) or into (restart) its machine's downtimes.
+    Jobs enter ``window`` slots in arrival order (job n of the stream: slot n mod window, else
+    the next free one); while none is free they queue. Rows of the mask and features are slots."""
 
-    def __init__(self, scenario, max_jobs: int, max_ops: int, objective: str):
+    def __init__(self, scenario, max_jobs: int, max_ops: int, objective: str, allow_wait: bool = False):
         self.s, self.jobs = scenario, scenario.jobs
-        self.J, self.O, self.objective = max_jobs, max_ops, objective
+        self.J, self.O, self.objective, self.allow_wait = max_jobs, max_ops, objective, allow_wait
         self.scale = max(1, int(round(float(self.jobs.job_work().mean()))))
         n = self.jobs.n_jobs
+        self.stream = sorted(range(n), key=lambda j: (int(self.jobs.release_dates[j]), j))
+        self.slots: list[int | None] = [None] * max_jobs
+        self.admitted = 0
         self.now = 0
         self.next_op = [0] * n
         self.ready = [int(r) for r in self.jobs.release_dates]
         self.busy_until = [0] * self.jobs.n_machines
         self.expected_job = [int(r) for r in self.jobs.release_dates]
         self.expected_machine = [0] * self.jobs.n_machines
-        self.start = np.full((max_jobs, max_ops), -1, dtype=np.int64)
-        self.end = np.full((max_jobs, max_ops), -1, dtype=np.int64)
+        self.start = np.full((n, max_ops), -1, dtype=np.int64)  # by scenario job
+        self.end = np.full((n, max_ops), -1, dtype=np.int64)
         self.wasted = 0
-        self.carry = {"makespan": 0, "flow": 0, "tardiness": 0}
+        self.carry = {"makespan": 0, "mean_flow_time": 0, "total_weighted_tardiness": 0}
 
     def down(self, machine: int, t: int) -> tuple[int, int] | None:
         for m, a, b, _ in self.s.downtimes.tolist():
@@ -240,20 +245,40 @@ class ReferenceDynamicShop:
     def machine_of(self, j: int) -> int:
         return int(self.jobs.machines[j, self.next_op[j]])
 
-    def startable(self, j: int) -> bool:
-        if j >= self.jobs.n_jobs or not self.unfinished(j):
+    def admit(self) -> None:
+        """Free the slots of complete jobs, then fill free slots with arrived jobs."""
+        for i, j in enumerate(self.slots):
+            if j is not None and not self.unfinished(j) and self.ready[j] <= self.now:
+                self.slots[i] = None
+        while self.admitted < len(self.stream) and None in self.slots:
+            n = self.admitted
+            job = self.stream[n]
+            if self.jobs.release_dates[job] > self.now:
+                break
+            slot = next(i % self.J for i in range(n, n + self.J) if self.slots[i % self.J] is None)
+            self.slots[slot] = job
+            self.admitted += 1
+
+    def startable(self, slot: int) -> bool:
+        j = self.slots[slot] if slot < self.J else None
+        if j is None or not self.unfinished(j):
             return False
         m = self.machine_of(j)
         now = self.now
-        return (
-            self.jobs.release_dates[j] <= now
-            and self.ready[j] <= now
-            and self.busy_until[m] <= now
-            and self.down(m, now) is None
-        )
+        return self.ready[j] <= now and self.busy_until[m] <= now and self.down(m, now) is None
+
+    def next_event(self) -> float:
+        """The next time anything changes: an arrival, an op end, a downtime start or end."""
+        later = [int(r) for r in self.jobs.release_dates if r > self.now]
+        later += [t for t in self.ready + self.busy_until if t > self.now]
+        later += [t for _m, a, b, _k in self.s.downtimes.tolist() for t in (a, b) if t > self.now]
+        return min(later, default=float("inf"))
 
     def mask(self) -> np.ndarray:
-        return np.array([self.startable(j) for j in range(self.J)], dtype=np.int8)
+        mask = [self.startable(i) for i in range(self.J)]
+        if self.allow_wait:
+            mask.append(any(mask) and self.next_event() < float("inf"))
+        return np.array(mask, dtype=np.int8)
 
     def completion(self, j: int) -> float:
         return self.ready[j] if not self.unfinished(j) else float("inf")
@@ -264,23 +289,34 @@ class ReferenceDynamicShop:
         self.carry["makespan"] += 1
         for j in range(self.jobs.n_jobs):
             if self.jobs.release_dates[j] <= t < self.completion(j):
-                self.carry["flow"] += 1
+                self.carry["mean_flow_time"] += 1
                 if t >= self.jobs.due_dates[j]:
-                    self.carry["tardiness"] += int(self.jobs.weights[j])
+                    self.carry["total_weighted_tardiness"] += int(self.jobs.weights[j])
         self.now += 1
 
     def settle(self) -> None:
         while True:
+            self.admit()
             if not any(self.unfinished(j) for j in range(self.jobs.n_jobs)):
                 final = max(self.ready)
                 while self.now < final:
                     self.tick()
+                self.admit()
                 return
-            if self.mask().any():
+            if self.mask()[: self.J].any():
                 return
             self.tick()
 
-    def run(self, j: int) -> None:
+    def wait(self, until: int | None = None) -> None:
+        target = self.next_event()
+        if until is not None and until > self.now:
+            target = min(target, until)
+        while self.now < target:
+            self.tick()
+        self.settle()
+
+    def run(self, slot: int) -> None:
+        j = self.slots[slot]
         m, k = self.machine_of(j), self.next_op[j]
         work = int(self.s.realized_durations[j, k])
         t, done = self.now, 0
@@ -306,27 +342,27 @@ class ReferenceDynamicShop:
         n = max(self.jobs.n_jobs, 1)
         value = {
             "makespan": self.carry["makespan"],
-            "flow": self.carry["flow"] / n,
-            "tardiness": self.carry["tardiness"] / n,
+            "mean_flow_time": self.carry["mean_flow_time"] / n,
+            "total_weighted_tardiness": self.carry["total_weighted_tardiness"] / n,
         }
-        self.carry = {"makespan": 0, "flow": 0, "tardiness": 0}
+        self.carry = dict.fromkeys(self.carry, 0)
         return -value[self.objective] / self.scale
 
     def features(self, mask: np.ndarray) -> np.ndarray:
         jobs, now = self.jobs, self.now
         out = np.zeros((self.J, 12))
-        arrived = [j for j in range(jobs.n_jobs) if self.unfinished(j) and jobs.release_dates[j] <= now]
+        active = [(i, j) for i, j in enumerate(self.slots) if j is not None and self.unfinished(j)]
         load = np.zeros(jobs.n_machines)
-        for j in arrived:
+        for _, j in active:
             for k in range(self.next_op[j], jobs.n_ops[j]):
                 load[jobs.machines[j, k]] += jobs.durations[j, k]
-        max_weight = max([1] + [int(jobs.weights[j]) for j in arrived])
-        for j in arrived:
+        max_weight = max([1] + [int(jobs.weights[j]) for _, j in active])
+        for i, j in active:
             m, k = self.machine_of(j), self.next_op[j]
             remaining = int(jobs.durations[j, k:].sum())
             window = self.down(m, now)
-            out[j] = [
-                mask[j],
+            out[i] = [
+                mask[i],
                 jobs.durations[j, k] / max(1, int(jobs.durations.max())),
                 remaining / self.scale,
                 (jobs.n_ops[j] - k) / self.O,
@@ -343,30 +379,31 @@ class ReferenceDynamicShop:
 
 
 def dynamic_choose(shop: ReferenceDynamicShop, mask: np.ndarray, rule: str, uniform: float) -> int:
-    """Twin of ``dynamic_choose``: static rules on planned data, or ATC."""
+    """Twin of ``dynamic_choose``: static rules on planned data, or ATC (returns a slot)."""
     jobs = shop.jobs
-    allowed = [int(j) for j in np.flatnonzero(mask)]
+    allowed = [int(i) for i in np.flatnonzero(mask[: shop.J])]
     if not allowed:
         return -1
     if rule == "random":
         return allowed[int(uniform * len(allowed))]
-    planned = {j: int(jobs.durations[j, shop.next_op[j]]) for j in allowed}
-    remaining = {j: int(jobs.durations[j, shop.next_op[j] :].sum()) for j in allowed}
+    job = {i: shop.slots[i] for i in allowed}
+    planned = {i: int(jobs.durations[job[i], shop.next_op[job[i]]]) for i in allowed}
+    remaining = {i: int(jobs.durations[job[i], shop.next_op[job[i]] :].sum()) for i in allowed}
     if rule == "atc":
         mean = sum(max(p, 1) for p in planned.values()) / len(allowed)
 
-        def index(j):
-            slack = max(0, int(jobs.due_dates[j]) - shop.now - remaining[j])
-            return jobs.weights[j] / max(planned[j], 1) * np.exp(-slack / (2.0 * mean))
+        def index(i):
+            slack = max(0, int(jobs.due_dates[job[i]]) - shop.now - remaining[i])
+            return jobs.weights[job[i]] / max(planned[i], 1) * np.exp(-slack / (2.0 * mean))
 
-        return max(allowed, key=lambda j: (index(j), -j))
+        return max(allowed, key=lambda i: (index(i), -i))
     keys = {
-        "spt": lambda j: planned[j],
-        "lpt": lambda j: -planned[j],
-        "mwkr": lambda j: -remaining[j],
-        "lwkr": lambda j: remaining[j],
-        "mopnr": lambda j: -(jobs.n_ops[j] - shop.next_op[j]),
-        "fifo": lambda j: shop.ready[j],
-        "edd": lambda j: int(jobs.due_dates[j]),
+        "spt": lambda i: planned[i],
+        "lpt": lambda i: -planned[i],
+        "mwkr": lambda i: -remaining[i],
+        "lwkr": lambda i: remaining[i],
+        "mopnr": lambda i: -(jobs.n_ops[job[i]] - shop.next_op[job[i]]),
+        "fifo": lambda i: shop.ready[job[i]],
+        "edd": lambda i: int(jobs.due_dates[job[i]]),
     }
-    return min(allowed, key=lambda j: (keys[rule](j), j))
+    return min(allowed, key=lambda i: (keys[rule](i), i))

@@ -9,20 +9,10 @@ import sys
 
 import pytest
 
-from experiments.benchmark import COLUMNS, MethodSpec, run, run_matrix, write_outputs
+from experiments.benchmark import COLUMNS, run, run_matrix, write_outputs
 from experiments.cli import UserError, expand_names
 
 pytest.importorskip("ortools")
-
-
-def test_method_specs():
-    assert MethodSpec.parse("mwkr") == MethodSpec("rule", "mwkr", "non_delay")
-    assert MethodSpec.parse("spt@giffler_thompson").action_set == "giffler_thompson"
-    assert MethodSpec.parse("random:16").samples == 16
-    assert MethodSpec.parse("cpsat:10:hint") == MethodSpec("cpsat", "cpsat", time_limit_s=10.0, hinted=True)
-    for bad in ("foo", "cpsat", "cpsat:x", "cpsat:10:hints", "mwkr@left", "mwkr:3"):
-        with pytest.raises(ValueError):
-            MethodSpec.parse(bad)
 
 
 def test_expand_names():

@@ -33,14 +33,15 @@ def test_list_family(capsys):
 def test_list_json(capsys):
     assert main(["instances", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 238 and {r["data"] for r in rows} <= {"generated", "missing", "file"}
+    assert len(rows) == 238 and {r["data"] for r in rows} == {"generated", "bundled"}  # every name loads
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("instances", "show", "nope"), "unknown instance 'nope'"),
-        (("instances", "show", "la16"), "known benchmark"),
+        (("solve", "ta01", "--method", "nope"), "unknown method 'nope'"),
+        (("solve", "ta01", "--method", "atc"), "rule 'atc' needs due dates"),
         (("gantt", "missing.json", "--instance", "ta01"), "cannot read schedule file"),
     ],
 )

@@ -24,34 +24,72 @@ def small_scenario(seed: int, interruption: str) -> Scenario:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("interruption", ["resume", "restart"])
-@pytest.mark.parametrize("objective", ["makespan", "tardiness", "flow"])
-def test_dynamic_kernels_match_the_reference_twin(interruption, objective):
-    for seed in range(40):
-        scenario = small_scenario(seed, interruption)
-        env = DynamicJobShopEnv(scenario, objective=objective, max_jobs=scenario.jobs.n_jobs + seed % 2)
-        obs, info = env.reset(seed=seed)
-        twin = ReferenceDynamicShop(scenario, env.layout.J, env.layout.O, objective)
-        twin.settle()
-        rng = np.random.default_rng(seed)
-        done, step = False, 0
-        while True:
-            where = f"seed {seed}, step {step}"
-            mask = twin.mask()
-            assert env.time == twin.now, where
-            np.testing.assert_array_equal(obs["action_mask"], mask, err_msg=where)
-            np.testing.assert_allclose(obs["jobs"], twin.features(mask), rtol=1e-5, atol=1e-5, err_msg=where)
-            if done:
-                break
-            action = int(rng.choice(np.flatnonzero(mask)))
+def compare_with_twin(scenario, seed: int, objective: str, window: int, allow_wait: bool) -> int:
+    """Drive the env and its twin with the same random actions (waits included); compare the
+    clock, mask, features and reward at every step, and the schedules at the end."""
+    env = DynamicJobShopEnv(scenario, objective=objective, max_jobs=window, allow_wait=allow_wait)
+    obs, info = env.reset(seed=seed)
+    twin = ReferenceDynamicShop(scenario, env.layout.J, env.layout.O, objective, allow_wait)
+    twin.settle()
+    rng = np.random.default_rng(seed)
+    done, step = False, 0
+    while True:
+        where = f"seed {seed}, window {window}, step {step}"
+        mask = twin.mask()
+        assert env.time == twin.now, where
+        np.testing.assert_array_equal(obs["action_mask"], mask, err_msg=where)
+        np.testing.assert_allclose(obs["jobs"], twin.features(mask), rtol=1e-5, atol=1e-5, err_msg=where)
+        assert [j if j >= 0 else None for j in env.slot_jobs().tolist()] == twin.slots, where
+        if done:
+            break
+        if allow_wait and mask[-1] and rng.random() < 0.25:
+            until = int(env.time + rng.integers(1, 30)) if rng.random() < 0.5 else None
+            obs, reward, done, _, info = env.wait(until) if until is not None else env.step(window)
+            twin.wait(until)
+        else:
+            action = int(rng.choice(np.flatnonzero(mask[:window])))
             obs, reward, done, _, info = env.step(action)
             twin.run(action)
             twin.settle()  # the first reward also carries the time before the first decision
-            assert reward == pytest.approx(twin.reward(), abs=1e-9), where
-            step += 1
-        starts = env.layout.views(env._state_row)["op_start"].reshape(env.layout.J, env.layout.O)
-        np.testing.assert_array_equal(starts, twin.start)
-        assert info["wasted_work"] == twin.wasted
+        assert reward == pytest.approx(twin.reward(), abs=1e-9), where
+        step += 1
+    jobs = scenario.jobs
+    expected = twin.start[: jobs.n_jobs, : jobs.max_ops]
+    np.testing.assert_array_equal(info["schedule"].start_matrix(jobs), expected)
+    assert info["wasted_work"] == twin.wasted
+    return step
+
+
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+@pytest.mark.parametrize("objective", ["makespan", "total_weighted_tardiness", "mean_flow_time"])
+def test_dynamic_kernels_match_the_reference_twin(interruption, objective):
+    for seed in range(40):
+        scenario = small_scenario(seed, interruption)
+        compare_with_twin(scenario, seed, objective, scenario.jobs.n_jobs + seed % 2, allow_wait=False)
+
+
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+def test_wait_action_matches_the_twin(interruption):
+    for seed in range(40):
+        scenario = small_scenario(seed, interruption)
+        compare_with_twin(scenario, seed, "total_weighted_tardiness", scenario.jobs.n_jobs, allow_wait=True)
+
+
+@pytest.mark.parametrize("interruption", ["resume", "restart"])
+def test_a_stream_longer_than_the_window_reuses_slots_like_the_twin(interruption):
+    """More jobs than slots: jobs queue, take freed slots, and everything still equals the twin."""
+    reused = 0
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        machines = int(rng.integers(1, 4))
+        scenario = generate_scenario(
+            machines, initial_jobs=int(rng.integers(0, 4)), arriving_jobs=int(rng.integers(6, 14)), utilisation=1.1,
+            low=0, high=12, mtbf=30.0, mttr=5.0, noise=0.4, tightness=1.0, interruption=interruption, seed=rng,
+        )  # fmt: skip
+        window = int(rng.integers(machines, machines + 3))
+        compare_with_twin(scenario, seed, "mean_flow_time", window, allow_wait=bool(seed % 2))
+        reused += scenario.jobs.n_jobs > window
+    assert reused >= 20
 
 
 @pytest.mark.parametrize("interruption", ["resume", "restart"])
@@ -128,7 +166,7 @@ def test_registered_dynamic_env_passes_both_checkers():
     env = gym.make("sched_env/DynamicJobShop-v0")
     check_env(env.unwrapped, skip_render_check=True)
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
-    sb3_checker.check_env(gym.make("sched_env/DynamicJobShop-v0", objective="flow").unwrapped, warn=False)
+    sb3_checker.check_env(gym.make("sched_env/DynamicJobShop-v0", objective="mean_flow_time").unwrapped, warn=False)
 
 
 def test_bad_input_is_a_clear_error():
@@ -149,12 +187,12 @@ def test_dynamic_rules_match_the_twin(rule, interruption):
     from tests.reference import dynamic_choose
 
     scenarios = [small_scenario(seed, interruption) for seed in range(12)]
-    results = dispatch_dynamic_many(scenarios, rule, objective="tardiness", seed=3)
+    results = dispatch_dynamic_many(scenarios, rule, objective="total_weighted_tardiness", seed=3)
     uniforms = np.random.default_rng(3).random((len(scenarios), 4 * max(s.jobs.n_operations for s in scenarios)))
     J = max(s.jobs.n_jobs for s in scenarios)
     O = max(s.jobs.max_ops for s in scenarios)  # noqa: E741
     for n, (scenario, result) in enumerate(zip(scenarios, results)):
-        twin = ReferenceDynamicShop(scenario, J, O, "tardiness")
+        twin = ReferenceDynamicShop(scenario, J, O, "total_weighted_tardiness")
         twin.settle()
         step = 0
         while twin.mask().any():
@@ -163,7 +201,7 @@ def test_dynamic_rules_match_the_twin(rule, interruption):
             step += 1
         expected = twin.start[: scenario.jobs.n_jobs, : scenario.jobs.max_ops]
         np.testing.assert_array_equal(result.schedule.start_matrix(scenario.jobs), expected, err_msg=f"scenario {n}")
-        assert result.objective == result.params["tardiness"]
+        assert result.objective == result.params["total_weighted_tardiness"]
 
 
 def test_dynamic_batch_equals_single_envs_step_by_step():

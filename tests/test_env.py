@@ -37,7 +37,7 @@ def test_ids_are_registered_and_each_is_checked():
 
 
 @pytest.mark.parametrize("env_id", STATIC_IDS)
-@pytest.mark.parametrize("kwargs", [{}, {"instance": "ta01", "reward": "sparse", "placement": "append"}])
+@pytest.mark.parametrize("kwargs", [{}, {"instance": "ta01", "reward_mode": "sparse", "placement": "append"}])
 def test_gymnasium_env_checker_passes(env_id, kwargs):
     from gymnasium.utils.env_checker import check_env
 
@@ -104,7 +104,7 @@ def test_episode_gives_a_valid_schedule_and_dense_return_is_minus_makespan(place
 
 
 def test_sparse_reward_is_minus_makespan_at_the_end():
-    env = JobShopEnv("ta01", reward="sparse")
+    env = JobShopEnv("ta01", reward_mode="sparse")
     trace, info = random_rollout(env, seed=3)
     rewards = [step[1] for step in trace[1:]]
     assert rewards[:-1] == [0.0] * (len(rewards) - 1)

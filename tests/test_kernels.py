@@ -21,7 +21,7 @@ def compare_episode(seed: int, placement: str, action_set: str, reward: str) -> 
         max_ops=instance.max_ops + int(rng.integers(0, 2)),
         placement=placement,
         action_set=action_set,
-        reward=reward,
+        reward_mode=reward,
     )
     obs, info = env.reset(seed=seed)
     twin = ReferenceShop(instance, env.layout.J, env.layout.O, placement, action_set, reward)
@@ -102,9 +102,9 @@ def test_batched_step_kernel_matches_twins():
             assert rewards[i] == pytest.approx(reward, abs=1e-9)
             assert dones[i] == done
             if done:
-                row = info["final_index"].tolist().index(i)
-                assert info["final_makespan"][row] == twin.makespan
-                final = info["final_obs"]["jobs"][row]
+                assert info["_final_obs"][i] and info["final_info"]["_makespan"][i]
+                assert info["final_info"]["makespan"][i] == twin.makespan
+                final = info["final_obs"][i]["jobs"]
                 np.testing.assert_allclose(final, twin.features(twin.mask()), rtol=1e-5, atol=1e-6)
                 twins[i] = ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense")
 

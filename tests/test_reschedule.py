@@ -8,6 +8,7 @@ import pytest
 from instances import InfeasibleScheduleError
 from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import generate_scenario
+from sched_env.schedule import objective_value
 from sched_env.snapshot import plan_violations
 
 cpsat = pytest.importorskip("baselines.cpsat", reason="OR-Tools is not installed")
@@ -24,7 +25,7 @@ def run_until(env, rng, steps):
 
 
 @pytest.mark.parametrize("interruption", ["resume", "restart"])
-@pytest.mark.parametrize("objective", ["tardiness", "makespan", "flow"])
+@pytest.mark.parametrize("objective", ["total_weighted_tardiness", "makespan", "mean_flow_time"])
 def test_reschedule_keeps_done_and_running_work_and_fits_the_state(interruption, objective):
     for seed in range(4):
         scenario = generate_scenario(
@@ -37,7 +38,7 @@ def test_reschedule_keeps_done_and_running_work_and_fits_the_state(interruption,
         result = cpsat.reschedule(state, time_limit_s=2, objective=objective)
         assert result.status in ("optimal", "feasible")
         assert plan_violations(state, result.schedule) == []
-        assert result.objective == cpsat.objective_value(state.jobs, result.schedule, objective)
+        assert result.objective == objective_value(state.jobs, result.schedule, objective)
         rows = set(zip(result.schedule.job.tolist(), result.schedule.op.tolist(), result.schedule.start.tolist()))
         assert all((j, k, s) in rows for j, k, _m, s, _e in state.done.tolist() + state.running.tolist())
         waiting = set(state.waiting())
@@ -75,14 +76,38 @@ def test_unknown_objective_is_a_clear_error():
         cpsat.reschedule(env.snapshot(), objective="speed")
 
 
-@pytest.mark.parametrize("method", ["cpsat", "right-shift"])
-def test_replanner_runs_a_scenario_to_the_end_with_valid_plans(method):
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize(("method", "initial"), [("cpsat:0.2", None), ("right-shift", "cpsat:0.2"), ("atc", None)])
+def test_replanner_runs_a_scenario_to_the_end_with_valid_plans(method, initial, exact):
     from baselines.replan import Replanner
 
     scenario = generate_scenario(3, initial_jobs=2, arriving_jobs=4, mtbf=200, mttr=20, noise=0.2, seed=2)
-    result = Replanner(method, time_limit_s=0.2).run(DynamicJobShopEnv(scenario))
-    assert result.params["plans"] >= 1 and result.params["tardiness"] == result.objective
+    env = DynamicJobShopEnv(scenario, allow_wait=exact)
+    result = Replanner(method, initial=initial, exact=exact).run(env)
+    assert result.params["plans"] >= 1 and result.params["total_weighted_tardiness"] == result.objective
     assert len(result.schedule) == scenario.jobs.n_operations
+
+
+def test_exact_execution_starts_operations_at_their_planned_times():
+    """Without noise or breakdowns a plan is carried out exactly: every start as planned,
+    idle machines included (the non-delay priority following cannot do that)."""
+    from baselines.replan import Replanner
+
+    scenario = generate_scenario(4, initial_jobs=6, arriving_jobs=0, tightness=1.0, seed=4)
+    replanner = Replanner("cpsat:2", seed=0)
+    exact = replanner.run(DynamicJobShopEnv(scenario, allow_wait=True))
+    assert exact.params["plans"] == 1
+    _time, plan, ids = replanner.plans[0]
+    planned = dict(zip(zip(ids[plan.job].tolist(), plan.op.tolist()), plan.start.tolist()))
+    done = dict(zip(zip(exact.schedule.job.tolist(), exact.schedule.op.tolist()), exact.schedule.start.tolist()))
+    assert done == planned
+
+
+def test_replanner_needs_the_wait_action_for_exact_execution():
+    from baselines.replan import Replanner
+
+    with pytest.raises(ValueError, match="allow_wait=True"):
+        Replanner("atc").run(DynamicJobShopEnv(generate_scenario(3, seed=0)))
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from tests.reference import random_test_instance
 TAILLARD_15X15 = [f"ta{i:02d}" for i in range(1, 11)]
 
 
-@pytest.mark.parametrize("rule", [r for r in RULES if r != "edd"])
+@pytest.mark.parametrize("rule", [r for r in RULES if r not in ("edd", "atc")])
 @pytest.mark.parametrize("action_set", ["any", "giffler_thompson", "non_delay"])
 def test_every_rule_gives_valid_schedules_on_random_instances(rule, action_set):
     rng = np.random.default_rng(5)
@@ -77,6 +77,16 @@ def test_edd_uses_due_dates_and_needs_them():
     assert dispatch(instance, "edd", action_set="any").schedule.sorted().job.tolist() == [1, 0]
     with pytest.raises(InvalidInstanceError, match="rule 'edd' needs due dates"):
         dispatch(instances.load("ta01"), "edd")
+
+
+def test_atc_on_a_static_shop_uses_due_dates_and_weights_or_says_which_rules_fit():
+    with pytest.raises(InvalidInstanceError, match="rule 'atc' needs due dates; 'ta01' has none. Rules for it: spt"):
+        dispatch(instances.load("ta01"), "atc")
+    # job 1 is urgent and heavy: ATC starts it first although job 0 has the lower index
+    urgent = instances.JobShopInstance.from_jobs([[(0, 5)], [(0, 5)]], due_dates=[100, 5], weights=[1, 4])
+    assert dispatch(urgent, "atc", action_set="any").schedule.sorted().job.tolist() == [1, 0]
+    relaxed = urgent.replace(due_dates=np.array([5, 100]), weights=np.array([4, 1]))
+    assert dispatch(relaxed, "atc", action_set="any").schedule.sorted().job.tolist() == [0, 1]
 
 
 def test_unknown_rule_is_a_clear_error():

@@ -33,9 +33,8 @@ def test_batch_equals_single_envs_step_by_step(placement, action_set):
             assert rewards[i] == r and terminated[i] == d and not truncated[i]
             if d:
                 finished += 1
-                row = info["final_index"].tolist().index(i)
-                np.testing.assert_array_equal(info["final_obs"]["jobs"][row], o["jobs"])
-                assert info["final_makespan"][row] == single_info["makespan"]
+                np.testing.assert_array_equal(info["final_obs"][i]["jobs"], o["jobs"])
+                assert info["final_info"]["makespan"][i] == single_info["makespan"]
                 assert batch.final_schedule(i) == single_info["schedule"]
                 validate_schedule(env.instance, batch.final_schedule(i))
                 o, _ = env.reset(options={"instance": batch.instance(i)})  # the batch drew a new one
