@@ -1,0 +1,131 @@
+"""Env throughput of two commits side by side: this checkout against an earlier one.
+
+Each round runs every measurement once in a fresh process per tree, alternating the trees,
+so both see the same machine load; the report gives the median of the rounds and the ratio.
+Measured: the static env (single and batched, N=1024) on ta01 / ta41 / ta71 with uniformly
+random valid actions, and the dynamic env on endless-stream scenarios (20 machines, 90 %
+utilisation, 200 / 1 000 / 5 000 arriving jobs, first-allowed-job dispatching), whose steps/s
+should not depend on the stream's length.
+
+    python -m experiments.bench_compare --base 5cd12bb --rounds 3 --seconds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from experiments.provenance import git_commit, machine_description
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "experiments" / "results"
+STATIC = ("ta01", "ta41", "ta71")
+STREAMS = (200, 1000, 5000)
+
+# Runs inside each tree: only APIs both commits have (JobShopEnv, BatchJobShopEnv,
+# DynamicJobShopEnv(scenario), generate_scenario, bench_env's samplers).
+MEASURE = """
+import json, sys, time
+import numpy as np
+import instances, sched_env
+from experiments.bench_env import ours_batched, ours_single
+from sched_env.dynamic import DynamicJobShopEnv
+from sched_env.events import generate_scenario
+
+what, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sched_env.warm_up()
+if what == "single":
+    value = ours_single(instances.load(name), seconds)
+elif what == "batched":
+    value = ours_batched(instances.load(name), seconds, 1024)
+else:  # a dynamic stream of `name` arriving jobs, first allowed job, until `seconds` or the end
+    scenario = generate_scenario(20, initial_jobs=20, arriving_jobs=int(name), utilisation=0.9, seed=0)
+    env = DynamicJobShopEnv(scenario)
+    obs, _ = env.reset(seed=0)
+    env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+    steps, done, start = 0, False, time.perf_counter()
+    while not done and time.perf_counter() - start < seconds:
+        obs, _, done, _, _ = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+        steps += 1
+    value = steps / (time.perf_counter() - start)
+print(json.dumps(value))
+"""
+
+
+def measure(tree: Path, what: str, name: str, seconds: float) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, what, name, str(seconds)], cwd=tree, env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"{tree} {what} {name}: {out.stderr[-2000:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="5cd12bb", help="the earlier commit (default: before issue 8)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    base = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=REPO, capture_output=True, text=True)
+    base_commit = base.stdout.strip()
+    cases = [("single", n) for n in STATIC] + [("batched", n) for n in STATIC] + [("stream", str(n)) for n in STREAMS]
+    with tempfile.TemporaryDirectory() as folder:
+        old = Path(folder) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), base_commit], cwd=REPO, check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            trees = {"base": old, "new": REPO}
+            for tree in trees.values():  # compile (or load) the kernels once per tree
+                measure(tree, "single", "ta01", 0.1)
+            values: dict[tuple[str, str, str], list[float]] = {}
+            for round_ in range(args.rounds):
+                for what, name in cases:
+                    for label in ("base", "new") if round_ % 2 == 0 else ("new", "base"):
+                        value = measure(trees[label], what, name, args.seconds)
+                        values.setdefault((label, what, name), []).append(value)
+                        print(f"round {round_ + 1}: {label} {what} {name}: {value:,.0f} steps/s", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, capture_output=True)
+    rows = []
+    for what, name in cases:
+        b = statistics.median(values["base", what, name])
+        n = statistics.median(values["new", what, name])
+        rows.append({"case": what, "instance": name, "base": round(b), "new": round(n), "ratio": round(n / b, 3)})
+    command = "python -m experiments.bench_compare " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "# Env throughput: this commit against an earlier one, side by side",
+        "",
+        f"New `{git_commit()}` vs base `{base_commit}`; {machine_description()}; {time.strftime('%Y-%m-%d')}.",
+        f"Median of {args.rounds} rounds of {args.seconds:g} s each, trees alternating, one process per"
+        f" measurement. Regenerate: `{command.strip()}`.",
+        "Static: uniformly random valid actions, steps/s (batched: N=1024 shops, shop-steps/s). Stream: the dynamic"
+        " env, 20 machines, 90 % utilisation, 20 jobs at the start + N arriving, first allowed job, steps/s.",
+        "",
+        "| case | instance / arriving jobs | base | new | new / base |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [f"| {r['case']} | {r['instance']} | {r['base']:,} | {r['new']:,} | {r['ratio']:.2f} |" for r in rows]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_compare.md").write_text("\n".join(lines) + "\n")
+    (out / "bench_compare.json").write_text(
+        json.dumps({"new": git_commit(), "base": base_commit, "machine": machine_description(), "rows": rows,
+                    "rounds": {f"{k[0]} {k[1]} {k[2]}": v for k, v in values.items()}}, indent=1) + "\n"
+    )  # fmt: skip
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
