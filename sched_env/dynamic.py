@@ -271,7 +271,7 @@ class DynamicJobShopEnv(SingleShopEnv):
     def _final_info(self) -> dict[str, Any]:
         return self.summary()
 
-    def _moment(self) -> str:
+    def _moment(self, shop: int) -> str:
         return f"at time {self.time}"
 
     def _truncated(self) -> bool:
@@ -431,6 +431,9 @@ class BatchDynamicJobShopEnv(BatchShopEnv):
     def _dims(self) -> tuple[int, ...]:
         R = self._rows
         return R.J, R.M, R.O, R.D, R.S
+
+    def _moment(self, shop: int) -> str:
+        return f"at time {self._states[shop, self._rows.state_offsets.now]}"
 
     # ------------------------------------------------------------------ kernel calls
     def _load(self, i: int, scenario: Scenario) -> None:

@@ -243,6 +243,10 @@ class JobShopEnv(SingleShopEnv):
     def rule_choice(self, rule_id: int, uniform: float = 0.0) -> int:
         """The allowed job the dispatching rule with kernel id ``rule_id`` picks now (see
         ``baselines.rules``); ``uniform`` in [0, 1) drives the random rule."""
+        if not 0 <= int(rule_id) < len(K.RULE_NAMES):
+            raise ValueError(f"unknown rule id {rule_id}; ids are K.RULE.<name> for {', '.join(K.RULE_NAMES)}")
+        if self._item is None:
+            raise gym.error.ResetNeeded("call reset() before rule_choice()")
         L = self.layout
         return int(K.choose_by_rule(self._instance_row, self._state_row, self._mask, rule_id, uniform, L.J, L.M, L.O))
 

@@ -275,13 +275,13 @@ class _ShopEnvBase:
     layout: ShopLayout
     n_actions: int
 
-    def _invalid_message(self, mask: np.ndarray, action: int, where: str = "") -> str:
+    def _invalid_message(self, mask: np.ndarray, action: int, where: str = "", shop: int = 0) -> str:
         allowed = np.flatnonzero(mask).tolist()
         if not allowed:
             return f"{where}action {action}: the episode is over; call reset()"
-        return f"{where}action {action} is not allowed {self._moment()}; allowed actions: {allowed}"
+        return f"{where}action {action} is not allowed {self._moment(shop)}; allowed actions: {allowed}"
 
-    def _moment(self) -> str:
+    def _moment(self, shop: int) -> str:
         return "now"
 
     def _check_actions(self, masks: np.ndarray, actions: np.ndarray, label: bool) -> None:
@@ -291,7 +291,8 @@ class _ShopEnvBase:
         allowed[inside] = masks[np.flatnonzero(inside), actions[inside]] != 0
         if not allowed.all():
             i = int(np.argmin(allowed))
-            raise InvalidActionError(self._invalid_message(masks[i], int(actions[i]), f"shop {i}: " if label else ""))
+            where = f"shop {i}: " if label else ""
+            raise InvalidActionError(self._invalid_message(masks[i], int(actions[i]), where, i))
 
 
 class SingleShopEnv(_ShopEnvBase, gym.Env):
@@ -321,7 +322,7 @@ class SingleShopEnv(_ShopEnvBase, gym.Env):
         if self.strict:
             self._check_actions(self._mask[None, :], np.array([action]), label=False)
         reward, done, invalid, info = self._kernel_step(action)
-        info = {"invalid_action": bool(invalid), **info}
+        info["invalid_action"] = bool(invalid)
         if done and not self._done:
             info.update(self._final_info())
         elif done:
@@ -390,12 +391,11 @@ class BatchShopEnv(_ShopEnvBase):
             self._check_actions(self._masks, actions, label=True)
         self._kernel_step(actions)
         N = self.num_envs
-        info = add_vector_info({}, {"invalid_action": self._invalids}, self._all, N)
+        info: dict[str, Any] = {"invalid_action": self._invalids.copy(), "_invalid_action": np.ones(N, dtype=np.bool_)}
         if self._dones.any():
             done = np.flatnonzero(self._dones)
-            final_obs = [
-                {"jobs": self._final_features[i].copy(), "action_mask": self._final_masks[i].copy()} for i in done
-            ]
+            features, masks = self._final_features[done], self._final_masks[done]  # one copy each
+            final_obs = [{"jobs": features[row], "action_mask": masks[row]} for row in range(len(done))]
             info = add_vector_info(info, {"final_obs": final_obs}, done, N)
             for i in done.tolist():
                 self._final_items[i] = self._items[i]

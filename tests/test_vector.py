@@ -138,3 +138,116 @@ def test_maskable_ppo_trains_on_gymnasium_make_without_adapter_code():
         action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=True)
         obs, _, done, _, info = env.step(action)
     validate_schedule(env.unwrapped.instance, info["schedule"])
+
+
+def _check_vector_info(info: dict, num_envs: int) -> None:
+    """gymnasium.vector's conventions, key by key: one entry per env and a boolean `_key` mask."""
+    for key, value in info.items():
+        if key.startswith("_"):
+            assert key[1:] in info, f"mask {key} without its key"
+            continue
+        mask = info[f"_{key}"]
+        assert mask.dtype == bool and mask.shape == (num_envs,), key
+        if isinstance(value, dict):
+            _check_vector_info(value, num_envs)
+        else:
+            assert len(value) == num_envs, key
+            if value.dtype == object:
+                assert all((v is not None) == m for v, m in zip(value, mask)), key
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "final_keys"),
+    [
+        ("sched_env/JobShop-v0", {"instance": RandomInstanceGenerator(4, 3)}, {"makespan", "instance"}),
+        (
+            "sched_env/DynamicJobShop-v0",
+            {"scenario": sched_env.ScenarioGenerator(n_machines=3, initial_jobs=2, arriving_jobs=2)},
+            {"makespan", "total_weighted_tardiness", "mean_flow_time", "wasted_work", "scenario"},
+        ),
+    ],
+)
+def test_make_vec_infos_follow_the_vector_conventions(env_id, kwargs, final_keys):
+    n = 5
+    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", render_mode="ansi", **kwargs)
+    single = gym.make(env_id, **kwargs)
+    _, single_info = single.reset(seed=0)
+    obs, info = envs.reset(seed=0)
+    assert envs.render_mode == "ansi" and len(envs.render()) == n
+    assert {k for k in info if not k.startswith("_")} == set(single_info)  # same reset keys
+    _check_vector_info(info, n)
+    rng, finished = np.random.default_rng(0), 0
+    for _ in range(60):
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in obs["action_mask"]])
+        obs, _, terminated, _, info = envs.step(actions)
+        _check_vector_info(info, n)
+        assert info["_invalid_action"].all() and not info["invalid_action"].any()
+        if terminated.any():
+            finished += int(terminated.sum())
+            np.testing.assert_array_equal(info["_final_obs"], terminated)
+            np.testing.assert_array_equal(info["_final_info"], terminated)
+            assert set(k for k in info["final_info"] if not k.startswith("_")) == final_keys
+            for i in np.flatnonzero(terminated):
+                assert (
+                    envs.observation_space.contains({k: v[None] for k, v in info["final_obs"][i].items()})
+                    or info["final_obs"][i]["jobs"].shape == obs["jobs"][i].shape
+                )
+            assert set(single_info) <= set(info)  # the new episodes' reset keys, for those shops
+    assert finished > 0
+
+
+def test_reset_option_instance_honours_instance_dir(tmp_path):
+    import instances
+
+    instances.write_instance(instances.load("ft06"), tmp_path / "mine.txt")
+    env = JobShopEnv("ft06", instance_dir=tmp_path)
+    _, info = env.reset(options={"instance": "mine"})
+    assert info["instance"] == "mine" and env.instance.same_data(instances.load("ft06"))
+    batch = BatchJobShopEnv(2, "ft06", instance_dir=tmp_path)
+    _, info = batch.reset(options={"instance": "mine"})
+    assert info["instance"].tolist() == ["mine", "mine"]
+
+
+def test_dynamic_batch_reset_draws_new_scenarios_and_takes_strict():
+    from sched_env import BatchDynamicJobShopEnv, ScenarioGenerator
+
+    batch = BatchDynamicJobShopEnv(3, ScenarioGenerator(n_machines=3), seed=1, strict=True)
+    obs, _ = batch.reset()
+    first = [batch.scenario(i) for i in range(3)]
+    batch.reset()
+    assert all(batch.scenario(i) != first[i] for i in range(3))  # a reset without seed draws anew
+    batch.reset(seed=1)
+    assert all(batch.scenario(i) == first[i] for i in range(3))  # the same seed, the same draws
+    actions = np.array([np.flatnonzero(m)[0] for m in batch.action_masks()])
+    actions[0] = 99
+    with pytest.raises(InvalidActionError, match="shop 0: action 99 is not allowed at time"):
+        batch.step(actions)
+
+
+def test_too_small_dynamic_window_fails_at_construction():
+    from sched_env import DynamicJobShopEnv, generate_scenario
+
+    scenario = generate_scenario(5, initial_jobs=5, arriving_jobs=10, seed=0)
+    with pytest.raises(ValueError, match="max_jobs=2 is too small a window .* use max_jobs >= 5"):
+        DynamicJobShopEnv(scenario, max_jobs=2)
+    with pytest.raises(ValueError, match="max_machines=3 is smaller than the scenarios need"):
+        DynamicJobShopEnv(scenario, max_machines=3)
+    env = DynamicJobShopEnv(scenario, max_jobs=5)  # fewer slots than jobs: the rest queue
+    obs, _ = env.reset(seed=0)
+    assert obs["jobs"].shape == (5, 12)
+
+
+def test_sb3_adapter_answers_per_env_and_reports_invalid_actions():
+    pytest.importorskip("stable_baselines3")
+    from sched_env.sb3 import JobShopVecEnv
+
+    env = JobShopVecEnv(3, instance=["ft06", "la01", "ta01"], seed=0)
+    env.reset()
+    names = [i.name for i in env.get_attr("instance")]
+    assert len(names) == 3 and names == [env.batch.instance(i).name for i in range(3)]
+    assert [len(s) for s in env.env_method("schedule")] == [0, 0, 0]
+    actions = np.array([np.flatnonzero(m)[0] for m in env.action_masks()])
+    actions[1] = -1
+    env.step_async(actions)
+    _, _, _, infos = env.step_wait()
+    assert [i["invalid_action"] for i in infos] == [False, True, False]

@@ -1,0 +1,211 @@
+"""baselines/deciders.py: one door for every decider (specs, registry, entry points, budgets)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import instances
+from baselines import deciders
+from baselines.deciders import DeciderError, MethodSpec
+from sched_env.dynamic import DynamicJobShopEnv
+from sched_env.events import generate_scenario
+from sched_env.schedule import budget_limit, validate_schedule
+from sched_env.snapshot import plan_violations
+
+THIRD_PARTY = '''
+"""A decider from another package: schedules jobs in reverse index order, then by a rule."""
+import dataclasses
+from baselines import deciders
+
+
+@dataclasses.dataclass
+class Reverse:
+    spec: str
+
+    def solve(self, problem, *, budget_s=None, seed=0, hint=None):
+        result = deciders.solve(problem, "lpt", seed=seed)
+        return dataclasses.replace(result, method=self.spec, params={"from": "thirdparty"})
+
+
+def factory(spec, **options):
+    return Reverse(spec.text)
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path, monkeypatch):
+    """Install a package the way pip would: a module and a dist-info with an entry point."""
+    (tmp_path / "thirdparty_decider.py").write_text(textwrap.dedent(THIRD_PARTY))
+    info = tmp_path / "thirdparty_decider-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-decider\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[sched_env.deciders]\nreverse = thirdparty_decider:factory\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(deciders, "_entry_points_loaded", False)
+    yield tmp_path
+    deciders._REGISTRY.pop("reverse", None)
+
+
+def test_method_specs_parse_and_bad_ones_say_what_to_write():
+    assert MethodSpec.parse("mwkr") == MethodSpec("mwkr", "mwkr")
+    assert MethodSpec.parse("spt@giffler_thompson").qualifier == "giffler_thompson"
+    assert MethodSpec.parse("cpsat:10:hint").args == ("10", "hint")
+    assert MethodSpec.parse("policy@models/a.zip") == MethodSpec("policy@models/a.zip", "policy", (), "models/a.zip")
+    made = deciders.make("random:16")
+    assert (made.rule, made.samples) == ("random", 16)
+    cp = deciders.make("cpsat:10:hint")
+    assert (cp.time_limit_s, cp.hinted) == (10.0, True)
+    for bad, message in (
+        ("foo", "unknown method 'foo'"),
+        ("cpsat:x", "SECONDS must be a positive number"),
+        ("cpsat:10:hints", "write cpsat:SECONDS or cpsat:SECONDS:hint"),
+        ("mwkr@left", "unknown action set 'left'"),
+        ("mwkr:3", "only random takes :N"),
+        ("random:0", "sample count N must be a positive integer"),
+        ("", "non-empty string"),
+    ):
+        with pytest.raises(DeciderError, match=message):
+            deciders.make(bad)
+
+
+def test_a_third_party_decider_joins_through_its_entry_point(third_party):
+    assert deciders.registered()["reverse"].origin == "entry point (thirdparty-decider)"
+    result = deciders.solve(instances.load("ft06"), "reverse")
+    assert result.method == "reverse" and result.params == {"from": "thirdparty"}
+    validate_schedule(instances.load("ft06"), result.schedule)
+
+
+def test_a_third_party_decider_runs_through_solve_and_bench(third_party, tmp_path):
+    listing = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "solve", "--list-methods"], capture_output=True, text=True
+    )
+    assert "reverse" in listing.stdout and "thirdparty-decider" in listing.stdout
+    solved = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "solve", "ft06", "--method", "reverse"],
+        capture_output=True,
+        text=True,
+    )
+    assert solved.returncode == 0 and "ft06: reverse makespan" in solved.stdout, solved.stderr
+    out = tmp_path / "bench"
+    bench = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "bench", "--instances", "ft06,la01", "--methods", "reverse,mwkr",
+         "--out", str(out), "--quiet", "--parallel", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    with open(out / "benchmark.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["instance"], r["method"]) for r in rows} == {
+        ("ft06", "reverse"),
+        ("ft06", "mwkr"),
+        ("la01", "reverse"),
+        ("la01", "mwkr"),
+    }
+
+
+def _state():
+    scenario = generate_scenario(4, initial_jobs=4, arriving_jobs=5, mtbf=120, mttr=30, noise=0.2, seed=3)
+    env = DynamicJobShopEnv(scenario)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        obs, *_ = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+    return env.snapshot()
+
+
+@pytest.mark.parametrize("name", sorted(deciders.registered()))
+def test_every_registered_decider_keeps_a_tiny_budget(name):
+    pytest.importorskip("ortools")
+    registration = deciders.registered()[name]
+    budget = 0.3
+    problems = [instances.load("ta21"), _state()]
+    for problem in problems:
+        try:
+            result = deciders.solve(problem, registration.example, budget_s=budget, seed=0)
+        except (DeciderError, instances.InvalidInstanceError) as error:  # a refusal must say why
+            assert any(why in str(error) for why in ("ShopState", "static", "needs due dates")), error
+            continue
+        assert result.budget_s == budget
+        assert result.wall_time_s <= budget_limit(budget), f"{name}: {result.wall_time_s:.3f} s"
+        assert not result.over_budget
+        if isinstance(problem, instances.JobShopInstance) and result.schedule is not None:
+            validate_schedule(problem, result.schedule)
+        elif result.schedule is not None:
+            assert plan_violations(problem, result.schedule) == []
+
+
+def test_rules_report_an_overrun_instead_of_hiding_it():
+    result = deciders.solve(instances.load("ta71"), "random:64", budget_s=1e-4)
+    assert result.over_budget and result.wall_time_s > result.budget_s
+
+
+def test_cpsat_limit_covers_building_the_model():
+    pytest.importorskip("ortools")
+    result = deciders.solve(instances.load("ta71"), "cpsat:0.5:hint")
+    assert result.wall_time_s <= budget_limit(0.5) and result.schedule is not None
+
+
+def test_rescheduling_deciders_keep_done_and_running_work():
+    pytest.importorskip("ortools")
+    state = _state()
+    for method in ("atc", "edd", "random:8", "cpsat:0.5", "cpsat:0.5:hint", "right-shift"):
+        result = deciders.solve(state, method)
+        assert plan_violations(state, result.schedule) == [], method
+        assert result.method == method and result.params["objective"] == "total_weighted_tardiness"
+
+
+def test_bad_problems_and_budgets_are_clear_errors():
+    with pytest.raises(DeciderError, match="budget_s must be > 0"):
+        deciders.solve(instances.load("ft06"), "mwkr", budget_s=0)
+    with pytest.raises(DeciderError, match="JobShopInstance or a ShopState"):
+        deciders.solve("ft06", "mwkr")
+    with pytest.raises(DeciderError, match="right-shift repairs a plan of a running shop"):
+        deciders.solve(instances.load("ft06"), "right-shift")
+    with pytest.raises(DeciderError, match="names are lower case"):
+        deciders.register("Bad:Name", lambda spec: None)
+
+
+def test_right_shift_runs_without_or_tools():
+    """Rescheduling by repair must not need the `cp` extra."""
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["ortools"] = None  # any import of OR-Tools now fails
+        import numpy as np
+        from baselines import deciders
+        from sched_env.dynamic import DynamicJobShopEnv
+        from sched_env.events import generate_scenario
+        from sched_env.snapshot import plan_violations
+
+        env = DynamicJobShopEnv(generate_scenario(3, initial_jobs=3, arriving_jobs=3, seed=1))
+        obs, _ = env.reset(seed=1)
+        obs, *_ = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+        state = env.snapshot()
+        result = deciders.solve(state, "right-shift")
+        assert plan_violations(state, result.schedule) == []
+        try:
+            deciders.make("cpsat:1")
+        except deciders.DeciderError as error:
+            assert "needs OR-Tools" in str(error)
+        else:
+            raise AssertionError("cpsat without OR-Tools must say so")
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_unknown_rule_id_raises_instead_of_scoring_zero():
+    from sched_env import JobShopEnv
+
+    env = JobShopEnv("ft06")
+    env.reset()
+    with pytest.raises(ValueError, match="unknown rule id 42"):
+        env.rule_choice(42)
