@@ -1001,6 +1001,14 @@ def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objecti
 
 
 # ---- batches -------------------------------------------------------------------------
+@_kernel
+def _keep_final(i, masks, features, states, final_masks, final_features, final_states):
+    """Keep shop ``i``'s last mask, features and state before it restarts (autoreset)."""
+    final_masks[i, :] = masks[i]
+    final_features[i, :, :] = features[i]
+    final_states[i, :] = states[i]
+
+
 @_parallel_kernel
 def reset_batch(insts, states, indices, placement, action_set, masks, features, J, M, O):
     """Reset the shops listed in ``indices`` (rows of the batch) and observe them."""
@@ -1024,9 +1032,7 @@ def step_batch(
         dones[i] = done
         invalids[i] = invalid
         if done and autoreset:
-            final_masks[i, :] = masks[i]
-            final_features[i, :, :] = features[i]
-            final_states[i, :] = states[i]
+            _keep_final(i, masks, features, states, final_masks, final_features, final_states)
             reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
 
 
@@ -1054,9 +1060,7 @@ def dynamic_step_batch(
         invalids[i] = invalid
         stuck[i] = blocked
         if done and autoreset:
-            final_masks[i, :] = masks[i]
-            final_features[i, :, :] = features[i]
-            final_states[i, :] = states[i]
+            _keep_final(i, masks, features, states, final_masks, final_features, final_states)
             dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], W, J, M, O, D, S)
 
 

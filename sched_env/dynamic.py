@@ -130,7 +130,25 @@ def _row_layout(layout: ShopLayout, scenario: Scenario, windows: int | None = No
     return ShopLayout(layout.J, layout.M, layout.O, D, S, dynamic=True)
 
 
-class DynamicJobShopEnv(SingleShopEnv):
+class DynamicShopOptions:
+    """The options of the dynamic shop, checked once for the single and the batched env."""
+
+    option_key = "scenario"
+
+    def _set_options(self, scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict) -> None:
+        self.objective = objective
+        self._objective = option(objective, OBJECTIVES, "objective")
+        self.strict = bool(strict)
+        self.allow_wait = bool(allow_wait)
+        self._source = scenario_source(scenario)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
+        self.n_actions = self.layout.J + self.allow_wait
+
+    def _make_source(self, spec: Any) -> Source:
+        return scenario_source(spec)
+
+
+class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     """A job shop that runs in time: arrivals, breakdowns, maintenance, noisy durations.
 
     ## Time and decisions
@@ -193,7 +211,6 @@ class DynamicJobShopEnv(SingleShopEnv):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
-    option_key = "scenario"
 
     def __init__(
         self,
@@ -211,14 +228,8 @@ class DynamicJobShopEnv(SingleShopEnv):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None, got {render_mode!r}")
         self.render_mode = render_mode
-        self.objective = objective
-        self._objective = option(objective, OBJECTIVES, "objective")
-        self.strict = bool(strict)
         self.max_time = max_time
-        self.allow_wait = bool(allow_wait)
-        self._source = scenario_source(scenario)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
-        self.n_actions = self.layout.J + self.allow_wait
+        self._set_options(scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict)
         self.action_space = spaces.Discrete(self.n_actions)
         self.observation_space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
         self._mask = np.zeros(self.n_actions, dtype=np.int8)
@@ -229,9 +240,6 @@ class DynamicJobShopEnv(SingleShopEnv):
         self._order = np.zeros(0, dtype=np.int64)
         self._item: Scenario | None = None
         self._done = True
-
-    def _make_source(self, spec: Any) -> Source:
-        return scenario_source(spec)
 
     # ------------------------------------------------------------------ kernel calls
     def _load(self, scenario: Scenario) -> None:
@@ -369,15 +377,13 @@ class DynamicJobShopEnv(SingleShopEnv):
         return episode_summary(self._item, self.schedule(), int(self._state_row[self._T.wasted]))
 
 
-class BatchDynamicJobShopEnv(BatchShopEnv):
+class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
     """N dynamic shops in arrays of shape ``(num_envs, ...)``, stepped by one kernel call, with
     same-step autoreset; same semantics, options and observation as :class:`DynamicJobShopEnv`.
     ``info`` follows :class:`~sched_env.vector.BatchJobShopEnv` (gymnasium's vector conventions;
     ``final_info`` has ``makespan``, ``total_weighted_tardiness``, ``mean_flow_time`` and
     ``wasted_work``). ``max_windows`` and ``max_stream`` bound the downtime windows and jobs of
     one scenario (default: what the first scenarios need, doubled)."""
-
-    option_key = "scenario"
 
     def __init__(
         self,
@@ -396,13 +402,7 @@ class BatchDynamicJobShopEnv(BatchShopEnv):
         seed: int | None = None,
     ) -> None:
         self.render_mode = render_mode
-        self.objective = objective
-        self._objective = option(objective, OBJECTIVES, "objective")
-        self.strict = bool(strict)
-        self.allow_wait = bool(allow_wait)
-        self._source = scenario_source(scenario)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
-        self.n_actions = self.layout.J + self.allow_wait
+        self._set_options(scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict)
         self.single_observation_space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
         self.single_action_space = spaces.Discrete(self.n_actions)
         self.num_envs = int(num_envs)
@@ -424,9 +424,6 @@ class BatchDynamicJobShopEnv(BatchShopEnv):
         self._counts = np.zeros(N, dtype=np.int64)
         self._orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
         self._final_orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
-
-    def _make_source(self, spec: Any) -> Source:
-        return scenario_source(spec)
 
     def _dims(self) -> tuple[int, ...]:
         R = self._rows

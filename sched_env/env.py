@@ -28,7 +28,30 @@ DEFAULT_PLACEMENT = "active"
 DEFAULT_ACTION_SET = "non_delay"
 
 
-class JobShopEnv(SingleShopEnv):
+class StaticShopOptions:
+    """The options of the static shop, checked once for the single and the batched env."""
+
+    option_key = "instance"
+
+    def _set_options(
+        self, instance: InstanceSpec, *, max_jobs, max_machines, max_ops, placement, action_set, reward_mode, strict,
+        instance_dir,
+    ) -> None:  # fmt: skip
+        self.placement, self.action_set, self.reward_mode = placement, action_set, reward_mode
+        self._placement = option(placement, PLACEMENTS, "placement")
+        self._action_set = option(action_set, ACTION_SETS, "action_set")
+        self._reward = option(reward_mode, REWARD_MODES, "reward_mode")
+        self.strict = bool(strict)
+        self._directory = instance_dir
+        self._source = Source.of_instances(instance, directory=instance_dir)
+        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
+        self.n_actions = self.layout.J
+
+    def _make_source(self, spec) -> Source:
+        return Source.of_instances(spec, directory=self._directory)
+
+
+class JobShopEnv(StaticShopOptions, SingleShopEnv):
     """Job-shop scheduling as a sequence of dispatching decisions (static: all jobs known at 0).
 
     ## Action
@@ -134,15 +157,10 @@ class JobShopEnv(SingleShopEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
-        self.placement, self.action_set, self.reward_mode = placement, action_set, reward_mode
-        self._placement = option(placement, PLACEMENTS, "placement")
-        self._action_set = option(action_set, ACTION_SETS, "action_set")
-        self._reward = option(reward_mode, REWARD_MODES, "reward_mode")
-        self.strict = bool(strict)
-        self._directory = instance_dir
-        self._source = Source.of_instances(instance, directory=instance_dir)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
-        self.n_actions = self.layout.J
+        self._set_options(
+            instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
+            action_set=action_set, reward_mode=reward_mode, strict=strict, instance_dir=instance_dir,
+        )  # fmt: skip
         self.action_space = spaces.Discrete(self.layout.J)
         self.observation_space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
         self._offsets = self.layout.state_offsets

@@ -300,11 +300,7 @@ class SingleShopEnv(_ShopEnvBase, gym.Env):
     the strict check, and ``info["invalid_action"]``. Subclasses implement ``_load``,
     ``_kernel_reset`` (-> reset info), ``_kernel_step`` (-> reward, done, invalid, extra info)."""
 
-    option_key = "instance"
-    _directory: str | os.PathLike | None = None
-
-    def _make_source(self, spec: Any) -> Source:
-        return Source.of_instances(spec, directory=self._directory)
+    option_key: str  # the reset option that names a one-off item: "instance" or "scenario"
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

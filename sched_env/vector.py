@@ -13,22 +13,16 @@ from gymnasium.vector.utils import batch_space
 
 from instances import JobShopInstance
 from sched_env import _kernels as K
-from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
+from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT, StaticShopOptions
 from sched_env.schedule import Schedule
 from sched_env.shop import (
-    ACTION_SETS,
-    PLACEMENTS,
-    REWARD_MODES,
     BatchShopEnv,
     InstanceSpec,
-    ShopLayout,
-    Source,
     observation_space,
-    option,
 )
 
 
-class BatchJobShopEnv(BatchShopEnv):
+class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
     """N independent job shops in arrays of shape ``(num_envs, ...)``; same semantics, options
     and observation as :class:`~sched_env.JobShopEnv`, stepped in parallel by one kernel call.
 
@@ -42,8 +36,6 @@ class BatchJobShopEnv(BatchShopEnv):
     Each shop draws its instances from its own seeded generator, so results do not depend on
     how many shops share the batch.
     """
-
-    option_key = "instance"
 
     def __init__(
         self,
@@ -62,22 +54,14 @@ class BatchJobShopEnv(BatchShopEnv):
         seed: int | None = None,
     ) -> None:
         self.render_mode = render_mode
-        self.placement, self.action_set, self.reward_mode = placement, action_set, reward_mode
-        self._placement = option(placement, PLACEMENTS, "placement")
-        self._action_set = option(action_set, ACTION_SETS, "action_set")
-        self._reward = option(reward_mode, REWARD_MODES, "reward_mode")
-        self.strict = bool(strict)
-        self._directory = instance_dir
-        self._source = Source.of_instances(instance, directory=instance_dir)
-        self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
-        self.n_actions = self.layout.J
+        self._set_options(
+            instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
+            action_set=action_set, reward_mode=reward_mode, strict=strict, instance_dir=instance_dir,
+        )  # fmt: skip
         self.single_observation_space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
         self.single_action_space = spaces.Discrete(self.layout.J)
         self._init_batch(num_envs, seed, K.N_FEATURES, self.layout.state_length)
         self._insts = np.zeros((self.num_envs, self.layout.instance_length), dtype=np.int64)
-
-    def _make_source(self, spec: Any) -> Source:
-        return Source.of_instances(spec, directory=self._directory)
 
     # ------------------------------------------------------------------ kernel calls
     def _load(self, i: int, instance: JobShopInstance) -> None:
