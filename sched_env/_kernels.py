@@ -28,6 +28,7 @@ Plain-Python twins of every kernel live in ``tests/reference.py``; tests compare
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -117,8 +118,10 @@ DYNAMIC_STATE_FIELDS = STATE_FIELDS + (
 DIMENSIONS = ("J", "M", "O", "D", "S")
 
 
+@functools.lru_cache(maxsize=256)
 def field_spans(fields, **sizes: int) -> dict[str, tuple[int, int]]:
-    """``{name: (start, stop)}`` of every field of a table for the given sizes (Python side)."""
+    """``{name: (start, stop)}`` of every field of a table for the given sizes (Python side;
+    cached: do not modify the returned dict)."""
     spans, offset = {}, 0
     for name, size in fields:
         length = int(eval(size, {}, dict(sizes)))  # noqa: S307 - the table's own expressions

@@ -8,6 +8,16 @@ from instances import JobShopInstance
 from sched_env import Schedule
 
 
+def run_cli(*args: str, timeout: float = 300):
+    """Run ``sched-env ARGS`` in a fresh interpreter, as a user would; the completed process."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
 def random_feasible_schedule(instance: JobShopInstance, rng: np.random.Generator, max_delay: int = 5) -> Schedule:
     """A random feasible schedule: jobs in random order, each op after its job and machine
     predecessors plus a random idle delay (so it is usually neither active nor semi-active)."""

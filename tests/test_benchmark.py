@@ -11,6 +11,7 @@ import pytest
 
 from experiments.benchmark import COLUMNS, run, run_matrix, write_outputs
 from experiments.cli import UserError, expand_names
+from tests.helpers import run_cli
 
 pytest.importorskip("ortools")
 
@@ -31,10 +32,9 @@ def test_run_gives_one_row_with_every_column():
 
 
 def test_bench_command_writes_csv_markdown_and_png(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "bench", "--instances", "ta01-ta02", "--methods", "mwkr,cpsat:0.5",
-         "--out", str(tmp_path), "--quiet", "--parallel", "2"],
-        capture_output=True, text=True, timeout=300,
+    result = run_cli(
+        "bench", "--instances", "ta01-ta02", "--methods", "mwkr,cpsat:0.5", "--out", str(tmp_path), "--quiet",
+        "--parallel", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "benchmark.csv") as handle:

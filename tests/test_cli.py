@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from experiments.cli import main
+from tests.helpers import run_cli
 
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True, timeout=300)
+run = run_cli
 
 
 def test_show_ta01_json_gives_jobs_machines_and_bounds():

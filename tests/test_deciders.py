@@ -183,6 +183,7 @@ def test_right_shift_runs_without_or_tools():
         from sched_env.dynamic import DynamicJobShopEnv
         from sched_env.events import generate_scenario
         from sched_env.snapshot import plan_violations
+from tests.helpers import run_cli
 
         env = DynamicJobShopEnv(generate_scenario(3, initial_jobs=3, arriving_jobs=3, seed=1))
         obs, _ = env.reset(seed=1)

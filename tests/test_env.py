@@ -214,7 +214,7 @@ def test_giffler_thompson_can_reach_the_ft06_optimum(ft06):
     done = False
     while not done:
         allowed = np.flatnonzero(obs["action_mask"])
-        next_ops = env.layout.views(env._state_row)["job_next_op"]
+        next_ops = env.next_operations()
         job = min(allowed, key=lambda j: start[j, next_ops[j]])
         obs, _, done, _, info = env.step(int(job))
     assert info["makespan"] == 55

@@ -34,9 +34,8 @@ def compare_episode(seed: int, placement: str, action_set: str, reward: str) -> 
         np.testing.assert_allclose(
             obs["jobs"], twin.features(mask), rtol=1e-5, atol=1e-6, err_msg=f"features at {where}"
         )
-        views = env.layout.views(env._state_row)
         estimates = [twin.est(j) for j in range(env.layout.J) if twin.n_ops(j) > 0]
-        assert views["job_est"][: len(estimates)].tolist() == estimates, f"earliest starts differ at {where}"
+        assert env.earliest_starts()[: len(estimates)].tolist() == estimates, f"earliest starts differ at {where}"
         assert env.lower_bound == twin.bound, f"lower bound differs at {where}"
         assert env.makespan == twin.makespan
         if done:
@@ -50,8 +49,10 @@ def compare_episode(seed: int, placement: str, action_set: str, reward: str) -> 
         twin_reward, twin_done, twin_invalid = twin.step(action, mask)
         assert reward == pytest.approx(twin_reward, abs=1e-9), f"reward differs at {where}"
         assert (done, info["invalid_action"]) == (twin_done, twin_invalid), where
-        starts = env.layout.views(env._state_row)["op_start"].reshape(env.layout.J, env.layout.O)
-        np.testing.assert_array_equal(starts, twin.start, err_msg=f"start times differ at {where}")
+        expected = twin.start[: instance.n_jobs, : instance.max_ops]
+        np.testing.assert_array_equal(
+            env.schedule().start_matrix(instance), expected, err_msg=f"start times differ at {where}"
+        )
         steps += 1
     assert steps == instance.n_operations
     return steps
