@@ -3,11 +3,15 @@ the shop changes (a job arrives, a machine breaks down or comes back).
 
 Plans come from any decider (``baselines.deciders``: ``cpsat:1``, ``right-shift``, ``atc``,
 later ``policy``, ``hybrid:10``): each replan passes the shop's :class:`ShopState` and the
-previous plan (as a warm start / the plan to repair). The plan is carried out *exactly* with
-the env's wait action: each machine runs its planned operations in the planned order, each
-no earlier than its planned start (later only where the shop forces it: a late predecessor,
-a longer real duration). ``exact=False`` follows the plan as a priority list instead (among
-the jobs that can start now, start the one planned first), as the non-delay env must.
+previous plan (as a warm start / the plan to repair). Three ways to carry a plan out:
+
+* ``exact`` (default): with the env's wait action, each machine runs its planned operations
+  in the planned order, each no earlier than its planned start (later only where the shop
+  forces it: a late predecessor, a longer real duration);
+* ``sequence``: the planned order on each machine, each operation as soon as the order and
+  the shop allow (an operation whose predecessors finished early starts early);
+* ``priority``: the plan as a priority list in the non-delay env (among the jobs that can
+  start now, the one planned first), as the env without the wait action must.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from baselines.deciders import solve as run_decider
 from sched_env.schedule import Schedule, SolveResult, objectives
 from sched_env.snapshot import ShopState
 
+EXECUTIONS = ("exact", "sequence", "priority")
+
 
 @dataclass
 class Replanner:
@@ -35,12 +41,14 @@ class Replanner:
     objective: str = "total_weighted_tardiness"
     workers: int = 2
     seed: int = 0
-    exact: bool = True
+    execution: str = "exact"
     planning_times: list[float] = field(default_factory=list)
     #: Every plan of the last run: (time, plan, scenario job index of each plan job).
     plans: list[tuple[int, Schedule, np.ndarray]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.execution not in EXECUTIONS:
+            raise ValueError(f"unknown execution {self.execution!r}; choose one of: {', '.join(EXECUTIONS)}")
         options = {"objective": self.objective, "workers": self.workers}
         self._decider = make(self.method, **options)  # fails now on an unknown spec
         self._first = make(self.initial, **options) if self.initial else self._decider
@@ -59,8 +67,10 @@ class Replanner:
     def run(self, env, *, seed: int | None = None, options: dict | None = None) -> SolveResult:
         """Reset ``env`` and run its episode; the result's params hold every objective, the
         number of plans made and the planning times."""
-        if self.exact and not env.allow_wait:
-            raise ValueError("exact plan execution needs an env made with allow_wait=True (or use exact=False)")
+        if self.execution != "priority" and not env.allow_wait:
+            raise ValueError(
+                f"{self.execution!r} plan execution needs an env made with allow_wait=True (or use execution='priority')"
+            )
         started = time.perf_counter()
         self.planning_times, self.plans = [], []
         obs, _ = env.reset(seed=seed, options=options)
@@ -73,7 +83,7 @@ class Replanner:
                 state = env.snapshot()
                 plan, plan_ids, signature = self._plan(state, plan, plan_ids), state.job_ids, now_signature
                 follower = _PlanFollower(plan, plan_ids)
-            job, until = follower.choose(env, obs["action_mask"], self.exact)
+            job, until = follower.choose(env, obs["action_mask"], self.execution)
             if job is None:
                 obs, _, done, _, info = env.wait(until)
             else:
@@ -89,7 +99,7 @@ class Replanner:
             instance_name=env.scenario.name,
             seed=self.seed,
             params={
-                "objective": self.objective, "workers": self.workers, "exact": self.exact, **values,
+                "objective": self.objective, "workers": self.workers, "execution": self.execution, **values,
                 "plans": len(times), "mean_plan_s": float(np.mean(times)) if times else 0.0,
                 "max_plan_s": float(np.max(times)) if times else 0.0,
             },
@@ -116,17 +126,17 @@ class _PlanFollower:
             self.sequence.setdefault(m, []).append((s, j, k))
         self.position = dict.fromkeys(self.sequence, 0)
 
-    def choose(self, env, mask: np.ndarray, exact: bool) -> tuple[int | None, int | None]:
+    def choose(self, env, mask: np.ndarray, execution: str) -> tuple[int | None, int | None]:
         """(slot to start, None), or (None, time to wait until; None = the next event)."""
         slots, next_op = env.slot_jobs(), env.next_operations()
         allowed = np.flatnonzero(mask[: len(slots)]).tolist()
         planned = {s: self.start.get((int(slots[s]), int(next_op[s])), math.inf) for s in allowed}
         by_plan = min(allowed, key=lambda s: (planned[s], s))
-        if not exact:
+        if execution == "priority":
             return by_plan, None
         progress = env.progress()
         due = [s for s in allowed if self._first_on_machine(int(slots[s]), int(next_op[s]), progress, env)]
-        ready = [s for s in due if planned[s] <= env.time]
+        ready = due if execution == "sequence" else [s for s in due if planned[s] <= env.time]
         if ready:
             return min(ready, key=lambda s: (planned[s], s)), None
         waits = [planned[s] for s in due if planned[s] < math.inf]

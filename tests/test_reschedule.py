@@ -76,14 +76,14 @@ def test_unknown_objective_is_a_clear_error():
         cpsat.reschedule(env.snapshot(), objective="speed")
 
 
-@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("execution", ["exact", "sequence", "priority"])
 @pytest.mark.parametrize(("method", "initial"), [("cpsat:0.2", None), ("right-shift", "cpsat:0.2"), ("atc", None)])
-def test_replanner_runs_a_scenario_to_the_end_with_valid_plans(method, initial, exact):
+def test_replanner_runs_a_scenario_to_the_end_with_valid_plans(method, initial, execution):
     from baselines.replan import Replanner
 
     scenario = generate_scenario(3, initial_jobs=2, arriving_jobs=4, mtbf=200, mttr=20, noise=0.2, seed=2)
-    env = DynamicJobShopEnv(scenario, allow_wait=exact)
-    result = Replanner(method, initial=initial, exact=exact).run(env)
+    env = DynamicJobShopEnv(scenario, allow_wait=execution != "priority")
+    result = Replanner(method, initial=initial, execution=execution).run(env)
     assert result.params["plans"] >= 1 and result.params["total_weighted_tardiness"] == result.objective
     assert len(result.schedule) == scenario.jobs.n_operations
 
@@ -108,6 +108,28 @@ def test_replanner_needs_the_wait_action_for_exact_execution():
 
     with pytest.raises(ValueError, match="allow_wait=True"):
         Replanner("atc").run(DynamicJobShopEnv(generate_scenario(3, seed=0)))
+    with pytest.raises(ValueError, match="unknown execution 'fast'"):
+        Replanner("atc", execution="fast")
+
+
+def test_sequence_execution_keeps_each_machines_planned_order():
+    """Noisy durations move the times, never the order of the operations on a machine."""
+    from baselines.replan import Replanner
+
+    scenario = generate_scenario(4, initial_jobs=6, arriving_jobs=0, noise=0.3, seed=6)
+    replanner = Replanner("cpsat:1", execution="sequence")
+    result = replanner.run(DynamicJobShopEnv(scenario, allow_wait=True))
+    assert result.params["plans"] == 1
+    _time, plan, ids = replanner.plans[0]
+    for machine in range(scenario.n_machines):
+
+        def order(schedule, job_ids, m=machine):
+            rows = sorted(
+                zip(schedule.start.tolist(), job_ids.tolist(), schedule.op.tolist(), schedule.machine.tolist())
+            )
+            return [(j, k) for _s, j, k, mm in rows if mm == m]
+
+        assert order(result.schedule, result.schedule.job) == order(plan, ids[plan.job])
 
 
 @pytest.mark.slow
