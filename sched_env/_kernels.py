@@ -107,6 +107,7 @@ DYNAMIC_STATE_FIELDS = STATE_FIELDS + (
     ("total_flow", "1"),  # the same integrals since the start (never cleared)
     ("total_tardiness", "1"),
     ("n_admitted", "1"),  # stream jobs moved into a slot so far (the rest arrive or queue)
+    ("n_arrived", "1"),  # stream jobs arrived by now (n_arrived - n_admitted queue)
     ("job_expected", "J"),  # when the job's running op is expected to end (start + planned)
     ("job_started", "J"),  # when its latest op (or attempt) started
     ("slot_job", "J"),  # stream index of the job in the slot, NONE if free
@@ -738,9 +739,7 @@ def dynamic_next_event(inst, state, J, M, O, D, S):
     for j in range(J):
         if state[T.slot_job + j] != NONE and state[T.job_ready + j] > now:
             t = min(t, state[T.job_ready + j])
-    n = state[T.n_admitted]
-    while n < inst[I.stream_jobs] and inst[I.stream_release + n] <= now:  # skip the queue
-        n += 1
+    n = state[T.n_arrived]  # counted by dynamic_admit at this same time
     if n < inst[I.stream_jobs]:
         t = min(t, inst[I.stream_release + n])
     for m in range(M):
@@ -763,11 +762,16 @@ def dynamic_admit(inst, state, J, M, O, D, S):
     for j in range(J):
         if state[T.slot_job + j] != NONE and state[T.job_machine + j] == NONE and state[T.job_ready + j] <= now:
             state[T.slot_job + j] = NONE
+    arrived = state[T.n_arrived]
+    while arrived < inst[I.stream_jobs] and inst[I.stream_release + arrived] <= now:
+        arrived += 1
+    state[T.n_arrived] = arrived
     n = state[T.n_admitted]
     free = 0
-    for j in range(J):
-        free += state[T.slot_job + j] == NONE
-    while free > 0 and n < inst[I.stream_jobs] and inst[I.stream_release + n] <= now:
+    if n < arrived:
+        for j in range(J):
+            free += state[T.slot_job + j] == NONE
+    while free > 0 and n < arrived:
         j = n % J  # job n takes slot n mod J, or the next free one after it (so a window that
         while state[T.slot_job + j] != NONE:  # holds every job keeps job n in slot n)
             j = (j + 1) % J
@@ -807,11 +811,11 @@ def dynamic_settle(inst, state, mask, W, J, M, O, D, S):
             allowed = dynamic_startable(inst, state, j, J, M, O, D, S)
             mask[j] = allowed
             count += allowed
-        t = dynamic_next_event(inst, state, J, M, O, D, S)
         if count > 0:
             if W:
-                mask[J] = t < FOREVER
+                mask[J] = dynamic_next_event(inst, state, J, M, O, D, S) < FOREVER
             return count
+        t = dynamic_next_event(inst, state, J, M, O, D, S)
         if t >= FOREVER:
             return -1
         dynamic_accrue(inst, state, t, J, M, O, D, S)

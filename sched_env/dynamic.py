@@ -327,8 +327,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         """Jobs that have arrived but wait for a free slot."""
         if self._item is None:
             return 0
-        admitted = int(self._state_row[self._T.n_admitted])
-        return int((self._item.jobs.release_dates[self._order[admitted:]] <= self.time).sum())  # arrival order
+        return int(self._state_row[self._T.n_arrived] - self._state_row[self._T.n_admitted])
 
     def _slots(self, name: str, length: int | None = None) -> np.ndarray:
         start = getattr(self._T, name)
@@ -345,11 +344,8 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         """Next operation index of every active job (in a slot, or 0 while it queues), by
         scenario job index."""
         active = {int(j): int(k) for j, k in zip(self.slot_jobs(), self.next_operations()) if j >= 0}
-        admitted = int(self._state_row[self._T.n_admitted])
-        for job in self._order[admitted:].tolist():
-            if self._item.jobs.release_dates[job] > self.time:
-                break
-            active[int(job)] = 0
+        queue = self._order[self._state_row[self._T.n_admitted] : self._state_row[self._T.n_arrived]]
+        active.update(dict.fromkeys(queue.tolist(), 0))
         return active
 
     def next_operations(self) -> np.ndarray:

@@ -152,8 +152,7 @@ def snapshot(env) -> ShopState:
     known = scenario.downtimes
     seen = (known[:, 1] <= now) | (known[:, 3] == MAINTENANCE)  # begun by now, or planned in advance
     slot_of = {int(order[n]): j for j, n in enumerate(views["slot_job"].tolist()) if n >= 0}
-    admitted = int(views["n_admitted"][0])
-    queued = [int(job) for job in order[admitted:] if all_jobs.release_dates[job] <= now]
+    queued = order[int(views["n_admitted"][0]) : int(views["n_arrived"][0])].tolist()
     ids = np.array(sorted([*slot_of, *queued]), dtype=np.int64)
     done, running = [], []
     for local, job in enumerate(ids.tolist()):

@@ -18,6 +18,7 @@ from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import generate_scenario
 from sched_env.schedule import budget_limit, validate_schedule
 from sched_env.snapshot import plan_violations
+from tests.helpers import run_cli
 
 THIRD_PARTY = '''
 """A decider from another package: schedules jobs in reverse index order, then by a rule."""
@@ -84,22 +85,23 @@ def test_a_third_party_decider_joins_through_its_entry_point(third_party):
 
 
 def test_a_third_party_decider_runs_through_solve_and_bench(third_party, tmp_path):
-    listing = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "solve", "--list-methods"], capture_output=True, text=True
-    )
+    listing = run_cli("solve", "--list-methods")
     assert "reverse" in listing.stdout and "thirdparty-decider" in listing.stdout
-    solved = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "solve", "ft06", "--method", "reverse"],
-        capture_output=True,
-        text=True,
-    )
+    solved = run_cli("solve", "ft06", "--method", "reverse")
     assert solved.returncode == 0 and "ft06: reverse makespan" in solved.stdout, solved.stderr
     out = tmp_path / "bench"
-    bench = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "bench", "--instances", "ft06,la01", "--methods", "reverse,mwkr",
-         "--out", str(out), "--quiet", "--parallel", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    bench = run_cli(
+        "bench",
+        "--instances",
+        "ft06,la01",
+        "--methods",
+        "reverse,mwkr",
+        "--out",
+        str(out),
+        "--quiet",
+        "--parallel",
+        "2",
+    )
     assert bench.returncode == 0, bench.stderr
     with open(out / "benchmark.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -183,7 +185,6 @@ def test_right_shift_runs_without_or_tools():
         from sched_env.dynamic import DynamicJobShopEnv
         from sched_env.events import generate_scenario
         from sched_env.snapshot import plan_violations
-from tests.helpers import run_cli
 
         env = DynamicJobShopEnv(generate_scenario(3, initial_jobs=3, arriving_jobs=3, seed=1))
         obs, _ = env.reset(seed=1)
