@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="5cd12bb", help="the earlier commit (default: before issue 8)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
+    parser.add_argument("--only", choices=("single", "batched", "stream"), help="measure only these cases")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     base = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=REPO, capture_output=True, text=True)
     base_commit = base.stdout.strip()
     cases = [("single", n) for n in STATIC] + [("batched", n) for n in STATIC] + [("stream", str(n)) for n in STREAMS]
+    cases = [case for case in cases if args.only in (None, case[0])]
     with tempfile.TemporaryDirectory() as folder:
         old = Path(folder) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(old), base_commit], cwd=REPO, check=True,
@@ -119,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {r['case']} | {r['instance']} | {r['base']:,} | {r['new']:,} | {r['ratio']:.2f} |" for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_compare.md").write_text("\n".join(lines) + "\n")
-    (out / "bench_compare.json").write_text(
+    stem = "bench_compare" if args.only is None else f"bench_compare_{args.only}"
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.json").write_text(
         json.dumps({"new": git_commit(), "base": base_commit, "machine": machine_description(), "rows": rows,
                     "rounds": {f"{k[0]} {k[1]} {k[2]}": v for k, v in values.items()}}, indent=1) + "\n"
     )  # fmt: skip
