@@ -4,9 +4,9 @@ Each round runs every measurement once in a fresh process per tree, alternating 
 so both see the same machine load; the report gives the median of the rounds and the ratio.
 Measured: the static env (single and batched, N=1024) on ta01 / ta41 / ta71 with uniformly
 random valid actions, and the dynamic env on endless-stream scenarios (20 machines, 90 %
-utilisation, 200 / 1 000 / 5 000 arriving jobs, first-allowed-job dispatching; steps/s over
-decisions 500-2500, the steady state of every stream), whose steps/s should not depend on the
-stream's length.
+utilisation, the first 200 / 1 000 / 5 000 arriving jobs of one stream, first-allowed-job
+dispatching; steps/s over decisions 500-2500, which see the same jobs in every case), whose
+steps/s should not depend on the stream's length.
 
     python -m experiments.bench_compare --base 5cd12bb --rounds 3 --seconds 2
 """
@@ -38,7 +38,8 @@ import numpy as np
 import instances, sched_env
 from experiments.bench_env import ours_batched, ours_single
 from sched_env.dynamic import DynamicJobShopEnv
-from sched_env.events import generate_scenario
+from instances import JobShopInstance
+from sched_env.events import Scenario, generate_scenario
 
 what, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 sched_env.warm_up()
@@ -47,7 +48,13 @@ if what == "single":
 elif what == "batched":
     value = ours_batched(instances.load(name), seconds, 1024)
 else:  # a stream of `name` arriving jobs, first allowed job: steps/s over decisions 500-2500 (steady state)
-    scenario = generate_scenario(20, initial_jobs=20, arriving_jobs=int(name), utilisation=0.9, seed=0)
+    full = generate_scenario(20, initial_jobs=20, arriving_jobs=5000, utilisation=0.9, seed=0)
+    n, jobs = 20 + int(name), full.jobs  # the first jobs of one long stream: the same shop, a longer tail
+    prefix = JobShopInstance(
+        jobs.machines[:n], jobs.durations[:n], n_machines=jobs.n_machines, n_ops=jobs.n_ops[:n],
+        release_dates=jobs.release_dates[:n], due_dates=jobs.due_dates[:n], weights=jobs.weights[:n],
+    )
+    scenario = Scenario(prefix, realized_durations=full.realized_durations[:n], interruption=full.interruption)
     env = DynamicJobShopEnv(scenario)
     obs, _ = env.reset(seed=0)
     for step in range(2500):
@@ -112,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Median of {args.rounds} rounds of {args.seconds:g} s each, trees alternating, one process per"
         f" measurement. Regenerate: `{command.strip()}`.",
         "Static: uniformly random valid actions, steps/s (batched: N=1024 shops, shop-steps/s). Stream: the dynamic"
-        " env, 20 machines, 90 % utilisation, 20 jobs at the start + N arriving, first allowed job, steps/s over"
-        " decisions 500-2500.",
+        " env, 20 machines, 90 % utilisation, 20 jobs at the start + the first N arriving jobs of one stream, first"
+        " allowed job, steps/s over decisions 500-2500 (the same jobs in every case: only the stream's length differs).",
         "",
         "| case | instance / arriving jobs | base | new | new / base |",
         "|---|---|---:|---:|---:|",
