@@ -286,7 +286,7 @@ class CpSatDecider:
             if hint is None and self.hinted:
                 hint = _best_rule_schedule(problem)
             result = cpsat.solve(
-                problem, time_limit_s=cpsat._search_time(limit, started) if hint is not None else limit,
+                problem, time_limit_s=cpsat._search_time(limit, started),
                 workers=self.workers, seed=seed, hint=hint,
             )  # fmt: skip
             return dataclasses.replace(result, method=self.spec)
