@@ -147,6 +147,11 @@ class DynamicShopOptions:
     def _make_source(self, spec: Any) -> Source:
         return scenario_source(spec)
 
+    def _dims(self) -> tuple[int, ...]:
+        """The kernels' size arguments J, M, O, D, S of the current rows."""
+        R = self._rows
+        return R.J, R.M, R.O, R.D, R.S
+
 
 class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     """A job shop that runs in time: arrivals, breakdowns, maintenance, noisy durations.
@@ -253,10 +258,6 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         self._order = encode_scenario(rows, scenario, self._instance_row)
         self._interruption = INTERRUPTION_IDS[scenario.interruption]
         self._item = scenario
-
-    def _dims(self) -> tuple[int, ...]:
-        R = self._rows
-        return R.J, R.M, R.O, R.D, R.S
 
     def _kernel_reset(self) -> dict[str, Any]:
         count = K.dynamic_reset_and_observe(
@@ -420,10 +421,6 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         self._counts = np.zeros(N, dtype=np.int64)
         self._orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
         self._final_orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
-
-    def _dims(self) -> tuple[int, ...]:
-        R = self._rows
-        return R.J, R.M, R.O, R.D, R.S
 
     def _moment(self, shop: int) -> str:
         return f"at time {self._states[shop, self._rows.state_offsets.now]}"

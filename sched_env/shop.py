@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -166,13 +167,13 @@ class ShopLayout:
     def dims(self) -> dict[str, int]:
         return {"J": self.J, "M": self.M, "O": self.O, "D": self.D, "S": self.S}
 
-    @property
+    @functools.cached_property
     def instance_offsets(self):
         if self.dynamic:
             return K.dynamic_instance_offsets.py_func(self.J, self.M, self.O, self.D, self.S)
         return K.instance_offsets.py_func(self.J, self.M, self.O)
 
-    @property
+    @functools.cached_property
     def state_offsets(self):
         if self.dynamic:
             return K.dynamic_state_offsets.py_func(self.J, self.M, self.O, self.S)
