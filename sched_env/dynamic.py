@@ -17,7 +17,7 @@ from instances import InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
 from sched_env.events import Scenario, ScenarioGenerator
 from sched_env.schedule import OBJECTIVE_NAMES, Schedule, objectives, validate_schedule
-from sched_env.shop import BatchShopEnv, ShopLayout, SingleShopEnv, Source, observation_space, option
+from sched_env.shop import BatchShopEnv, ShopLayout, SingleShopEnv, Source, check_rule_id, observation_space, option
 
 #: Objective name -> kernel id; the names are those of :func:`sched_env.schedule.objectives`.
 OBJECTIVES = {
@@ -380,7 +380,7 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
     ``info`` follows :class:`~sched_env.vector.BatchJobShopEnv` (gymnasium's vector conventions;
     ``final_info`` has ``makespan``, ``total_weighted_tardiness``, ``mean_flow_time`` and
     ``wasted_work``). ``max_windows`` and ``max_stream`` bound the downtime windows and jobs of
-    one scenario (default: what the first scenarios need, doubled)."""
+    one scenario (default: what the first scenarios, or every scenario of a fixed list, need, doubled)."""
 
     def __init__(
         self,
@@ -406,10 +406,11 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         first = [self._source.draw(rng) for rng in self._make_rngs(seed)]
+        known = first + list(self._source.fixed)  # a fixed list: room for every scenario in it
         self._rows = _row_layout(
             self.layout,
             first[0],
-            max_windows or max(1, 2 * max(len(s.downtimes) for s in first)),
+            max_windows or max(1, 2 * max(len(s.downtimes) for s in known)),
             max_stream or self._source.limits()[0] or 2 * max(s.jobs.n_jobs for s in first),
         )
         self._init_batch(num_envs, seed, K.N_DYNAMIC_FEATURES, self._rows.state_length)
@@ -465,6 +466,16 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         }
 
     # ------------------------------------------------------------------ shop access
+    def rule_choices(self, rule_id: int) -> np.ndarray:
+        """The allowed job the dispatching rule with kernel id ``rule_id`` picks now, per shop
+        (ATC with the clock as "now"; the random rule takes the first allowed job)."""
+        rule_id = check_rule_id(rule_id)
+        dims = self._dims()
+        return np.array(
+            [K.dynamic_choose(self._insts[i], self._states[i], self._masks[i], rule_id, 0.0, *dims)
+             for i in range(self.num_envs)], dtype=np.int64,
+        )  # fmt: skip
+
     def scenario(self, index: int) -> Scenario:
         return self._items[index]
 

@@ -20,6 +20,7 @@ from sched_env.shop import (
     ShopLayout,
     SingleShopEnv,
     Source,
+    check_rule_id,
     observation_space,
     option,
 )
@@ -261,8 +262,7 @@ class JobShopEnv(StaticShopOptions, SingleShopEnv):
     def rule_choice(self, rule_id: int, uniform: float = 0.0) -> int:
         """The allowed job the dispatching rule with kernel id ``rule_id`` picks now (see
         ``baselines.rules``); ``uniform`` in [0, 1) drives the random rule."""
-        if not 0 <= int(rule_id) < len(K.RULE_NAMES):
-            raise ValueError(f"unknown rule id {rule_id}; ids are K.RULE.<name> for {', '.join(K.RULE_NAMES)}")
+        rule_id = check_rule_id(rule_id)
         if self._item is None:
             raise gym.error.ResetNeeded("call reset() before rule_choice()")
         L = self.layout

@@ -6,6 +6,7 @@ Import this module only when SB3 is installed (``pip install 'sched-env[rl]'``):
     from sched_env.sb3 import JobShopVecEnv
     env = JobShopVecEnv(64, instance=RandomInstanceGenerator(10, 10), seed=0)
     MaskablePPO("MultiInputPolicy", env).learn(100_000)
+    env = DynamicJobShopVecEnv(64, scenario=ScenarioGenerator(10), seed=0)  # the dynamic shop
 
 All N shops step in one compiled call; ``env_method("action_masks")`` returns the N masks
 at once, which is how sb3-contrib's MaskablePPO asks for them.
@@ -26,10 +27,13 @@ PER_SHOP = ("instance", "schedule", "final_schedule")
 
 
 class JobShopVecEnv(VecEnv):
-    """SB3 ``VecEnv`` adapter: fills ``terminal_observation`` and answers the mask protocol."""
+    """SB3 ``VecEnv`` adapter: fills ``terminal_observation`` and answers the mask protocol.
+    A finished episode's info has ``final_keys`` (the makespan here) next to it."""
+
+    final_keys: tuple[str, ...] = ("makespan",)
 
     def __init__(self, num_envs: int = 8, seed: int | None = None, **kwargs: Any) -> None:
-        self.batch = BatchJobShopEnv(num_envs, seed=seed, **kwargs)
+        self.batch = self._make_batch(num_envs, seed=seed, **kwargs)
         super().__init__(self.batch.num_envs, self.batch.single_observation_space, self.batch.single_action_space)
         self._actions: np.ndarray | None = None
         self._seed: int | None = seed
@@ -56,8 +60,13 @@ class JobShopVecEnv(VecEnv):
             for i in np.flatnonzero(info["_final_obs"]).tolist():
                 infos[i]["terminal_observation"] = info["final_obs"][i]
                 infos[i]["TimeLimit.truncated"] = False
-                infos[i]["makespan"] = int(final["makespan"][i])
+                for key in self.final_keys:
+                    infos[i][key] = final[key][i].item()
         return obs, rewards.astype(np.float32), terminated, infos
+
+    @staticmethod
+    def _make_batch(num_envs: int, **kwargs: Any):
+        return BatchJobShopEnv(num_envs, **kwargs)
 
     def close(self) -> None:
         self.batch.close()
@@ -102,3 +111,16 @@ class JobShopVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> Sequence[bool]:
         return [False for _ in self._indices(indices)]
+
+
+class DynamicJobShopVecEnv(JobShopVecEnv):
+    """The same adapter over :class:`~sched_env.dynamic.BatchDynamicJobShopEnv`: N dynamic shops
+    stepped by one kernel call; finished episodes report makespan, weighted tardiness and flow."""
+
+    final_keys = ("makespan", "total_weighted_tardiness", "mean_flow_time")
+
+    @staticmethod
+    def _make_batch(num_envs: int, **kwargs: Any):
+        from sched_env.dynamic import BatchDynamicJobShopEnv
+
+        return BatchDynamicJobShopEnv(num_envs, **kwargs)

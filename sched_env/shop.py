@@ -50,6 +50,13 @@ def option(value: str, choices: dict[str, int], what: str) -> int:
     return choices[value]
 
 
+def check_rule_id(rule_id: int) -> int:
+    """A kernel rule id, or a clear error naming the rules (ids are ``K.RULE.<name>``)."""
+    if not 0 <= int(rule_id) < len(K.RULE_NAMES):
+        raise ValueError(f"unknown rule id {rule_id}; ids are K.RULE.<name> for {', '.join(K.RULE_NAMES)}")
+    return int(rule_id)
+
+
 class Source:
     """Where a shop's problems come from: fixed items (one drawn per reset) or a generator
     ``gen(rng) -> item`` (a new one per reset). ``sizes(item)`` gives (jobs, machines, ops)."""
@@ -370,13 +377,25 @@ class BatchShopEnv(_ShopEnvBase):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Reset every shop with a new draw from its stream; ``seed`` reseeds the streams;
-        ``options={"instance"|"scenario": ...}`` puts that item in every shop once."""
+        ``options={"instance"|"scenario": ...}`` puts that item in every shop once, and
+        ``options={"instances"|"scenarios": [one per shop]}`` gives shop i the i-th item."""
         if seed is not None:
             self._rngs = self._make_rngs(seed)
-        chosen = (options or {}).get(self.option_key)
-        source = self._make_source(chosen) if chosen is not None else self._source
-        for i in range(self.num_envs):
-            self._load(i, source.draw(self._rngs[i]))
+        options = options or {}
+        chosen = options.get(self.option_key)
+        each = options.get(self.option_key + "s")
+        if each is not None:
+            if chosen is not None or len(each) != self.num_envs:
+                raise ValueError(
+                    f"options[{self.option_key + 's'!r}] must hold one {self.option_key} per shop ({self.num_envs}),"
+                    f" got {len(each)}" + (f" and {self.option_key!r} as well" if chosen is not None else "")
+                )
+            for i, item in enumerate(each):
+                self._load(i, self._make_source(item).draw(self._rngs[i]))
+        else:
+            source = self._make_source(chosen) if chosen is not None else self._source
+            for i in range(self.num_envs):
+                self._load(i, source.draw(self._rngs[i]))
         self._reset_rows(self._all)
         return self._observation(), add_vector_info({}, self._reset_values(self._all), self._all, self.num_envs)
 

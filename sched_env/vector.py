@@ -18,6 +18,7 @@ from sched_env.schedule import Schedule
 from sched_env.shop import (
     BatchShopEnv,
     InstanceSpec,
+    check_rule_id,
     observation_space,
 )
 
@@ -114,6 +115,16 @@ class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
 
     def makespans(self) -> np.ndarray:
         return self._states[:, K.ST.makespan].copy()
+
+    def rule_choices(self, rule_id: int) -> np.ndarray:
+        """The allowed job the dispatching rule with kernel id ``rule_id`` picks now, per shop
+        (the batched :meth:`JobShopEnv.rule_choice`; the random rule takes the first allowed job)."""
+        rule_id = check_rule_id(rule_id)
+        L = self.layout
+        return np.array(
+            [K.choose_by_rule(self._insts[i], self._states[i], self._masks[i], rule_id, 0.0, L.J, L.M, L.O)
+             for i in range(self.num_envs)], dtype=np.int64,
+        )  # fmt: skip
 
 
 class ShopVectorEnv(VectorEnv):

@@ -251,3 +251,49 @@ def test_sb3_adapter_answers_per_env_and_reports_invalid_actions():
     env.step_async(actions)
     _, _, _, infos = env.step_wait()
     assert [i["invalid_action"] for i in infos] == [False, True, False]
+
+
+def test_reset_can_give_each_shop_its_own_instance():
+    import instances as inst
+
+    items = [inst.random_instance(4, 3, seed=s) for s in range(3)] + [inst.random_instance(6, 3, seed=9)]
+    batch = BatchJobShopEnv(4, instance=items, seed=0)
+    batch.reset(options={"instances": items})
+    assert [batch.instance(i) for i in range(4)] == items
+    with pytest.raises(ValueError, match="one instance per shop"):
+        batch.reset(options={"instances": items[:2]})
+
+
+def test_batched_rule_choices_match_the_single_env():
+    import instances as inst
+    from baselines.rules import rule_id
+    from sched_env import JobShopEnv
+
+    instance = inst.random_instance(8, 4, seed=3)
+    batch = BatchJobShopEnv(2, instance=instance, seed=0)
+    batch.reset()
+    single = JobShopEnv(instance)
+    single.reset()
+    for _ in range(instance.n_operations):
+        choice = batch.rule_choices(rule_id("mwkr"))
+        assert choice[0] == choice[1] == single.rule_choice(rule_id("mwkr"))
+        batch.step(choice)
+        single.step(int(choice[0]))
+    with pytest.raises(ValueError, match="unknown rule id 99"):
+        batch.rule_choices(99)
+
+
+def test_dynamic_batch_rule_choices_follow_atc_like_the_rule_rollout():
+    from baselines.rules import dispatch_dynamic_many, rule_id
+    from sched_env.dynamic import BatchDynamicJobShopEnv
+    from sched_env.events import generate_scenario
+
+    scenario = generate_scenario(4, initial_jobs=3, arriving_jobs=5, mtbf=300, mttr=30, noise=0.2, seed=5)
+    batch = BatchDynamicJobShopEnv(1, scenario)
+    batch.reset()
+    done = False
+    while not done:
+        _, _, dones, _, info = batch.step(batch.rule_choices(rule_id("atc")))
+        done = bool(dones[0])
+    expected = dispatch_dynamic_many([scenario], "atc")[0].objective
+    assert info["final_info"]["total_weighted_tardiness"][0] == expected
