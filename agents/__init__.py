@@ -1,5 +1,16 @@
-"""Learned deciders (planned; see ../shared/ARCHITECTURE.md): MaskablePPO training with a
-size-agnostic per-job policy, TensorBoard logs and checkpoints, inference and the CP-SAT hybrid.
+"""Learned deciders on the sched-env simulator (torch and SB3 for training; ONNX Runtime alone
+for inference):
 
-Not implemented yet. Today, train sb3-contrib's MaskablePPO directly on ``sched_env`` (README).
+* ``agents.policy``: :class:`JobShopPolicy`, a size-agnostic sb3-contrib maskable actor-critic
+  (per-job scores with shared weights after attention over the jobs; pooled critic);
+* ``agents.train``: ``sched-env train CONFIG.yaml``: self-labeling, MaskablePPO, PPO, A2C, DQN,
+  TensorBoard, checkpoints, validation-chosen ``best.zip``, ``--resume``;
+* ``agents.inference``: ``load_policy`` (SB3 zip or ONNX), greedy and best-of-K rollouts in the
+  batched env, the ``policy`` deciders;
+* ``agents.onnx``: ``sched-env export-onnx`` (masking inside the graph);
+* ``agents.hybrid``: ``hybrid:SECONDS``, policy plans warm-starting CP-SAT;
+* ``agents/models``: the shipped static-shop and dynamic-shop policies.
+
+Nothing here is imported by ``sched_env`` or ``baselines``: the deciders join the registry
+through the ``sched_env.deciders`` entry points.
 """

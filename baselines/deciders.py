@@ -48,6 +48,12 @@ Problem = JobShopInstance | ShopState
 #: Rules tried for a ``:hint`` warm start; the best schedule is the hint.
 HINT_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
 DEFAULT_CPSAT_SECONDS = 10.0
+#: sched-env's deciders that live above ``baselines`` (in ``agents``) and join through entry points,
+#: so this layer never imports them: name -> (summary, quick example spec).
+OWN_ENTRY_POINTS = {
+    "policy": ("learned policy: policy (greedy), policy:K (best of K samples), policy@PATH (a model file)", "policy"),
+    "hybrid": ("policy plans as CP-SAT's hint, hybrid:SECONDS (static solve or rescheduling)", "hybrid:1"),
+}
 
 
 class DeciderError(SchedEnvError, ValueError):
@@ -140,6 +146,10 @@ def _load_entry_points() -> None:
         if point.name in _REGISTRY and _REGISTRY[point.name].origin == "sched-env":
             continue  # our own built-ins, also declared as entry points in pyproject.toml
         package = point.dist.name if point.dist is not None else point.value.split(":")[0]
+        if package == "sched-env" and point.name in OWN_ENTRY_POINTS:  # ours, from a layer above baselines
+            summary, example = OWN_ENTRY_POINTS[point.name]
+            register(point.name, _LazyFactory(point), summary=summary, example=example, origin="sched-env")
+            continue
         register(point.name, _LazyFactory(point), summary=f"from {package}", origin=f"entry point ({package})")
 
 
@@ -257,6 +267,16 @@ def _rule_factory(spec: MethodSpec, *, objective: str | None = None, **_: Any) -
     return RuleDecider(spec.text, spec.name, action_set, samples, objective)
 
 
+def import_cpsat(spec: str):
+    """``baselines.cpsat``, imported when a decider is built (so that no budget pays for
+    importing OR-Tools), or a clear error naming the extra to install."""
+    try:
+        from baselines import cpsat
+    except ImportError:
+        raise DeciderError(f"method {spec!r} needs OR-Tools: pip install 'sched-env[cp]'") from None
+    return cpsat
+
+
 @dataclass
 class CpSatDecider:
     """OR-Tools CP-SAT: ``cpsat:SECONDS`` (the limit covers building the model; a budget
@@ -270,11 +290,7 @@ class CpSatDecider:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        try:  # import OR-Tools now, so that no budget pays for it
-            from baselines import cpsat
-        except ImportError:
-            raise DeciderError(f"method {self.spec!r} needs OR-Tools: pip install 'sched-env[cp]'") from None
-        self._cpsat = cpsat
+        self._cpsat = import_cpsat(self.spec)
 
     def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
         cpsat = self._cpsat

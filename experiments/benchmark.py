@@ -73,26 +73,40 @@ def run(name: str, method: str, seed: int = 0, instance_dir: str | None = None, 
     }
 
 
-def _ray_rows(tasks: list[tuple], address: str, parallel: int, progress) -> list[dict]:
-    try:
-        import ray
-    except ImportError:
-        raise instances.SchedEnvError("--ray needs Ray: pip install 'sched-env[ray]'") from None
-    if address == "local":
-        ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    else:
-        ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        remote = ray.remote(num_cpus=1)(run)
-        pending = [remote.remote(*task) for task in tasks]
-        rows = []
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            rows.extend(ray.get(done))
+def map_tasks(function, tasks: list[tuple], *, parallel: int = 1, ray_address: str | None = None, progress=None) -> list:
+    """``function(*task)`` for every task, on a local spawn process pool or a Ray cluster
+    (``"local"`` starts one here); results in completion order. ``function`` must be importable
+    by name (a module-level function). One piece of machinery for benchmark cells and training
+    sweeps alike."""
+    progress = progress or (lambda n: None)
+    if ray_address:
+        try:
+            import ray
+        except ImportError:
+            raise instances.SchedEnvError("--ray needs Ray: pip install 'sched-env[ray]'") from None
+        if ray_address == "local":
+            ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        else:
+            ray.init(address=ray_address, log_to_driver=False, ignore_reinit_error=True)
+        try:
+            remote = ray.remote(num_cpus=1)(function)
+            pending = [remote.remote(*task) for task in tasks]
+            results = []
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                results.extend(ray.get(done))
+                progress(1)
+            return results
+        finally:
+            ray.shutdown()
+    results = []
+    # spawn, not fork: numba's OpenMP threads make fork() unsafe once a kernel has run
+    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(function, *task) for task in tasks]
+        for future in as_completed(futures):
+            results.append(future.result())
             progress(1)
-        return rows
-    finally:
-        ray.shutdown()
+    return results
 
 
 def run_matrix(
@@ -116,18 +130,7 @@ def run_matrix(
     tasks = [(n, m, s, instance_dir, workers) for n in names for m in methods for s in seeds]
     bar = _progress_bar(len(tasks), show_progress)
     try:
-        if ray_address:
-            rows = _ray_rows(tasks, ray_address, parallel, bar.update)
-        else:
-            rows = []
-            # spawn, not fork: numba's OpenMP threads make fork() unsafe once a kernel has run
-            with ProcessPoolExecutor(
-                max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")
-            ) as pool:
-                futures = [pool.submit(run, *task) for task in tasks]
-                for future in as_completed(futures):
-                    rows.append(future.result())
-                    bar.update(1)
+        rows = map_tasks(run, tasks, parallel=parallel, ray_address=ray_address, progress=bar.update)
     finally:
         bar.close()
     order = {(n, m): i for i, (n, m) in enumerate((n, m) for n in names for m in methods)}

@@ -132,44 +132,12 @@ def cmd_gantt(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on defaults: the catalogue, a dispatching schedule of ta01 (and a CP-SAT
-    one when OR-Tools is installed), drawn as Gantt charts."""
-    import instances
-    from baselines import dispatch
-    from sched_env.render import gantt_text, save_gantt
+    """The main job on defaults: ta01 scheduled by a rule, CP-SAT and the shipped policy (ONNX);
+    a dynamic shop with a breakdown and arrivals rescheduled by the hybrid; a comparison table,
+    the latency summary, Gantt charts before and after the breakdown, and a report."""
+    from experiments.demo import run_demo
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    families: dict[str, int] = {}
-    for name in instances.names():
-        families[instances.family_of(name)] = families.get(instances.family_of(name), 0) + 1
-    print("catalogue:", ", ".join(f"{family} ({count})" for family, count in sorted(families.items())))
-    instance = instances.load(args.instance, directory=args.dir)
-    best = instances.best_known(instance.name)
-    result = dispatch(instance, "mwkr")
-    gap = f", {100 * result.gap_to(best):.1f} % above the best known {best}" if best else ""
-    print(f"{instance.name}: most-work-remaining dispatching gives makespan {result.objective}{gap}")
-    schedule = result.schedule
-    try:
-        from baselines import cpsat
-
-        improved = cpsat.solve(instance, time_limit_s=args.time_limit, hint=schedule)
-        gap = f", {100 * improved.gap_to(best):.1f} % above the best known" if best else ""
-        print(
-            f"{instance.name}: CP-SAT warm-started from it, {args.time_limit:g} s: makespan {improved.objective}{gap}"
-            f" (proven lower bound {improved.lower_bound})"
-        )
-        schedule = improved.schedule
-    except ImportError:
-        print("(install OR-Tools for a CP-SAT schedule too: pip install 'sched-env[cp]')")
-    schedule.save(out / f"{instance.name}_schedule.json")
-    print(gantt_text(schedule, instance, width=100, color=sys.stdout.isatty()))
-    try:
-        chart = save_gantt(schedule, out / f"{instance.name}_gantt.png", instance)
-        print(f"wrote {out / f'{instance.name}_schedule.json'} and {chart}")
-    except instances.SchedEnvError as error:  # matplotlib missing: the text chart above still stands
-        print(f"wrote {out / f'{instance.name}_schedule.json'}; no PNG: {error}")
-    return 0
+    return run_demo(Path(args.out), args.instance, args.time_limit, args.method, args.dir)
 
 
 # ---------------------------------------------------------------------- solve / bench
@@ -229,6 +197,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.dynamic:  # the dynamic-shop benchmark: seeded scenarios, rules, policy and (unless --instant) replanners
+        from experiments import bench_dynamic
+
+        extra = (["--instant"] if args.instant else []) + (["--replanners", args.replanners] if args.replanners else [])
+        extra += ["--name", args.name] if args.name != "benchmark" else []
+        return bench_dynamic.main(extra + ["--policy", args.policy, "--out", args.out])
     from experiments.benchmark import run_matrix, write_outputs
 
     names = expand_names(args.instances)
@@ -249,11 +223,112 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- train / export-onnx
+def train_one(config: dict, seed: int | None, resume: str | None, progress: bool) -> dict:
+    """One training run (a sweep's task: module level, so spawned workers can import it)."""
+    from agents.train import TrainConfig, train
+
+    cfg = TrainConfig.from_dict(config)
+    if seed is not None:
+        cfg.seed = seed
+        cfg.name = f"{cfg.run_name}-s{seed}" if cfg.name else ""
+    return train(cfg, resume=resume, progress=progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from agents.train import TrainConfig
+    except ImportError as error:
+        raise UserError(f"training needs the rl extra ({error.name} is missing): pip install 'sched-env[rl]'") from None
+    config = _resume_config(args.resume) if args.resume and not args.config else None
+    overrides = list(args.set) + ([f"algo={args.algo}"] if args.algo else [])
+    cfg = TrainConfig.load(args.config, overrides) if config is None else TrainConfig.from_dict(config, overrides)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
+    if args.resume and len(seeds) > 1:
+        raise UserError("--resume continues one run; drop --seeds")
+    print(f"training {cfg.run_name}: {cfg.algo} on the {cfg.shop} shop, {cfg.timesteps:,} decisions -> {cfg.out}/")
+    if len(seeds) == 1:
+        summaries = [train_one(cfg.to_dict(), seeds[0], args.resume, not args.quiet)]
+    else:
+        from experiments.benchmark import map_tasks
+
+        tasks = [(cfg.to_dict(), seed, None, False) for seed in seeds]
+        summaries = map_tasks(train_one, tasks, parallel=args.parallel, ray_address=args.ray)
+    for summary in summaries:
+        validation = summary["validation"]
+        print(
+            f"{summary['folder']}: {summary['steps']:,} decisions in {summary['minutes']:.1f} min; validation gap to"
+            f" the reference rule {100 * validation['gap_to_reference']:+.2f} % (best checkpoint"
+            f" {100 * summary['best_gap']:+.2f} %): {summary['best']}"
+        )
+    if len(summaries) > 1:
+        gaps = [s["validation"]["gap_to_reference"] for s in summaries]
+        print(f"mean over {len(gaps)} seeds: {100 * sum(gaps) / len(gaps):+.2f} %")
+    return 0
+
+
+def _resume_config(checkpoint: str) -> dict:
+    """The config stored beside a checkpoint (the run folder's config.json)."""
+    path = Path(checkpoint)
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "config.json").is_file():
+            return json.loads((folder / "config.json").read_text())
+    raise UserError(f"no config.json beside {checkpoint}; pass the CONFIG file too")
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from experiments.latency import main as latency_main
+
+    return latency_main(args.args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        import uvicorn
+
+        from service.app import load_models, settings_from_environment
+    except ImportError as error:
+        raise UserError(f"serving needs the service extra ({error.name} is missing): pip install 'sched-env[service]'") from None
+    if args.model:
+        os.environ["SCHED_ENV_MODEL"] = str(Path(args.model).resolve())
+    os.environ["SCHED_ENV_THREADS"], os.environ["SCHED_ENV_QUEUE"] = str(args.threads), str(args.queue)
+    load_models(settings_from_environment())  # a missing or corrupt model stops here, in one line
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"serving on {args.host}: reachable from other machines" + ("" if os.environ.get("SCHED_ENV_TOKEN") else
+              "; set SCHED_ENV_TOKEN to require a bearer token"))  # fmt: skip
+    uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="warning")  # fmt: skip
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        from agents.onnx import export_onnx
+    except ImportError as error:
+        raise UserError(f"export needs torch, sb3-contrib and onnx ({error.name} is missing)") from None
+    try:
+        path = export_onnx(args.checkpoint, args.out)
+    except ImportError as error:
+        raise UserError(f"export needs torch, sb3-contrib and onnx ({error.name} is missing): pip install onnx") from None
+    print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def _rule_names() -> list[str]:
     from sched_env._kernels import RULE_NAMES
 
     return list(RULE_NAMES)
+
+
+def _config_epilog() -> str:
+    try:
+        from agents.train import config_help
+    except ImportError:  # torch or SB3 missing: say how to get the keys
+        return "config keys: install the rl extra (pip install 'sched-env[rl]') to list them"
+    return config_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,13 +397,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="report title")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dir", help=dir_help)
+    p.add_argument(
+        "--dynamic", action="store_true",
+        help="the dynamic-shop benchmark instead (16 seeded scenarios: rules, the learned policy, replanners)",
+    )  # fmt: skip
+    p.add_argument("--instant", action="store_true", help="with --dynamic: rules and the policy only (no replanners)")
+    p.add_argument("--policy", default="dynamic", help="with --dynamic: policy model file, 'dynamic' or 'none'")
+    p.add_argument("--replanners", help="with --dynamic: only these replanners, e.g. 'cpsat:1,hybrid:1,policy:16 sequence'")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("demo", help="the main job on defaults: catalogue, a schedule of ta01, its Gantt chart")
+    p = sub.add_parser(
+        "train", help="train a policy (self-labeling, MaskablePPO, PPO, A2C, DQN) from a YAML config",
+        epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("config", nargs="?", help="YAML config (e.g. experiments/configs/static.yaml); keys below")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--algo", help="self-labeling, maskable-ppo, ppo, a2c or dqn (the config's algo key)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint (same step count and TensorBoard curve)")
+    p.add_argument("--seeds", help="a sweep: comma-separated seeds, one run each (e.g. 0,1,2)")
+    p.add_argument("--parallel", type=int, default=1, help="sweep runs at a time on local processes (default 1)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the sweep on a Ray cluster ('local' starts one here)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "latency", add_help=False, prefix_chars="\0",
+        help="response time per shop-floor event for each decider, and plan quality (`sched-env latency --help`)",
+    )  # fmt: skip
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("serve", help="the scheduling microservice (HTTP/JSON) on the shipped policies and every decider")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", help="static-shop policy file for `policy` (default: the shipped one)")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1); or run replicas")
+    p.add_argument("--threads", type=int, default=2, help="decider threads per process (default 2)")
+    p.add_argument("--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export-onnx", help="export a trained policy to ONNX (masking inside the graph)")
+    p.add_argument("checkpoint", help="SB3 checkpoint (.zip) written by `sched-env train`")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.set_defaults(func=cmd_export_onnx)
+
+    p = sub.add_parser(
+        "demo", help="the main job on defaults: ta01 by a rule, CP-SAT and the learned policy; a breakdown rescheduled"
+    )  # fmt: skip
     p.add_argument("--instance", default="ta01", help="instance to schedule (default ta01)")
     p.add_argument(
         "--time-limit", type=float, default=5.0, help="CP-SAT seconds, when OR-Tools is installed (default 5)"
     )
+    p.add_argument("--method", default="hybrid:1", help="the rescheduling decider of the dynamic part (default hybrid:1)")
     p.add_argument("--out", default="sched-env-demo", help="output folder (default ./sched-env-demo)")
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_demo)

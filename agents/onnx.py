@@ -1,0 +1,69 @@
+"""ONNX export of a trained policy: ``sched-env export-onnx CHECKPOINT --out policy.onnx``.
+
+The graph takes ``jobs`` (batch, jobs, features) float32 and ``mask`` (batch, actions) float32
+and returns ``logits`` (batch, actions) with the masking inside the graph (masked actions at
+-1e8, as sb3-contrib does), so a caller needs only onnxruntime and numpy: the argmax is the
+greedy action. Batch and job axes are dynamic. The file carries its provenance in the ONNX
+metadata (``sched_env``: features, kind, training config, env options, the checkpoint's hash),
+which :func:`agents.inference.load_policy` reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agents.inference import PolicyLoadError, file_sha256
+
+OPSET = 17
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) -> Path:
+    """Export the policy of an SB3 checkpoint (``.zip``) to ``out``; returns the path."""
+    import onnx
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if not checkpoint.is_file():
+        raise PolicyLoadError(f"checkpoint {checkpoint} does not exist")
+    try:
+        model = MaskablePPO.load(checkpoint, device="cpu")
+    except Exception as error:
+        raise PolicyLoadError(f"{checkpoint} is not a readable policy checkpoint ({error})") from None
+    policy = model.policy
+    if not hasattr(policy, "net"):
+        raise PolicyLoadError(f"{checkpoint} holds a {type(policy).__name__}; only JobShopPolicy models export")
+    net = policy.net.eval()
+    meta = getattr(model, "sched_env", None) or {}
+    n_features = net.n_features
+    n_jobs = 7
+    wait = bool(meta.get("env_options", {}).get("allow_wait", False))
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, jobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.net(jobs, mask, wait)[0]
+
+    example = (torch.rand(2, n_jobs, n_features), torch.ones(2, n_jobs + wait))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        Logits(), example, str(out), input_names=["jobs", "mask"], output_names=["logits"],
+        dynamic_axes={"jobs": {0: "batch", 1: "jobs"}, "mask": {0: "batch", 1: "actions"},
+                      "logits": {0: "batch", 1: "actions"}},
+        opset_version=opset, dynamo=False,
+    )  # fmt: skip
+    graph = onnx.load(str(out))
+    info = {
+        "n_features": n_features, "kind": meta.get("kind", "static" if n_features == 10 else "dynamic"),
+        "wait_action": wait, "config": meta.get("config", {}), "env_options": meta.get("env_options", {}),
+        "checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint),
+    }  # fmt: skip
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "sched_env", json.dumps(info)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(out))
+    return out
