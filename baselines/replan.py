@@ -43,6 +43,13 @@ class Replanner:
     seed: int = 0
     execution: str = "exact"
     planning_times: list[float] = field(default_factory=list)
+    #: Response time of every plan of the last run: from the event (the snapshot taken) to a new
+    #: valid plan in hand (the decider's time plus the snapshot's).
+    response_times: list[float] = field(default_factory=list)
+    #: Each plan's budget over-run (``SolveResult.over_budget``) in the last run.
+    overruns: list[bool] = field(default_factory=list)
+    #: Budget given to every decider call (None: the decider's own limit).
+    budget_s: float | None = None
     #: Every plan of the last run: (time, plan, scenario job index of each plan job).
     plans: list[tuple[int, Schedule, np.ndarray]] = field(default_factory=list)
 
@@ -56,8 +63,9 @@ class Replanner:
     def _plan(self, state: ShopState, previous: Schedule | None, previous_ids: np.ndarray | None) -> Schedule:
         decider = self._decider if previous is not None else self._first
         hint = as_plan(state, previous, previous_ids) if previous is not None else None
-        result = run_decider(state, decider, seed=self.seed, hint=hint)
+        result = run_decider(state, decider, seed=self.seed, hint=hint, budget_s=self.budget_s)
         self.planning_times.append(result.wall_time_s)
+        self.overruns.append(result.over_budget)
         plan = result.schedule
         if plan is None:  # the decider found nothing in its budget: repair the previous plan
             plan = run_decider(state, "right-shift", hint=hint, objective=self.objective).schedule
@@ -72,7 +80,7 @@ class Replanner:
                 f"{self.execution!r} plan execution needs an env made with allow_wait=True (or use execution='priority')"
             )
         started = time.perf_counter()
-        self.planning_times, self.plans = [], []
+        self.planning_times, self.plans, self.response_times, self.overruns = [], [], [], []
         obs, _ = env.reset(seed=seed, options=options)
         arrivals = env.scenario.jobs.release_dates
         plan, plan_ids, signature, done, info = None, None, None, False, {}
@@ -80,8 +88,10 @@ class Replanner:
         while not done:
             now_signature = (int((arrivals <= env.time).sum()), tuple(sorted(_down_machines(env).items())))
             if plan is None or now_signature != signature:
+                event_at = time.perf_counter()
                 state = env.snapshot()
                 plan, plan_ids, signature = self._plan(state, plan, plan_ids), state.job_ids, now_signature
+                self.response_times.append(time.perf_counter() - event_at)
                 follower = _PlanFollower(plan, plan_ids)
             job, until = follower.choose(env, obs["action_mask"], self.execution)
             if job is None:

@@ -48,6 +48,14 @@ REPLANNERS = (
 )
 
 
+#: Replanners on the learned policy (sched-env's agents), run with --replanners.
+LEARNED_REPLANNERS = (
+    ("policy:16 sequence", "policy:16", None, "sequence"),
+    ("hybrid:1 sequence", "hybrid:1", None, "sequence"),
+    ("hybrid:1", "hybrid:1", None, "exact"),
+)
+
+
 def scenarios(pools, utilisations, breakdowns, seed: int = 0):
     for pool_name in pools:
         pool = instances.load(pool_name)
@@ -65,24 +73,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two 15x15 scenarios, no cpsat:10 (a smoke run)")
     parser.add_argument("--cpsat10", default="ta01", help="pools on which to also run CP-SAT at 10 s per plan")
+    parser.add_argument("--instant", action="store_true",
+                        help="instant deciders only: the rules and the learned policy (no replanners; minutes, not an hour)")
+    parser.add_argument("--replanners", help="only these replanners (labels, comma-separated), e.g. 'cpsat:1,hybrid:1';"
+                        " known: " + ", ".join(label for label, *_ in REPLANNERS + LEARNED_REPLANNERS))
+    parser.add_argument("--name", help="file stem of the outputs (default dynamic, dynamic_instant, dynamic_quick)")
+    parser.add_argument("--policy", default="dynamic",
+                        help="the learned policy: a model file, 'dynamic' (the shipped one, default) or 'none'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     pools = ("ta01",) if args.quick else POOLS
     utilisations = (0.9,) if args.quick else (0.8, 0.9)
     rows = []
-    for name, pool_name, pool, utilisation, broken, scenario in scenarios(
-        pools, utilisations, (False, True), args.seed
-    ):
+    cases = list(scenarios(pools, utilisations, (False, True), args.seed))
+    learned = policy_results([case[-1] for case in cases], args.policy)
+    for name, pool_name, pool, utilisation, broken, scenario in cases:
         base = {"scenario": name, "pool": pool_name, "size": f"{pool.n_jobs}x{pool.n_machines}",
                 "utilisation": utilisation, "breakdowns": broken}  # fmt: skip
-        for result in dispatch_dynamic_many([scenario] * len(RULES), list(RULES)):
+        for result in dispatch_dynamic_many([scenario] * len(RULES), list(RULES)) + learned.get(name, []):
             p = result.params
             rows.append({**base, "method": result.method, "total_weighted_tardiness": p["total_weighted_tardiness"],
                          "makespan": p["makespan"], "mean_flow_time": round(p["mean_flow_time"], 1), "plans": 0, "mean_plan_s": 0.0,
                          "max_plan_s": 0.0, "wall_time_s": round(result.wall_time_s, 4)})  # fmt: skip
-        methods = list(REPLANNERS)
-        if not args.quick and pool_name in args.cpsat10.split(","):
+        methods = [] if args.instant else list(REPLANNERS)
+        if args.replanners:
+            known = {label: entry for entry in REPLANNERS + LEARNED_REPLANNERS for label in entry[:1]}
+            wanted = [label.strip() for label in args.replanners.split(",") if label.strip()]
+            unknown = [label for label in wanted if label not in known]
+            if unknown:
+                parser.error(f"unknown replanners {unknown}; known: {', '.join(known)}")
+            methods = [known[label] for label in wanted]
+        elif not args.quick and not args.instant and pool_name in args.cpsat10.split(","):
             methods += [(f"cpsat:10{suffix}", "cpsat:10", None, execution) for suffix, execution in
                         ((" priority", "priority"), (" sequence", "sequence"), ("", "exact"))]  # fmt: skip
         for label, method, initial, execution in methods:
@@ -101,13 +123,28 @@ def main(argv: list[str] | None = None) -> int:
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "dynamic_quick" if args.quick else "dynamic"
+    stem = args.name or ("dynamic_quick" if args.quick else "dynamic") + ("_instant" if args.instant else "")
     write_csv(rows, out / f"{stem}.csv", columns=COLUMNS)
     (out / f"{stem}.md").write_text(markdown(rows, " ".join(["python -m experiments.bench_dynamic", *(argv or [])])))
     (out / f"{stem}.json").write_text(json.dumps({"commit": git_commit(), "machine": machine_description(),
                                                   "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, indent=1) + "\n")  # fmt: skip
     print(f"wrote {out / f'{stem}.md'}")
     return 0
+
+
+def policy_results(scenario_list: list, spec: str) -> dict[str, list]:
+    """The learned policy deciding at every epoch of every scenario (all stepped together),
+    by scenario name; none when ``spec`` is 'none' or the rl/policy extras are missing."""
+    if spec == "none":
+        return {}
+    try:
+        from agents.inference import dispatch_dynamic_policy, load_policy
+    except ImportError:
+        print("(no learned policy: install the policy extra)")
+        return {}
+    policy = load_policy(None if spec == "dynamic" else spec, kind="dynamic")
+    results = dispatch_dynamic_policy(policy, scenario_list)
+    return {scenario.name: [result] for scenario, result in zip(scenario_list, results)}
 
 
 def markdown(rows: list[dict], command: str, commit: str | None = None) -> str:

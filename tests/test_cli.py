@@ -51,11 +51,16 @@ def test_user_errors_print_one_line_and_exit_2(args, message):
 
 def test_demo_then_gantt(tmp_path):
     pytest.importorskip("matplotlib")
-    result = run("demo", "--out", str(tmp_path), "--time-limit", "0.5")
+    result = run("demo", "--out", str(tmp_path), "--time-limit", "0.5", "--method", "hybrid:0.3")
     assert result.returncode == 0, result.stderr
-    assert "ta01: most-work-remaining dispatching gives makespan 1491" in result.stdout
+    assert "| mwkr       | 1491     | 21.1 %" in result.stdout
+    for method in ("policy", "policy:128", "cpsat:0.5", "atc (instant rule)", "hybrid:0.3 replanning"):
+        assert f"| {method}" in result.stdout, f"{method} missing from the demo's tables"
+    assert "response time p50" in result.stdout and "one decision on ta01" in result.stdout
     schedule, chart = tmp_path / "ta01_schedule.json", tmp_path / "ta01_gantt.png"
-    assert chart.stat().st_size > 10_000 and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in (chart, tmp_path / "dynamic_plan_before_breakdown.png", tmp_path / "dynamic_plan_after_breakdown.png"):
+        assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert "## Dynamic shop" in (tmp_path / "report.md").read_text()
     out = tmp_path / "again.svg"
     result = run("gantt", str(schedule), "--out", str(out))
     assert result.returncode == 0, result.stderr
