@@ -1,2 +1,4 @@
-"""The scheduling microservice (planned; see ../shared/ARCHITECTURE.md): the trained policy and
-the baselines behind an HTTP/JSON API with explicit time budgets. Not implemented yet."""
+"""The scheduling microservice: the shipped policies and every registered decider behind
+HTTP/JSON (``sched-env serve``), with budgets, a bounded queue, Prometheus metrics and an
+optional bearer token. ``service.schemas`` holds the shop-floor vocabulary and its conversion
+to sched-env's types; ``service.app`` the routes."""
