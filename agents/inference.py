@@ -300,26 +300,39 @@ def dynamic_batch(policy: LoadedPolicy, scenario, samples: int, objective: str, 
     return BatchDynamicJobShopEnv(samples, scenario, objective=objective, **options)
 
 
-#: Sampled episodes stepped together: bounds one step's cost, so a deadline is met within a step.
+#: Most sampled episodes stepped together: bounds one step's cost, so a deadline is met within a step.
 SAMPLE_CHUNK = 128
 
 
 def _sample(make_batch: Callable[[int], Any], policy: LoadedPolicy, samples: int, keys, seed: int,
-            deadline: float | None) -> tuple[Rollouts, int]:  # fmt: skip
-    """The greedy episode first (an answer in milliseconds), then ``samples - 1`` sampled ones,
-    up to :data:`SAMPLE_CHUNK` stepped together, while the deadline allows; the best of all.
-    Returns it and how many episodes it covers (a chunk cut by the deadline does not count)."""
-    best = run_episodes(make_batch(1), policy.score, keys, greedy=True)
+            deadline: float | None, greedy_deadline: float | None = None) -> tuple[Rollouts, int]:  # fmt: skip
+    """The greedy episode first (an answer in milliseconds), then ``samples - 1`` sampled ones in
+    chunks stepped together, while the deadline allows; the best of all. Under a deadline the
+    chunks start small and double, each only if its measured cost says it can finish in time.
+    Returns the best and how many episodes it covers (a chunk cut by the deadline does not count).
+    ``greedy_deadline``: the greedy episode must end by then too (else :class:`DeadlineError`)."""
+    started = time.perf_counter()
+    best = run_episodes(make_batch(1), policy.score, keys, greedy=True, deadline=greedy_deadline)
+    per_episode = time.perf_counter() - started  # an upper bound: batching shares the per-step costs
     covered, left, chunk_index = 1, samples - 1, 0
+    size = min(left, SAMPLE_CHUNK if deadline is None else 8)
     while left > 0:
-        size = min(left, SAMPLE_CHUNK)
+        if deadline is not None:
+            room = deadline - time.perf_counter()
+            while size > 1 and size * per_episode > room:
+                size //= 2
+            if size * per_episode > room:
+                break
+        chunk_started = time.perf_counter()
         try:
             run = run_episodes(make_batch(size), policy.score, keys, seed=(seed, chunk_index), deadline=deadline)
         except DeadlineError:
             break
+        per_episode = (time.perf_counter() - chunk_started) / size
         if tuple(run.values[k] for k in keys) < tuple(best.values[k] for k in keys):
             best = run
         covered, left, chunk_index = covered + size, left - size, chunk_index + 1
+        size = min(left, SAMPLE_CHUNK, 2 * size)
     return best, covered
 
 
@@ -332,27 +345,30 @@ def solve_with_policy(
     budget_s: float | None = None,
     objective: str | None = None,
     method: str | None = None,
+    greedy_budget_s: float | None = None,
 ) -> SolveResult:
     """The policy's plan of a :class:`JobShopInstance` (makespan) or a running shop's
     :class:`ShopState` (the rest of the work; done and running work untouched): greedy, or the
     best of ``samples`` (the greedy plan included). With a budget, sampling stops at 90 % of it
-    and the greedy plan stands."""
+    and the greedy plan stands; ``greedy_budget_s``: even the greedy plan must come within it,
+    else :class:`DeadlineError` (for callers that hold a cheaper plan already)."""
     from sched_env.snapshot import ShopState
 
     started = time.perf_counter()
     deadline = None if budget_s is None else started + 0.9 * budget_s
+    strict = None if greedy_budget_s is None else started + greedy_budget_s
     method = method or ("policy" if samples == 1 else f"policy:{samples}")
     if samples < 1:
         raise SchedEnvError(f"samples must be >= 1, got {samples}")
     if isinstance(problem, ShopState):
-        return _solve_state(policy, problem, samples, seed, deadline, objective, method, started)
+        return _solve_state(policy, problem, samples, seed, deadline, objective, method, started, strict)
     if not isinstance(problem, JobShopInstance):
         raise SchedEnvError(f"a policy solves a JobShopInstance or a ShopState, got {type(problem).__name__}")
     if objective not in (None, "makespan"):
         raise SchedEnvError(f"{method}: a static instance is solved for the makespan only")
     if policy.kind == "static":
         run, covered = _sample(
-            lambda n: static_batch(policy, problem, n), policy, samples, ("makespan",), seed, deadline
+            lambda n: static_batch(policy, problem, n), policy, samples, ("makespan",), seed, deadline, strict
         )
         schedule = validate_schedule(problem, run.schedule)
     else:  # a dynamic-shop policy on a static instance: the instance as a scenario without events
@@ -361,7 +377,7 @@ def solve_with_policy(
         scenario = Scenario(problem, name=problem.name)
         keys = ("makespan", "mean_flow_time")
         run, covered = _sample(lambda n: dynamic_batch(policy, scenario, n, "makespan"), policy, samples, keys, seed,
-                               deadline)  # fmt: skip
+                               deadline, strict)  # fmt: skip
         schedule = validate_schedule(problem, run.schedule)
     return SolveResult(
         schedule=schedule, objective=schedule.makespan, status="feasible", method=method,
@@ -371,7 +387,7 @@ def solve_with_policy(
     )  # fmt: skip
 
 
-def _solve_state(policy, state, samples, seed, deadline, objective, method, started) -> SolveResult:
+def _solve_state(policy, state, samples, seed, deadline, objective, method, started, strict=None) -> SolveResult:
     from sched_env.snapshot import full_plan, plan_violations, residual
 
     if policy.kind != "dynamic":
@@ -388,7 +404,7 @@ def _solve_state(policy, state, samples, seed, deadline, objective, method, star
         scenario = rest.as_scenario()
         keys = (objective, "makespan") if objective != "makespan" else ("makespan", "mean_flow_time")
         run, covered = _sample(lambda n: dynamic_batch(policy, scenario, n, objective), policy, samples, keys, seed,
-                               deadline)  # fmt: skip
+                               deadline, strict)  # fmt: skip
         plan, decisions = full_plan(state, rest, run.schedule), run.decisions
     problems = plan_violations(state, plan)
     if problems:  # a bug, never a user error: say so loudly

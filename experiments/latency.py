@@ -9,7 +9,8 @@ For every size JOBSxMACHINES a seeded event stream is built: J jobs at time 0 pl
 and due dates. Each decider replans at every event through ``baselines.replan.Replanner`` with
 exact plan execution; the response time is from the event (the shop's snapshot) to a new valid
 plan in hand. Every decider call gets ``--budget`` seconds (the 10 s promise; a decider's own
-limit, ``cpsat:1``, is lower). Reported per decider and size: p50/p95/p99/max response time,
+limit, ``cpsat:1``, is lower), less the tolerated over-run (5 % + 50 ms), so that a decider on its
+budget still answers inside the promise. Reported per decider and size: p50/p95/p99/max response time,
 for dispatching deciders (rules, the greedy policy) the time of one decision too, the cold
 start (kernel load from numba's cache, model load) apart, and the plan quality at the end
 (total weighted tardiness, makespan). Exit status 1 when a budgeted decider overruns its
@@ -63,6 +64,15 @@ def event_stream(jobs: int, machines: int, kind: str, events: int, seed: int = 0
     downtimes = np.array(sorted(windows), dtype=np.int64).reshape(-1, 4)
     return Scenario(base.jobs, realized_durations=base.realized_durations, downtimes=downtimes,
                     interruption="resume", name=base.name)  # fmt: skip
+
+
+def decider_budget(promise: float) -> float:
+    """The budget that keeps a decider inside ``promise`` even at its tolerated over-run
+    (``SolveResult.over_budget``: 5 % + 50 ms), so "under 10 s" means under 10 s."""
+    from sched_env.schedule import budget_limit
+
+    base, slope = budget_limit(0.0), budget_limit(1.0) - budget_limit(0.0)
+    return max(0.01, (promise - base) / slope)
 
 
 def budget_of(spec: str, cap: float) -> float | None:
@@ -154,6 +164,7 @@ def run(sizes: list[tuple[int, int]], kind: str, specs: list[str], events: int, 
         deciders.make(spec)  # fail before measuring anything
     cold = cold_starts(specs)
     warm_up()
+    budget = decider_budget(budget)
     rows = []
     for jobs, machines in sizes:
         scenario = event_stream(jobs, machines, kind, events, seed)

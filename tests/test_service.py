@@ -284,11 +284,11 @@ def test_openapi_has_a_worked_example_per_endpoint(server):
 
 
 @pytest.mark.skipif(shutil.which("schemathesis") is None, reason="schemathesis is not installed (the dev extra)")
-def test_schemathesis_finds_no_server_error(server):
+def test_schemathesis_finds_no_server_error(server, tmp_path):
     process = subprocess.run(
         ["schemathesis", "run", server.url + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
          "--seed", "1", "--no-color"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-2000:]
     assert "5xx" not in process.stdout.lower() or "0 5xx" in process.stdout.lower()
