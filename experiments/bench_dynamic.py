@@ -73,13 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two 15x15 scenarios, no cpsat:10 (a smoke run)")
     parser.add_argument("--cpsat10", default="ta01", help="pools on which to also run CP-SAT at 10 s per plan")
-    parser.add_argument("--instant", action="store_true",
-                        help="instant deciders only: the rules and the learned policy (no replanners; minutes, not an hour)")
-    parser.add_argument("--replanners", help="only these replanners (labels, comma-separated), e.g. 'cpsat:1,hybrid:1';"
-                        " known: " + ", ".join(label for label, *_ in REPLANNERS + LEARNED_REPLANNERS))
+    parser.add_argument(
+        "--instant",
+        action="store_true",
+        help="instant deciders only: the rules and the learned policy (no replanners; minutes, not an hour)",
+    )
+    parser.add_argument(
+        "--replanners",
+        help="only these replanners (labels, comma-separated), e.g. 'cpsat:1,hybrid:1';"
+        " known: " + ", ".join(label for label, *_ in REPLANNERS + LEARNED_REPLANNERS),
+    )
     parser.add_argument("--name", help="file stem of the outputs (default dynamic, dynamic_instant, dynamic_quick)")
-    parser.add_argument("--policy", default="dynamic",
-                        help="the learned policy: a model file, 'dynamic' (the shipped one, default) or 'none'")
+    parser.add_argument(
+        "--policy",
+        default="dynamic",
+        help="the learned policy: a model file, 'dynamic' (the shipped one, default) or 'none'",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
