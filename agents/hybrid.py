@@ -72,7 +72,8 @@ class HybridDecider:
             repaired = right_shift(problem, hint, objective=objective)
             if repaired.objective < best.objective:
                 best = repaired
-        remaining = limit - (time.perf_counter() - started)
+        # CP-SAT gets what is left, less a little for reading and validating its answer
+        remaining = 0.97 * (limit - (time.perf_counter() - started)) - 0.01
         improved = None
         if remaining > self._cpsat.MIN_SEARCH_S:
             if static:

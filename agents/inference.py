@@ -15,6 +15,7 @@ dynamic-shop policy, which plans the rest of the work in the dynamic simulator.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -470,6 +471,10 @@ class PolicyDecider:
         self._policies: dict[str, LoadedPolicy] = {}
         if self.path is not None:
             self._policies["any"] = load_policy(self.path)
+        else:  # both shipped models now (cached across deciders), so that no budget pays for loading them
+            for kind in SHIPPED:
+                with contextlib.suppress(PolicyLoadError):  # a missing one fails when a problem needs it
+                    self._policies[kind] = load_policy(kind=kind)
 
     def policy_for(self, problem) -> LoadedPolicy:
         if "any" in self._policies:
