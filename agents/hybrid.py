@@ -48,6 +48,10 @@ class HybridDecider:
         self._cpsat = import_cpsat(self.spec)
         self._policy = PolicyDecider(self.spec)
 
+    def use(self, policies) -> None:
+        """Plan with these loaded policies (see :meth:`PolicyDecider.use`)."""
+        self._policy.use(policies)
+
     def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint=None) -> SolveResult:
         from agents.inference import DeadlineError, solve_with_policy
 

@@ -476,6 +476,13 @@ class PolicyDecider:
                 with contextlib.suppress(PolicyLoadError):  # a missing one fails when a problem needs it
                     self._policies[kind] = load_policy(kind=kind)
 
+    def use(self, policies: dict[str, LoadedPolicy]) -> None:
+        """Plan with these loaded policies (by kind: ``static``, ``dynamic``) instead of the
+        shipped ones, unless a model file was named (``policy@PATH``); the service passes the
+        models it loaded at start-up."""
+        if "any" not in self._policies:
+            self._policies.update(policies)
+
     def policy_for(self, problem) -> LoadedPolicy:
         if "any" in self._policies:
             return self._policies["any"]

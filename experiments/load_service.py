@@ -31,9 +31,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def schedule_body(instance, method: str) -> dict:
+    """A /v1/schedule body for a JobShopInstance: equipment M0.., work orders WO0.. with ops op0.."""
     orders = [
         {"id": f"WO{j}", "operations": [{"id": f"op{k}", "equipment": f"M{int(m)}", "duration": int(d)}
-                                        for k, (m, d) in enumerate(zip(instance.machines[j], instance.durations[j]))]}
+                                        for k, (m, d) in enumerate(zip(instance.machines[j, : instance.n_ops[j]], instance.durations[j]))]}
         for j in range(instance.n_jobs)
     ]  # fmt: skip
     return {"method": method, "equipment": [{"id": f"M{m}"} for m in range(instance.n_machines)], "work_orders": orders}

@@ -34,9 +34,8 @@ from service.schemas import (
     ScheduleRequest,
     TooLargeError,
     plan_rows,
-    to_instance,
+    schedule_problem,
     to_state,
-    unavailable_windows,
 )
 
 #: Extra seconds past a request's budget before it is answered 504 (the decider's own tolerance).
@@ -187,16 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               summary="work orders -> a plan (makespan)")  # fmt: skip
     async def schedule(body: ScheduleRequest) -> PlanResponse:
         decider = _decider(body.method, "makespan", state, settings)
-        if unavailable_windows(body):  # down equipment or maintenance: plan around them from time 0
-            import numpy as np
-
-            from sched_env.snapshot import ShopState
-
-            instance = to_instance(body, full=True)
-            problem = ShopState(0, instance, np.arange(instance.n_jobs), [], [],
-                                np.array(unavailable_windows(body), dtype=np.int64).reshape(-1, 4))  # fmt: skip
-            return await _solve(problem, decider, body, body.work_orders, state, metrics)
-        return await _solve(to_instance(body), decider, body, body.work_orders, state, metrics)
+        return await _solve(schedule_problem(body), decider, body, body.work_orders, state, metrics)
 
     @app.post("/v1/reschedule", response_model=PlanResponse, dependencies=[Depends(authorised)],
               summary="a running shop's state -> a new plan for the remaining work")  # fmt: skip
@@ -226,12 +216,8 @@ def _decider(method: str, objective: str, state: dict, settings: Settings):
         decider = deciders.make(method, objective=objective)
     except (ValueError, deciders.DeciderError) as error:
         raise HTTPException(422, f"method: {error}") from None
-    for policies in (
-        getattr(decider, "_policies", None),
-        getattr(getattr(decider, "_policy", None), "_policies", None),
-    ):
-        if policies is not None:
-            policies.update(state["models"])
+    if hasattr(decider, "use"):  # the learned deciders: plan with the models loaded at start-up
+        decider.use(state["models"])
     return decider
 
 

@@ -265,6 +265,20 @@ def unavailable_windows(request) -> list[tuple[int, int, int, int]]:
     return rows
 
 
+def schedule_problem(request: ScheduleRequest):
+    """What a schedule request asks to plan: the work orders as a :class:`JobShopInstance`, or,
+    when equipment is down or has maintenance, a :class:`ShopState` at time 0 with those windows
+    blocked (the static shop has no downtimes)."""
+    windows = unavailable_windows(request)
+    if not windows:
+        return to_instance(request)
+    from sched_env.snapshot import ShopState
+
+    instance = to_instance(request, full=True)
+    downtimes = np.array(windows, dtype=np.int64).reshape(-1, 4)
+    return ShopState(0, instance, np.arange(instance.n_jobs), [], [], downtimes)
+
+
 def to_state(request: RescheduleRequest):
     """The running shop as a :class:`ShopState`: active work orders, done and running work, downtimes."""
     from instances import JobShopInstance

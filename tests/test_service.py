@@ -77,14 +77,9 @@ def example(model) -> dict:
 
 def shop_request(instance, method: str, **extra) -> dict:
     """A /v1/schedule body for a JobShopInstance (equipment M0.., work orders WO0..)."""
-    orders = [
-        {"id": f"WO{j}", "operations": [
-            {"id": f"op{k}", "equipment": f"M{int(m)}", "duration": int(d)}
-            for k, (m, d) in enumerate(zip(instance.machines[j, : instance.n_ops[j]], instance.durations[j]))]}
-        for j in range(instance.n_jobs)
-    ]  # fmt: skip
-    return {"method": method, "equipment": [{"id": f"M{m}"} for m in range(instance.n_machines)],
-            "work_orders": orders, **extra}  # fmt: skip
+    from experiments.load_service import schedule_body
+
+    return {**schedule_body(instance, method), **extra}
 
 
 def as_schedule(plan: list[dict]) -> Schedule:
