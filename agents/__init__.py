@@ -5,8 +5,9 @@ for inference):
   (per-job scores with shared weights after attention over the jobs; pooled critic);
 * ``agents.train``: ``sched-env train CONFIG.yaml``: self-labeling, MaskablePPO, PPO, A2C, DQN,
   TensorBoard, checkpoints, validation-chosen ``best.zip``, ``--resume``;
-* ``agents.inference``: ``load_policy`` (SB3 zip or ONNX), greedy and best-of-K rollouts in the
-  batched env, the ``policy`` deciders;
+* ``agents.loading``: ``load_policy`` (SB3 zip or ONNX, or a shipped model);
+* ``agents.rollouts``: greedy and best-of-K rollouts in the batched envs, within a deadline;
+* ``agents.deciders``: the ``policy`` deciders (``policy``, ``policy:K``, ``policy@PATH``);
 * ``agents.onnx``: ``sched-env export-onnx`` (masking inside the graph);
 * ``agents.hybrid``: ``hybrid:SECONDS``, policy plans warm-starting CP-SAT;
 * ``agents/models``: the shipped static-shop and dynamic-shop policies.

@@ -40,9 +40,15 @@ class HybridDecider:
     samples: int = 4096  # an upper bound: the time share decides how many run
     objective: str | None = None
     workers: int = 2
+    dispatches = False
+    reads_files = False
+
+    @property
+    def time_limit_s(self) -> float:
+        return self.seconds
 
     def __post_init__(self) -> None:
-        from agents.inference import PolicyDecider
+        from agents.deciders import PolicyDecider
         from baselines.deciders import import_cpsat
 
         self._cpsat = import_cpsat(self.spec)
@@ -53,7 +59,8 @@ class HybridDecider:
         self._policy.use(policies)
 
     def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint=None) -> SolveResult:
-        from agents.inference import DeadlineError, solve_with_policy
+        from agents.deciders import rule_plan
+        from agents.rollouts import DeadlineError, solve_with_policy
 
         started = time.perf_counter()
         limit = self.seconds if budget_s is None else min(self.seconds, budget_s)
@@ -61,7 +68,7 @@ class HybridDecider:
         static = isinstance(problem, JobShopInstance)
         objective = "makespan" if static else (self.objective or "total_weighted_tardiness")
         # a dispatching rule's plan first (milliseconds): the answer if even the greedy policy plan cannot fit
-        best = _rule_plan(problem, objective)
+        best = rule_plan(problem, objective)
         planned = None
         with contextlib.suppress(DeadlineError):  # the greedy plan did not fit: the rule's plan is the hint
             planned = solve_with_policy(
@@ -109,18 +116,9 @@ class HybridDecider:
                                    status="optimal" if lower is not None and lower == best.objective else "feasible")  # fmt: skip
 
 
-def _rule_plan(problem, objective: str) -> SolveResult:
-    """The fast fallback hint: MWKR on a static instance, ATC (or MWKR without due dates) on a state."""
-    from baselines import deciders
-
-    if isinstance(problem, JobShopInstance):
-        return deciders.solve(problem, "mwkr")
-    return deciders.solve(problem, "atc", objective=objective)
-
-
 def hybrid_factory(spec, *, objective: str | None = None, workers: int = 2, **_: Any) -> HybridDecider:
     """Entry point of the ``hybrid`` decider (group ``sched_env.deciders``)."""
-    from agents.inference import PolicyLoadError
+    from agents.loading import PolicyLoadError
     from baselines.deciders import DeciderError
 
     spec.no_more_than(1, "hybrid or hybrid:SECONDS")

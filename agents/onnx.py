@@ -5,7 +5,7 @@ and returns ``logits`` (batch, actions) with the masking inside the graph (maske
 -1e8, as sb3-contrib does), so a caller needs only onnxruntime and numpy: the argmax is the
 greedy action. Batch and job axes are dynamic. The file carries its provenance in the ONNX
 metadata (``sched_env``: features, kind, training config, env options, the checkpoint's hash),
-which :func:`agents.inference.load_policy` reads.
+which :func:`agents.loading.load_policy` reads.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agents.inference import PolicyLoadError, file_sha256
+from agents.loading import PolicyLoadError, file_sha256
 
 OPSET = 17
 

@@ -27,7 +27,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents.inference import MASKED_LOGIT  # what masked actions' logits are set to, here and in exported graphs
+from agents.loading import MASKED_LOGIT  # what masked actions' logits are set to, here and in exported graphs
 
 #: Added to the attention logits of padded rows (finite, so exported graphs stay NaN-free).
 PAD_LOGIT = -1e9

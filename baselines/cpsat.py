@@ -229,13 +229,13 @@ def reschedule(
     plan of the same state (e.g. the previous plan repaired by :func:`~baselines.repair.right_shift`);
     it must satisfy the state, since an infeasible hint is worse than none. The result's
     schedule holds every known operation and its objective counts every known job."""
-    from sched_env.snapshot import full_plan, plan_violations, residual
+    from sched_env.snapshot import plan_rest, plan_violations, residual
 
     started = time.perf_counter()
     rest = residual(state)
     params = {"time_limit_s": time_limit_s, "workers": workers, "hinted": hint is not None, "objective": objective}
     if rest.instance is None:  # nothing left to plan
-        schedule = full_plan(state, rest, None)
+        schedule = plan_rest(state, None, "cpsat")
         value = objective_value(state.jobs, schedule, objective)
         return SolveResult(schedule, value, "optimal", "cpsat-reschedule", time.perf_counter() - started,
                            state.jobs.name, value, seed, params)  # fmt: skip
@@ -255,10 +255,7 @@ def reschedule(
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return SolveResult(None, None, name, "cpsat-reschedule", time.perf_counter() - started, state.jobs.name,
                            None, seed, params)  # fmt: skip
-    schedule = full_plan(state, rest, read_schedule(jsm, solver))
-    problems = plan_violations(state, schedule)
-    if problems:  # a bug, never a user error: say so loudly
-        raise SolverError(f"CP-SAT returned a plan that breaks the shop state: {problems[0]}")
+    schedule = plan_rest(state, read_schedule(jsm, solver), "cpsat")
     return SolveResult(
         schedule=schedule,
         objective=objective_value(state.jobs, schedule, objective),

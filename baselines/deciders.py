@@ -51,9 +51,13 @@ DEFAULT_CPSAT_SECONDS = 10.0
 #: sched-env's deciders that live above ``baselines`` (in ``agents``) and join through entry points,
 #: so this layer never imports them: name -> (summary, quick example spec).
 OWN_ENTRY_POINTS = {
-    "policy": ("learned policy: policy (greedy), policy:K (best of K samples), policy@PATH (a model file)", "policy"),
-    "hybrid": ("policy plans as CP-SAT's hint, hybrid:SECONDS (static solve or rescheduling)", "hybrid:1"),
+    "policy": ("learned policy: policy (greedy), policy:K (best of K samples), policy@PATH (a model file)", "policy",
+               "file"),
+    "hybrid": ("policy plans as CP-SAT's hint, hybrid:SECONDS (static solve or rescheduling)", "hybrid:1", "none"),
 }
+#: What an ``@QUALIFIER`` names, per registration: an action set, a file, nothing allowed, or
+#: unknown (a third party's decider: it may read a file, so a host that allows none refuses it).
+QUALIFIER_KINDS = ("action-set", "file", "none", "unknown")
 
 
 class DeciderError(SchedEnvError, ValueError):
@@ -62,13 +66,54 @@ class DeciderError(SchedEnvError, ValueError):
 
 @runtime_checkable
 class Decider(Protocol):
-    """Anything with this ``solve`` is a decider."""
+    """Anything with a ``spec`` and this ``solve`` is a decider.
+
+    A decider may also declare what callers would otherwise have to guess (read through
+    :func:`traits`; one that declares nothing gets the defaults in brackets):
+
+    * ``time_limit_s``: its own time limit in seconds, None for an instant decider [None];
+    * ``dispatches``: it decides one operation at a time, online, and has
+      ``choose(batch, observation) -> actions`` for a batched dynamic env [False: it plans];
+    * ``reads_files``: it reads a file its spec names (``policy@PATH``) [False];
+    * ``use(models)``: take the loaded policies a host hands it (``{"static": ..., "dynamic": ...}``)
+      instead of loading its own [no such method: it needs none].
+    """
 
     spec: str
 
     def solve(
         self, problem: Problem, *, budget_s: float | None = None, seed: int = 0, hint: Schedule | None = None
     ) -> SolveResult: ...
+
+
+@dataclass(frozen=True)
+class DeciderTraits:
+    """What a built decider declares about itself (see :class:`Decider`)."""
+
+    family: str  # the registered name it was built under (a bounded label: ``cpsat`` for any ``cpsat:S``)
+    time_limit_s: float | None
+    dispatches: bool
+    reads_files: bool
+    takes_models: bool
+
+
+def traits(decider: Decider) -> DeciderTraits:
+    """What ``decider`` declares, with the defaults for whatever it leaves out."""
+    limit = getattr(decider, "time_limit_s", None)
+    return DeciderTraits(
+        family=MethodSpec.parse(decider.spec).name,
+        time_limit_s=None if limit is None else float(limit),
+        dispatches=bool(getattr(decider, "dispatches", False)) and callable(getattr(decider, "choose", None)),
+        reads_files=bool(getattr(decider, "reads_files", False)),
+        takes_models=callable(getattr(decider, "use", None)),
+    )
+
+
+def give_models(decider: Decider, models: dict[str, Any]) -> None:
+    """Hand a host's loaded policies to a decider that takes them (:meth:`Decider.use`)."""
+    use = getattr(decider, "use", None)
+    if callable(use):
+        use(models)
 
 
 @dataclass(frozen=True)
@@ -115,6 +160,7 @@ class Registration:
     summary: str
     example: str  # a spec that runs quickly, e.g. for tests and --list-methods
     origin: str  # "sched-env", "entry point (PACKAGE)" or "register()"
+    qualifier: str = "unknown"  # what '@...' names (QUALIFIER_KINDS)
 
 
 _REGISTRY: dict[str, Registration] = {}
@@ -128,12 +174,16 @@ def register(
     summary: str = "",
     example: str | None = None,
     origin: str = "register()",
+    qualifier: str = "unknown",
 ) -> None:
     """Add a decider under ``name`` (lower case, no ':' or '@'). ``factory(spec, **options)``
-    returns a :class:`Decider`; ``example`` is a spec that runs it quickly."""
+    returns a :class:`Decider`; ``example`` is a spec that runs it quickly; ``qualifier`` says
+    what ``NAME@...`` names (one of :data:`QUALIFIER_KINDS`)."""
     if not name or any(c in name for c in ":@ ") or name != name.lower():
         raise DeciderError(f"decider names are lower case without ':', '@' or spaces, got {name!r}")
-    _REGISTRY[name] = Registration(name, factory, summary, example or name, origin)
+    if qualifier not in QUALIFIER_KINDS:
+        raise DeciderError(f"qualifier must be one of {', '.join(QUALIFIER_KINDS)}, got {qualifier!r}")
+    _REGISTRY[name] = Registration(name, factory, summary, example or name, origin, qualifier)
 
 
 def _load_entry_points() -> None:
@@ -147,8 +197,9 @@ def _load_entry_points() -> None:
             continue  # our own built-ins, also declared as entry points in pyproject.toml
         package = point.dist.name if point.dist is not None else point.value.split(":")[0]
         if package == "sched-env" and point.name in OWN_ENTRY_POINTS:  # ours, from a layer above baselines
-            summary, example = OWN_ENTRY_POINTS[point.name]
-            register(point.name, _LazyFactory(point), summary=summary, example=example, origin="sched-env")
+            summary, example, qualifier = OWN_ENTRY_POINTS[point.name]
+            register(point.name, _LazyFactory(point), summary=summary, example=example, origin="sched-env",
+                     qualifier=qualifier)  # fmt: skip
             continue
         register(point.name, _LazyFactory(point), summary=f"from {package}", origin=f"entry point ({package})")
 
@@ -175,8 +226,10 @@ def registered() -> dict[str, Registration]:
     return dict(_REGISTRY)
 
 
-def make(spec: str, **options: Any) -> Decider:
-    """Build the decider a method spec names, or say which names exist."""
+def make(spec: str, *, allow_files: bool = True, **options: Any) -> Decider:
+    """Build the decider a method spec names, or say which names exist. ``allow_files=False``
+    (a service) refuses, before anything is read, a spec that may name a file (``policy@PATH``,
+    or any ``@...`` of a third party's decider), and any built decider that declares it reads one."""
     parsed = MethodSpec.parse(spec)
     known = registered()
     rule_names = _rule_names()
@@ -187,7 +240,12 @@ def make(spec: str, **options: Any) -> Decider:
             f"unknown method {spec!r}; rules: {', '.join(rule_names)} (RULE@ACTION_SET, random:N); others: {others}"
             " (see `sched-env solve --list-methods`)"
         )
-    return registration.factory(parsed, **options)
+    if not allow_files and parsed.qualifier is not None and registration.qualifier not in ("action-set", "none"):
+        raise DeciderError(f"method {spec!r}: '@{parsed.qualifier}' may name a file, and this host reads none; drop '@...'")
+    decider = registration.factory(parsed, **options)
+    if not allow_files and traits(decider).reads_files:
+        raise DeciderError(f"method {spec!r} reads a file, and this host reads none")
+    return decider
 
 
 def solve(
@@ -228,13 +286,33 @@ def _objective(problem: Problem, objective: str | None) -> str:
 @dataclass
 class RuleDecider:
     """A dispatching rule in the compiled simulator; ``random:N`` keeps the best of N samples.
-    On a shop state it dispatches the rest of the work around the known downtimes."""
+    On a shop state it dispatches the rest of the work around the known downtimes. Instant;
+    a deterministic rule also dispatches online (:meth:`choose`)."""
 
     spec: str
     rule: str
     action_set: str = "non_delay"
     samples: int = 1
     objective: str | None = None
+    time_limit_s = None
+    reads_files = False
+
+    @property
+    def dispatches(self) -> bool:
+        return self.rule != "random"
+
+    def choose(self, batch, observation) -> np.ndarray:
+        """The rule's pick in every shop of a batched env (its ``action_masks`` decide what is allowed)."""
+        from baselines.rules import rule_id
+
+        return batch.rule_choices(rule_id(self.rule))
+
+    def dispatch_scenarios(self, scenarios, *, objective: str = "total_weighted_tardiness") -> list[SolveResult]:
+        """Whole dynamic scenarios dispatched by the rule in one kernel call (:func:`dispatch_online`)."""
+        from baselines.rules import dispatch_dynamic_many
+
+        runs = dispatch_dynamic_many(scenarios, self.rule, objective=objective)
+        return [dataclasses.replace(run, method=self.spec) for run in runs]
 
     def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
         from baselines import rules
@@ -282,31 +360,52 @@ def import_cpsat(spec: str):
 class CpSatDecider:
     """OR-Tools CP-SAT: ``cpsat:SECONDS`` (the limit covers building the model; a budget
     lowers it), ``:hint`` warm-starts from the best rule schedule. On a shop state: CP-SAT
-    rescheduling, warm-started from the given plan repaired by right-shift (or the rule hint)."""
+    rescheduling, warm-started from the given plan repaired by right-shift (or the rule hint).
+
+    Anytime: when the search ends without a solution, the answer is the plan it started from
+    (the hint; without one, the best rule's plan) with status ``start-plan``."""
 
     spec: str
     time_limit_s: float
     hinted: bool = False
     objective: str | None = None
     workers: int = 2
+    dispatches = False
+    reads_files = False
 
     def __post_init__(self) -> None:
         self._cpsat = import_cpsat(self.spec)
 
     def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
-        cpsat = self._cpsat
         started = time.perf_counter()
         limit = self.time_limit_s if budget_s is None else min(self.time_limit_s, budget_s)
         if isinstance(problem, JobShopInstance):
-            if _objective(problem, self.objective) != "makespan":
-                raise DeciderError(f"{self.spec}: a static instance is solved for the makespan only")
-            if hint is None and self.hinted:
-                hint = _best_rule_schedule(problem)
-            result = cpsat.solve(
-                problem, time_limit_s=cpsat._search_time(limit, started),
-                workers=self.workers, seed=seed, hint=hint,
-            )  # fmt: skip
-            return dataclasses.replace(result, method=self.spec)
+            result, start_plan = self._solve_instance(problem, limit, started, seed, hint)
+        else:
+            result, start_plan = self._solve_state(problem, limit, started, seed, hint)
+        if result.schedule is None:  # no solution in time: the plan it started from stands
+            if start_plan is None:
+                start_plan = (
+                    _best_rule_schedule(problem) if isinstance(problem, JobShopInstance)
+                    else _best_rule_plan(problem, _objective(problem, self.objective)).schedule
+                )  # fmt: skip
+            jobs = problem if isinstance(problem, JobShopInstance) else problem.jobs
+            value = objective_value(jobs, start_plan, _objective(problem, self.objective))
+            params = {**(result.params or {}), "search_status": result.status}
+            result = dataclasses.replace(result, schedule=start_plan, objective=value, status="start-plan", params=params)
+        return dataclasses.replace(result, method=self.spec)
+
+    def _solve_instance(self, problem, limit, started, seed, hint):
+        if _objective(problem, self.objective) != "makespan":
+            raise DeciderError(f"{self.spec}: a static instance is solved for the makespan only")
+        if hint is None and self.hinted:
+            hint = _best_rule_schedule(problem)
+        cpsat = self._cpsat
+        result = cpsat.solve(problem, time_limit_s=cpsat._search_time(limit, started), workers=self.workers,
+                             seed=seed, hint=hint)  # fmt: skip
+        return result, hint
+
+    def _solve_state(self, problem, limit, started, seed, hint):
         from baselines.repair import right_shift
 
         objective = _objective(problem, self.objective)
@@ -315,14 +414,12 @@ class CpSatDecider:
             start_plan = right_shift(problem, hint, objective=objective).schedule
         elif self.hinted:
             start_plan = _best_rule_plan(problem, objective).schedule
+        cpsat = self._cpsat
         result = cpsat.reschedule(
             problem, time_limit_s=cpsat._search_time(limit, started), workers=self.workers, seed=seed,
             hint=start_plan, objective=objective,
         )  # fmt: skip
-        if result.schedule is None and start_plan is not None:  # no better plan in time: keep the start
-            value = objective_value(problem.jobs, start_plan, objective)
-            result = dataclasses.replace(result, schedule=start_plan, objective=value, status="feasible")
-        return dataclasses.replace(result, method=self.spec)
+        return result, start_plan
 
 
 def _cpsat_factory(spec: MethodSpec, *, objective: str | None = None, workers: int = 2, **_: Any) -> Decider:
@@ -342,6 +439,9 @@ class RightShiftDecider:
 
     spec: str
     objective: str | None = None
+    time_limit_s = None
+    dispatches = False
+    reads_files = False
 
     def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
         from baselines.repair import right_shift
@@ -377,18 +477,62 @@ def _register_builtins() -> None:
 
     for name, summary in RULES.items():
         example = "random:4" if name == "random" else name
-        register(name, _rule_factory, summary=f"dispatching rule: {summary}", example=example, origin="sched-env")
+        register(name, _rule_factory, summary=f"dispatching rule: {summary}", example=example, origin="sched-env",
+                 qualifier="action-set")  # fmt: skip
     register(
         "cpsat", _cpsat_factory, summary="OR-Tools CP-SAT, cpsat:SECONDS[:hint] (static solve or rescheduling)",
-        example="cpsat:1", origin="sched-env",
+        example="cpsat:1", origin="sched-env", qualifier="none",
     )  # fmt: skip
     register(
         "right-shift", _right_shift_factory, summary="right-shift repair of the previous plan (rescheduling only)",
-        example="right-shift", origin="sched-env",
+        example="right-shift", origin="sched-env", qualifier="none",
     )  # fmt: skip
 
 
 _register_builtins()
+
+
+def dispatch_online(
+    decider: Decider, scenarios, *, objective: str = "total_weighted_tardiness"
+) -> list[SolveResult]:
+    """Run each dynamic scenario to its end with a dispatching decider choosing at every decision
+    epoch (``decider.choose`` on one batched env of all scenarios, stepped together; a decider
+    may bring a faster ``dispatch_scenarios`` of its own, as the rules do). Schedules hold the real
+    times and are validated against the scenarios."""
+    if not traits(decider).dispatches:
+        raise DeciderError(
+            f"{decider.spec} plans whole schedules and does not dispatch online; replan with it instead"
+            " (baselines.replan.Replanner)"
+        )
+    scenarios = list(scenarios)
+    own = getattr(decider, "dispatch_scenarios", None)
+    if callable(own):
+        return own(scenarios, objective=objective)
+    from sched_env.dynamic import BatchDynamicJobShopEnv, episode_summary
+    from sched_env.schedule import objectives
+
+    started = time.perf_counter()
+    batch = BatchDynamicJobShopEnv(len(scenarios), scenarios, objective=objective, max_jobs=None)
+    obs, _ = batch.reset(options={"scenarios": scenarios})
+    finished = np.zeros(len(scenarios), dtype=bool)
+    summaries: list[dict | None] = [None] * len(scenarios)
+    while not finished.all():
+        obs, _, dones, _, info = batch.step(np.asarray(decider.choose(batch, obs), dtype=np.int64))
+        for i in np.flatnonzero(dones & ~finished).tolist():
+            finished[i] = True
+            wasted = int(info["final_info"]["wasted_work"][i])
+            summaries[i] = episode_summary(scenarios[i], batch.final_schedule(i), wasted)
+    elapsed = (time.perf_counter() - started) / max(len(scenarios), 1)
+    results = []
+    for scenario, summary in zip(scenarios, summaries):
+        values = objectives(scenario.jobs, summary["schedule"])
+        results.append(
+            SolveResult(
+                schedule=summary["schedule"], objective=values[objective], status="feasible", method=decider.spec,
+                wall_time_s=elapsed, instance_name=scenario.name, params={"objective": objective, **values},
+            )
+        )  # fmt: skip
+    return results
 
 
 def describe() -> list[tuple[str, str, str, str]]:
@@ -413,14 +557,18 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Decider",
     "DeciderError",
+    "DeciderTraits",
     "MethodSpec",
     "RuleDecider",
     "CpSatDecider",
     "RightShiftDecider",
     "as_plan",
     "describe",
+    "dispatch_online",
+    "give_models",
     "make",
     "register",
     "registered",
     "solve",
+    "traits",
 ]

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from sched_env.schedule import Schedule, SolveResult, objective_value
-from sched_env.snapshot import ShopState, full_plan, plan_violations, residual
+from sched_env.snapshot import ShopState, plan_rest, residual
 
 
 def _earliest_free(start: int, duration: int, blocked: list[tuple[int, int]]) -> int:
@@ -58,10 +58,7 @@ def right_shift(
             rows.append((i, k, machine, start, start + duration))
             job_ready[i] = machine_free[machine] = start + duration
     array = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    schedule = full_plan(state, rest, Schedule(*array.T) if rows else None)
-    problems = plan_violations(state, schedule)
-    if problems:
-        raise AssertionError(f"right-shift produced an infeasible plan: {problems[0]}")
+    schedule = plan_rest(state, Schedule(*array.T) if rows else None, "right-shift")
     return SolveResult(
         schedule=schedule,
         objective=objective_value(state.jobs, schedule, objective),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from baselines.deciders import as_plan, make
+from baselines.deciders import Decider, as_plan, make
 from baselines.deciders import solve as run_decider
 from sched_env.schedule import Schedule, SolveResult, objectives
 from sched_env.snapshot import ShopState
@@ -36,8 +36,8 @@ class Replanner:
     for exact execution) to the end of its episode. ``method`` makes every plan, ``initial``
     (default: ``method``) the first one."""
 
-    method: str = "cpsat:1"
-    initial: str | None = None
+    method: str | Decider = "cpsat:1"  # a spec, or a decider built already
+    initial: str | Decider | None = None
     objective: str = "total_weighted_tardiness"
     workers: int = 2
     seed: int = 0
@@ -57,8 +57,14 @@ class Replanner:
         if self.execution not in EXECUTIONS:
             raise ValueError(f"unknown execution {self.execution!r}; choose one of: {', '.join(EXECUTIONS)}")
         options = {"objective": self.objective, "workers": self.workers}
-        self._decider = make(self.method, **options)  # fails now on an unknown spec
-        self._first = make(self.initial, **options) if self.initial else self._decider
+
+        def build(method):  # fails now on an unknown spec
+            return make(method, **options) if isinstance(method, str) else method
+
+        self._decider = build(self.method)
+        self._first = build(self.initial) if self.initial else self._decider
+        self.method = self._decider.spec
+        self.initial = None if self.initial is None else self._first.spec
 
     def _plan(self, state: ShopState, previous: Schedule | None, previous_ids: np.ndarray | None) -> Schedule:
         decider = self._decider if previous is not None else self._first

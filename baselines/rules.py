@@ -16,23 +16,11 @@ import numpy as np
 
 from instances import InvalidInstanceError, JobShopInstance
 from sched_env import _kernels as K
+from sched_env._names import RULES  # name -> what it prefers; the kernel id of name is K.RULE.<name>
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 from sched_env.schedule import SolveResult, objectives, validate_schedule
 from sched_env.shop import ACTION_SETS, PLACEMENTS, ShopLayout, option
 
-#: Rule name -> what it prefers; the kernel id of ``name`` is ``K.RULE.<name>``.
-RULES = {
-    "spt": "shortest next operation",
-    "lpt": "longest next operation",
-    "mwkr": "most work remaining",
-    "lwkr": "least work remaining",
-    "mopnr": "most operations remaining",
-    "fifo": "job ready earliest (waited longest)",
-    "edd": "earliest due date",
-    "random": "uniformly random allowed job",
-    "atc": "apparent tardiness cost: weighted shortest first, urgent jobs first (needs due dates)",
-}
-assert tuple(RULES) == K.RULE_NAMES
 #: Rules that need due dates.
 DUE_DATE_RULES = ("edd", "atc")
 
@@ -85,7 +73,7 @@ def dispatch_many(
     features = np.zeros((n, layout.J, K.N_FEATURES), dtype=np.float32)
     steps = max(i.n_operations for i in instances)
     uniforms = np.random.default_rng(seed).random((n, steps))
-    K.rollout_rules(
+    K.for_batch(K.rollout_rules, n)(
         insts, states, ids, uniforms,
         option(placement, PLACEMENTS, "placement"), option(action_set, ACTION_SETS, "action_set"),
         masks, features, layout.J, layout.M, layout.O,
@@ -184,7 +172,7 @@ def dispatch_dynamic_many(
     features = np.zeros((len(scenarios), layout.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
     steps = 4 * max(i.n_operations for i in jobs)  # restarts can repeat an operation
     uniforms = np.random.default_rng(seed).random((len(scenarios), steps))
-    K.rollout_dynamic_rules(
+    K.for_batch(K.rollout_dynamic_rules, len(scenarios))(
         insts, states, ids, uniforms, np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64),
         objective_id, masks, features, layout.J, layout.M, layout.O, layout.D, layout.S,
     )  # fmt: skip
@@ -218,22 +206,21 @@ def dispatch_state(
     waits until after it). ``random`` with ``samples > 1`` keeps the best plan. Done and running
     work is kept as it is; the objective counts every job of the state."""
     from sched_env.schedule import objective_value
-    from sched_env.snapshot import full_plan, plan_violations, residual
+    from sched_env.snapshot import full_plan, plan_rest, residual
 
     started = time.perf_counter()
     rest = residual(state)
+    method = method or rule.lower()
     if rest.instance is None:
-        plans = [full_plan(state, rest, None)]
+        rest_plans = [None]
     else:
         runs = dispatch_dynamic_many([rest.as_scenario()] * samples, rule, objective=objective, seed=seed)
-        plans = [full_plan(state, rest, run.schedule) for run in runs]
-    values = [objective_value(state.jobs, plan, objective) for plan in plans]
+        rest_plans = [run.schedule for run in runs]
+    values = [objective_value(state.jobs, full_plan(state, rest, plan), objective) for plan in rest_plans]
     best = int(np.argmin(values))
-    problems = plan_violations(state, plans[best])
-    if problems:  # a bug, never a user error: say so loudly
-        raise AssertionError(f"rule {rule!r} produced a plan that breaks the shop state: {problems[0]}")
+    plan = plan_rest(state, rest_plans[best], method)
     return SolveResult(
-        schedule=plans[best], objective=values[best], status="feasible", method=method or rule.lower(),
+        schedule=plan, objective=values[best], status="feasible", method=method,
         wall_time_s=time.perf_counter() - started, instance_name=state.jobs.name,
         seed=seed if rule.lower() == "random" else None, params={"objective": objective, "samples": samples},
     )  # fmt: skip

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import instances
+from baselines import deciders
 from baselines.replan import Replanner
-from baselines.rules import dispatch_dynamic_many
 from experiments.benchmark import write_csv
 from experiments.provenance import git_commit, machine_description
 from sched_env.dynamic import DynamicJobShopEnv
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, pool_name, pool, utilisation, broken, scenario in cases:
         base = {"scenario": name, "pool": pool_name, "size": f"{pool.n_jobs}x{pool.n_machines}",
                 "utilisation": utilisation, "breakdowns": broken}  # fmt: skip
-        for result in dispatch_dynamic_many([scenario] * len(RULES), list(RULES)) + learned.get(name, []):
+        instant = [run for rule in RULES for run in deciders.dispatch_online(deciders.make(rule), [scenario])]
+        for result in instant + learned.get(name, []):
             p = result.params
             rows.append({**base, "method": result.method, "total_weighted_tardiness": p["total_weighted_tardiness"],
                          "makespan": p["makespan"], "mean_flow_time": round(p["mean_flow_time"], 1), "plans": 0, "mean_plan_s": 0.0,
@@ -142,17 +143,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def policy_results(scenario_list: list, spec: str) -> dict[str, list]:
-    """The learned policy deciding at every epoch of every scenario (all stepped together),
-    by scenario name; none when ``spec`` is 'none' or the rl/policy extras are missing."""
+    """The learned policy deciding at every epoch of every scenario (all stepped together, through
+    the decider door), by scenario name; none when ``spec`` is 'none' or the policy extras are missing."""
     if spec == "none":
         return {}
     try:
-        from agents.inference import dispatch_dynamic_policy, load_policy
-    except ImportError:
-        print("(no learned policy: install the policy extra)")
+        decider = deciders.make("policy" if spec == "dynamic" else f"policy@{spec}")
+    except deciders.DeciderError as error:
+        print(f"(no learned policy: {error})")
         return {}
-    policy = load_policy(None if spec == "dynamic" else spec, kind="dynamic")
-    results = dispatch_dynamic_policy(policy, scenario_list)
+    results = deciders.dispatch_online(decider, scenario_list)
     return {scenario.name: [result] for scenario, result in zip(scenario_list, results)}
 
 

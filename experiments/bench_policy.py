@@ -24,7 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def states_of(policy, instance, limit: int = 400):
     """Observations (batch 1) met on the policy's greedy rollout of ``instance``."""
-    from agents.inference import static_batch
+    from agents.rollouts import static_batch
 
     batch = static_batch(policy, instance, 1)
     obs, _ = batch.reset()
@@ -48,7 +48,7 @@ def latency(policy, states, repeats: int = 3) -> dict[str, float]:
 
 
 def plan_time(policy, instance, samples: int = 1, rounds: int = 3) -> dict[str, float]:
-    from agents.inference import solve_with_policy
+    from agents.rollouts import solve_with_policy
 
     best, results = [], None
     for _ in range(rounds):
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sched_env
-    from agents.inference import load_policy, shipped_path
+    from agents.loading import load_policy, shipped_path
 
     sched_env.warm_up()
     torch_policy = load_policy(shipped_path("static", "torch"))

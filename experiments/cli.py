@@ -156,14 +156,20 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if not args.instance:
         raise UserError("name an instance (e.g. `sched-env solve ta01`) or pass --list-methods")
     instance = _instance(args.instance, args.dir)
+    if args.time_limit <= 0:
+        raise UserError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
+    if args.budget is not None and args.budget <= 0:
+        raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
     method = args.method if args.method != "cpsat" else f"cpsat:{args.time_limit:g}"
     try:
         decider = deciders.make(method, workers=args.workers)
     except ValueError as error:
         raise UserError(str(error)) from None
-    import sched_env
+    from sched_env.warmup import is_cached
 
-    sched_env.warm_up()
+    if not is_cached("static"):  # the first run on this machine: say why it takes a while
+        print("compiling the simulator's kernels, once for this machine (about 15 s; later runs load them from"
+              " numba's cache)", file=sys.stderr, flush=True)  # fmt: skip
     result = deciders.solve(instance, decider, budget_s=args.budget, seed=args.seed)
     best = instances.best_known(instance.name)
     gap = result.gap_to(best)
@@ -317,12 +323,6 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- parser
-def _rule_names() -> list[str]:
-    from sched_env._kernels import RULE_NAMES
-
-    return list(RULE_NAMES)
-
-
 def _config_epilog() -> str:
     try:
         from agents.train import config_help
@@ -364,9 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         default="cpsat",
-        help="a method spec: a rule (" + ", ".join(_rule_names()) + "), RULE@ACTION_SET"
-        " (e.g. mwkr@giffler_thompson), random:N (best of N), cpsat:SECONDS[:hint], or any other registered"
-        " decider (--list-methods); default cpsat with --time-limit",
+        help="a method spec: a dispatching rule (mwkr, atc, ...), RULE@ACTION_SET (e.g. mwkr@giffler_thompson),"
+        " random:N (best of N), cpsat:SECONDS[:hint], policy[:K], hybrid:SECONDS, or any other registered decider"
+        " (all of them: --list-methods); default cpsat with --time-limit",
     )
     p.add_argument("--list-methods", action="store_true", help="list every registered decider and exit")
     p.add_argument("--budget", type=float, help="time budget in seconds (caps CP-SAT; reported for rules)")

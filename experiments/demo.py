@@ -48,7 +48,7 @@ def _have(module: str) -> bool:
 
 def _policy_available() -> bool:
     try:
-        from agents.inference import load_policy
+        from agents.loading import load_policy
 
         load_policy(kind="static")
         return True
@@ -110,7 +110,8 @@ def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 5.0, me
     atc = dispatch_dynamic_many([scenario], "atc")[0]
     dynamic_rows.append(("atc (instant rule)", atc.params))
     if has_policy:
-        from agents.inference import dispatch_dynamic_policy, load_policy
+        from agents.deciders import dispatch_dynamic_policy
+        from agents.loading import load_policy
 
         learned = dispatch_dynamic_policy(load_policy(kind="dynamic"), [scenario])[0]
         dynamic_rows.append(("policy (decides at every epoch)", learned.params))
@@ -154,7 +155,8 @@ def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 5.0, me
 
 def _decision_latency() -> str:
     """p50 / p99 of one policy decision (ONNX or torch, batch 1) over the states of a ta01 rollout."""
-    from agents.inference import load_policy, static_batch
+    from agents.loading import load_policy
+    from agents.rollouts import static_batch
 
     policy = load_policy(kind="static")
     instance = instances.load("ta01")

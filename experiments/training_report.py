@@ -23,7 +23,8 @@ TEST_SET = [f"ta{i:02d}" for i in range(1, 11)]
 
 def checkpoint_gaps(folder: Path) -> dict[int, float]:
     """Greedy mean gap to the best known on ta01-ta10 of every checkpoint, by step."""
-    from agents.inference import load_policy, solve_with_policy
+    from agents.loading import load_policy
+    from agents.rollouts import solve_with_policy
 
     tests = [instances.load(name) for name in TEST_SET]
     gaps = {}

@@ -46,6 +46,16 @@ class SolverError(SchedEnvError, RuntimeError):
     """A decider failed to produce a schedule within its budget."""
 
 
+class InvalidPlanError(SolverError):
+    """A decider's plan of a running shop breaks the shop state (moves done or running work,
+    overlaps a downtime, ...): a fault of that decider, never of the caller's input.
+    ``violations`` lists what it breaks."""
+
+    def __init__(self, message: str, violations: list | None = None) -> None:
+        super().__init__(message)
+        self.violations = list(violations or [])
+
+
 __all__ = [
     "SchedEnvError",
     "InvalidInstanceError",
@@ -55,4 +65,5 @@ __all__ = [
     "InvalidActionError",
     "InvalidScenarioError",
     "SolverError",
+    "InvalidPlanError",
 ]

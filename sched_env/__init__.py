@@ -13,7 +13,6 @@ from instances import (
     JobShopInstance,
     SchedEnvError,
 )
-from sched_env._kernels import warm_up
 from sched_env.dynamic import BatchDynamicJobShopEnv, DynamicJobShopEnv
 from sched_env.env import JobShopEnv, replay
 from sched_env.events import Scenario, ScenarioGenerator, generate_scenario
@@ -21,6 +20,7 @@ from sched_env.schedule import Schedule, Violation, find_violations, validate_sc
 from sched_env.shop import ACTION_SETS, FEATURE_NAMES, PLACEMENTS, REWARD_MODES
 from sched_env.snapshot import ShopState
 from sched_env.vector import BatchJobShopEnv, JobShopVectorEnv
+from sched_env.warmup import warm_up
 
 __version__ = "0.1.0"
 

@@ -29,16 +29,45 @@ Plain-Python twins of every kernel live in ``tests/reference.py``; tests compare
 from __future__ import annotations
 
 import functools
+import types
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from numba import config, njit, prange
+
+from sched_env._names import RULE_NAMES
 
 # Decorator flags, set in one place. cache=True writes compiled code to __pycache__ so later
 # processes skip compilation; nogil lets threads (e.g. a web server) overlap with kernels.
 _FLAGS = {"cache": True, "nogil": True, "boundscheck": False}
 _kernel = njit(**_FLAGS)
-_parallel_kernel = njit(parallel=True, **_FLAGS)
+
+#: Batches at least this large run their shops on every core. A parallel loop (numba parfor)
+#: compiles about 3x slower than a plain one and gains little on 64 shops and 2 cores, so the
+#: batch kernels are compiled serially and get their parallel twin only when such a batch comes.
+PARALLEL_MIN_SHOPS = 256
+_parallel_twins: dict = {}
+
+
+def _batch_kernel(function):
+    """A kernel over the shops of a batch (a ``prange`` loop), compiled serially; see :func:`for_batch`."""
+    return _kernel(function)
+
+
+def for_batch(kernel, n_shops: int):
+    """``kernel`` itself, or for ``n_shops >= PARALLEL_MIN_SHOPS`` on a multi-core machine its
+    parallel twin (compiled, or loaded from the cache, on first use). The twin is a copy of the
+    function under its own name, so the two never share a cache entry."""
+    if n_shops < PARALLEL_MIN_SHOPS or config.NUMBA_NUM_THREADS < 2:
+        return kernel
+    twin = _parallel_twins.get(kernel.py_func.__name__)
+    if twin is None:
+        source = kernel.py_func
+        copy = types.FunctionType(source.__code__, source.__globals__, source.__name__ + "_parallel")
+        copy.__qualname__ = source.__qualname__ + "_parallel"
+        copy.__doc__ = source.__doc__
+        twin = _parallel_twins[source.__name__] = njit(parallel=True, **_FLAGS)(copy)
+    return twin
 
 NONE = -1  # "no operation / no job" in lists, slots and choices
 FOREVER = 2**62  # a time after every event
@@ -205,19 +234,6 @@ N_DYNAMIC_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 #: a normalised time reaches it only for schedules 1000x longer than the lower bound.
 FEATURE_LIMIT = 1000.0
 
-#: Dispatching rules (baselines/rules.py), by name: the priority of an allowed job, smallest key
-#: wins (ties to the lowest job index). ``RULE.mwkr`` is the kernel id of "mwkr".
-RULE_NAMES = (
-    "spt",  # shortest next operation
-    "lpt",  # longest next operation
-    "mwkr",  # most work remaining
-    "lwkr",  # least work remaining
-    "mopnr",  # most operations remaining
-    "fifo",  # ready earliest (waited longest)
-    "edd",  # earliest due date
-    "random",  # uniformly random allowed job
-    "atc",  # apparent tardiness cost (weights, due dates, the clock)
-)
 RULE = namedtuple("RuleIds", RULE_NAMES)(*range(len(RULE_NAMES)))
 ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
 
@@ -599,7 +615,7 @@ def choose_by_rule(inst, state, mask, rule, uniform, J, M, O):
     return best
 
 
-@_parallel_kernel
+@_batch_kernel
 def rollout_rules(insts, states, rules, uniforms, placement, action_set, masks, features, J, M, O):
     """Run whole episodes in N shops at once, shop i dispatching by ``rules[i]`` (random draws
     from ``uniforms[i]``, one per decision). The schedules stay in ``states``."""
@@ -984,7 +1000,7 @@ def dynamic_choose(inst, state, mask, rule, uniform, J, M, O, D, S):
     return choose_by_rule(inst, state, mask, rule, uniform, J, M, O)
 
 
-@_parallel_kernel
+@_batch_kernel
 def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objective, masks, features, J, M, O, D, S):
     """Whole dynamic episodes in N shops at once, shop i dispatching by ``rules[i]`` (random
     draws from ``uniforms[i]``). Returns each shop's summed reward; schedules stay in ``states``."""
@@ -1016,7 +1032,7 @@ def _keep_final(i, masks, features, states, final_masks, final_features, final_s
     final_states[i, :] = states[i]
 
 
-@_parallel_kernel
+@_batch_kernel
 def reset_batch(insts, states, indices, placement, action_set, masks, features, J, M, O):
     """Reset the shops listed in ``indices`` (rows of the batch) and observe them."""
     for n in prange(indices.shape[0]):
@@ -1024,7 +1040,7 @@ def reset_batch(insts, states, indices, placement, action_set, masks, features, 
         reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
 
 
-@_parallel_kernel
+@_batch_kernel
 def step_batch(
     insts, states, actions, placement, action_set, reward_mode, autoreset,
     masks, features, rewards, dones, invalids, final_masks, final_features, final_states, J, M, O,
@@ -1043,7 +1059,7 @@ def step_batch(
             reset_and_observe(insts[i], states[i], placement, action_set, masks[i], features[i], J, M, O)
 
 
-@_parallel_kernel
+@_batch_kernel
 def dynamic_reset_batch(insts, states, indices, masks, features, counts, W, J, M, O, D, S):
     """Reset the dynamic shops listed in ``indices``; ``counts`` gets their allowed-job counts."""
     for n in prange(indices.shape[0]):
@@ -1051,7 +1067,7 @@ def dynamic_reset_batch(insts, states, indices, masks, features, counts, W, J, M
         counts[i] = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], W, J, M, O, D, S)
 
 
-@_parallel_kernel
+@_batch_kernel
 def dynamic_step_batch(
     insts, states, actions, interruptions, objective, autoreset, masks, features, rewards, dones, invalids,
     stuck, final_masks, final_features, final_states, W, J, M, O, D, S,
@@ -1078,11 +1094,8 @@ def sample_valid_actions(masks, uniforms, actions):
         actions[i] = nth_allowed(masks[i], uniforms[i], masks.shape[1])
 
 
-def warm_up() -> None:
-    """Compile (or load from the on-disk cache) every kernel on a tiny shop.
-
-    Latency-critical users (the latency harness, the service) call this at start-up so the
-    first real decision does not pay the compilation."""
+def _tiny_static_shop():
+    """Rows of a 2-job, 2-machine shop, for compiling the static kernels."""
     J, M, O = 2, 2, 2
     I = instance_offsets.py_func(J, M, O)
     insts = np.zeros((1, I.length), dtype=np.int64)
@@ -1092,6 +1105,13 @@ def warm_up() -> None:
     inst[I.op_duration : I.op_duration + 4] = 1
     inst[I.job_n_ops : I.job_n_ops + 2] = 2
     states = np.zeros((1, state_offsets.py_func(J, M, O).length), dtype=np.int64)
+    return insts, states, J, M, O
+
+
+def warm_static() -> None:
+    """Compile (or load from the on-disk cache) the static shop's kernels: env, batch, rules."""
+    insts, states, J, M, O = _tiny_static_shop()
+    inst = insts[0]
     masks = np.zeros((1, J), dtype=np.int8)
     features = np.zeros((1, J, N_FEATURES), dtype=np.float32)
     rewards = np.zeros(1)
@@ -1108,8 +1128,11 @@ def warm_up() -> None:
     sample_valid_actions(masks, np.zeros(1), actions)
     rollout_rules(insts, states, np.zeros(1, dtype=np.int64), np.zeros((1, 4)), 1, 1, masks, features, J, M, O)
     choose_by_rule(inst, states[0], masks[0], RULE.mwkr, 0.0, J, M, O)
-    # the dynamic shop: the same two jobs as a stream, one downtime on machine 0
-    D, S = 1, 2
+
+
+def _tiny_dynamic_shop():
+    """Rows of the same two jobs as a stream with one downtime on machine 0."""
+    J, M, O, D, S = 2, 2, 2, 1, 2
     I = dynamic_instance_offsets.py_func(J, M, O, D, S)
     row = np.zeros(I.length, dtype=np.int64)
     row[I.n_jobs], row[I.n_machines], row[I.time_scale], row[I.duration_scale] = 2, 2, 2, 1
@@ -1122,27 +1145,38 @@ def warm_up() -> None:
     row[I.window_first : I.window_first + 3] = [0, 1, 1]
     row[I.window_start], row[I.window_end] = 1, 2
     state = np.zeros(dynamic_state_offsets.py_func(J, M, O, S).length, dtype=np.int64)
-    dynamic_features = np.zeros((J, N_DYNAMIC_FEATURES), dtype=np.float32)
+    return row, state, (J, M, O, D, S)
+
+
+def warm_dynamic() -> None:
+    """Compile (or load from the on-disk cache) the dynamic shop's kernels: env, wait, batch, rules."""
+    row, state, dims = _tiny_dynamic_shop()
+    J = dims[0]
+    features = np.zeros((J, N_DYNAMIC_FEATURES), dtype=np.float32)
+    rewards, actions = np.zeros(1), np.zeros(1, dtype=np.int64)
+    flags = np.zeros(1, dtype=np.bool_)
     for W in (0, 1):
         mask = np.zeros(J + W, dtype=np.int8)
         for interruption in (INTERRUPT_RESUME, INTERRUPT_RESTART):
-            dynamic_reset_and_observe(row, state, mask, dynamic_features, W, J, M, O, D, S)
-            dynamic_step_shop(
-                row, state, 0, interruption, OBJECTIVE_TARDINESS, mask, dynamic_features, W, J, M, O, D, S
-            )
-            dynamic_wait_shop(row, state, NONE, OBJECTIVE_TARDINESS, mask, dynamic_features, W, J, M, O, D, S)
+            dynamic_reset_and_observe(row, state, mask, features, W, *dims)
+            dynamic_step_shop(row, state, 0, interruption, OBJECTIVE_TARDINESS, mask, features, W, *dims)
+            dynamic_wait_shop(row, state, NONE, OBJECTIVE_TARDINESS, mask, features, W, *dims)
         rows, states = row[None, :].copy(), state[None, :].copy()
-        counts = np.zeros(1, dtype=np.int64)
-        dyn_masks, dyn_features = mask[None, :].copy(), dynamic_features[None, :, :].copy()
-        dynamic_reset_batch(
-            rows, states, np.zeros(1, dtype=np.int64), dyn_masks, dyn_features, counts, W, J, M, O, D, S
-        )
+        masks, batch_features = mask[None, :].copy(), features[None, :, :].copy()
+        dynamic_reset_batch(rows, states, np.zeros(1, dtype=np.int64), masks, batch_features, np.zeros(1, dtype=np.int64),
+                            W, *dims)  # fmt: skip
         dynamic_step_batch(
-            rows, states, actions, np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS, True, dyn_masks, dyn_features,
-            rewards, flags, flags.copy(), flags.copy(), dyn_masks.copy(), dyn_features.copy(), states.copy(),
-            W, J, M, O, D, S,
+            rows, states, actions, np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS, True, masks, batch_features,
+            rewards, flags, flags.copy(), flags.copy(), masks.copy(), batch_features.copy(), states.copy(), W, *dims,
         )  # fmt: skip
     rollout_dynamic_rules(
         rows, states, np.full(1, RULE.atc), np.zeros((1, 8)), np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS,
-        masks, dyn_features, J, M, O, D, S,
+        np.zeros((1, J), dtype=np.int8), batch_features, *dims,
     )  # fmt: skip
+
+
+#: What each warm-up compiles: its entry points (the kernels callers call; the others are inside them).
+WARM_UPS = {
+    "static": (warm_static, ("reset_batch", "step_batch", "rollout_rules", "sample_valid_actions")),
+    "dynamic": (warm_dynamic, ("dynamic_step_shop", "dynamic_wait_shop", "dynamic_step_batch", "rollout_dynamic_rules")),
+}

@@ -433,14 +433,14 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         self._items[i] = scenario
 
     def _reset_rows(self, rows: np.ndarray) -> None:
-        K.dynamic_reset_batch(
+        K.for_batch(K.dynamic_reset_batch, self.num_envs)(
             self._insts, self._states, rows, self._masks, self._features, self._counts, self.allow_wait, *self._dims()
         )
         if (self._counts[rows] < 0).any():
             raise SchedEnvError("a scenario in the batch can never start an operation (check its downtimes)")
 
     def _kernel_step(self, actions: np.ndarray) -> None:
-        K.dynamic_step_batch(
+        K.for_batch(K.dynamic_step_batch, self.num_envs)(
             self._insts, self._states, actions, self._interruptions, self._objective, True, self._masks,
             self._features, self._rewards, self._dones, self._invalids, self._stuck, self._final_masks,
             self._final_features, self._final_states, self.allow_wait, *self._dims(),

@@ -20,6 +20,7 @@ repair per machine, bounded uniform duration noise, due dates from a tightness f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -360,3 +361,48 @@ class ScenarioGenerator:
             utilisation=self.utilisation, low=self.low, high=self.high, mtbf=self.mtbf, mttr=self.mttr,
             noise=self.noise, tightness=self.tightness, interruption=self.interruption, seed=rng,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScenarioMixture:
+    """A callable ``gen(rng) -> Scenario`` drawing, per scenario, the machine count, the target
+    utilisation and whether machines break down, around a ``base`` :class:`ScenarioGenerator`
+    (training on a spread of shops rather than one). ``base.mtbf``/``mttr`` are used by the
+    share ``breakdown_probability`` of scenarios; the others run without breakdowns."""
+
+    base: ScenarioGenerator
+    machines: tuple[int, ...] = (10,)
+    utilisation: tuple[float, float] = (0.85, 0.85)
+    breakdown_probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.machines or min(self.machines) < 1:
+            raise InvalidScenarioError(f"machines must be positive counts, got {self.machines}")
+        low, high = self.utilisation
+        if not 0 < low <= high:
+            raise InvalidScenarioError(f"utilisation must be [low, high] with 0 < low <= high, got {self.utilisation}")
+        if not 0 <= self.breakdown_probability <= 1:
+            raise InvalidScenarioError(f"breakdown_probability must be in [0, 1], got {self.breakdown_probability}")
+
+    @property
+    def max_jobs(self) -> int:
+        return self.base.max_jobs
+
+    @property
+    def max_machines(self) -> int:
+        return max(self.machines)
+
+    @property
+    def max_ops(self) -> int:
+        return max(self.machines)
+
+    def __call__(self, rng: np.random.Generator | int | None = None) -> Scenario:
+        rng = np.random.default_rng(rng)
+        machines = int(rng.choice(self.machines))
+        utilisation = float(rng.uniform(*self.utilisation))
+        broken = bool(rng.random() < self.breakdown_probability)
+        options = {"n_machines": machines, "utilisation": utilisation}
+        if not broken:
+            options |= {"mtbf": None, "mttr": None}
+        return dataclasses.replace(self.base, **options)(rng)
+

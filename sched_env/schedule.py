@@ -319,7 +319,9 @@ def objective_value(instance: JobShopInstance, schedule: Schedule, objective: st
 
 
 # ---------------------------------------------------------------------- decider results
-STATUSES = ("optimal", "feasible", "infeasible", "unknown")
+#: ``start-plan``: a search found nothing better in its time and returned the plan it started
+#: from (its hint, or a dispatching rule's plan); ``unknown``: no plan at all.
+STATUSES = ("optimal", "feasible", "start-plan", "infeasible", "unknown")
 #: How far a budgeted decider may overrun: 5 % of the budget plus 50 ms (process scheduling,
 #: reading the solution back, validation).
 BUDGET_TOLERANCE = (0.05, 0.05)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from instances import InvalidScenarioError, JobShopInstance
+from instances import InvalidPlanError, InvalidScenarioError, JobShopInstance
 from instances.jsonfile import JsonFile
 from sched_env.events import MAINTENANCE, Scenario
 from sched_env.schedule import INTERRUPTIONS, Schedule
@@ -229,7 +229,16 @@ def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def residual(state: ShopState) -> Residual:
-    """Cut the state down to the work still to plan (see :class:`Residual`)."""
+    """Cut the state down to the work still to plan (see :class:`Residual`); computed once per
+    state (a state is immutable), however many planners and checks ask for it."""
+    cached = state.__dict__.get("_residual")
+    if cached is None:
+        cached = _cut_residual(state)
+        object.__setattr__(state, "_residual", cached)
+    return cached
+
+
+def _cut_residual(state: ShopState) -> Residual:
     jobs, now = state.jobs, state.time
     first_op = np.zeros(jobs.n_jobs, dtype=np.int64)
     earliest = np.maximum(jobs.release_dates, now)
@@ -263,6 +272,17 @@ def full_plan(state: ShopState, rest: Residual, plan) -> Schedule:
             rows.append([int(rest.job[i]), int(rest.first_op[i] + k), int(m), int(s), int(e)])
     array = np.array(rows, dtype=np.int64).reshape(-1, 5)
     return Schedule(*array.T, instance_name=state.jobs.name)
+
+
+def plan_rest(state: ShopState, rest_plan: Schedule | None, method: str) -> Schedule:
+    """The one way to plan the rest of a running shop: done and running work of ``state`` plus
+    ``rest_plan`` (a schedule of ``residual(state).instance``, None when nothing is left), checked
+    once against the state. A plan that breaks it is ``method``'s fault: :class:`InvalidPlanError`."""
+    plan = full_plan(state, residual(state), rest_plan)
+    problems = plan_violations(state, plan)
+    if problems:
+        raise InvalidPlanError(f"{method} produced a plan that breaks the shop state: {problems[0]}", problems)
+    return plan
 
 
 def plan_violations(state: ShopState, schedule: Schedule) -> list:

@@ -72,14 +72,14 @@ class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         L = self.layout
-        K.reset_batch(
+        K.for_batch(K.reset_batch, self.num_envs)(
             self._insts, self._states, rows, self._placement, self._action_set, self._masks, self._features,
             L.J, L.M, L.O,
         )  # fmt: skip
 
     def _kernel_step(self, actions: np.ndarray) -> None:
         L = self.layout
-        K.step_batch(
+        K.for_batch(K.step_batch, self.num_envs)(
             self._insts, self._states, actions, self._placement, self._action_set, self._reward, True,
             self._masks, self._features, self._rewards, self._dones, self._invalids,
             self._final_masks, self._final_features, self._final_states, L.J, L.M, L.O,

@@ -13,9 +13,11 @@ model stops start-up with one clear line. ``SCHED_ENV_TOKEN`` set: every /v1 rou
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from service.schemas import (
     to_state,
 )
 
+LOG = logging.getLogger("sched_env.service")
 #: Extra seconds past a request's budget before it is answered 504 (the decider's own tolerance).
 BUDGET_GRACE_S = 0.25
 #: Without a budget a request may take this long before 504.
@@ -100,7 +103,7 @@ def settings_from_environment() -> Settings:
 
 def load_models(settings: Settings) -> dict[str, Any]:
     """Load the shipped (or given) policies and warm the kernels; what /v1/model reports."""
-    from agents.inference import load_policy
+    from agents.loading import load_policy
     from sched_env import warm_up
 
     warm_up()
@@ -126,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="sched-env scheduling service", version="0.1.0", lifespan=lifespan,
         description="Job-shop plans from work orders and shop states, by any registered decider within a budget.",
         responses={401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-                   503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}},
+                   500: {"model": ErrorResponse}, 503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}},
     )  # fmt: skip
 
     def authorised(request: Request) -> None:
@@ -204,26 +207,21 @@ def _describe(problem: dict) -> str:
 
 
 def _decider(method: str, objective: str, state: dict, settings: Settings):
-    """The decider a request names, using the policies loaded at start-up (a request cannot
-    make the service read a model file: ``policy@PATH`` is refused)."""
+    """The decider a request names, planning with the policies loaded at start-up (a request
+    cannot make the service read a file: the door refuses any spec that may name one)."""
     from baselines import deciders
 
     try:
-        if deciders.MethodSpec.parse(method).name in ("policy", "hybrid") and "@" in method:
-            raise deciders.DeciderError(
-                f"{method!r}: the service plans with the models it loaded at start-up; drop '@...'"
-            )
-        decider = deciders.make(method, objective=objective)
+        decider = deciders.make(method, objective=objective, allow_files=False)
     except (ValueError, deciders.DeciderError) as error:
         raise HTTPException(422, f"method: {error}") from None
-    if hasattr(decider, "use"):  # the learned deciders: plan with the models loaded at start-up
-        decider.use(state["models"])
+    deciders.give_models(decider, state["models"])
     return decider
 
 
 async def _solve(problem, decider, body, orders, state: dict, metrics: Metrics) -> PlanResponse:
     from baselines import deciders
-    from instances import JobShopInstance, SchedEnvError
+    from instances import InvalidPlanError, JobShopInstance, SchedEnvError
     from sched_env.schedule import objectives
 
     budget = None if body.budget_ms is None else body.budget_ms / 1000
@@ -238,12 +236,16 @@ async def _solve(problem, decider, body, orders, state: dict, metrics: Metrics) 
         if error.status_code in (503, 504):
             metrics.rejected.labels(str(error.status_code)).inc()
         raise
+    except InvalidPlanError as error:  # the decider's fault, not the request's: log it with an id to quote
+        request_id = uuid.uuid4().hex[:12]
+        LOG.error("request %s: %s", request_id, error)
+        raise HTTPException(500, f"internal error (request id {request_id}): {body.method} made an invalid plan") from None
     except SchedEnvError as error:
         raise HTTPException(422, f"method {body.method!r} cannot plan this: {error}") from None
     if result.schedule is None:
         raise HTTPException(504, f"{body.method} found no plan within its budget ({result.status})")
     if result.over_budget:
-        metrics.overruns.labels(body.method).inc()
+        metrics.overruns.labels(deciders.traits(decider).family).inc()  # the family: a bounded label
     values = objectives(problem if isinstance(problem, JobShopInstance) else problem.jobs, result.schedule)
     return PlanResponse(
         plan=plan_rows(result.schedule, orders, body.equipment), objectives={k: float(v) for k, v in values.items()},

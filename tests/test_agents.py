@@ -13,8 +13,10 @@ pytest.importorskip("torch")
 pytest.importorskip("sb3_contrib")
 
 import instances  # noqa: E402
-from agents import inference  # noqa: E402
-from agents.inference import PolicyLoadError, load_policy, solve_with_policy  # noqa: E402
+from agents import deciders as agent_deciders  # noqa: E402
+from agents import loading, rollouts  # noqa: E402
+from agents.loading import PolicyLoadError, load_policy  # noqa: E402
+from agents.rollouts import solve_with_policy  # noqa: E402
 from agents.train import TrainConfig, train  # noqa: E402
 from baselines import deciders  # noqa: E402
 from sched_env import validate_schedule  # noqa: E402
@@ -248,7 +250,7 @@ def test_dynamic_policy_runs_whole_scenarios_and_a_static_instance(dynamic_run):
 
     policy = load_policy(dynamic_run["final"])
     scenarios = [generate_scenario(3, initial_jobs=2, arriving_jobs=4, noise=0.1, seed=s) for s in range(3)]
-    results = inference.dispatch_dynamic_policy(policy, scenarios)
+    results = agent_deciders.dispatch_dynamic_policy(policy, scenarios)
     assert [r.instance_name for r in results] == [s.name for s in scenarios]
     instance = instances.random_instance(6, 3, seed=0)
     validate_schedule(instance, solve_with_policy(policy, instance, samples=2).schedule)
@@ -304,7 +306,7 @@ def test_onnx_export_matches_torch_on_many_states(static_run, dynamic_run, tmp_p
             allowed = obs["action_mask"] > 0
             np.testing.assert_allclose(a[allowed], b[allowed], rtol=1e-4, atol=1e-4)
             assert (b[~allowed] <= -1e7).all(), "masking must happen inside the ONNX graph"
-            obs, *_ = batch.step(inference.choose_actions(a, rng))
+            obs, *_ = batch.step(rollouts.choose_actions(a, rng))
         one = onnx_policy.score(obs["jobs"][:1], obs["action_mask"][:1])  # batch 1: a dynamic axis
         np.testing.assert_allclose(one, onnx_policy.score(obs["jobs"], obs["action_mask"])[:1], rtol=1e-4, atol=1e-3)
 
@@ -342,7 +344,7 @@ def test_train_and_export_from_the_cli(tmp_path):
 def test_shipped_models_are_small_and_load_through_both_backends():
     for kind in ("static", "dynamic"):
         for suffix in (".zip", ".onnx"):
-            path = inference.MODELS / f"{kind}{suffix}"
+            path = loading.MODELS / f"{kind}{suffix}"
             assert path.is_file(), f"shipped model {path.name} is missing"
             assert path.stat().st_size < 5 * 2**20, f"{path.name} is {path.stat().st_size} bytes"
             policy = load_policy(path)

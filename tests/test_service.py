@@ -158,7 +158,7 @@ BAD_REQUESTS = [
     ("duplicated equipment", _bad(lambda b: b["equipment"].append({"id": "lathe"})), "duplicated equipment id"),
     ("unknown field", _bad(lambda b: b.update(colour="red")), "colour"),
     ("unknown method", _bad(lambda b: b.update(method="magic")), "unknown method 'magic'"),
-    ("model path from a request", _bad(lambda b: b.update(method="policy@/etc/passwd")), "loaded at start-up"),
+    ("model path from a request", _bad(lambda b: b.update(method="policy@/etc/passwd")), "this host reads none"),
     ("zero budget", _bad(lambda b: b.update(budget_ms=0)), "budget_ms"),
     ("negative budget", _bad(lambda b: b.update(budget_ms=-5)), "budget_ms"),
     ("down without until", _bad(lambda b: b["equipment"][0].update(status="down")), "down_until"),
@@ -207,9 +207,10 @@ def test_oversized_bodies_and_too_many_operations_get_413_naming_the_limit(serve
 
 
 def test_a_budget_is_enforced_with_a_plan_or_a_clear_504(server):
-    big = instances.random_instance(100, 20, seed=1)  # its greedy plan alone takes longer than 1 ms + the grace
-    response = httpx.post(server.url + "/v1/schedule", json=shop_request(big, "policy:64", budget_ms=1), timeout=30)
-    assert response.status_code == 504 and "budget_ms" in response.json()["detail"], response.text
+    big = instances.random_instance(100, 20, seed=1)  # its greedy plan alone takes far longer than 20 ms
+    response = httpx.post(server.url + "/v1/schedule", json=shop_request(big, "policy:64", budget_ms=20), timeout=30)
+    assert response.status_code == 200, response.text  # anytime: a rule's plan stands, and the status says so
+    assert response.json()["status"] == "start-plan" and len(response.json()["plan"]) == big.n_operations
     medium = instances.random_instance(20, 10, seed=1)
     response = httpx.post(
         server.url + "/v1/schedule", json=shop_request(medium, "hybrid:30", budget_ms=1500), timeout=30

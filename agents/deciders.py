@@ -1,0 +1,133 @@
+"""The learned deciders: ``policy`` (greedy), ``policy:K`` (best of K samples), ``policy@PATH``
+(a model file, ``.zip`` or ``.onnx``; ``@static`` / ``@dynamic`` name the shipped ones).
+
+They join the registry through the ``sched_env.deciders`` entry point, so ``sched-env solve ta01
+--method policy``, ``sched-env bench``, ``Replanner("policy")`` and ``deciders.solve(shop_state,
+"policy")`` all reach them. A static instance goes to the static-shop policy; a running shop's
+:class:`ShopState` to the dynamic-shop policy, which plans the rest in the dynamic simulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agents.loading import SHIPPED, LoadedPolicy, PolicyLoadError, load_policy
+from agents.rollouts import DeadlineError, choose_actions, masked_scores, solve_with_policy
+from instances import JobShopInstance, SchedEnvError
+from sched_env.schedule import SolveResult
+
+
+@dataclass
+class PolicyDecider:
+    """``policy`` (greedy), ``policy:K`` (best of K samples, greedy included), ``@PATH`` a model
+    file; the model loads once, when the decider is built (no budget pays for it)."""
+
+    spec: str
+    samples: int = 1
+    path: str | None = None
+    objective: str | None = None
+    loaded: LoadedPolicy | None = None  # a policy loaded already (plans with it alone)
+    time_limit_s = None
+
+    @property
+    def dispatches(self) -> bool:
+        """The greedy policy decides online, one operation at a time (:meth:`choose`)."""
+        return self.samples == 1
+
+    @property
+    def reads_files(self) -> bool:
+        return self.path is not None and self.path not in SHIPPED
+
+    def choose(self, batch, observation) -> np.ndarray:
+        """The greedy policy's pick in every shop of a batched dynamic env."""
+        policy = self._policies.get("any") or self.policy_for(None)
+        return choose_actions(masked_scores(policy.score, observation["jobs"], observation["action_mask"]), None)
+
+    def __post_init__(self) -> None:
+        self._policies: dict[str, LoadedPolicy] = {}
+        if self.loaded is not None:
+            self._policies["any"] = self.loaded
+        elif self.path is not None:
+            self._policies["any"] = load_policy(self.path)
+        else:  # both shipped models now (cached across deciders), so that no budget pays for loading them
+            for kind in SHIPPED:
+                with contextlib.suppress(PolicyLoadError):  # a missing one fails when a problem needs it
+                    self._policies[kind] = load_policy(kind=kind)
+
+    def use(self, policies: dict[str, LoadedPolicy]) -> None:
+        """Plan with these loaded policies (by kind: ``static``, ``dynamic``) instead of the
+        shipped ones, unless a model file was named (``policy@PATH``); the service passes the
+        models it loaded at start-up."""
+        if "any" not in self._policies:
+            self._policies.update(policies)
+
+    def policy_for(self, problem) -> LoadedPolicy:
+        if "any" in self._policies:
+            return self._policies["any"]
+        kind = "static" if isinstance(problem, JobShopInstance) else "dynamic"  # None: online dispatching
+        if kind not in self._policies:
+            self._policies[kind] = load_policy(kind=kind)
+        return self._policies[kind]
+
+    def solve(self, problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
+        """The policy's plan; with a budget it is anytime: a dispatching rule's plan first
+        (milliseconds), the answer (status ``start-plan``) when not even the greedy policy plan
+        fits in the budget."""
+        policy = self.policy_for(problem)
+        if budget_s is None:
+            return solve_with_policy(policy, problem, samples=self.samples, seed=seed, objective=self.objective,
+                                     method=self.spec)  # fmt: skip
+        started = time.perf_counter()
+        fallback = rule_plan(problem, self.objective)
+        left = budget_s - (time.perf_counter() - started)
+        try:
+            planned = solve_with_policy(
+                policy, problem, samples=self.samples, seed=seed, budget_s=left, objective=self.objective,
+                method=self.spec, greedy_budget_s=0.95 * left,
+            )  # fmt: skip
+        except DeadlineError:  # not even the greedy plan fits: the rule's plan stands, and says so
+            params = {"policy": policy.name, "fallback": fallback.method, "samples_run": 0}
+            return dataclasses.replace(fallback, method=self.spec, status="start-plan", seed=seed, params=params)
+        return planned
+
+
+def dispatch_dynamic_policy(
+    policy: LoadedPolicy, scenarios, *, objective: str = "total_weighted_tardiness"
+) -> list[SolveResult]:
+    """Each dynamic scenario run to its end by the policy deciding greedily at every epoch (the
+    learned counterpart of ``baselines.rules.dispatch_dynamic_many``), all stepped together."""
+    from baselines.deciders import dispatch_online
+
+    if policy.kind != "dynamic":
+        raise SchedEnvError(f"{policy.name} is a static-shop policy; dynamic scenarios need a dynamic-shop policy")
+    return dispatch_online(PolicyDecider("policy", loaded=policy), scenarios, objective=objective)
+
+
+def rule_plan(problem, objective: str | None = None) -> SolveResult:
+    """The fast fallback plan: MWKR on a static instance, ATC on a running shop."""
+    from baselines import deciders
+
+    if isinstance(problem, JobShopInstance):
+        return deciders.solve(problem, "mwkr")
+    return deciders.solve(problem, "atc", objective=objective or "total_weighted_tardiness")
+
+
+def policy_factory(spec, *, objective: str | None = None, **_: Any) -> PolicyDecider:
+    """Entry point of the ``policy`` decider (group ``sched_env.deciders``)."""
+    from baselines.deciders import DeciderError
+
+    spec.no_more_than(1, "policy, policy:K, policy@PATH or policy:K@PATH")
+    samples = int(spec.number(0, "the sample count K", integer=True, default=1))
+    try:
+        decider = PolicyDecider(spec.text, samples, spec.qualifier, objective)
+        if spec.qualifier is None:
+            load_policy(kind="static")  # fail now, with the reason, if the shipped model is unusable
+    except PolicyLoadError as error:
+        raise DeciderError(f"method {spec.text!r}: {error}") from None
+    return decider

@@ -1,0 +1,170 @@
+"""Load a trained policy: an SB3 zip (torch) or its ONNX export (ONNX Runtime only), or a
+shipped one, as a :class:`LoadedPolicy` that scores observations.
+
+    from agents.loading import load_policy
+    policy = load_policy()                 # the shipped static-shop policy (ONNX if available)
+    policy = load_policy(kind="dynamic")   # the shipped dynamic-shop policy
+    policy = load_policy("runs/static/best.zip")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instances import SchedEnvError
+from sched_env import _kernels as K
+
+MODELS = Path(__file__).resolve().parent / "models"
+#: The shipped models: kind -> file stem in ``agents/models``.
+SHIPPED = {"static": "static", "dynamic": "dynamic"}
+KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic"}
+
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: The logit of a masked action (the value the networks and the exported graphs use).
+MASKED_LOGIT = -1e8
+
+
+class PolicyLoadError(SchedEnvError):
+    """A policy file that is missing, unreadable or not a sched-env policy."""
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A policy ready to score observations: ``score(jobs (B, J, F) float32, mask (B, A)) ->
+    masked logits (B, A)``, from torch or ONNX Runtime. ``kind`` is ``static`` (10 features,
+    ``JobShop-v0``) or ``dynamic`` (12 features, ``DynamicJobShop-v0``); ``env_options`` are
+    the env options it was trained under (placement, action set, objective)."""
+
+    name: str
+    path: Path
+    kind: str
+    backend: str
+    n_features: int
+    sha256: str
+    config: dict[str, Any]
+    env_options: dict[str, Any]
+    score: Scorer = dataclasses.field(repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "kind": self.kind, "backend": self.backend,
+                "n_features": self.n_features, "sha256": self.sha256, "config": self.config,
+                "env_options": self.env_options}  # fmt: skip
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def shipped_path(kind: str, backend: str = "auto") -> Path:
+    """The shipped model file of ``kind`` (``.onnx`` when ONNX Runtime is installed, else ``.zip``)."""
+    if kind not in SHIPPED:
+        raise PolicyLoadError(f"no shipped policy {kind!r}; the shipped ones are {', '.join(SHIPPED)}")
+    stem = MODELS / SHIPPED[kind]
+    if backend == "onnx" or (backend == "auto" and _has_onnxruntime() and stem.with_suffix(".onnx").exists()):
+        return stem.with_suffix(".onnx")
+    return stem.with_suffix(".zip")
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_policy(path: str | Path | None = None, *, kind: str = "static", backend: str = "auto") -> LoadedPolicy:
+    """Load a policy: an SB3 zip (needs torch) or an exported ``.onnx`` file (needs only
+    onnxruntime); ``None`` (or ``"static"`` / ``"dynamic"``) loads a shipped model. Loaded
+    models are cached per file, so deciders built again do not load again."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise PolicyLoadError(f"backend must be auto, torch or onnx, got {backend!r}")
+    if path is None or str(path) in SHIPPED:
+        path = shipped_path(kind if path is None else str(path), backend)
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        hint = " (train one with `sched-env train`, or use the shipped models: policy@static, policy@dynamic)"
+        raise PolicyLoadError(f"policy file {path} does not exist{hint}")
+    if backend == "torch" and path.suffix == ".onnx":
+        raise PolicyLoadError(f"{path} is an ONNX file; load the SB3 .zip for the torch backend")
+    return _load_cached(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(path: str, _mtime: int) -> LoadedPolicy:
+    file = Path(path)
+    if file.suffix == ".onnx":
+        return _load_onnx(file)
+    return _load_zip(file)
+
+
+def _load_zip(path: Path) -> LoadedPolicy:
+    try:
+        import torch
+        from sb3_contrib import MaskablePPO
+    except ImportError:
+        raise PolicyLoadError(
+            f"loading {path.name} needs torch and sb3-contrib (pip install 'sched-env[rl]'), or load its .onnx export"
+        ) from None
+    try:
+        model = MaskablePPO.load(path, device="cpu")
+    except Exception as error:  # a zip of another kind, truncated, or not a zip at all
+        raise PolicyLoadError(f"{path} is not a readable sched-env policy ({type(error).__name__}: {error})") from None
+    policy = model.policy
+    if not hasattr(policy, "scores"):
+        raise PolicyLoadError(f"{path} holds a {type(policy).__name__}, not sched-env's JobShopPolicy")
+    policy.set_training_mode(False)
+    meta = getattr(model, "sched_env", None) or {}
+    n_features = int(policy.observation_space["jobs"].shape[-1])
+
+    def score(jobs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return policy.scores(torch.as_tensor(jobs), torch.as_tensor(mask, dtype=torch.float32)).numpy()
+
+    return LoadedPolicy(
+        path.stem, path, _kind(n_features, path), "torch", n_features, file_sha256(path), meta.get("config", {}),
+        meta.get("env_options", {}), score,
+    )  # fmt: skip
+
+
+def _load_onnx(path: Path) -> LoadedPolicy:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise PolicyLoadError(f"loading {path.name} needs onnxruntime: pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one decision at a time is latency-bound; threads only add overhead
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise PolicyLoadError(f"{path} is not a readable ONNX policy ({type(error).__name__}: {error})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if "sched_env" not in meta:
+        raise PolicyLoadError(f"{path} is an ONNX model but not one exported by `sched-env export-onnx`")
+    info = json.loads(meta["sched_env"])
+    n_features = int(info["n_features"])
+
+    def score(jobs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {"jobs": np.ascontiguousarray(jobs, dtype=np.float32), "mask": np.asarray(mask, dtype=np.float32)}
+        return session.run(["logits"], feeds)[0]
+
+    return LoadedPolicy(
+        path.stem, path, _kind(n_features, path), "onnx", n_features, file_sha256(path), info.get("config", {}),
+        info.get("env_options", {}), score,
+    )  # fmt: skip
+
+
+def _kind(n_features: int, path: Path) -> str:
+    if n_features not in KIND_OF_FEATURES:
+        raise PolicyLoadError(f"{path}: a policy over {n_features} features fits neither sched-env shop (10 or 12)")
+    return KIND_OF_FEATURES[n_features]
