@@ -148,16 +148,32 @@ class TrainConfig:
     def load(cls, path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
         data: dict[str, Any] = {}
         if path is not None:
-            text = Path(path).read_text()
             try:
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-            except ImportError:
-                data = json.loads(text)
+                text = Path(path).read_text()
+            except OSError as error:
+                raise SchedEnvError(f"training config {path}: {error.strerror or error}") from None
+            data = _read_mapping(text, path)
             if not isinstance(data, dict):
                 raise SchedEnvError(f"{path}: a training config is a mapping of keys to values")
         return cls.from_dict(data, overrides)
+
+
+def _read_mapping(text: str, path) -> Any:
+    """YAML (or JSON without PyYAML), with a syntax error said in one line with its place."""
+    try:
+        import yaml
+    except ImportError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SchedEnvError(f"training config {path}: not valid JSON (install pyyaml for YAML): {error}") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SchedEnvError(f"training config {path}: YAML syntax error{where}: {problem}") from None
 
 
 def _coerce(spec, value: Any) -> Any:

@@ -47,7 +47,13 @@ class PolicyDecider:
     def choose(self, batch, observation) -> np.ndarray:
         """The greedy policy's pick in every shop of a batched dynamic env."""
         policy = self._policies.get("any") or self.policy_for(None)
-        return choose_actions(masked_scores(policy.score, observation["jobs"], observation["action_mask"]), None)
+        jobs, mask = observation["jobs"], observation["action_mask"]
+        offered = mask.shape[1] == jobs.shape[1] + 1  # the env offers the wait action
+        if offered and not policy.waits:  # a policy without a wait head: it never waits
+            mask = mask[:, :-1]
+        elif policy.waits and not offered:  # a waiting policy in an env without waiting: the wait logit is masked
+            mask = np.concatenate([mask, np.zeros((len(mask), 1), dtype=mask.dtype)], axis=1)
+        return choose_actions(masked_scores(policy.score, jobs, mask), None)
 
     def __post_init__(self) -> None:
         self._policies: dict[str, LoadedPolicy] = {}

@@ -86,7 +86,8 @@ class HybridDecider:
         # CP-SAT gets what is left, less a little for reading and validating its answer
         remaining = 0.97 * (limit - (time.perf_counter() - started)) - 0.01
         improved = None
-        if remaining > self._cpsat.MIN_SEARCH_S:
+        size = problem.n_operations if static else len(problem.waiting())
+        if remaining > self._cpsat.MIN_SEARCH_S and self._cpsat.worth_searching(size, remaining):
             if static:
                 improved = self._cpsat.solve(
                     problem, time_limit_s=remaining, workers=self.workers, seed=seed, hint=best.schedule

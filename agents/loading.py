@@ -54,6 +54,11 @@ class LoadedPolicy:
     env_options: dict[str, Any]
     score: Scorer = dataclasses.field(repr=False)
 
+    @property
+    def waits(self) -> bool:
+        """Whether it was trained with the dynamic shop's wait action (its last logit)."""
+        return bool(self.env_options.get("allow_wait", False))
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "kind": self.kind, "backend": self.backend,
                 "n_features": self.n_features, "sha256": self.sha256, "config": self.config,
@@ -130,9 +135,12 @@ def _load_zip(path: Path) -> LoadedPolicy:
         with torch.inference_mode():
             return policy.scores(torch.as_tensor(jobs), torch.as_tensor(mask, dtype=torch.float32)).numpy()
 
+    space = policy.observation_space
+    waits = int(space["action_mask"].shape[0]) == int(space["jobs"].shape[0]) + 1  # the wait action's mask entry
+    options = {**meta.get("env_options", {}), **({"allow_wait": True} if waits else {})}
     return LoadedPolicy(
         path.stem, path, _kind(n_features, path), "torch", n_features, file_sha256(path), meta.get("config", {}),
-        meta.get("env_options", {}), score,
+        options, score,
     )  # fmt: skip
 
 

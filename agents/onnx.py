@@ -38,7 +38,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
     meta = getattr(model, "sched_env", None) or {}
     n_features = net.n_features
     n_jobs = 7
-    wait = bool(meta.get("env_options", {}).get("allow_wait", False))
+    space = policy.observation_space  # the wait action shows in the model's own spaces: one more mask entry than jobs
+    wait = int(space["action_mask"].shape[0]) == int(space["jobs"].shape[0]) + 1
+    env_options = {**meta.get("env_options", {}), **({"allow_wait": True} if wait else {})}
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
@@ -59,7 +61,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
     graph = onnx.load(str(out))
     info = {
         "n_features": n_features, "kind": meta.get("kind", "static" if n_features == 10 else "dynamic"),
-        "wait_action": wait, "config": meta.get("config", {}), "env_options": meta.get("env_options", {}),
+        "wait_action": wait, "config": meta.get("config", {}), "env_options": env_options,
         "checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint),
     }  # fmt: skip
     entry = graph.metadata_props.add()

@@ -136,8 +136,10 @@ def static_batch(policy: LoadedPolicy, instance: JobShopInstance, samples: int):
 
 
 def dynamic_batch(policy: LoadedPolicy, scenario, samples: int, objective: str, **options: Any):
+    """A batched dynamic env of ``samples`` copies of ``scenario``, with the wait action when the policy has one."""
     from sched_env.dynamic import BatchDynamicJobShopEnv
 
+    options.setdefault("allow_wait", policy.waits)
     return BatchDynamicJobShopEnv(samples, scenario, objective=objective, **options)
 
 

@@ -36,53 +36,17 @@ from instances import MixedSizeGenerator, SchedEnvError
 
 
 # ---------------------------------------------------------------------- the problems
-@dataclass(frozen=True)
-class TrainingScenarios:
-    """Dynamic scenarios of random routes: machines, utilisation and breakdowns drawn per scenario."""
-
-    machines: tuple[int, ...]
-    initial_jobs: int
-    arriving_jobs: int
-    utilisation: tuple[float, float]
-    breakdown_probability: float
-    mtbf: float
-    mttr: float
-    noise: float
-    tightness: float
-
-    @property
-    def max_jobs(self) -> int:
-        return self.initial_jobs + self.arriving_jobs
-
-    @property
-    def max_machines(self) -> int:
-        return max(self.machines)
-
-    @property
-    def max_ops(self) -> int:
-        return max(self.machines)
-
-    def __call__(self, rng: np.random.Generator):
-        from sched_env.events import generate_scenario
-
-        machines = int(rng.choice(self.machines))
-        utilisation = float(rng.uniform(*self.utilisation))
-        broken = bool(rng.random() < self.breakdown_probability)
-        return generate_scenario(
-            machines, initial_jobs=self.initial_jobs, arriving_jobs=self.arriving_jobs, utilisation=utilisation,
-            mtbf=self.mtbf if broken else None, mttr=self.mttr if broken else None, noise=self.noise,
-            tightness=self.tightness, seed=rng,
-        )  # fmt: skip
-
-
 def problem_source(cfg: TrainConfig):
     """The training distribution: a generator ``gen(rng) -> instance or scenario``."""
     if cfg.shop == "static":
         return MixedSizeGenerator([parse_size(s) for s in cfg.sizes], low=cfg.low, high=cfg.high)
-    return TrainingScenarios(
-        cfg.machines, cfg.initial_jobs, cfg.arriving_jobs, cfg.utilisation, cfg.breakdown_probability, cfg.mtbf,
-        cfg.mttr, cfg.noise, cfg.tightness,
+    from sched_env.events import ScenarioGenerator, ScenarioMixture
+
+    base = ScenarioGenerator(
+        initial_jobs=cfg.initial_jobs, arriving_jobs=cfg.arriving_jobs, mtbf=cfg.mtbf, mttr=cfg.mttr, noise=cfg.noise,
+        tightness=cfg.tightness,
     )  # fmt: skip
+    return ScenarioMixture(base, cfg.machines, cfg.utilisation, cfg.breakdown_probability)
 
 
 @dataclass
@@ -132,7 +96,7 @@ def evaluate(policy, cfg: TrainConfig, validation: ValidationSet, layout: dict[s
     else:
         from sched_env.dynamic import BatchDynamicJobShopEnv
 
-        batch = BatchDynamicJobShopEnv(len(items), items, objective=cfg.objective, **layout)
+        batch = BatchDynamicJobShopEnv(len(items), items, objective=cfg.objective, allow_wait=cfg.allow_wait, **layout)
         run = run_episodes(batch, policy.score, keys, greedy=True, options={"scenarios": items})
         values = run.objectives
         gap = float(values.sum() / max(validation.reference.sum(), 1e-9) - 1.0)
@@ -159,7 +123,8 @@ def make_vec_env(cfg: TrainConfig, seed: int):
     if cfg.shop == "static":
         return JobShopVecEnv(cfg.n_envs, seed=seed, instance=source, reward_mode=cfg.reward_mode,
                              action_set=cfg.action_set)  # fmt: skip
-    return DynamicJobShopVecEnv(cfg.n_envs, seed=seed, scenario=source, objective=cfg.objective)
+    return DynamicJobShopVecEnv(cfg.n_envs, seed=seed, scenario=source, objective=cfg.objective,
+                                allow_wait=cfg.allow_wait)  # fmt: skip
 
 
 def make_model(cfg: TrainConfig, env, device: str):
@@ -235,16 +200,20 @@ class Run:
     """A training run's folder, logger, checkpoints, validation and progress bar."""
 
     def __init__(self, cfg: TrainConfig, model, folder: Path, progress: bool) -> None:
-        from stable_baselines3.common.logger import configure
+        from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
         self.cfg, self.model, self.folder = cfg, model, folder
         (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-        self.logger = configure(str(folder / "tb"), ["tensorboard", "csv"])
+        (folder / "tb").mkdir(parents=True, exist_ok=True)
+        formats = [TensorBoardOutputFormat(str(folder / "tb")), _appending_csv(folder / "tb" / "progress.csv")]
+        self.logger = Logger(str(folder / "tb"), formats)  # a resumed run appends to the same curve and CSV
         model.set_logger(self.logger)
         meta = getattr(model, "sched_env", None) or {}
         self.iteration = int(meta.get("iteration", 0))
         self.best_gap = float(meta.get("best_gap", math.inf))
+        self.minutes_before = float(meta.get("minutes", 0.0))  # training time of the run before this resume
+        self.last_checkpoint = time.perf_counter()
         self.next_eval = (model.num_timesteps // cfg.eval_every + 1) * cfg.eval_every
         self.next_checkpoint = (model.num_timesteps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         self.validation = ValidationSet.build(cfg)
@@ -264,10 +233,19 @@ class Run:
     def save(self, path: Path) -> Path:
         self.model.sched_env = {
             "config": self.cfg.to_dict(), "env_options": env_options(self.cfg), "iteration": self.iteration,
-            "best_gap": self.best_gap, "kind": self.cfg.shop,
+            "best_gap": self.best_gap, "kind": self.cfg.shop, "minutes": self.minutes,
         }  # fmt: skip
         self.model.save(path)
         return path
+
+    @property
+    def minutes(self) -> float:
+        """Training minutes of the whole run, resumes included."""
+        return self.minutes_before + (time.perf_counter() - self.started) / 60
+
+    def checkpoint(self) -> Path:
+        self.last_checkpoint = time.perf_counter()
+        return self.save(self.folder / "checkpoints" / f"step_{self.model.num_timesteps:010d}.zip")
 
     def tick(self, steps: int) -> None:
         """After each update: progress, evaluation and checkpoints when their step comes."""
@@ -278,9 +256,11 @@ class Run:
         if now >= self.next_eval:
             self.next_eval += self.cfg.eval_every
             self.evaluate()
-        if now >= self.next_checkpoint:
-            self.next_checkpoint += self.cfg.checkpoint_every
-            self.save(self.folder / "checkpoints" / f"step_{now:010d}.zip")
+        due = time.perf_counter() - self.last_checkpoint >= 60 * self.cfg.checkpoint_minutes
+        if now >= self.next_checkpoint or due:
+            while self.next_checkpoint <= now:
+                self.next_checkpoint += self.cfg.checkpoint_every
+            self.checkpoint()
 
     def evaluate(self) -> dict[str, Any]:
         result = evaluate(in_memory_policy(self.model, self.cfg), self.cfg, self.validation, self.layout)
@@ -288,7 +268,7 @@ class Run:
             self.logger.record(f"eval/{key}", value)
         self.logger.record("eval/gap_to_best_rule", result["gap_to_reference"])
         self.logger.dump(self.model.num_timesteps)
-        row = {"steps": self.model.num_timesteps, "minutes": (time.perf_counter() - self.started) / 60, **result}
+        row = {"steps": self.model.num_timesteps, "minutes": self.minutes, **result}
         self.history.append(row)
         with open(self.folder / "eval.jsonl", "a") as file:
             file.write(json.dumps(row) + "\n")
@@ -305,6 +285,30 @@ class Run:
         final = self.save(self.folder / "final.zip")
         self.logger.close()
         return final
+
+
+def _appending_csv(path: Path):
+    """SB3's CSV output, continuing an existing file (its columns kept) instead of truncating it."""
+    from stable_baselines3.common.logger import CSVOutputFormat
+
+    writer = CSVOutputFormat.__new__(CSVOutputFormat)
+    path.touch()
+    writer.file = open(path, "r+")  # noqa: SIM115  (SB3 closes it; it rewrites the header in place)
+    header = writer.file.readline().strip()
+    writer.keys = header.split(",") if header else []
+    writer.separator, writer.quotechar = ",", '"'
+    writer.file.seek(0, 2)
+    return writer
+
+
+class TrainingInterruptedError(SchedEnvError):
+    """Ctrl-C during training: the run was checkpointed; ``checkpoint`` continues it with ``--resume``."""
+
+    def __init__(self, checkpoint: Path, steps: int) -> None:
+        super().__init__(
+            f"interrupted at {steps:,} decisions; saved {checkpoint}. Continue with: sched-env train --resume {checkpoint}"
+        )
+        self.checkpoint = checkpoint
 
 
 def _bar(total: int, initial: int, enabled: bool):
@@ -439,16 +443,19 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, progress: bool 
                 f"{folder} already holds a run; pass --resume {folder}/final.zip to continue it, or a new --set name="
             )
     run = Run(cfg, model, folder, progress)
-    started = time.perf_counter()
-    if cfg.algo == "self-labeling":
-        self_label(run)
-    else:
-        remaining = cfg.timesteps - model.num_timesteps
-        if remaining > 0:
-            model.learn(remaining, callback=_sb3_callback(run), reset_num_timesteps=False)
+    try:
+        if cfg.algo == "self-labeling":
+            self_label(run)
+        else:
+            remaining = cfg.timesteps - model.num_timesteps
+            if remaining > 0:
+                model.learn(remaining, callback=_sb3_callback(run), reset_num_timesteps=False)
+    except KeyboardInterrupt:
+        run.bar.close()
+        raise TrainingInterruptedError(run.checkpoint(), model.num_timesteps) from None
     result = run.evaluate()
     final = run.close()
     return {
         "folder": str(folder), "final": str(final), "best": str(folder / "best.zip"), "steps": model.num_timesteps,
-        "minutes": (time.perf_counter() - started) / 60, "validation": result, "best_gap": run.best_gap,
+        "minutes": run.minutes, "validation": result, "best_gap": run.best_gap,
     }  # fmt: skip

@@ -232,7 +232,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- train / export-onnx
 def train_one(config: dict, seed: int | None, resume: str | None, progress: bool) -> dict:
     """One training run (a sweep's task: module level, so spawned workers can import it)."""
-    from agents.train import TrainConfig, train
+    from agents.config import TrainConfig
+    from agents.train import train
 
     cfg = TrainConfig.from_dict(config)
     if seed is not None:
@@ -242,8 +243,11 @@ def train_one(config: dict, seed: int | None, resume: str | None, progress: bool
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from agents.config import TrainConfig
+
     try:
-        from agents.train import TrainConfig
+        import sb3_contrib  # noqa: F401
+        import torch  # noqa: F401
     except ImportError as error:
         raise UserError(f"training needs the rl extra ({error.name} is missing): pip install 'sched-env[rl]'") from None
     config = _resume_config(args.resume) if args.resume and not args.config else None
@@ -324,10 +328,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- parser
 def _config_epilog() -> str:
-    try:
-        from agents.train import config_help
-    except ImportError:  # torch or SB3 missing: say how to get the keys
-        return "config keys: install the rl extra (pip install 'sched-env[rl]') to list them"
+    from agents.config import config_help  # no torch: the keys are listed even without the rl extra
+
     return config_help()
 
 
@@ -464,7 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (SchedEnvError, UserError) as error:
         print(f"sched-env: error: {error}", file=sys.stderr)
-        return 2
+        return 130 if type(error).__name__ == "TrainingInterruptedError" else 2
+    except KeyboardInterrupt:
+        print("sched-env: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # e.g. `sched-env instances list | head`
         return 0
 

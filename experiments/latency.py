@@ -225,7 +225,7 @@ def chart(rows: list[dict], path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.train import parse_size
+    from agents.config import parse_size
 
     parser = argparse.ArgumentParser(
         prog="sched-env latency", description=__doc__.splitlines()[0],

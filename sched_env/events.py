@@ -19,8 +19,8 @@ repair per machine, bounded uniform duration noise, due dates from a tightness f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any

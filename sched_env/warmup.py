@@ -19,6 +19,7 @@ from collections.abc import Callable
 from sched_env import _kernels as K
 
 GROUPS = tuple(K.WARM_UPS)
+_warm: set[str] = set()  # groups this process has compiled or loaded already
 #: Measured on a 2-core machine with an empty cache (serial kernels): seconds per group.
 COLD_SECONDS = {"static": 15, "dynamic": 20}
 
@@ -42,6 +43,9 @@ def warm_up(*groups: str, say: Callable[[str], None] | None = None) -> float:
     if unknown:
         raise ValueError(f"unknown kernel group(s) {unknown}; choose from {', '.join(GROUPS)}")
     started = time.perf_counter()
+    groups = tuple(g for g in groups if g not in _warm)
+    if not groups:
+        return 0.0
     cold = [g for g in groups if not is_cached(g)]
     helper = None
     if len(cold) > 1 and (os.cpu_count() or 1) > 1:  # compile the last cold group beside this process
@@ -62,6 +66,7 @@ def warm_up(*groups: str, say: Callable[[str], None] | None = None) -> float:
     if helper is not None:
         helper.wait()  # then this loads what it compiled (or compiles, had it failed)
         K.WARM_UPS[cold[-1]][0]()
+    _warm.update(groups)
     return time.perf_counter() - started
 
 

@@ -206,6 +206,16 @@ def test_oversized_bodies_and_too_many_operations_get_413_naming_the_limit(serve
     assert response.status_code == 413 and str(MAX_OPERATIONS) in response.json()["detail"]
 
 
+def test_a_third_party_decider_is_served_asked_what_it_is_and_kept_from_files(server, third_party):
+    instance = instances.random_instance(6, 4, seed=2)
+    response = httpx.post(server.url + "/v1/schedule", json=shop_request(instance, "slowpoke:0.3", budget_ms=2000),
+                          timeout=30)  # fmt: skip
+    assert response.status_code == 200, response.text
+    validate_schedule(instance, as_schedule(response.json()["plan"]))
+    refused = httpx.post(server.url + "/v1/schedule", json=shop_request(instance, "reverse@/etc/passwd"), timeout=30)
+    assert refused.status_code == 422 and "this host reads none" in refused.json()["detail"]
+
+
 def test_a_budget_is_enforced_with_a_plan_or_a_clear_504(server):
     big = instances.random_instance(100, 20, seed=1)  # its greedy plan alone takes far longer than 20 ms
     response = httpx.post(server.url + "/v1/schedule", json=shop_request(big, "policy:64", budget_ms=20), timeout=30)
