@@ -117,13 +117,25 @@ def cmd_gantt(args: argparse.Namespace) -> int:
     from sched_env.schedule import Schedule, validate_schedule
 
     schedule = Schedule.load(args.schedule)
-    name = args.instance or schedule.instance_name
-    if not name:
-        raise UserError(f"{args.schedule} names no instance; pass --instance NAME_OR_FILE")
-    instance = _instance(name, args.dir)
-    validate_schedule(instance, schedule)
+    marks = {}
+    if args.scenario:  # a dynamic shop's schedule: real durations, downtimes drawn
+        from sched_env.events import Scenario
+
+        scenario = Scenario.load(args.scenario)
+        instance = scenario.jobs
+        validate_schedule(instance, schedule, durations=scenario.realized_durations, downtimes=scenario.downtimes,
+                          interruption=scenario.interruption)  # fmt: skip
+        marks["downtimes"] = scenario.downtimes
+    else:
+        name = args.instance or schedule.instance_name
+        if not name:
+            raise UserError(f"{args.schedule} names no instance; pass --instance NAME_OR_FILE (or --scenario FILE)")
+        instance = _instance(name, args.dir)
+        validate_schedule(instance, schedule)
+    if args.now is not None:
+        marks["now"] = args.now
     if args.out:
-        save_gantt(schedule, args.out, instance)
+        save_gantt(schedule, args.out, instance, **marks)
         print(f"wrote {args.out} ({instance.name}, makespan {schedule.makespan})")
     if args.text or not args.out:
         print(gantt_text(schedule, instance, color=sys.stdout.isatty()))
@@ -308,8 +320,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"serving on {args.host}: reachable from other machines" + ("" if os.environ.get("SCHED_ENV_TOKEN") else
               "; set SCHED_ENV_TOKEN to require a bearer token"))  # fmt: skip
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"sched-env serve: listening on http://{host}:{args.port} (API docs: /docs, health: /healthz,"
+          f" metrics: /metrics; {args.workers} process(es) x {args.threads} decider threads); Ctrl-C stops", flush=True)  # fmt: skip
     uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="warning")  # fmt: skip
+                log_level="info" if args.access_log else "warning", access_log=args.access_log)  # fmt: skip
     return 0
 
 
@@ -339,7 +354,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dir_help = "folder of JSPLIB instance files (default: $SCHED_ENV_INSTANCES)"
+    _add_instances(sub, dir_help)
+    _add_gantt(sub, dir_help)
+    _add_solve(sub, dir_help)
+    _add_bench(sub, dir_help)
+    _add_train(sub, dir_help)
+    _add_latency(sub, dir_help)
+    _add_serve(sub, dir_help)
+    _add_export_onnx(sub, dir_help)
+    _add_demo(sub, dir_help)
+    return parser
 
+
+def _add_instances(sub, dir_help: str) -> None:
+    """The ``instances`` subcommand's options."""
     p = sub.add_parser("instances", help="list or show benchmark instances")
     isub = p.add_subparsers(dest="instances_command", required=True, metavar="ACTION")
     q = isub.add_parser("list", help="list the catalogue with sizes and best-known bounds")
@@ -353,14 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print JSON: jobs, machines, bounds")
     q.set_defaults(func=cmd_instances_show)
 
+
+def _add_gantt(sub, dir_help: str) -> None:
+    """The ``gantt`` subcommand's options."""
     p = sub.add_parser("gantt", help="draw a schedule JSON as a Gantt chart")
     p.add_argument("schedule", help="schedule JSON file (as written by sched-env)")
     p.add_argument("--instance", help="instance name or file (default: the one named in the schedule)")
     p.add_argument("--out", help="image file to write (.png, .svg, .pdf); without it, a text chart")
+    p.add_argument("--scenario", help="the dynamic scenario JSON the schedule ran on (e.g. the demo's dynamic_scenario.json)")
+    p.add_argument("--now", type=int, help="mark this time: work started before it solid, the rest as planned")
     p.add_argument("--text", action="store_true", help="also print the text chart")
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_gantt)
 
+
+def _add_solve(sub, dir_help: str) -> None:
+    """The ``solve`` subcommand's options."""
     p = sub.add_parser("solve", help="solve one instance with any registered decider (rule, CP-SAT, ...)")
     p.add_argument("instance", nargs="?", help="catalogue name (ta01) or instance file")
     p.add_argument(
@@ -383,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_solve)
 
+
+def _add_bench(sub, dir_help: str) -> None:
+    """The ``bench`` subcommand's options."""
     p = sub.add_parser("bench", help="benchmark matrix: instances x methods x seeds -> CSV, Markdown, PNG")
     p.add_argument(
         "--instances", default="ta01-ta10", help="names and ranges, e.g. ta01-ta10,ta41-ta50 (default ta01-ta10)"
@@ -408,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replanners", help="with --dynamic: only these replanners, e.g. 'cpsat:1,hybrid:1,policy:16 sequence'")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_train(sub, dir_help: str) -> None:
+    """The ``train`` subcommand's options."""
     p = sub.add_parser(
         "train", help="train a policy (self-labeling, MaskablePPO, PPO, A2C, DQN) from a YAML config",
         epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -422,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+
+def _add_latency(sub, dir_help: str) -> None:
+    """The ``latency`` subcommand's options."""
     p = sub.add_parser(
         "latency", add_help=False, prefix_chars="\0",
         help="response time per shop-floor event for each decider, and plan quality (`sched-env latency --help`)",
@@ -429,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_latency)
 
+
+def _add_serve(sub, dir_help: str) -> None:
+    """The ``serve`` subcommand's options."""
     p = sub.add_parser("serve", help="the scheduling microservice (HTTP/JSON) on the shipped policies and every decider")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -436,25 +484,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1); or run replicas")
     p.add_argument("--threads", type=int, default=2, help="decider threads per process (default 2)")
     p.add_argument("--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)")
+    p.add_argument("--access-log", action="store_true", help="log every request (method, path, status) to stderr")
     p.set_defaults(func=cmd_serve)
 
+
+def _add_export_onnx(sub, dir_help: str) -> None:
+    """The ``export-onnx`` subcommand's options."""
     p = sub.add_parser("export-onnx", help="export a trained policy to ONNX (masking inside the graph)")
     p.add_argument("checkpoint", help="SB3 checkpoint (.zip) written by `sched-env train`")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.set_defaults(func=cmd_export_onnx)
 
+
+def _add_demo(sub, dir_help: str) -> None:
+    """The ``demo`` subcommand's options."""
     p = sub.add_parser(
         "demo", help="the main job on defaults: ta01 by a rule, CP-SAT and the learned policy; a breakdown rescheduled"
     )  # fmt: skip
     p.add_argument("--instance", default="ta01", help="instance to schedule (default ta01)")
     p.add_argument(
-        "--time-limit", type=float, default=5.0, help="CP-SAT seconds, when OR-Tools is installed (default 5)"
+        "--time-limit", type=float, default=3.0, help="CP-SAT seconds, when OR-Tools is installed (default 3)"
     )
     p.add_argument("--method", default="hybrid:1", help="the rescheduling decider of the dynamic part (default hybrid:1)")
     p.add_argument("--out", default="sched-env-demo", help="output folder (default ./sched-env-demo)")
     p.add_argument("--dir", help=dir_help)
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

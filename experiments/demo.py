@@ -1,7 +1,7 @@
-"""``sched-env demo``: the whole story on built-in defaults, in about a minute on 2 cores.
+"""``sched-env demo``: the whole story on built-in defaults, in well under a minute on 2 cores.
 
 1. Taillard's ta01 (15x15) scheduled by a dispatching rule, by the shipped learned policy
-   (greedy and best of 128, through ONNX Runtime: no torch needed) and by CP-SAT with a short limit.
+   (greedy and best of 128, through ONNX Runtime: no torch needed) and by CP-SAT with a short limit (3 s).
 2. A dynamic shop (10 machines, 8 jobs at the start, 6 arriving, 10 % duration noise, one
    machine breaking down mid-run) run to its end three ways: ATC (the best instant rule), the
    dynamic policy deciding at every epoch, and replanning with the hybrid (policy plans
@@ -56,25 +56,40 @@ def _policy_available() -> bool:
         return False
 
 
-def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 5.0, method: str = "hybrid:1",
+def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 3.0, method: str = "hybrid:1",
              directory: str | None = None) -> int:  # fmt: skip
-    from baselines import deciders
-    from sched_env import warm_up
-    from sched_env.render import gantt_text
+    from sched_env.warmup import warm_up
 
     started = time.perf_counter()
+    print("sched-env demo: ta01 by a rule, the learned policy and CP-SAT; then a breakdown rescheduled", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    warm_up()
+    warm_up(say=lambda line: print(line, flush=True))
     has_cp, has_policy = _have("ortools"), _policy_available()
     instance = instances.load(instance_name, directory=directory)
-    best = instances.best_known(instance.name)
     report = [f"# sched-env demo ({time.strftime('%Y-%m-%d %H:%M')})", ""]
+    charts = _static_part(instance, time_limit, has_cp, has_policy, out, report)
+    charts += _dynamic_part(method, has_cp, has_policy, out, report)
+    charts = [c for c in charts if c is not None]
+    report += ["## Files", ""] + [f"* `{Path(c).name}`" for c in charts]
+    report += ["* `dynamic_schedule.json`, `dynamic_scenario.json` (redraw: `sched-env gantt dynamic_schedule.json"
+               " --scenario dynamic_scenario.json --out chart.png`)", ""]  # fmt: skip
+    report.append(f"Total demo time: {time.perf_counter() - started:.0f} s.")
+    (out / "report.md").write_text("\n".join(report) + "\n")
+    print(f"\nwrote the report, {len(charts)} Gantt charts and the schedules to {out.resolve()}/"
+          f" ({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    return 0
 
-    # ---- 1. the static benchmark instance
+
+def _static_part(instance, time_limit: float, has_cp: bool, has_policy: bool, out: Path, report: list) -> list:
+    """ta01 by a rule, the policy (greedy, best of 128) and CP-SAT: the table, a text and a PNG chart."""
+    from baselines import deciders
+    from sched_env.render import gantt_text
+
+    best = instances.best_known(instance.name)
     methods = (
         ["mwkr"] + (["policy", "policy:128"] if has_policy else []) + ([f"cpsat:{time_limit:g}"] if has_cp else [])
     )
-    print(f"{instance.name} ({instance.n_jobs} jobs x {instance.n_machines} machines, best known makespan {best}):")
+    print(f"\n{instance.name} ({instance.n_jobs} jobs x {instance.n_machines} machines, best known makespan {best}):")
     rows, results = [], {}
     for spec in methods:
         result = deciders.solve(instance, spec)
@@ -93,12 +108,14 @@ def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 5.0, me
     best_static = min(results.values(), key=lambda r: r.objective)
     best_static.schedule.save(out / f"{instance.name}_schedule.json")
     print(gantt_text(best_static.schedule, instance, width=100, color=False))
-    charts = [_chart(best_static.schedule, out / f"{instance.name}_gantt.png", instance,
-                     f"{instance.name}: {best_static.method}, makespan {best_static.objective}")]  # fmt: skip
+    return [_chart(best_static.schedule, out / f"{instance.name}_gantt.png", instance,
+                   f"{instance.name}: {best_static.method}, makespan {best_static.objective}")]  # fmt: skip
 
-    # ---- 2. the dynamic shop: a breakdown and arrivals
+
+def _dynamic_part(method: str, has_cp: bool, has_policy: bool, out: Path, report: list) -> list:
+    """The dynamic shop three ways (ATC, the policy at every epoch, replanning); latency; charts."""
+    from baselines import deciders
     from baselines.replan import Replanner
-    from baselines.rules import dispatch_dynamic_many
     from sched_env.dynamic import DynamicJobShopEnv
 
     scenario = demo_scenario()
@@ -106,51 +123,43 @@ def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 5.0, me
     arrivals = int((scenario.jobs.release_dates > 0).sum())
     print(f"\ndynamic shop: {scenario.jobs.n_jobs} jobs ({arrivals} arriving), {scenario.n_machines} machines,"
           f" machine {machine} down from t={down_at} to t={up_at}; objective: total weighted tardiness")  # fmt: skip
-    dynamic_rows = []
-    atc = dispatch_dynamic_many([scenario], "atc")[0]
-    dynamic_rows.append(("atc (instant rule)", atc.params))
-    if has_policy:
-        from agents.deciders import dispatch_dynamic_policy
-        from agents.loading import load_policy
-
-        learned = dispatch_dynamic_policy(load_policy(kind="dynamic"), [scenario])[0]
-        dynamic_rows.append(("policy (decides at every epoch)", learned.params))
-    rescheduler = (
-        method if (has_cp and has_policy) or not method.startswith("hybrid") else ("policy" if has_policy else "atc")
-    )
+    instant = ["atc"] + (["policy"] if has_policy else [])
+    dynamic_rows = [(f"{spec} (decides at every epoch)", deciders.dispatch_online(deciders.make(spec), [scenario])[0])
+                    for spec in instant]  # fmt: skip
+    rescheduler = method if (has_cp and has_policy) or not method.startswith("hybrid") else instant[-1]
     replanner = Replanner(rescheduler, execution="exact")
     replanned = replanner.run(DynamicJobShopEnv(scenario, allow_wait=True))
-    dynamic_rows.append((f"{rescheduler} replanning (exact execution)", replanned.params))
-    rows = [
-        (label, str(p["total_weighted_tardiness"]), str(p["makespan"]), f"{p['mean_flow_time']:.0f}")
-        for label, p in dynamic_rows
-    ]
+    dynamic_rows.append((f"{rescheduler} replanning at every event (exact execution)", replanned))
+    rows = [(label, str(r.params["total_weighted_tardiness"]), str(r.params["makespan"]),
+             f"{r.params['mean_flow_time']:.0f}") for label, r in dynamic_rows]  # fmt: skip
     table = _table(("method", "weighted tardiness", "makespan", "mean flow time"), rows)
     print(table)
     report += ["## Dynamic shop: one breakdown, arrivals, noisy durations", "", table, ""]
-
-    times = np.array(replanner.planning_times) * 1e3
+    times = np.array(replanner.response_times) * 1e3
     latency = (f"{rescheduler}: {len(times)} plans (one per arrival, breakdown, repair); response time p50"
                f" {np.percentile(times, 50):.0f} ms, p99 {np.percentile(times, 99):.0f} ms, max {times.max():.0f} ms")  # fmt: skip
     decision = _decision_latency() if has_policy else None
     print("\nlatency: " + latency + (f"\nlatency: {decision}" if decision else ""))
     report += ["## Latency", "", f"* {latency}"] + ([f"* {decision}"] if decision else []) + [""]
+    replanned.schedule.save(out / "dynamic_schedule.json")
+    scenario.save(out / "dynamic_scenario.json")
+    return _breakdown_charts(replanner.plans, scenario, out)
 
-    before = [(t, plan, ids) for t, plan, ids in replanner.plans if t < down_at]
-    after = [(t, plan, ids) for t, plan, ids in replanner.plans if t >= down_at]
-    for label, chosen in (("before", before[-1:]), ("after", after[:1])):
+
+def _breakdown_charts(plans, scenario, out: Path) -> list:
+    """The plan in force just before the breakdown and the first one after it, with the downtime and "now"."""
+    machine, down_at, _up_at = BREAKDOWN
+    before = [p for p in plans if p[0] < down_at][-1:]
+    after = [p for p in plans if p[0] >= down_at][:1]
+    charts = []
+    for label, chosen in (("before", before), ("after", after)):
         for t, plan, ids in chosen:
             schedule = _in_scenario_numbering(plan, ids, scenario)
             title = f"plan at t={t} ({label} machine {machine} breaks down at t={down_at})"
-            charts.append(_chart(schedule, out / f"dynamic_plan_{label}_breakdown.png", scenario.jobs, title))
-    replanned.schedule.save(out / "dynamic_schedule.json")
-    charts = [c for c in charts if c is not None]
-    report += ["## Files", ""] + [f"* `{Path(c).name}`" for c in charts] + ["* `dynamic_schedule.json`", ""]
-    report.append(f"Total demo time: {time.perf_counter() - started:.0f} s.")
-    (out / "report.md").write_text("\n".join(report) + "\n")
-    print(f"\nwrote the report, {len(charts)} Gantt charts and the schedules to {out.resolve()}/"
-          f" ({time.perf_counter() - started:.0f} s)")  # fmt: skip
-    return 0
+            known = scenario.downtimes[scenario.downtimes[:, 1] <= t]  # what the planner knew at t
+            charts.append(_chart(schedule, out / f"dynamic_plan_{label}_breakdown.png", scenario.jobs, title,
+                                 downtimes=known, now=t))  # fmt: skip
+    return charts
 
 
 def _decision_latency() -> str:
@@ -180,11 +189,11 @@ def _in_scenario_numbering(plan, ids, scenario):
     return Schedule(jobs, plan.op, plan.machine, plan.start, plan.end, instance_name=scenario.name)
 
 
-def _chart(schedule, path: Path, instance, title: str):
+def _chart(schedule, path: Path, instance, title: str, **marks):
     try:
         from sched_env.render import save_gantt
 
-        return save_gantt(schedule, path, instance, title=title)
+        return save_gantt(schedule, path, instance, title=title, **marks)
     except (SchedEnvError, ImportError):  # matplotlib missing: the text chart and the tables stand
         return None
 

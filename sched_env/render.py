@@ -33,35 +33,42 @@ def _job_colors(n_jobs: int) -> np.ndarray:
     return plt.get_cmap("turbo")(np.linspace(0.05, 0.95, n_jobs))
 
 
-def gantt_figure(schedule: Schedule, instance: JobShopInstance | None = None, *, title: str | None = None) -> Figure:
-    """A matplotlib figure: one row per machine, one colour per job, the makespan marked."""
+def gantt_figure(
+    schedule: Schedule,
+    instance: JobShopInstance | None = None,
+    *,
+    title: str | None = None,
+    downtimes: np.ndarray | None = None,
+    now: int | None = None,
+) -> Figure:
+    """A matplotlib figure: one row per machine, one colour per job, the makespan marked.
+
+    For a running shop: ``downtimes`` (rows machine, start, end, kind as in a scenario) are drawn
+    as hatched grey windows, and ``now`` as a vertical line with the work done by then drawn solid
+    and the planned rest faded, with a legend saying which is which."""
     plt = _pyplot()
     n_machines = instance.n_machines if instance is not None else int(schedule.machine.max(initial=-1)) + 1
     n_jobs = instance.n_jobs if instance is not None else int(schedule.job.max(initial=-1)) + 1
-    colors = _job_colors(max(n_jobs, 1))
     height = min(0.45 * n_machines + 1.8, 14)
     fig, ax = plt.subplots(figsize=(12, height), dpi=100)
-    durations = schedule.end - schedule.start
-    ax.barh(
-        schedule.machine,
-        durations,
-        left=schedule.start,
-        height=0.8,
-        color=colors[schedule.job % len(colors)],
-        edgecolor="black",
-        linewidth=0.4,
-    )
-    if n_jobs <= 30 and n_machines <= 30:  # label the bars when they can be read
-        for j, s, d, m in zip(schedule.job, schedule.start, durations, schedule.machine):
-            if d >= 0.03 * max(schedule.makespan, 1):
-                ax.text(s + d / 2, m, str(j), ha="center", va="center", fontsize=7)
+    _draw_operations(ax, schedule, _job_colors(max(n_jobs, 1)), now, label=n_jobs <= 30 and n_machines <= 30)
+    horizon = schedule.makespan
+    legend = []
+    if downtimes is not None and len(downtimes):
+        horizon = max(horizon, int(np.max(downtimes[:, 2])))
+        legend.append(_draw_downtimes(ax, np.asarray(downtimes)))
     makespan = schedule.makespan
     ax.axvline(makespan, color="crimson", linestyle="--", linewidth=1.2)
     ax.text(makespan, -0.9, f" makespan {makespan}", color="crimson", va="bottom", fontsize=9)
+    if now is not None:
+        legend += _draw_now(ax, now)
+    if legend:
+        ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(legend), fontsize=8,
+                  frameon=False)  # below the axes: never over a bar
     ax.set_yticks(range(n_machines))
     ax.set_yticklabels([f"M{m}" for m in range(n_machines)], fontsize=8 if n_machines <= 30 else 5)
     ax.set_ylim(n_machines - 0.5, -1.2)
-    ax.set_xlim(0, makespan * 1.04 + 1)
+    ax.set_xlim(0, horizon * 1.04 + 1)
     ax.set_xlabel("time")
     ax.set_ylabel("machine")
     name = instance.name if instance is not None else schedule.instance_name
@@ -69,6 +76,42 @@ def gantt_figure(schedule: Schedule, instance: JobShopInstance | None = None, *,
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _draw_operations(ax, schedule: Schedule, colors: np.ndarray, now: int | None, *, label: bool) -> None:
+    """One bar per operation; with ``now``, the planned ones (starting at or after it) faded."""
+    durations = schedule.end - schedule.start
+    planned = np.zeros(len(schedule), dtype=bool) if now is None else schedule.start >= now
+    for rows, alpha, style in ((~planned, 1.0, "-"), (planned, 0.45, "--")):
+        if rows.any():
+            ax.barh(schedule.machine[rows], durations[rows], left=schedule.start[rows], height=0.8, alpha=alpha,
+                    color=colors[schedule.job[rows] % len(colors)], edgecolor="black", linewidth=0.6, linestyle=style)  # fmt: skip
+    if label:  # label the bars when they can be read
+        for j, s, d, m in zip(schedule.job, schedule.start, durations, schedule.machine):
+            if d >= 0.03 * max(schedule.makespan, 1):
+                ax.text(s + d / 2, m, str(j), ha="center", va="center", fontsize=7)
+
+
+def _draw_downtimes(ax, downtimes: np.ndarray):
+    from matplotlib.patches import Patch
+
+    for machine, start, end, _kind in downtimes.tolist():
+        ax.barh(machine, end - start, left=start, height=0.95, color="lightgrey", edgecolor="dimgrey", hatch="//",
+                linewidth=0.6, zorder=0)  # fmt: skip
+    return Patch(facecolor="lightgrey", edgecolor="dimgrey", hatch="//", label="machine down (breakdown, maintenance)")
+
+
+def _draw_now(ax, now: int) -> list:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    ax.axvline(now, color="black", linewidth=1.5)
+    ax.text(now, -0.9, f" now = {now}", color="black", va="bottom", fontsize=9)
+    return [
+        Line2D([0], [0], color="black", linewidth=1.5, label=f"now (t = {now})"),
+        Patch(facecolor="tab:blue", edgecolor="black", label="done or running"),
+        Patch(facecolor="tab:blue", edgecolor="black", alpha=0.45, linestyle="--", label="planned"),
+    ]
 
 
 def save_gantt(schedule: Schedule, path: str | os.PathLike, instance: JobShopInstance | None = None, **kwargs) -> Path:

@@ -14,6 +14,7 @@ at once, which is how sb3-contrib's MaskablePPO asks for them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,9 @@ PER_SHOP = ("instance", "schedule", "final_schedule")
 
 class JobShopVecEnv(VecEnv):
     """SB3 ``VecEnv`` adapter: fills ``terminal_observation`` and answers the mask protocol.
-    A finished episode's info has ``final_keys`` (the makespan here) next to it."""
+    A finished episode's info has ``final_keys`` (the makespan here) next to it, and the
+    ``episode`` statistics (return ``r``, length ``l``, seconds ``t``) that SB3's ``VecMonitor``
+    would add, so ``rollout/ep_rew_mean`` is logged without wrapping the env."""
 
     final_keys: tuple[str, ...] = ("makespan",)
 
@@ -37,11 +40,15 @@ class JobShopVecEnv(VecEnv):
         super().__init__(self.batch.num_envs, self.batch.single_observation_space, self.batch.single_action_space)
         self._actions: np.ndarray | None = None
         self._seed: int | None = seed
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._started = time.perf_counter()
 
     def reset(self):
         obs, _ = self.batch.reset(seed=self._seed)
         self._seed = None  # seed once; later resets continue the streams
         self.reset_infos = [{} for _ in range(self.num_envs)]
+        self._returns[:], self._lengths[:] = 0.0, 0
         return obs
 
     def seed(self, seed: int | None = None):
@@ -53,6 +60,8 @@ class JobShopVecEnv(VecEnv):
 
     def step_wait(self):
         obs, rewards, terminated, _truncated, info = self.batch.step(self._actions)
+        self._returns += rewards
+        self._lengths += 1
         invalid = info["invalid_action"]
         infos: list[dict[str, Any]] = [{"invalid_action": bool(invalid[i])} for i in range(self.num_envs)]
         if "final_obs" in info:
@@ -62,6 +71,10 @@ class JobShopVecEnv(VecEnv):
                 infos[i]["TimeLimit.truncated"] = False
                 for key in self.final_keys:
                     infos[i][key] = final[key][i].item()
+        for i in np.flatnonzero(terminated).tolist():
+            elapsed = round(time.perf_counter() - self._started, 6)
+            infos[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": elapsed}
+            self._returns[i], self._lengths[i] = 0.0, 0
         return obs, rewards.astype(np.float32), terminated, infos
 
     @staticmethod

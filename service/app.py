@@ -126,11 +126,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state["pool"].executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
-        title="sched-env scheduling service", version="0.1.0", lifespan=lifespan,
+        title="sched-env scheduling service", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Job-shop plans from work orders and shop states, by any registered decider within a budget.",
         responses={401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
                    500: {"model": ErrorResponse}, 503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}},
     )  # fmt: skip
+    _offline_docs(app)
 
     def authorised(request: Request) -> None:
         if settings.token and request.headers.get("authorization") != f"Bearer {settings.token}":
@@ -159,6 +160,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 return JSONResponse({"detail": str(problem["ctx"]["error"])}, 413)
         return JSONResponse({"detail": "; ".join(_describe(p) for p in problems[:5])}, 422)
 
+    _info_routes(app, state, metrics, authorised)
+
+    @app.post("/v1/schedule", response_model=PlanResponse, dependencies=[Depends(authorised)],
+              summary="work orders -> a plan (makespan)")  # fmt: skip
+    async def schedule(body: ScheduleRequest) -> PlanResponse:
+        decider = _decider(body.method, "makespan", state, settings)
+        return await _solve(schedule_problem(body), decider, body, body.work_orders, state, metrics)
+
+    @app.post("/v1/reschedule", response_model=PlanResponse, dependencies=[Depends(authorised)],
+              summary="a running shop's state -> a new plan for the remaining work")  # fmt: skip
+    async def reschedule(body: RescheduleRequest) -> PlanResponse:
+        decider = _decider(body.method, body.objective, state, settings)
+        problem, active = to_state(body)
+        return await _solve(problem, decider, body, active, state, metrics)
+
+    return app
+
+
+def _info_routes(app: FastAPI, state: dict, metrics: Metrics, authorised) -> None:
+    """Health, readiness, the loaded models, the decider listing and the Prometheus metrics."""
+
     @app.get("/healthz", summary="alive")
     def healthz() -> dict:
         return {"status": "ok"}
@@ -185,20 +207,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/schedule", response_model=PlanResponse, dependencies=[Depends(authorised)],
-              summary="work orders -> a plan (makespan)")  # fmt: skip
-    async def schedule(body: ScheduleRequest) -> PlanResponse:
-        decider = _decider(body.method, "makespan", state, settings)
-        return await _solve(schedule_problem(body), decider, body, body.work_orders, state, metrics)
 
-    @app.post("/v1/reschedule", response_model=PlanResponse, dependencies=[Depends(authorised)],
-              summary="a running shop's state -> a new plan for the remaining work")  # fmt: skip
-    async def reschedule(body: RescheduleRequest) -> PlanResponse:
-        decider = _decider(body.method, body.objective, state, settings)
-        problem, active = to_state(body)
-        return await _solve(problem, decider, body, active, state, metrics)
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` from Swagger UI files installed with the package (swagger-ui-bundle): a factory
+    network is often offline, and the FastAPI default loads Swagger UI from a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
 
-    return app
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # no bundle installed: the OpenAPI document alone (/openapi.json) still serves
+        return
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title}: API", swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )  # fmt: skip
 
 
 def _describe(problem: dict) -> str:

@@ -40,6 +40,8 @@ def test_list_json(capsys):
         (("solve", "ta01", "--method", "nope"), "unknown method 'nope'"),
         (("solve", "ta01", "--method", "atc"), "rule 'atc' needs due dates"),
         (("gantt", "missing.json", "--instance", "ta01"), "cannot read schedule file"),
+        (("solve", "ta01", "--time-limit", "-5"), "--time-limit must be a positive number of seconds, got -5"),
+        (("train", "no-such-config.yaml"), "training config no-such-config.yaml: No such file"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_2(args, message):
@@ -54,7 +56,8 @@ def test_demo_then_gantt(tmp_path):
     result = run("demo", "--out", str(tmp_path), "--time-limit", "0.5", "--method", "hybrid:0.3")
     assert result.returncode == 0, result.stderr
     assert "| mwkr       | 1491     | 21.1 %" in result.stdout
-    for method in ("policy", "policy:128", "cpsat:0.5", "atc (instant rule)", "hybrid:0.3 replanning"):
+    assert result.stdout.startswith("sched-env demo:"), "the first line says what the demo does"
+    for method in ("policy", "policy:128", "cpsat:0.5", "atc (decides at every epoch)", "hybrid:0.3 replanning"):
         assert f"| {method}" in result.stdout, f"{method} missing from the demo's tables"
     assert "response time p50" in result.stdout and "one decision on ta01" in result.stdout
     schedule, chart = tmp_path / "ta01_schedule.json", tmp_path / "ta01_gantt.png"
@@ -65,6 +68,11 @@ def test_demo_then_gantt(tmp_path):
     result = run("gantt", str(schedule), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_text().lstrip().startswith("<?xml")
+    redrawn = tmp_path / "dynamic.png"  # the demo's dynamic schedule redraws from its scenario file
+    result = run("gantt", str(tmp_path / "dynamic_schedule.json"), "--scenario", str(tmp_path / "dynamic_scenario.json"),
+                 "--now", "300", "--out", str(redrawn))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert redrawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_gantt_rejects_an_infeasible_schedule(tmp_path):
@@ -73,3 +81,12 @@ def test_gantt_rejects_an_infeasible_schedule(tmp_path):
     )
     result = run("gantt", str(tmp_path / "s.json"))
     assert result.returncode == 2 and "breaks 224 constraint(s)" in result.stderr
+
+
+def test_a_yaml_syntax_error_in_a_training_config_is_one_line_with_its_place(tmp_path):
+    pytest.importorskip("yaml")
+    config = tmp_path / "bad.yaml"
+    config.write_text("shop: static\nsizes: [5x3\nalgo: self-labeling\n")
+    result = run("train", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "YAML syntax error at line" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -93,13 +93,17 @@ def test_sb3_vec_env_adapter_answers_the_mask_protocol():
     masks = get_action_masks(env)
     assert masks.shape == (3, 15) and masks.dtype == bool
     np.testing.assert_array_equal(masks, obs["action_mask"].astype(bool))
-    done_seen = False
-    for _ in range(225):
+    done_seen, returns = False, np.zeros(3)
+    for step in range(225):
         env.step_async(np.array([np.flatnonzero(m)[0] for m in get_action_masks(env)]))
         obs, rewards, dones, infos = env.step_wait()
+        returns += rewards
         if dones.any():
             done_seen = True
             assert "terminal_observation" in infos[0] and infos[0]["makespan"] > 0
+            # the statistics SB3 logs as rollout/ep_rew_mean, without a VecMonitor: summed apart here
+            assert infos[0]["episode"]["l"] == step + 1 == 225
+            assert infos[0]["episode"]["r"] == pytest.approx(returns[0], rel=1e-5)
     assert done_seen
 
 
