@@ -101,3 +101,19 @@ def running_shop_state(machines: int, *, initial_jobs: int, arriving_jobs: int, 
     for _ in range(steps):
         env.step(int(np.flatnonzero(env.action_masks())[0]))
     return env.snapshot()
+
+
+def noisy_shop(seed: int, interruption: str, maintenance: tuple[int, int, int], **sizes):
+    """A small dynamic shop with breakdowns, 30 % noise and one maintenance window, reset with
+    ``seed``: (env, first observation, a generator seeded alike). ``sizes``: initial_jobs,
+    arriving_jobs, mtbf, mttr (defaults 3, 8, 150, 30)."""
+    from sched_env.dynamic import DynamicJobShopEnv
+    from sched_env.events import generate_scenario
+
+    options = {"initial_jobs": 3, "arriving_jobs": 8, "mtbf": 150, "mttr": 30} | sizes
+    scenario = generate_scenario(4, noise=0.3, interruption=interruption, maintenance=[maintenance], seed=seed,
+                                 **options)  # fmt: skip
+    env = DynamicJobShopEnv(scenario)
+    obs, _ = env.reset(seed=seed)
+    return env, obs, np.random.default_rng(seed)
+

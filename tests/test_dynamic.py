@@ -10,6 +10,7 @@ from instances import InvalidActionError, InvalidScenarioError, JobShopInstance
 from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import Scenario, ScenarioGenerator, generate_scenario
 from sched_env.schedule import find_violations
+from tests.helpers import noisy_shop
 from tests.reference import ReferenceDynamicShop
 
 
@@ -95,13 +96,8 @@ def test_a_stream_longer_than_the_window_reuses_slots_like_the_twin(interruption
 @pytest.mark.parametrize("interruption", ["resume", "restart"])
 def test_random_rollouts_respect_every_dynamic_constraint(interruption):
     for seed in range(30):
-        scenario = generate_scenario(
-            4, initial_jobs=3, arriving_jobs=8, mtbf=150, mttr=30, noise=0.3, interruption=interruption,
-            maintenance=[(1, 100, 160)], seed=seed,
-        )  # fmt: skip
-        env = DynamicJobShopEnv(scenario)
-        obs, _ = env.reset(seed=seed)
-        rng = np.random.default_rng(seed)
+        env, obs, rng = noisy_shop(seed, interruption, (1, 100, 160))
+        scenario = env.scenario
         total, done, decided_at = 0.0, False, {env.time}
         while not done:
             assert obs["action_mask"].any()

@@ -232,28 +232,17 @@ def test_file_round_trip_through_disk(tmp_path, tiny):
         ("2 2 7\n0 1 1 2\n0 1 1 3\n", ":1: expected a header 'n_jobs n_machines', found 3"),
         ("0 2\n", ":1: n_jobs and n_machines must be >= 1"),
         ("1 2\n0 1 1 2\n0 1 1 3\n", ":3: unexpected extra content"),
-    ],
-)
-def test_malformed_jsplib_file_names_file_and_line(tmp_path, text, message):
-    path = tmp_path / "bad.txt"
-    path.write_text(text)
-    with pytest.raises(InvalidInstanceError, match=f"bad.txt{message}" if message.startswith(":") else message):
-        instances.read_instance(path)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
+        # Taillard's two-block format
         ("2 2\nTimes\n1 2\n3 4\nMachines\n1 2\n", ":6: file ends early"),
         ("2 2\nTimes\n1 2\n3 4\nMachinez\n1 2\n2 1\n", ":5: expected the line 'Machines'"),
         ("2 2\nTimes\n1 2\n3 4\nMachines\n1 2\n3 1\n", ":7: job 1 operation 0: machine 3 is out of range"),
         ("2 2\nTimes\n1 2\n3 -4\nMachines\n1 2\n2 1\n", ":4: job 1 operation 1: duration -4"),
     ],
 )
-def test_malformed_taillard_file_names_file_and_line(tmp_path, text, message):
+def test_malformed_jsplib_and_taillard_files_name_file_and_line(tmp_path, text, message):
     path = tmp_path / "bad.txt"
     path.write_text(text)
-    with pytest.raises(InvalidInstanceError, match=f"bad.txt{message}"):
+    with pytest.raises(InvalidInstanceError, match=f"bad.txt{message}" if message.startswith(":") else message):
         instances.read_instance(path)
 
 

@@ -10,6 +10,7 @@ from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import generate_scenario
 from sched_env.schedule import objective_value
 from sched_env.snapshot import plan_violations
+from tests.helpers import noisy_shop
 
 cpsat = pytest.importorskip("baselines.cpsat", reason="OR-Tools is not installed")
 from baselines.repair import right_shift  # noqa: E402
@@ -28,13 +29,8 @@ def run_until(env, rng, steps):
 @pytest.mark.parametrize("objective", ["total_weighted_tardiness", "makespan", "mean_flow_time"])
 def test_reschedule_keeps_done_and_running_work_and_fits_the_state(interruption, objective):
     for seed in range(4):
-        scenario = generate_scenario(
-            4, initial_jobs=4, arriving_jobs=6, mtbf=120, mttr=40, noise=0.3, interruption=interruption,
-            maintenance=[(0, 200, 260)], seed=seed,
-        )  # fmt: skip
-        env = DynamicJobShopEnv(scenario)
-        env.reset(seed=seed)
-        state = run_until(env, np.random.default_rng(seed), 12)
+        env, _, rng = noisy_shop(seed, interruption, (0, 200, 260), initial_jobs=4, arriving_jobs=6, mtbf=120, mttr=40)
+        state = run_until(env, rng, 12)
         result = cpsat.reschedule(state, time_limit_s=2, objective=objective)
         assert result.status in ("optimal", "feasible")
         assert plan_violations(state, result.schedule) == []

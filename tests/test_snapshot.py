@@ -7,20 +7,15 @@ import pytest
 
 from instances import InvalidScenarioError
 from sched_env.dynamic import DynamicJobShopEnv
-from sched_env.events import MAINTENANCE, ScenarioGenerator, generate_scenario
+from sched_env.events import MAINTENANCE, ScenarioGenerator
 from sched_env.snapshot import ShopState
+from tests.helpers import noisy_shop
 
 
 @pytest.mark.parametrize("interruption", ["resume", "restart"])
 def test_snapshots_agree_with_what_happens_next(interruption):
     for seed in range(8):
-        scenario = generate_scenario(
-            4, initial_jobs=3, arriving_jobs=8, mtbf=150, mttr=30, noise=0.3, interruption=interruption,
-            maintenance=[(2, 300, 350)], seed=seed,
-        )  # fmt: skip
-        env = DynamicJobShopEnv(scenario)
-        obs, _ = env.reset(seed=seed)
-        rng = np.random.default_rng(seed)
+        env, obs, rng = noisy_shop(seed, interruption, (2, 300, 350))
         snapshots, done = [], False
         while not done:
             if rng.random() < 0.2:
