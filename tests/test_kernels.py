@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import instances
 from sched_env import JobShopEnv
 from sched_env import _kernels as K
 from tests.reference import ACTION_SETS, PLACEMENTS, ReferenceShop, random_test_instance, sample_valid_actions
@@ -134,3 +135,32 @@ def test_rule_rollouts_match_reference_twins(rule, action_set):
             twin.step(choose_by_rule(twin, mask, rule, uniforms[n, step]), mask)
         expected = twin.start[: instance.n_jobs, : instance.max_ops]
         np.testing.assert_array_equal(result.schedule.start_matrix(instance), np.where(expected >= 0, expected, -1))
+
+
+def test_warm_up_compiles_groups_once_and_names_bad_ones():
+    from sched_env import warmup
+
+    warmup.warm_up("static")
+    assert warmup.is_cached("static")  # this process compiled or loaded it: numba's cache holds it now
+    heard = []
+    assert warmup.warm_up("static", say=heard.append) == 0.0 and heard == []  # nothing left to do, nothing said
+    with pytest.raises(ValueError, match="unknown kernel group"):
+        warmup.warm_up("everything")
+
+
+def test_small_batches_use_the_serial_kernels():
+    assert K.for_batch(K.step_batch, K.PARALLEL_MIN_SHOPS - 1) is K.step_batch
+
+
+@pytest.mark.slow
+def test_the_parallel_twin_of_a_batch_kernel_steps_like_the_serial_one():
+    """Batches of PARALLEL_MIN_SHOPS or more run the parallel twin; both give the same schedules."""
+    from baselines.rules import dispatch_many
+
+    pool = [instances.random_instance(6, 4, seed=s) for s in range(K.PARALLEL_MIN_SHOPS)]
+    twin = K.for_batch(K.rollout_rules, len(pool))
+    if twin is K.rollout_rules:
+        pytest.skip("one numba thread: no parallel twin")
+    big = dispatch_many(pool, "mwkr")
+    small = [dispatch_many([instance], "mwkr")[0] for instance in pool[:20]]
+    assert [r.schedule for r in big[:20]] == [r.schedule for r in small]

@@ -318,3 +318,25 @@ def test_serve_refuses_a_corrupt_model_in_one_line(tmp_path):
                               str(free_port())], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert process.returncode == 2
     assert "not a readable ONNX policy" in process.stderr and len(process.stderr.strip().splitlines()) == 1
+
+
+def test_docs_work_offline_from_the_installed_swagger_ui(server):
+    pytest.importorskip("swagger_ui_bundle")
+    page = httpx.get(server.url + "/docs", timeout=10)
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text
+    script = httpx.get(server.url + "/docs-assets/swagger-ui-bundle.js", timeout=10)
+    assert script.status_code == 200 and len(script.content) > 100_000
+
+
+def test_a_plan_that_breaks_the_state_is_a_500_with_a_request_id(server, monkeypatch):
+    from baselines import deciders
+    from instances import InvalidPlanError
+
+    def broken(*args, **kwargs):
+        raise InvalidPlanError("mwkr produced a plan that breaks the shop state: (test)")
+
+    monkeypatch.setattr(deciders, "solve", broken)
+    instance = instances.random_instance(4, 3, seed=0)
+    response = httpx.post(server.url + "/v1/schedule", json=shop_request(instance, "mwkr"), timeout=30)
+    assert response.status_code == 500 and "request id" in response.json()["detail"]
