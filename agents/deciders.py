@@ -19,6 +19,7 @@ import numpy as np
 
 from agents.loading import SHIPPED, LoadedPolicy, PolicyLoadError, load_policy
 from agents.rollouts import DeadlineError, choose_actions, masked_scores, solve_with_policy
+from baselines.deciders import quick_rule_plan
 from instances import JobShopInstance, SchedEnvError
 from sched_env.schedule import SolveResult
 
@@ -90,7 +91,7 @@ class PolicyDecider:
             return solve_with_policy(policy, problem, samples=self.samples, seed=seed, objective=self.objective,
                                      method=self.spec)  # fmt: skip
         started = time.perf_counter()
-        fallback = rule_plan(problem, self.objective)
+        fallback = quick_rule_plan(problem, self.objective)
         left = budget_s - (time.perf_counter() - started)
         try:
             planned = solve_with_policy(
@@ -113,15 +114,6 @@ def dispatch_dynamic_policy(
     if policy.kind != "dynamic":
         raise SchedEnvError(f"{policy.name} is a static-shop policy; dynamic scenarios need a dynamic-shop policy")
     return dispatch_online(PolicyDecider("policy", loaded=policy), scenarios, objective=objective)
-
-
-def rule_plan(problem, objective: str | None = None) -> SolveResult:
-    """The fast fallback plan: MWKR on a static instance, ATC on a running shop."""
-    from baselines import deciders
-
-    if isinstance(problem, JobShopInstance):
-        return deciders.solve(problem, "mwkr")
-    return deciders.solve(problem, "atc", objective=objective or "total_weighted_tardiness")
 
 
 def policy_factory(spec, *, objective: str | None = None, **_: Any) -> PolicyDecider:

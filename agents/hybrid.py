@@ -59,8 +59,8 @@ class HybridDecider:
         self._policy.use(policies)
 
     def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint=None) -> SolveResult:
-        from agents.deciders import rule_plan
         from agents.rollouts import DeadlineError, solve_with_policy
+        from baselines.deciders import quick_rule_plan
 
         started = time.perf_counter()
         limit = self.seconds if budget_s is None else min(self.seconds, budget_s)
@@ -68,7 +68,7 @@ class HybridDecider:
         static = isinstance(problem, JobShopInstance)
         objective = "makespan" if static else (self.objective or "total_weighted_tardiness")
         # a dispatching rule's plan first (milliseconds): the answer if even the greedy policy plan cannot fit
-        best = rule_plan(problem, objective)
+        best = quick_rule_plan(problem, objective)
         planned = None
         with contextlib.suppress(DeadlineError):  # the greedy plan did not fit: the rule's plan is the hint
             planned = solve_with_policy(

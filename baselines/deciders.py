@@ -384,7 +384,7 @@ class CpSatDecider:
         static = isinstance(problem, JobShopInstance)
         size = problem.n_operations if static else len(problem.waiting())
         if not self._cpsat.worth_searching(size, limit):  # no time to build a model: a rule's plan, at once
-            fallback = _rule_plan_fast(problem, _objective(problem, self.objective))
+            fallback = quick_rule_plan(problem, _objective(problem, self.objective))
             params = {"search_status": "skipped", "time_limit_s": limit, "fallback": fallback.method}
             return dataclasses.replace(fallback, method=self.spec, status="start-plan", seed=seed, params=params)
         if static:
@@ -473,13 +473,14 @@ def _best_rule_schedule(instance: JobShopInstance) -> Schedule:
     return min(rules.dispatch_many([instance] * len(HINT_RULES), list(HINT_RULES)), key=lambda r: r.objective).schedule
 
 
-def _rule_plan_fast(problem: Problem, objective: str) -> SolveResult:
-    """One rule's plan, the quickest answer: MWKR on an instance, ATC on a running shop."""
+def quick_rule_plan(problem: Problem, objective: str | None = None) -> SolveResult:
+    """One rule's plan, the quickest answer (every anytime planner's fallback): MWKR on an
+    instance, ATC on a running shop."""
     from baselines import rules
 
     if isinstance(problem, JobShopInstance):
         return rules.dispatch(problem, "mwkr")
-    return rules.dispatch_state(problem, "atc", objective=objective)
+    return rules.dispatch_state(problem, "atc", objective=objective or "total_weighted_tardiness")
 
 
 def _best_rule_plan(state: ShopState, objective: str) -> SolveResult:

@@ -177,11 +177,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
         decider = deciders.make(method, workers=args.workers)
     except ValueError as error:
         raise UserError(str(error)) from None
-    from sched_env.warmup import is_cached
+    from sched_env.warmup import warm_up
 
-    if not is_cached("static"):  # the first run on this machine: say why it takes a while
-        print("compiling the simulator's kernels, once for this machine (about 15 s; later runs load them from"
-              " numba's cache)", file=sys.stderr, flush=True)  # fmt: skip
+    warm_up("static", say=lambda line: print(line, file=sys.stderr, flush=True))  # the first run says why it waits
     result = deciders.solve(instance, decider, budget_s=args.budget, seed=args.seed)
     best = instances.best_known(instance.name)
     gap = result.gap_to(best)
