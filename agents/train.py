@@ -333,13 +333,13 @@ def self_label(run: Run) -> None:
     import torch.nn.functional as F
 
     from agents.rollouts import dynamic_batch, run_episodes, static_batch
-    from sched_env import _kernels as K
+    from baselines.rules import rule_id
 
     cfg, model = run.cfg, run.model
     policy = model.policy
     source, keys = problem_source(cfg), objective_keys(cfg)
     trained = in_memory_policy(model, cfg)
-    rule = getattr(K.RULE, cfg.pool_rule) if cfg.pool_rule else None
+    rule = rule_id(cfg.pool_rule) if cfg.pool_rule else None
     schedule = learning_rate_schedule(cfg)
     while model.num_timesteps < cfg.timesteps:
         rng = np.random.default_rng([cfg.seed, run.iteration])  # resumable: iteration i always draws the same

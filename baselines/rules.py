@@ -16,13 +16,11 @@ import numpy as np
 
 from instances import InvalidInstanceError, JobShopInstance
 from sched_env import _kernels as K
-from sched_env._names import RULES  # name -> what it prefers; the kernel id of name is K.RULE.<name>
+from sched_env._names import DUE_DATE_RULES, RULE_FIELDS, RULES  # name -> what it prefers; id: K.RULE.<RULE_FIELDS[name]>
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 from sched_env.schedule import SolveResult, objectives, validate_schedule
 from sched_env.shop import ACTION_SETS, PLACEMENTS, ShopLayout, option
 
-#: Rules that need due dates.
-DUE_DATE_RULES = ("edd", "atc")
 
 
 def rule_id(rule: str) -> int:
@@ -30,7 +28,7 @@ def rule_id(rule: str) -> int:
     key = rule.lower()
     if key not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
-    return getattr(K.RULE, key)
+    return getattr(K.RULE, RULE_FIELDS[key])
 
 
 def _check_due_dates(instance: JobShopInstance, rule: str) -> None:
@@ -141,11 +139,13 @@ def rule_action(env, rule: str) -> int:
 
 
 def dispatch_dynamic_many(
-    scenarios, rules, *, objective: str = "total_weighted_tardiness", seed: int | None = 0
+    scenarios, rules, *, objective: str = "total_weighted_tardiness", seed: int | None = 0, window: int | None = None
 ) -> list[SolveResult]:
     """Run each dynamic scenario to the end with a dispatching rule (one for all, or one per
     scenario), all in one parallel kernel call. ``objective`` is reported; the schedules (real
-    times) are validated against the scenarios' durations, downtimes and interruption policy."""
+    times) are validated against the scenarios' durations, downtimes and interruption policy.
+    ``window``: job slots (default: one per job); a long stream needs only as many as jobs are
+    in the shop at once (``params["max_queued"]`` says how many ever waited for a slot)."""
     from sched_env.dynamic import INTERRUPTION_IDS, OBJECTIVES, encode_scenario, episode_summary, stream_schedule
     from sched_env.events import Scenario
 
@@ -162,19 +162,18 @@ def dispatch_dynamic_many(
     start = time.perf_counter()
     jobs = [s.jobs for s in scenarios]
     layout = ShopLayout(
-        max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs),
+        window or max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs),
         D=max(1, max(len(s.downtimes) for s in scenarios)), S=max(i.n_jobs for i in jobs), dynamic=True,
     )  # fmt: skip
     insts = np.zeros((len(scenarios), layout.instance_length), dtype=np.int64)
     orders = [encode_scenario(layout, s, row) for s, row in zip(scenarios, insts)]
     states = np.zeros((len(scenarios), layout.state_length), dtype=np.int64)
     masks = np.zeros((len(scenarios), layout.J), dtype=np.int8)
-    features = np.zeros((len(scenarios), layout.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
     steps = 4 * max(i.n_operations for i in jobs)  # restarts can repeat an operation
     uniforms = np.random.default_rng(seed).random((len(scenarios), steps))
     K.for_batch(K.rollout_dynamic_rules, len(scenarios))(
         insts, states, ids, uniforms, np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64),
-        objective_id, masks, features, layout.J, layout.M, layout.O, layout.D, layout.S,
+        objective_id, masks, layout.J, layout.M, layout.O, layout.D, layout.S,
     )  # fmt: skip
     elapsed = (time.perf_counter() - start) / len(scenarios)
     results = []
@@ -185,7 +184,7 @@ def dispatch_dynamic_many(
             SolveResult(
                 schedule=schedule, objective=values[objective], status="feasible", method=rule.lower(),
                 wall_time_s=elapsed, instance_name=scenario.name, seed=seed if rule.lower() == "random" else None,
-                params={"objective": objective, **values},
+                params={"objective": objective, **values, "max_queued": int(state[layout.state_offsets.max_queued])},
             )
         )  # fmt: skip
     return results

@@ -35,7 +35,7 @@ from collections import namedtuple
 import numpy as np
 from numba import config, njit, prange
 
-from sched_env._names import RULE_NAMES
+from sched_env._names import RULE_FIELDS, RULE_NAMES
 
 # Decorator flags, set in one place. cache=True writes compiled code to __pycache__ so later
 # processes skip compilation; nogil lets threads (e.g. a web server) overlap with kernels.
@@ -137,9 +137,12 @@ DYNAMIC_STATE_FIELDS = STATE_FIELDS + (
     ("total_tardiness", "1"),
     ("n_admitted", "1"),  # stream jobs moved into a slot so far (the rest arrive or queue)
     ("n_arrived", "1"),  # stream jobs arrived by now (n_arrived - n_admitted queue)
+    ("max_queued", "1"),  # the most jobs that ever waited for a free slot at once
+    ("n_active", "1"),  # occupied slots
     ("job_expected", "J"),  # when the job's running op is expected to end (start + planned)
     ("job_started", "J"),  # when its latest op (or attempt) started
     ("slot_job", "J"),  # stream index of the job in the slot, NONE if free
+    ("active", "J"),  # the occupied slots (the first n_active), in no particular order: loops visit only these
     ("machine_expected", "M"),  # when the machine is expected to be free
     ("machine_cursor", "M"),  # first downtime window of the machine that has not ended by now
     ("stream_start", "S * O"),  # real start and end of every stream operation (NONE: not yet)
@@ -225,6 +228,13 @@ DYNAMIC_FEATURE_NAMES = (
     "due_date_slack",
     "weight",
     "time_in_system",
+    "next_after_duration",
+    "next_machine_queue_work",
+    "machine_queue_work",
+    "machine_queue_length",
+    "slack_per_operation",
+    "atc_priority",
+    "critical_ratio",
 )
 F = namedtuple("FeatureColumns", FEATURE_NAMES)(*range(len(FEATURE_NAMES)))
 DF = namedtuple("DynamicFeatureColumns", DYNAMIC_FEATURE_NAMES)(*range(len(DYNAMIC_FEATURE_NAMES)))
@@ -233,9 +243,11 @@ N_DYNAMIC_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 #: Features are clipped to [-FEATURE_LIMIT, FEATURE_LIMIT] so the observation space is bounded;
 #: a normalised time reaches it only for schedules 1000x longer than the lower bound.
 FEATURE_LIMIT = 1000.0
+CRITICAL_RATIO_LIMIT = 10.0  # (due - now) / work left, clipped: beyond 10 a job is simply "not urgent"
 
-RULE = namedtuple("RuleIds", RULE_NAMES)(*range(len(RULE_NAMES)))
+RULE = namedtuple("RuleIds", [RULE_FIELDS[name] for name in RULE_NAMES])(*range(len(RULE_NAMES)))
 ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
+COVERT_K = 2.0  # COVERT look-ahead: slack is discounted over COVERT_K of the operation's own length
 
 
 # ---- one shop ------------------------------------------------------------------------
@@ -522,26 +534,91 @@ def reset_and_observe(inst, state, placement, action_set, mask, features, J, M, 
 
 
 @_kernel
-def rule_key(inst, state, j, rule, J, M, O):
-    """Priority key of job ``j`` under a static-data rule (smaller is better); RANDOM and
-    unknown ids have none (the Python side rejects unknown ids before any kernel runs)."""
+def queue_of(state, j, now, J, M, O):
+    """Is job ``j`` waiting in the queue of its next operation's machine at ``now`` (its previous
+    operation done, the next one not started)?"""
+    S = state_offsets(J, M, O)
+    return state[S.job_machine + j] != NONE and state[S.job_ready + j] <= now
+
+
+@_kernel
+def queue_totals(state, now, queue_work, queue_count, J, M, O):
+    """Planned work and number of the jobs waiting at each machine now (see :func:`queue_of`)."""
+    S = state_offsets(J, M, O)
+    queue_work[:] = 0
+    queue_count[:] = 0
+    for j in range(J):
+        if queue_of(state, j, now, J, M, O):
+            m = state[S.job_machine + j]
+            queue_work[m] += state[S.job_duration + j]
+            queue_count[m] += 1
+
+
+@_kernel
+def next_after(inst, state, j, J, M, O):
+    """(machine, planned duration) of the operation after job ``j``'s next one; (NONE, 0) if none."""
     I = instance_offsets(J, M, O)
     S = state_offsets(J, M, O)
+    k = state[S.job_next_op + j] + 1
+    if k >= inst[I.job_n_ops + j]:
+        return NONE, 0
+    return inst[I.op_machine + j * O + k], inst[I.op_duration + j * O + k]
+
+
+@_kernel
+def atc_log_index(inst, state, j, now, mean_p, J, M, O):
+    """log of ATC's index: log(w / p) - max(0, due - now - work left) / (ATC_K * mean p)."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    p = max(state[S.job_duration + j], 1)
+    slack = max(0, inst[I.job_due + j] - now - state[S.job_remaining + j])
+    return np.log(max(inst[I.job_weight + j], 1) / p) - slack / (ATC_K * mean_p)
+
+
+@_kernel
+def rule_key(inst, state, j, rule, now, mean_p, queue_work, J, M, O):
+    """Priority key of job ``j`` under a rule at time ``now`` (smaller is better); ``mean_p``
+    is the mean next-operation duration of the allowed jobs (ATC), ``queue_work`` the planned
+    work waiting at each machine (WINQ). RANDOM and unknown ids have none (the Python side
+    rejects unknown ids before any kernel runs)."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    p = state[S.job_duration + j]
+    left = state[S.job_remaining + j]
+    due = inst[I.job_due + j]
+    weight = max(inst[I.job_weight + j], 1)
     if rule == RULE.spt:
-        return state[S.job_duration + j]
+        return float(p)
     if rule == RULE.lpt:
-        return -state[S.job_duration + j]
+        return float(-p)
     if rule == RULE.mwkr:
-        return -state[S.job_remaining + j]
+        return float(-left)
     if rule == RULE.lwkr:
-        return state[S.job_remaining + j]
+        return float(left)
     if rule == RULE.mopnr:
-        return state[S.job_next_op + j] - inst[I.job_n_ops + j]
+        return float(state[S.job_next_op + j] - inst[I.job_n_ops + j])
     if rule == RULE.fifo:
-        return state[S.job_ready + j]
+        return float(state[S.job_ready + j])
     if rule == RULE.edd:
-        return inst[I.job_due + j]
-    return 0
+        return float(due)
+    if rule == RULE.atc:
+        return -atc_log_index(inst, state, j, now, mean_p, J, M, O)
+    if rule == RULE.wspt:
+        return -weight / max(p, 1)
+    if rule == RULE.covert:
+        slack = max(0, due - now - left)
+        return -weight / max(p, 1) * max(0.0, 1.0 - slack / (COVERT_K * max(p, 1)))
+    if rule == RULE.cr:
+        return (due - now) / max(left, 1)
+    if rule == RULE.slack_opn:
+        return (due - now - left) / max(inst[I.job_n_ops + j] - state[S.job_next_op + j], 1)
+    if rule == RULE.pt_winq or rule == RULE.pt2_winq_npt:
+        machine, npt = next_after(inst, state, j, J, M, O)
+        winq = queue_work[machine] if machine != NONE else 0
+        if rule == RULE.pt_winq:
+            return float(p + winq)
+        return float(2 * p + winq + npt)
+    return 0.0
 
 
 @_kernel
@@ -562,11 +639,8 @@ def nth_allowed(mask, uniform, J):
 
 
 @_kernel
-def atc_choice(inst, state, mask, now, J, M, O):
-    """Apparent tardiness cost: the allowed job with the largest
-    (w / p) * exp(-max(0, due - now - work left) / (ATC_K * mean p)), p the next operation's
-    (planned) duration, mean over the allowed jobs; ties to the lowest job index."""
-    I = instance_offsets(J, M, O)
+def allowed_mean_duration(state, mask, J, M, O):
+    """Mean planned next-operation duration (at least 1 each) of the allowed jobs; 1 if none."""
     S = state_offsets(J, M, O)
     total = 0.0
     count = 0
@@ -574,45 +648,44 @@ def atc_choice(inst, state, mask, now, J, M, O):
         if mask[j] != 0:
             total += max(state[S.job_duration + j], 1)
             count += 1
-    if count == 0:
-        return NONE
-    mean = total / count
+    return total / count if count else 1.0
+
+
+@_kernel
+def pick_by_rule(inst, state, mask, rule, uniform, now, ties, J, M, O):
+    """The allowed job a dispatching rule picks at ``now``: the smallest key, ties to the
+    smallest ``state[ties + j]`` (a dynamic shop's stream index: first arrived) or, with
+    ``ties == NONE``, to the lowest job index; NONE if no job is allowed. ``uniform`` in
+    [0, 1) drives RULE.random and is drawn by the caller."""
+    if rule == RULE.random:
+        return nth_allowed(mask, uniform, J)
+    mean_p = allowed_mean_duration(state, mask, J, M, O) if rule == RULE.atc else 1.0
+    queue_work = np.zeros(M, dtype=np.int64)
+    if rule == RULE.pt_winq or rule == RULE.pt2_winq_npt:
+        queue_totals(state, now, queue_work, np.zeros(M, dtype=np.int64), J, M, O)
     best = NONE
-    best_index = 0.0
+    best_key = 0.0
+    best_tie = 0
     for j in range(J):
         if mask[j] == 0:
             continue
-        p = max(state[S.job_duration + j], 1)
-        slack = max(0, inst[I.job_due + j] - now - state[S.job_remaining + j])
-        index = inst[I.job_weight + j] / p * np.exp(-slack / (ATC_K * mean))
-        if best == NONE or index > best_index:
-            best, best_index = j, index
+        key = rule_key(inst, state, j, rule, now, mean_p, queue_work, J, M, O)
+        tie = j if ties == NONE else state[ties + j]
+        if best == NONE or key < best_key or (key == best_key and tie < best_tie):
+            best, best_key, best_tie = j, key, tie
     return best
 
 
 @_kernel
 def choose_by_rule(inst, state, mask, rule, uniform, J, M, O):
-    """The allowed job a dispatching rule picks (ties to the lowest job index); NONE if no job
-    is allowed. ``uniform`` in [0, 1) drives RULE.random and is drawn by the caller. ATC's
-    "now" is the earliest start of the allowed jobs."""
-    if rule == RULE.random:
-        return nth_allowed(mask, uniform, J)
-    if rule == RULE.atc:
-        S = state_offsets(J, M, O)
-        now = FOREVER
-        for j in range(J):
-            if mask[j] != 0:
-                now = min(now, state[S.job_est + j])
-        return atc_choice(inst, state, mask, now, J, M, O)
-    best = NONE
-    best_key = 0
+    """The allowed job a dispatching rule picks in a static shop (ties to the lowest job
+    index); "now" is the earliest start of the allowed jobs."""
+    S = state_offsets(J, M, O)
+    now = FOREVER
     for j in range(J):
-        if mask[j] == 0:
-            continue
-        key = rule_key(inst, state, j, rule, J, M, O)
-        if best == NONE or key < best_key:
-            best, best_key = j, key
-    return best
+        if mask[j] != 0:
+            now = min(now, state[S.job_est + j])
+    return pick_by_rule(inst, state, mask, rule, uniform, now, NONE, J, M, O)
 
 
 @_batch_kernel
@@ -716,9 +789,8 @@ def dynamic_accrue(inst, state, t1, J, M, O, D, S):
         return
     flow = 0
     tardiness = 0
-    for j in range(J):
-        if state[T.slot_job + j] == NONE:
-            continue
+    for a in range(state[T.n_active]):
+        j = state[T.active + a]
         completion = state[T.job_ready + j] if state[T.job_machine + j] == NONE else FOREVER
         f, w = _accrue_job(t0, t1, inst[I.job_release + j], completion, inst[I.job_due + j], inst[I.job_weight + j])
         flow += f
@@ -752,8 +824,9 @@ def dynamic_next_event(inst, state, J, M, O, D, S):
     T = dynamic_state_offsets(J, M, O, S)
     now = state[T.now]
     t = FOREVER
-    for j in range(J):
-        if state[T.slot_job + j] != NONE and state[T.job_ready + j] > now:
+    for a in range(state[T.n_active]):
+        j = state[T.active + a]
+        if state[T.job_ready + j] > now:
             t = min(t, state[T.job_ready + j])
     n = state[T.n_arrived]  # counted by dynamic_admit at this same time
     if n < inst[I.stream_jobs]:
@@ -775,18 +848,21 @@ def dynamic_admit(inst, state, J, M, O, D, S):
     I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     now = state[T.now]
-    for j in range(J):
-        if state[T.slot_job + j] != NONE and state[T.job_machine + j] == NONE and state[T.job_ready + j] <= now:
+    a = 0
+    while a < state[T.n_active]:
+        j = state[T.active + a]
+        if state[T.job_machine + j] == NONE and state[T.job_ready + j] <= now:
             state[T.slot_job + j] = NONE
+            state[T.n_active] -= 1
+            state[T.active + a] = state[T.active + state[T.n_active]]
+        else:
+            a += 1
     arrived = state[T.n_arrived]
     while arrived < inst[I.stream_jobs] and inst[I.stream_release + arrived] <= now:
         arrived += 1
     state[T.n_arrived] = arrived
     n = state[T.n_admitted]
-    free = 0
-    if n < arrived:
-        for j in range(J):
-            free += state[T.slot_job + j] == NONE
+    free = J - state[T.n_active]
     while free > 0 and n < arrived:
         j = n % J  # job n takes slot n mod J, or the next free one after it (so a window that
         while state[T.slot_job + j] != NONE:  # holds every job keeps job n in slot n)
@@ -805,8 +881,11 @@ def dynamic_admit(inst, state, J, M, O, D, S):
         state[T.job_expected + j] = inst[I.job_release + j]
         state[T.job_started + j] = NONE
         state[T.slot_job + j] = n
+        state[T.active + state[T.n_active]] = j
+        state[T.n_active] += 1
         n += 1
     state[T.n_admitted] = n
+    state[T.max_queued] = max(state[T.max_queued], arrived - n)
 
 
 @_kernel
@@ -823,7 +902,9 @@ def dynamic_settle(inst, state, mask, W, J, M, O, D, S):
             mask[:] = 0
             return 0
         count = 0
-        for j in range(J):
+        mask[:J] = 0
+        for a in range(state[T.n_active]):
+            j = state[T.active + a]
             allowed = dynamic_startable(inst, state, j, J, M, O, D, S)
             mask[j] = allowed
             count += allowed
@@ -898,45 +979,90 @@ def dynamic_reward(inst, state, objective, J, M, O, S):
 
 
 @_kernel
-def dynamic_observe(inst, state, mask, features, J, M, O, D, S):
-    """Write the ``(J, N_DYNAMIC_FEATURES)`` features of the slots from what a planner knows
-    now: planned (not real) durations, machines down now and until when (a breakdown is
-    revealed when it starts), expected free times. Free slots and finished jobs stay zero."""
+def dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, queue_count, features, row, J, M, O, D, S):
+    """Write slot ``j``'s features into ``features[row]`` (see :func:`dynamic_observe`); ``load``,
+    ``queue_work``, ``queue_count`` are the machines' planned load and queues now."""
     I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     now = state[T.now]
     per_time = 1.0 / inst[I.time_scale]
-    max_weight = 1
-    load = np.zeros(M, dtype=np.int64)  # planned work left on each machine, jobs in slots
-    for j in range(J):
-        if state[T.job_machine + j] != NONE:
-            max_weight = max(max_weight, inst[I.job_weight + j])
-            for k in range(state[T.job_next_op + j], inst[I.job_n_ops + j]):
-                load[inst[I.op_machine + j * O + k]] += inst[I.op_duration + j * O + k]
-    for j in range(J):
-        machine = state[T.job_machine + j]
-        for c in range(N_DYNAMIC_FEATURES):
-            features[j, c] = 0.0
-        if machine == NONE:
-            continue
-        window = window_at(inst, state, machine, J, M, O, D, S)
-        features[j, DF.allowed] = mask[j]
-        features[j, DF.next_planned_duration] = state[T.job_duration + j] / inst[I.duration_scale]
-        features[j, DF.planned_remaining_work] = state[T.job_remaining + j] * per_time
-        features[j, DF.remaining_ops] = (inst[I.job_n_ops + j] - state[T.job_next_op + j]) / O
-        features[j, DF.job_busy_for] = max(0, state[T.job_expected + j] - now) * per_time
-        features[j, DF.machine_busy_for] = max(0, state[T.machine_expected + machine] - now) * per_time
-        features[j, DF.machine_down] = 1.0 if window != NONE else 0.0
-        features[j, DF.machine_down_for] = (inst[I.window_end + window] - now) * per_time if window != NONE else 0.0
-        features[j, DF.machine_planned_load] = load[machine] * per_time
-        slack = (inst[I.job_due + j] - now - state[T.job_remaining + j]) * per_time
-        features[j, DF.due_date_slack] = max(min(slack, FEATURE_LIMIT), -FEATURE_LIMIT)
-        features[j, DF.weight] = inst[I.job_weight + j] / max_weight
-        features[j, DF.time_in_system] = min((now - inst[I.job_release + j]) * per_time, FEATURE_LIMIT)
+    per_duration = 1.0 / inst[I.duration_scale]
+    machine = state[T.job_machine + j]
+    window = window_at(inst, state, machine, J, M, O, D, S)
+    left = state[T.job_remaining + j]
+    ops_left = inst[I.job_n_ops + j] - state[T.job_next_op + j]
+    slack = inst[I.job_due + j] - now - left
+    next_machine, npt = next_after(inst, state, j, J, M, O)
+    features[row, DF.allowed] = 1.0 if dynamic_startable(inst, state, j, J, M, O, D, S) else 0.0
+    features[row, DF.next_planned_duration] = state[T.job_duration + j] * per_duration
+    features[row, DF.planned_remaining_work] = left * per_time
+    features[row, DF.remaining_ops] = ops_left / O
+    features[row, DF.job_busy_for] = max(0, state[T.job_expected + j] - now) * per_time
+    features[row, DF.machine_busy_for] = max(0, state[T.machine_expected + machine] - now) * per_time
+    features[row, DF.machine_down] = 1.0 if window != NONE else 0.0
+    features[row, DF.machine_down_for] = (inst[I.window_end + window] - now) * per_time if window != NONE else 0.0
+    features[row, DF.machine_planned_load] = load[machine] * per_time
+    features[row, DF.due_date_slack] = max(min(slack * per_time, FEATURE_LIMIT), -FEATURE_LIMIT)
+    features[row, DF.weight] = inst[I.job_weight + j] / max_weight
+    features[row, DF.time_in_system] = min((now - inst[I.job_release + j]) * per_time, FEATURE_LIMIT)
+    features[row, DF.next_after_duration] = npt * per_duration
+    features[row, DF.next_machine_queue_work] = queue_work[next_machine] * per_time if next_machine != NONE else 0.0
+    features[row, DF.machine_queue_work] = queue_work[machine] * per_time
+    features[row, DF.machine_queue_length] = queue_count[machine] / inst[I.n_machines]
+    per_op = slack / max(ops_left, 1) * per_duration
+    features[row, DF.slack_per_operation] = max(min(per_op, FEATURE_LIMIT), -FEATURE_LIMIT)
+    atc = atc_log_index(inst, state, j, now, mean_p, J, M, O) + np.log(mean_p)
+    features[row, DF.atc_priority] = max(min(atc, FEATURE_LIMIT), -FEATURE_LIMIT)
+    ratio = (inst[I.job_due + j] - now) / max(left, 1)
+    features[row, DF.critical_ratio] = max(min(ratio, CRITICAL_RATIO_LIMIT), -CRITICAL_RATIO_LIMIT)
 
 
 @_kernel
-def dynamic_reset_and_observe(inst, state, mask, features, W, J, M, O, D, S):
+def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S):
+    """The machines' planned load (work left of the jobs in slots) and queues now; returns
+    (mean next duration of the allowed jobs, largest weight in the slots)."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    load[:] = 0
+    queue_work[:] = 0
+    queue_count[:] = 0
+    max_weight = 1
+    now = state[T.now]
+    for a in range(state[T.n_active]):
+        j = state[T.active + a]
+        machine = state[T.job_machine + j]
+        if machine != NONE:
+            max_weight = max(max_weight, inst[I.job_weight + j])
+            for k in range(state[T.job_next_op + j], inst[I.job_n_ops + j]):
+                load[inst[I.op_machine + j * O + k]] += inst[I.op_duration + j * O + k]
+            if state[T.job_ready + j] <= now:  # waiting in the machine's queue (see queue_of)
+                queue_work[machine] += state[T.job_duration + j]
+                queue_count[machine] += 1
+    return allowed_mean_duration(state, mask, J, M, O), max_weight
+
+
+@_kernel
+def dynamic_observe(inst, state, mask, features, J, M, O, D, S):
+    """Write the ``(J, N_DYNAMIC_FEATURES)`` features of the slots from what a planner knows
+    now: planned (not real) durations, machines down now and until when (a breakdown is
+    revealed when it starts), expected free times, the machines' queues. Free slots and
+    finished jobs stay zero."""
+    T = dynamic_state_offsets(J, M, O, S)
+    load = np.empty(M, dtype=np.int64)
+    queue_work = np.empty(M, dtype=np.int64)
+    queue_count = np.empty(M, dtype=np.int64)
+    mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S)
+    for j in range(J):
+        if state[T.job_machine + j] == NONE:
+            for c in range(N_DYNAMIC_FEATURES):
+                features[j, c] = 0.0
+        else:
+            dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, queue_count, features, j,
+                                 J, M, O, D, S)  # fmt: skip
+
+
+@_kernel
+def dynamic_reset(inst, state, mask, W, J, M, O, D, S):
     """Empty shop at time 0 (free slots, nothing run), then run the clock to the first
     decision. Returns as settle does."""
     I = dynamic_instance_offsets(J, M, O, D, S)
@@ -958,7 +1084,13 @@ def dynamic_reset_and_observe(inst, state, mask, features, W, J, M, O, D, S):
         state[T.stream_start + q] = NONE
         state[T.stream_end + q] = NONE
     state[T.n_total] = total
-    count = dynamic_settle(inst, state, mask, W, J, M, O, D, S)
+    return dynamic_settle(inst, state, mask, W, J, M, O, D, S)
+
+
+@_kernel
+def dynamic_reset_and_observe(inst, state, mask, features, W, J, M, O, D, S):
+    """:func:`dynamic_reset`, then observe."""
+    count = dynamic_reset(inst, state, mask, W, J, M, O, D, S)
     dynamic_observe(inst, state, mask, features, J, M, O, D, S)
     return count
 
@@ -993,32 +1125,101 @@ def dynamic_wait_shop(inst, state, until, objective, mask, features, W, J, M, O,
 
 @_kernel
 def dynamic_choose(inst, state, mask, rule, uniform, J, M, O, D, S):
-    """The allowed job a rule picks in a dynamic shop: the static rules on planned data, or
-    ATC with the clock as "now"."""
-    if rule == RULE.atc:
-        return atc_choice(inst, state, mask, state[dynamic_state_offsets(J, M, O, S).now], J, M, O)
-    return choose_by_rule(inst, state, mask, rule, uniform, J, M, O)
+    """The allowed job a rule picks in a dynamic shop, on planned data at the clock's time;
+    ties to the first-arrived job."""
+    T = dynamic_state_offsets(J, M, O, S)
+    return pick_by_rule(inst, state, mask, rule, uniform, state[T.now], T.slot_job, J, M, O)
 
 
 @_batch_kernel
-def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objective, masks, features, J, M, O, D, S):
+def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objective, masks, J, M, O, D, S):
     """Whole dynamic episodes in N shops at once, shop i dispatching by ``rules[i]`` (random
-    draws from ``uniforms[i]``). Returns each shop's summed reward; schedules stay in ``states``."""
+    draws from ``uniforms[i]``); no features are computed. Returns each shop's summed reward;
+    schedules stay in ``states``."""
     returns = np.zeros(states.shape[0])
     for i in prange(states.shape[0]):
-        count = dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], 0, J, M, O, D, S)
+        count = dynamic_reset(insts[i], states[i], masks[i], 0, J, M, O, D, S)
         total = dynamic_reward(insts[i], states[i], objective, J, M, O, S)
         step = 0
         while count > 0:
             job = dynamic_choose(
                 insts[i], states[i], masks[i], rules[i], uniforms[i, step % uniforms.shape[1]], J, M, O, D, S
             )
-            reward, done, _invalid, stuck = dynamic_step_shop(
-                insts[i], states[i], job, interruptions[i], objective, masks[i], features[i], 0, J, M, O, D, S
-            )
-            total += reward
+            dynamic_start(insts[i], states[i], job, interruptions[i], J, M, O, D, S)
+            count = dynamic_settle(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+            total += dynamic_reward(insts[i], states[i], objective, J, M, O, S)
             step += 1
-            count = 0 if done or stuck else 1
+        returns[i] = total
+    return returns
+
+
+# ---- learned priority: a small network scores every allowed job from its features -------
+# Parameters, flat: W1 (F x H) row-major, b1 (H), w2 (H), the linear skip (F), b (1):
+# score(x) = w_skip . x + w2 . tanh(softsign(x) W1 + b1) + b, softsign(x) = x / (1 + |x|).
+@_kernel
+def priority_parameters(hidden):
+    """How many parameters a priority network with ``hidden`` units has."""
+    F = N_DYNAMIC_FEATURES
+    return F * hidden + 2 * hidden + F + 1
+
+
+@_kernel
+def priority_score(params, hidden, x, row):
+    """The network's score of the feature row ``x[row]`` (see the layout above)."""
+    F = N_DYNAMIC_FEATURES
+    H = hidden
+    b1, w2, skip = F * H, F * H + H, F * H + 2 * H
+    score = params[skip + F]
+    for c in range(F):
+        score += params[skip + c] * x[row, c]
+    for h in range(H):
+        z = params[b1 + h]
+        for c in range(F):
+            v = x[row, c]
+            z += params[c * H + h] * (v / (1.0 + abs(v)))
+        score += params[w2 + h] * np.tanh(z)
+    return score
+
+
+@_kernel
+def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D, S):
+    """The allowed job with the highest network score (ties to the first-arrived job); the
+    features are computed for the allowed jobs only, into ``scratch`` (J, F)."""
+    T = dynamic_state_offsets(J, M, O, S)
+    load = np.empty(M, dtype=np.int64)
+    queue_work = np.empty(M, dtype=np.int64)
+    queue_count = np.empty(M, dtype=np.int64)
+    mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S)
+    best = NONE
+    best_score = 0.0
+    best_tie = 0
+    for j in range(J):
+        if mask[j] == 0:
+            continue
+        dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, queue_count, scratch, j,
+                             J, M, O, D, S)  # fmt: skip
+        score = priority_score(params, hidden, scratch, j)
+        tie = state[T.slot_job + j]
+        if best == NONE or score > best_score or (score == best_score and tie < best_tie):
+            best, best_score, best_tie = j, score, tie
+    return best
+
+
+@_batch_kernel
+def rollout_dynamic_scored(insts, states, params, hidden, interruptions, objective, masks, J, M, O, D, S):
+    """Whole dynamic episodes in N shops at once, shop i dispatching by the priority network
+    ``params[i]`` (one parameter vector per shop: a population in one call). Returns each
+    shop's summed reward; schedules stay in ``states``."""
+    returns = np.zeros(states.shape[0])
+    for i in prange(states.shape[0]):
+        scratch = np.zeros((J, N_DYNAMIC_FEATURES))
+        count = dynamic_reset(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+        total = dynamic_reward(insts[i], states[i], objective, J, M, O, S)
+        while count > 0:
+            job = dynamic_choose_scored(insts[i], states[i], masks[i], params[i], hidden, scratch, J, M, O, D, S)
+            dynamic_start(insts[i], states[i], job, interruptions[i], J, M, O, D, S)
+            count = dynamic_settle(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+            total += dynamic_reward(insts[i], states[i], objective, J, M, O, S)
         returns[i] = total
     return returns
 
@@ -1169,14 +1370,20 @@ def warm_dynamic() -> None:
             rows, states, actions, np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS, True, masks, batch_features,
             rewards, flags, flags.copy(), flags.copy(), masks.copy(), batch_features.copy(), states.copy(), W, *dims,
         )  # fmt: skip
+    no_interruptions = np.zeros(1, dtype=np.int64)
     rollout_dynamic_rules(
-        rows, states, np.full(1, RULE.atc), np.zeros((1, 8)), np.zeros(1, dtype=np.int64), OBJECTIVE_TARDINESS,
-        np.zeros((1, J), dtype=np.int8), batch_features, *dims,
+        rows, states, np.full(1, RULE.atc), np.zeros((1, 8)), no_interruptions, OBJECTIVE_TARDINESS,
+        np.zeros((1, J), dtype=np.int8), *dims,
+    )  # fmt: skip
+    rollout_dynamic_scored(
+        rows, states, np.zeros((1, priority_parameters(2))), 2, no_interruptions, OBJECTIVE_TARDINESS,
+        np.zeros((1, J), dtype=np.int8), *dims,
     )  # fmt: skip
 
 
 #: What each warm-up compiles: its entry points (the kernels callers call; the others are inside them).
 WARM_UPS = {
     "static": (warm_static, ("reset_batch", "step_batch", "rollout_rules", "sample_valid_actions")),
-    "dynamic": (warm_dynamic, ("dynamic_step_shop", "dynamic_wait_shop", "dynamic_step_batch", "rollout_dynamic_rules")),
+    "dynamic": (warm_dynamic, ("dynamic_step_shop", "dynamic_wait_shop", "dynamic_step_batch", "rollout_dynamic_rules",
+                           "rollout_dynamic_scored")),
 }

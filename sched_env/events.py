@@ -231,7 +231,7 @@ def _check_downtimes(downtimes: Any, n_machines: int) -> np.ndarray:
     return _frozen(array)
 
 
-def _alternating_windows(rng: np.random.Generator, mtbf: float, mttr: float, horizon: int) -> list[tuple[int, int]]:
+def alternating_windows(rng: np.random.Generator, mtbf: float, mttr: float, horizon: int) -> list[tuple[int, int]]:
     """Up-times ~ Exp(mtbf) and repairs ~ Exp(mttr) (at least 1) until ``horizon``."""
     windows, t = [], 0.0
     while True:
@@ -310,7 +310,7 @@ def generate_scenario(
     if mtbf is not None:
         horizon = int(arrivals.max() + 3 * work.sum() / n_machines)
         for machine in range(n_machines):
-            for start, end in _alternating_windows(rng, mtbf, mttr, horizon):
+            for start, end in alternating_windows(rng, mtbf, mttr, horizon):
                 if not any(m == machine and s < end and start < e for m, s, e, _ in windows):
                     windows.append((machine, start, end, BREAKDOWN))
     return Scenario(

@@ -7,6 +7,8 @@ list. Tests drive both with the same actions and compare everything observable.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from instances import JobShopInstance
@@ -161,25 +163,57 @@ class ReferenceShop:
         return reward, done, invalid
 
 
-RULE_KEYS = {
-    "spt": lambda shop, j: shop.op(j, shop.next_op[j])[1],
-    "lpt": lambda shop, j: -shop.op(j, shop.next_op[j])[1],
-    "mwkr": lambda shop, j: -shop.remaining_work(j),
-    "lwkr": lambda shop, j: shop.remaining_work(j),
-    "mopnr": lambda shop, j: -(shop.n_ops(j) - shop.next_op[j]),
-    "fifo": lambda shop, j: shop.ready[j],
-    "edd": lambda shop, j: int(shop.instance.due_dates[j]),
-}
+def rule_key(rule: str, job: dict, now: int, mean_p: float, queue_work: dict) -> float:
+    """Twin of the kernels' ``rule_key``: the key of one job (smaller is better) from its view
+    ``job`` (p, left, due, weight, ready, next_op, n_ops, next_machine, npt)."""
+    p, left, due, weight = job["p"], job["left"], job["due"], max(job["weight"], 1)
+    slack = due - now - left
+    winq = queue_work.get(job["next_machine"], 0) if job["next_machine"] is not None else 0
+    keys = {
+        "spt": lambda: p,
+        "lpt": lambda: -p,
+        "mwkr": lambda: -left,
+        "lwkr": lambda: left,
+        "mopnr": lambda: -(job["n_ops"] - job["next_op"]),
+        "fifo": lambda: job["ready"],
+        "edd": lambda: due,
+        "atc": lambda: -(math.log(weight / max(p, 1)) - max(0, slack) / (2.0 * mean_p)),
+        "wspt": lambda: -weight / max(p, 1),
+        "covert": lambda: -weight / max(p, 1) * max(0.0, 1.0 - max(0, slack) / (2.0 * max(p, 1))),
+        "cr": lambda: (due - now) / max(left, 1),
+        "slack/opn": lambda: slack / max(job["n_ops"] - job["next_op"], 1),
+        "pt+winq": lambda: p + winq,
+        "2pt+winq+npt": lambda: 2 * p + winq + job["npt"],
+    }
+    return float(keys[rule]())
 
 
 def choose_by_rule(shop: ReferenceShop, mask: np.ndarray, rule: str, uniform: float) -> int:
-    """Twin of the kernel: the allowed job with the smallest rule key (ties: lowest index)."""
+    """Twin of the kernel: the allowed job with the smallest rule key (ties: lowest index);
+    "now" is the earliest start of the allowed jobs, queues hold the unfinished jobs ready by then."""
     allowed = [int(j) for j in np.flatnonzero(mask)]
     if not allowed:
         return -1
     if rule == "random":
         return allowed[int(uniform * len(allowed))]
-    return min(allowed, key=lambda j: (RULE_KEYS[rule](shop, j), j))
+    now = min(shop.est(j) for j in allowed)
+    instance = shop.instance
+    views = {}
+    for j in shop.unfinished():
+        k = shop.next_op[j]
+        after = shop.op(j, k + 1) if k + 1 < shop.n_ops(j) else (None, 0)
+        views[j] = {
+            "machine": shop.op(j, k)[0], "p": shop.op(j, k)[1], "left": shop.remaining_work(j),
+            "due": int(instance.due_dates[j]) if instance.due_dates is not None else 0,
+            "weight": int(instance.weights[j]) if instance.weights is not None else 1,
+            "ready": shop.ready[j], "next_op": k, "n_ops": shop.n_ops(j), "next_machine": after[0], "npt": after[1],
+        }  # fmt: skip
+    queue_work: dict = {}
+    for view in views.values():
+        if view["ready"] <= now:
+            queue_work[view["machine"]] = queue_work.get(view["machine"], 0) + view["p"]
+    mean_p = sum(max(views[j]["p"], 1) for j in allowed) / len(allowed)
+    return min(allowed, key=lambda j: (rule_key(rule, views[j], now, mean_p, queue_work), j))
 
 
 def sample_valid_actions(masks: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
@@ -348,62 +382,87 @@ class ReferenceDynamicShop:
         self.carry = dict.fromkeys(self.carry, 0)
         return -value[self.objective] / self.scale
 
+    def view(self, j: int) -> dict:
+        """What the rules and features read of active job ``j`` (planned data)."""
+        jobs, k = self.jobs, self.next_op[j]
+        after = k + 1 < jobs.n_ops[j]
+        return {
+            "machine": self.machine_of(j), "p": int(jobs.durations[j, k]), "left": int(jobs.durations[j, k:].sum()),
+            "due": int(jobs.due_dates[j]), "weight": int(jobs.weights[j]), "ready": self.ready[j], "next_op": k,
+            "n_ops": int(jobs.n_ops[j]), "next_machine": int(jobs.machines[j, k + 1]) if after else None,
+            "npt": int(jobs.durations[j, k + 1]) if after else 0,
+        }  # fmt: skip
+
+    def queues(self) -> tuple[dict, dict]:
+        """Planned work and count of the active jobs waiting at each machine now (ready, not started)."""
+        work: dict = {}
+        count: dict = {}
+        for j in self.slots:
+            if j is not None and self.unfinished(j) and self.ready[j] <= self.now:
+                m = self.machine_of(j)
+                work[m] = work.get(m, 0) + int(self.jobs.durations[j, self.next_op[j]])
+                count[m] = count.get(m, 0) + 1
+        return work, count
+
+    def mean_allowed_duration(self, mask: np.ndarray) -> float:
+        allowed = [self.slots[i] for i in np.flatnonzero(mask[: self.J])]
+        if not allowed:
+            return 1.0
+        return sum(max(int(self.jobs.durations[j, self.next_op[j]]), 1) for j in allowed) / len(allowed)
+
     def features(self, mask: np.ndarray) -> np.ndarray:
         jobs, now = self.jobs, self.now
-        out = np.zeros((self.J, 12))
+        out = np.zeros((self.J, 19))
         active = [(i, j) for i, j in enumerate(self.slots) if j is not None and self.unfinished(j)]
         load = np.zeros(jobs.n_machines)
         for _, j in active:
             for k in range(self.next_op[j], jobs.n_ops[j]):
                 load[jobs.machines[j, k]] += jobs.durations[j, k]
         max_weight = max([1] + [int(jobs.weights[j]) for _, j in active])
+        queue_work, queue_count = self.queues()
+        mean_p = self.mean_allowed_duration(mask)
+        longest = max(1, int(jobs.durations.max()))
         for i, j in active:
-            m, k = self.machine_of(j), self.next_op[j]
-            remaining = int(jobs.durations[j, k:].sum())
+            v = self.view(j)
+            m, k, remaining = v["machine"], v["next_op"], v["left"]
             window = self.down(m, now)
+            slack = int(jobs.due_dates[j]) - now - remaining
+            ops_left = int(jobs.n_ops[j]) - k
+            atc = math.log(max(v["weight"], 1) / max(v["p"], 1)) - max(0, slack) / (2.0 * mean_p) + math.log(mean_p)
             out[i] = [
                 mask[i],
-                jobs.durations[j, k] / max(1, int(jobs.durations.max())),
+                v["p"] / longest,
                 remaining / self.scale,
-                (jobs.n_ops[j] - k) / self.O,
+                ops_left / self.O,
                 max(0, self.expected_job[j] - now) / self.scale,
                 max(0, self.expected_machine[m] - now) / self.scale,
                 window is not None,
                 (window[1] - now) / self.scale if window else 0,
                 load[m] / self.scale,
-                np.clip((jobs.due_dates[j] - now - remaining) / self.scale, -1000, 1000),
+                np.clip(slack / self.scale, -1000, 1000),
                 jobs.weights[j] / max_weight,
                 min((now - jobs.release_dates[j]) / self.scale, 1000),
+                v["npt"] / longest,
+                queue_work.get(v["next_machine"], 0) / self.scale if v["next_machine"] is not None else 0,
+                queue_work.get(m, 0) / self.scale,
+                queue_count.get(m, 0) / jobs.n_machines,
+                np.clip(slack / max(ops_left, 1) / longest, -1000, 1000),
+                np.clip(atc, -1000, 1000),
+                np.clip((int(jobs.due_dates[j]) - now) / max(remaining, 1), -10, 10),
             ]
         return out
 
 
 def dynamic_choose(shop: ReferenceDynamicShop, mask: np.ndarray, rule: str, uniform: float) -> int:
-    """Twin of ``dynamic_choose``: static rules on planned data, or ATC (returns a slot)."""
-    jobs = shop.jobs
+    """Twin of ``dynamic_choose``: the rules on planned data at the clock's time, ties to the
+    first-arrived job (returns a slot)."""
     allowed = [int(i) for i in np.flatnonzero(mask[: shop.J])]
     if not allowed:
         return -1
     if rule == "random":
         return allowed[int(uniform * len(allowed))]
-    job = {i: shop.slots[i] for i in allowed}
-    planned = {i: int(jobs.durations[job[i], shop.next_op[job[i]]]) for i in allowed}
-    remaining = {i: int(jobs.durations[job[i], shop.next_op[job[i]] :].sum()) for i in allowed}
-    if rule == "atc":
-        mean = sum(max(p, 1) for p in planned.values()) / len(allowed)
-
-        def index(i):
-            slack = max(0, int(jobs.due_dates[job[i]]) - shop.now - remaining[i])
-            return jobs.weights[job[i]] / max(planned[i], 1) * np.exp(-slack / (2.0 * mean))
-
-        return max(allowed, key=lambda i: (index(i), -i))
-    keys = {
-        "spt": lambda i: planned[i],
-        "lpt": lambda i: -planned[i],
-        "mwkr": lambda i: -remaining[i],
-        "lwkr": lambda i: remaining[i],
-        "mopnr": lambda i: -(jobs.n_ops[job[i]] - shop.next_op[job[i]]),
-        "fifo": lambda i: shop.ready[job[i]],
-        "edd": lambda i: int(jobs.due_dates[job[i]]),
-    }
-    return min(allowed, key=lambda i: (keys[rule](i), i))
+    arrival = {job: n for n, job in enumerate(shop.stream)}
+    queue_work, _ = shop.queues()
+    mean_p = shop.mean_allowed_duration(mask)
+    views = {i: shop.view(shop.slots[i]) for i in allowed}
+    return min(allowed, key=lambda i: (rule_key(rule, views[i], shop.now, mean_p, queue_work), arrival[shop.slots[i]]))

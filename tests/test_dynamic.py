@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from instances import InvalidActionError, InvalidScenarioError, JobShopInstance
+from sched_env._names import RULE_NAMES
 from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import Scenario, ScenarioGenerator, generate_scenario
 from sched_env.schedule import find_violations
@@ -172,7 +173,7 @@ def test_bad_input_is_a_clear_error():
         env.step(int(np.flatnonzero(obs["action_mask"] == 0)[0]) if (obs["action_mask"] == 0).any() else 99)
 
 
-@pytest.mark.parametrize("rule", ["atc", "edd", "spt", "mwkr", "fifo", "mopnr", "random"])
+@pytest.mark.parametrize("rule", RULE_NAMES)
 @pytest.mark.parametrize("interruption", ["resume", "restart"])
 def test_dynamic_rules_match_the_twin(rule, interruption):
     from baselines.rules import dispatch_dynamic_many

@@ -8,6 +8,7 @@ import pytest
 import instances
 from sched_env import JobShopEnv
 from sched_env import _kernels as K
+from sched_env._names import RULE_NAMES
 from tests.reference import ACTION_SETS, PLACEMENTS, ReferenceShop, random_test_instance, sample_valid_actions
 
 
@@ -111,7 +112,7 @@ def test_batched_step_kernel_matches_twins():
                 twins[i] = ReferenceShop(batch.instance(i), 5, 4, "active", "giffler_thompson", "dense")
 
 
-@pytest.mark.parametrize("rule", ["spt", "lpt", "mwkr", "lwkr", "mopnr", "fifo", "edd", "random"])
+@pytest.mark.parametrize("rule", RULE_NAMES)
 @pytest.mark.parametrize("action_set", ACTION_SETS)
 def test_rule_rollouts_match_reference_twins(rule, action_set):
     """``rollout_rules``/``choose_by_rule`` against a twin rollout, for every rule."""

@@ -1,0 +1,215 @@
+"""The standard dynamic job-shop simulation of the dispatching literature, as named settings.
+
+The GP hyper-heuristic line (GPJSS ``DynamicSimulation``) and jasima's ``DynamicShopExperiment``
+judge online rules on one long-run shop: 10 machines, random routes without a machine twice,
+processing times uniform in 1..99 (integers here), Poisson arrivals set from the utilisation,
+due date = arrival + f x the job's total work, weights 4 / 2 / 1 with probabilities 0.2 / 0.6 /
+0.2, 1 000 warm-up jobs and the next 5 000 recorded. See ``docs/dynamic-benchmark.md``.
+
+## Setting names
+``ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED]``:
+
+* ``ROUTING``: ``missing`` (operations per job uniform in 2..machines) or ``full`` (every
+  machine once);
+* ``UTILISATION``: the nominal machine utilisation, e.g. ``0.85``; ``F``: the due-date
+  allowance factor, e.g. ``4`` (due = arrival + F x total work);
+* ``-blBL-rtfRTF``: breakdowns (Holthaus 1999): breakdown level ``BL`` in percent of the time
+  a machine is down, mean repair ``MTTR = RTF x mean processing time``; up-times exponential
+  with mean ``MTTR / BL - MTTR``, repairs exponential with mean ``MTTR``; an interrupted
+  operation resumes after the repair; arrivals are not slowed for the downtime;
+* ``-mN`` machines (default 10), ``-pN`` the longest processing time (default 99, shortest
+  1), ``-wN`` warm-up jobs (1 000), ``-rN`` recorded jobs (5 000).
+
+So ``missing-0.80-3`` and ``full-0.95-4-bl5-rtf10-m20`` are settings.
+
+## What is recorded
+Jobs are numbered in arrival order. The jobs ``WARMUP .. WARMUP + RECORDED - 1`` are recorded,
+each counted when it finishes; arrivals go on after them (a tail of ``max(200, RECORDED / 5)``
+more jobs keeps the shop loaded while the recorded jobs finish), and the run ends when every
+job has finished. Dispatching is non-delay: a machine that is free and has a queue starts a job
+at once. Ties go to the first-arrived job.
+
+## Seeds
+Seed ``s`` of purpose ``train``, ``validation`` or ``test`` draws from
+``numpy.random.SeedSequence((PURPOSE_TAG, s))``: the three families never share a stream, for
+any seeds. Benchmarks use the test seeds; training and model selection never do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from instances import InvalidScenarioError, JobShopInstance
+from sched_env.events import BREAKDOWN, Scenario, alternating_windows
+
+#: The eight settings the literature reports (the issue's table): four without breakdowns, four with.
+STANDARD_SETTINGS = (
+    "missing-0.85-4", "missing-0.95-4", "full-0.85-4", "full-0.95-4",
+    "missing-0.90-4-bl2.5-rtf5", "missing-0.90-4-bl5-rtf5", "missing-0.90-4-bl2.5-rtf10", "missing-0.90-4-bl5-rtf10",
+)  # fmt: skip
+#: Seed families: a stream is drawn from SeedSequence((tag, seed)).
+PURPOSES = {"train": 0, "validation": 1, "test": 2}
+WEIGHTS = (4, 2, 1)
+WEIGHT_PROBABILITIES = (0.2, 0.6, 0.2)
+_NAME = re.compile(
+    r"^(?P<routing>missing|full)-(?P<utilisation>\d*\.?\d+)-(?P<allowance>\d*\.?\d+)"
+    r"(?:-bl(?P<level>\d*\.?\d+)-rtf(?P<repair>\d*\.?\d+))?"
+    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?$"
+)
+GRAMMAR = "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED], e.g. missing-0.85-4"
+
+
+@dataclass(frozen=True)
+class StandardSetting:
+    """One setting of the standard simulation (see the module docstring for the name grammar)."""
+
+    routing: str = "missing"
+    utilisation: float = 0.85
+    allowance: float = 4.0
+    breakdown_level: float = 0.0  # share of the time a machine is down (0.025 = 2.5 %)
+    repair_factor: float = 0.0  # mean repair = repair_factor x mean processing time
+    machines: int = 10
+    max_duration: int = 99
+    warmup: int = 1000
+    recorded: int = 5000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.routing not in ("missing", "full"):
+            problems.append(f"routing must be 'missing' or 'full', got {self.routing!r}")
+        if not 0 < self.utilisation < 1:
+            problems.append(f"utilisation must be in (0, 1), got {self.utilisation}")
+        if not self.allowance > 0:
+            problems.append(f"the allowance factor must be > 0, got {self.allowance}")
+        if not 0 <= self.breakdown_level < 0.5 or (self.breakdown_level > 0) != (self.repair_factor > 0):
+            problems.append("breakdowns need a level in (0, 50) % and a repair-time factor > 0 (bl2.5-rtf5), or neither")
+        if self.machines < 2 or self.max_duration < 1 or self.warmup < 0 or self.recorded < 1:
+            problems.append("machines >= 2, longest processing time >= 1, warm-up >= 0 and recorded >= 1 jobs")
+        if problems:
+            raise InvalidScenarioError(f"standard setting {self.name!r}: " + "; ".join(problems))
+
+    @classmethod
+    def parse(cls, text: str) -> StandardSetting:
+        """A setting from its name, e.g. ``missing-0.90-4-bl2.5-rtf5``."""
+        match = _NAME.match(str(text).strip().lower())
+        if match is None:
+            raise InvalidScenarioError(f"{text!r} is not a standard setting name; the grammar is {GRAMMAR}")
+        g = {k: v for k, v in match.groupdict().items() if v is not None}
+        options: dict[str, Any] = {"routing": g["routing"], "utilisation": float(g["utilisation"]),
+                                   "allowance": float(g["allowance"])}  # fmt: skip
+        if "level" in g:
+            options |= {"breakdown_level": float(g["level"]) / 100, "repair_factor": float(g["repair"])}
+        for key in ("machines", "max_duration", "warmup", "recorded"):
+            if key in g:
+                options[key] = int(g[key])
+        return cls(**options)
+
+    @property
+    def name(self) -> str:
+        name = f"{self.routing}-{self.utilisation:.2f}-{self.allowance:g}"
+        if self.breakdown_level:
+            name += f"-bl{100 * self.breakdown_level:g}-rtf{self.repair_factor:g}"
+        defaults = StandardSetting.__dataclass_fields__
+        for key, tag in (("machines", "m"), ("max_duration", "p"), ("warmup", "w"), ("recorded", "r")):
+            if getattr(self, key) != defaults[key].default:
+                name += f"-{tag}{getattr(self, key)}"
+        return name
+
+    # ----------------------------------------------------------------- the stream
+    @property
+    def mean_ops(self) -> float:
+        return (2 + self.machines) / 2 if self.routing == "missing" else float(self.machines)
+
+    @property
+    def mean_duration(self) -> float:
+        return (1 + self.max_duration) / 2
+
+    @property
+    def mean_interarrival(self) -> float:
+        """Mean time between arrivals: mean job work / (utilisation x machines)."""
+        return self.mean_ops * self.mean_duration / (self.utilisation * self.machines)
+
+    @property
+    def tail(self) -> int:
+        """Jobs generated after the recorded ones (they keep the shop loaded while those finish)."""
+        return max(200, self.recorded // 5)
+
+    @property
+    def n_jobs(self) -> int:
+        return self.warmup + self.recorded + self.tail
+
+    @property
+    def recorded_jobs(self) -> slice:
+        return slice(self.warmup, self.warmup + self.recorded)
+
+    def scaled(self, warmup: int, recorded: int) -> StandardSetting:
+        """The same shop with other run lengths (shorter streams for training)."""
+        return replace(self, warmup=warmup, recorded=recorded)
+
+    def scenario(self, seed: int, purpose: str = "test") -> Scenario:
+        """The stream of seed ``seed`` in the ``purpose`` family (train / validation / test)."""
+        if purpose not in PURPOSES:
+            raise InvalidScenarioError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+        rng = np.random.default_rng(np.random.SeedSequence((PURPOSES[purpose], int(seed))))
+        n, M = self.n_jobs, self.machines
+        n_ops = rng.integers(2, M + 1, size=n) if self.routing == "missing" else np.full(n, M)
+        routes = np.argsort(rng.random((n, M)), axis=1)  # a random permutation of the machines per job
+        durations = rng.integers(1, self.max_duration + 1, size=(n, M))
+        beyond = np.arange(M)[None, :] >= n_ops[:, None]
+        machines = np.where(beyond, -1, routes)
+        durations = np.where(beyond, 0, durations)
+        arrivals = np.round(np.cumsum(rng.exponential(self.mean_interarrival, size=n))).astype(np.int64)
+        work = durations.sum(axis=1)
+        due = arrivals + np.round(self.allowance * work).astype(np.int64)
+        weights = rng.choice(np.asarray(WEIGHTS, dtype=np.int64), size=n, p=WEIGHT_PROBABILITIES)
+        jobs = JobShopInstance(
+            machines, durations, n_machines=M, n_ops=n_ops, release_dates=arrivals, due_dates=due, weights=weights,
+            name=f"{self.name}#{purpose}{seed}",
+        )  # fmt: skip
+        windows = []
+        if self.breakdown_level:
+            mttr = self.repair_factor * self.mean_duration
+            mtbf = mttr / self.breakdown_level - mttr
+            horizon = int(arrivals[-1] + 20 * self.mean_ops * self.mean_duration)
+            for machine in range(M):
+                windows += [(machine, s, e, BREAKDOWN) for s, e in alternating_windows(rng, mtbf, mttr, horizon)]
+        return Scenario(
+            jobs, downtimes=np.array(windows, dtype=np.int64).reshape(-1, 4), interruption="resume",
+            name=jobs.name, metadata={"setting": self.name, "seed": int(seed), "purpose": purpose},
+        )  # fmt: skip
+
+
+def setting(spec: str | StandardSetting) -> StandardSetting:
+    """A :class:`StandardSetting` from a name or itself."""
+    return spec if isinstance(spec, StandardSetting) else StandardSetting.parse(spec)
+
+
+def recorded_metrics(setting: StandardSetting, scenario: Scenario, start: np.ndarray, end: np.ndarray) -> dict:
+    """The standard objectives over the recorded jobs, from the real start and end times of every
+    operation (stream-job rows, -1 where an operation never ran)."""
+    jobs = scenario.jobs
+    rows = np.arange(jobs.n_jobs)
+    last = end[rows, jobs.n_ops - 1]
+    if (last < 0).any():
+        raise InvalidScenarioError(f"{scenario.name}: {int((last < 0).sum())} jobs never finished")
+    window = setting.recorded_jobs
+    completion = last[window]
+    release, due, weight = jobs.release_dates[window], jobs.due_dates[window], jobs.weights[window]
+    tardiness = np.maximum(0, completion - due)
+    flow = completion - release
+    t0, t1 = int(release.min()), int(completion.max())  # the recorded period: utilisation inside it
+    ran = end >= 0
+    busy = (np.clip(end, t0, t1) - np.clip(start, t0, t1))[ran].sum()
+    return {
+        "weighted_tardiness_mean": float((weight * tardiness).mean()),
+        "tardiness_mean": float(tardiness.mean()),
+        "flow_mean": float(flow.mean()),
+        "flow_max": int(flow.max()),
+        "tardy_share": float((tardiness > 0).mean()),
+        "utilisation": float(busy / (scenario.n_machines * max(1, t1 - t0))),
+        "steady_to_end": bool(t1 <= int(jobs.release_dates[-1])),  # arrivals still came when the last one finished
+    }
