@@ -56,6 +56,21 @@ class PolicyDecider:
             mask = np.concatenate([mask, np.zeros((len(mask), 1), dtype=mask.dtype)], axis=1)
         return choose_actions(masked_scores(policy.score, jobs, mask), None)
 
+    def dispatch_scenarios(
+        self, scenarios, *, objective: str = "total_weighted_tardiness", window: int | None = None
+    ) -> list[SolveResult]:
+        """Whole dynamic scenarios dispatched greedily (``baselines.deciders.dispatch_online``): a
+        priority network runs inside the compiled kernels, other policies step a batched env."""
+        from baselines.deciders import dispatch_by_choosing
+        from baselines.rules import dispatch_dynamic_network
+
+        policy = self._policies.get("any") or self.policy_for(None)
+        if policy.network is None:
+            return dispatch_by_choosing(self, scenarios, objective=objective, window=window)
+        hidden, parameters = policy.network
+        return dispatch_dynamic_network(scenarios, parameters, hidden, method=self.spec, objective=objective,
+                                        window=window)  # fmt: skip
+
     def __post_init__(self) -> None:
         self._policies: dict[str, LoadedPolicy] = {}
         if self.loaded is not None:

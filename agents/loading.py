@@ -40,8 +40,8 @@ class PolicyLoadError(SchedEnvError):
 @dataclass(frozen=True)
 class LoadedPolicy:
     """A policy ready to score observations: ``score(jobs (B, J, F) float32, mask (B, A)) ->
-    masked logits (B, A)``, from torch or ONNX Runtime. ``kind`` is ``static`` (10 features,
-    ``JobShop-v0``) or ``dynamic`` (12 features, ``DynamicJobShop-v0``); ``env_options`` are
+    masked logits (B, A)``, from torch or ONNX Runtime. ``kind`` is ``static`` (``JobShop-v0``'s
+    features) or ``dynamic`` (``DynamicJobShop-v0``'s); ``env_options`` are
     the env options it was trained under (placement, action set, objective)."""
 
     name: str
@@ -53,6 +53,9 @@ class LoadedPolicy:
     config: dict[str, Any]
     env_options: dict[str, Any]
     score: Scorer = dataclasses.field(repr=False)
+    #: (hidden units, flat parameters) when the model is a priority network (``agents.evolve``):
+    #: then the compiled kernels can run it too (``baselines.rules.dispatch_dynamic_network``).
+    network: tuple[int, np.ndarray] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def waits(self) -> bool:
@@ -74,9 +77,10 @@ def shipped_path(kind: str, backend: str = "auto") -> Path:
     if kind not in SHIPPED:
         raise PolicyLoadError(f"no shipped policy {kind!r}; the shipped ones are {', '.join(SHIPPED)}")
     stem = MODELS / SHIPPED[kind]
-    if backend == "onnx" or (backend == "auto" and _has_onnxruntime() and stem.with_suffix(".onnx").exists()):
-        return stem.with_suffix(".onnx")
-    return stem.with_suffix(".zip")
+    onnx, zip_ = stem.with_suffix(".onnx"), stem.with_suffix(".zip")
+    if backend == "onnx" or not zip_.exists() or (backend == "auto" and _has_onnxruntime() and onnx.exists()):
+        return onnx  # the dynamic-shop policy ships as ONNX only (a priority network, no torch)
+    return zip_
 
 
 def _has_onnxruntime() -> bool:
@@ -166,13 +170,20 @@ def _load_onnx(path: Path) -> LoadedPolicy:
         feeds = {"jobs": np.ascontiguousarray(jobs, dtype=np.float32), "mask": np.asarray(mask, dtype=np.float32)}
         return session.run(["logits"], feeds)[0]
 
+    network = None
+    if "priority_network" in info:
+        spec = info["priority_network"]
+        network = (int(spec["hidden"]), np.asarray(spec["parameters"], dtype=np.float64))
     return LoadedPolicy(
         path.stem, path, _kind(n_features, path), "onnx", n_features, file_sha256(path), info.get("config", {}),
-        info.get("env_options", {}), score,
+        info.get("env_options", {}), score, network,
     )  # fmt: skip
 
 
 def _kind(n_features: int, path: Path) -> str:
     if n_features not in KIND_OF_FEATURES:
-        raise PolicyLoadError(f"{path}: a policy over {n_features} features fits neither sched-env shop (10 or 12)")
+        raise PolicyLoadError(
+            f"{path}: a policy over {n_features} features fits neither sched-env shop ({K.N_FEATURES} or"
+            f" {K.N_DYNAMIC_FEATURES}); it was trained on an older observation: train or export it again"
+        )
     return KIND_OF_FEATURES[n_features]

@@ -309,11 +309,13 @@ class RuleDecider:
 
         return batch.rule_choices(rule_id(self.rule))
 
-    def dispatch_scenarios(self, scenarios, *, objective: str = "total_weighted_tardiness") -> list[SolveResult]:
+    def dispatch_scenarios(
+        self, scenarios, *, objective: str = "total_weighted_tardiness", window: int | None = None
+    ) -> list[SolveResult]:
         """Whole dynamic scenarios dispatched by the rule in one kernel call (:func:`dispatch_online`)."""
         from baselines.rules import dispatch_dynamic_many
 
-        runs = dispatch_dynamic_many(scenarios, self.rule, objective=objective)
+        runs = dispatch_dynamic_many(scenarios, self.rule, objective=objective, window=window)
         return [dataclasses.replace(run, method=self.spec) for run in runs]
 
     def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
@@ -511,12 +513,13 @@ _register_builtins()
 
 
 def dispatch_online(
-    decider: Decider, scenarios, *, objective: str = "total_weighted_tardiness"
+    decider: Decider, scenarios, *, objective: str = "total_weighted_tardiness", window: int | None = None
 ) -> list[SolveResult]:
     """Run each dynamic scenario to its end with a dispatching decider choosing at every decision
     epoch (``decider.choose`` on one batched env of all scenarios, stepped together; a decider
     may bring a faster ``dispatch_scenarios`` of its own, as the rules do). Schedules hold the real
-    times and are validated against the scenarios."""
+    times and are validated against the scenarios. ``window``: the env's job slots (default:
+    one per job; a long stream needs only as many as are in the shop at once)."""
     if not traits(decider).dispatches:
         raise DeciderError(
             f"{decider.spec} plans whole schedules and does not dispatch online; replan with it instead"
@@ -525,12 +528,21 @@ def dispatch_online(
     scenarios = list(scenarios)
     own = getattr(decider, "dispatch_scenarios", None)
     if callable(own):
-        return own(scenarios, objective=objective)
+        return own(scenarios, objective=objective, **({"window": window} if window else {}))
+    return dispatch_by_choosing(decider, scenarios, objective=objective, window=window)
+
+
+def dispatch_by_choosing(
+    decider: Decider, scenarios, *, objective: str = "total_weighted_tardiness", window: int | None = None
+) -> list[SolveResult]:
+    """:func:`dispatch_online` by ``decider.choose`` on one batched env of all scenarios, stepped
+    together (what a dispatcher without its own ``dispatch_scenarios`` gets)."""
     from sched_env.dynamic import BatchDynamicJobShopEnv, episode_summary
     from sched_env.schedule import objectives
 
+    scenarios = list(scenarios)
     started = time.perf_counter()
-    batch = BatchDynamicJobShopEnv(len(scenarios), scenarios, objective=objective, max_jobs=None)
+    batch = BatchDynamicJobShopEnv(len(scenarios), scenarios, objective=objective, max_jobs=window)
     obs, _ = batch.reset(options={"scenarios": scenarios})
     finished = np.zeros(len(scenarios), dtype=bool)
     summaries: list[dict | None] = [None] * len(scenarios)
@@ -538,8 +550,10 @@ def dispatch_online(
         obs, _, dones, _, info = batch.step(np.asarray(decider.choose(batch, obs), dtype=np.int64))
         for i in np.flatnonzero(dones & ~finished).tolist():
             finished[i] = True
-            wasted = int(info["final_info"]["wasted_work"][i])
-            summaries[i] = episode_summary(scenarios[i], batch.final_schedule(i), wasted)
+            final = info["final_info"]
+            summaries[i] = episode_summary(
+                scenarios[i], batch.final_schedule(i), int(final["wasted_work"][i]), int(final["max_queued"][i])
+            )
     elapsed = (time.perf_counter() - started) / max(len(scenarios), 1)
     results = []
     for scenario, summary in zip(scenarios, summaries):
@@ -547,7 +561,8 @@ def dispatch_online(
         results.append(
             SolveResult(
                 schedule=summary["schedule"], objective=values[objective], status="feasible", method=decider.spec,
-                wall_time_s=elapsed, instance_name=scenario.name, params={"objective": objective, **values},
+                wall_time_s=elapsed, instance_name=scenario.name,
+                params={"objective": objective, **values, "max_queued": summary["max_queued"]},
             )
         )  # fmt: skip
     return results

@@ -16,11 +16,14 @@ import numpy as np
 
 from instances import InvalidInstanceError, JobShopInstance
 from sched_env import _kernels as K
-from sched_env._names import DUE_DATE_RULES, RULE_FIELDS, RULES  # name -> what it prefers; id: K.RULE.<RULE_FIELDS[name]>
+from sched_env._names import (  # name -> what it prefers; id: K.RULE.<RULE_FIELDS[name]>
+    DUE_DATE_RULES,
+    RULE_FIELDS,
+    RULES,
+)
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 from sched_env.schedule import SolveResult, objectives, validate_schedule
 from sched_env.shop import ACTION_SETS, PLACEMENTS, ShopLayout, option
-
 
 
 def rule_id(rule: str) -> int:
@@ -146,18 +149,54 @@ def dispatch_dynamic_many(
     times) are validated against the scenarios' durations, downtimes and interruption policy.
     ``window``: job slots (default: one per job); a long stream needs only as many as jobs are
     in the shop at once (``params["max_queued"]`` says how many ever waited for a slot)."""
-    from sched_env.dynamic import INTERRUPTION_IDS, OBJECTIVES, encode_scenario, episode_summary, stream_schedule
-    from sched_env.events import Scenario
-
     if isinstance(rules, str):
         rules = [rules] * len(scenarios)
     if len(rules) != len(scenarios):
         raise ValueError(f"got {len(rules)} rules for {len(scenarios)} scenarios")
+    ids = np.array([rule_id(r) for r in rules], dtype=np.int64)
+
+    def run(insts, states, interruptions, objective_id, masks, dims):
+        steps = 4 * max(s.jobs.n_operations for s in scenarios)  # restarts can repeat an operation
+        uniforms = np.random.default_rng(seed).random((len(scenarios), steps))
+        K.for_batch(K.rollout_dynamic_rules, len(scenarios))(
+            insts, states, ids, uniforms, interruptions, objective_id, masks, *dims
+        )
+
+    methods = [r.lower() for r in rules]
+    seeds = [seed if m == "random" else None for m in methods]
+    return _dispatch_dynamic(scenarios, run, methods, seeds, objective, window)
+
+
+def dispatch_dynamic_network(
+    scenarios, parameters: np.ndarray, hidden: int, *, method: str = "priority-network",
+    objective: str = "total_weighted_tardiness", window: int | None = None,
+) -> list[SolveResult]:  # fmt: skip
+    """Run each dynamic scenario to the end with a priority network (``sched_env._kernels``'
+    ``priority_score``: flat ``parameters``, ``hidden`` units) choosing at every epoch, inside
+    one compiled call: the learned dispatcher at the speed of a rule. As :func:`dispatch_dynamic_many`."""
+    parameters = np.asarray(parameters, dtype=np.float64)
+    if parameters.shape != (int(K.priority_parameters(hidden)),):
+        raise ValueError(f"a priority network with {hidden} hidden units has {K.priority_parameters(hidden)}"
+                         f" parameters, got an array of shape {parameters.shape}")  # fmt: skip
+
+    def run(insts, states, interruptions, objective_id, masks, dims):
+        params = np.repeat(parameters[None, :], len(scenarios), axis=0)
+        K.for_batch(K.rollout_dynamic_scored, len(scenarios), long_episodes=True)(
+            insts, states, params, int(hidden), interruptions, objective_id, masks, *dims
+        )
+
+    return _dispatch_dynamic(scenarios, run, [method] * len(scenarios), [None] * len(scenarios), objective, window)
+
+
+def _dispatch_dynamic(scenarios, run, methods, seeds, objective: str, window: int | None) -> list[SolveResult]:
+    """Encode the scenarios in one layout, ``run`` the kernel, validate and report each schedule."""
+    from sched_env.dynamic import INTERRUPTION_IDS, OBJECTIVES, encode_scenario, episode_summary, stream_schedule
+    from sched_env.events import Scenario
+
     if not scenarios:
         return []
     if not all(isinstance(s, Scenario) for s in scenarios):
-        raise TypeError("dispatch_dynamic_many needs Scenario objects")
-    ids = np.array([rule_id(r) for r in rules], dtype=np.int64)
+        raise TypeError("dynamic dispatching needs Scenario objects")
     objective_id = option(objective, OBJECTIVES, "objective")
     start = time.perf_counter()
     jobs = [s.jobs for s in scenarios]
@@ -169,22 +208,20 @@ def dispatch_dynamic_many(
     orders = [encode_scenario(layout, s, row) for s, row in zip(scenarios, insts)]
     states = np.zeros((len(scenarios), layout.state_length), dtype=np.int64)
     masks = np.zeros((len(scenarios), layout.J), dtype=np.int8)
-    steps = 4 * max(i.n_operations for i in jobs)  # restarts can repeat an operation
-    uniforms = np.random.default_rng(seed).random((len(scenarios), steps))
-    K.for_batch(K.rollout_dynamic_rules, len(scenarios))(
-        insts, states, ids, uniforms, np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64),
-        objective_id, masks, layout.J, layout.M, layout.O, layout.D, layout.S,
-    )  # fmt: skip
+    interruptions = np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64)
+    run(insts, states, interruptions, objective_id, masks, (layout.J, layout.M, layout.O, layout.D, layout.S))
     elapsed = (time.perf_counter() - start) / len(scenarios)
+    T = layout.state_offsets
     results = []
-    for scenario, rule, state, order in zip(scenarios, rules, states, orders):
-        schedule = episode_summary(scenario, stream_schedule(layout, scenario, order, state), 0)["schedule"]
-        values = objectives(scenario.jobs, schedule)
+    for scenario, method, seed, state, order in zip(scenarios, methods, seeds, states, orders):
+        summary = episode_summary(scenario, stream_schedule(layout, scenario, order, state), int(state[T.wasted]),
+                                  int(state[T.max_queued]))  # fmt: skip
+        values = objectives(scenario.jobs, summary["schedule"])
         results.append(
             SolveResult(
-                schedule=schedule, objective=values[objective], status="feasible", method=rule.lower(),
-                wall_time_s=elapsed, instance_name=scenario.name, seed=seed if rule.lower() == "random" else None,
-                params={"objective": objective, **values, "max_queued": int(state[layout.state_offsets.max_queued])},
+                schedule=summary["schedule"], objective=values[objective], status="feasible", method=method,
+                wall_time_s=elapsed, instance_name=scenario.name, seed=seed,
+                params={"objective": objective, **values, "max_queued": summary["max_queued"]},
             )
         )  # fmt: skip
     return results

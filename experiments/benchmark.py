@@ -12,11 +12,9 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 
 import instances
 from experiments.provenance import git_commit, package_versions
+from sched_env.parallel import map_tasks
 
 COLUMNS = (
     "instance", "size", "method", "params", "seed", "makespan", "best_known", "gap", "lower_bound",
@@ -73,42 +72,6 @@ def run(name: str, method: str, seed: int = 0, instance_dir: str | None = None, 
     }
 
 
-def map_tasks(function, tasks: list[tuple], *, parallel: int = 1, ray_address: str | None = None, progress=None) -> list:
-    """``function(*task)`` for every task, on a local spawn process pool or a Ray cluster
-    (``"local"`` starts one here); results in completion order. ``function`` must be importable
-    by name (a module-level function). One piece of machinery for benchmark cells and training
-    sweeps alike."""
-    progress = progress or (lambda n: None)
-    if ray_address:
-        try:
-            import ray
-        except ImportError:
-            raise instances.SchedEnvError("--ray needs Ray: pip install 'sched-env[ray]'") from None
-        if ray_address == "local":
-            ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        else:
-            ray.init(address=ray_address, log_to_driver=False, ignore_reinit_error=True)
-        try:
-            remote = ray.remote(num_cpus=1)(function)
-            pending = [remote.remote(*task) for task in tasks]
-            results = []
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                results.extend(ray.get(done))
-                progress(1)
-            return results
-        finally:
-            ray.shutdown()
-    results = []
-    # spawn, not fork: numba's OpenMP threads make fork() unsafe once a kernel has run
-    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(function, *task) for task in tasks]
-        for future in as_completed(futures):
-            results.append(future.result())
-            progress(1)
-    return results
-
-
 def run_matrix(
     names: Sequence[str],
     methods: Sequence[str],
@@ -128,7 +91,7 @@ def run_matrix(
     for name in names:
         instances.load(name, directory=instance_dir)
     tasks = [(n, m, s, instance_dir, workers) for n in names for m in methods for s in seeds]
-    bar = _progress_bar(len(tasks), show_progress)
+    bar = progress_bar(len(tasks), show_progress)
     try:
         rows = map_tasks(run, tasks, parallel=parallel, ray_address=ray_address, progress=bar.update)
     finally:
@@ -151,7 +114,7 @@ class _PlainProgress:
             print()
 
 
-def _progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool):
     try:
         from tqdm import tqdm
     except ImportError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -213,6 +214,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.dynamic == "standard":  # the standard long-run simulation: settings x test seeds x methods
+        import instances
+        from experiments import bench_standard
+
+        if args.name == "benchmark":
+            args.name = "standard"
+        try:
+            return bench_standard.main(args)
+        except (ValueError, instances.SchedEnvError) as error:
+            raise UserError(str(error)) from None
     if args.dynamic:  # the dynamic-shop benchmark: seeded scenarios, rules, policy and (unless --instant) replanners
         from experiments import bench_dynamic
 
@@ -222,10 +233,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from experiments.benchmark import run_matrix, write_outputs
 
     names = expand_names(args.instances)
-    methods = [m for m in args.methods.split(",") if m]
+    methods = [m for m in (args.methods or "mwkr,mopnr,cpsat:10").split(",") if m]
     try:
         rows = run_matrix(
-            names, methods, seeds=range(args.seeds), parallel=args.parallel, ray_address=args.ray,
+            names, methods, seeds=range(args.seeds or 1), parallel=args.parallel, ray_address=args.ray,
             instance_dir=args.dir, workers=args.workers, show_progress=not args.quiet,
         )  # fmt: skip
     except ValueError as error:
@@ -270,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(seeds) == 1:
         summaries = [train_one(cfg.to_dict(), seeds[0], args.resume, not args.quiet)]
     else:
-        from experiments.benchmark import map_tasks
+        from sched_env.parallel import map_tasks
 
         tasks = [(cfg.to_dict(), seed, None, False) for seed in seeds]
         summaries = map_tasks(train_one, tasks, parallel=args.parallel, ray_address=args.ray)
@@ -339,6 +350,27 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from agents.evolve import EvolutionConfig, train
+
+    generations = args.generations
+    if generations is None and args.resume:
+        from agents.evolve import RunState
+
+        generations = RunState.load(Path(args.resume) / "checkpoint.npz")[1].generations
+    config = EvolutionConfig(
+        hidden=args.hidden, pairs=args.pairs, streams=args.streams, sigma=args.sigma, learning_rate=args.lr,
+        minutes=args.minutes, generations=generations or EvolutionConfig().generations, seed=args.seed,
+    )  # fmt: skip
+    out = args.resume or args.out
+    if out is None:
+        raise UserError("give --out DIR for a new run, or --resume DIR to continue one")
+    started = time.perf_counter()
+    path = train(config, out, resume=bool(args.resume), ray_address=args.ray)
+    print(f"wrote {path} ({(time.perf_counter() - started) / 60:.1f} min)")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def _config_epilog() -> str:
     from agents.config import config_help  # no torch: the keys are listed even without the rl extra
@@ -360,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency(sub, dir_help)
     _add_serve(sub, dir_help)
     _add_export_onnx(sub, dir_help)
+    _add_evolve(sub)
     _add_demo(sub, dir_help)
     return parser
 
@@ -425,9 +458,10 @@ def _add_bench(sub, dir_help: str) -> None:
         "--instances", default="ta01-ta10", help="names and ranges, e.g. ta01-ta10,ta41-ta50 (default ta01-ta10)"
     )
     p.add_argument(
-        "--methods", default="mwkr,mopnr,cpsat:10", help="comma-separated method specs (see `solve --method`)"
-    )
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell (default 1)")
+        "--methods", help="comma-separated method specs (see `solve --method`; default mwkr,mopnr,cpsat:10, with"
+        " --dynamic standard the rule portfolio and policy)",
+    )  # fmt: skip
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 per cell (default 1; with --dynamic standard 50 test seeds)")
     p.add_argument("--parallel", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster at ADDRESS ('local' starts one here)")
     p.add_argument("--workers", type=int, default=2, help="CP-SAT search workers per run (default 2)")
@@ -437,9 +471,14 @@ def _add_bench(sub, dir_help: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dir", help=dir_help)
     p.add_argument(
-        "--dynamic", action="store_true",
-        help="the dynamic-shop benchmark instead (16 seeded scenarios: rules, the learned policy, replanners)",
+        "--dynamic", nargs="?", const="scenarios", choices=("scenarios", "standard"),
+        help="a dynamic-shop benchmark instead: 'scenarios' (the default: 16 seeded scenarios, rules, the learned"
+        " policy, replanners) or 'standard' (the literature's long-run simulation: --settings, --seeds, --methods)",
     )  # fmt: skip
+    p.add_argument("--settings", help="with --dynamic standard: setting names (default the eight standard ones;"
+                   " grammar ROUTING-UTIL-F[-blBL-rtfRTF][-mN], e.g. missing-0.80-3)")  # fmt: skip
+    p.add_argument("--validation-seeds", type=int, default=10,
+                   help="with --dynamic standard: validation seeds that pick each setting's best rule (default 10)")  # fmt: skip
     p.add_argument("--instant", action="store_true", help="with --dynamic: rules and the policy only (no replanners)")
     p.add_argument("--policy", default="dynamic", help="with --dynamic: policy model file, 'dynamic' or 'none'")
     p.add_argument("--replanners", help="with --dynamic: only these replanners, e.g. 'cpsat:1,hybrid:1,policy:16 sequence'")
@@ -492,6 +531,31 @@ def _add_export_onnx(sub, dir_help: str) -> None:
     p.add_argument("checkpoint", help="SB3 checkpoint (.zip) written by `sched-env train`")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.set_defaults(func=cmd_export_onnx)
+
+
+def _add_evolve(sub) -> None:
+    """The ``evolve`` subcommand's options (agents/evolve.py: the steady-state dispatcher's recipe)."""
+    from agents.evolve import EvolutionConfig
+
+    d = EvolutionConfig()
+    p = sub.add_parser(
+        "evolve", help="train the long-run dispatcher (a priority network from ATC, evolution strategies)",
+        description="Train a priority network for the dynamic shop by evolution strategies on generated streams"
+        " (never the test seeds); the best network on validation streams is written as policy.onnx.",
+    )  # fmt: skip
+    p.add_argument("--out", help="run folder (checkpoint.npz, progress.csv, policy.onnx)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same recipe; --minutes is this call's budget)")
+    p.add_argument("--minutes", type=float, default=d.minutes, help=f"wall-time budget of this call (default {d.minutes:g})")
+    p.add_argument("--generations", type=int, help=f"total generations of the run (default {d.generations}; with --resume"
+                   " the run's own length unless given)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=d.seed, help="training seed (default 0)")
+    p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
+    p.add_argument("--pairs", type=int, default=d.pairs, help=f"antithetic pairs per generation (default {d.pairs})")
+    p.add_argument("--streams", type=int, default=d.streams, help=f"training streams per generation (default {d.streams})")
+    p.add_argument("--sigma", type=float, default=d.sigma, help=f"perturbation scale (default {d.sigma:g})")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help=f"Adam step (default {d.learning_rate:g})")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the rollouts on a Ray cluster ('local' starts one here)")
+    p.set_defaults(func=cmd_evolve)
 
 
 def _add_demo(sub, dir_help: str) -> None:

@@ -54,11 +54,12 @@ def _batch_kernel(function):
     return _kernel(function)
 
 
-def for_batch(kernel, n_shops: int):
-    """``kernel`` itself, or for ``n_shops >= PARALLEL_MIN_SHOPS`` on a multi-core machine its
-    parallel twin (compiled, or loaded from the cache, on first use). The twin is a copy of the
-    function under its own name, so the two never share a cache entry."""
-    if n_shops < PARALLEL_MIN_SHOPS or config.NUMBA_NUM_THREADS < 2:
+def for_batch(kernel, n_shops: int, long_episodes: bool = False):
+    """``kernel`` itself, or for ``n_shops >= PARALLEL_MIN_SHOPS`` (any two shops when each runs
+    a ``long_episodes`` stream) on a multi-core machine its parallel twin (compiled, or loaded
+    from the cache, on first use). The twin is a copy of the function under its own name, so
+    the two never share a cache entry."""
+    if n_shops < (2 if long_episodes else PARALLEL_MIN_SHOPS) or config.NUMBA_NUM_THREADS < 2:
         return kernel
     twin = _parallel_twins.get(kernel.py_func.__name__)
     if twin is None:
@@ -235,6 +236,8 @@ DYNAMIC_FEATURE_NAMES = (
     "slack_per_operation",
     "atc_priority",
     "critical_ratio",
+    "wspt_priority",
+    "positive_slack",
 )
 F = namedtuple("FeatureColumns", FEATURE_NAMES)(*range(len(FEATURE_NAMES)))
 DF = namedtuple("DynamicFeatureColumns", DYNAMIC_FEATURE_NAMES)(*range(len(DYNAMIC_FEATURE_NAMES)))
@@ -1015,6 +1018,8 @@ def dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, q
     features[row, DF.atc_priority] = max(min(atc, FEATURE_LIMIT), -FEATURE_LIMIT)
     ratio = (inst[I.job_due + j] - now) / max(left, 1)
     features[row, DF.critical_ratio] = max(min(ratio, CRITICAL_RATIO_LIMIT), -CRITICAL_RATIO_LIMIT)
+    features[row, DF.wspt_priority] = np.log(max(inst[I.job_weight + j], 1) * mean_p / max(state[T.job_duration + j], 1))
+    features[row, DF.positive_slack] = min(max(0, slack) / mean_p, FEATURE_LIMIT)  # ATC_k = wspt - this / k
 
 
 @_kernel

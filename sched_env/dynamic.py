@@ -107,7 +107,7 @@ def stream_schedule(rows: ShopLayout, scenario: Scenario, order: np.ndarray, sta
     return Schedule.from_matrices(jobs, start, end)
 
 
-def episode_summary(scenario: Scenario, schedule: Schedule, wasted: int) -> dict[str, Any]:
+def episode_summary(scenario: Scenario, schedule: Schedule, wasted: int, max_queued: int = 0) -> dict[str, Any]:
     """Objective values of a finished episode and its schedule, validated against the scenario."""
     schedule = validate_schedule(
         scenario.jobs, schedule, durations=scenario.realized_durations, downtimes=scenario.downtimes,
@@ -119,6 +119,7 @@ def episode_summary(scenario: Scenario, schedule: Schedule, wasted: int) -> dict
         "total_weighted_tardiness": values["total_weighted_tardiness"],
         "mean_flow_time": values["mean_flow_time"],
         "wasted_work": wasted,
+        "max_queued": max_queued,
         "schedule": schedule,
     }
 
@@ -184,14 +185,20 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     32); a window smaller than the number of machines is refused at construction.
 
     ## Observation
-    ``Dict(jobs=Box(max_jobs, 12) float32, action_mask=MultiBinary(max_jobs [+ 1]))`` from what
+    ``Dict(jobs=Box(max_jobs, 21) float32, action_mask=MultiBinary(max_jobs [+ 1]))`` from what
     a planner knows now: only slots with an unfinished job have non-zero rows; durations are
     the planned ones; a breakdown is seen once it has begun (with its repair time),
     maintenance only while it runs. Columns (``DYNAMIC_FEATURE_NAMES``): allowed, next planned
     duration, planned work left, operations left, time until the job's running op is expected
     to end, time until its next machine is expected to be free, machine down now, for how
     long, planned load of the active jobs on that machine, due-date slack, weight (/ largest),
-    time in system. Times are divided by the scenario's mean planned job work.
+    time in system; then what the strong dispatching rules read: the duration of the operation
+    after the next (NPT), the work waiting at that operation's machine (WINQ), the work and the
+    number of jobs waiting at the job's own machine, slack per operation left, ATC's log index
+    (k = 2), the critical ratio (due - now) / work left (clipped to +-10), WSPT's log index
+    log(w x mean p / p) and the positive slack in mean operation lengths (so ATC with any k is
+    ``wspt_priority - positive_slack / k``). Times are divided by the scenario's mean planned
+    job work, durations by its longest operation; "mean p" is over the jobs allowed now.
 
     ## Reward (``objective``)
     Accrued over the time that passes: ``"makespan"`` -elapsed time (the return is minus the
@@ -371,7 +378,8 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
 
     def summary(self) -> dict[str, Any]:
         """Objective values of the finished episode, and its validated schedule."""
-        return episode_summary(self._item, self.schedule(), int(self._state_row[self._T.wasted]))
+        T = self._T
+        return episode_summary(self._item, self.schedule(), int(self._state_row[T.wasted]), int(self._state_row[T.max_queued]))
 
 
 class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
@@ -462,6 +470,7 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
             "total_weighted_tardiness": self._final_states[rows, T.total_tardiness],
             "mean_flow_time": self._final_states[rows, T.total_flow] / n_jobs,
             "wasted_work": self._final_states[rows, T.wasted],
+            "max_queued": self._final_states[rows, T.max_queued],
             "scenario": [self._final_items[i].name for i in rows.tolist()],
         }
 
@@ -475,6 +484,21 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
             [K.dynamic_choose(self._insts[i], self._states[i], self._masks[i], rule_id, 0.0, *dims)
              for i in range(self.num_envs)], dtype=np.int64,
         )  # fmt: skip
+
+    def copy_shops(self, source: int, targets) -> None:
+        """Put shop ``source``'s exact state (clock, slots, queues, what has run, its scenario's
+        future) into each shop of ``targets``, so they can go on from the same moment with other
+        decisions: the state copy of rollout-based look-ahead (try each action, then a base policy,
+        with common random numbers). Targets keep their own random streams for the next reset."""
+        targets = np.atleast_1d(np.asarray(targets, dtype=np.int64))
+        if not 0 <= int(source) < self.num_envs or ((targets < 0) | (targets >= self.num_envs)).any():
+            raise ValueError(f"shops are 0..{self.num_envs - 1}; got source {source} and targets {targets.tolist()}")
+        if self._items[source] is None:
+            raise gym.error.ResetNeeded("call reset() before copy_shops()")
+        for array in (self._insts, self._states, self._masks, self._features, self._interruptions, self._counts):
+            array[targets] = array[source]
+        for i in targets.tolist():
+            self._items[i], self._orders[i] = self._items[source], self._orders[source]
 
     def scenario(self, index: int) -> Scenario:
         return self._items[index]

@@ -81,9 +81,16 @@ class Schedule(JsonFile):
 
     def start_matrix(self, instance: JobShopInstance) -> np.ndarray:
         """``(n_jobs, max_ops)`` start times, -1 where an operation is not scheduled."""
+        return self._matrix(instance, self.start)
+
+    def end_matrix(self, instance: JobShopInstance) -> np.ndarray:
+        """``(n_jobs, max_ops)`` end times, -1 where an operation is not scheduled."""
+        return self._matrix(instance, self.end)
+
+    def _matrix(self, instance: JobShopInstance, values: np.ndarray) -> np.ndarray:
         matrix = np.full((instance.n_jobs, instance.max_ops), -1, dtype=np.int64)
         inside = (self.job >= 0) & (self.job < instance.n_jobs) & (self.op >= 0) & (self.op < instance.max_ops)
-        matrix[self.job[inside], self.op[inside]] = self.start[inside]
+        matrix[self.job[inside], self.op[inside]] = values[inside]
         return matrix
 
     def __eq__(self, other: object) -> bool:
@@ -181,6 +188,11 @@ def find_violations(
     durations = instance.durations if durations is None else np.asarray(durations)
     if _plainly_feasible(instance, schedule, durations, downtimes, interruption):
         return []
+    return _all_violations(instance, schedule, durations, downtimes, interruption)
+
+
+def _all_violations(instance, schedule, durations, downtimes, interruption) -> list[Violation]:
+    """The row-by-row pass of :func:`find_violations`: every broken constraint, named."""
     windows = _windows_by_machine(downtimes)
     found: list[Violation] = []
     rows: dict[tuple[int, int], int] = {}

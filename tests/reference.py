@@ -412,7 +412,7 @@ class ReferenceDynamicShop:
 
     def features(self, mask: np.ndarray) -> np.ndarray:
         jobs, now = self.jobs, self.now
-        out = np.zeros((self.J, 19))
+        out = np.zeros((self.J, 21))
         active = [(i, j) for i, j in enumerate(self.slots) if j is not None and self.unfinished(j)]
         load = np.zeros(jobs.n_machines)
         for _, j in active:
@@ -449,6 +449,8 @@ class ReferenceDynamicShop:
                 np.clip(slack / max(ops_left, 1) / longest, -1000, 1000),
                 np.clip(atc, -1000, 1000),
                 np.clip((int(jobs.due_dates[j]) - now) / max(remaining, 1), -10, 10),
+                math.log(max(v["weight"], 1) * mean_p / max(v["p"], 1)),
+                min(max(0, slack) / mean_p, 1000),
             ]
         return out
 

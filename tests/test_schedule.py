@@ -176,3 +176,36 @@ def test_realised_durations_override_the_plan(tiny, good):
     realised = tiny.durations.copy()
     realised[0, 0] = 4
     assert [v.kind for v in find_violations(tiny, good, durations=realised)] == ["duration"]
+
+
+def test_the_vectorised_pass_never_clears_what_the_full_pass_refuses():
+    """find_violations' fast path (``_plainly_feasible``) on valid dynamic schedules and on
+    thousands of one-field corruptions of them: it may send a schedule to the row-by-row pass,
+    but never calls feasible one that pass refuses."""
+    from sched_env import _kernels as K
+    from sched_env import schedule as S
+    from sched_env.standard import StandardSetting, run_streams
+
+    rng = np.random.default_rng(0)
+    for name, interruption in (("missing-0.90-4-bl5-rtf5-w0-r30", "resume"), ("full-0.85-2-m4-w0-r30", "resume")):
+        scenario = StandardSetting.parse(name).scenario(1)
+        start, end, _ = run_streams([scenario], rules=[K.RULE.spt])[0]
+        good = S.Schedule.from_matrices(scenario.jobs, start, end)
+        options = (scenario.realized_durations, scenario.downtimes, interruption)
+        assert S._plainly_feasible(scenario.jobs, good, *options)
+        assert S._all_violations(scenario.jobs, good, *options) == []
+        refused = 0
+        for _ in range(300):
+            columns = {c: getattr(good, c).copy() for c in ("job", "op", "machine", "start", "end")}
+            column = str(rng.choice(list(columns)))
+            i = int(rng.integers(len(good)))
+            columns[column][i] += int(rng.choice([-3, -1, 1, 2, 7]))
+            if rng.random() < 0.3 and column in ("start", "end"):
+                other = "end" if column == "start" else "start"
+                columns[other][i] += columns[column][i] - getattr(good, column)[i]  # shift the whole operation
+            bad = S.Schedule(*(columns[c] for c in ("job", "op", "machine", "start", "end")))
+            fast = S._plainly_feasible(scenario.jobs, bad, *options)
+            full = S._all_violations(scenario.jobs, bad, *options)
+            assert not (fast and full), (column, i, full[:1])
+            refused += bool(full)
+        assert refused > 150  # the corruptions do break the schedule

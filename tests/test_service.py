@@ -272,7 +272,7 @@ def test_health_model_methods_and_metrics(server):
     assert httpx.get(server.url + "/readyz").json() == {"status": "ready"}
     model = httpx.get(server.url + "/v1/model").json()
     assert model["static"]["backend"] == "onnx" and len(model["static"]["sha256"]) == 64
-    assert model["dynamic"]["kind"] == "dynamic" and "samples" in model["dynamic"]["config"]
+    assert model["dynamic"]["kind"] == "dynamic" and "algo" in model["dynamic"]["config"]
     names = {m["name"] for m in httpx.get(server.url + "/v1/methods").json()}
     assert {"policy", "hybrid", "cpsat", "mwkr", "atc"} <= names
     httpx.post(server.url + "/v1/schedule", json=example(ScheduleRequest))

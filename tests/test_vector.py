@@ -9,6 +9,7 @@ import pytest
 import sched_env
 from instances import InvalidActionError, RandomInstanceGenerator
 from sched_env import BatchJobShopEnv, JobShopEnv, validate_schedule
+from sched_env import _kernels as K
 
 
 @pytest.mark.parametrize("action_set", ["any", "giffler_thompson", "non_delay"])
@@ -167,7 +168,7 @@ def _check_vector_info(info: dict, num_envs: int) -> None:
         (
             "sched_env/DynamicJobShop-v0",
             {"scenario": sched_env.ScenarioGenerator(n_machines=3, initial_jobs=2, arriving_jobs=2)},
-            {"makespan", "total_weighted_tardiness", "mean_flow_time", "wasted_work", "scenario"},
+            {"makespan", "total_weighted_tardiness", "mean_flow_time", "wasted_work", "max_queued", "scenario"},
         ),
     ],
 )
@@ -238,7 +239,7 @@ def test_too_small_dynamic_window_fails_at_construction():
         DynamicJobShopEnv(scenario, max_machines=3)
     env = DynamicJobShopEnv(scenario, max_jobs=5)  # fewer slots than jobs: the rest queue
     obs, _ = env.reset(seed=0)
-    assert obs["jobs"].shape == (5, 12)
+    assert obs["jobs"].shape == (5, K.N_DYNAMIC_FEATURES)
 
 
 def test_sb3_adapter_answers_per_env_and_reports_invalid_actions():

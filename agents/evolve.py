@@ -1,0 +1,385 @@
+"""A learned dispatcher for the long-run dynamic shop, trained by evolution strategies.
+
+The policy is a priority network: every allowed job is scored from its dynamic features
+(``DynamicJobShop-v0``'s columns: queues, WINQ, NPT, slack per operation, the ATC index, ...)
+by ``w . x + v . tanh(softsign(x) W + b) + c``, and the highest score starts. It starts as ATC
+(the weight on the ``atc_priority`` column is 1, every other output weight 0) and is improved
+by antithetic evolution strategies with centred ranks and Adam (Salimans et al. 2017): each
+generation perturbs the weights, runs every perturbation on the same few generated streams
+(common random numbers) inside one compiled kernel call, and moves toward the perturbations
+whose mean weighted tardiness, relative to ATC's on the same stream, was lowest. Streams are
+drawn from a wide mix of shops (5-15 machines, both routings, utilisation 0.80-0.97,
+allowance 1.5-6, with and without breakdowns), never from the test seeds; the checkpoint kept
+is the one best on generated validation streams.
+
+    sched-env evolve --minutes 40 --seed 0 --out runs/evolve-0     # checkpoints, progress.csv, policy.onnx
+    sched-env evolve --resume runs/evolve-0 --minutes 20           # continue the same run
+    sched-env evolve --ray local ...                               # the rollouts on Ray workers
+
+The network is shipped as ONNX (``agents/models/dynamic.onnx``): masked logits over the slots,
+the same interface as every other sched-env policy, run by onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instances import SchedEnvError
+from sched_env import _kernels as K
+from sched_env.standard import STANDARD_SETTINGS, StandardSetting, run_streams, weighted_tardiness_mean
+
+F = K.N_DYNAMIC_FEATURES
+#: Shops the validation score reads: the standard settings and four it never trains on exactly.
+VALIDATION_SETTINGS = STANDARD_SETTINGS + ("missing-0.80-2", "full-0.90-3-bl5-rtf1", "missing-0.95-6-m5",
+                                           "missing-0.90-2.5-m15-r2000")  # fmt: skip
+
+
+@dataclass
+class EvolutionConfig:
+    """The recipe (every field is a ``sched-env evolve`` option)."""
+
+    hidden: int = 0  # hidden units of the priority network (0: a linear priority over the features)
+    pairs: int = 8  # antithetic pairs per generation (2 x pairs perturbed networks)
+    streams: int = 8  # training streams per generation, shared by every perturbation
+    sigma: float = 0.1  # perturbation scale, in standard units of each feature
+    learning_rate: float = 0.01  # Adam step on the mean, in the same units
+    minutes: float = 30.0  # wall-time budget of this call (a resumed run adds to it)
+    generations: int = 150  # the run ends at this many generations (the recipe's length), or at minutes
+    seed: int = 0
+    train_warmup: int = 300  # jobs per training stream: warm-up, then recorded
+    train_recorded: int = 1500
+    validate_every: int = 5  # generations between validation runs (and checkpoints)
+    validation_seeds: int = 2  # validation streams per validation setting
+    validation_length: tuple[int, int] = (1000, 5000)  # their warm-up and recorded jobs (the standard run)
+    machines: tuple[int, ...] = (5, 10, 10, 10, 15)
+    utilisation: tuple[float, float] = (0.80, 0.97)
+    allowance: tuple[float, float] = (1.5, 6.0)
+    breakdown_probability: float = 0.4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:
+            raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
+        if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
+            raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
+
+
+# ---------------------------------------------------------------------- the network
+def n_parameters(hidden: int) -> int:
+    return int(K.priority_parameters(hidden))
+
+
+def initial_parameters(hidden: int, rng: np.random.Generator) -> np.ndarray:
+    """ATC exactly (skip weight 1 on ``atc_priority``), hidden weights random, their output 0."""
+    theta = np.zeros(n_parameters(hidden))
+    theta[: F * hidden] = rng.normal(0.0, 1.0 / math.sqrt(F), F * hidden)
+    theta[F * hidden + 2 * hidden + K.DF.atc_priority] = 1.0
+    return theta
+
+
+def unpack(theta: np.ndarray, hidden: int) -> dict[str, np.ndarray]:
+    """The weight matrices of a flat parameter vector (the kernels' layout)."""
+    H = hidden
+    return {
+        "W1": theta[: F * H].reshape(F, H), "b1": theta[F * H : F * H + H], "w2": theta[F * H + H : F * H + 2 * H],
+        "skip": theta[F * H + 2 * H : F * H + 2 * H + F], "bias": theta[F * H + 2 * H + F :],
+    }  # fmt: skip
+
+
+def score(theta: np.ndarray, hidden: int, jobs: np.ndarray) -> np.ndarray:
+    """Scores (..., J) of feature rows (..., J, F): the network in numpy (the kernels' twin)."""
+    w = unpack(theta, hidden)
+    soft = jobs / (1.0 + np.abs(jobs))
+    return jobs @ w["skip"] + np.tanh(soft @ w["W1"] + w["b1"]) @ w["w2"] + w["bias"][0]
+
+
+def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str, Any]) -> Path:
+    """The network as an ONNX graph ``(jobs (B, J, F), mask (B, J)) -> logits (B, J)`` with the
+    masking inside (masked slots at -1e8) and ``info`` in its ``sched_env`` metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from agents.loading import MASKED_LOGIT
+
+    w = {k: v.astype(np.float32) for k, v in unpack(np.asarray(theta, dtype=np.float64), hidden).items()}
+    inits = [
+        numpy_helper.from_array(w["W1"], "W1"), numpy_helper.from_array(w["b1"], "b1"),
+        numpy_helper.from_array(w["w2"].reshape(hidden, 1), "w2"),
+        numpy_helper.from_array(w["skip"].reshape(F, 1), "skip"), numpy_helper.from_array(w["bias"], "bias"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
+        numpy_helper.from_array(np.array(MASKED_LOGIT, dtype=np.float32), "masked"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+    ]  # fmt: skip
+    nodes = [helper.make_node("MatMul", ["jobs", "skip"], ["from_skip"])]
+    if hidden:
+        nodes += [
+            helper.make_node("Softsign", ["jobs"], ["soft"]),
+            helper.make_node("MatMul", ["soft", "W1"], ["hidden_in"]),
+            helper.make_node("Add", ["hidden_in", "b1"], ["hidden_pre"]),
+            helper.make_node("Tanh", ["hidden_pre"], ["hidden"]),
+            helper.make_node("MatMul", ["hidden", "w2"], ["from_hidden"]),
+            helper.make_node("Add", ["from_hidden", "from_skip"], ["summed"]),
+        ]
+    else:  # a linear priority: no hidden layer in the graph
+        inits = inits[3:]
+    nodes += [
+        helper.make_node("Add", ["summed" if hidden else "from_skip", "bias"], ["scored"]),
+        helper.make_node("Squeeze", ["scored", "last_axis"], ["scores"]),
+        helper.make_node("Greater", ["mask", "zero"], ["allowed"]),
+        helper.make_node("Where", ["allowed", "scores", "masked"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "sched_env_priority_network",
+        [helper.make_tensor_value_info("jobs", TensorProto.FLOAT, ["batch", "jobs", F]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "actions"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "actions"])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sched-env evolve")
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    network = {"hidden": hidden, "parameters": [float(x) for x in np.asarray(theta, dtype=np.float64)]}
+    entry.key, entry.value = "sched_env", json.dumps(
+        {"n_features": F, "kind": "dynamic", "wait_action": False, **info, "priority_network": network}
+    )
+    onnx.checker.check_model(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
+# ---------------------------------------------------------------------- streams and fitness
+def training_setting(config: EvolutionConfig, rng: np.random.Generator) -> StandardSetting:
+    """One shop of the training mix (never a test stream: streams use the ``train`` seeds)."""
+    broken = rng.random() < config.breakdown_probability
+    return StandardSetting(
+        routing="full" if rng.random() < 0.4 else "missing",
+        utilisation=round(float(rng.uniform(*config.utilisation)), 3),
+        allowance=round(float(rng.uniform(*config.allowance)), 2),
+        breakdown_level=float(rng.choice([0.025, 0.05])) if broken else 0.0,
+        repair_factor=float(rng.choice([1.0, 5.0, 10.0])) if broken else 0.0,
+        machines=int(rng.choice(config.machines)),
+        max_duration=int(rng.choice([49, 99, 99])),
+        warmup=config.train_warmup,
+        recorded=config.train_recorded,
+    )
+
+
+def stream_tardiness(networks: np.ndarray, hidden: int, specs: list[tuple[str, int, str]]) -> np.ndarray:
+    """Mean weighted tardiness (networks x streams) of every network on every stream ``(setting,
+    seed, purpose)``; a row of NaN weights means ATC. A module-level function: Ray workers run it."""
+    settings = [StandardSetting.parse(name) for name, _, _ in specs]
+    scenarios = [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
+    n, b = len(networks), len(scenarios)
+    params = np.repeat(networks, b, axis=0)
+    runs = run_streams(scenarios * n, params=params, hidden=hidden)
+    wt = [weighted_tardiness_mean(settings[i % b], scenarios[i % b], end) for i, (_, end, _) in enumerate(runs)]
+    return np.array(wt).reshape(n, b)
+
+
+def atc_tardiness(specs: list[tuple[str, int, str]]) -> np.ndarray:
+    """ATC's mean weighted tardiness on each stream (the reference of the fitness)."""
+    settings = [StandardSetting.parse(name) for name, _, _ in specs]
+    scenarios = [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
+    runs = run_streams(scenarios, rules=[K.RULE.atc] * len(scenarios))
+    return np.array([weighted_tardiness_mean(s, c, end) for s, c, (_, end, _) in zip(settings, scenarios, runs)])
+
+
+class Evaluator:
+    """Runs networks on streams here (one parallel kernel call) or split over a TaskPool."""
+
+    def __init__(self, pool=None, chunks: int = 1) -> None:
+        self.pool, self.chunks = pool, max(1, chunks)
+
+    def __call__(self, networks: np.ndarray, hidden: int, specs) -> np.ndarray:
+        if self.pool is None:
+            return stream_tardiness(networks, hidden, specs)
+        parts = np.array_split(np.arange(len(networks)), min(self.chunks, len(networks)))
+        tasks = [(networks[p], hidden, specs) for p in parts if len(p)]
+        return np.concatenate(self.pool.map(stream_tardiness, tasks, ordered=True))
+
+
+def log_ratio(wt: np.ndarray, reference: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """log((wt + floor) / (reference + floor)) per stream: 0 is ATC, negative is better."""
+    return np.log((wt + floor) / (reference + floor))
+
+
+# ---------------------------------------------------------------------- the run
+@dataclass
+class RunState:
+    """Everything a resumed run needs: the mean, Adam's moments, the counters, the best so far."""
+
+    theta: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    generation: int = 0
+    minutes: float = 0.0
+    best_theta: np.ndarray | None = None
+    best_score: float = math.inf
+    scales: np.ndarray | None = None  # per-parameter search scale (see :func:`parameter_scales`)
+
+    def save(self, path: Path, config: EvolutionConfig) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp, theta=self.theta, m=self.m, v=self.v, generation=self.generation, minutes=self.minutes,
+            best_theta=self.best_theta if self.best_theta is not None else self.theta, best_score=self.best_score,
+            scales=self.scales, config=json.dumps(asdict(config)),
+        )  # fmt: skip
+        tmp.replace(path)  # never a half-written checkpoint
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[RunState, EvolutionConfig]:
+        if not path.is_file():
+            raise SchedEnvError(f"no checkpoint at {path}; start a run with `sched-env evolve --out DIR` first")
+        data = np.load(path)
+        raw = json.loads(str(data["config"]))
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        state = cls(data["theta"], data["m"], data["v"], int(data["generation"]), float(data["minutes"]),
+                    data["best_theta"], float(data["best_score"]), data["scales"])  # fmt: skip
+        return state, EvolutionConfig(**raw)
+
+
+def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000)) -> list[tuple[str, int, str]]:
+    names = [StandardSetting.parse(n).scaled(*length).name for n in VALIDATION_SETTINGS]
+    return [(name, seed, "validation") for name in names for seed in range(seeds)]
+
+
+def validation_score(evaluate: Evaluator, theta: np.ndarray, hidden: int, specs, reference: np.ndarray) -> float:
+    """Geometric mean over the validation settings of (network's mean WT / ATC's mean WT)."""
+    wt = evaluate(theta[None, :], hidden, specs)[0]
+    names = [name for name, _, _ in specs]
+    ratios = []
+    for name in dict.fromkeys(names):
+        rows = [i for i, n in enumerate(names) if n == name]
+        ratios.append((wt[rows].mean() + 1e-9) / (reference[rows].mean() + 1e-9))
+    return float(np.exp(np.mean(np.log(ratios))))
+
+
+def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluator) -> float:
+    """One ES generation: perturb, run on shared streams, step Adam. Returns the centre's fitness."""
+    rng = np.random.default_rng((config.seed, state.generation))  # resumable: generation g always draws the same
+    specs = []
+    for _ in range(config.streams):
+        s = training_setting(config, rng)
+        specs.append((s.name, int(rng.integers(2**31)), "train"))
+    reference = atc_tardiness(specs)
+    floor = np.array([0.01 * StandardSetting.parse(n).mean_ops * StandardSetting.parse(n).mean_duration
+                      for n, _, _ in specs])  # fmt: skip
+    noise = rng.standard_normal((config.pairs, len(state.theta)))
+    scaled = config.sigma * noise * state.scales  # the search runs in per-feature standard units
+    networks = np.concatenate([state.theta[None, :], state.theta + scaled, state.theta - scaled])
+    fitness = log_ratio(evaluate(networks, config.hidden, specs), reference, floor).mean(axis=1)
+    ranks = np.argsort(np.argsort(fitness[1:])) / (2 * config.pairs - 1) - 0.5  # centred ranks, lower is better
+    gradient = ((ranks[: config.pairs] - ranks[config.pairs :])[:, None] * noise).sum(0) / (config.pairs * config.sigma)
+    state.generation += 1
+    beta1, beta2, t = 0.9, 0.999, state.generation
+    state.m = beta1 * state.m + (1 - beta1) * gradient
+    state.v = beta2 * state.v + (1 - beta2) * gradient**2
+    step = config.learning_rate * (state.m / (1 - beta1**t)) / (np.sqrt(state.v / (1 - beta2**t)) + 1e-8)
+    state.theta = state.theta - step * state.scales
+    return float(fitness[0])
+
+
+def parameter_scales(hidden: int, seed: int = 0) -> np.ndarray:
+    """How far to move each parameter per unit of the search: 1 / the spread of the feature it
+    weighs (measured on the allowed jobs of ATC-dispatched training streams), so a step changes
+    every feature's share of the score alike; 0 for the bias and for columns constant among
+    allowed jobs (they cannot change a choice)."""
+    from sched_env.dynamic import BatchDynamicJobShopEnv
+
+    rng = np.random.default_rng((seed, 7))
+    config = EvolutionConfig()
+    scenarios = [training_setting(config, rng).scaled(100, 300).scenario(int(rng.integers(2**31)), "train")
+                 for _ in range(4)]  # fmt: skip
+    batch = BatchDynamicJobShopEnv(len(scenarios), scenarios, max_jobs=320)
+    obs, _ = batch.reset(options={"scenarios": scenarios})
+    rows, finished = [], np.zeros(len(scenarios), dtype=bool)
+    while not finished.all():
+        rows.append(obs["jobs"][obs["action_mask"] > 0])
+        obs, _, done, _, _ = batch.step(batch.rule_choices(K.RULE.atc))
+        finished |= done
+    spread = np.concatenate(rows).std(axis=0)
+    scales = np.ones(n_parameters(hidden))
+    skip = F * hidden + 2 * hidden
+    scales[skip : skip + F] = np.where(spread > 1e-3, 1.0 / np.maximum(spread, 0.05), 0.0)
+    scales[skip + F] = 0.0
+    return scales
+
+
+def export_best(state: RunState, config: EvolutionConfig, out: Path) -> Path:
+    info = {"config": {"algo": "evolution-strategies", **asdict(config)}, "env_options": {"objective": "total_weighted_tardiness"},
+            "checkpoint": "checkpoint.npz", "generation": state.generation, "validation_score": state.best_score}  # fmt: skip
+    return export_onnx(state.best_theta if state.best_theta is not None else state.theta, config.hidden,
+                       out / "policy.onnx", info)  # fmt: skip
+
+
+def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray_address: str | None = None,
+          say=print) -> Path:  # fmt: skip
+    """Run (or continue) an ES run in ``out``: ``checkpoint.npz`` every ``validate_every``
+    generations, ``progress.csv`` (generation, minutes, train fitness, validation ratio to
+    ATC), ``policy.onnx`` (the best validated network). Returns the ONNX path."""
+    from sched_env.parallel import TaskPool
+
+    out = Path(out)
+    checkpoint = out / "checkpoint.npz"
+    minutes, generations = config.minutes, config.generations
+    if resume:
+        state, config = RunState.load(checkpoint)
+        config.minutes, config.generations = minutes, generations  # this call's budget and the run's length
+    else:
+        config.check()
+        out.mkdir(parents=True, exist_ok=True)
+        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed))
+        state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=parameter_scales(config.hidden, config.seed))
+    specs = validation_specs(config.validation_seeds, tuple(config.validation_length))
+    reference = atc_tardiness(specs)
+    started = time.perf_counter()
+    progress = out / "progress.csv"
+    new_file = not progress.exists()
+    pool = TaskPool(parallel=2, ray_address=ray_address) if ray_address else None
+    with open(progress, "a", newline="") as handle, (pool or _Nothing()):
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(["generation", "minutes", "train_log_ratio", "validation_ratio"])
+        evaluate = Evaluator(pool, chunks=8)
+        base = state.minutes
+        while True:
+            elapsed = (time.perf_counter() - started) / 60
+            state.minutes = base + elapsed
+            validate = state.generation % config.validate_every == 0
+            if validate:
+                ratio = validation_score(evaluate, state.theta, config.hidden, specs, reference)
+                if ratio < state.best_score:
+                    state.best_score, state.best_theta = ratio, state.theta.copy()
+                state.save(checkpoint, config)
+                writer.writerow([state.generation, round(state.minutes, 2), "", round(ratio, 4)])
+                handle.flush()
+                say(f"generation {state.generation} ({state.minutes:.1f} min): validation {ratio:.4f} x ATC"
+                    f" (best {state.best_score:.4f})")  # fmt: skip
+            if elapsed >= minutes or state.generation >= config.generations:
+                if not validate:  # the last generation is always validated
+                    continue_validation = validation_score(evaluate, state.theta, config.hidden, specs, reference)
+                    if continue_validation < state.best_score:
+                        state.best_score, state.best_theta = continue_validation, state.theta.copy()
+                    state.save(checkpoint, config)
+                    writer.writerow([state.generation, round(state.minutes, 2), "", round(continue_validation, 4)])
+                break
+            fitness = generation_step(state, config, evaluate)
+            writer.writerow([state.generation, round(base + (time.perf_counter() - started) / 60, 2), round(fitness, 4), ""])
+    return export_best(state, config, out)
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None

@@ -1,0 +1,185 @@
+"""The standard dynamic simulation: setting names, streams, the recorded window, the fast
+kernels against the env, state copies, and the learned priority network against its export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instances import InvalidScenarioError
+from sched_env import _kernels as K
+from sched_env.dynamic import BatchDynamicJobShopEnv
+from sched_env.standard import PURPOSES, STANDARD_SETTINGS, StandardSetting, recorded_metrics, run_streams
+
+SMALL = "missing-0.90-4-bl5-rtf5-w50-r200"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing-0.85-4", {"routing": "missing", "utilisation": 0.85, "allowance": 4.0, "breakdown_level": 0.0}),
+        ("full-0.95-1.5", {"routing": "full", "utilisation": 0.95, "allowance": 1.5}),
+        ("missing-0.90-4-bl2.5-rtf10", {"breakdown_level": 0.025, "repair_factor": 10.0}),
+        ("missing-0.80-3", {"utilisation": 0.80, "allowance": 3.0, "machines": 10, "warmup": 1000, "recorded": 5000}),
+        ("FULL-0.9-2-m20-p49-w500-r40000", {"machines": 20, "max_duration": 49, "warmup": 500, "recorded": 40000}),
+    ],
+)
+def test_setting_names_parse_and_print_back(name, expected):
+    setting = StandardSetting.parse(name)
+    for key, value in expected.items():
+        assert getattr(setting, key) == value
+    assert StandardSetting.parse(setting.name) == setting
+
+
+def test_the_eight_standard_settings_have_canonical_names():
+    assert [StandardSetting.parse(s).name for s in STANDARD_SETTINGS] == list(STANDARD_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("missing-0.85", "grammar is"),
+        ("partial-0.85-4", "grammar is"),
+        ("missing-1.2-4", "utilisation must be in (0, 1)"),
+        ("missing-0.85-4-bl60-rtf5", "breakdowns need a level"),
+        ("missing-0.85-0-m1", "allowance factor must be > 0"),
+    ],
+)
+def test_bad_setting_names_say_what_is_wrong(name, fragment):
+    with pytest.raises(InvalidScenarioError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        StandardSetting.parse(name)
+
+
+def test_streams_follow_the_setting():
+    setting = StandardSetting.parse("missing-0.85-4-w100-r2000")
+    scenario = setting.scenario(3)
+    jobs = scenario.jobs
+    assert jobs.n_jobs == setting.warmup + setting.recorded + setting.tail
+    assert jobs.n_ops.min() >= 2 and jobs.n_ops.max() <= 10
+    for j in range(50):  # random routes, no machine twice
+        route = jobs.machines[j, : jobs.n_ops[j]]
+        assert len(set(route.tolist())) == len(route)
+    assert jobs.durations[jobs.machines >= 0].min() >= 1 and jobs.durations.max() <= 99
+    assert np.all(np.diff(jobs.release_dates) >= 0)  # numbered in arrival order
+    np.testing.assert_array_equal(jobs.due_dates, jobs.release_dates + np.round(4 * jobs.job_work()))
+    gap = np.diff(jobs.release_dates).mean()
+    assert gap == pytest.approx(setting.mean_interarrival, rel=0.1)  # 6 x 50 / (0.85 x 10) = 35.3
+    assert set(np.unique(jobs.weights).tolist()) == {1, 2, 4}
+    assert setting.scenario(3) == scenario  # seeded
+    assert setting.scenario(3, "train") != scenario and set(PURPOSES) == {"train", "validation", "test"}
+
+
+def test_breakdowns_take_the_stated_share_of_time():
+    setting = StandardSetting.parse("missing-0.90-4-bl5-rtf5-w0-r20000")
+    scenario = setting.scenario(0)
+    down = scenario.downtimes
+    horizon = scenario.jobs.release_dates[-1]
+    share = (np.minimum(down[:, 2], horizon) - np.minimum(down[:, 1], horizon)).sum() / (10 * horizon)
+    assert share == pytest.approx(0.05, rel=0.2)
+    assert (down[:, 2] - down[:, 1]).mean() == pytest.approx(5 * 50, rel=0.2)  # MTTR = RTF x mean p
+
+
+def test_recorded_window_counts_only_the_recorded_jobs():
+    setting = StandardSetting.parse("full-0.85-4-w30-r100")
+    scenario = setting.scenario(1)
+    start, end, queued = run_streams([scenario], rules=[K.RULE.fifo])[0]
+    metrics = recorded_metrics(setting, scenario, start, end)
+    jobs = scenario.jobs
+    completion = end[np.arange(jobs.n_jobs), jobs.n_ops - 1]
+    window = slice(30, 130)
+    assert metrics["flow_mean"] == pytest.approx((completion - jobs.release_dates)[window].mean())
+    tardiness = np.maximum(0, completion - jobs.due_dates)[window]
+    assert metrics["weighted_tardiness_mean"] == pytest.approx((jobs.weights[window] * tardiness).mean())
+    assert metrics["flow_max"] == (completion - jobs.release_dates)[window].max()
+    assert 0.5 < metrics["utilisation"] < 1 and queued == 0
+
+
+def test_fast_stream_runs_equal_the_env_decision_by_decision():
+    """run_streams (no features, active-slot loops) and DynamicJobShopEnv with the rule's choices
+    build the same schedule, also with a window that makes jobs queue for a slot."""
+    setting = StandardSetting.parse(SMALL)
+    scenario = setting.scenario(2)
+    for window in (12, 64):
+        start, end, queued = run_streams([scenario], rules=[K.RULE.atc], window=window)[0]
+        batch = BatchDynamicJobShopEnv(1, scenario, max_jobs=window)
+        batch.reset()
+        done = np.zeros(1, dtype=bool)
+        while not done[0]:
+            _, _, done, _, info = batch.step(batch.rule_choices(K.RULE.atc))
+        np.testing.assert_array_equal(batch.final_schedule(0).start_matrix(scenario.jobs), start)
+        assert int(info["final_info"]["max_queued"][0]) == queued
+        assert (queued > 0) == (window == 12)
+
+
+def test_copied_shops_go_on_exactly_like_their_source():
+    setting = StandardSetting.parse(SMALL)
+    scenarios = [setting.scenario(s) for s in range(3)]
+    batch = BatchDynamicJobShopEnv(3, scenarios, max_jobs=40)
+    obs, _ = batch.reset(options={"scenarios": scenarios})
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        obs, *_ = batch.step([rng.choice(np.flatnonzero(m)) for m in obs["action_mask"]])
+    batch.copy_shops(0, [1, 2])
+    assert batch.scenario(1) is batch.scenario(0)
+    obs = batch._observation()
+    for _ in range(300):  # the same actions: the copies stay identical to the source
+        action = rng.choice(np.flatnonzero(obs["action_mask"][0]))
+        obs, *_ = batch.step([action, action, action])
+        np.testing.assert_array_equal(batch._states[1], batch._states[0])
+        np.testing.assert_array_equal(obs["jobs"][2], obs["jobs"][0])
+    before = batch._states[0].copy()
+    obs, *_ = batch.step([np.flatnonzero(m)[-1] for m in obs["action_mask"]])
+    np.testing.assert_array_equal(batch._states[1], batch._states[0])
+    assert not np.array_equal(before, batch._states[0])
+    with pytest.raises(ValueError, match="shops are 0..2"):
+        batch.copy_shops(0, [3])
+
+
+def test_priority_network_kernel_chooses_what_its_onnx_export_chooses(tmp_path):
+    from agents import evolve
+    from agents.loading import load_policy
+
+    hidden = 3
+    theta = evolve.initial_parameters(hidden, np.random.default_rng(4))
+    theta[skip_offset(hidden):] += np.random.default_rng(5).normal(0, 0.3, size=K.N_DYNAMIC_FEATURES + 1)
+    theta[K.N_DYNAMIC_FEATURES * hidden + hidden : K.N_DYNAMIC_FEATURES * hidden + 2 * hidden] = [0.5, -0.4, 0.3]
+    policy = load_policy(evolve.export_onnx(theta, hidden, tmp_path / "p.onnx", {"config": {}, "env_options": {}}))
+    assert policy.network is not None and policy.network[0] == hidden
+    scenario = StandardSetting.parse(SMALL).scenario(4)
+    batch = BatchDynamicJobShopEnv(1, scenario, max_jobs=24)
+    obs, _ = batch.reset()
+    L = batch._rows
+    dims = (L.J, L.M, L.O, L.D, L.S)
+    scratch = np.zeros((L.J, K.N_DYNAMIC_FEATURES))
+    agree = decisions = 0
+    done = np.zeros(1, dtype=bool)
+    while not done[0]:
+        kernel = K.dynamic_choose_scored(batch._insts[0], batch._states[0], batch._masks[0], theta, hidden, scratch, *dims)
+        logits = policy.score(obs["jobs"], obs["action_mask"].astype(np.float32))[0]
+        twin = evolve.score(theta, hidden, obs["jobs"][0].astype(np.float64))
+        np.testing.assert_allclose(logits[obs["action_mask"][0] > 0], twin[obs["action_mask"][0] > 0], rtol=1e-4, atol=1e-4)
+        top = np.sort(logits)[-2:] if obs["action_mask"][0].sum() > 1 else None
+        decisions += 1
+        agree += int(np.argmax(logits) == kernel or (top is not None and top[1] - top[0] < 1e-4))
+        obs, _, done, _, _ = batch.step([kernel])
+    assert decisions > 500 and agree == decisions
+
+
+def skip_offset(hidden: int) -> int:
+    return K.N_DYNAMIC_FEATURES * hidden + 2 * hidden
+
+
+def test_a_short_evolution_run_trains_checkpoints_resumes_and_exports(tmp_path):
+    from agents.evolve import EvolutionConfig, train
+    from agents.loading import load_policy
+
+    config = EvolutionConfig(pairs=2, streams=2, generations=2, validate_every=1, train_warmup=20, train_recorded=80,
+                             validation_seeds=1, validation_length=(20, 80), minutes=5)  # fmt: skip
+    path = train(config, tmp_path, say=lambda line: None)
+    rows = (tmp_path / "progress.csv").read_text().splitlines()
+    assert rows[0] == "generation,minutes,train_log_ratio,validation_ratio" and rows[1].startswith("0,")
+    policy = load_policy(path)
+    assert policy.kind == "dynamic" and policy.network is not None
+    config.generations = 3
+    train(config, tmp_path, resume=True, say=lambda line: None)
+    assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("3,")
