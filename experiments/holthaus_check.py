@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python -m experiments.holthaus_check " + " ".join(argv or [])
+    import sys
+
+    command = "python -m experiments.holthaus_check " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "holthaus.md").write_text(report(rows, wall, command.strip()))
     (out / "holthaus.json").write_text(json.dumps(rows, indent=1))
     print((out / "holthaus.md").read_text())

@@ -183,3 +183,46 @@ def test_a_short_evolution_run_trains_checkpoints_resumes_and_exports(tmp_path):
     config.generations = 3
     train(config, tmp_path, resume=True, say=lambda line: None)
     assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("3,")
+
+
+def test_evolution_rollouts_on_ray_equal_the_local_ones():
+    pytest.importorskip("ray")
+    from agents.evolve import Evaluator, initial_parameters, stream_tardiness
+    from sched_env.parallel import TaskPool
+
+    rng = np.random.default_rng(0)
+    networks = initial_parameters(0, rng)[None, :] + rng.normal(0, 0.2, size=(3, K.N_DYNAMIC_FEATURES + 1))
+    specs = [("missing-0.90-3-w20-r100", 1, "train"), ("full-0.85-2-bl5-rtf5-w20-r100", 2, "train")]
+    here = stream_tardiness(networks, 0, specs)
+    with TaskPool(parallel=2, ray_address="local") as pool:
+        there = Evaluator(pool, chunks=2)(networks, 0, specs)
+    np.testing.assert_array_equal(here, there)
+    assert here.shape == (3, 2) and (here > 0).all()
+
+
+def test_standard_bench_command_writes_the_tables(tmp_path):
+    """``sched-env bench --dynamic standard`` end to end on a small setting: rules and the shipped
+    policy through the decider door, the best rule picked on validation seeds and reported."""
+    import subprocess
+    import sys
+
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "bench", "--dynamic", "standard", "--settings",
+         "missing-0.90-3-w30-r150,full-0.85-2-bl5-rtf5-w30-r150", "--seeds", "3", "--validation-seeds", "2",
+         "--methods", "atc,pt+winq,policy", "--out", str(tmp_path), "--quiet", "--parallel", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "standard.csv").open()))
+    test = [r for r in rows if r["purpose"] == "test"]
+    assert {r["method"] for r in test} >= {"atc", "pt+winq", "policy"}
+    assert len([r for r in rows if r["purpose"] == "validation"]) == 2 * 2 * 11  # the portfolio on 2 seeds each
+    report = (tmp_path / "standard.md").read_text()
+    assert "## missing-0.90-3-w30-r150 (best rule on validation:" in report and "geometric mean" in report
+    assert "ratio to best rule [95 % CI]" in report
+    assert (tmp_path / "standard.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, "-m", "experiments.cli", "bench", "--dynamic", "standard", "--settings",
+                          "missing-0.9"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0 and "not a standard setting name" in bad.stderr and "Traceback" not in bad.stderr
