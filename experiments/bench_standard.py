@@ -217,6 +217,18 @@ def _setting_table(setting: str, summaries: list[dict], best: str | None) -> lis
     return lines
 
 
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``standard.csv`` with their numbers back (to redraw or re-summarise a run)."""
+    import csv
+
+    rows = list(csv.DictReader(Path(path).open()))
+    for row in rows:
+        row["seed"], row["max_queued"] = int(row["seed"]), int(row["max_queued"])
+        for key in METRICS + ("wall_time_s",):
+            row[key] = float(row[key])
+    return rows
+
+
 def chart(rows: Sequence[dict], path: Path) -> Path | None:
     """Ratio to the best rule per setting (x) and method (markers), with the paired intervals."""
     try:
@@ -231,6 +243,7 @@ def chart(rows: Sequence[dict], path: Path) -> Path | None:
     methods = list(dict.fromkeys(s["method"] for s in summaries))
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(settings)), 5))
     width = 0.8 / max(1, len(methods))
+    colours = plt.get_cmap("tab20").colors
     for i, method in enumerate(methods):
         xs, ys, low, high = [], [], [], []
         for x, setting in enumerate(settings):
@@ -240,7 +253,9 @@ def chart(rows: Sequence[dict], path: Path) -> Path | None:
                     ys.append(s["ratio"])
                     low.append(s["ratio"] - s["ratio_low"])
                     high.append(s["ratio_high"] - s["ratio"])
-        ax.errorbar(xs, ys, yerr=[low, high], fmt="o", ms=4, capsize=2, label=method)
+        learned = method.startswith("policy")
+        ax.errorbar(xs, ys, yerr=[low, high], fmt="*" if learned else "o", ms=7 if learned else 4, capsize=2,
+                    color=colours[(2 * i) % 20 + (i // 10) % 2], label=method)  # fmt: skip
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("mean weighted tardiness / best rule's")
