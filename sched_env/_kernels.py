@@ -999,7 +999,7 @@ def dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, q
     features[row, DF.allowed] = 1.0 if dynamic_startable(inst, state, j, J, M, O, D, S) else 0.0
     features[row, DF.next_planned_duration] = state[T.job_duration + j] * per_duration
     features[row, DF.planned_remaining_work] = left * per_time
-    features[row, DF.remaining_ops] = ops_left / O
+    features[row, DF.remaining_ops] = ops_left / inst[I.n_machines]  # not the padded O: the same in any batch
     features[row, DF.job_busy_for] = max(0, state[T.job_expected + j] - now) * per_time
     features[row, DF.machine_busy_for] = max(0, state[T.machine_expected + machine] - now) * per_time
     features[row, DF.machine_down] = 1.0 if window != NONE else 0.0

@@ -189,7 +189,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     a planner knows now: only slots with an unfinished job have non-zero rows; durations are
     the planned ones; a breakdown is seen once it has begun (with its repair time),
     maintenance only while it runs. Columns (``DYNAMIC_FEATURE_NAMES``): allowed, next planned
-    duration, planned work left, operations left, time until the job's running op is expected
+    duration, planned work left, operations left (/ machines), time until the job's running op is expected
     to end, time until its next machine is expected to be free, machine down now, for how
     long, planned load of the active jobs on that machine, due-date slack, weight (/ largest),
     time in system; then what the strong dispatching rules read: the duration of the operation

@@ -433,7 +433,7 @@ class ReferenceDynamicShop:
                 mask[i],
                 v["p"] / longest,
                 remaining / self.scale,
-                ops_left / self.O,
+                ops_left / jobs.n_machines,
                 max(0, self.expected_job[j] - now) / self.scale,
                 max(0, self.expected_machine[m] - now) / self.scale,
                 window is not None,
