@@ -221,7 +221,8 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     """Rows of a ``standard.csv`` with their numbers back (to redraw or re-summarise a run)."""
     import csv
 
-    rows = list(csv.DictReader(Path(path).open()))
+    with Path(path).open() as handle:
+        rows = list(csv.DictReader(handle))
     for row in rows:
         row["seed"], row["max_queued"] = int(row["seed"]), int(row["max_queued"])
         for key in METRICS + ("wall_time_s",):
