@@ -47,7 +47,7 @@ class PolicyDecider:
 
     def choose(self, batch, observation) -> np.ndarray:
         """The greedy policy's pick in every shop of a batched dynamic env."""
-        policy = self._policies.get("any") or self.policy_for(None)
+        policy = self.policy_for(None)
         jobs, mask = observation["jobs"], observation["action_mask"]
         offered = mask.shape[1] == jobs.shape[1] + 1  # the env offers the wait action
         if offered and not policy.waits:  # a policy without a wait head: it never waits
@@ -64,7 +64,7 @@ class PolicyDecider:
         from baselines.deciders import dispatch_by_choosing
         from baselines.rules import dispatch_dynamic_network
 
-        policy = self._policies.get("any") or self.policy_for(None)
+        policy = self.policy_for(None)
         if policy.network is None:
             return dispatch_by_choosing(self, scenarios, objective=objective, window=window)
         hidden, parameters = policy.network

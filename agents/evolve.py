@@ -22,6 +22,7 @@ the same interface as every other sched-env policy, run by onnxruntime alone.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -173,11 +174,16 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator) -> Stand
     )
 
 
+def _streams(specs: list[tuple[str, int, str]]):
+    """The settings and scenarios of stream specs ``(setting name, seed, purpose)``."""
+    settings = [StandardSetting.parse(name) for name, _, _ in specs]
+    return settings, [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
+
+
 def stream_tardiness(networks: np.ndarray, hidden: int, specs: list[tuple[str, int, str]]) -> np.ndarray:
     """Mean weighted tardiness (networks x streams) of every network on every stream ``(setting,
-    seed, purpose)``; a row of NaN weights means ATC. A module-level function: Ray workers run it."""
-    settings = [StandardSetting.parse(name) for name, _, _ in specs]
-    scenarios = [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
+    seed, purpose)``. A module-level function: Ray workers run it."""
+    settings, scenarios = _streams(specs)
     n, b = len(networks), len(scenarios)
     params = np.repeat(networks, b, axis=0)
     runs = run_streams(scenarios * n, params=params, hidden=hidden)
@@ -187,8 +193,7 @@ def stream_tardiness(networks: np.ndarray, hidden: int, specs: list[tuple[str, i
 
 def atc_tardiness(specs: list[tuple[str, int, str]]) -> np.ndarray:
     """ATC's mean weighted tardiness on each stream (the reference of the fitness)."""
-    settings = [StandardSetting.parse(name) for name, _, _ in specs]
-    scenarios = [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
+    settings, scenarios = _streams(specs)
     runs = run_streams(scenarios, rules=[K.RULE.atc] * len(scenarios))
     return np.array([weighted_tardiness_mean(s, c, end) for s, c, (_, end, _) in zip(settings, scenarios, runs)])
 
@@ -271,8 +276,8 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
         s = training_setting(config, rng)
         specs.append((s.name, int(rng.integers(2**31)), "train"))
     reference = atc_tardiness(specs)
-    floor = np.array([0.01 * StandardSetting.parse(n).mean_ops * StandardSetting.parse(n).mean_duration
-                      for n, _, _ in specs])  # fmt: skip
+    shops = [StandardSetting.parse(name) for name, _, _ in specs]
+    floor = np.array([0.01 * shop.mean_ops * shop.mean_duration for shop in shops])
     noise = rng.standard_normal((config.pairs, len(state.theta)))
     scaled = config.sigma * noise * state.scales  # the search runs in per-feature standard units
     networks = np.concatenate([state.theta[None, :], state.theta + scaled, state.theta - scaled])
@@ -345,41 +350,32 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
     progress = out / "progress.csv"
     new_file = not progress.exists()
     pool = TaskPool(parallel=2, ray_address=ray_address) if ray_address else None
-    with open(progress, "a", newline="") as handle, (pool or _Nothing()):
+    with open(progress, "a", newline="") as handle, (pool or contextlib.nullcontext()):
         writer = csv.writer(handle)
         if new_file:
             writer.writerow(["generation", "minutes", "train_log_ratio", "validation_ratio"])
         evaluate = Evaluator(pool, chunks=8)
         base = state.minutes
+
+        def validate() -> None:  # keep the best network, checkpoint, log
+            ratio = validation_score(evaluate, state.theta, config.hidden, specs, reference)
+            if ratio < state.best_score:
+                state.best_score, state.best_theta = ratio, state.theta.copy()
+            state.save(checkpoint, config)
+            writer.writerow([state.generation, round(state.minutes, 2), "", round(ratio, 4)])
+            handle.flush()
+            say(f"generation {state.generation} ({state.minutes:.1f} min): validation {ratio:.4f} x ATC"
+                f" (best {state.best_score:.4f})")  # fmt: skip
+
         while True:
             elapsed = (time.perf_counter() - started) / 60
             state.minutes = base + elapsed
-            validate = state.generation % config.validate_every == 0
-            if validate:
-                ratio = validation_score(evaluate, state.theta, config.hidden, specs, reference)
-                if ratio < state.best_score:
-                    state.best_score, state.best_theta = ratio, state.theta.copy()
-                state.save(checkpoint, config)
-                writer.writerow([state.generation, round(state.minutes, 2), "", round(ratio, 4)])
-                handle.flush()
-                say(f"generation {state.generation} ({state.minutes:.1f} min): validation {ratio:.4f} x ATC"
-                    f" (best {state.best_score:.4f})")  # fmt: skip
-            if elapsed >= minutes or state.generation >= config.generations:
-                if not validate:  # the last generation is always validated
-                    continue_validation = validation_score(evaluate, state.theta, config.hidden, specs, reference)
-                    if continue_validation < state.best_score:
-                        state.best_score, state.best_theta = continue_validation, state.theta.copy()
-                    state.save(checkpoint, config)
-                    writer.writerow([state.generation, round(state.minutes, 2), "", round(continue_validation, 4)])
+            last = elapsed >= minutes or state.generation >= config.generations
+            if last or state.generation % config.validate_every == 0:  # the last generation is always validated
+                validate()
+            if last:
                 break
             fitness = generation_step(state, config, evaluate)
             writer.writerow([state.generation, round(base + (time.perf_counter() - started) / 60, 2), round(fitness, 4), ""])
     return export_best(state, config, out)
 
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None

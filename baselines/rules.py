@@ -190,7 +190,7 @@ def dispatch_dynamic_network(
 
 def _dispatch_dynamic(scenarios, run, methods, seeds, objective: str, window: int | None) -> list[SolveResult]:
     """Encode the scenarios in one layout, ``run`` the kernel, validate and report each schedule."""
-    from sched_env.dynamic import INTERRUPTION_IDS, OBJECTIVES, encode_scenario, episode_summary, stream_schedule
+    from sched_env.dynamic import OBJECTIVES, encode_scenarios, episode_summary, stream_schedule
     from sched_env.events import Scenario
 
     if not scenarios:
@@ -199,16 +199,9 @@ def _dispatch_dynamic(scenarios, run, methods, seeds, objective: str, window: in
         raise TypeError("dynamic dispatching needs Scenario objects")
     objective_id = option(objective, OBJECTIVES, "objective")
     start = time.perf_counter()
-    jobs = [s.jobs for s in scenarios]
-    layout = ShopLayout(
-        window or max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs),
-        D=max(1, max(len(s.downtimes) for s in scenarios)), S=max(i.n_jobs for i in jobs), dynamic=True,
-    )  # fmt: skip
-    insts = np.zeros((len(scenarios), layout.instance_length), dtype=np.int64)
-    orders = [encode_scenario(layout, s, row) for s, row in zip(scenarios, insts)]
+    layout, insts, orders, interruptions = encode_scenarios(scenarios, window)
     states = np.zeros((len(scenarios), layout.state_length), dtype=np.int64)
     masks = np.zeros((len(scenarios), layout.J), dtype=np.int8)
-    interruptions = np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64)
     run(insts, states, interruptions, objective_id, masks, (layout.J, layout.M, layout.O, layout.D, layout.S))
     elapsed = (time.perf_counter() - start) / len(scenarios)
     T = layout.state_offsets

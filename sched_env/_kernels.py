@@ -642,6 +642,12 @@ def nth_allowed(mask, uniform, J):
 
 
 @_kernel
+def improves(best, key, tie, best_key, best_tie):
+    """Does a job with ``key`` (smaller is better) and ``tie`` beat the best so far? (None yet: yes.)"""
+    return best == NONE or key < best_key or (key == best_key and tie < best_tie)
+
+
+@_kernel
 def allowed_mean_duration(state, mask, J, M, O):
     """Mean planned next-operation duration (at least 1 each) of the allowed jobs; 1 if none."""
     S = state_offsets(J, M, O)
@@ -674,7 +680,7 @@ def pick_by_rule(inst, state, mask, rule, uniform, now, ties, J, M, O):
             continue
         key = rule_key(inst, state, j, rule, now, mean_p, queue_work, J, M, O)
         tie = j if ties == NONE else state[ties + j]
-        if best == NONE or key < best_key or (key == best_key and tie < best_tie):
+        if improves(best, key, tie, best_key, best_tie):
             best, best_key, best_tie = j, key, tie
     return best
 
@@ -982,9 +988,10 @@ def dynamic_reward(inst, state, objective, J, M, O, S):
 
 
 @_kernel
-def dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, queue_count, features, row, J, M, O, D, S):
-    """Write slot ``j``'s features into ``features[row]`` (see :func:`dynamic_observe`); ``load``,
-    ``queue_work``, ``queue_count`` are the machines' planned load and queues now."""
+def dynamic_job_features(inst, state, j, allowed, mean_p, max_weight, load, queue_work, queue_count, features, row,
+                         J, M, O, D, S):  # fmt: skip
+    """Write slot ``j``'s features into ``features[row]`` (see :func:`dynamic_observe`); ``allowed``
+    is its mask entry, ``load``, ``queue_work``, ``queue_count`` the machines' planned load and queues now."""
     I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     now = state[T.now]
@@ -996,7 +1003,7 @@ def dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, q
     ops_left = inst[I.job_n_ops + j] - state[T.job_next_op + j]
     slack = inst[I.job_due + j] - now - left
     next_machine, npt = next_after(inst, state, j, J, M, O)
-    features[row, DF.allowed] = 1.0 if dynamic_startable(inst, state, j, J, M, O, D, S) else 0.0
+    features[row, DF.allowed] = allowed
     features[row, DF.next_planned_duration] = state[T.job_duration + j] * per_duration
     features[row, DF.planned_remaining_work] = left * per_time
     features[row, DF.remaining_ops] = ops_left / inst[I.n_machines]  # not the padded O: the same in any batch
@@ -1040,7 +1047,7 @@ def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, 
             max_weight = max(max_weight, inst[I.job_weight + j])
             for k in range(state[T.job_next_op + j], inst[I.job_n_ops + j]):
                 load[inst[I.op_machine + j * O + k]] += inst[I.op_duration + j * O + k]
-            if state[T.job_ready + j] <= now:  # waiting in the machine's queue (see queue_of)
+            if queue_of(state, j, now, J, M, O):
                 queue_work[machine] += state[T.job_duration + j]
                 queue_count[machine] += 1
     return allowed_mean_duration(state, mask, J, M, O), max_weight
@@ -1062,8 +1069,8 @@ def dynamic_observe(inst, state, mask, features, J, M, O, D, S):
             for c in range(N_DYNAMIC_FEATURES):
                 features[j, c] = 0.0
         else:
-            dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, queue_count, features, j,
-                                 J, M, O, D, S)  # fmt: skip
+            dynamic_job_features(inst, state, j, mask[j], mean_p, max_weight, load, queue_work, queue_count, features,
+                                 j, J, M, O, D, S)  # fmt: skip
 
 
 @_kernel
@@ -1196,17 +1203,17 @@ def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D
     queue_count = np.empty(M, dtype=np.int64)
     mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S)
     best = NONE
-    best_score = 0.0
+    best_key = 0.0
     best_tie = 0
     for j in range(J):
         if mask[j] == 0:
             continue
-        dynamic_job_features(inst, state, j, mean_p, max_weight, load, queue_work, queue_count, scratch, j,
+        dynamic_job_features(inst, state, j, 1.0, mean_p, max_weight, load, queue_work, queue_count, scratch, j,
                              J, M, O, D, S)  # fmt: skip
-        score = priority_score(params, hidden, scratch, j)
+        key = -priority_score(params, hidden, scratch, j)  # the highest score first
         tie = state[T.slot_job + j]
-        if best == NONE or score > best_score or (score == best_score and tie < best_tie):
-            best, best_score, best_tie = j, score, tie
+        if improves(best, key, tie, best_key, best_tie):
+            best, best_key, best_tie = j, key, tie
     return best
 
 

@@ -95,6 +95,20 @@ def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray) -> 
     return order
 
 
+def encode_scenarios(scenarios, window: int | None = None):
+    """Several scenarios in one layout of ``window`` job slots (default: one per job of the
+    largest), for one batched kernel call: (layout, instance rows, stream orders, interruption ids)."""
+    jobs = [s.jobs for s in scenarios]
+    layout = ShopLayout(
+        window or max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs),
+        D=max(1, max(len(s.downtimes) for s in scenarios)), S=max(i.n_jobs for i in jobs), dynamic=True,
+    )  # fmt: skip
+    insts = np.zeros((len(scenarios), layout.instance_length), dtype=np.int64)
+    orders = [encode_scenario(layout, s, row) for s, row in zip(scenarios, insts)]
+    interruptions = np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64)
+    return layout, insts, orders, interruptions
+
+
 def stream_schedule(rows: ShopLayout, scenario: Scenario, order: np.ndarray, state: np.ndarray) -> Schedule:
     """The operations run so far in a dynamic state row (real times, scenario job numbering)."""
     T = rows.state_offsets

@@ -192,8 +192,7 @@ def recorded_metrics(setting: StandardSetting, scenario: Scenario, start: np.nda
     """The standard objectives over the recorded jobs, from the real start and end times of every
     operation (stream-job rows, -1 where an operation never ran)."""
     jobs = scenario.jobs
-    rows = np.arange(jobs.n_jobs)
-    last = end[rows, jobs.n_ops - 1]
+    last = end[np.arange(jobs.n_jobs), jobs.n_ops - 1]
     if (last < 0).any():
         raise InvalidScenarioError(f"{scenario.name}: {int((last < 0).sum())} jobs never finished")
     window = setting.recorded_jobs
@@ -221,31 +220,17 @@ def recorded_metrics(setting: StandardSetting, scenario: Scenario, start: np.nda
 DEFAULT_WINDOW = 320
 
 
-def stream_rows(scenarios, window: int = DEFAULT_WINDOW):
-    """The kernel rows of several streams in one layout: (layout, instance rows, interruption ids)."""
-    from sched_env.dynamic import INTERRUPTION_IDS, encode_scenario
-    from sched_env.shop import ShopLayout
-
-    layout = ShopLayout(
-        window, max(s.n_machines for s in scenarios), max(s.jobs.max_ops for s in scenarios),
-        D=max(1, max(len(s.downtimes) for s in scenarios)), S=max(s.jobs.n_jobs for s in scenarios), dynamic=True,
-    )  # fmt: skip
-    insts = np.zeros((len(scenarios), layout.instance_length), dtype=np.int64)
-    for scenario, row in zip(scenarios, insts):
-        order = encode_scenario(layout, scenario, row)
-        if not np.array_equal(order, np.arange(scenario.jobs.n_jobs)):
-            raise InvalidScenarioError(f"{scenario.name}: a stream's jobs must be numbered in arrival order")
-    interruptions = np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64)
-    return layout, insts, interruptions
-
-
 def run_streams(scenarios, *, rules=None, params=None, hidden: int = 0, window: int = DEFAULT_WINDOW):
     """Run each stream to its end in one kernel call, shop i dispatching by rule id ``rules[i]``
     or by the priority network ``params[i]`` (``hidden`` units). Returns per shop the real
     (start, end) matrices by job and the most jobs that ever waited for a slot."""
     from sched_env import _kernels as K
+    from sched_env.dynamic import encode_scenarios
 
-    layout, insts, interruptions = stream_rows(scenarios, window)
+    layout, insts, orders, interruptions = encode_scenarios(scenarios, window)
+    for scenario, order in zip(scenarios, orders):
+        if not np.array_equal(order, np.arange(scenario.jobs.n_jobs)):
+            raise InvalidScenarioError(f"{scenario.name}: a stream's jobs must be numbered in arrival order")
     n = len(scenarios)
     states = np.zeros((n, layout.state_length), dtype=np.int64)
     masks = np.zeros((n, layout.J), dtype=np.int8)
