@@ -11,7 +11,7 @@ and running work untouched), and ``hint`` an optional plan of the same problem t
 
 Deciders are named by *method specs* ``NAME[:ARG...][@QUALIFIER]``::
 
-    mwkr  mwkr@giffler_thompson  atc  random:128  cpsat:10  cpsat:10:hint  right-shift
+    mwkr  mwkr@giffler_thompson  atc  random:128  cpsat:10  cpsat:10:hint  tabu:10  tabu:iters=20000  right-shift
     policy  policy:128  policy@PATH  hybrid:10          (the last ones from sched-env's agents)
 
 Names come from the registry: the built-ins below, anything added with :func:`register`,
@@ -31,6 +31,7 @@ inside its limit; rules cannot stop early but report an over-run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ class MethodSpec:
             value = int(self.args[index]) if integer else float(self.args[index])
         except ValueError:
             value = 0
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             kind = "a positive integer" if integer else "a positive number"
             raise DeciderError(f"method {self.text!r}: {what} must be {kind}, got {self.args[index]!r}")
         return value
@@ -469,6 +470,12 @@ def _right_shift_factory(spec: MethodSpec, *, objective: str | None = None, **_:
     return RightShiftDecider(spec.text, objective)
 
 
+def _tabu_factory(spec: MethodSpec, **options: Any) -> Decider:
+    from baselines.tabu import tabu_factory
+
+    return tabu_factory(spec, **options)
+
+
 def _best_rule_schedule(instance: JobShopInstance) -> Schedule:
     from baselines import rules
 
@@ -502,6 +509,10 @@ def _register_builtins() -> None:
     register(
         "cpsat", _cpsat_factory, summary="OR-Tools CP-SAT, cpsat:SECONDS[:hint] (static solve or rescheduling)",
         example="cpsat:1", origin="sched-env", qualifier="none",
+    )  # fmt: skip
+    register(
+        "tabu", _tabu_factory, summary="tabu search (compiled N5, elite restarts), tabu:SECONDS or tabu:iters=N"
+        " (static solve or rescheduling)", example="tabu:1", origin="sched-env", qualifier="none",
     )  # fmt: skip
     register(
         "right-shift", _right_shift_factory, summary="right-shift repair of the previous plan (rescheduling only)",

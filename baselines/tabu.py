@@ -1,0 +1,406 @@
+"""Tabu search on the disjunctive graph: the best plan a budget allows, for a static instance
+(makespan) and for the rest of a running shop (makespan, weighted tardiness, flow time).
+
+The search (Nowicki and Smutnicki's TSAB, compiled in :mod:`baselines._tabu_kernels`) moves
+critical operations: on a static shop the N5 moves, chosen by O(1) estimates from heads and
+tails; on a running shop (releases, work that is running, known downtimes) swaps on the longest
+paths to the jobs that cost something, each evaluated exactly by the decoder. A tabu list of
+reversed arcs with aspiration, a cycle detector on solution fingerprints, and restarts from an
+elite set kicked by random critical swaps. ``workers`` searches with different seeds run on as
+many cores (threads: the kernels release the GIL); the best plan wins. Anytime: the best plan
+so far when the time ends; never worse than the plan it started from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from baselines import _tabu_kernels as K
+from instances import InvalidInstanceError, JobShopInstance
+from sched_env.schedule import Schedule
+
+OBJECTIVE_KINDS = {
+    "makespan": K.MAKESPAN,
+    "total_weighted_tardiness": K.WEIGHTED_TARDINESS,
+    "total_flow_time": K.FLOW,
+    "mean_flow_time": K.FLOW,
+}
+#: Seconds of one kernel call when a clock bounds the search (how far past a deadline it may run).
+CHUNK_S = 0.004
+
+
+@dataclass(frozen=True)
+class TabuSettings:
+    """The search's knobs (tuned on generated instances, see ``experiments/tabu_tuning.py``).
+
+    Tenure: a reversed arc stays tabu for ``tenure_base + n/m`` to 1.5 times that many moves;
+    a run without a better plan for ``stall_moves`` moves (or a cycle) restarts from an elite
+    plan kicked by ``kicks`` random critical swaps; ``max_moves``: moves evaluated exactly per
+    step on a running shop."""
+
+    tenure_base: int = 6
+    stall_moves: int = 2500
+    kicks: tuple[int, int] = (2, 6)
+    elite: int = 8
+    max_moves: int = 48
+    cycle_limit: int = 1
+
+    def params(self, instance: JobShopInstance, kind: int, exact: bool) -> np.ndarray:
+        tenure = self.tenure_base + instance.n_jobs // max(instance.n_machines, 1)
+        values = [0] * K.N_PARAMS
+        values[K.KIND], values[K.EXACT] = kind, int(exact)
+        values[K.TENURE_MIN], values[K.TENURE_SPAN] = tenure, max(1, tenure // 2)
+        values[K.STALL_LIMIT] = self.stall_moves
+        values[K.PERTURB_MIN], values[K.PERTURB_SPAN] = self.kicks[0], self.kicks[1] - self.kicks[0]
+        values[K.CAP], values[K.CYCLE_LIMIT] = self.max_moves, self.cycle_limit
+        return np.array(values, dtype=np.int64)
+
+
+@dataclass
+class TabuProblem:
+    """An instance as the kernels see it: operations numbered job by job, each machine's
+    operations, blocked intervals per machine (sorted, disjoint)."""
+
+    instance: JobShopInstance
+    arrays: tuple
+    job: np.ndarray  # job of each operation
+    op: np.ndarray  # index of each operation in its job
+    slots: int  # the most operations any machine has
+    exact: bool
+
+    @classmethod
+    def build(cls, instance: JobShopInstance, blocked: dict | None = None, objective: str = "makespan") -> TabuProblem:
+        if objective not in OBJECTIVE_KINDS:
+            raise InvalidInstanceError(f"tabu: unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_KINDS)}")
+        n_ops = instance.n_ops.astype(np.int64)
+        job = np.repeat(np.arange(instance.n_jobs, dtype=np.int64), n_ops)
+        first = np.concatenate([[0], np.cumsum(n_ops)[:-1]]).astype(np.int64)
+        op = np.arange(len(job), dtype=np.int64) - first[job]
+        mach, dur = instance.machines[job, op].astype(np.int64), instance.durations[job, op].astype(np.int64)
+        jpred = np.where(op > 0, np.arange(len(job)) - 1, -1).astype(np.int64)
+        jsucc = np.where(op < n_ops[job] - 1, np.arange(len(job)) + 1, -1).astype(np.int64)
+        release = instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, np.int64)
+        rel = np.where(op == 0, release[job], 0).astype(np.int64)
+        count = np.bincount(mach, minlength=instance.n_machines).astype(np.int64)
+        loc = np.zeros(len(job), dtype=np.int64)
+        seen = np.zeros(instance.n_machines, dtype=np.int64)
+        for o, m in enumerate(mach.tolist()):
+            loc[o], seen[m] = seen[m], seen[m] + 1
+        blocked = {int(m): sorted(v) for m, v in (blocked or {}).items() if v}
+        width = max((len(v) for v in blocked.values()), default=0)
+        bstart = np.zeros((instance.n_machines, max(width, 1)), dtype=np.int64)
+        bend = np.zeros_like(bstart)
+        nb = np.zeros(instance.n_machines, dtype=np.int64)
+        for m, intervals in blocked.items():
+            nb[m] = len(intervals)
+            bstart[m, : len(intervals)] = [a for a, _ in intervals]
+            bend[m, : len(intervals)] = [b for _, b in intervals]
+        due = instance.due_dates if instance.due_dates is not None else np.zeros(instance.n_jobs, np.int64)
+        if objective == "total_weighted_tardiness" and instance.due_dates is None:
+            raise InvalidInstanceError(f"tabu: weighted tardiness needs due dates; {instance.name!r} has none")
+        weight = instance.weights if instance.weights is not None else np.ones(instance.n_jobs, np.int64)
+        job_last = (first + n_ops - 1).astype(np.int64)
+        arrays = (dur, mach, jpred, jsucc, rel, job, loc, job_last, due.astype(np.int64), weight.astype(np.int64),
+                  release.astype(np.int64), count, bstart, bend, nb)  # fmt: skip
+        exact = bool(blocked) or bool(release.any()) or objective != "makespan"
+        return cls(instance, arrays, job, op, int(max(count.max(initial=1), 1)), exact)
+
+    @property
+    def n_operations(self) -> int:
+        return len(self.job)
+
+    def orders(self, schedule: Schedule) -> np.ndarray:
+        """Each machine's order in ``schedule`` (by start, then end: a zero-length operation at
+        another's start goes first), as the kernels' ``seq``."""
+        index = {(int(j), int(k)): o for o, (j, k) in enumerate(zip(self.job, self.op))}
+        seq = np.full((self.instance.n_machines, self.slots), -1, dtype=np.int64)
+        filled = np.zeros(self.instance.n_machines, dtype=np.int64)
+        rows = sorted(zip(schedule.start.tolist(), schedule.end.tolist(), schedule.job.tolist(), schedule.op.tolist()))
+        for _s, _e, j, k in rows:
+            o = index[j, k]
+            m = int(self.arrays[1][o])
+            seq[m, filled[m]] = o
+            filled[m] += 1
+        return seq
+
+    def schedule(self, seq: np.ndarray) -> Schedule:
+        """The plan machine orders give (every operation at its earliest time)."""
+        start = np.zeros(self.n_operations, dtype=np.int64)
+        end = np.zeros_like(start)
+        if K.decode_orders(self.arrays, seq, start, end) < self.n_operations:
+            raise RuntimeError("tabu: machine orders with a cycle reached the decoder (a bug: please report it)")
+        return Schedule(self.job, self.op, self.arrays[1], start, end, instance_name=self.instance.name)
+
+
+def _seed_state(seed: int, stream: int) -> np.ndarray:
+    """A non-zero xorshift state for search ``stream`` of ``seed`` (SplitMix64 of both)."""
+    mask = (1 << 64) - 1
+    x = (int(seed) * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return np.array([(x ^ (x >> 31)) or 1], dtype=np.uint64)
+
+
+@dataclass
+class _Search:
+    """One search's arrays (its whole state: any chunking of its moves gives the same search)."""
+
+    problem: TabuProblem
+    params: np.ndarray
+    sol: tuple
+    work: tuple
+    moves_made: int = 0
+    seconds: float = 0.0
+    start_value: int = 0
+
+    @classmethod
+    def start(cls, problem: TabuProblem, seq: np.ndarray, seed: int, stream: int, settings: TabuSettings,
+              kind: int) -> _Search:  # fmt: skip
+        n, m, width = problem.n_operations, problem.instance.n_machines, problem.slots
+        sol = (
+            seq.copy(), np.zeros(n, np.int64), np.zeros(K.N_COUNTERS, np.int64), _seed_state(seed, stream),
+            np.zeros((m, width, width), np.int64), seq.copy(), seq.copy(), np.zeros((settings.elite, m, width), np.int64),
+            np.zeros(settings.elite, np.int64), np.zeros(settings.elite, np.int64), np.zeros(K.RING, np.int64),
+        )  # fmt: skip
+        work = tuple(np.zeros(n, np.int64) for _ in range(4)) + (np.zeros(2 * n, np.int64),) + tuple(
+            np.zeros(n, np.int64) for _ in range(2)
+        ) + (np.zeros((2 * n + 2, 2), np.int64), np.zeros(2 * n + 2, np.int64), np.full(n, -1, np.int64)) + tuple(
+            np.zeros(n, np.int64) for _ in range(4)
+        )  # fmt: skip
+        search = cls(problem, settings.params(problem.instance, kind, problem.exact), sol, work)
+        search.start_value = int(K.begin(problem.arrays, sol, work, search.params))
+        if search.start_value < 0:
+            raise RuntimeError("tabu: the start plan's machine orders hold a cycle (a bug: please report it)")
+        return search
+
+    @property
+    def counters(self) -> np.ndarray:
+        return self.sol[2]
+
+    @property
+    def best(self) -> int:
+        return int(self.counters[K.BEST])
+
+    def run(self, iterations: int | None, deadline: float | None) -> None:
+        """Move until ``iterations`` moves are made or ``deadline`` (perf_counter) passes."""
+        began = time.perf_counter()
+        chunk = 16
+        while self.counters[K.DONE] == 0:
+            todo = chunk if iterations is None else min(chunk, iterations - self.moves_made)
+            if todo <= 0 or deadline is not None and time.perf_counter() >= deadline:
+                break
+            t0 = time.perf_counter()
+            self.moves_made += K.search(self.problem.arrays, self.sol, self.work, self.params, todo)
+            took = time.perf_counter() - t0
+            chunk = int(min(max(1, chunk * CHUNK_S / took if took > 0 else chunk * 2), 1_000_000))
+        self.seconds += time.perf_counter() - began
+
+
+@dataclass
+class TabuOutcome:
+    schedule: Schedule
+    objective: int
+    start_objective: int
+    optimal: bool
+    stats: dict = field(default_factory=dict)
+
+
+def tabu_search(
+    problem: TabuProblem,
+    start: Schedule,
+    *,
+    objective: str = "makespan",
+    seconds: float | None = None,
+    iterations: int | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    settings: TabuSettings | None = None,
+) -> TabuOutcome:
+    """Improve ``start`` (a valid plan of ``problem.instance``) for ``seconds`` or ``iterations``
+    moves per search, with ``workers`` searches on as many threads; the best plan found."""
+    if seconds is None and iterations is None:
+        raise ValueError("tabu_search needs seconds or iterations")
+    settings = settings or TabuSettings()
+    seq = problem.orders(start)
+    kind = OBJECTIVE_KINDS[objective]
+    searches = [_Search.start(problem, seq, seed, i, settings, kind) for i in range(max(1, int(workers)))]
+    deadline = None if seconds is None else time.perf_counter() + seconds
+    if len(searches) == 1:
+        searches[0].run(iterations, deadline)
+    else:
+        threads = [threading.Thread(target=s.run, args=(iterations, deadline)) for s in searches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    winner = min(range(len(searches)), key=lambda i: (searches[i].best, i))
+    best = searches[winner]
+    schedule = problem.schedule(best.sol[5])
+    moves = sum(s.moves_made for s in searches)
+    seconds_run = max(s.seconds for s in searches)
+    stats = {
+        "iterations": moves, "iterations_per_s": round(moves / seconds_run, 1) if seconds_run > 0 else None,
+        "searches": len(searches), "winner": winner, "restarts": int(sum(s.counters[K.RESTARTS] for s in searches)),
+        "cycles": int(sum(s.counters[K.CYCLES] for s in searches)), "exact_moves": problem.exact,
+        "evaluations": int(sum(s.counters[K.EVALS] for s in searches)),
+    }  # fmt: skip
+    return TabuOutcome(schedule, best.best, searches[0].start_value, bool(best.counters[K.DONE]), stats)
+
+
+# ---------------------------------------------------------------------- the decider
+DEFAULT_SECONDS = 10.0
+#: Seconds kept back from a time limit for reading the plan back and validating it
+#: (a fixed part and a share of the limit; measured on 100x20: about 10 ms).
+READ_BACK_S = (0.02, 0.01)
+_warm = False
+
+
+def warm_kernels() -> None:
+    """Compile (or load from numba's cache) the search's kernels on a tiny shop, once per process,
+    so that no budget pays for it."""
+    global _warm
+    if _warm:
+        return
+    tiny = JobShopInstance([[0, 1], [1, 0]], [[2, 3], [2, 1]], n_machines=2, name="warm-up")
+    start = Schedule([0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0], [0, 2, 0, 5], [2, 5, 2, 6])
+    for objective, blocked in (("makespan", None), ("total_flow_time", {0: [(7, 9)]})):
+        tabu_search(TabuProblem.build(tiny, blocked, objective), start, objective=objective, iterations=4, workers=1)
+    _warm = True
+
+
+@dataclass
+class TabuDecider:
+    """``tabu:SECONDS`` (default 10 s) or ``tabu:iters=N`` (N moves per search: bit-for-bit
+    repeatable for a seed), ``workers`` searches on as many cores. Starts from the hint (a
+    running shop: the hint repaired by right-shift), else from the best dispatching rule's plan."""
+
+    spec: str
+    seconds: float | None
+    iterations: int | None = None
+    objective: str | None = None
+    workers: int = 2
+    settings: TabuSettings = field(default_factory=TabuSettings)
+    dispatches = False
+    reads_files = False
+
+    @property
+    def time_limit_s(self) -> float | None:
+        return self.seconds
+
+    def __post_init__(self) -> None:
+        warm_kernels()
+
+    def _search_seconds(self, budget_s: float | None, started: float) -> float | None:
+        limits = [x for x in (self.seconds, budget_s) if x is not None]
+        if not limits:
+            return None
+        limit = min(limits)
+        fixed, share = READ_BACK_S
+        return max(0.0, limit - fixed - share * limit - (time.perf_counter() - started))
+
+    def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint: Schedule | None = None):
+        from sched_env.snapshot import ShopState
+
+        started = time.perf_counter()
+        if isinstance(problem, ShopState):
+            return self._solve_state(problem, budget_s, seed, hint, started)
+        return self._solve_instance(problem, budget_s, seed, hint, started)
+
+    def _run(self, problem: TabuProblem, start: Schedule, objective: str, budget_s, seed: int, started: float):
+        seconds = self._search_seconds(budget_s, started)
+        return tabu_search(problem, start, objective=objective, seconds=seconds, iterations=self.iterations,
+                           seed=seed, workers=self.workers, settings=self.settings)  # fmt: skip
+
+    def _params(self, outcome: TabuOutcome, objective: str, start_method: str) -> dict:
+        return {"objective": objective, "time_limit_s": self.seconds, "iterations_limit": self.iterations,
+                "workers": self.workers, "start": start_method, "start_objective": outcome.start_objective,
+                **outcome.stats}  # fmt: skip
+
+    def _solve_instance(self, instance: JobShopInstance, budget_s, seed, hint, started):
+        from baselines.deciders import DeciderError, _best_rule_schedule
+        from sched_env.schedule import SolveResult, validate_schedule
+
+        objective = self.objective or "makespan"
+        if objective != "makespan":
+            raise DeciderError(f"{self.spec}: a static instance is solved for the makespan only")
+        if hint is not None:
+            validate_schedule(instance, hint)
+        start = hint if hint is not None else _best_rule_schedule(instance)
+        outcome = self._run(TabuProblem.build(instance), start, objective, budget_s, seed, started)
+        validate_schedule(instance, outcome.schedule)
+        status = "optimal" if outcome.optimal else ("feasible" if outcome.objective < start.makespan else "start-plan")
+        return SolveResult(
+            schedule=outcome.schedule, objective=outcome.schedule.makespan, status=status, method=self.spec,
+            wall_time_s=time.perf_counter() - started, instance_name=instance.name,
+            lower_bound=outcome.objective if outcome.optimal else None, seed=seed,
+            params=self._params(outcome, objective, "hint" if hint is not None else "best rule"),
+        )  # fmt: skip
+
+    def _solve_state(self, state, budget_s, seed, hint, started):
+        from baselines.deciders import _best_rule_plan
+        from baselines.repair import right_shift
+        from sched_env.schedule import SolveResult, objective_value
+        from sched_env.snapshot import plan_rest, residual
+
+        objective = self.objective or "total_weighted_tardiness"
+        start = (right_shift(state, hint, objective=objective) if hint is not None
+                 else _best_rule_plan(state, objective))  # fmt: skip
+        rest = residual(state)
+        if rest.instance is None:
+            return dataclasses.replace(start, method=self.spec, seed=seed, status="optimal")
+        problem = TabuProblem.build(rest.instance, rest.blocked, objective)
+        outcome = self._run(problem, rest_of(state, start.schedule), objective, budget_s, seed, started)
+        plan = plan_rest(state, outcome.schedule, self.spec)
+        value = objective_value(state.jobs, plan, objective)
+        if value > start.objective:  # cannot happen (decoding never delays): keep the start, say so
+            raise RuntimeError(f"{self.spec}: the search returned a worse plan than its start (a bug: please report it)")
+        status = "optimal" if outcome.optimal else ("feasible" if value < start.objective else "start-plan")
+        return SolveResult(
+            schedule=plan, objective=value, status=status, method=self.spec, wall_time_s=time.perf_counter() - started,
+            instance_name=state.jobs.name, seed=seed,
+            params=self._params(outcome, objective, "hint, right-shift" if hint is not None else start.method),
+        )  # fmt: skip
+
+
+def rest_of(state, plan: Schedule) -> Schedule:
+    """The part of a plan of ``state`` that plans its residual, in the residual's numbering."""
+    from sched_env.snapshot import residual
+
+    rest = residual(state)
+    local = {(int(j), int(rest.first_op[i] + k)): (i, k) for i, j in enumerate(rest.job)
+             for k in range(int(rest.instance.n_ops[i]))}  # fmt: skip
+    rows = [(*local[j, k], m, s, e) for j, k, m, s, e in
+            zip(plan.job.tolist(), plan.op.tolist(), plan.machine.tolist(), plan.start.tolist(), plan.end.tolist())
+            if (j, k) in local]  # fmt: skip
+    return Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T, instance_name=rest.instance.name)
+
+
+def tabu_factory(spec, *, objective: str | None = None, workers: int = 2, **_) -> TabuDecider:
+    """Build ``tabu``, ``tabu:SECONDS``, ``tabu:iters=N`` or ``tabu:SECONDS:iters=N``."""
+    from baselines.deciders import DeciderError
+
+    usage = "tabu, tabu:SECONDS, tabu:iters=N or tabu:SECONDS:iters=N, e.g. tabu:10"
+    spec.no_more_than(2, usage)
+    if spec.qualifier:
+        raise DeciderError(f"method {spec.text!r}: tabu takes no '@' qualifier; write {usage}")
+    seconds, iterations = None, None
+    for i, arg in enumerate(spec.args):
+        if arg.startswith("iters="):
+            try:
+                iterations = int(arg.removeprefix("iters="))
+            except ValueError:
+                iterations = 0
+            if iterations <= 0:
+                raise DeciderError(f"method {spec.text!r}: iters must be a positive whole number, got {arg!r}")
+        elif seconds is None:
+            seconds = float(spec.number(i, "SECONDS"))
+        else:
+            raise DeciderError(f"method {spec.text!r}: write {usage}")
+    if seconds is None and iterations is None:
+        seconds = DEFAULT_SECONDS
+    return TabuDecider(spec.text, seconds, iterations, objective, max(1, int(workers)))
