@@ -186,11 +186,12 @@ class _Search:
     def best(self) -> int:
         return int(self.counters[K.BEST])
 
-    def run(self, iterations: int | None, deadline: float | None) -> None:
-        """Move until ``iterations`` moves are made or ``deadline`` (perf_counter) passes."""
+    def run(self, iterations: int | None, deadline: float | None, proven) -> None:
+        """Move until ``iterations`` moves are made, ``deadline`` (perf_counter) passes or a
+        search (this one or another) proves its plan optimal (``proven``)."""
         began = time.perf_counter()
         chunk = 16
-        while self.counters[K.DONE] == 0:
+        while self.counters[K.DONE] == 0 and not proven.is_set():
             todo = chunk if iterations is None else min(chunk, iterations - self.moves_made)
             if todo <= 0 or deadline is not None and time.perf_counter() >= deadline:
                 break
@@ -198,7 +199,19 @@ class _Search:
             self.moves_made += K.search(self.problem.arrays, self.sol, self.work, self.params, todo)
             took = time.perf_counter() - t0
             chunk = int(min(max(1, chunk * CHUNK_S / took if took > 0 else chunk * 2), 1_000_000))
+        if self.counters[K.DONE]:
+            proven.set()
         self.seconds += time.perf_counter() - began
+
+
+class _NeverSet:
+    """An event nobody sets: searches with a move count run to it, whatever the others do."""
+
+    def is_set(self) -> bool:
+        return False
+
+    def set(self) -> None:
+        pass
 
 
 @dataclass
@@ -230,15 +243,19 @@ def tabu_search(
     kind = OBJECTIVE_KINDS[objective]
     searches = [_Search.start(problem, seq, seed, i, settings, kind) for i in range(max(1, int(workers)))]
     deadline = None if seconds is None else time.perf_counter() + seconds
+    proven = threading.Event()  # stops the other searches early; not with a move count (repeatable results)
+    if iterations is not None:
+        proven = _NeverSet()
     if len(searches) == 1:
-        searches[0].run(iterations, deadline)
+        searches[0].run(iterations, deadline, proven)
     else:
-        threads = [threading.Thread(target=s.run, args=(iterations, deadline)) for s in searches]
+        threads = [threading.Thread(target=s.run, args=(iterations, deadline, proven)) for s in searches]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
     winner = min(range(len(searches)), key=lambda i: (searches[i].best, i))
+    optimal = any(s.counters[K.DONE] for s in searches)
     best = searches[winner]
     schedule = problem.schedule(best.sol[5])
     moves = sum(s.moves_made for s in searches)
@@ -249,7 +266,7 @@ def tabu_search(
         "cycles": int(sum(s.counters[K.CYCLES] for s in searches)), "exact_moves": problem.exact,
         "evaluations": int(sum(s.counters[K.EVALS] for s in searches)),
     }  # fmt: skip
-    return TabuOutcome(schedule, best.best, searches[0].start_value, bool(best.counters[K.DONE]), stats)
+    return TabuOutcome(schedule, best.best, searches[0].start_value, optimal, stats)
 
 
 # ---------------------------------------------------------------------- the decider
