@@ -1,6 +1,8 @@
-"""``hybrid:SECONDS``: the learned policy's plans warm-start CP-SAT, which improves the best one
-until the budget ends. Anytime: a plan exists within milliseconds, and the answer is never
-worse than the best hint CP-SAT was given (its result is kept only if better).
+"""``hybrid:SECONDS``: the best start plans (dispatching rules, the learned policy's greedy and
+sampled plans, a running shop's previous plan repaired) feed the tabu search, which improves
+them until the budget ends; on small shops CP-SAT, hinted with the tabu plan, gets the last part
+of the budget, where it can still improve a plan or prove it optimal. Anytime: a plan exists
+within milliseconds, and the answer is never worse than the best start plan.
 
 Works on a static :class:`JobShopInstance` (makespan) and on a running shop's
 :class:`ShopState` (rescheduling the rest, done and running work untouched)::
@@ -8,11 +10,10 @@ Works on a static :class:`JobShopInstance` (makespan) and on a running shop's
     deciders.solve(instances.load("ta41"), "hybrid:10")
     deciders.solve(env.snapshot(), "hybrid:1")
 
-Time split: a dispatching rule's plan (milliseconds), the greedy policy plan if it comes within
-``GREEDY_SHARE`` of the budget, sampled plans until ``SAMPLE_SHARE`` of it (on large shops one
-sample costs as much as the greedy plan, so only the greedy plan fits), then CP-SAT with
-everything left, hinted with the best plan so far. Measured on ta41-ta52 (learning notes): a policy hint is worth
-more to CP-SAT than more seconds on big shops.
+The split comes from measurements (``experiments/results/taillard_tabu.md``, ``hybrid_split.md``):
+at 1-10 s the tabu search beats CP-SAT on every Taillard size (15x15 and up), so CP-SAT joins
+only on shops of at most ``CPSAT_MAX_OPS`` operations to plan; the two tabu searches start from
+the two best distinct start plans (the policy's and a rule's), which diversifies them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from typing import Any
 from instances import JobShopInstance
 from sched_env.schedule import SolveResult, objective_value
 
-#: Share of the budget for sampling plans (after the greedy one); CP-SAT gets the rest.
-SAMPLE_SHARE = 0.25
-#: The greedy policy plan must come within this share, else a dispatching rule's plan is the hint.
-GREEDY_SHARE = 0.5
+#: Share of the budget for sampling policy plans (after the greedy one).
+SAMPLE_SHARE = 0.05
+#: The greedy policy plan must come within this share, else the rule plans are the starts.
+GREEDY_SHARE = 0.25
+#: CP-SAT polishes the tabu plan (last share of the budget) on shops of at most this many operations to plan.
+CPSAT_MAX_OPS = 120
+CPSAT_SHARE = 0.4
 DEFAULT_SECONDS = 10.0
 
 
@@ -49,72 +53,79 @@ class HybridDecider:
 
     def __post_init__(self) -> None:
         from agents.deciders import PolicyDecider
-        from baselines.deciders import import_cpsat
+        from baselines.tabu import warm_kernels
 
-        self._cpsat = import_cpsat(self.spec)
+        try:
+            from baselines import cpsat
+        except ImportError:  # without OR-Tools the hybrid is the policy and the tabu search
+            cpsat = None
+        self._cpsat = cpsat
         self._policy = PolicyDecider(self.spec)
+        warm_kernels()
 
     def use(self, policies) -> None:
         """Plan with these loaded policies (see :meth:`PolicyDecider.use`)."""
         self._policy.use(policies)
 
-    def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint=None) -> SolveResult:
+    def _starts(self, problem, objective: str, limit: float, seed: int, hint) -> list[SolveResult]:
+        """The rule plans, the policy's plan (if it comes in time) and the repaired hint."""
         from agents.rollouts import DeadlineError, solve_with_policy
-        from baselines.deciders import quick_rule_plan
+        from baselines.tabu import start_plans
+
+        starts = start_plans(problem, objective, None)
+        policy = self._policy.policy_for(problem)
+        with contextlib.suppress(DeadlineError):  # the greedy plan did not fit: the rule plans stand
+            starts.append(solve_with_policy(
+                policy, problem, samples=self.samples, seed=seed, budget_s=SAMPLE_SHARE * limit, objective=objective,
+                method="policy", greedy_budget_s=GREEDY_SHARE * limit,
+            ))  # fmt: skip
+        if hint is not None and not isinstance(problem, JobShopInstance):
+            starts += start_plans(problem, objective, hint)
+        distinct = {}
+        for start in sorted(starts, key=lambda r: r.objective):
+            distinct.setdefault(start.objective, start)
+        return list(distinct.values())[: max(1, self.workers)]
+
+    def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint=None) -> SolveResult:
+        from baselines.tabu import improve, search_seconds
 
         started = time.perf_counter()
         limit = self.seconds if budget_s is None else min(self.seconds, budget_s)
-        policy = self._policy.policy_for(problem)
         static = isinstance(problem, JobShopInstance)
         objective = "makespan" if static else (self.objective or "total_weighted_tardiness")
-        # a dispatching rule's plan first (milliseconds): the answer if even the greedy policy plan cannot fit
-        best = quick_rule_plan(problem, objective)
-        planned = None
-        with contextlib.suppress(DeadlineError):  # the greedy plan did not fit: the rule's plan is the hint
-            planned = solve_with_policy(
-                policy, problem, samples=self.samples, seed=seed, budget_s=SAMPLE_SHARE * limit, objective=objective,
-                method=self.spec, greedy_budget_s=GREEDY_SHARE * limit,
-            )  # fmt: skip
-        if planned is not None and planned.objective <= best.objective:
-            best = planned
-        if hint is not None and not static:  # a previous plan, repaired, is one more candidate
-            from baselines.repair import right_shift
-
-            repaired = right_shift(problem, hint, objective=objective)
-            if repaired.objective < best.objective:
-                best = repaired
-        # CP-SAT gets what is left, less a little for reading and validating its answer
-        remaining = 0.97 * (limit - (time.perf_counter() - started)) - 0.01
-        improved = None
+        starts = self._starts(problem, objective, limit, seed, hint)
         size = problem.n_operations if static else len(problem.waiting())
-        if remaining > self._cpsat.MIN_SEARCH_S and self._cpsat.worth_searching(size, remaining):
-            if static:
-                improved = self._cpsat.solve(
-                    problem, time_limit_s=remaining, workers=self.workers, seed=seed, hint=best.schedule
-                )
-            else:
-                improved = self._cpsat.reschedule(
-                    problem, time_limit_s=remaining, workers=self.workers, seed=seed, hint=best.schedule,
-                    objective=objective,
-                )  # fmt: skip
-        params: dict[str, Any] = {
-            "objective": objective, "policy": policy.name, "backend": policy.backend,
-            "policy_objective": None if planned is None else planned.objective,
-            "samples_run": 0 if planned is None else planned.params["samples_run"],
-            "hint_objective": best.objective, "hint": best.method,
-            "cpsat_status": None if improved is None else improved.status,
-        }  # fmt: skip
-        if improved is not None and improved.schedule is not None:
-            value = improved.objective if static else objective_value(problem.jobs, improved.schedule, objective)
-            if value < best.objective:
-                return dataclasses.replace(
-                    improved, objective=value, method=self.spec, seed=seed, params=params,
-                    status=improved.status if improved.status == "optimal" else "feasible",
-                )  # fmt: skip
-            params["cpsat_objective"] = value
-        lower = None if improved is None else improved.lower_bound
-        return dataclasses.replace(best, method=self.spec, seed=seed, params=params, lower_bound=lower,
-                                   status="optimal" if lower is not None and lower == best.objective else "feasible")  # fmt: skip
+        polish = self._cpsat is not None and size <= CPSAT_MAX_OPS
+        tabu_limit = limit * (1 - CPSAT_SHARE) if polish else limit
+        result = improve(problem, starts, spec=self.spec, objective=objective,
+                         seconds=search_seconds(tabu_limit, started), seed=seed, workers=self.workers)  # fmt: skip
+        result.params.update(policy_objective=next((s.objective for s in starts if s.method == "policy"), None))
+        if polish and result.status != "optimal":
+            result = self._polish(problem, result, objective, limit, started, seed)
+        return dataclasses.replace(result, method=self.spec, wall_time_s=time.perf_counter() - started)
+
+    def _polish(self, problem, best: SolveResult, objective: str, limit: float, started: float, seed: int):
+        """CP-SAT hinted with the tabu plan for what is left; kept when better (or proven optimal)."""
+        remaining = 0.97 * (limit - (time.perf_counter() - started)) - 0.01
+        static = isinstance(problem, JobShopInstance)
+        size = problem.n_operations if static else len(problem.waiting())
+        if remaining <= self._cpsat.MIN_SEARCH_S or not self._cpsat.worth_searching(size, remaining):
+            return best
+        if static:
+            improved = self._cpsat.solve(problem, time_limit_s=remaining, workers=self.workers, seed=seed,
+                                         hint=best.schedule)  # fmt: skip
+        else:
+            improved = self._cpsat.reschedule(problem, time_limit_s=remaining, workers=self.workers, seed=seed,
+                                              hint=best.schedule, objective=objective)  # fmt: skip
+        params: dict[str, Any] = {**best.params, "cpsat_status": improved.status}
+        if improved.schedule is None:
+            return dataclasses.replace(best, params=params)
+        value = improved.objective if static else objective_value(problem.jobs, improved.schedule, objective)
+        params["cpsat_objective"] = value
+        if value < best.objective or improved.status == "optimal" and value == best.objective:
+            return dataclasses.replace(improved, objective=value, params=params, seed=seed,
+                                       status="optimal" if improved.status == "optimal" else "feasible")  # fmt: skip
+        return dataclasses.replace(best, params=params)
 
 
 def hybrid_factory(spec, *, objective: str | None = None, workers: int = 2, **_: Any) -> HybridDecider:

@@ -225,7 +225,7 @@ class TabuOutcome:
 
 def tabu_search(
     problem: TabuProblem,
-    start: Schedule,
+    start: Schedule | list[Schedule],
     *,
     objective: str = "makespan",
     seconds: float | None = None,
@@ -234,14 +234,17 @@ def tabu_search(
     workers: int = 2,
     settings: TabuSettings | None = None,
 ) -> TabuOutcome:
-    """Improve ``start`` (a valid plan of ``problem.instance``) for ``seconds`` or ``iterations``
-    moves per search, with ``workers`` searches on as many threads; the best plan found."""
+    """Improve ``start`` (a valid plan of ``problem.instance``, or several: search i starts from
+    plan i modulo their number) for ``seconds`` or ``iterations`` moves per search, with
+    ``workers`` searches on as many threads; the best plan found."""
     if seconds is None and iterations is None:
         raise ValueError("tabu_search needs seconds or iterations")
     settings = settings or TabuSettings()
-    seq = problem.orders(start)
+    orders = [problem.orders(plan) for plan in (start if isinstance(start, list) else [start])]
     kind = OBJECTIVE_KINDS[objective]
-    searches = [_Search.start(problem, seq, seed, i, settings, kind) for i in range(max(1, int(workers)))]
+    searches = [
+        _Search.start(problem, orders[i % len(orders)], seed, i, settings, kind) for i in range(max(1, int(workers)))
+    ]
     deadline = None if seconds is None else time.perf_counter() + seconds
     proven = threading.Event()  # stops the other searches early; not with a move count (repeatable results)
     if iterations is not None:
@@ -266,7 +269,7 @@ def tabu_search(
         "cycles": int(sum(s.counters[K.CYCLES] for s in searches)), "exact_moves": problem.exact,
         "evaluations": int(sum(s.counters[K.EVALS] for s in searches)),
     }  # fmt: skip
-    return TabuOutcome(schedule, best.best, searches[0].start_value, optimal, stats)
+    return TabuOutcome(schedule, best.best, min(s.start_value for s in searches), optimal, stats)
 
 
 # ---------------------------------------------------------------------- the decider
@@ -288,6 +291,78 @@ def warm_kernels() -> None:
     for objective, blocked in (("makespan", None), ("total_flow_time", {0: [(7, 9)]})):
         tabu_search(TabuProblem.build(tiny, blocked, objective), start, objective=objective, iterations=4, workers=1)
     _warm = True
+
+
+def improve(
+    problem,
+    starts: list,
+    *,
+    spec: str,
+    objective: str,
+    seconds: float | None,
+    iterations: int | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    settings: TabuSettings | None = None,
+):
+    """Tabu search from ``starts`` (SolveResults: plans of ``problem``, a JobShopInstance or a
+    ShopState) for ``seconds`` or ``iterations`` moves per search: a SolveResult no worse than the best start."""
+    from sched_env.schedule import SolveResult, objective_value, validate_schedule
+    from sched_env.snapshot import ShopState, plan_rest, residual
+
+    began = time.perf_counter()
+    starts = sorted(starts, key=lambda r: r.objective)
+    best_start = starts[0]
+    static = not isinstance(problem, ShopState)
+    if static:
+        search_problem, plans = TabuProblem.build(problem), [r.schedule for r in starts]
+    else:
+        rest = residual(problem)
+        if rest.instance is None:
+            return dataclasses.replace(best_start, method=spec, seed=seed, status="optimal")
+        search_problem = TabuProblem.build(rest.instance, rest.blocked, objective)
+        plans = [rest_of(problem, r.schedule) for r in starts]
+    outcome = tabu_search(search_problem, plans, objective=objective, seconds=seconds, iterations=iterations,
+                          seed=seed, workers=workers, settings=settings)  # fmt: skip
+    if static:
+        plan = validate_schedule(problem, outcome.schedule)
+        value, name = plan.makespan, problem.name
+    else:
+        plan = plan_rest(problem, outcome.schedule, spec)
+        value, name = objective_value(problem.jobs, plan, objective), problem.jobs.name
+    if value > best_start.objective:  # decoding never delays an operation: this would be a bug
+        raise RuntimeError(f"{spec}: the search returned a worse plan than its start (please report it)")
+    status = "optimal" if outcome.optimal else ("feasible" if value < best_start.objective else "start-plan")
+    params = {"objective": objective, "start": best_start.method, "start_objective": best_start.objective,
+              "starts": [r.method for r in starts], "workers": workers, **outcome.stats}  # fmt: skip
+    return SolveResult(
+        schedule=plan, objective=value, status=status, method=spec, wall_time_s=time.perf_counter() - began,
+        instance_name=name, lower_bound=value if outcome.optimal else None, seed=seed, params=params,
+    )  # fmt: skip
+
+
+def start_plans(problem, objective: str, hint: Schedule | None):
+    """Where a search starts: the hint (a running shop's: repaired by right-shift), else the best
+    dispatching rule's plan."""
+    from baselines.deciders import _best_rule_plan, _best_rule_schedule
+    from baselines.repair import right_shift
+    from sched_env.schedule import SolveResult, validate_schedule
+    from sched_env.snapshot import ShopState
+
+    if isinstance(problem, ShopState):
+        if hint is not None:
+            return [dataclasses.replace(right_shift(problem, hint, objective=objective), method="hint, right-shift")]
+        return [_best_rule_plan(problem, objective)]
+    plan = validate_schedule(problem, hint) if hint is not None else _best_rule_schedule(problem)
+    return [SolveResult(plan, plan.makespan, "feasible", "hint" if hint is not None else "best rule", 0.0)]
+
+
+def search_seconds(limit: float | None, started: float) -> float | None:
+    """What is left of ``limit`` since ``started`` for the search, less the read-back reserve."""
+    if limit is None:
+        return None
+    fixed, share = READ_BACK_S
+    return max(0.0, limit - fixed - share * limit - (time.perf_counter() - started))
 
 
 @dataclass
@@ -312,76 +387,20 @@ class TabuDecider:
     def __post_init__(self) -> None:
         warm_kernels()
 
-    def _search_seconds(self, budget_s: float | None, started: float) -> float | None:
-        limits = [x for x in (self.seconds, budget_s) if x is not None]
-        if not limits:
-            return None
-        limit = min(limits)
-        fixed, share = READ_BACK_S
-        return max(0.0, limit - fixed - share * limit - (time.perf_counter() - started))
-
     def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint: Schedule | None = None):
-        from sched_env.snapshot import ShopState
+        from baselines.deciders import DeciderError, _objective
 
         started = time.perf_counter()
-        if isinstance(problem, ShopState):
-            return self._solve_state(problem, budget_s, seed, hint, started)
-        return self._solve_instance(problem, budget_s, seed, hint, started)
-
-    def _run(self, problem: TabuProblem, start: Schedule, objective: str, budget_s, seed: int, started: float):
-        seconds = self._search_seconds(budget_s, started)
-        return tabu_search(problem, start, objective=objective, seconds=seconds, iterations=self.iterations,
-                           seed=seed, workers=self.workers, settings=self.settings)  # fmt: skip
-
-    def _params(self, outcome: TabuOutcome, objective: str, start_method: str) -> dict:
-        return {"objective": objective, "time_limit_s": self.seconds, "iterations_limit": self.iterations,
-                "workers": self.workers, "start": start_method, "start_objective": outcome.start_objective,
-                **outcome.stats}  # fmt: skip
-
-    def _solve_instance(self, instance: JobShopInstance, budget_s, seed, hint, started):
-        from baselines.deciders import DeciderError, _best_rule_schedule
-        from sched_env.schedule import SolveResult, validate_schedule
-
-        objective = self.objective or "makespan"
-        if objective != "makespan":
+        objective = _objective(problem, self.objective)
+        if isinstance(problem, JobShopInstance) and objective != "makespan":
             raise DeciderError(f"{self.spec}: a static instance is solved for the makespan only")
-        if hint is not None:
-            validate_schedule(instance, hint)
-        start = hint if hint is not None else _best_rule_schedule(instance)
-        outcome = self._run(TabuProblem.build(instance), start, objective, budget_s, seed, started)
-        validate_schedule(instance, outcome.schedule)
-        status = "optimal" if outcome.optimal else ("feasible" if outcome.objective < start.makespan else "start-plan")
-        return SolveResult(
-            schedule=outcome.schedule, objective=outcome.schedule.makespan, status=status, method=self.spec,
-            wall_time_s=time.perf_counter() - started, instance_name=instance.name,
-            lower_bound=outcome.objective if outcome.optimal else None, seed=seed,
-            params=self._params(outcome, objective, "hint" if hint is not None else "best rule"),
-        )  # fmt: skip
-
-    def _solve_state(self, state, budget_s, seed, hint, started):
-        from baselines.deciders import _best_rule_plan
-        from baselines.repair import right_shift
-        from sched_env.schedule import SolveResult, objective_value
-        from sched_env.snapshot import plan_rest, residual
-
-        objective = self.objective or "total_weighted_tardiness"
-        start = (right_shift(state, hint, objective=objective) if hint is not None
-                 else _best_rule_plan(state, objective))  # fmt: skip
-        rest = residual(state)
-        if rest.instance is None:
-            return dataclasses.replace(start, method=self.spec, seed=seed, status="optimal")
-        problem = TabuProblem.build(rest.instance, rest.blocked, objective)
-        outcome = self._run(problem, rest_of(state, start.schedule), objective, budget_s, seed, started)
-        plan = plan_rest(state, outcome.schedule, self.spec)
-        value = objective_value(state.jobs, plan, objective)
-        if value > start.objective:  # cannot happen (decoding never delays): keep the start, say so
-            raise RuntimeError(f"{self.spec}: the search returned a worse plan than its start (a bug: please report it)")
-        status = "optimal" if outcome.optimal else ("feasible" if value < start.objective else "start-plan")
-        return SolveResult(
-            schedule=plan, objective=value, status=status, method=self.spec, wall_time_s=time.perf_counter() - started,
-            instance_name=state.jobs.name, seed=seed,
-            params=self._params(outcome, objective, "hint, right-shift" if hint is not None else start.method),
-        )  # fmt: skip
+        limits = [x for x in (self.seconds, budget_s) if x is not None]
+        starts = start_plans(problem, objective, hint)
+        result = improve(problem, starts, spec=self.spec, objective=objective,
+                         seconds=search_seconds(min(limits) if limits else None, started),
+                         iterations=self.iterations, seed=seed, workers=self.workers, settings=self.settings)  # fmt: skip
+        result.params.update(time_limit_s=self.seconds, iterations_limit=self.iterations)
+        return dataclasses.replace(result, wall_time_s=time.perf_counter() - started)
 
 
 def rest_of(state, plan: Schedule) -> Schedule:

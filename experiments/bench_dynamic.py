@@ -46,6 +46,11 @@ REPLANNERS = (
     ("cpsat:1 sequence", "cpsat:1", None, "sequence"),
     ("cpsat:1", "cpsat:1", None, "exact"),
 )
+#: The tabu search as a replanner, run with --replanners.
+SEARCH_REPLANNERS = (
+    ("tabu:1 sequence", "tabu:1", None, "sequence"),
+    ("tabu:1", "tabu:1", None, "exact"),
+)
 
 
 #: Replanners on the learned policy (sched-env's agents), run with --replanners.
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replanners",
         help="only these replanners (labels, comma-separated), e.g. 'cpsat:1,hybrid:1';"
-        " known: " + ", ".join(label for label, *_ in REPLANNERS + LEARNED_REPLANNERS),
+        " known: " + ", ".join(label for label, *_ in REPLANNERS + SEARCH_REPLANNERS + LEARNED_REPLANNERS),
     )
     parser.add_argument("--name", help="file stem of the outputs (default dynamic, dynamic_instant, dynamic_quick)")
     parser.add_argument(
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                          "max_plan_s": 0.0, "wall_time_s": round(result.wall_time_s, 4)})  # fmt: skip
         methods = [] if args.instant else list(REPLANNERS)
         if args.replanners:
-            known = {label: entry for entry in REPLANNERS + LEARNED_REPLANNERS for label in entry[:1]}
+            known = {label: entry for entry in REPLANNERS + SEARCH_REPLANNERS + LEARNED_REPLANNERS for label in entry[:1]}
             wanted = [label.strip() for label in args.replanners.split(",") if label.strip()]
             unknown = [label for label in wanted if label not in known]
             if unknown:

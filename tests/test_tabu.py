@@ -1,0 +1,254 @@
+"""The tabu search: its kernels against their plain-Python twins, the search's promises (valid,
+never worse than its start, repeatable), the decider on static and running shops, and a fuzz."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from baselines import _tabu_kernels as K
+from baselines import deciders, rules
+from baselines.tabu import TabuProblem, TabuSettings, rest_of, tabu_search
+from instances import JobShopInstance
+from sched_env.schedule import objective_value, validate_schedule
+from sched_env.snapshot import plan_violations, residual
+from tests.helpers import random_feasible_schedule, running_shop_state
+from tests.reference import random_test_instance
+from tests.reference_tabu import ReferenceTabu
+
+OBJECTIVES = ("makespan", "total_weighted_tardiness", "total_flow_time")
+
+
+def with_due_dates(instance: JobShopInstance, rng) -> JobShopInstance:
+    work = instance.durations.sum(axis=1)
+    release = instance.release_dates if instance.release_dates is not None else 0
+    due = release + (work * rng.uniform(0.8, 2.0, size=instance.n_jobs)).astype(int)
+    return instance.replace(due_dates=due, weights=rng.integers(1, 5, size=instance.n_jobs))
+
+
+def random_blocked(instance: JobShopInstance, rng) -> dict:
+    blocked = {}
+    for m in range(instance.n_machines):
+        edges = np.sort(rng.choice(np.arange(1, 60), size=2 * int(rng.integers(0, 3)), replace=False))
+        if len(edges):
+            blocked[m] = [(int(a), int(b)) for a, b in edges.reshape(-1, 2)]
+    return blocked
+
+
+def kernel_decode(problem: TabuProblem, seq: np.ndarray):
+    """Heads, ends, binding, order and tails of machine orders, by the kernels."""
+    arrays = problem.arrays
+    n = problem.n_operations
+    pos = np.zeros(n, np.int64)
+    K.set_positions(seq, arrays[11], pos)
+    start, end, bind, order, tail = (np.zeros(n, np.int64) for _ in range(5))
+    placed = K.decode(*arrays[:5], seq, arrays[11], pos, *arrays[12:], start, end, bind, order, np.zeros(2 * n, np.int64))
+    K.tails(arrays[0], arrays[1], arrays[3], seq, arrays[11], pos, order, tail)
+    return placed, start, end, bind, pos, tail
+
+
+def twin_of(problem: TabuProblem, seq: np.ndarray, blocked=None) -> ReferenceTabu:
+    ops = list(zip(problem.job.tolist(), problem.op.tolist()))
+    orders = {m: [ops[o] for o in seq[m] if o >= 0] for m in range(problem.instance.n_machines)}
+    return ReferenceTabu(problem.instance, orders, blocked)
+
+
+def random_case(seed: int, blocked: bool):
+    rng = np.random.default_rng(seed)
+    instance = with_due_dates(random_test_instance(rng, max_jobs=7, max_machines=4, max_ops=5), rng)
+    blocks = random_blocked(instance, rng) if blocked else {}
+    problem = TabuProblem.build(instance, blocks, "makespan")
+    return rng, instance, blocks, problem, problem.orders(random_feasible_schedule(instance, rng))
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+def test_decoder_heads_tails_and_objectives_match_the_twin(blocked):
+    for seed in range(150):
+        rng, instance, blocks, problem, seq = random_case(seed, blocked)
+        twin = twin_of(problem, seq, blocks)
+        times = twin.decode()
+        placed, start, end, bind, _pos, tail = kernel_decode(problem, seq)
+        assert placed == problem.n_operations and times is not None
+        ops = list(zip(problem.job.tolist(), problem.op.tolist()))
+        assert [times[o] for o in ops] == list(zip(start.tolist(), end.tolist()))
+        names = {K.NO_BIND: "none", K.JOB_BIND: "job", K.MACHINE_BIND: "machine"}
+        assert [twin.binding(times, o) for o in ops] == [names[b] for b in bind.tolist()]
+        if not blocked:
+            twin_tails = twin.tails()
+            assert [twin_tails[o] for o in ops] == tail.tolist()
+        for objective in OBJECTIVES:
+            kind = {"makespan": K.MAKESPAN, "total_weighted_tardiness": K.WEIGHTED_TARDINESS}.get(objective, K.FLOW)
+            a = problem.arrays
+            assert K.objective_of(kind, end, a[7], a[8], a[9], a[10]) == twin.objective(times, objective)
+
+
+def test_a_cycle_is_detected_by_the_decoder():
+    instance = JobShopInstance([[0, 1], [1, 0]], [[2, 3], [2, 1]], n_machines=2)
+    problem = TabuProblem.build(instance)
+    seq = np.array([[3, 0], [1, 2]])  # machine 0: (1,1) before (0,0); machine 1: (0,1) before (1,0): a cycle
+    assert kernel_decode(problem, seq)[0] < 4
+    assert twin_of(problem, seq).decode() is None
+
+
+def test_critical_path_n5_moves_and_estimates_match_the_twin():
+    checked = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        instance = random_test_instance(rng, max_jobs=7, max_machines=4, max_ops=5).replace(release_dates=None)
+        problem = TabuProblem.build(instance)
+        seq = problem.orders(random_feasible_schedule(instance, rng))
+        _placed, start, end, bind, pos, tail = kernel_decode(problem, seq)
+        twin = twin_of(problem, seq)
+        times, tails = twin.decode(), twin.tails()
+        ops = list(zip(problem.job.tolist(), problem.op.tolist()))
+        a = problem.arrays
+        path = np.zeros(problem.n_operations, np.int64)
+        last = max(a[7].tolist(), key=lambda o: (end[o], -o))
+        length = K.critical_path(end, bind, a[2], a[1], seq, pos, last, path)
+        assert [ops[o] for o in path[:length]] == twin.critical_path(times)
+        moves = np.zeros((2 * problem.n_operations + 2, 2), np.int64)
+        found = K.n5_moves(path, length, bind, a[5], moves)
+        expected = twin.n5(times)
+        if expected is None:
+            assert found == -1  # N5 empty: the makespan is one machine's or one job's work, a lower bound
+            assert max(e for _s, e in times.values()) == instance.simple_lower_bound()
+            continue
+        assert [(ops[u], ops[v]) for u, v in moves[:found].tolist()] == expected
+        for u, v in moves[:found].tolist():
+            estimate = K.swap_estimate(u, v, start, a[0], tail, a[2], a[3], a[4], a[1], seq, a[11], pos)
+            assert estimate == twin.estimate(times, tails, ops[u], ops[v])
+            swapped = seq.copy()
+            K.swap(u, v, a[1], swapped, pos.copy())
+            placed, _s, after, *_ = kernel_decode(problem, swapped)
+            if placed == problem.n_operations:  # the estimate is a longest path of the new graph
+                assert estimate <= after.max(initial=0)
+            checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_moves_on_the_paths_to_costly_jobs_match_the_twin(objective):
+    for seed in range(120):
+        rng, instance, blocks, _, _ = random_case(seed, True)
+        problem = TabuProblem.build(instance, blocks, objective)
+        seq = problem.orders(random_feasible_schedule(instance, rng))
+        _placed, _start, end, bind, pos, _tail = kernel_decode(problem, seq)
+        a = problem.arrays
+        moves = np.zeros((2 * problem.n_operations + 2, 2), np.int64)
+        mark = np.full(problem.n_operations, -1, np.int64)
+        kind = {"makespan": K.MAKESPAN, "total_weighted_tardiness": K.WEIGHTED_TARDINESS}.get(objective, K.FLOW)
+        rng_state = np.array([7], np.uint64)
+        found = K.chain_moves(kind, end, bind, a[2], a[5], a[1], seq, pos, a[7], a[8], mark, 1, moves, rng_state,
+                              len(moves))  # fmt: skip
+        twin = twin_of(problem, seq, blocks)
+        ops = list(zip(problem.job.tolist(), problem.op.tolist()))
+        got = {(ops[u], ops[v]) for u, v in moves[:found].tolist()}
+        assert got == twin.chain_pairs(twin.decode(), objective, instance.due_dates)
+        assert found == len(got)  # no pair twice
+
+
+def solve_random(seed: int, objective: str, iterations: int, blocked: bool, workers: int = 1, chunked: bool = False):
+    rng, instance, blocks, _, _ = random_case(seed, blocked)
+    problem = TabuProblem.build(instance, blocks, objective)
+    start = _blocked_start(instance, blocks, rng) if blocks else rules.dispatch(instance, "spt").schedule
+    settings = TabuSettings(stall_moves=40)
+    if chunked:  # the same search in many kernel calls
+        from baselines.tabu import _NeverSet, _Search
+
+        search = _Search.start(problem, problem.orders(start), seed, 0, settings, K.MAKESPAN if objective ==
+                               "makespan" else (K.WEIGHTED_TARDINESS if objective != "total_flow_time" else K.FLOW))  # fmt: skip
+        for _ in range(iterations // 7 + 1):
+            search.run(min(search.moves_made + 7, iterations), None, _NeverSet())
+        return problem.schedule(search.sol[5]), start, instance, blocks
+    out = tabu_search(problem, start, objective=objective, iterations=iterations, seed=seed, workers=workers,
+                      settings=settings)  # fmt: skip
+    return out.schedule, start, instance, blocks
+
+
+def _blocked_start(instance, blocks, rng):
+    """A valid start plan around blocked intervals: a random plan, decoded around them."""
+    problem = TabuProblem.build(instance, blocks, "makespan")
+    return problem.schedule(problem.orders(random_feasible_schedule(instance, rng)))
+
+
+def _check(schedule, start, instance, blocks, objective):
+    downtimes = np.array([(m, a, b, 1) for m, v in blocks.items() for a, b in v], np.int64).reshape(-1, 4)
+    validate_schedule(instance, schedule, downtimes=downtimes, interruption="restart")
+    assert objective_value(instance, schedule, objective) <= objective_value(instance, start, objective)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_search_is_valid_never_worse_and_repeatable(objective):
+    for seed in range(40):
+        blocked = seed % 2 == 1
+        schedule, start, instance, blocks = solve_random(seed, objective, 300, blocked, workers=2)
+        _check(schedule, start, instance, blocks, objective)
+        again, *_ = solve_random(seed, objective, 300, blocked, workers=2)
+        assert again == schedule
+        chunked, *_ = solve_random(seed, objective, 300, blocked, chunked=True)
+        single, *_ = solve_random(seed, objective, 300, blocked, workers=1)
+        assert chunked == single
+
+
+def test_tabu_reaches_the_optimum_of_ft06(ft06):
+    result = deciders.solve(ft06, "tabu:iters=20000", seed=1)
+    assert result.objective == 55
+    validate_schedule(ft06, result.schedule)
+
+
+def test_decider_specs_and_errors():
+    decider = deciders.make("tabu:2.5")
+    assert (decider.seconds, decider.iterations, deciders.traits(decider).time_limit_s) == (2.5, None, 2.5)
+    assert deciders.make("tabu").seconds == 10.0
+    counted = deciders.make("tabu:iters=500")
+    assert (counted.seconds, counted.iterations) == (None, 500)
+    assert deciders.make("tabu:1:iters=9").iterations == 9
+    for bad in ("tabu:0", "tabu:nan", "tabu:inf", "tabu:-1", "tabu:iters=0", "tabu:iters=x", "tabu:1:2", "tabu@x",
+                "tabu:1:iters=3:4"):  # fmt: skip
+        with pytest.raises(deciders.DeciderError, match="tabu"):
+            deciders.make(bad)
+
+
+def test_static_solve_keeps_its_budget_and_beats_its_start():
+    import instances
+
+    instance = instances.load("ta41") if "ta41" in instances.names() else instances.taillard("ta41")
+    start = min(rules.dispatch_many([instance] * 6, list(deciders.HINT_RULES)), key=lambda r: r.objective)
+    result = deciders.solve(instance, "tabu:5", budget_s=0.5)
+    validate_schedule(instance, result.schedule)
+    assert result.objective < start.objective and result.status == "feasible"
+    assert not result.over_budget, result.wall_time_s
+    assert result.params["iterations"] > 100 and result.params["searches"] == 2
+    hinted = deciders.solve(instance, "tabu:iters=50", hint=start.schedule)
+    assert hinted.objective <= start.objective and hinted.params["start"] == "hint"
+
+
+@pytest.mark.parametrize("objective", ["total_weighted_tardiness", "makespan", "mean_flow_time"])
+def test_running_shop_plans_fit_the_state_and_beat_right_shift(objective):
+    from baselines.repair import right_shift
+
+    for seed in range(5):
+        state = running_shop_state(4, initial_jobs=5, arriving_jobs=6, seed=seed, steps=6)
+        previous = deciders.solve(state, "atc", objective=objective).schedule
+        start = right_shift(state, previous, objective=objective)
+        result = deciders.solve(state, "tabu:iters=200", hint=previous, objective=objective, seed=seed)
+        assert plan_violations(state, result.schedule) == []
+        assert result.objective == objective_value(state.jobs, result.schedule, objective)
+        assert result.objective <= start.objective
+        assert deciders.solve(state, "tabu:0.3", budget_s=0.3, objective=objective).over_budget is False
+
+
+def test_rest_of_a_plan_is_a_plan_of_the_residual():
+    state = running_shop_state(4, initial_jobs=5, arriving_jobs=6, seed=3, steps=8)
+    plan = deciders.solve(state, "atc").schedule
+    rest = residual(state)
+    validate_schedule(rest.instance, rest_of(state, plan), downtimes=rest.blocked_rows(), interruption="restart")
+
+
+def test_fuzz_static_and_running_shops():
+    """A few hundred random cases; ``experiments/tabu_fuzz.py`` runs 100 000."""
+    from experiments.tabu_fuzz import run_cases
+
+    report = run_cases(range(300), iterations=60)
+    assert report["failures"] == [], report["failures"][:3]
+    assert report["cases"] == 300
