@@ -21,8 +21,8 @@ NO_BIND, JOB_BIND, MACHINE_BIND = 0, 1, 2
 INF = np.int64(2**62)
 #: Counter slots of a search (``ctr``).
 (IT, STALL, RESTARTS, IMPROVES, CUR, BEST, RUN_BEST, RING_N, ELITE_N, CYCLES, DONE, EVALS, HASH, RUN_HASH, STAMP,
- RUN_CYCLES) = range(16)  # fmt: skip
-N_COUNTERS = 16
+ RUN_CYCLES, TABU_AT) = range(17)  # fmt: skip
+N_COUNTERS = 17
 #: Parameter slots of a search (``params``).
 KIND, EXACT, TENURE_MIN, TENURE_SPAN, STALL_LIMIT, PERTURB_MIN, PERTURB_SPAN, CAP, CYCLE_LIMIT = range(9)
 N_PARAMS = 9
@@ -325,14 +325,14 @@ def seen_recently(h: int, ring, ctr) -> bool:
 
 
 # ---------------------------------------------------------------------- the search
-# prob: (dur, mach, jpred, jsucc, rel, job_of, loc, job_last, due, weight, job_rel, count, bstart, bend, nb)
+# prob: (dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb)
 # sol:  (seq, pos, ctr, rng, tabu, best_seq, run_best_seq, elite_seq, elite_value, elite_hash, ring)
 # work: (start, end, bind, order, stack, tail, path, moves, values, mark, trial_start, trial_end, trial_bind, trial_order)
 @njit(cache=True, nogil=True)
 def evaluate(prob, sol, work, params) -> int:
     """Decode the current orders (and their tails when the estimates are used); the objective,
     or -1 when the orders hold a cycle."""
-    dur, mach, jpred, jsucc, rel, job_of, loc, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
+    dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
     seq, pos, ctr = sol[0], sol[1], sol[2]
     start, end, bind, order, stack, tail = work[0], work[1], work[2], work[3], work[4], work[5]
     if decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, start, end, bind, order, stack) < len(dur):
@@ -346,7 +346,7 @@ def evaluate(prob, sol, work, params) -> int:
 @njit(cache=True, nogil=True)
 def estimated_moves(prob, sol, work) -> int:
     """N5 moves on the critical path with their makespan estimates (-1: N5 empty, optimal)."""
-    dur, mach, jpred, jsucc, rel, job_of, loc, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
+    dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
     seq, pos = sol[0], sol[1]
     start, end, bind, tail, path, moves, values = work[0], work[1], work[2], work[5], work[6], work[7], work[8]
     last = job_last[0]
@@ -364,7 +364,7 @@ def estimated_moves(prob, sol, work) -> int:
 def evaluated_moves(prob, sol, work, params, cap: int) -> int:
     """Swaps on the longest paths to the costly jobs, each evaluated exactly by decoding
     (releases, blocked intervals and tardiness break the estimates)."""
-    dur, mach, jpred, jsucc, rel, job_of, loc, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
+    dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
     seq, pos, ctr, rng = sol[0], sol[1], sol[2], sol[3]
     end, bind, stack, moves, values, mark = work[1], work[2], work[4], work[7], work[8], work[9]
     ctr[STAMP] += 1
@@ -382,7 +382,26 @@ def evaluated_moves(prob, sol, work, params, cap: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def pick(moves, values, found: int, tabu, loc, mach, it: int, best: int, rng) -> int:
+def tabu_until(tabu, a: int, b: int) -> int:
+    """Until which move putting a right before b is tabu (0: it is not). ``tabu`` is the list
+    of recently reversed arcs, rows (a, b, until), as long as the longest tenure."""
+    until = 0
+    for i in range(len(tabu)):
+        if tabu[i, 0] == a and tabu[i, 1] == b and tabu[i, 2] > until:
+            until = tabu[i, 2]
+    return until
+
+
+@njit(cache=True, nogil=True)
+def make_tabu(tabu, a: int, b: int, until: int, ctr) -> None:
+    """Forbid putting a right before b again until move ``until`` (the oldest entry makes room)."""
+    i = ctr[TABU_AT] % len(tabu)
+    tabu[i, 0], tabu[i, 1], tabu[i, 2] = a, b, until
+    ctr[TABU_AT] += 1
+
+
+@njit(cache=True, nogil=True)
+def pick(moves, values, found: int, tabu, it: int, best: int, rng) -> int:
     """The best admissible move (not tabu, or better than the best so far: aspiration), ties
     broken at random; when every move is tabu, the one whose tabu status is oldest."""
     chosen, chosen_value, ties = -1, INF, 0
@@ -392,7 +411,7 @@ def pick(moves, values, found: int, tabu, loc, mach, it: int, best: int, rng) ->
         value = values[i]
         if value >= INF:
             continue
-        until = tabu[mach[u], loc[v], loc[u]]  # the swap would put v before u again
+        until = tabu_until(tabu, v, u)  # the swap would put v before u again
         if until > it and value >= best:
             if until < oldest_until:
                 oldest, oldest_until = i, until
@@ -417,15 +436,15 @@ def perturb(prob, sol, work, params) -> None:
         if evaluate(prob, sol, work, params) < 0:
             break
         ctr[STAMP] += 1
-        found = chain_moves(params[KIND], work[1], work[2], prob[2], prob[5], mach, seq, pos, prob[7], prob[8], work[9],
+        found = chain_moves(params[KIND], work[1], work[2], prob[2], prob[5], mach, seq, pos, prob[6], prob[7], work[9],
                             ctr[STAMP], moves, rng, len(moves))  # fmt: skip
         if found == 0:
             break
         i = random_below(rng, found)
         u, v = moves[i, 0], moves[i, 1]
-        swap_hashed(u, v, mach, seq, prob[11], pos, ctr)
+        swap_hashed(u, v, mach, seq, prob[10], pos, ctr)
         if evaluate(prob, sol, work, params) < 0:
-            swap_hashed(v, u, mach, seq, prob[11], pos, ctr)
+            swap_hashed(v, u, mach, seq, prob[10], pos, ctr)
 
 
 @njit(cache=True, nogil=True)
@@ -435,7 +454,7 @@ def restart(prob, sol, work, params) -> None:
     remember_elite(run_best_seq, ctr[RUN_BEST], ctr[RUN_HASH], elite_seq, elite_value, elite_hash, ctr)
     e = random_below(rng, ctr[ELITE_N])
     seq[:] = elite_seq[e]
-    set_positions(seq, prob[11], pos)
+    set_positions(seq, prob[10], pos)
     ctr[HASH] = elite_hash[e]
     tabu[:] = 0
     perturb(prob, sol, work, params)
@@ -471,7 +490,7 @@ def accept(prob, sol, work, params, value: int) -> None:
 @njit(cache=True, nogil=True)
 def step(prob, sol, work, params) -> bool:
     """One tabu move; False when the search is over (the current plan is proven optimal)."""
-    mach, loc = prob[1], prob[6]
+    mach = prob[1]
     seq, pos, ctr, rng, tabu = sol[0], sol[1], sol[2], sol[3], sol[4]
     moves, values = work[7], work[8]
     if params[EXACT]:
@@ -483,16 +502,16 @@ def step(prob, sol, work, params) -> bool:
         return False
     it = ctr[IT]
     ctr[IT] = it + 1
-    i = pick(moves, values, found, tabu, loc, mach, it, ctr[BEST], rng) if found > 0 else -1
+    i = pick(moves, values, found, tabu, it, ctr[BEST], rng) if found > 0 else -1
     if i < 0:  # nowhere to go from here
         restart(prob, sol, work, params)
         return True
     u, v = moves[i, 0], moves[i, 1]
-    swap_hashed(u, v, mach, seq, prob[11], pos, ctr)
-    tabu[mach[u], loc[u], loc[v]] = it + 1 + params[TENURE_MIN] + random_below(rng, params[TENURE_SPAN] + 1)
+    swap_hashed(u, v, mach, seq, prob[10], pos, ctr)
+    make_tabu(tabu, u, v, it + 1 + params[TENURE_MIN] + random_below(rng, params[TENURE_SPAN] + 1), ctr)
     value = evaluate(prob, sol, work, params)
     if value < 0:  # a cycle through zero-length operations: undo, the move stays tabu
-        swap_hashed(v, u, mach, seq, prob[11], pos, ctr)
+        swap_hashed(v, u, mach, seq, prob[10], pos, ctr)
         evaluate(prob, sol, work, params)
         return True
     accept(prob, sol, work, params, value)
@@ -505,11 +524,11 @@ def begin(prob, sol, work, params) -> int:
     seq, pos, ctr, best_seq, run_best_seq, elite_seq, elite_value, elite_hash = (
         sol[0], sol[1], sol[2], sol[5], sol[6], sol[7], sol[8], sol[9]
     )  # fmt: skip
-    set_positions(seq, prob[11], pos)
+    set_positions(seq, prob[10], pos)
     value = evaluate(prob, sol, work, params)
     if value < 0:
         return -1
-    ctr[HASH] = solution_hash(seq, prob[11])
+    ctr[HASH] = solution_hash(seq, prob[10])
     ctr[BEST], ctr[RUN_BEST], ctr[RUN_HASH] = value, value, ctr[HASH]
     best_seq[:] = seq
     run_best_seq[:] = seq
@@ -533,7 +552,7 @@ def search(prob, sol, work, params, iterations: int) -> int:
 def decode_orders(prob, seq, start, end) -> int:
     """Start and end times of the plan these machine orders give (for reading a result back)."""
     dur, mach, jpred, jsucc, rel = prob[0], prob[1], prob[2], prob[3], prob[4]
-    count, bstart, bend, nb = prob[11], prob[12], prob[13], prob[14]
+    count, bstart, bend, nb = prob[10], prob[11], prob[12], prob[13]
     n = len(dur)
     pos = np.zeros(n, dtype=np.int64)
     set_positions(seq, count, pos)

@@ -50,8 +50,16 @@ class TabuSettings:
     max_moves: int = 48
     cycle_limit: int = 1
 
+    def tenure(self, instance: JobShopInstance) -> int:
+        return self.tenure_base + instance.n_jobs // max(instance.n_machines, 1)
+
+    def tabu_capacity(self, instance: JobShopInstance) -> int:
+        """Entries of the tabu list: one per move for as long as the longest tenure."""
+        tenure = self.tenure(instance)
+        return tenure + max(1, tenure // 2) + 1
+
     def params(self, instance: JobShopInstance, kind: int, exact: bool) -> np.ndarray:
-        tenure = self.tenure_base + instance.n_jobs // max(instance.n_machines, 1)
+        tenure = self.tenure(instance)
         values = [0] * K.N_PARAMS
         values[K.KIND], values[K.EXACT] = kind, int(exact)
         values[K.TENURE_MIN], values[K.TENURE_SPAN] = tenure, max(1, tenure // 2)
@@ -87,10 +95,6 @@ class TabuProblem:
         release = instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, np.int64)
         rel = np.where(op == 0, release[job], 0).astype(np.int64)
         count = np.bincount(mach, minlength=instance.n_machines).astype(np.int64)
-        loc = np.zeros(len(job), dtype=np.int64)
-        seen = np.zeros(instance.n_machines, dtype=np.int64)
-        for o, m in enumerate(mach.tolist()):
-            loc[o], seen[m] = seen[m], seen[m] + 1
         blocked = {int(m): sorted(v) for m, v in (blocked or {}).items() if v}
         width = max((len(v) for v in blocked.values()), default=0)
         bstart = np.zeros((instance.n_machines, max(width, 1)), dtype=np.int64)
@@ -105,7 +109,7 @@ class TabuProblem:
             raise InvalidInstanceError(f"tabu: weighted tardiness needs due dates; {instance.name!r} has none")
         weight = instance.weights if instance.weights is not None else np.ones(instance.n_jobs, np.int64)
         job_last = (first + n_ops - 1).astype(np.int64)
-        arrays = (dur, mach, jpred, jsucc, rel, job, loc, job_last, due.astype(np.int64), weight.astype(np.int64),
+        arrays = (dur, mach, jpred, jsucc, rel, job, job_last, due.astype(np.int64), weight.astype(np.int64),
                   release.astype(np.int64), count, bstart, bend, nb)  # fmt: skip
         exact = bool(blocked) or bool(release.any()) or objective != "makespan"
         return cls(instance, arrays, job, op, int(max(count.max(initial=1), 1)), exact)
@@ -164,7 +168,7 @@ class _Search:
         n, m, width = problem.n_operations, problem.instance.n_machines, problem.slots
         sol = (
             seq.copy(), np.zeros(n, np.int64), np.zeros(K.N_COUNTERS, np.int64), _seed_state(seed, stream),
-            np.zeros((m, width, width), np.int64), seq.copy(), seq.copy(), np.zeros((settings.elite, m, width), np.int64),
+            np.zeros((settings.tabu_capacity(problem.instance), 3), np.int64), seq.copy(), seq.copy(), np.zeros((settings.elite, m, width), np.int64),
             np.zeros(settings.elite, np.int64), np.zeros(settings.elite, np.int64), np.zeros(K.RING, np.int64),
         )  # fmt: skip
         work = tuple(np.zeros(n, np.int64) for _ in range(4)) + (np.zeros(2 * n, np.int64),) + tuple(

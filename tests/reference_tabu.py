@@ -5,7 +5,7 @@ shared with the kernels but the problem they read.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from instances import JobShopInstance
 
@@ -74,7 +74,7 @@ class ReferenceTabu:
         return "none"
 
     def tails(self) -> dict[Op, int]:
-        @lru_cache(maxsize=None)
+        @cache
         def tail(o: Op) -> int:
             nexts = [s for s in (self.job_succ(o), self.machine_succ(o)) if s is not None]
             return max([tail(s) + self.duration(s) for s in nexts], default=0)

@@ -40,10 +40,10 @@ def kernel_decode(problem: TabuProblem, seq: np.ndarray):
     arrays = problem.arrays
     n = problem.n_operations
     pos = np.zeros(n, np.int64)
-    K.set_positions(seq, arrays[11], pos)
+    K.set_positions(seq, arrays[10], pos)
     start, end, bind, order, tail = (np.zeros(n, np.int64) for _ in range(5))
-    placed = K.decode(*arrays[:5], seq, arrays[11], pos, *arrays[12:], start, end, bind, order, np.zeros(2 * n, np.int64))
-    K.tails(arrays[0], arrays[1], arrays[3], seq, arrays[11], pos, order, tail)
+    placed = K.decode(*arrays[:5], seq, arrays[10], pos, *arrays[11:], start, end, bind, order, np.zeros(2 * n, np.int64))
+    K.tails(arrays[0], arrays[1], arrays[3], seq, arrays[10], pos, order, tail)
     return placed, start, end, bind, pos, tail
 
 
@@ -79,7 +79,7 @@ def test_decoder_heads_tails_and_objectives_match_the_twin(blocked):
         for objective in OBJECTIVES:
             kind = {"makespan": K.MAKESPAN, "total_weighted_tardiness": K.WEIGHTED_TARDINESS}.get(objective, K.FLOW)
             a = problem.arrays
-            assert K.objective_of(kind, end, a[7], a[8], a[9], a[10]) == twin.objective(times, objective)
+            assert K.objective_of(kind, end, a[6], a[7], a[8], a[9]) == twin.objective(times, objective)
 
 
 def test_a_cycle_is_detected_by_the_decoder():
@@ -103,7 +103,7 @@ def test_critical_path_n5_moves_and_estimates_match_the_twin():
         ops = list(zip(problem.job.tolist(), problem.op.tolist()))
         a = problem.arrays
         path = np.zeros(problem.n_operations, np.int64)
-        last = max(a[7].tolist(), key=lambda o: (end[o], -o))
+        last = max(a[6].tolist(), key=lambda o: (end[o], -o))
         length = K.critical_path(end, bind, a[2], a[1], seq, pos, last, path)
         assert [ops[o] for o in path[:length]] == twin.critical_path(times)
         moves = np.zeros((2 * problem.n_operations + 2, 2), np.int64)
@@ -115,7 +115,7 @@ def test_critical_path_n5_moves_and_estimates_match_the_twin():
             continue
         assert [(ops[u], ops[v]) for u, v in moves[:found].tolist()] == expected
         for u, v in moves[:found].tolist():
-            estimate = K.swap_estimate(u, v, start, a[0], tail, a[2], a[3], a[4], a[1], seq, a[11], pos)
+            estimate = K.swap_estimate(u, v, start, a[0], tail, a[2], a[3], a[4], a[1], seq, a[10], pos)
             assert estimate == twin.estimate(times, tails, ops[u], ops[v])
             swapped = seq.copy()
             K.swap(u, v, a[1], swapped, pos.copy())
@@ -138,7 +138,7 @@ def test_moves_on_the_paths_to_costly_jobs_match_the_twin(objective):
         mark = np.full(problem.n_operations, -1, np.int64)
         kind = {"makespan": K.MAKESPAN, "total_weighted_tardiness": K.WEIGHTED_TARDINESS}.get(objective, K.FLOW)
         rng_state = np.array([7], np.uint64)
-        found = K.chain_moves(kind, end, bind, a[2], a[5], a[1], seq, pos, a[7], a[8], mark, 1, moves, rng_state,
+        found = K.chain_moves(kind, end, bind, a[2], a[5], a[1], seq, pos, a[6], a[7], mark, 1, moves, rng_state,
                               len(moves))  # fmt: skip
         twin = twin_of(problem, seq, blocks)
         ops = list(zip(problem.job.tolist(), problem.op.tolist()))
