@@ -9,7 +9,7 @@ for inference):
 * ``agents.rollouts``: greedy and best-of-K rollouts in the batched envs, within a deadline;
 * ``agents.deciders``: the ``policy`` deciders (``policy``, ``policy:K``, ``policy@PATH``);
 * ``agents.onnx``: ``sched-env export-onnx`` (masking inside the graph);
-* ``agents.hybrid``: ``hybrid:SECONDS``, policy plans warm-starting CP-SAT;
+* ``agents.hybrid``: ``hybrid:SECONDS``, rule and policy plans improved by the tabu search;
 * ``agents/models``: the shipped static-shop and dynamic-shop policies.
 
 Nothing here is imported by ``sched_env`` or ``baselines``: the deciders join the registry

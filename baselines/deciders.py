@@ -55,7 +55,8 @@ DEFAULT_CPSAT_SECONDS = 10.0
 OWN_ENTRY_POINTS = {
     "policy": ("learned policy: policy (greedy), policy:K (best of K samples), policy@PATH (a model file)", "policy",
                "file"),
-    "hybrid": ("policy plans as CP-SAT's hint, hybrid:SECONDS (static solve or rescheduling)", "hybrid:1", "none"),
+    "hybrid": ("rule and policy plans improved by the tabu search (CP-SAT on small shops), hybrid:SECONDS", "hybrid:1",
+               "none"),
 }
 #: What an ``@QUALIFIER`` names, per registration: an action set, a file, nothing allowed, or
 #: unknown (a third party's decider: it may read a file, so a host that allows none refuses it).

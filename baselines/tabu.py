@@ -284,6 +284,26 @@ READ_BACK_S = (0.02, 0.01)
 _warm = False
 
 
+def kernels_cached() -> bool:
+    """Whether numba's on-disk cache holds the search's entry kernels for the current source."""
+    try:
+        return all(getattr(K, name)._cache._cache_file._load_index() for name in ("begin", "search", "decode_orders"))
+    except (AttributeError, OSError):  # numba internals moved, or an unreadable cache: assume cold
+        return False
+
+
+def compile_beside():
+    """Start compiling the kernels in a helper process (filling numba's cache) unless they are
+    cached: a program that compiles other kernels meanwhile waits once, not twice. None if cached."""
+    import subprocess
+    import sys
+
+    if kernels_cached():
+        return None
+    return subprocess.Popen([sys.executable, "-c", "from baselines.tabu import warm_kernels; warm_kernels()"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
 def warm_kernels() -> None:
     """Compile (or load from numba's cache) the search's kernels on a tiny shop, once per process,
     so that no budget pays for it."""

@@ -39,9 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [
         ("policy", "**ours: policy, greedy**"),
         ("policy:128", "**ours: policy:128**"), ("cpsat:10", "CP-SAT 10 s"), ("cpsat:10:hint", "CP-SAT 10 s + rule hint"),
-        ("hybrid:10", "**ours: hybrid:10** (policy hint -> CP-SAT, 10 s in all)"),
+        ("cpsat:1", "CP-SAT 1 s"), ("hybrid:1 before", "hybrid:1 before the tabu search (policy hint -> CP-SAT)"),
+        ("tabu:1", "**ours: tabu:1** (2 searches, 1 s)"), ("hybrid:1", "**ours: hybrid:1** (rule/policy plans -> tabu)"),
+        ("tabu:10", "**ours: tabu:10**"), ("hybrid:10", "**ours: hybrid:10** (rule/policy plans -> tabu, 10 s in all)"),
     ]  # fmt: skip
-    data = gaps(["taillard_rules.csv", "taillard_policy.csv", "taillard_cpsat.csv", "taillard_hybrid.csv"])
+    data = gaps(["taillard_rules.csv", "taillard_policy.csv", "taillard_cpsat.csv", "taillard_tabu.csv",
+                 "taillard_hybrid.csv"])  # fmt: skip
+    data.update(gaps(["taillard_cpsat_now.csv"]))  # CP-SAT rerun beside the tabu tables replaces the older rows
+    before = gaps(["taillard_hybrid1_before.csv"]).get("hybrid:1")
+    if before:  # the earlier hybrid (commit 352707b), under its own label
+        data["hybrid:1 before"] = before
     lines = ["| method | " + " | ".join(SIZES) + " | mean |", "|---|" + "---:|" * (len(SIZES) + 1)]
     for method, label in wanted:
         if method not in data:
