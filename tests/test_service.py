@@ -89,7 +89,7 @@ def as_schedule(plan: list[dict]) -> Schedule:
 
 
 # ---------------------------------------------------------------------- round trips
-@pytest.mark.parametrize("method", ["policy", "policy:8", "mwkr", "cpsat:1", "hybrid:1"])
+@pytest.mark.parametrize("method", ["policy", "policy:8", "mwkr", "cpsat:1", "tabu:1", "hybrid:1"])
 def test_schedule_round_trip_gives_a_valid_plan(server, method):
     instance = instances.random_instance(8, 5, seed=3)
     response = httpx.post(server.url + "/v1/schedule", json=shop_request(instance, method, budget_ms=3000), timeout=30)
@@ -113,7 +113,7 @@ def test_schedule_plans_around_down_equipment_and_maintenance(server):
             assert op["start"] >= 6 or op["end"] <= 0
 
 
-@pytest.mark.parametrize("method", ["policy", "atc", "cpsat:1", "hybrid:1"])
+@pytest.mark.parametrize("method", ["policy", "atc", "cpsat:1", "tabu:1", "hybrid:1"])
 def test_reschedule_keeps_done_and_running_work_and_plans_the_rest(server, method):
     from sched_env.snapshot import plan_violations
     from service.schemas import to_state
