@@ -72,15 +72,13 @@ class HybridDecider:
         from agents.rollouts import DeadlineError, solve_with_policy
         from baselines.tabu import start_plans
 
-        starts = start_plans(problem, objective, None)
+        starts = start_plans(problem, objective, None if isinstance(problem, JobShopInstance) else hint)
         policy = self._policy.policy_for(problem)
         with contextlib.suppress(DeadlineError):  # the greedy plan did not fit: the rule plans stand
             starts.append(solve_with_policy(
                 policy, problem, samples=self.samples, seed=seed, budget_s=SAMPLE_SHARE * limit, objective=objective,
                 method="policy", greedy_budget_s=GREEDY_SHARE * limit,
             ))  # fmt: skip
-        if hint is not None and not isinstance(problem, JobShopInstance):
-            starts += start_plans(problem, objective, hint)
         distinct = {}
         for start in sorted(starts, key=lambda r: r.objective):
             distinct.setdefault(start.objective, start)

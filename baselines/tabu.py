@@ -366,17 +366,19 @@ def improve(
 
 
 def start_plans(problem, objective: str, hint: Schedule | None):
-    """Where a search starts: the hint (a running shop's: repaired by right-shift), else the best
-    dispatching rule's plan."""
+    """Where a search starts: the hint, else the best dispatching rule's plan; on a running shop the
+    best rule's plan and the hint repaired by right-shift (two searches start from the two)."""
     from baselines.deciders import _best_rule_plan, _best_rule_schedule
     from baselines.repair import right_shift
     from sched_env.schedule import SolveResult, validate_schedule
     from sched_env.snapshot import ShopState
 
-    if isinstance(problem, ShopState):
+    if isinstance(problem, ShopState):  # a running shop's previous plan may be stale: the best rule's plan too
+        starts = [_best_rule_plan(problem, objective)]
         if hint is not None:
-            return [dataclasses.replace(right_shift(problem, hint, objective=objective), method="hint, right-shift")]
-        return [_best_rule_plan(problem, objective)]
+            repaired = right_shift(problem, hint, objective=objective)
+            starts.insert(0, dataclasses.replace(repaired, method="hint, right-shift"))
+        return starts
     plan = validate_schedule(problem, hint) if hint is not None else _best_rule_schedule(problem)
     return [SolveResult(plan, plan.makespan, "feasible", "hint" if hint is not None else "best rule", 0.0)]
 
@@ -392,8 +394,8 @@ def search_seconds(limit: float | None, started: float) -> float | None:
 @dataclass
 class TabuDecider:
     """``tabu:SECONDS`` (default 10 s) or ``tabu:iters=N`` (N moves per search: bit-for-bit
-    repeatable for a seed), ``workers`` searches on as many cores. Starts from the hint (a
-    running shop: the hint repaired by right-shift), else from the best dispatching rule's plan."""
+    repeatable for a seed), ``workers`` searches on as many cores. Starts from the hint, else from
+    the best dispatching rule's plan (a running shop: from both, the hint repaired by right-shift)."""
 
     spec: str
     seconds: float | None
