@@ -99,14 +99,14 @@ class HybridDecider:
                          seconds=search_seconds(tabu_limit, started), seed=seed, workers=self.workers)  # fmt: skip
         result.params.update(policy_objective=next((s.objective for s in starts if s.method == "policy"), None))
         if polish and result.status != "optimal":
-            result = self._polish(problem, result, objective, limit, started, seed)
+            result = self._polish(problem, result, objective, size, limit, started, seed)
         return dataclasses.replace(result, method=self.spec, wall_time_s=time.perf_counter() - started)
 
-    def _polish(self, problem, best: SolveResult, objective: str, limit: float, started: float, seed: int):
-        """CP-SAT hinted with the tabu plan for what is left; kept when better (or proven optimal)."""
+    def _polish(self, problem, best: SolveResult, objective: str, size: int, limit: float, started: float, seed: int):
+        """CP-SAT hinted with the tabu plan for what is left of ``limit``; kept when better (or
+        proven optimal). ``size``: the operations to plan."""
         remaining = 0.97 * (limit - (time.perf_counter() - started)) - 0.01
         static = isinstance(problem, JobShopInstance)
-        size = problem.n_operations if static else len(problem.waiting())
         if remaining <= self._cpsat.MIN_SEARCH_S or not self._cpsat.worth_searching(size, remaining):
             return best
         if static:

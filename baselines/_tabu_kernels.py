@@ -143,6 +143,16 @@ def objective_of(kind: int, end, job_last, due, weight, job_rel) -> int:
 
 # ---------------------------------------------------------------------- neighbourhoods
 @njit(cache=True, nogil=True)
+def latest_job(end, job_last) -> int:
+    """The first job whose last operation ends latest (where the critical path ends)."""
+    latest = 0
+    for j in range(1, len(job_last)):
+        if end[job_last[j]] > end[job_last[latest]]:
+            latest = j
+    return latest
+
+
+@njit(cache=True, nogil=True)
 def critical_path(end, bind, jpred, mach, seq, pos, last: int, path) -> int:
     """The longest path ending at operation ``last``, first operation first; returns its length."""
     length = 0
@@ -217,10 +227,7 @@ def chain_moves(kind, end, bind, jpred, job_of, mach, seq, pos, job_last, due, m
     for the makespan, tardy jobs for tardiness, every job for flow time): the N1 moves that can
     lower the objective. At most ``cap`` of them, a random subset when there are more."""
     found = 0
-    latest = 0
-    for j in range(len(job_last)):
-        if end[job_last[j]] > end[job_last[latest]]:
-            latest = j
+    latest = latest_job(end, job_last)
     for j in range(len(job_last)):
         o = job_last[j]
         if kind == MAKESPAN and j != latest or kind == WEIGHTED_TARDINESS and end[o] <= due[j]:
@@ -349,11 +356,7 @@ def estimated_moves(prob, sol, work) -> int:
     dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
     seq, pos = sol[0], sol[1]
     start, end, bind, tail, path, moves, values = work[0], work[1], work[2], work[5], work[6], work[7], work[8]
-    last = job_last[0]
-    for j in range(1, len(job_last)):
-        if end[job_last[j]] > end[last]:
-            last = job_last[j]
-    length = critical_path(end, bind, jpred, mach, seq, pos, last, path)
+    length = critical_path(end, bind, jpred, mach, seq, pos, job_last[latest_job(end, job_last)], path)
     found = n5_moves(path, length, bind, job_of, moves)
     for i in range(found):
         values[i] = swap_estimate(moves[i, 0], moves[i, 1], start, dur, tail, jpred, jsucc, rel, mach, seq, count, pos)

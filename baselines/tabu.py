@@ -160,25 +160,25 @@ class _Search:
     work: tuple
     moves_made: int = 0
     seconds: float = 0.0
-    start_value: int = 0
 
     @classmethod
     def start(cls, problem: TabuProblem, seq: np.ndarray, seed: int, stream: int, settings: TabuSettings,
               kind: int) -> _Search:  # fmt: skip
         n, m, width = problem.n_operations, problem.instance.n_machines, problem.slots
-        sol = (
-            seq.copy(), np.zeros(n, np.int64), np.zeros(K.N_COUNTERS, np.int64), _seed_state(seed, stream),
-            np.zeros((settings.tabu_capacity(problem.instance), 3), np.int64), seq.copy(), seq.copy(), np.zeros((settings.elite, m, width), np.int64),
-            np.zeros(settings.elite, np.int64), np.zeros(settings.elite, np.int64), np.zeros(K.RING, np.int64),
+        def zeros(*shape):
+            return np.zeros(shape, np.int64)
+
+        sol = (  # seq, pos, ctr, rng, tabu, best_seq, run_best_seq, elite_seq, elite_value, elite_hash, ring
+            seq.copy(), zeros(n), zeros(K.N_COUNTERS), _seed_state(seed, stream),
+            zeros(settings.tabu_capacity(problem.instance), 3), seq.copy(), seq.copy(), zeros(settings.elite, m, width),
+            zeros(settings.elite), zeros(settings.elite), zeros(K.RING),
         )  # fmt: skip
-        work = tuple(np.zeros(n, np.int64) for _ in range(4)) + (np.zeros(2 * n, np.int64),) + tuple(
-            np.zeros(n, np.int64) for _ in range(2)
-        ) + (np.zeros((2 * n + 2, 2), np.int64), np.zeros(2 * n + 2, np.int64), np.full(n, -1, np.int64)) + tuple(
-            np.zeros(n, np.int64) for _ in range(4)
+        work = (  # start, end, bind, order, stack, tail, path, moves, values, mark, and the trial decode's four
+            zeros(n), zeros(n), zeros(n), zeros(n), zeros(2 * n), zeros(n), zeros(n), zeros(2 * n + 2, 2),
+            zeros(2 * n + 2), np.full(n, -1, np.int64), zeros(n), zeros(n), zeros(n), zeros(n),
         )  # fmt: skip
         search = cls(problem, settings.params(problem.instance, kind, problem.exact), sol, work)
-        search.start_value = int(K.begin(problem.arrays, sol, work, search.params))
-        if search.start_value < 0:
+        if K.begin(problem.arrays, sol, work, search.params) < 0:
             raise RuntimeError("tabu: the start plan's machine orders hold a cycle (a bug: please report it)")
         return search
 
@@ -190,12 +190,12 @@ class _Search:
     def best(self) -> int:
         return int(self.counters[K.BEST])
 
-    def run(self, iterations: int | None, deadline: float | None, proven) -> None:
+    def run(self, iterations: int | None, deadline: float | None, proven: threading.Event | None = None) -> None:
         """Move until ``iterations`` moves are made, ``deadline`` (perf_counter) passes or a
-        search (this one or another) proves its plan optimal (``proven``)."""
+        search (this one or another) proves its plan optimal (``proven``, when given)."""
         began = time.perf_counter()
         chunk = 16
-        while self.counters[K.DONE] == 0 and not proven.is_set():
+        while self.counters[K.DONE] == 0 and not (proven is not None and proven.is_set()):
             todo = chunk if iterations is None else min(chunk, iterations - self.moves_made)
             if todo <= 0 or deadline is not None and time.perf_counter() >= deadline:
                 break
@@ -203,26 +203,15 @@ class _Search:
             self.moves_made += K.search(self.problem.arrays, self.sol, self.work, self.params, todo)
             took = time.perf_counter() - t0
             chunk = int(min(max(1, chunk * CHUNK_S / took if took > 0 else chunk * 2), 1_000_000))
-        if self.counters[K.DONE]:
+        if self.counters[K.DONE] and proven is not None:
             proven.set()
         self.seconds += time.perf_counter() - began
-
-
-class _NeverSet:
-    """An event nobody sets: searches with a move count run to it, whatever the others do."""
-
-    def is_set(self) -> bool:
-        return False
-
-    def set(self) -> None:
-        pass
 
 
 @dataclass
 class TabuOutcome:
     schedule: Schedule
     objective: int
-    start_objective: int
     optimal: bool
     stats: dict = field(default_factory=dict)
 
@@ -250,9 +239,8 @@ def tabu_search(
         _Search.start(problem, orders[i % len(orders)], seed, i, settings, kind) for i in range(max(1, int(workers)))
     ]
     deadline = None if seconds is None else time.perf_counter() + seconds
-    proven = threading.Event()  # stops the other searches early; not with a move count (repeatable results)
-    if iterations is not None:
-        proven = _NeverSet()
+    # a proof stops the other searches early, but not with a move count: those results must repeat
+    proven = threading.Event() if iterations is None else None
     if len(searches) == 1:
         searches[0].run(iterations, deadline, proven)
     else:
@@ -273,7 +261,7 @@ def tabu_search(
         "cycles": int(sum(s.counters[K.CYCLES] for s in searches)), "exact_moves": problem.exact,
         "evaluations": int(sum(s.counters[K.EVALS] for s in searches)),
     }  # fmt: skip
-    return TabuOutcome(schedule, best.best, min(s.start_value for s in searches), optimal, stats)
+    return TabuOutcome(schedule, best.best, optimal, stats)
 
 
 # ---------------------------------------------------------------------- the decider
@@ -433,13 +421,7 @@ def rest_of(state, plan: Schedule) -> Schedule:
     """The part of a plan of ``state`` that plans its residual, in the residual's numbering."""
     from sched_env.snapshot import residual
 
-    rest = residual(state)
-    local = {(int(j), int(rest.first_op[i] + k)): (i, k) for i, j in enumerate(rest.job)
-             for k in range(int(rest.instance.n_ops[i]))}  # fmt: skip
-    rows = [(*local[j, k], m, s, e) for j, k, m, s, e in
-            zip(plan.job.tolist(), plan.op.tolist(), plan.machine.tolist(), plan.start.tolist(), plan.end.tolist())
-            if (j, k) in local]  # fmt: skip
-    return Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T, instance_name=rest.instance.name)
+    return residual(state).restrict(plan)
 
 
 def tabu_factory(spec, *, objective: str | None = None, workers: int = 2, **_) -> TabuDecider:

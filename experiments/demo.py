@@ -63,13 +63,11 @@ def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 3.0, me
     started = time.perf_counter()
     print("sched-env demo: ta01 by a rule, the learned policy and CP-SAT; then a breakdown rescheduled", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    helper = None
-    if method.split(":")[0] in ("hybrid", "tabu"):  # the tabu search's kernels compile beside the simulator's
-        from baselines.tabu import compile_beside
+    from baselines.tabu import compile_beside
 
-        helper = compile_beside()
-        if helper is not None:
-            print("compiling the tabu search's kernels beside them, once for this machine ...", flush=True)
+    helper = compile_beside()  # the rescheduler's search (the hybrid's, by default) compiles beside the simulator
+    if helper is not None:
+        print("compiling the tabu search's kernels beside them, once for this machine ...", flush=True)
     warm_up(say=lambda line: print(line, flush=True))
     if helper is not None:
         helper.wait()

@@ -209,6 +209,22 @@ class Residual:
         rows = [(m, s, e, 0) for m, intervals in self.blocked.items() for s, e in intervals]
         return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
+    def restrict(self, schedule: Schedule) -> Schedule:
+        """The rows of a plan of the state that plan this residual, in its numbering (job ``i``,
+        operation ``k`` from where the job resumes)."""
+        local = {
+            (int(j), int(self.first_op[i] + k)): (i, k)
+            for i, j in enumerate(self.job)
+            for k in range(int(self.instance.n_ops[i]))
+        }
+        rows = [
+            (*local[j, k], m, s, e)
+            for j, k, m, s, e in zip(schedule.job.tolist(), schedule.op.tolist(), schedule.machine.tolist(),
+                                     schedule.start.tolist(), schedule.end.tolist())
+            if (j, k) in local
+        ]  # fmt: skip
+        return Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T, instance_name=self.instance.name)
+
     def as_scenario(self, interruption: str = "restart") -> Scenario:
         """The residual as a dynamic scenario with known durations, whose downtimes are the
         blocked intervals (as maintenance): simulating it with a dispatching rule gives a plan
@@ -307,15 +323,5 @@ def plan_violations(state: ShopState, schedule: Schedule) -> list:
                 )
     if rest.instance is None:
         return found
-    local = {
-        (int(j), int(rest.first_op[i] + k)): (i, k)
-        for i, j in enumerate(rest.job)
-        for k in range(int(rest.instance.n_ops[i]))
-    }
-    rows = [
-        (*local[j, k], m, s, e)
-        for j, k, m, s, e in zip(schedule.job, schedule.op, schedule.machine, schedule.start, schedule.end)
-        if (j, k) in local
-    ]
-    sub = Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T)
+    sub = rest.restrict(schedule)
     return found + find_violations(rest.instance, sub, downtimes=rest.blocked_rows(), interruption="restart")

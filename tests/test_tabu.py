@@ -8,7 +8,7 @@ import pytest
 
 from baselines import _tabu_kernels as K
 from baselines import deciders, rules
-from baselines.tabu import TabuProblem, TabuSettings, rest_of, tabu_search
+from baselines.tabu import OBJECTIVE_KINDS, TabuProblem, TabuSettings, rest_of, tabu_search
 from instances import JobShopInstance
 from sched_env.schedule import objective_value, validate_schedule
 from sched_env.snapshot import plan_violations, residual
@@ -77,7 +77,7 @@ def test_decoder_heads_tails_and_objectives_match_the_twin(blocked):
             twin_tails = twin.tails()
             assert [twin_tails[o] for o in ops] == tail.tolist()
         for objective in OBJECTIVES:
-            kind = {"makespan": K.MAKESPAN, "total_weighted_tardiness": K.WEIGHTED_TARDINESS}.get(objective, K.FLOW)
+            kind = OBJECTIVE_KINDS[objective]
             a = problem.arrays
             assert K.objective_of(kind, end, a[6], a[7], a[8], a[9]) == twin.objective(times, objective)
 
@@ -136,7 +136,7 @@ def test_moves_on_the_paths_to_costly_jobs_match_the_twin(objective):
         a = problem.arrays
         moves = np.zeros((2 * problem.n_operations + 2, 2), np.int64)
         mark = np.full(problem.n_operations, -1, np.int64)
-        kind = {"makespan": K.MAKESPAN, "total_weighted_tardiness": K.WEIGHTED_TARDINESS}.get(objective, K.FLOW)
+        kind = OBJECTIVE_KINDS[objective]
         rng_state = np.array([7], np.uint64)
         found = K.chain_moves(kind, end, bind, a[2], a[5], a[1], seq, pos, a[6], a[7], mark, 1, moves, rng_state,
                               len(moves))  # fmt: skip
@@ -153,12 +153,11 @@ def solve_random(seed: int, objective: str, iterations: int, blocked: bool, work
     start = _blocked_start(instance, blocks, rng) if blocks else rules.dispatch(instance, "spt").schedule
     settings = TabuSettings(stall_moves=40)
     if chunked:  # the same search in many kernel calls
-        from baselines.tabu import _NeverSet, _Search
+        from baselines.tabu import _Search
 
-        search = _Search.start(problem, problem.orders(start), seed, 0, settings, K.MAKESPAN if objective ==
-                               "makespan" else (K.WEIGHTED_TARDINESS if objective != "total_flow_time" else K.FLOW))  # fmt: skip
+        search = _Search.start(problem, problem.orders(start), seed, 0, settings, OBJECTIVE_KINDS[objective])
         for _ in range(iterations // 7 + 1):
-            search.run(min(search.moves_made + 7, iterations), None, _NeverSet())
+            search.run(min(search.moves_made + 7, iterations), None)
         return problem.schedule(search.sol[5]), start, instance, blocks
     out = tabu_search(problem, start, objective=objective, iterations=iterations, seed=seed, workers=workers,
                       settings=settings)  # fmt: skip
