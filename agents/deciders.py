@@ -133,10 +133,10 @@ def dispatch_dynamic_policy(
 
 def policy_factory(spec, *, objective: str | None = None, **_: Any) -> PolicyDecider:
     """Entry point of the ``policy`` decider (group ``sched_env.deciders``)."""
-    from baselines.deciders import DeciderError
+    from baselines.deciders import MAX_SAMPLES, DeciderError
 
     spec.no_more_than(1, "policy, policy:K, policy@PATH or policy:K@PATH")
-    samples = int(spec.number(0, "the sample count K", integer=True, default=1))
+    samples = int(spec.number(0, "the sample count K", integer=True, default=1, maximum=MAX_SAMPLES))
     try:
         decider = PolicyDecider(spec.text, samples, spec.qualifier, objective)
         if spec.qualifier is None:

@@ -129,12 +129,12 @@ class HybridDecider:
 def hybrid_factory(spec, *, objective: str | None = None, workers: int = 2, **_: Any) -> HybridDecider:
     """Entry point of the ``hybrid`` decider (group ``sched_env.deciders``)."""
     from agents.loading import PolicyLoadError
-    from baselines.deciders import DeciderError
+    from baselines.deciders import MAX_SECONDS, DeciderError
 
     spec.no_more_than(1, "hybrid or hybrid:SECONDS")
     if spec.qualifier:
         raise DeciderError(f"method {spec.text!r}: hybrid takes no '@' qualifier (it uses the shipped policies)")
-    seconds = float(spec.number(0, "SECONDS", default=DEFAULT_SECONDS))
+    seconds = float(spec.number(0, "SECONDS", default=DEFAULT_SECONDS, maximum=MAX_SECONDS))
     try:
         return HybridDecider(spec.text, seconds, objective=objective, workers=int(workers))
     except PolicyLoadError as error:

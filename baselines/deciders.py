@@ -14,6 +14,10 @@ Deciders are named by *method specs* ``NAME[:ARG...][@QUALIFIER]``::
     mwkr  mwkr@giffler_thompson  atc  random:128  cpsat:10  cpsat:10:hint  tabu:10  tabu:iters=20000  right-shift
     policy  policy:128  policy@PATH  hybrid:10          (the last ones from sched-env's agents)
 
+Every number a spec sets has a range, checked when the decider is built (NaN, infinities and
+values out of range are refused, naming the argument): SECONDS in (0, 86 400], sample counts
+N and K from 1 to 10 000, tabu ``iters`` from 1 to 10^9.
+
 Names come from the registry: the built-ins below, anything added with :func:`register`,
 and every entry point of the group ``sched_env.deciders`` of any installed package (the
 packaging convention pytest and gymnasium plugins use), so a new decider appears in the CLI,
@@ -50,6 +54,11 @@ Problem = JobShopInstance | ShopState
 #: Rules tried for a ``:hint`` warm start; the best schedule is the hint.
 HINT_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
 DEFAULT_CPSAT_SECONDS = 10.0
+#: The range of every number a method spec can set, checked when the decider is built, so that
+#: no spec asks for unbounded work or memory (a host may bound time further with its budget).
+MAX_SECONDS = 86_400.0  # cpsat:S, tabu:S, hybrid:S: at most a day
+MAX_SAMPLES = 10_000  # random:N, policy:K: sampled rollouts (run in bounded chunks, the best kept)
+MAX_ITERATIONS = 10**9  # tabu:iters=N
 #: sched-env's deciders that live above ``baselines`` (in ``agents``) and join through entry points,
 #: so this layer never imports them: name -> (summary, quick example spec).
 OWN_ENTRY_POINTS = {
@@ -138,17 +147,23 @@ class MethodSpec:
             raise DeciderError(f"method {text!r}: nothing after '@'")
         return cls(text.strip(), name.lower(), tuple(args), qualifier or None)
 
-    def number(self, index: int, what: str, *, integer: bool = False, default: float | None = None) -> float | None:
-        """The ``index``-th argument as a positive number (or ``default`` when absent)."""
+    def number(
+        self, index: int, what: str, *, integer: bool = False, default: float | None = None, maximum: float | None = None
+    ) -> float | None:
+        """The ``index``-th argument as a positive number (or ``default`` when absent), at most
+        ``maximum`` (every number a spec can set has a range: :data:`MAX_SECONDS`, :data:`MAX_SAMPLES`,
+        :data:`MAX_ITERATIONS`)."""
         if index >= len(self.args):
             return default
+        text = self.args[index].removeprefix(f"{what}=") if what.isidentifier() else self.args[index]
         try:
-            value = int(self.args[index]) if integer else float(self.args[index])
+            value = int(text) if integer else float(text)
         except ValueError:
             value = 0
-        if not math.isfinite(value) or value <= 0:
+        if not math.isfinite(value) or value <= 0 or (maximum is not None and value > maximum):
             kind = "a positive integer" if integer else "a positive number"
-            raise DeciderError(f"method {self.text!r}: {what} must be {kind}, got {self.args[index]!r}")
+            bound = f" (at most {maximum:,.0f})" if maximum is not None else ""
+            raise DeciderError(f"method {self.text!r}: {what} must be {kind}{bound}, got {self.args[index]!r}")
         return value
 
     def no_more_than(self, n_args: int, usage: str) -> None:
@@ -289,8 +304,8 @@ def _objective(problem: Problem, objective: str | None) -> str:
 
 @dataclass
 class RuleDecider:
-    """A dispatching rule in the compiled simulator; ``random:N`` keeps the best of N samples.
-    On a shop state it dispatches the rest of the work around the known downtimes. Instant;
+    """A dispatching rule in the compiled simulator; ``random:N`` keeps the best of N samples
+    (as many as fit in the budget). On a shop state it dispatches the rest of the work around the known downtimes. Instant;
     a deterministic rule also dispatches online (:meth:`choose`)."""
 
     spec: str
@@ -325,13 +340,14 @@ class RuleDecider:
 
         if isinstance(problem, JobShopInstance):
             if self.samples > 1:
-                result = rules.best_of_random(problem, self.samples, action_set=self.action_set, seed=seed)
+                result = rules.best_of_random(problem, self.samples, action_set=self.action_set, seed=seed,
+                                              budget_s=budget_s)  # fmt: skip
             else:
                 result = rules.dispatch(problem, self.rule, action_set=self.action_set, seed=seed)
             return dataclasses.replace(result, method=self.spec)
         return rules.dispatch_state(
             problem, self.rule, objective=_objective(problem, self.objective), samples=self.samples, seed=seed,
-            method=self.spec,
+            method=self.spec, budget_s=budget_s,
         )  # fmt: skip
 
 
@@ -346,7 +362,7 @@ def _rule_factory(spec: MethodSpec, *, objective: str | None = None, **_: Any) -
     samples = 1
     if spec.name == "random":
         spec.no_more_than(1, "random or random:N")
-        samples = int(spec.number(0, "the sample count N", integer=True, default=1))
+        samples = int(spec.number(0, "the sample count N", integer=True, default=1, maximum=MAX_SAMPLES))
     else:
         spec.no_more_than(0, f"{spec.name} or {spec.name}@ACTION_SET (only random takes :N)")
     return RuleDecider(spec.text, spec.name, action_set, samples, objective)
@@ -440,7 +456,7 @@ def _cpsat_factory(spec: MethodSpec, *, objective: str | None = None, workers: i
         raise DeciderError(f"method {spec.text!r}: write cpsat:SECONDS or cpsat:SECONDS:hint, e.g. cpsat:10")
     if spec.qualifier:
         raise DeciderError(f"method {spec.text!r}: cpsat takes no '@' qualifier")
-    seconds = spec.number(0, "SECONDS", default=DEFAULT_CPSAT_SECONDS)
+    seconds = spec.number(0, "SECONDS", default=DEFAULT_CPSAT_SECONDS, maximum=MAX_SECONDS)
     return CpSatDecider(spec.text, float(seconds), len(spec.args) == 2, objective, int(workers))
 
 

@@ -110,6 +110,39 @@ def dispatch(
     return dispatch_many([instance], rule, placement=placement, action_set=action_set, seed=seed)[0]
 
 
+#: Random rollouts stepped together hold at most about this many operations (bounds memory:
+#: a sample costs tens of bytes per operation), so ``random:N`` needs no more memory for large N.
+RANDOM_CHUNK_OPERATIONS = 250_000
+
+
+def best_of_samples(
+    run_chunk, samples: int, n_operations: int, *, seed: int | None = 0, deadline: float | None = None
+):
+    """The best of ``samples`` random rollouts, run ``run_chunk(size, chunk_seed) -> [(value, plan)]``
+    in chunks of bounded memory, keeping only the best plan. Under a ``deadline``
+    (``time.perf_counter()``) chunks start small and double, each only if its measured cost says it
+    ends in time; the first sample always runs. Returns (best value, best plan, samples run)."""
+    cap = max(1, min(samples, RANDOM_CHUNK_OPERATIONS // max(n_operations, 1)))
+    size = min(cap, 8) if deadline is not None else cap
+    best, run, index, per_sample = None, 0, 0, 0.0
+    while run < samples:
+        size = min(size, samples - run)
+        if deadline is not None and run:
+            room = deadline - time.perf_counter()
+            while size > 1 and size * per_sample > room:
+                size //= 2
+            if size * per_sample > room:
+                break
+        chunk_seed = seed if index == 0 or seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        started = time.perf_counter()
+        for value, plan in run_chunk(size, chunk_seed):
+            if best is None or value < best[0]:
+                best = (value, plan)
+        per_sample = (time.perf_counter() - started) / size
+        run, index, size = run + size, index + 1, min(cap, 2 * size)
+    return best[0], best[1], run
+
+
 def best_of_random(
     instance: JobShopInstance,
     samples: int,
@@ -117,21 +150,23 @@ def best_of_random(
     placement: str = DEFAULT_PLACEMENT,
     action_set: str = DEFAULT_ACTION_SET,
     seed: int | None = 0,
+    budget_s: float | None = None,
 ) -> SolveResult:
-    """The best of ``samples`` uniformly random rollouts, all run in one batched call."""
+    """The best of ``samples`` uniformly random rollouts, run in batched kernel calls of bounded
+    memory; with a budget, as many as fit in it (at least one)."""
     start = time.perf_counter()
-    results = dispatch_many([instance] * samples, "random", placement=placement, action_set=action_set, seed=seed)
-    best = min(results, key=lambda r: r.objective)
+    deadline = None if budget_s is None else start + budget_s
+
+    def chunk(size: int, chunk_seed):
+        runs = dispatch_many([instance] * size, "random", placement=placement, action_set=action_set, seed=chunk_seed)
+        return [(run.objective, run.schedule) for run in runs]
+
+    value, schedule, run = best_of_samples(chunk, samples, instance.n_operations, seed=seed, deadline=deadline)
     return SolveResult(
-        schedule=best.schedule,
-        objective=best.objective,
-        status="feasible",
-        method="random",
-        wall_time_s=time.perf_counter() - start,
-        instance_name=instance.name,
-        seed=seed,
-        params={"placement": placement, "action_set": action_set, "samples": samples},
-    )
+        schedule=schedule, objective=value, status="feasible", method="random", wall_time_s=time.perf_counter() - start,
+        instance_name=instance.name, seed=seed,
+        params={"placement": placement, "action_set": action_set, "samples": samples, "samples_run": run},
+    )  # fmt: skip
 
 
 def rule_action(env, rule: str) -> int:
@@ -228,28 +263,37 @@ def dispatch_state(
     samples: int = 1,
     seed: int | None = 0,
     method: str | None = None,
+    budget_s: float | None = None,
 ) -> SolveResult:
     """A plan for the rest of a running shop (a :class:`~sched_env.snapshot.ShopState`) by a
     dispatching rule: the residual work is simulated in the dynamic kernels with the known
     downtimes and running operations as blocked windows (an operation a window would cut
-    waits until after it). ``random`` with ``samples > 1`` keeps the best plan. Done and running
+    waits until after it). ``random`` with ``samples > 1`` keeps the best plan (as many as
+    fit in ``budget_s``, in chunks of bounded memory). Done and running
     work is kept as it is; the objective counts every job of the state."""
     from sched_env.schedule import objective_value
     from sched_env.snapshot import full_plan, plan_rest, residual
 
     started = time.perf_counter()
+    deadline = None if budget_s is None else started + budget_s
     rest = residual(state)
     method = method or rule.lower()
     if rest.instance is None:
-        rest_plans = [None]
+        best_value, rest_plan, run = objective_value(state.jobs, full_plan(state, rest, None), objective), None, 1
     else:
-        runs = dispatch_dynamic_many([rest.as_scenario()] * samples, rule, objective=objective, seed=seed)
-        rest_plans = [run.schedule for run in runs]
-    values = [objective_value(state.jobs, full_plan(state, rest, plan), objective) for plan in rest_plans]
-    best = int(np.argmin(values))
-    plan = plan_rest(state, rest_plans[best], method)
+        scenario = rest.as_scenario()
+
+        def chunk(size: int, chunk_seed):
+            runs = dispatch_dynamic_many([scenario] * size, rule, objective=objective, seed=chunk_seed)
+            return [(objective_value(state.jobs, full_plan(state, rest, r.schedule), objective), r.schedule) for r in runs]
+
+        best_value, rest_plan, run = best_of_samples(
+            chunk, samples, rest.instance.n_operations, seed=seed, deadline=deadline
+        )
+    plan = plan_rest(state, rest_plan, method)
     return SolveResult(
-        schedule=plan, objective=values[best], status="feasible", method=method,
+        schedule=plan, objective=best_value, status="feasible", method=method,
         wall_time_s=time.perf_counter() - started, instance_name=state.jobs.name,
-        seed=seed if rule.lower() == "random" else None, params={"objective": objective, "samples": samples},
+        seed=seed if rule.lower() == "random" else None,
+        params={"objective": objective, "samples": samples, "samples_run": run},
     )  # fmt: skip

@@ -426,7 +426,7 @@ def rest_of(state, plan: Schedule) -> Schedule:
 
 def tabu_factory(spec, *, objective: str | None = None, workers: int = 2, **_) -> TabuDecider:
     """Build ``tabu``, ``tabu:SECONDS``, ``tabu:iters=N`` or ``tabu:SECONDS:iters=N``."""
-    from baselines.deciders import DeciderError
+    from baselines.deciders import MAX_ITERATIONS, MAX_SECONDS, DeciderError
 
     usage = "tabu, tabu:SECONDS, tabu:iters=N or tabu:SECONDS:iters=N, e.g. tabu:10"
     spec.no_more_than(2, usage)
@@ -435,14 +435,9 @@ def tabu_factory(spec, *, objective: str | None = None, workers: int = 2, **_) -
     seconds, iterations = None, None
     for i, arg in enumerate(spec.args):
         if arg.startswith("iters="):
-            try:
-                iterations = int(arg.removeprefix("iters="))
-            except ValueError:
-                iterations = 0
-            if iterations <= 0:
-                raise DeciderError(f"method {spec.text!r}: iters must be a positive whole number, got {arg!r}")
+            iterations = int(spec.number(i, "iters", integer=True, maximum=MAX_ITERATIONS))
         elif seconds is None:
-            seconds = float(spec.number(i, "SECONDS"))
+            seconds = float(spec.number(i, "SECONDS", maximum=MAX_SECONDS))
         else:
             raise DeciderError(f"method {spec.text!r}: write {usage}")
     if seconds is None and iterations is None:

@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -38,6 +39,14 @@ def test_method_specs_parse_and_bad_ones_say_what_to_write():
         ("mwkr:3", "only random takes :N"),
         ("random:0", "sample count N must be a positive integer"),
         ("", "non-empty string"),
+        # every number has a range: no spec asks for unbounded work (the service's abuse findings)
+        ("hybrid:nan", "SECONDS must be a positive number"),
+        ("cpsat:inf", "SECONDS must be a positive number"),
+        ("cpsat:86401", r"at most 86,400"),
+        ("random:10001", r"at most 10,000"),
+        ("policy:1000000000000", r"sample count K must be a positive integer \(at most 10,000\)"),
+        ("tabu:iters=0", "iters must be a positive integer"),
+        ("tabu:1:iters=2000000000", r"at most 1,000,000,000"),
     ):
         with pytest.raises(DeciderError, match=message):
             deciders.make(bad)
@@ -148,9 +157,30 @@ def test_every_registered_decider_keeps_a_tiny_budget(name):
             assert plan_violations(problem, result.schedule) == []
 
 
-def test_rules_report_an_overrun_instead_of_hiding_it():
-    result = deciders.solve(instances.load("ta71"), "random:64", budget_s=1e-4)
+def test_an_overrun_is_reported_instead_of_hidden():
+    class Sleepy:  # a decider that ignores its budget
+        spec = "sleepy"
+
+        def solve(self, problem, *, budget_s=None, seed=0, hint=None):
+            time.sleep(0.12)
+            return deciders.quick_rule_plan(problem)
+
+    result = deciders.solve(instances.load("ft06"), Sleepy(), budget_s=1e-3)
     assert result.over_budget and result.wall_time_s > result.budget_s
+
+
+def test_random_samples_stop_at_the_budget_and_keep_only_the_best():
+    """random:N runs in chunks of bounded memory and stops when its budget is spent: random:10000
+    on a 100x20 shop within 0.2 s answers with far fewer samples, the best of those run."""
+    instance = instances.load("ta71")
+    result = deciders.solve(instance, "random:10000", budget_s=0.2)
+    assert result.schedule is not None and 1 <= result.params["samples_run"] < 10_000
+    assert result.wall_time_s < 0.2 + 0.15, result.wall_time_s
+    state = running_shop_state(10, initial_jobs=50, arriving_jobs=10, seed=4, steps=60)
+    planned = deciders.solve(state, "random:10000", budget_s=0.1)
+    assert plan_violations(state, planned.schedule) == [] and planned.params["samples_run"] < 10_000
+    full = deciders.solve(instances.random_instance(6, 4, seed=1), "random:300")  # no budget: all of them
+    assert full.params["samples_run"] == 300
 
 
 def test_cpsat_limit_covers_building_the_model():
