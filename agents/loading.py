@@ -63,7 +63,8 @@ class LoadedPolicy:
         return bool(self.env_options.get("allow_wait", False))
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "kind": self.kind, "backend": self.backend,
+        """What /v1/model reports: the file name, not the path (a server does not reveal its layout)."""
+        return {"name": self.name, "file": Path(self.path).name, "kind": self.kind, "backend": self.backend,
                 "n_features": self.n_features, "sha256": self.sha256, "config": self.config,
                 "env_options": self.env_options}  # fmt: skip
 

@@ -175,6 +175,12 @@ def read_schedule(jsm: JobShopModel, solver: cp_model.CpSolver) -> Schedule:
     return Schedule.from_start_times(instance, start)
 
 
+def _first_line(message: str, limit: int = 300) -> str:
+    """The first line of CP-SAT's model check, cut short: the rest can be the whole model."""
+    line = (message.strip().splitlines() or ["(no reason given)"])[0]
+    return line if len(line) <= limit else line[:limit] + " ..."
+
+
 def solve(
     instance: JobShopInstance,
     *,
@@ -201,7 +207,7 @@ def solve(
     solver = solver_parameters(_search_time(time_limit_s, started), workers, seed, log, deterministic_time)
     status = solver.solve(jsm.model)
     if status == cp_model.MODEL_INVALID:
-        raise SolverError(f"CP-SAT rejected the model of {instance.name!r}: {jsm.model.validate()}")
+        raise SolverError(f"CP-SAT rejected the model of {instance.name!r}: {_first_line(jsm.model.validate())}")
     name = _STATUS.get(status, "unknown")
     schedule = read_schedule(jsm, solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
     if schedule is not None:
@@ -259,7 +265,7 @@ def reschedule(
     solver = solver_parameters(_search_time(time_limit_s, started), workers, seed)
     status = solver.solve(jsm.model)
     if status == cp_model.MODEL_INVALID:
-        raise SolverError(f"CP-SAT rejected the rescheduling model: {jsm.model.validate()}")
+        raise SolverError(f"CP-SAT rejected the rescheduling model: {_first_line(jsm.model.validate())}")
     name = _STATUS.get(status, "unknown")
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return SolveResult(None, None, name, "cpsat-reschedule", time.perf_counter() - started, state.jobs.name,

@@ -322,10 +322,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from service.app import load_models, settings_from_environment
     except ImportError as error:
         raise UserError(f"serving needs the service extra ({error.name} is missing): pip install 'sched-env[service]'") from None
+    from service.app import ConfigurationError
+
     if args.model:
         os.environ["SCHED_ENV_MODEL"] = str(Path(args.model).resolve())
-    os.environ["SCHED_ENV_THREADS"], os.environ["SCHED_ENV_QUEUE"] = str(args.threads), str(args.queue)
-    load_models(settings_from_environment())  # a missing or corrupt model stops here, in one line
+    os.environ.update(SCHED_ENV_THREADS=str(args.threads), SCHED_ENV_QUEUE=str(args.queue),
+                      SCHED_ENV_HEADER_TIMEOUT=str(args.header_timeout), SCHED_ENV_BODY_TIMEOUT=str(args.body_timeout),
+                      SCHED_ENV_MAX_CONNECTIONS=str(args.max_connections),
+                      SCHED_ENV_PUBLIC_METRICS="1" if args.public_metrics else "0")  # every worker process reads them
+    try:
+        settings = settings_from_environment()
+    except ConfigurationError as error:
+        raise UserError(str(error)) from None
+    load_models(settings)  # a missing or corrupt model stops here, in one line
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"serving on {args.host}: reachable from other machines" + ("" if os.environ.get("SCHED_ENV_TOKEN") else
               "; set SCHED_ENV_TOKEN to require a bearer token"))  # fmt: skip
@@ -333,6 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"sched-env serve: listening on http://{host}:{args.port} (API docs: /docs, health: /healthz,"
           f" metrics: /metrics; {args.workers} process(es) x {args.threads} decider threads); Ctrl-C stops", flush=True)  # fmt: skip
     uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                http="service.protocol:GuardedH11Protocol", timeout_keep_alive=5,
                 log_level="info" if args.access_log else "warning", access_log=args.access_log)  # fmt: skip
     return 0
 
@@ -522,7 +532,27 @@ def _add_serve(sub, dir_help: str) -> None:
     p.add_argument("--threads", type=int, default=2, help="decider threads per process (default 2)")
     p.add_argument("--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)")
     p.add_argument("--access-log", action="store_true", help="log every request (method, path, status) to stderr")
+    p.add_argument("--header-timeout", type=_positive_seconds, default=10.0,
+                   help="seconds a client has to send its request line and headers; slower ones are closed (default 10)")
+    p.add_argument("--body-timeout", type=_positive_seconds, default=30.0,
+                   help="seconds a client has to send its body (408); bodies over 8 MiB get 413 as the bytes arrive,"
+                        " chunked or not (default 30)")
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="open connections per process; one more gets 503 and is closed (default 256)")
+    p.add_argument("--public-metrics", action="store_true",
+                   help="serve /metrics without the token (for a scraper on a trusted network); by default, when"
+                        " SCHED_ENV_TOKEN is set, every route but /healthz, /readyz and /docs needs it")
     p.set_defaults(func=cmd_serve)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds between 0 and 3600, e.g. 10")
+    return value
 
 
 def _add_export_onnx(sub, dir_help: str) -> None:

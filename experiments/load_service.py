@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -61,11 +62,11 @@ def reschedule_body(instance, method: str) -> dict:
             operations.append(op)
         orders.append({"id": f"WO{j}", "due": int(1.2 * plan.makespan), "operations": operations})
     busy = {op["equipment"] for o in orders for op in o["operations"] if op["status"] == "running"}
-    down = next(f"M{m}" for m in range(instance.n_machines) if f"M{m}" not in busy)
+    down = next((f"M{m}" for m in range(instance.n_machines) if f"M{m}" not in busy), None)  # None: all are busy
     equipment = [{"id": f"M{m}"} if f"M{m}" != down else {"id": down, "status": "down", "down_until": now + 100}
                  for m in range(instance.n_machines)]  # fmt: skip
-    return {"time": now, "method": method, "equipment": equipment, "work_orders": orders,
-            "events": [{"kind": "breakdown", "time": now, "equipment": down}]}  # fmt: skip
+    events = [{"kind": "breakdown", "time": now, "equipment": down}] if down else []
+    return {"time": now, "method": method, "equipment": equipment, "work_orders": orders, "events": events}
 
 
 def free_port() -> int:
@@ -74,17 +75,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, threads: int, queue: int) -> subprocess.Popen:
+def start_server(port: int, threads: int, queue: int, *extra: str, token: str | None = None) -> subprocess.Popen:
+    """``sched-env serve`` on 127.0.0.1:``port`` (``extra``: more serve options), once it is ready."""
     import httpx
 
+    env = os.environ.copy()
+    if token is not None:
+        env["SCHED_ENV_TOKEN"] = token
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server; not a pipe, which a chatty server could fill)
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port), "--threads", str(threads),
-         "--queue", str(queue)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+         "--queue", str(queue), *extra], stdout=subprocess.DEVNULL, stderr=log, env=env,
     )  # fmt: skip
     deadline = time.time() + 180
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server stopped: {process.stderr.read().decode()[-500:]}")
+            log.seek(0)
+            raise RuntimeError(f"the server stopped: {log.read().decode()[-500:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return process

@@ -6,31 +6,48 @@ duration; it has a release time, an optional due date and a priority (the tardin
 Equipment is up, or down until a time, and may have planned maintenance windows. Ids are the
 caller's strings and come back unchanged in the plan. Times are integers in the caller's unit
 (minutes, seconds: one unit throughout).
+
+Types are strict (``"5"`` and ``true`` are not numbers) and every number has a range chosen so
+that no objective can overflow 64 bits: a plan ends by ``MAX_TIME + MAX_TOTAL_DURATION`` (2e11),
+so the total weighted tardiness is below ``MAX_OPERATIONS x 1000 x 2e11 = 4e18 < 2**63``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: Limits per request (a 413 names the one exceeded).
-MAX_OPERATIONS = 20_000
-MAX_DURATION = 10**9
-MAX_TIME = 10**12
+#: Limits per request: a count over its limit is a 413 that names it, a number out of range a 422.
 MAX_BODY_BYTES = 8 * 2**20
+MAX_OPERATIONS = 20_000
+MAX_EQUIPMENT = 1_000
+MAX_WINDOWS = 10_000  # maintenance windows, all equipment together
+MAX_EVENTS = 10_000
+MAX_DURATION = 10**9
+MAX_TIME = 10**11  # any time: now, releases, due dates, starts, ends, windows
+MAX_TOTAL_DURATION = 10**11  # the durations of one request's operations, summed
+MAX_PRIORITY = 1_000
+MAX_BUDGET_MS = 600_000
+#: The due date an order without one gets inside the planner: later than any plan can end
+#: (MAX_TIME + MAX_TOTAL_DURATION), so its tardiness is exactly 0; never shown to a caller.
+NEVER_DUE = MAX_TIME + MAX_TOTAL_DURATION + 1
 
-Id = Field(min_length=1, max_length=200)
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+Id = Field(min_length=1, max_length=200, pattern=ID_PATTERN,
+           description="the caller's id: 1-200 characters, no control characters")  # fmt: skip
+Time = Field(ge=0, le=MAX_TIME)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Window(Strict):
-    start: int = Field(ge=0, le=MAX_TIME)
-    end: int = Field(ge=0, le=MAX_TIME)
+    start: int = Time
+    end: int = Time
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -62,8 +79,8 @@ class WorkOrder(Strict):
     id: str = Id
     operations: list[Operation] = Field(min_length=1)
     release: int = Field(default=0, ge=0, le=MAX_TIME)
-    due: int | None = Field(default=None, ge=0, le=MAX_TIME)
-    priority: int = Field(default=1, ge=1, le=1000, description="weight of its tardiness")
+    due: int | None = Field(default=None, ge=0, le=MAX_TIME, description="absent: no due date (never late)")
+    priority: int = Field(default=1, ge=1, le=MAX_PRIORITY, description="weight of its tardiness")
 
 
 def _unique(ids: list[str], what: str) -> None:
@@ -77,7 +94,8 @@ def _unique(ids: list[str], what: str) -> None:
 class Budgeted(Strict):
     method: str = Field(default="policy", min_length=1, max_length=200,
                         description="a decider spec (GET /v1/methods): policy, policy:64, mwkr, cpsat:1, hybrid:1, ...")  # fmt: skip
-    budget_ms: int | None = Field(default=None, gt=0, le=600_000, description="answer within this many ms")
+    budget_ms: int | None = Field(default=None, gt=0, le=MAX_BUDGET_MS,
+                                  description="answer within this many ms of the request's arrival (default: 60 s)")  # fmt: skip
 
 
 class ScheduleRequest(Budgeted):
@@ -87,7 +105,6 @@ class ScheduleRequest(Budgeted):
     equipment: list[Equipment] = Field(min_length=1)
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -124,9 +141,9 @@ class WorkOrderState(WorkOrder):
 
 class Event(Strict):
     kind: Literal["breakdown", "repair", "arrival", "other"]
-    time: int = Field(ge=0, le=MAX_TIME)
-    equipment: str | None = None
-    work_order: str | None = None
+    time: int = Time
+    equipment: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN)
+    work_order: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN)
 
 
 class RescheduleRequest(Budgeted):
@@ -140,7 +157,6 @@ class RescheduleRequest(Budgeted):
     method: str = Field(default="hybrid:1", min_length=1, max_length=200)
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -163,33 +179,12 @@ class RescheduleRequest(Budgeted):
     @model_validator(mode="after")
     def _consistent(self):
         check_orders(self.work_orders, self.equipment)
-        down = {
-            e.id for e in self.equipment if e.status == "down" and e.down_until is not None and e.down_until > self.time
-        }
-        for order in self.work_orders:
-            seen_waiting = False
-            for op in order.operations:
-                if op.status == "waiting":
-                    seen_waiting = True
-                    continue
-                where = f"work order {order.id!r} operation {op.id!r}"
-                if seen_waiting:
-                    raise ValueError(f"{where} is {op.status} after a waiting operation: operations run in order")
-                if op.start is None or op.end is None:
-                    raise ValueError(f"{where} is {op.status}: give its start and end (expected end if running)")
-                if op.end < op.start or (op.status == "done" and op.end > self.time) or op.start > self.time:
-                    raise ValueError(
-                        f"{where}: start {op.start}, end {op.end} do not fit a {op.status} operation at time {self.time}"
-                    )
-                if op.status == "running" and op.equipment in down:
-                    raise ValueError(
-                        f"{where} is running on equipment {op.equipment!r}, which is down at time {self.time}"
-                    )
-        return self  # fmt: skip
+        check_shop_state(self)
+        return self
 
 
 def check_orders(orders, equipment) -> None:
-    """Ids unique, every operation on known equipment, within the size limit."""
+    """Ids unique, every operation on known equipment, the summed durations within range."""
     _unique([e.id for e in equipment], "equipment")
     _unique([o.id for o in orders], "work order")
     known = {e.id for e in equipment}
@@ -199,13 +194,92 @@ def check_orders(orders, equipment) -> None:
         for op in order.operations:
             if op.equipment not in known:
                 raise ValueError(f"work order {order.id!r} operation {op.id!r}: unknown equipment {op.equipment!r}")
-        total += len(order.operations)
-    if total > MAX_OPERATIONS:
-        raise TooLargeError(f"{total} operations in one request; the limit is {MAX_OPERATIONS}")
+            total += op.duration
+    if total > MAX_TOTAL_DURATION:
+        raise ValueError(f"the operations' durations sum to {total}; the limit is {MAX_TOTAL_DURATION:,}"
+                         " (so that no objective can overflow): plan in a coarser time unit")  # fmt: skip
+
+
+# ---------------------------------------------------------------------- shop states from the wire
+def check_shop_state(request: RescheduleRequest) -> None:
+    """A running shop that could have happened: per order done, then at most one running, then
+    waiting operations, each started after its order's release and its predecessor's end; done
+    work ended by now; no two done or running operations overlap on one piece of equipment;
+    nothing runs on equipment that is down or through a known maintenance window. A ValueError
+    names the work order and operation (the planner trusts a state: an impossible one would give
+    plans that overlap)."""
+    now = request.time
+    busy: dict[str, list[tuple[int, int, str]]] = {}
+    for order in request.work_orders:
+        for op, interval in _check_order(order, now):
+            busy.setdefault(op.equipment, []).append((*interval, f"work order {order.id!r} operation {op.id!r}"))
+    equipment = {e.id: e for e in request.equipment}
+    events_refer_to_known(request, equipment)
+    for name, intervals in busy.items():
+        intervals.sort()
+        for (_, end, first), (start, _, second) in zip(intervals, intervals[1:]):
+            if start < end:
+                raise ValueError(f"{second} overlaps {first} on equipment {name!r}: one operation at a time")
+    for order in request.work_orders:
+        for op in order.operations:
+            if op.status == "running":
+                _check_running_equipment(order, op, equipment[op.equipment], now)
+
+
+def _check_order(order: WorkOrderState, now: int):
+    """Yield (operation, busy interval) for the done and running operations of one order, checked."""
+    previous_end, previous_status = order.release, "done"
+    for op in order.operations:
+        where = f"work order {order.id!r} operation {op.id!r}"
+        if op.status == "waiting":
+            if op.start is not None or op.end is not None:
+                raise ValueError(f"{where} is waiting: it has no start or end yet (or give status running or done)")
+            previous_status = "waiting"
+            continue
+        if previous_status != "done":
+            rule = "one running operation per work order" if previous_status == "running" else "operations run in order"
+            raise ValueError(f"{where} is {op.status} after a {previous_status} operation: {rule}")
+        if op.start is None or op.end is None:
+            raise ValueError(f"{where} is {op.status}: give its start and end (expected end if running)")
+        if op.end < op.start or (op.status == "done" and op.end > now) or op.start > now:
+            raise ValueError(f"{where}: start {op.start}, end {op.end} do not fit a {op.status} operation at time {now}")
+        if op.start < previous_end:
+            after = "its work order's release" if op is order.operations[0] else "the previous operation's end"
+            raise ValueError(f"{where} starts at {op.start}, before {after} ({previous_end})")
+        end = op.end if op.status == "done" else max(op.end, now)
+        yield op, (op.start, end)
+        previous_end, previous_status = end, op.status
+
+
+def _check_running_equipment(order, op, equipment: Equipment, now: int) -> None:
+    where = f"work order {order.id!r} operation {op.id!r}"
+    if equipment.status == "down" and equipment.down_until is not None and equipment.down_until > now:
+        raise ValueError(f"{where} is running on equipment {equipment.id!r}, which is down at time {now}")
+    end = max(op.end, now)
+    for window in equipment.maintenance:
+        if window.start < end and op.start < window.end:
+            raise ValueError(f"{where} runs from {op.start} to {end} on equipment {equipment.id!r}, through its"
+                             f" maintenance window {window.start}-{window.end}")  # fmt: skip
+
+
+def events_refer_to_known(request: RescheduleRequest, equipment: dict) -> None:
+    """Every event names equipment and work orders of the request, and happened by now."""
+    orders = {o.id for o in request.work_orders}
+    for i, event in enumerate(request.events):
+        if event.time > request.time:
+            raise ValueError(f"events[{i}] at time {event.time} is after now ({request.time})")
+        if event.equipment is not None and event.equipment not in equipment:
+            raise ValueError(f"events[{i}]: unknown equipment {event.equipment!r}")
+        if event.work_order is not None and event.work_order not in orders:
+            raise ValueError(f"events[{i}]: unknown work order {event.work_order!r}")
 
 
 class TooLargeError(ValueError):
-    """A request over a size limit (answered 413)."""
+    """A request over a count limit (answered 413)."""
+
+
+class BadBodyError(ValueError):
+    """A body that is not UTF-8 JSON (answered 400)."""
 
 
 class PlannedOperation(BaseModel):
@@ -218,23 +292,143 @@ class PlannedOperation(BaseModel):
 
 class PlanResponse(BaseModel):
     plan: list[PlannedOperation]
-    objectives: dict[str, float]
+    objectives: dict[str, int | float] = Field(description="makespan, total_weighted_tardiness, total_flow_time"
+                                                           " (integers) and mean_flow_time")  # fmt: skip
     method: str
     status: str
-    wall_time_ms: float
+    wall_time_ms: float = Field(description="from the request's arrival to its answer, parsing and planning included")
     budget_ms: int | None
-    over_budget: bool
+    over_budget: bool = Field(description="wall_time_ms > budget_ms")
 
 
 class ErrorResponse(BaseModel):
     detail: str
 
 
+# ---------------------------------------------------------------------- parsing
+class HugeNumber:
+    """What an integer literal of more than 20 digits parses to: refused by the field it is in
+    (Python's own limit would refuse 4 300 digits with an error that names no field)."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a {self.digits}-digit number>"
+
+
+def _integer(text: str) -> int | HugeNumber:
+    return int(text) if len(text) <= 20 else HugeNumber(len(text))
+
+
+def _no_constant(name: str):
+    raise BadBodyError(f"{name} is not a JSON number: send finite numbers only")
+
+
+def read_json(raw: bytes) -> Any:
+    """The body as JSON (NaN and Infinity refused), or a BadBodyError saying where it breaks."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadBodyError(f"the body is not UTF-8 text (byte {error.start}): send JSON in UTF-8") from None
+    try:
+        return json.loads(text, parse_int=_integer, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise BadBodyError(f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        raise BadBodyError("the body's JSON nests too deeply") from None
+
+
+def check_counts(data: Any) -> None:
+    """Refuse a body over a count limit before validating it (validation costs ~5 us per item)."""
+    if not isinstance(data, dict):
+        return  # validation says what is wrong with it
+
+    def count(items: Any, inner: str | None = None) -> int:
+        if not isinstance(items, list):
+            return 0
+        if inner is None:
+            return len(items)
+        return sum(len(item[inner]) for item in items if isinstance(item, dict) and isinstance(item.get(inner), list))
+
+    limits = (("work orders", count(data.get("work_orders")), MAX_OPERATIONS),
+              ("operations", count(data.get("work_orders"), "operations"), MAX_OPERATIONS),
+              ("equipment", count(data.get("equipment")), MAX_EQUIPMENT),
+              ("maintenance windows", count(data.get("equipment"), "maintenance"), MAX_WINDOWS),
+              ("events", count(data.get("events")), MAX_EVENTS))  # fmt: skip
+    for what, n, limit in limits:
+        if n > limit:
+            raise TooLargeError(f"{n:,} {what} in one request; the limit is {limit:,}")
+
+
+class InvalidRequestError(ValueError):
+    """A body that breaks the schema or describes an impossible shop (answered 422); the message
+    names the fields."""
+
+
+#: Items validated per pydantic call: pydantic holds the GIL for a whole call, so a big body is
+#: validated in small calls and the event loop (and /healthz) runs between them.
+PIECE = 200
+
+
+def parse_request(raw: bytes, model: type[Strict]) -> Strict:
+    """A request body as ``model``: JSON, within the count limits, then validated (strict types,
+    ranges, a consistent shop). Raises BadBodyError (400), TooLargeError (413) or InvalidRequestError (422)."""
+    from pydantic import ValidationError
+
+    data = read_json(raw)
+    check_counts(data)
+    if isinstance(data, dict) and isinstance(data.get("work_orders"), list):
+        orders, operations = (WorkOrderState, OperationState) if model is RescheduleRequest else (WorkOrder, Operation)
+        errors: list[dict] = []
+        for i, order in enumerate(data["work_orders"]):
+            if isinstance(order, dict) and isinstance(order.get("operations"), list) and len(order["operations"]) > PIECE:
+                order["operations"] = _in_pieces(order["operations"], operations, ("work_orders", i, "operations"), errors)
+        data["work_orders"] = _in_pieces(data["work_orders"], orders, ("work_orders",), errors)
+        if errors:
+            raise InvalidRequestError(describe_errors(errors))
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise InvalidRequestError(describe_errors(error.errors(include_url=False))) from None
+
+
+def _in_pieces(items: list, model, where: tuple, errors: list[dict]) -> list:
+    """``items`` validated as ``model`` one call per :data:`PIECE` items (validated instances pass
+    through the enclosing model unchanged); errors collected with their location."""
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter = _ADAPTERS.get(model) or _ADAPTERS.setdefault(model, TypeAdapter(list[model]))
+    validated = []
+    for first in range(0, len(items), PIECE):
+        try:
+            validated += adapter.validate_python(items[first : first + PIECE], strict=True)
+        except ValidationError as error:
+            for problem in error.errors(include_url=False):
+                index, *rest = problem["loc"]
+                errors.append({**problem, "loc": (*where, first + index, *rest)})
+            if len(errors) >= 5:
+                break
+    return validated
+
+
+_ADAPTERS: dict = {}
+
+
+def describe_errors(errors: list[dict]) -> str:
+    """Pydantic's errors in one line, each naming its field (the first five)."""
+    parts = []
+    for problem in errors[:5]:
+        where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body") or "body"
+        if isinstance(problem.get("input"), HugeNumber):
+            parts.append(f"{where}: {problem['input'].digits}-digit number; numbers here are at most {MAX_TIME:,}")
+        else:
+            parts.append(f"{where}: {problem.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
 # ---------------------------------------------------------------------- edge conversions
-#: The due date of a work order without one (never late).
-NO_DUE_DATE = 10**12
-
-
 def to_instance(request: ScheduleRequest, *, full: bool = False):
     """The work orders as a :class:`JobShopInstance` (equipment in the request's order);
     ``full``: release and due dates always set (what a ShopState needs)."""
@@ -247,7 +441,7 @@ def to_instance(request: ScheduleRequest, *, full: bool = False):
     return JobShopInstance.from_jobs(
         jobs, n_machines=len(request.equipment), name="request",
         release_dates=[o.release for o in orders] if full or any(o.release for o in orders) else None,
-        due_dates=[o.due if o.due is not None else NO_DUE_DATE for o in orders] if has_due else None,
+        due_dates=[o.due if o.due is not None else NEVER_DUE for o in orders] if has_due else None,
         weights=[o.priority for o in orders],
     )  # fmt: skip
 
@@ -289,7 +483,7 @@ def to_state(request: RescheduleRequest):
     if not active:
         active = request.work_orders[:1]
     jobs = [[(index[op.equipment], op.duration) for op in order.operations] for order in active]
-    due = [o.due if o.due is not None else NO_DUE_DATE for o in active]
+    due = [o.due if o.due is not None else NEVER_DUE for o in active]
     instance = JobShopInstance.from_jobs(
         jobs, n_machines=len(request.equipment), name="state", release_dates=[o.release for o in active],
         due_dates=due, weights=[o.priority for o in active],
@@ -307,12 +501,9 @@ def to_state(request: RescheduleRequest):
     return ShopState(request.time, instance, np.arange(len(active)), done, running, downtimes, "resume"), active
 
 
-def plan_rows(schedule, orders, equipment) -> list[PlannedOperation]:
-    """A schedule back in the caller's ids, in start order."""
-    rows = []
-    for j, k, m, s, e in sorted(zip(schedule.job.tolist(), schedule.op.tolist(), schedule.machine.tolist(),
-                                    schedule.start.tolist(), schedule.end.tolist()), key=lambda r: (r[3], r[0], r[1])):  # fmt: skip
-        order = orders[j]
-        rows.append(PlannedOperation(work_order=order.id, operation=order.operations[k].id,
-                                     equipment=equipment[m].id, start=s, end=e))  # fmt: skip
-    return rows
+def plan_rows(schedule, orders, equipment) -> list[dict]:
+    """A schedule back in the caller's ids, in start order (plain dicts: PlannedOperation's fields)."""
+    rows = sorted(zip(schedule.start.tolist(), schedule.job.tolist(), schedule.op.tolist(), schedule.machine.tolist(),
+                      schedule.end.tolist()))  # fmt: skip
+    return [{"work_order": orders[j].id, "operation": orders[j].operations[k].id, "equipment": equipment[m].id,
+             "start": s, "end": e} for s, j, k, m, e in rows]  # fmt: skip
