@@ -22,6 +22,8 @@ import hmac
 import json
 import logging
 import os
+import re
+import sys
 import threading
 import time
 import uuid
@@ -58,6 +60,9 @@ BUDGET_GRACE_S = 0.25
 DEFAULT_TIMEOUT_S = 60.0
 #: The least a decider is given, even when parsing used up the budget (a rule's plan comes in it).
 MIN_DECIDER_S = 0.001
+#: How long a decider thread may hold the GIL while the event loop waits for it (Python's default is
+#: 5 ms): the loop gives the GIL up on every socket read and must get it back behind the deciders.
+SWITCH_INTERVAL_S = 0.0005
 #: The longest error text an answer carries (a solver's message can be a whole model).
 MAX_DETAIL = 300
 
@@ -104,13 +109,27 @@ class Pool:
 
     def __init__(self, workers: int, queue: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decider")
+        self.queue_size = queue
         self.slots = threading.BoundedSemaphore(workers + queue)
+        self.lock = threading.Lock()
+        self.taken = 0  # slots in use (read on the loop, so that a full pool refuses before a body is read)
+
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.executor._max_workers + self.queue_size
+
+    def _release(self, _future) -> None:
+        with self.lock:
+            self.taken -= 1
+        self.slots.release()
 
     async def run(self, job, latest: float) -> Any:
         """Run ``job(tell)`` on a thread; ``tell(deadline)`` (from the thread, once the budget is
         known) sets when it must be done. Past that deadline plus the grace: 504."""
         if not self.slots.acquire(blocking=False):
-            raise HTTPException(503, "the scheduler is at capacity; retry shortly", headers={"Retry-After": "1"})
+            raise at_capacity()
+        with self.lock:
+            self.taken += 1
         loop = asyncio.get_running_loop()
         deadline = loop.create_future()
 
@@ -118,7 +137,7 @@ class Pool:
             loop.call_soon_threadsafe(lambda: deadline.done() or deadline.set_result(when))
 
         future = self.executor.submit(job, tell)
-        future.add_done_callback(lambda _: self.slots.release())
+        future.add_done_callback(self._release)
         answer = asyncio.wrap_future(future)
         await asyncio.wait({answer, deadline}, timeout=latest - time.perf_counter(), return_when=asyncio.FIRST_COMPLETED)
         when = deadline.result() if deadline.done() else latest
@@ -126,10 +145,13 @@ class Pool:
             return await asyncio.wait_for(answer, max(when - time.perf_counter(), 0) + BUDGET_GRACE_S)
         except asyncio.TimeoutError:
             job.abandoned.set()  # the job stops at its next step (a decider stops at the same deadline anyway)
-            raise HTTPException(504, f"no plan by the request's deadline (+{BUDGET_GRACE_S:g} s); give a larger"
-                                " budget_ms or a faster method") from None
+            raise _late() from None
         finally:
             deadline.cancel()
+
+
+def at_capacity() -> HTTPException:
+    return HTTPException(503, "the scheduler is at capacity; retry shortly", headers={"Retry-After": "1", "Connection": "close"})
 
 
 def settings_from_environment() -> Settings:
@@ -208,6 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state["pool"] = Pool(settings.workers, settings.queue)
         gc.collect()
         gc.freeze()  # the models and kernels are never garbage: later collections skip them (shorter pauses)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         state["ready"] = True
         yield
         state["pool"].executor.shutdown(wait=False, cancel_futures=True)
@@ -232,7 +255,7 @@ def _bearer_check(token: str):
     bearer = HTTPBearer(auto_error=False, description="the server's SCHED_ENV_TOKEN")
     expected = token.encode()
 
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+    async def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         given = credentials.credentials.encode() if credentials is not None else b""
         if not hmac.compare_digest(given, expected):
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
@@ -277,11 +300,11 @@ def _info_routes(app: FastAPI, state: dict, metrics: Metrics, guard: list, metri
     """Health, readiness, the loaded models, the decider listing and the Prometheus metrics."""
 
     @app.get("/healthz", summary="alive")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # async: answered on the loop, no thread hand-off
         return {"status": "ok"}
 
     @app.get("/readyz", summary="kernels warm and models loaded")
-    def readyz():
+    async def readyz():
         if not state["ready"]:
             return JSONResponse({"status": "starting"}, 503)
         return {"status": "ready"}
@@ -307,6 +330,9 @@ def _plan_routes(app: FastAPI, state: dict, metrics: Metrics, settings: Settings
 
     async def answer(request: Request, model) -> Response:
         arrival = request.scope.get("sched_env.arrival", time.perf_counter())
+        if state["pool"].full:  # refused before its body is read: no bytes received in vain
+            metrics.rejected.labels("503").inc()
+            raise at_capacity()
         raw = await _read_body(request, state, settings)
         job = _Planning(raw, model, arrival, state, metrics)
         try:
@@ -365,13 +391,15 @@ class _Planning:
         self.abandoned = threading.Event()  # set when the request was answered 504: no work is worth doing
 
     def __call__(self, tell) -> bytes:
+        if time.perf_counter() >= self.arrival + _declared_budget_s(self.raw) + BUDGET_GRACE_S:
+            raise _late()  # it waited for a thread past its deadline: not even parsed
         body = self._parse()
         self.raw = b""  # the bytes are parsed: let them go
         budget_s = DEFAULT_TIMEOUT_S if body.budget_ms is None else body.budget_ms / 1000
         deadline = self.arrival + budget_s
         tell(deadline)
         if time.perf_counter() >= deadline + BUDGET_GRACE_S:  # it waited for a thread past its 504: plan nothing
-            return b""
+            raise _late()
         objective = "makespan" if self.model is ScheduleRequest else body.objective
         decider = _decider(body.method, objective, self.state)
         if self.model is ScheduleRequest:
@@ -381,10 +409,10 @@ class _Planning:
         n_operations = sum(len(o.operations) for o in orders)
         left = deadline - time.perf_counter() - _answer_reserve_s(n_operations)
         if self.abandoned.is_set():
-            return b""
+            raise _late()
         result = _run_decider(problem, decider, body.method, max(left, MIN_DECIDER_S))
         if self.abandoned.is_set():
-            return b""
+            raise _late()
         return self._answer(body, problem, decider, result, orders)
 
     def _parse(self):
@@ -414,6 +442,22 @@ class _Planning:
         rest = {"objectives": values, "method": result.method, "status": result.status,
                 "wall_time_ms": round(wall_ms, 3), "budget_ms": body.budget_ms, "over_budget": over}  # fmt: skip
         return ('{"plan":' + plan + "," + json.dumps(rest)[1:]).encode()
+
+
+_BUDGET_KEY = re.compile(rb'"budget_ms"\s*:\s*([0-9]{1,7})\b')
+
+
+def _declared_budget_s(raw: bytes) -> float:
+    """The budget a body declares, read without parsing it (a valid body names ``budget_ms`` at
+    most once, at the top level: no other object allows the key, and a string cannot hold an
+    unescaped quote); the longest any request may have when it is not found once."""
+    found = _BUDGET_KEY.findall(raw)
+    return int(found[0]) / 1000 if len(found) == 1 else max(DEFAULT_TIMEOUT_S, MAX_BUDGET_MS / 1000)
+
+
+def _late() -> HTTPException:
+    return HTTPException(504, f"no plan by the request's deadline (+{BUDGET_GRACE_S:g} s); give a larger budget_ms"
+                              " or a faster method, or retry when the service is less busy")  # fmt: skip
 
 
 def _answer_reserve_s(n_operations: int) -> float:

@@ -94,9 +94,13 @@ def test_health_answers_while_big_bodies_are_parsed_and_planned(single):
     assert 6 * 2**20 < len(raw) < MAX_BODY_BYTES
     headers = {"content-type": "application/json"}
     answers: list[int] = []
+    plans: list[int] = []
 
     def send() -> None:
-        answers.append(httpx.post(single.url + "/v1/schedule", content=raw, headers=headers, timeout=120).status_code)
+        response = httpx.post(single.url + "/v1/schedule", content=raw, headers=headers, timeout=120)
+        answers.append(response.status_code)
+        if response.status_code == 200:  # a plan, never an empty 200 from an abandoned job
+            plans.append(len(response.json()["plan"]))
 
     senders = [threading.Thread(target=send) for _ in range(6)]
     for thread in senders:
@@ -111,6 +115,7 @@ def test_health_answers_while_big_bodies_are_parsed_and_planned(single):
     for thread in senders:
         thread.join()
     assert set(answers) <= {200, 503, 504} and 200 in answers, answers
+    assert plans == [20_000] * answers.count(200)
     assert slowest < 1.0, f"/healthz took {slowest:.2f} s while bodies were parsed (15.8 s before)"
 
 
@@ -369,6 +374,13 @@ def test_an_empty_token_is_refused_at_start_up():
     process = subprocess.run([sys.executable, "-m", "experiments.cli", "serve", "--port", str(free_port())], env=env,
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert process.returncode == 2 and "SCHED_ENV_TOKEN is set but empty" in process.stderr
+
+
+def test_serve_help_documents_the_limits():
+    process = subprocess.run([sys.executable, "-m", "experiments.cli", "serve", "--help"], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    for flag in ("--header-timeout", "--body-timeout", "--max-connections", "--public-metrics", "8 MiB", "--queue"):
+        assert flag in process.stdout, flag
 
 
 # ---------------------------------------------------------------------- finding 11: slow clients
