@@ -294,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    one_thread = start_server(port, 1, 16, token=TOKEN)  # a core left to the event loop on a 2-core machine
+    try:
+        report["health_one_thread"] = health_under_big_bodies(base, 10 if args.quick else 30)
+    finally:
+        one_thread.terminate()
+        one_thread.wait(timeout=30)
     report.update(commit=git_commit(), machine=machine_description(), seconds=round(time.perf_counter() - started, 1),
                   command="python -m experiments.service_probe" + (" --quick" if args.quick else ""), alive=alive)  # fmt: skip
     out = Path(args.out)
@@ -303,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _table(rows: list[dict], columns: dict[str, str]) -> list[str]:
+    """A Markdown table: ``columns`` maps each header to its key in the rows."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(str(row[key]) for key in columns.values()) + " |" for row in rows]
+
+
 def render(report: dict) -> str:
     """The probe's report as Markdown, each section against its target."""
     machine = report["machine"]
@@ -310,23 +322,21 @@ def render(report: dict) -> str:
              f"`{report['command']}` at commit `{report['commit']}`, {machine['cpu']}, {machine['cores']} cores"
              f" (server and clients on the same cores), {report['seconds']} s. One `sched-env serve` process with a"
              " token, 2 decider threads, queue 16. The server was alive at the end: " + str(report["alive"]) + ".",
-             "", "## After an abusive request (target: a normal request answered <= 2 s after its deadline)", "",
-             "| abusive method | budget ms | its answers | normal request | answered after the deadline, s |",
-             "|---|---:|---|---:|---:|"]  # fmt: skip
-    for r in report["recovery"]:
-        lines.append(f"| `{r['abusive']}` | {r['budget_ms']} | {r['abusive_status']} | {r['normal_status']} |"
-                     f" {r['normal_after_deadline_s']} |")  # fmt: skip
+             "", "## After an abusive request (target: a normal request answered <= 2 s after its deadline)", ""]  # fmt: skip
+    lines += _table(report["recovery"], {"abusive method": "abusive", "budget ms": "budget_ms", "its answers":
+                    "abusive_status", "normal request": "normal_status", "answered after the deadline, s":
+                    "normal_after_deadline_s"})  # fmt: skip
     h = report["health"]
     lines += ["", "## /healthz while the queue is full of big bodies (target: p99 <= 50 ms)", "",
               f"{h['senders']} clients posting {h['body_mib']} MiB bodies (20 000 operations) back to back for"
               f" {h['seconds']} s; {h['polls']} polls: p50 {h['p50_ms']} ms, **p99 {h['p99_ms']} ms**, max"
-              f" {h['max_ms']} ms. The big requests' answers: {h['answers']}.",
-              "", "## Plans against their budget (target: p99 <= budget + 50 ms, client-side)", "",
-              "| shop | method | budget ms | requests | p50 over ms | p99 over ms | flagged over_budget | failed |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in report["budgets"]:
-        lines.append(f"| {r['shop']} | `{r['method']}` | {r['budget_ms']} | {r['requests']} | {r['p50_over_ms']} |"
-                     f" {r['p99_over_ms']} | {r['flagged_over']} | {r['failed']} |")  # fmt: skip
+              f" {h['max_ms']} ms. The big requests' answers: {h['answers']}.", "",
+              "The same with `--threads 1` (one core left to the event loop): p50 {p50_ms} ms, **p99 {p99_ms} ms**,"
+              " max {max_ms} ms; answers {answers}.".format(**report["health_one_thread"]),
+              "", "## Plans against their budget (target: p99 <= budget + 50 ms, client-side)", ""]  # fmt: skip
+    lines += _table(report["budgets"], {"shop": "shop", "method": "method", "budget ms": "budget_ms", "requests":
+                    "requests", "p50 over ms": "p50_over_ms", "p99 over ms": "p99_over_ms", "flagged over_budget":
+                    "flagged_over", "failed": "failed"})  # fmt: skip
     c = report["concurrency"]
     lines += ["", "## Concurrency probe (target: 0 invalid plans, 0 5xx)", "",
               f"{c['requests']} mixed requests (8 deciders, schedule and reschedule, down equipment, maintenance) from"
