@@ -109,26 +109,24 @@ class Pool:
 
     def __init__(self, workers: int, queue: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decider")
-        self.queue_size = queue
-        self.slots = threading.BoundedSemaphore(workers + queue)
+        self.capacity = workers + queue
         self.lock = threading.Lock()
         self.taken = 0  # slots in use (read on the loop, so that a full pool refuses before a body is read)
 
     @property
     def full(self) -> bool:
-        return self.taken >= self.executor._max_workers + self.queue_size
+        return self.taken >= self.capacity
 
     def _release(self, _future) -> None:
         with self.lock:
             self.taken -= 1
-        self.slots.release()
 
     async def run(self, job, latest: float) -> Any:
         """Run ``job(tell)`` on a thread; ``tell(deadline)`` (from the thread, once the budget is
         known) sets when it must be done. Past that deadline plus the grace: 504."""
-        if not self.slots.acquire(blocking=False):
-            raise at_capacity()
         with self.lock:
+            if self.taken >= self.capacity:
+                raise at_capacity()
             self.taken += 1
         loop = asyncio.get_running_loop()
         deadline = loop.create_future()
