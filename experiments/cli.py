@@ -319,11 +319,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from service.app import load_models, settings_from_environment
+        from service.app import ConfigurationError, load_models, settings_from_environment
     except ImportError as error:
         raise UserError(f"serving needs the service extra ({error.name} is missing): pip install 'sched-env[service]'") from None
-    from service.app import ConfigurationError
-
     if args.model:
         os.environ["SCHED_ENV_MODEL"] = str(Path(args.model).resolve())
     os.environ.update(SCHED_ENV_THREADS=str(args.threads), SCHED_ENV_QUEUE=str(args.queue),

@@ -58,6 +58,8 @@ LOG = logging.getLogger("sched_env.service")
 BUDGET_GRACE_S = 0.25
 #: A request without a budget has this long.
 DEFAULT_TIMEOUT_S = 60.0
+#: The longest a request may have (its budget is at most MAX_BUDGET_MS), until its own is known.
+LONGEST_S = max(DEFAULT_TIMEOUT_S, MAX_BUDGET_MS / 1000)
 #: The least a decider is given, even when parsing used up the budget (a rule's plan comes in it).
 MIN_DECIDER_S = 0.001
 #: How long a decider thread may hold the GIL while the event loop waits for it (Python's default is
@@ -182,9 +184,11 @@ def load_models(settings: Settings) -> dict[str, Any]:
     return {"static": static, "dynamic": dynamic}
 
 
-#: Deciders run once on a tiny shop at start-up, so that no request's deadline pays for an
-#: import (OR-Tools takes ~0.5 s) or a first call.
-WARM_SPECS = ("mwkr", "random:2", "random:300", "policy", "policy:2", "tabu:0.05", "cpsat:0.2", "hybrid:0.2")
+#: Deciders run once on a tiny shop at start-up, with their budgets, so that no request's deadline
+#: pays for an import (OR-Tools takes ~0.5 s) or a first call; ``random:300`` without a budget runs
+#: one batch of 300, which compiles the parallel rollout kernel.
+WARM_SPECS = (("mwkr", 1.0), ("random:2", 1.0), ("random:300", None), ("policy", 1.0), ("policy:2", 1.0),
+              ("tabu:0.05", 1.0), ("cpsat:0.2", 1.0), ("hybrid:0.2", 1.0))  # fmt: skip
 
 
 def warm_deciders(models: dict[str, Any]) -> None:
@@ -197,15 +201,14 @@ def warm_deciders(models: dict[str, Any]) -> None:
     dated = JobShopInstance.from_jobs([[(0, 2), (1, 3)], [(1, 2), (0, 1)]], n_machines=2, name="warm-up",
                                       release_dates=[0, 0], due_dates=[4, 6], weights=[1, 2])  # fmt: skip
     running = ShopState(1, dated, [0, 1], [], [[0, 0, 0, 0, 2]], [[1, 1, 3, 0]], "resume")
-    for spec in WARM_SPECS:
+    for spec, budget_s in WARM_SPECS:
+        try:
+            decider = deciders.make(spec, allow_files=False)
+        except ImportError:  # an optional extra not installed (OR-Tools): its requests get 422 anyway
+            continue
+        deciders.give_models(decider, models)
         for problem in (tiny, running):
-            try:
-                decider = deciders.make(spec, allow_files=False)
-            except ImportError:  # an optional extra not installed (OR-Tools): its requests get 422 anyway
-                break
-            deciders.give_models(decider, models)
-            budget = None if spec == "random:300" else 1.0  # random:300 unbudgeted: one batch, the parallel kernel
-            deciders.solve(problem, decider, budget_s=budget)
+            deciders.solve(problem, decider, budget_s=budget_s)
 
 
 ERRORS = {
@@ -334,7 +337,7 @@ def _plan_routes(app: FastAPI, state: dict, metrics: Metrics, settings: Settings
         raw = await _read_body(request, state, settings)
         job = _Planning(raw, model, arrival, state, metrics)
         try:
-            content = await state["pool"].run(job, arrival + max(DEFAULT_TIMEOUT_S, MAX_BUDGET_MS / 1000))
+            content = await state["pool"].run(job, arrival + LONGEST_S)
         except HTTPException as error:
             if error.status_code in (503, 504):
                 metrics.rejected.labels(str(error.status_code)).inc()
@@ -450,7 +453,7 @@ def _declared_budget_s(raw: bytes) -> float:
     most once, at the top level: no other object allows the key, and a string cannot hold an
     unescaped quote); the longest any request may have when it is not found once."""
     found = _BUDGET_KEY.findall(raw)
-    return int(found[0]) / 1000 if len(found) == 1 else max(DEFAULT_TIMEOUT_S, MAX_BUDGET_MS / 1000)
+    return int(found[0]) / 1000 if len(found) == 1 else LONGEST_S
 
 
 def _late() -> HTTPException:

@@ -14,6 +14,7 @@ so the total weighted tardiness is below ``MAX_OPERATIONS x 1000 x 2e11 = 4e18 <
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 
@@ -396,9 +397,9 @@ def parse_request(raw: bytes, model: type[Strict]) -> Strict:
 def _in_pieces(items: list, model, where: tuple, errors: list[dict]) -> list:
     """``items`` validated as ``model`` one call per :data:`PIECE` items (validated instances pass
     through the enclosing model unchanged); errors collected with their location."""
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
-    adapter = _ADAPTERS.get(model) or _ADAPTERS.setdefault(model, TypeAdapter(list[model]))
+    adapter = _list_of(model)
     validated = []
     for first in range(0, len(items), PIECE):
         try:
@@ -412,7 +413,12 @@ def _in_pieces(items: list, model, where: tuple, errors: list[dict]) -> list:
     return validated
 
 
-_ADAPTERS: dict = {}
+@functools.cache
+def _list_of(model):
+    """pydantic's validator of a list of ``model`` (built once per model)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[model])
 
 
 def describe_errors(errors: list[dict]) -> str:
