@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -324,6 +325,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(f"serving needs the service extra ({error.name} is missing): pip install 'sched-env[service]'") from None
     if args.model:
         os.environ["SCHED_ENV_MODEL"] = str(Path(args.model).resolve())
+    if args.workers > 1:
+        raise UserError(f"--workers {args.workers}: shop sessions are owned by one process (their log is the truth);"
+                        " run one process per --db, replicas behind a router by shop id")  # fmt: skip
+    from service.store import default_path
+
+    db = Path(args.db) if args.db else default_path()
+    os.environ.update(SCHED_ENV_DB=str(db.resolve()), SCHED_ENV_SHOP_RATE=str(args.shop_rate))
+    if args.mqtt:
+        os.environ["SCHED_ENV_MQTT"] = args.mqtt
+    if args.mqtt_client_id:
+        os.environ["SCHED_ENV_MQTT_CLIENT_ID"] = args.mqtt_client_id
     os.environ.update(SCHED_ENV_THREADS=str(args.threads), SCHED_ENV_QUEUE=str(args.queue),
                       SCHED_ENV_HEADER_TIMEOUT=str(args.header_timeout), SCHED_ENV_BODY_TIMEOUT=str(args.body_timeout),
                       SCHED_ENV_MAX_CONNECTIONS=str(args.max_connections),
@@ -337,8 +349,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"serving on {args.host}: reachable from other machines" + ("" if os.environ.get("SCHED_ENV_TOKEN") else
               "; set SCHED_ENV_TOKEN to require a bearer token"))  # fmt: skip
     host = f"[{args.host}]" if ":" in args.host else args.host
+    mqtt = f"; MQTT: {args.mqtt} (sched-env/shops/+/events in, .../plan out)" if args.mqtt else ""
     print(f"sched-env serve: listening on http://{host}:{args.port} (API docs: /docs, health: /healthz,"
-          f" metrics: /metrics; {args.workers} process(es) x {args.threads} decider threads); Ctrl-C stops", flush=True)  # fmt: skip
+          f" metrics: /metrics; {args.threads} decider threads); shops in {db}{mqtt}; Ctrl-C stops", flush=True)  # fmt: skip
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("sched_env").setLevel(logging.INFO)
     uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 http="service.protocol:GuardedH11Protocol", timeout_keep_alive=5,
                 log_level="info" if args.access_log else "warning", access_log=args.access_log)  # fmt: skip
@@ -526,7 +541,8 @@ def _add_serve(sub, dir_help: str) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--model", help="static-shop policy file for `policy` (default: the shipped one)")
-    p.add_argument("--workers", type=int, default=1, help="server processes (default 1); or run replicas")
+    p.add_argument("--workers", type=int, default=1, help="server processes: 1 (shop sessions live in one process;"
+                                                          " run replicas with their own --db to scale)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="decider threads per process (default 2)")
     p.add_argument("--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)")
     p.add_argument("--access-log", action="store_true", help="log every request (method, path, status) to stderr")
@@ -540,6 +556,13 @@ def _add_serve(sub, dir_help: str) -> None:
     p.add_argument("--public-metrics", action="store_true",
                    help="serve /metrics without the token (for a scraper on a trusted network); by default, when"
                         " SCHED_ENV_TOKEN is set, every route but /healthz, /readyz and /docs needs it")
+    p.add_argument("--db", help="the shop sessions' SQLite file (WAL; every acknowledged event is on disk), default"
+                        " $SCHED_ENV_DB or ~/.local/share/sched-env/shops.sqlite3")  # fmt: skip
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="bridge shop events and plans through this MQTT broker")
+    p.add_argument("--mqtt-client-id", help="the bridge's MQTT client id (default: derived from --db; the broker"
+                                            " keeps its session, so keep it fixed across restarts)")  # fmt: skip
+    p.add_argument("--shop-rate", type=float, default=50.0,
+                   help="event batches per second one shop may post over HTTP; more get 429 (default 50)")
     p.set_defaults(func=cmd_serve)
 
 

@@ -170,7 +170,7 @@ def snapshot(env) -> ShopState:
             machine = int(all_jobs.machines[job, k])
             expected = int(views["job_expected"][slot])
             if scenario.interruption == "resume":  # known downtimes met on the way push the end out
-                expected = _planned_end(began, int(all_jobs.durations[job, k]), known[seen & (known[:, 0] == machine)])
+                expected = planned_end(began, int(all_jobs.durations[job, k]), known[seen & (known[:, 0] == machine)])
             running.append([local, k, machine, began, max(expected, now)])
     jobs = JobShopInstance(
         all_jobs.machines[ids], all_jobs.durations[ids], n_machines=all_jobs.n_machines, n_ops=all_jobs.n_ops[ids],
@@ -180,7 +180,7 @@ def snapshot(env) -> ShopState:
     return ShopState(now, jobs, ids, done, running, known[seen & (known[:, 2] > now)], scenario.interruption)
 
 
-def _planned_end(start: int, work: int, windows: np.ndarray) -> int:
+def planned_end(start: int, work: int, windows: np.ndarray) -> int:
     """When ``work`` planned time units started at ``start`` end, resuming around ``windows``."""
     t, remaining = start, work
     for _m, a, b, _k in sorted(windows.tolist(), key=lambda w: w[1]):

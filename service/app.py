@@ -30,6 +30,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -42,16 +43,22 @@ from service.schemas import (
     MAX_BUDGET_MS,
     BadBodyError,
     ErrorResponse,
+    EventBatch,
     InvalidRequestError,
     PlanResponse,
     RescheduleRequest,
     ScheduleRequest,
+    ShopCreate,
     TooLargeError,
     parse_request,
     plan_rows,
     schedule_problem,
     to_state,
 )
+from service.shop_routes import body_of, shop_routes
+from service.shops import DEFAULT_SHOP_RATE
+from service.store import default_path
+from service.timing import MIN_DECIDER_S, answer_reserve_s
 
 LOG = logging.getLogger("sched_env.service")
 #: How long past a request's deadline it may take before it is answered 504.
@@ -60,8 +67,6 @@ BUDGET_GRACE_S = 0.25
 DEFAULT_TIMEOUT_S = 60.0
 #: The longest a request may have (its budget is at most MAX_BUDGET_MS), until its own is known.
 LONGEST_S = max(DEFAULT_TIMEOUT_S, MAX_BUDGET_MS / 1000)
-#: The least a decider is given, even when parsing used up the budget (a rule's plan comes in it).
-MIN_DECIDER_S = 0.001
 #: How long a decider thread may hold the GIL while the event loop waits for it (Python's default is
 #: 5 ms): the loop gives the GIL up on every socket read and must get it back behind the deciders.
 SWITCH_INTERVAL_S = 0.0005
@@ -82,12 +87,25 @@ class Settings:
     body_timeout_s: float = 30.0  # a request body must arrive within this long (408)
     readers: int = 32  # bodies read at once (at most 8 MiB each); more get 503
     public_metrics: bool = False  # /metrics without the token even when one is set
+    db: str | None = None  # the shop sessions' SQLite file (None: kept in memory only, for tests and embedding)
+    mqtt: str | None = None  # HOST:PORT of an MQTT broker to bridge shop events and plans through
+    mqtt_client_id: str | None = None  # the bridge's MQTT client id (default: derived from the database path)
+    shop_rate: float = DEFAULT_SHOP_RATE  # event batches per second per shop over HTTP (429 beyond)
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():
             raise ConfigurationError("SCHED_ENV_TOKEN is set but empty: set a real token, or unset it to serve without one")
         if self.workers < 1 or self.queue < 0 or self.readers < 1 or not self.body_timeout_s > 0:
             raise ConfigurationError(f"need threads >= 1, queue >= 0, readers >= 1 and a positive body timeout: {self}")
+        if not self.shop_rate > 0:
+            raise ConfigurationError(f"the shop rate must be > 0 event batches per second, got {self.shop_rate}")
+        if self.mqtt is not None:
+            from service.mqtt import broker_address
+
+            try:
+                broker_address(self.mqtt)  # refused now rather than a failed connection later
+            except ValueError as error:
+                raise ConfigurationError(str(error)) from None
 
 
 class Metrics:
@@ -156,14 +174,18 @@ def at_capacity() -> HTTPException:
 
 def settings_from_environment() -> Settings:
     """Settings from ``SCHED_ENV_TOKEN``, ``SCHED_ENV_MODEL``, ``SCHED_ENV_THREADS``, ``SCHED_ENV_QUEUE``,
-    ``SCHED_ENV_BODY_TIMEOUT`` and ``SCHED_ENV_PUBLIC_METRICS`` (how ``sched-env serve`` passes them
-    to every uvicorn worker process)."""
+    ``SCHED_ENV_BODY_TIMEOUT``, ``SCHED_ENV_PUBLIC_METRICS``, ``SCHED_ENV_DB`` (default: see
+    :func:`service.store.default_path`), ``SCHED_ENV_MQTT``, ``SCHED_ENV_MQTT_CLIENT_ID`` and
+    ``SCHED_ENV_SHOP_RATE`` (how ``sched-env serve`` passes them to the uvicorn worker)."""
     env = os.environ
     return Settings(
         workers=int(env.get("SCHED_ENV_THREADS", 2)), queue=int(env.get("SCHED_ENV_QUEUE", 16)),
         token=env.get("SCHED_ENV_TOKEN"), static_model=env.get("SCHED_ENV_MODEL") or None,
         body_timeout_s=float(env.get("SCHED_ENV_BODY_TIMEOUT", 30)),
         public_metrics=env.get("SCHED_ENV_PUBLIC_METRICS", "") == "1",
+        db=str(default_path()), mqtt=env.get("SCHED_ENV_MQTT") or None,
+        mqtt_client_id=env.get("SCHED_ENV_MQTT_CLIENT_ID") or None,
+        shop_rate=float(env.get("SCHED_ENV_SHOP_RATE", DEFAULT_SHOP_RATE)),
     )  # fmt: skip
 
 
@@ -229,12 +251,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state["models"] = load_models(settings)
         await asyncio.to_thread(warm_deciders, state["models"])
         state["pool"] = Pool(settings.workers, settings.queue)
+        await asyncio.to_thread(_open_shops, state, settings)
         gc.collect()
         gc.freeze()  # the models and kernels are never garbage: later collections skip them (shorter pauses)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        _plan_waiters(state, asyncio.get_running_loop())
+        if settings.mqtt is not None:
+            from service.mqtt import MqttBridge
+
+            state["mqtt"] = MqttBridge(settings.mqtt, state["shops"], client_id=settings.mqtt_client_id or
+                                       _client_id(settings.db)).start()  # fmt: skip
         state["ready"] = True
         yield
+        if "mqtt" in state:
+            state["mqtt"].stop()
         state["pool"].executor.shutdown(wait=False, cancel_futures=True)
+        state["shops"].close()
 
     app = FastAPI(
         title="sched-env scheduling service", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -246,8 +278,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guard = [Depends(_bearer_check(settings.token))] if settings.token else []
     _info_routes(app, state, metrics, guard, [] if settings.public_metrics else guard)
     _plan_routes(app, state, metrics, settings, guard)
+    shop_routes(app, state, lambda request: _read_body(request, state, settings), guard)
     _document_bodies(app)
     return app
+
+
+def _open_shops(state: dict, settings: Settings) -> None:
+    """Open the shop database and rebuild every shop from its log (one line says how long it took)."""
+    from service.shops import Shops
+    from service.store import EventStore
+
+    started = time.perf_counter()
+    state["shops"] = shops = Shops(EventStore(settings.db), state["models"], settings.workers, settings.shop_rate)
+    replayed = shops.restore()
+    LOG.info("shop sessions in %s: %d shops, %d events replayed in %.2f s", settings.db or "memory (not kept)",
+             len(shops.shops), replayed, time.perf_counter() - started)  # fmt: skip
+
+
+def _plan_waiters(state: dict, loop: asyncio.AbstractEventLoop) -> None:
+    """Wake the requests waiting for a shop's next plan (GET .../plan?after=V) when one is made."""
+    waiters: dict[str, asyncio.Event] = {}
+    state["plan_waiters"] = waiters
+
+    def wake(shop_id: str) -> None:
+        event = waiters.pop(shop_id, None)
+        if event is not None:
+            event.set()
+
+    state["shops"].listeners.append(lambda shop_id, _version, _body: loop.call_soon_threadsafe(wake, shop_id))
+
+
+def _client_id(db: str | None) -> str:
+    """A stable MQTT client id per database (the broker keeps the bridge's session across restarts)."""
+    import hashlib
+
+    return "sched-env-" + hashlib.sha256(str(Path(db).resolve() if db else "memory").encode()).hexdigest()[:12]
 
 
 def _bearer_check(token: str):
@@ -345,13 +410,13 @@ def _plan_routes(app: FastAPI, state: dict, metrics: Metrics, settings: Settings
         return Response(content, media_type="application/json")
 
     @app.post("/v1/schedule", response_model=PlanResponse, dependencies=guard,
-              summary="work orders -> a plan (makespan)", openapi_extra=_body_of(ScheduleRequest))  # fmt: skip
+              summary="work orders -> a plan (makespan)", openapi_extra=body_of(ScheduleRequest))  # fmt: skip
     async def schedule(request: Request) -> Response:
         return await answer(request, ScheduleRequest)
 
     @app.post("/v1/reschedule", response_model=PlanResponse, dependencies=guard,
               summary="a running shop's state -> a new plan for the remaining work",
-              openapi_extra=_body_of(RescheduleRequest))  # fmt: skip
+              openapi_extra=body_of(RescheduleRequest))  # fmt: skip
     async def reschedule(request: Request) -> Response:
         return await answer(request, RescheduleRequest)
 
@@ -408,7 +473,7 @@ class _Planning:
         else:
             problem, orders = to_state(body)
         n_operations = sum(len(o.operations) for o in orders)
-        left = deadline - time.perf_counter() - _answer_reserve_s(n_operations)
+        left = deadline - time.perf_counter() - answer_reserve_s(n_operations)
         if self.abandoned.is_set():
             raise _late()
         result = _run_decider(problem, decider, body.method, max(left, MIN_DECIDER_S))
@@ -461,11 +526,6 @@ def _late() -> HTTPException:
                               " or a faster method, or retry when the service is less busy")  # fmt: skip
 
 
-def _answer_reserve_s(n_operations: int) -> float:
-    """Time kept back from the decider to write the answer (measured: ~1.5 us per planned operation)."""
-    return 0.003 + 3e-6 * n_operations
-
-
 def _run_decider(problem, decider, method: str, budget_s: float):
     from baselines import deciders
     from instances import InvalidPlanError, SchedEnvError
@@ -498,12 +558,6 @@ def _decider(method: str, objective: str, state: dict):
     return decider
 
 
-def _body_of(model) -> dict:
-    """The OpenAPI request body of a route that reads its own body (so that it is read off the loop)."""
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}  # fmt: skip
-
-
 def _document_bodies(app: FastAPI) -> None:
     """Put the request models (and the models they use) into the OpenAPI components."""
     base = app.openapi
@@ -511,7 +565,7 @@ def _document_bodies(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             components = base().setdefault("components", {}).setdefault("schemas", {})  # base() caches the document
-            for model in (ScheduleRequest, RescheduleRequest):
+            for model in (ScheduleRequest, RescheduleRequest, ShopCreate, EventBatch):
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body

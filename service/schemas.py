@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -306,6 +306,129 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
+# ---------------------------------------------------------------------- shop sessions
+Objective = Literal["total_weighted_tardiness", "makespan", "mean_flow_time"]
+
+
+class ShopCreate(Strict):
+    """A shop session: its equipment and how to plan it; events then keep its state (ISA-95: the
+    equipment of a work centre, the work orders released to it)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN, description="a label")
+    equipment: list[Equipment] = Field(min_length=1)
+    work_orders: list[WorkOrder] = Field(default_factory=list, description="work orders released at the start")
+    time: int = Field(default=0, ge=0, le=MAX_TIME, description="the shop's time at the start")
+    objective: Objective = "total_weighted_tardiness"
+    method: str = Field(default="hybrid:1", min_length=1, max_length=200,
+                        description="the decider that replans after each batch of events (GET /v1/methods)")  # fmt: skip
+    budget_ms: int = Field(default=1000, gt=0, le=MAX_BUDGET_MS,
+                           description="a new plan within this many ms of the first event it answers")  # fmt: skip
+    interruption: Literal["resume", "restart"] = Field(
+        default="resume", description="an operation cut by equipment going down: resumes its work after, or restarts")
+    frozen_horizon: int | None = Field(default=None, ge=0, le=MAX_TIME,
+                                       description="operations the last plan started before now + this keep their"
+                                                   " order on their equipment (absent: every plan is free)")  # fmt: skip
+    assumed_repair: int = Field(default=60, gt=0, le=MAX_DURATION,
+                                description="equipment down without expected_until is planned as back this long"
+                                            " after it went down (and never before now + 1)")  # fmt: skip
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "cell-3", "method": "hybrid:1", "budget_ms": 1000, "interruption": "resume",
+                    "frozen_horizon": 10,
+                    "equipment": [{"id": "lathe"}, {"id": "mill"}],
+                    "work_orders": [
+                        {"id": "WO-1", "due": 20, "operations": [{"id": "turn", "equipment": "lathe", "duration": 5},
+                                                                 {"id": "face", "equipment": "mill", "duration": 3}]},
+                    ],
+                }
+            ]
+        },
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        check_orders(self.work_orders, self.equipment)
+        return self
+
+
+class _ShopEvent(Strict):
+    event_id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN,
+                          description="the sender's id of this event: a repeat is acknowledged, never applied twice")  # fmt: skip
+    time: int = Field(ge=0, le=MAX_TIME, description="shop time it happened (never before the shop's time)")
+
+
+class WorkOrderReleased(_ShopEvent):
+    type: Literal["work_order_released"]
+    work_order: WorkOrder = Field(description="its release is at least the event's time")
+
+
+class OperationStarted(_ShopEvent):
+    type: Literal["operation_started"]
+    work_order: str = Id
+    operation: str = Id
+    equipment: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                  description="if given, checked: the operation's equipment")  # fmt: skip
+
+
+class OperationFinished(OperationStarted):
+    type: Literal["operation_finished"]
+
+
+class EquipmentDown(_ShopEvent):
+    type: Literal["equipment_down"]
+    equipment: str = Id
+    expected_until: int | None = Field(default=None, ge=0, le=MAX_TIME, description="when it is expected back")
+
+
+class EquipmentUp(_ShopEvent):
+    type: Literal["equipment_up"]
+    equipment: str = Id
+
+
+class WorkOrderCancelled(_ShopEvent):
+    type: Literal["work_order_cancelled"]
+    work_order: str = Id
+
+
+class WorkOrderChanged(_ShopEvent):
+    type: Literal["work_order_changed"]
+    work_order: str = Id
+    due: int | None = Field(default=None, ge=0, le=MAX_TIME, description="the new due date (null: none)")
+    priority: int | None = Field(default=None, ge=1, le=MAX_PRIORITY, description="the new priority")
+
+
+ShopEvent = Annotated[
+    Union[WorkOrderReleased, OperationStarted, OperationFinished, EquipmentDown, EquipmentUp,  # noqa: UP007
+          WorkOrderCancelled, WorkOrderChanged],
+    Field(discriminator="type"),
+]  # fmt: skip
+
+
+class EventBatch(Strict):
+    """Events in the order they happened; all are accepted or none."""
+
+    events: list[ShopEvent] = Field(min_length=1)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"events": [
+                    {"event_id": "mes-1041", "type": "operation_started", "time": 2, "work_order": "WO-1",
+                     "operation": "turn", "equipment": "lathe"},
+                    {"event_id": "mes-1042", "type": "equipment_down", "time": 4, "equipment": "mill",
+                     "expected_until": 9},
+                    {"event_id": "mes-1043", "type": "work_order_released", "time": 4,
+                     "work_order": {"id": "WO-2", "due": 30, "priority": 2,
+                                    "operations": [{"id": "mill", "equipment": "mill", "duration": 4}]}},
+                ]}
+            ]
+        },
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------------- parsing
 class HugeNumber:
     """What an integer literal of more than 20 digits parses to: refused by the field it is in
@@ -384,8 +507,8 @@ def parse_request(raw: bytes, model: type[Strict]) -> Strict:
         errors: list[dict] = []
         for i, order in enumerate(data["work_orders"]):
             if isinstance(order, dict) and isinstance(order.get("operations"), list) and len(order["operations"]) > PIECE:
-                order["operations"] = _in_pieces(order["operations"], operations, ("work_orders", i, "operations"), errors)
-        data["work_orders"] = _in_pieces(data["work_orders"], orders, ("work_orders",), errors)
+                order["operations"] = validate_in_pieces(order["operations"], operations, ("work_orders", i, "operations"), errors)
+        data["work_orders"] = validate_in_pieces(data["work_orders"], orders, ("work_orders",), errors)
         if errors:
             raise InvalidRequestError(describe_errors(errors))
     try:
@@ -394,7 +517,7 @@ def parse_request(raw: bytes, model: type[Strict]) -> Strict:
         raise InvalidRequestError(describe_errors(error.errors(include_url=False))) from None
 
 
-def _in_pieces(items: list, model, where: tuple, errors: list[dict]) -> list:
+def validate_in_pieces(items: list, model, where: tuple, errors: list[dict]) -> list:
     """``items`` validated as ``model`` one call per :data:`PIECE` items (validated instances pass
     through the enclosing model unchanged); errors collected with their location."""
     from pydantic import ValidationError
@@ -479,8 +602,9 @@ def schedule_problem(request: ScheduleRequest):
     return ShopState(0, instance, np.arange(instance.n_jobs), [], [], downtimes)
 
 
-def to_state(request: RescheduleRequest):
-    """The running shop as a :class:`ShopState`: active work orders, done and running work, downtimes."""
+def to_state(request: RescheduleRequest, interruption: str = "resume"):
+    """The running shop as a :class:`ShopState`: active work orders, done and running work, downtimes
+    (``request``: anything with a RescheduleRequest's fields, e.g. a shop session's view)."""
     from instances import JobShopInstance
     from sched_env.snapshot import ShopState
 
@@ -504,7 +628,7 @@ def to_state(request: RescheduleRequest):
                 running.append([j, k, index[op.equipment], op.start, max(op.end, request.time)])
     windows = unavailable_windows(request)
     downtimes = np.array(windows, dtype=np.int64).reshape(-1, 4)
-    return ShopState(request.time, instance, np.arange(len(active)), done, running, downtimes, "resume"), active
+    return ShopState(request.time, instance, np.arange(len(active)), done, running, downtimes, interruption), active
 
 
 def plan_rows(schedule, orders, equipment) -> list[dict]:

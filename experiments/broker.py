@@ -1,0 +1,70 @@
+"""A local mosquitto broker for the MQTT tests and the load script: loopback only, persistent
+(retained messages and the bridge's session survive a restart), restartable on the same port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+CONFIG = """listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {folder}/
+max_queued_messages 1000000
+max_inflight_messages 100
+log_dest file {folder}/mosquitto.log
+"""
+
+
+def mosquitto_path() -> str | None:
+    """The mosquitto binary (Debian puts it in /usr/sbin, which a user's PATH may lack)."""
+    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).is_file()), None)
+
+
+class Broker:
+    """``mosquitto -c`` on ``port`` (a free one by default) with its files in ``folder``."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        binary = mosquitto_path()
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto (Debian's package)")
+        self.binary, self.folder = binary, Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        (self.folder / "mosquitto.conf").write_text(CONFIG.format(port=self.port, folder=self.folder))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Broker:
+        self.process = subprocess.Popen([self.binary, "-c", str(self.folder / "mosquitto.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not start on port {self.port}: see {self.folder / 'mosquitto.log'}")
+
+    def stop(self) -> None:
+        """A clean stop (it saves its retained messages and sessions)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def restart(self, down_s: float = 0.5) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,128 @@
+"""The MQTT bridge: shop events in, plans out, through a broker the shop floor already runs.
+
+    sched-env serve --mqtt broker.local:1883
+
+- Subscribes to ``sched-env/shops/+/events`` (QoS 1): a message holds the same JSON as
+  ``POST /v1/shops/{id}/events`` (or one event object). A message is acknowledged to the broker
+  (PUBACK) only once its events are on disk, so a message the server had not logged when it
+  died is delivered again (the bridge's session is persistent: a fixed client id, clean session
+  off) and its ``event_id`` makes the repeat harmless.
+- Publishes every new plan to ``sched-env/shops/{id}/plan`` (retained, QoS 1: a client that
+  subscribes later gets the current plan at once); a deleted shop's retained plan is cleared.
+- A message that cannot be applied (bad JSON, a refused event, an unknown shop) is answered on
+  ``sched-env/shops/{id}/errors`` with the reason, and the bridge goes on.
+- When the broker goes away the bridge reconnects (1 s to 5 s apart), subscribes again and
+  publishes each shop's current plan again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from typing import Any
+
+LOG = logging.getLogger("sched_env.service.mqtt")
+EVENTS = "sched-env/shops/+/events"
+#: The bytes of a message quoted back on the errors topic.
+QUOTED_BYTES = 200
+
+
+def broker_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``HOST``: port 1883; ``[::1]:1883`` for IPv6) as (host, port); ValueError if not."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?|([^:\[\]\s]+)(?::(\d{1,5}))?", text.strip())
+    if match is None:
+        raise ValueError(f"--mqtt {text!r}: give the broker as HOST:PORT, e.g. localhost:1883")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4) or 1883)
+    if not 0 < port < 65536:
+        raise ValueError(f"--mqtt {text!r}: the port must be 1-65535")
+    return host, port
+
+
+def topic(shop_id: str, kind: str) -> str:
+    return f"sched-env/shops/{shop_id}/{kind}"
+
+
+class MqttBridge:
+    """One paho-mqtt client on its own network thread, feeding the shops' journal."""
+
+    def __init__(self, address: str, shops, client_id: str) -> None:
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise ImportError("the MQTT bridge needs paho-mqtt: pip install 'sched-env[service]'") from None
+        self.host, self.port = broker_address(address)
+        self.shops = shops
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                                  protocol=mqtt.MQTTv311, manual_ack=True)  # fmt: skip
+        self.client.reconnect_delay_set(1, 5)
+        self.client.on_connect, self.client.on_disconnect = self._connected, self._disconnected
+        self.client.on_message = self._received
+        shops.listeners.append(self.publish_plan)
+
+    def start(self) -> MqttBridge:
+        """Connect in the background (a broker not up yet is retried, as after a restart)."""
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # ------------------------------------------------------------------ callbacks (the network thread)
+    def _connected(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            LOG.warning("MQTT broker %s:%d refused the bridge: %s", self.host, self.port, reason_code)
+            return
+        LOG.info("MQTT bridge connected to %s:%d", self.host, self.port)
+        client.subscribe(EVENTS, qos=1)
+        for shop in list(self.shops.shops.values()):  # the current plans again: the broker may have lost them
+            if shop.plan_body is not None:
+                self.publish_plan(shop.id, shop.plan_version, shop.plan_body)
+        self.connected.set()
+
+    def _disconnected(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        self.connected.clear()
+        LOG.warning("MQTT bridge lost the broker %s:%d (%s): reconnecting", self.host, self.port, reason_code)
+
+    def _received(self, client, _userdata, message) -> None:
+        parts = message.topic.split("/")
+        shop_id = parts[2] if len(parts) == 4 else ""
+        raw = _as_batch(message.payload)
+        future = self.shops.journal.submit(self.shops.ingest, shop_id, raw)
+        future.add_done_callback(lambda done: self._applied(done, shop_id, message))
+
+    def _applied(self, done, shop_id: str, message) -> None:
+        """After the journal: answer a refusal on the errors topic, then acknowledge the message."""
+        from service.shops import ShopError
+
+        error = done.exception()
+        if error is not None:
+            status, detail = (error.status, error.detail) if isinstance(error, ShopError) else (500, "internal error")
+            if not isinstance(error, ShopError):
+                LOG.error("shop %s: an MQTT message failed: %r", shop_id, error)
+            answer = {"shop": shop_id, "status": status, "detail": detail,
+                      "message": bytes(message.payload[:QUOTED_BYTES]).decode("utf-8", "replace")}  # fmt: skip
+            self.client.publish(topic(shop_id, "errors"), json.dumps(answer), qos=1)
+        if message.qos > 0:
+            self.client.ack(message.mid, message.qos)
+
+    # ------------------------------------------------------------------ plans out (replanner threads)
+    def publish_plan(self, shop_id: str, _version: int, body: bytes | None) -> None:
+        """The shop's new plan, retained; ``None`` (the shop was deleted) clears it."""
+        self.client.publish(topic(shop_id, "plan"), body or b"", qos=1, retain=True)
+
+
+def _as_batch(payload: bytes) -> bytes:
+    """A message holding one event object as a batch of one; anything else as it is."""
+    try:
+        data: Any = json.loads(payload)
+    except (ValueError, RecursionError):
+        return bytes(payload)  # the journal's parser says what is wrong with it
+    if isinstance(data, dict) and "events" not in data and "type" in data:
+        return json.dumps({"events": [data]}).encode()
+    return bytes(payload)

@@ -1,0 +1,543 @@
+"""A shop session: the state of one running shop, kept by its events, and the plans made of it.
+
+Events are applied in batches, all or none: a batch is applied to a draft that copies what it
+touches, and a refused event (:class:`RefusedEventError`: it names the event and the field) drops the
+draft, so a refused batch changes nothing. The same code applies events when they arrive and
+when a session is rebuilt from its log, so a rebuilt state is the state that was there.
+
+What an event does to the state:
+
+- ``work_order_released``: a new work order, its operations waiting (released at the event's time
+  at the earliest).
+- ``operation_started``: the next operation of its work order runs on its equipment, which must be
+  up and free; it is expected to end ``duration`` later (with ``resume``, later by the downtime
+  met on the way).
+- ``operation_finished``: a running operation is done at the event's time; the last one completes
+  its work order.
+- ``equipment_down``: the equipment is down, planned as back at ``expected_until`` (or after the
+  shop's ``assumed_repair``); an operation running on it resumes after (``resume``) or is waiting
+  again and must start anew (``restart``). A second ``equipment_down`` updates the expected time.
+- ``equipment_up``: back up; a paused operation goes on.
+- ``work_order_cancelled``: the work order leaves the shop (an operation running is stopped).
+- ``work_order_changed``: a new due date (``null``: none) and/or priority.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from service.schemas import ShopCreate
+
+#: Moved operations listed in a plan's changes (the counts cover all of them).
+MAX_LISTED_CHANGES = 200
+
+
+class RefusedEventError(ValueError):
+    """An event the session's state does not allow; ``field`` is where it goes wrong."""
+
+    def __init__(self, index: int, event, field_name: str, reason: str) -> None:
+        self.index, self.event_id, self.field = index, event.event_id, field_name
+        super().__init__(f"events[{index}] ({event.type} {event.event_id!r}): {field_name}: {reason}")
+
+
+@dataclass
+class OperationState:
+    id: str
+    equipment: str
+    duration: int
+    status: str = "waiting"  # waiting, running, done
+    start: int | None = None
+    end: int | None = None  # done: when it ended
+
+
+@dataclass
+class WorkOrderState:
+    id: str
+    operations: list[OperationState]
+    release: int
+    due: int | None
+    priority: int
+
+    def copy(self) -> WorkOrderState:
+        return replace(self, operations=[replace(op) for op in self.operations])
+
+    def next_operation(self) -> int:
+        """Index of the first operation not done (len(operations) when complete)."""
+        for k, op in enumerate(self.operations):
+            if op.status != "done":
+                return k
+        return len(self.operations)
+
+
+@dataclass
+class EquipmentState:
+    id: str
+    maintenance: list[tuple[int, int]]
+    down_since: int | None = None
+    expected_until: int | None = None
+    busy: tuple[str, int] | None = None  # (work order, operation index) running on it
+    outages: list[tuple[int, int]] = field(default_factory=list)  # since the running operation started
+
+    def copy(self) -> EquipmentState:
+        return replace(self, outages=list(self.outages))
+
+
+class ShopSession:
+    """One shop's state in the caller's ids: equipment, active work orders, the shop time, and how
+    many events made it."""
+
+    def __init__(self, config: ShopCreate) -> None:
+        self.config = config
+        self.time = config.time
+        self.equipment = {e.id: _equipment(e, config.time) for e in config.equipment}
+        self.orders: dict[str, WorkOrderState] = {}
+        self.finished: dict[str, str] = {}  # work order -> completed / cancelled
+        self.applied = 0  # events applied
+        self.last_event_id: str | None = None
+        for order in config.work_orders:
+            self.orders[order.id] = _work_order(order, config.time)
+
+    # ------------------------------------------------------------------ events
+    def apply(self, events: list) -> None:
+        """Apply a batch in order, all or none (:class:`RefusedEventError` changes nothing)."""
+        self.commit(self.prepare(events))
+
+    def prepare(self, events: list, indices: list[int] | None = None) -> _Draft:
+        """The batch applied to a draft (the state is unchanged until :meth:`commit`); a refused
+        event raises :class:`RefusedEventError` naming ``events[indices[i]]``."""
+        draft = _Draft(self)
+        for i, event in enumerate(events):
+            index = i if indices is None else indices[i]
+            if event.time < draft.time:
+                raise RefusedEventError(index, event, "time", f"{event.time} is before the shop's time {draft.time}:"
+                                                         " send events in the order they happened")  # fmt: skip
+            draft.time = event.time
+            _HANDLERS[event.type](draft, index, event)
+        draft.count, draft.last_event_id = len(events), events[-1].event_id if events else self.last_event_id
+        return draft
+
+    def commit(self, draft: _Draft) -> None:
+        draft.commit()
+        self.applied += draft.count
+        self.last_event_id = draft.last_event_id
+
+    def active_operations(self) -> int:
+        return sum(len(o.operations) for o in self.orders.values())
+
+    # ------------------------------------------------------------------ views
+    def back_at(self, equipment: EquipmentState, now: int) -> int | None:
+        """When down equipment is planned as back up (None: it is up)."""
+        if equipment.down_since is None:
+            return None
+        expected = equipment.expected_until
+        if expected is None:
+            expected = equipment.down_since + self.config.assumed_repair
+        return max(expected, now + 1)
+
+    def expected_end(self, op: OperationState, equipment: EquipmentState, now: int) -> int:
+        """When a running operation is expected to end: its duration after its start, pushed out
+        (``resume``) by the downtime met since it started and the downtime known ahead."""
+        if self.config.interruption == "restart":
+            return max(op.start + op.duration, now)
+        windows = list(equipment.outages) + [w for w in equipment.maintenance if w[1] > op.start]
+        if equipment.down_since is not None:
+            windows.append((equipment.down_since, self.back_at(equipment, now)))
+        rows = np.array([(0, a, b, 0) for a, b in windows], dtype=np.int64).reshape(-1, 4)
+        from sched_env.snapshot import planned_end
+
+        return max(planned_end(op.start, op.duration, rows), now)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as the API shows it (GET /v1/shops/{id}); equal states give equal dicts."""
+        now = self.time
+        equipment = []
+        for e in self.equipment.values():
+            row: dict[str, Any] = {"id": e.id, "status": "down" if e.down_since is not None else "up"}
+            if e.down_since is not None:
+                row |= {
+                    "down_since": e.down_since,
+                    "expected_until": e.expected_until,
+                    "planned_back": self.back_at(e, now),
+                }
+            if e.busy is not None:
+                row["running"] = {"work_order": e.busy[0], "operation": self.orders[e.busy[0]].operations[e.busy[1]].id}
+            if e.maintenance:
+                row["maintenance"] = [{"start": a, "end": b} for a, b in e.maintenance]
+            equipment.append(row)
+        orders = []
+        for o in self.orders.values():
+            ops = []
+            for op in o.operations:
+                row = {"id": op.id, "equipment": op.equipment, "duration": op.duration, "status": op.status}
+                if op.status != "waiting":
+                    row["start"] = op.start
+                    row["end"] = (
+                        op.end if op.status == "done" else self.expected_end(op, self.equipment[op.equipment], now)
+                    )
+                ops.append(row)
+            orders.append({"id": o.id, "release": o.release, "due": o.due, "priority": o.priority, "operations": ops})
+        counts = {"completed": 0, "cancelled": 0}
+        for status in self.finished.values():
+            counts[status] += 1
+        return {"time": now, "events": self.applied, "last_event_id": self.last_event_id, "equipment": equipment,
+                "work_orders": orders, "work_orders_completed": counts["completed"],
+                "work_orders_cancelled": counts["cancelled"]}  # fmt: skip
+
+    def shop_state(self):
+        """The active work as a :class:`ShopState` (with the work orders in its job order), or
+        (None, []) when no work is left."""
+        from service.schemas import to_state
+
+        if not self.orders:
+            return None, []
+        now = self.time
+        view = _PlanningView(now, [], [])
+        for e in self.equipment.values():
+            back = self.back_at(e, now)
+            view.equipment.append(_EquipmentView(e.id, "up" if back is None else "down", back,
+                                                 [_WindowView(a, b) for a, b in e.maintenance]))  # fmt: skip
+        for o in self.orders.values():
+            ops = []
+            for op in o.operations:
+                end = op.end
+                if op.status == "running":
+                    end = self.expected_end(op, self.equipment[op.equipment], now)
+                ops.append(replace(op, end=end))
+            view.work_orders.append(replace(o, operations=ops))
+        state, active = to_state(view, interruption=self.config.interruption)
+        return state, active
+
+
+@dataclass
+class _PlanningView:  # what service.schemas.to_state reads of a running shop
+    time: int
+    work_orders: list
+    equipment: list
+
+
+@dataclass
+class _EquipmentView:
+    id: str
+    status: str
+    down_until: int | None
+    maintenance: list
+
+
+@dataclass
+class _WindowView:
+    start: int
+    end: int
+
+
+def _equipment(e, now: int) -> EquipmentState:
+    state = EquipmentState(e.id, [(w.start, w.end) for w in e.maintenance])
+    if e.status == "down":
+        state.down_since, state.expected_until = now, e.down_until
+    return state
+
+
+def _work_order(order, now: int) -> WorkOrderState:
+    ops = [OperationState(op.id, op.equipment, op.duration) for op in order.operations]
+    return WorkOrderState(order.id, ops, max(order.release, now), order.due, order.priority)
+
+
+class _Draft:
+    """A batch's changes over a session: work orders and equipment copied when first touched."""
+
+    def __init__(self, shop: ShopSession) -> None:
+        self.shop, self.time = shop, shop.time
+        self.orders: dict[str, WorkOrderState | None] = {}  # None: left the shop in this batch
+        self.equipment: dict[str, EquipmentState] = {}
+        self.finished: dict[str, str] = {}
+        self.added_operations = 0
+        self.count, self.last_event_id = 0, shop.last_event_id
+
+    def order(self, index: int, event, key: str | None = None) -> WorkOrderState:
+        """The work order ``key`` (default: the event's), copied for the batch; refused if not in the shop."""
+        key = event.work_order if key is None else key
+        if key in self.orders and self.orders[key] is not None:
+            return self.orders[key]
+        found = None if key in self.orders else self.shop.orders.get(key)
+        if found is None:
+            status = self.finished.get(key) or self.shop.finished.get(key)
+            reason = f"work order {key!r} is {status}" if status else f"unknown work order {key!r}"
+            raise RefusedEventError(index, event, "work_order", reason)
+        self.orders[key] = copy = found.copy()
+        return copy
+
+    def known_order(self, key: str) -> bool:
+        if key in self.orders:
+            return True
+        return key in self.shop.orders or key in self.shop.finished or key in self.finished
+
+    def unit(self, index: int, event, key: str) -> EquipmentState:
+        if key not in self.equipment:
+            found = self.shop.equipment.get(key)
+            if found is None:
+                raise RefusedEventError(index, event, "equipment", f"unknown equipment {key!r}")
+            self.equipment[key] = found.copy()
+        return self.equipment[key]
+
+    def finish(self, key: str, status: str) -> None:
+        self.orders[key] = None
+        self.finished[key] = status
+
+    def commit(self) -> None:
+        shop = self.shop
+        for key, order in self.orders.items():
+            if order is None:
+                shop.orders.pop(key, None)
+            else:
+                shop.orders[key] = order
+        shop.equipment.update(self.equipment)
+        shop.finished.update(self.finished)
+        shop.time = self.time
+
+
+# ---------------------------------------------------------------------- one handler per event type
+def _released(draft: _Draft, index: int, event) -> None:
+    from service.schemas import MAX_OPERATIONS
+
+    order = event.work_order
+    if draft.known_order(order.id):
+        status = draft.finished.get(order.id) or draft.shop.finished.get(order.id) or "in the shop"
+        raise RefusedEventError(
+            index, event, "work_order.id", f"work order {order.id!r} is already {status}: ids are unique"
+        )
+    seen = set()
+    for k, op in enumerate(order.operations):
+        if op.equipment not in draft.shop.equipment:
+            raise RefusedEventError(
+                index, event, f"work_order.operations[{k}].equipment", f"unknown equipment {op.equipment!r}"
+            )
+        if op.id in seen:
+            raise RefusedEventError(
+                index, event, f"work_order.operations[{k}].id", f"duplicated operation id {op.id!r}"
+            )
+        seen.add(op.id)
+    draft.added_operations += len(order.operations)
+    if draft.shop.active_operations() + draft.added_operations > MAX_OPERATIONS:
+        raise RefusedEventError(index, event, "work_order", f"the shop would hold more than {MAX_OPERATIONS:,} operations"
+                                                       " not yet done: finish or cancel work orders first")  # fmt: skip
+    draft.orders[order.id] = _work_order(order, event.time)
+
+
+def _operation(draft: _Draft, index: int, event) -> tuple[WorkOrderState, int, OperationState]:
+    order = draft.order(index, event)
+    for k, op in enumerate(order.operations):
+        if op.id == event.operation:
+            if event.equipment is not None and event.equipment != op.equipment:
+                raise RefusedEventError(index, event, "equipment", f"operation {op.id!r} of work order {order.id!r} runs"
+                                                              f" on {op.equipment!r}, not {event.equipment!r}")  # fmt: skip
+            return order, k, op
+    raise RefusedEventError(index, event, "operation", f"work order {order.id!r} has no operation {event.operation!r}")
+
+
+def _started(draft: _Draft, index: int, event) -> None:
+    order, k, op = _operation(draft, index, event)
+    where = f"operation {op.id!r} of work order {order.id!r}"
+    if op.status != "waiting":
+        raise RefusedEventError(index, event, "operation", f"{where} is already {op.status}")
+    if k != order.next_operation():
+        before = order.operations[k - 1]
+        raise RefusedEventError(index, event, "operation", f"{where} follows {before.id!r}, which is {before.status}:"
+                                                      " operations run in order")  # fmt: skip
+    if event.time < order.release:
+        raise RefusedEventError(index, event, "time", f"work order {order.id!r} is released at {order.release}")
+    unit = draft.unit(index, event, op.equipment)
+    if unit.down_since is not None:
+        raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is down since {unit.down_since}:"
+                                                      " send equipment_up first")  # fmt: skip
+    if unit.busy is not None:
+        other = draft.shop.orders.get(unit.busy[0]) or draft.orders.get(unit.busy[0])
+        busy_op = other.operations[unit.busy[1]].id if other is not None else "?"
+        raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is running operation {busy_op!r} of"
+                                                      f" work order {unit.busy[0]!r}: finish it first")  # fmt: skip
+    op.status, op.start = "running", event.time
+    unit.busy, unit.outages = (order.id, k), []
+
+
+def _finished(draft: _Draft, index: int, event) -> None:
+    order, k, op = _operation(draft, index, event)
+    where = f"operation {op.id!r} of work order {order.id!r}"
+    if op.status != "running":
+        reason = "has not started (send operation_started first)" if op.status == "waiting" else "is already done"
+        raise RefusedEventError(index, event, "operation", f"{where} {reason}")
+    unit = draft.unit(index, event, op.equipment)
+    if unit.down_since is not None:
+        raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is down since {unit.down_since}:"
+                                                      " send equipment_up first")  # fmt: skip
+    op.status, op.end = "done", event.time
+    unit.busy, unit.outages = None, []
+    if k == len(order.operations) - 1:
+        draft.finish(order.id, "completed")
+
+
+def _down(draft: _Draft, index: int, event) -> None:
+    unit = draft.unit(index, event, event.equipment)
+    if event.expected_until is not None and event.expected_until <= event.time:
+        raise RefusedEventError(index, event, "expected_until", f"{event.expected_until} is not after the event's time"
+                                                           f" {event.time}: give a later time, or leave it out")  # fmt: skip
+    if unit.down_since is not None:  # already down: a new estimate
+        unit.expected_until = event.expected_until
+        return
+    unit.down_since, unit.expected_until = event.time, event.expected_until
+    if unit.busy is not None and draft.shop.config.interruption == "restart":
+        order = draft.order(index, event, unit.busy[0])
+        op = order.operations[unit.busy[1]]
+        op.status, op.start = "waiting", None  # its work is lost: it starts anew
+        unit.busy = None
+
+
+def _up(draft: _Draft, index: int, event) -> None:
+    unit = draft.unit(index, event, event.equipment)
+    if unit.down_since is None:
+        raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is not down")
+    if unit.busy is not None:
+        unit.outages.append((unit.down_since, event.time))
+    unit.down_since = unit.expected_until = None
+
+
+def _cancelled(draft: _Draft, index: int, event) -> None:
+    order = draft.order(index, event)
+    for op in order.operations:
+        if op.status == "running":
+            draft.unit(index, event, op.equipment).busy = None
+    draft.finish(order.id, "cancelled")
+
+
+def _changed(draft: _Draft, index: int, event) -> None:
+    given = event.model_fields_set & {"due", "priority"}
+    if not given:
+        raise RefusedEventError(index, event, "due", "give a new due date (null: none) or a new priority")
+    order = draft.order(index, event)
+    if "due" in given:
+        order.due = event.due
+    if "priority" in given:
+        if event.priority is None:
+            raise RefusedEventError(index, event, "priority", "a priority is a number from 1")
+        order.priority = event.priority
+
+
+_HANDLERS = {
+    "work_order_released": _released, "operation_started": _started, "operation_finished": _finished,
+    "equipment_down": _down, "equipment_up": _up, "work_order_cancelled": _cancelled, "work_order_changed": _changed,
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------- plans: frozen horizon and stability
+def hold_frozen(state, plan, previous: dict, keys: list[tuple[str, str]], horizon: int, method: str):
+    """``plan`` (a full plan of ``state``) with every waiting operation that the previous plan
+    started before ``now + horizon`` kept in its place in its equipment's sequence (before all
+    others, in the previous order); the rest follow in ``plan``'s order, each at its earliest
+    time. ``previous`` maps (work order, operation) -> previous start; ``keys`` lists them per
+    (job, op) of the state. Returns (plan, number of operations held)."""
+    from sched_env.schedule import Schedule
+    from sched_env.snapshot import plan_rest, residual
+
+    rest = residual(state)
+    if rest.instance is None:
+        return plan, 0
+    limit = state.time + horizon
+    held: list[tuple[int, int, int]] = []  # (previous start, residual job, op)
+    for i, job in enumerate(rest.job.tolist()):
+        for k in range(int(rest.instance.n_ops[i])):
+            start = previous.get(keys[job][int(rest.first_op[i]) + k])
+            if start is None or start >= limit:
+                break  # a job's held operations are a prefix of its waiting ones
+            held.append((start, i, k))
+    if not held:
+        return plan, 0
+    new = rest.restrict(plan)
+    new_start = {(int(j), int(k)): int(s) for j, k, s in zip(new.job, new.op, new.start)}
+    held_set = {(i, k) for _, i, k in held}
+    sequences: dict[int, list[tuple[int, int]]] = {}
+    for _, i, k in sorted(held):
+        sequences.setdefault(int(rest.instance.machines[i, k]), []).append((i, k))
+    for (i, k), _start in sorted(new_start.items(), key=lambda item: (item[1], item[0])):
+        if (i, k) not in held_set:
+            sequences.setdefault(int(rest.instance.machines[i, k]), []).append((i, k))
+    rows = _time_sequences(rest, sequences)
+    if rows is None:
+        return plan, 0
+    timed = Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T, instance_name=rest.instance.name)
+    return plan_rest(state, timed, f"{method} with the frozen horizon"), len(held)
+
+
+def _time_sequences(rest, sequences: dict[int, list[tuple[int, int]]]) -> list | None:
+    """Each operation at its earliest start given its job's order, its equipment's sequence and the
+    blocked intervals (semi-active timing); None if the sequences deadlock (they cannot, when made
+    as :func:`hold_frozen` makes them)."""
+    instance = rest.instance
+    job_ready = instance.release_dates.astype(np.int64).tolist()
+    job_next = [0] * instance.n_jobs
+    machine_free = {m: 0 for m in sequences}
+    position = {m: 0 for m in sequences}
+    rows, left = [], sum(len(s) for s in sequences.values())
+    while left:
+        progressed = False
+        for m, sequence in sequences.items():
+            while position[m] < len(sequence):
+                i, k = sequence[position[m]]
+                if job_next[i] != k:
+                    break
+                duration = int(instance.durations[i, k])
+                start = _fit(max(job_ready[i], machine_free[m]), duration, rest.blocked.get(m, []))
+                rows.append((i, k, m, start, start + duration))
+                job_ready[i] = machine_free[m] = start + duration
+                job_next[i], position[m], left, progressed = k + 1, position[m] + 1, left - 1, True
+        if not progressed:
+            return None
+    return rows
+
+
+def _fit(earliest: int, duration: int, blocked: list[tuple[int, int]]) -> int:
+    """The earliest start >= ``earliest`` whose [start, start + duration) misses every blocked interval."""
+    start = earliest
+    for a, b in blocked:  # sorted, disjoint
+        if b <= start:
+            continue
+        if a >= start + duration:
+            break
+        start = b
+    return start
+
+
+def stability(previous: list[dict] | None, current: list[dict]) -> dict[str, Any]:
+    """What changed for the operations planned (not yet started) in both plans: how many moved to
+    another position in their equipment's sequence, how far starts moved, and the moved ones."""
+    if previous is None:
+        return {"compared": 0, "moved": 0, "position_changes": 0, "start_shift_max": 0, "start_shift_mean": 0.0,
+                "added": sum(r["status"] == "planned" for r in current), "changes": []}  # fmt: skip
+    old = {(r["work_order"], r["operation"]): r for r in previous if r["status"] == "planned"}
+    new = {(r["work_order"], r["operation"]): r for r in current if r["status"] == "planned"}
+    common = [key for key in new if key in old]
+    ranks_old, ranks_new = _ranks(old, common), _ranks(new, common)
+    changes, shifts, position_changes = [], [], 0
+    for key in common:
+        shift = new[key]["start"] - old[key]["start"]
+        shifts.append(abs(shift))
+        moved_position = ranks_old[key] != ranks_new[key]
+        position_changes += moved_position
+        if shift or moved_position:
+            changes.append({"work_order": key[0], "operation": key[1], "equipment": new[key]["equipment"],
+                            "start_from": old[key]["start"], "start_to": new[key]["start"],
+                            "position_from": ranks_old[key], "position_to": ranks_new[key]})  # fmt: skip
+    return {"compared": len(common), "moved": len(changes), "position_changes": position_changes,
+            "start_shift_max": max(shifts, default=0), "start_shift_mean": round(sum(shifts) / len(shifts), 3) if shifts else 0.0,
+            "added": len(new) - len(common), "changes": changes[:MAX_LISTED_CHANGES]}  # fmt: skip
+
+
+def _ranks(rows: dict, common: list) -> dict:
+    """Per operation in ``common``: its position among ``common`` on its equipment, by start."""
+    by_unit: dict[str, list] = {}
+    for key in common:
+        by_unit.setdefault(rows[key]["equipment"], []).append((rows[key]["start"], key))
+    ranks = {}
+    for items in by_unit.values():
+        for rank, (_, key) in enumerate(sorted(items)):
+            ranks[key] = rank
+    return ranks

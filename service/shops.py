@@ -1,0 +1,374 @@
+"""The service's shop sessions: events in (HTTP or MQTT), logged, applied, and a new plan out.
+
+One *journal* thread takes every write (create, events, delete) in arrival order: it parses and
+checks a batch, logs it in the :class:`~service.store.EventStore` (on disk), applies it and
+acknowledges it, then asks for a replan. Replans run on their own decider threads, at most one
+per shop: a batch that comes while its shop is being replanned is planned next, with everything
+that came meanwhile (the newest state wins). Each plan is due ``budget_ms`` after the first event
+it answers was acknowledged: the decider gets what is left of that, so a burst never makes a
+shop's plans later than its budget (their decider just gets less time).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.schemas import (
+    MAX_EVENTS,
+    BadBodyError,
+    EventBatch,
+    InvalidRequestError,
+    ShopCreate,
+    TooLargeError,
+    parse_request,
+    plan_rows,
+    read_json,
+)
+from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability
+from service.store import EventStore, StoreError, digest
+from service.timing import MIN_DECIDER_S, answer_reserve_s
+
+LOG = logging.getLogger("sched_env.service.shops")
+#: Shops one service holds at most.
+MAX_SHOPS = 1_000
+#: Event batches per second per shop over HTTP (a bucket of twice as many absorbs bursts).
+DEFAULT_SHOP_RATE = 50.0
+
+
+class ShopError(Exception):
+    """A shop request refused: the HTTP status, what is wrong, and headers (Retry-After)."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    tokens: float
+    stamp: float = field(default_factory=time.monotonic)
+
+    def take(self) -> float:
+        """0 if a request may go now, else the seconds until it may."""
+        now = time.monotonic()
+        self.tokens = min(2 * self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Shop:
+    """A session with what the service keeps beside it: its decider, its plans, its replans."""
+
+    def __init__(self, shop_id: str, session: ShopSession, decider, rate: float) -> None:
+        self.id, self.session, self.decider = shop_id, session, decider
+        self.lock = threading.Lock()  # the journal writes the session, replans read it
+        self.plan_body: bytes | None = None
+        self.plan_version = 0
+        self.plan_rows: list[dict] | None = None
+        self.pending: deque[tuple[int, float]] = deque()  # (events applied, when acknowledged) not yet planned
+        self.in_flight = False
+        self.deleted = False
+        self.bucket = TokenBucket(rate, 2 * rate)
+
+
+class Shops:
+    """Every shop session of the service, rebuilt from the store on start."""
+
+    def __init__(self, store: EventStore, models: dict[str, Any], workers: int = 2,
+                 shop_rate: float = DEFAULT_SHOP_RATE) -> None:  # fmt: skip
+        self.store, self.models, self.shop_rate = store, models, shop_rate
+        self.shops: dict[str, Shop] = {}
+        self.journal = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self.planners = ThreadPoolExecutor(workers, thread_name_prefix="replanner")
+        self.listeners: list[Callable[[str, int, bytes | None], None]] = []  # (shop, version, plan; None: deleted)
+
+    def close(self) -> None:
+        self.journal.shutdown(wait=True, cancel_futures=False)  # every acknowledged write is already on disk
+        self.planners.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    # ------------------------------------------------------------------ start-up
+    def restore(self) -> int:
+        """Rebuild every shop from its log; replan those whose last plan is older than their log.
+        Returns the number of events replayed."""
+        from pydantic import TypeAdapter
+
+        from service.schemas import ShopEvent
+
+        adapter, replayed = TypeAdapter(ShopEvent), 0
+        for shop_id, _created, config_text in self.store.shops():
+            config = ShopCreate.model_validate_json(config_text)
+            shop = Shop(shop_id, ShopSession(config), self._decider(config), self.shop_rate)
+            events = [adapter.validate_json(body) for body in self.store.events(shop_id)]
+            try:
+                shop.session.apply(events)
+            except RefusedEventError as error:
+                raise StoreError(f"shop {shop_id}'s log does not replay ({error}): the database was written by"
+                                 " another version of sched-env, or changed by hand") from None  # fmt: skip
+            replayed += len(events)
+            stored = self.store.plan(shop_id)
+            if stored is not None:
+                shop.plan_version, text = stored
+                shop.plan_body = text.encode()
+                body = json.loads(text)
+                shop.plan_rows, planned = body["plan"], body["events"]
+            if stored is None or planned < shop.session.applied:
+                shop.pending.append((shop.session.applied, time.perf_counter()))
+            self.shops[shop_id] = shop
+        for shop in self.shops.values():
+            if shop.pending:
+                self._want_plan(shop)
+        return replayed
+
+    # ------------------------------------------------------------------ writes (on the journal thread)
+    def create(self, raw: bytes) -> dict[str, Any]:
+        config = _parse(raw, ShopCreate)
+        if len(self.shops) >= MAX_SHOPS:
+            raise ShopError(413, f"this service holds {MAX_SHOPS} shops, the most it may: delete ended ones")
+        decider = self._decider(config)
+        shop_id = "shop-" + secrets.token_urlsafe(18)
+        self.store.create_shop(shop_id, time.time(), config.model_dump_json())
+        shop = Shop(shop_id, ShopSession(config), decider, self.shop_rate)
+        shop.pending.append((0, time.perf_counter()))
+        self.shops[shop_id] = shop
+        self._want_plan(shop)
+        return {"id": shop_id, **self.describe(shop)}
+
+    def ingest(self, shop_id: str, raw: bytes) -> dict[str, Any]:
+        """Check, log and apply a batch of events; the acknowledgement says what was new."""
+        shop = self.get(shop_id)
+        data = _json(raw)
+        if isinstance(data, dict) and isinstance(data.get("events"), list) and len(data["events"]) > MAX_EVENTS:
+            raise ShopError(413, f"{len(data['events']):,} events in one batch; the limit is {MAX_EVENTS:,}")
+        batch = _events(data)
+        bodies = [event.model_dump_json() for event in batch.events]
+        logged = self.store.seen(shop_id, list({e.event_id for e in batch.events}))
+        new, indices, duplicates, in_batch = [], [], [], {}
+        for index, (event, body) in enumerate(zip(batch.events, bodies)):
+            before = logged.get(event.event_id) or in_batch.get(event.event_id)
+            if before is not None:
+                if before != digest(body):
+                    raise ShopError(409, f"events[{index}]: event_id {event.event_id!r} was used for a different"
+                                         " event: give every event its own id")  # fmt: skip
+                duplicates.append(event.event_id)
+                continue
+            in_batch[event.event_id] = digest(body)
+            new.append(event)
+            indices.append(index)
+        if new:
+            try:
+                draft = shop.session.prepare(new, indices)
+            except RefusedEventError as error:
+                raise ShopError(409, str(error)) from None
+            first = shop.session.applied
+            self.store.append(shop_id, first, [(e.event_id, bodies[i]) for e, i in zip(new, indices)])
+            acknowledged = time.perf_counter()
+            with shop.lock:
+                shop.session.commit(draft)
+                shop.pending.append((shop.session.applied, acknowledged))
+            self._want_plan(shop)
+        return {"accepted": len(new), "duplicates": duplicates, "events": shop.session.applied,
+                "time": shop.session.time, "plan_version": shop.plan_version}  # fmt: skip
+
+    def delete(self, shop_id: str) -> None:
+        shop = self.get(shop_id)
+        self.store.delete_shop(shop_id)
+        with shop.lock:
+            shop.deleted = True
+        self.shops.pop(shop_id, None)
+        self._tell(shop_id, shop.plan_version, None)
+
+    # ------------------------------------------------------------------ reads (any thread)
+    def get(self, shop_id: str) -> Shop:
+        shop = self.shops.get(shop_id)
+        if shop is None:
+            raise ShopError(404, f"no shop {shop_id!r}: create one with POST /v1/shops (ids are case-sensitive)")
+        return shop
+
+    def describe(self, shop: Shop) -> dict[str, Any]:
+        config = shop.session.config
+        with shop.lock:
+            state = shop.session.to_dict()
+            version = shop.plan_version
+        return {"name": config.name, "method": config.method, "objective": config.objective,
+                "budget_ms": config.budget_ms, "interruption": config.interruption,
+                "frozen_horizon": config.frozen_horizon, "assumed_repair": config.assumed_repair,
+                "plan_version": version, **state}  # fmt: skip
+
+    def plan(self, shop_id: str) -> tuple[int, bytes]:
+        shop = self.get(shop_id)
+        with shop.lock:
+            if shop.plan_body is None:
+                raise ShopError(404, f"shop {shop_id!r} has no plan yet (the first is being made): retry, or"
+                                     " wait for it with ?after=0&wait_ms=2000")  # fmt: skip
+            return shop.plan_version, shop.plan_body
+
+    def allow(self, shop_id: str) -> None:
+        """Refuse an event batch over the shop's rate (429 with Retry-After); on the event loop."""
+        shop = self.get(shop_id)
+        wait = shop.bucket.take()
+        if wait:
+            raise ShopError(429, f"shop {shop_id!r} sends more than {self.shop_rate:g} event batches per second:"
+                                 " batch events, or retry after Retry-After seconds",
+                            {"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
+
+    # ------------------------------------------------------------------ replans
+    def _decider(self, config: ShopCreate):
+        from baselines import deciders
+
+        try:
+            decider = deciders.make(config.method, objective=config.objective, allow_files=False)
+        except (ValueError, deciders.DeciderError, ImportError) as error:
+            raise ShopError(422, f"method: {str(error).splitlines()[0]}") from None
+        deciders.give_models(decider, self.models)
+        return decider
+
+    def _want_plan(self, shop: Shop) -> None:
+        with shop.lock:
+            if shop.in_flight or shop.deleted:
+                return  # the replan in flight plans again when it ends, with the newest state
+            shop.in_flight = True
+        self.planners.submit(self._replan, shop)
+
+    def _replan(self, shop: Shop) -> None:
+        while True:
+            with shop.lock:
+                if shop.deleted or not shop.pending:
+                    shop.in_flight = False
+                    return
+                applied, since = shop.session.applied, shop.pending[0][1]
+                state, active = shop.session.shop_state()
+                snapshot = _Snapshot(shop.session, state, active, applied, since, shop.plan_rows)
+            try:
+                made = self._make_plan(shop, snapshot)
+            except Exception:  # a decider's failure must not end the shop: the next batch replans
+                LOG.exception("shop %s: replanning after %d events failed", shop.id, applied)
+                made = None
+            published = None
+            with shop.lock:
+                while shop.pending and shop.pending[0][0] <= applied:
+                    shop.pending.popleft()
+                if made is not None and not shop.deleted:
+                    version = shop.plan_version + 1
+                    body, rows = _finish_plan(made, shop.id, version, since)
+                    self.store.save_plan(shop.id, version, body.decode())  # kept before anyone sees it
+                    shop.plan_body, shop.plan_rows, shop.plan_version = body, rows, version
+                    published = (version, body)
+            if published is not None:
+                self._tell(shop.id, *published)
+
+    def _make_plan(self, shop: Shop, snapshot: _Snapshot) -> dict[str, Any]:
+        from baselines import deciders
+        from sched_env.schedule import objectives
+
+        config = snapshot.session.config
+        base = {"shop_time": snapshot.time, "events": snapshot.applied, "last_event_id": snapshot.last_event_id,
+                "decider": config.method, "budget_ms": config.budget_ms}  # fmt: skip
+        if snapshot.state is None:  # no work left: an empty plan
+            return {**base, "method": config.method, "status": "empty", "decider_ms": 0.0, "objectives": {},
+                    "frozen": 0, "rows": [], "previous": snapshot.previous}  # fmt: skip
+        state = snapshot.state
+        n_operations = int(state.jobs.n_ops.sum())
+        left = snapshot.since + config.budget_ms / 1000 - time.perf_counter() - answer_reserve_s(n_operations)
+        started = time.perf_counter()
+        result = deciders.solve(state, shop.decider, budget_s=max(left, MIN_DECIDER_S))
+        schedule, held = result.schedule, 0
+        if config.frozen_horizon is not None and snapshot.previous:
+            keys = [[(o.id, op.id) for op in o.operations] for o in snapshot.active]
+            previous = {
+                (r["work_order"], r["operation"]): r["start"] for r in snapshot.previous if r["status"] == "planned"
+            }
+            schedule, held = hold_frozen(state, schedule, previous, keys, config.frozen_horizon, config.method)
+        rows = plan_rows(schedule, snapshot.active, snapshot.equipment)
+        statuses = {(o.id, op.id): op.status for o in snapshot.active for op in o.operations}
+        for row in rows:
+            status = statuses[row["work_order"], row["operation"]]
+            row["status"] = "planned" if status == "waiting" else status
+        return {**base, "method": result.method, "status": result.status,
+                "decider_ms": round(1000 * (time.perf_counter() - started), 3),
+                "objectives": objectives(state.jobs, schedule), "frozen": held, "rows": rows,
+                "previous": snapshot.previous}  # fmt: skip
+
+    def _tell(self, shop_id: str, version: int, body: bytes | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(shop_id, version, body)
+            except Exception:  # a listener's failure (a broker away) never stops replanning
+                LOG.exception("shop %s: a plan listener failed", shop_id)
+
+
+@dataclass
+class _Snapshot:
+    """What a replan reads of a session, taken under its lock."""
+
+    session: ShopSession
+    state: Any
+    active: list
+    applied: int
+    since: float
+    previous: list[dict] | None
+
+    def __post_init__(self) -> None:
+        self.time, self.last_event_id = self.session.time, self.session.last_event_id
+        self.equipment = list(self.session.equipment.values())
+
+
+def _finish_plan(made: dict[str, Any], shop_id: str, version: int, since: float) -> tuple[bytes, list[dict]]:
+    """The plan's JSON (what GET /plan and MQTT carry) and its rows."""
+    rows, previous = made.pop("rows"), made.pop("previous")
+    response_ms = 1000 * (time.perf_counter() - since)
+    made_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    head = {"shop": shop_id, "version": version, "made_at": made_at, **made,
+            "response_time_ms": round(response_ms, 3), "over_budget": response_ms > made["budget_ms"],
+            "stability": stability(previous, rows)}  # fmt: skip
+    return json.dumps({**head, "plan": rows}).encode(), rows
+
+
+def _json(raw: bytes):
+    try:
+        return read_json(raw)
+    except BadBodyError as error:
+        raise ShopError(400, str(error)) from None
+
+
+def _events(data) -> EventBatch:
+    """A batch's events validated (in pieces: the event loop runs between them)."""
+    from pydantic import ValidationError
+
+    from service.schemas import ShopEvent, describe_errors, validate_in_pieces
+
+    errors: list[dict] = []
+    if isinstance(data, dict) and isinstance(data.get("events"), list):
+        data["events"] = validate_in_pieces(data["events"], ShopEvent, ("events",), errors)
+    if errors:
+        raise ShopError(422, describe_errors(errors))
+    try:
+        return EventBatch.model_validate(data)
+    except ValidationError as error:
+        raise ShopError(422, describe_errors(error.errors(include_url=False))) from None
+
+
+def _parse(raw: bytes, model):
+    try:
+        return parse_request(raw, model)
+    except BadBodyError as error:
+        raise ShopError(400, str(error)) from None
+    except TooLargeError as error:
+        raise ShopError(413, str(error)) from None
+    except InvalidRequestError as error:
+        raise ShopError(422, str(error)) from None

@@ -1,0 +1,234 @@
+"""Shop sessions over real HTTP: `sched-env serve --db` in a subprocess on 127.0.0.1, the token on
+every session route, per-shop rate limits, size limits, plans waited for, and `kill -9` during an
+event stream: after a restart the state equals a replay of every acknowledged event, and a quiet
+shop keeps its plan version."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("onnxruntime")
+httpx = pytest.importorskip("httpx")
+
+from service.schemas import MAX_EVENTS, EventBatch, ShopCreate  # noqa: E402
+from service.sessions import ShopSession  # noqa: E402
+from tests.test_service import free_port  # noqa: E402
+from tests.test_sessions import SHOP  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "shop-floor-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Served:
+    """`sched-env serve` in a subprocess (so that it can be killed with SIGKILL and started again)."""
+
+    def __init__(self, db: Path, *extra: str) -> None:
+        self.db, self.extra, self.port = db, extra, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> Served:
+        env = {**os.environ, "SCHED_ENV_TOKEN": TOKEN}
+        log = self.db.with_suffix(".log")
+        with open(log, "ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "experiments.cli", "serve", "--port", str(self.port), "--db", str(self.db),
+                 "--threads", "1", *self.extra], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("the server exited: " + log.read_text()[-2000:])
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the server did not become ready in 180 s")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    server = Served(tmp_path_factory.mktemp("shops") / "shops.sqlite3", "--shop-rate", "5").start()
+    yield server
+    server.stop()
+
+
+def create(server, body: dict | None = None) -> str:
+    response = httpx.post(server.url + "/v1/shops", json=body or SHOP, headers=AUTH, timeout=30)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == f"/v1/shops/{response.json()['id']}"
+    return response.json()["id"]
+
+
+def stream(n_orders: int, units: int = 4) -> list[dict]:
+    """A valid event stream: each work order released, started, finished; a breakdown and repair between."""
+    rows = []
+    for j in range(n_orders):
+        unit, t = f"M{j % units}", 3 * j
+        rows += [
+            {"type": "work_order_released", "time": t, "work_order": {"id": f"WO{j}", "due": t + 5,
+                                                                       "operations": [{"id": "op", "equipment": unit, "duration": 2}]}},
+            {"type": "operation_started", "time": t, "work_order": f"WO{j}", "operation": "op"},
+            {"type": "operation_finished", "time": t + 1, "work_order": f"WO{j}", "operation": "op"},
+            {"type": "equipment_down", "time": t + 1, "equipment": unit, "expected_until": t + 3},
+            {"type": "equipment_up", "time": t + 2, "equipment": unit},
+        ]  # fmt: skip
+    return [{"event_id": f"ev-{i}", **row} for i, row in enumerate(rows)]
+
+
+STREAM_SHOP = {"equipment": [{"id": f"M{m}"} for m in range(4)], "method": "mwkr", "budget_ms": 300}
+
+
+def test_every_session_route_needs_the_token(served):
+    shop_id = create(served)
+    routes = [("POST", "/v1/shops", SHOP), ("GET", "/v1/shops", None), ("GET", f"/v1/shops/{shop_id}", None),
+              ("POST", f"/v1/shops/{shop_id}/events", {"events": stream(1)[:1]}),
+              ("GET", f"/v1/shops/{shop_id}/plan", None), ("DELETE", f"/v1/shops/{shop_id}", None)]  # fmt: skip
+    for method, path, body in routes:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            response = httpx.request(method, served.url + path, json=body, headers=headers, timeout=30)
+            assert response.status_code == 401, f"{method} {path} with {headers}: {response.status_code}"
+    assert httpx.get(served.url + f"/v1/shops/{shop_id}", headers=AUTH).json()["events"] == 0
+
+
+def test_a_shop_over_its_rate_gets_429_with_retry_after_and_nothing_applied(served):
+    shop_id = create(served, STREAM_SHOP)
+    events = stream(8)
+    answers = [httpx.post(served.url + f"/v1/shops/{shop_id}/events", json={"events": [event]}, headers=AUTH)
+               for event in events[:20]]  # fmt: skip
+    statuses = [a.status_code for a in answers]
+    assert 429 in statuses and statuses[:10] == [200] * 10, statuses  # a bucket of 2 x 5 batches, then 429
+    refused = answers[statuses.index(429)]
+    assert int(refused.headers["retry-after"]) >= 1 and "event batches per second" in refused.json()["detail"]
+    state = httpx.get(served.url + f"/v1/shops/{shop_id}", headers=AUTH).json()
+    assert state["events"] == statuses.count(200), "a 429 batch was applied"
+    other = create(served, STREAM_SHOP)  # the limit is per shop
+    assert (
+        httpx.post(served.url + f"/v1/shops/{other}/events", json={"events": events[:1]}, headers=AUTH).status_code
+        == 200
+    )
+
+
+def test_size_limits_unknown_shops_and_bad_bodies_are_refused_by_name(served):
+    shop_id = create(served, STREAM_SHOP)
+    url = served.url + f"/v1/shops/{shop_id}/events"
+    too_many = {"events": [{"event_id": f"e{i}", "type": "equipment_up", "time": 0, "equipment": "M0"}
+                           for i in range(MAX_EVENTS + 1)]}  # fmt: skip
+    answer = httpx.post(url, json=too_many, headers=AUTH, timeout=60)
+    assert answer.status_code == 413 and "the limit is 10,000" in answer.json()["detail"]
+    time.sleep(0.3)  # the bucket refills
+    answer = httpx.post(url, json={"events": [{"event_id": "x", "type": "operation_started", "time": 0}]}, headers=AUTH)
+    assert answer.status_code == 422 and "events.0.operation_started.work_order" in answer.json()["detail"]
+    answer = httpx.post(url, content=b"{", headers=AUTH)
+    assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+    missing = httpx.get(served.url + "/v1/shops/shop-nope", headers=AUTH)
+    assert missing.status_code == 404 and "create one with POST /v1/shops" in missing.json()["detail"]
+    bad = httpx.post(served.url + "/v1/shops", json={**SHOP, "method": "no-such-rule"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("method:")
+
+
+def test_a_plan_can_be_waited_for_and_a_deleted_shop_is_gone(served):
+    shop_id = create(served, STREAM_SHOP | {"work_orders": SHOP["work_orders"][:0]})
+    first = httpx.get(served.url + f"/v1/shops/{shop_id}/plan?after=0&wait_ms=20000", headers=AUTH, timeout=30)
+    assert first.status_code == 200 and first.json()["version"] >= 1
+    version = first.json()["version"]
+    httpx.post(served.url + f"/v1/shops/{shop_id}/events", json={"events": stream(1)[:1]}, headers=AUTH)
+    newer = httpx.get(served.url + f"/v1/shops/{shop_id}/plan?after={version}&wait_ms=20000", headers=AUTH, timeout=30)
+    plan = newer.json()
+    assert plan["version"] == version + 1 and plan["events"] == 1 and plan["last_event_id"] == "ev-0"
+    assert [r["work_order"] for r in plan["plan"]] == ["WO0"] and plan["decider"] == "mwkr"
+    assert httpx.delete(served.url + f"/v1/shops/{shop_id}", headers=AUTH).status_code == 204
+    assert httpx.get(served.url + f"/v1/shops/{shop_id}/plan", headers=AUTH).status_code == 404
+    assert shop_id not in [s["id"] for s in httpx.get(served.url + "/v1/shops", headers=AUTH).json()]
+
+
+def send_with_retries(url: str, batch: list[dict], acknowledged: list[dict], stop: threading.Event) -> None:
+    """Post a batch until the server acknowledges it (it may be down, or die mid-request)."""
+    while not stop.is_set():
+        try:
+            answer = httpx.post(url, json={"events": batch}, headers=AUTH, timeout=10)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+            continue
+        if answer.status_code == 429:
+            time.sleep(int(answer.headers["retry-after"]) / 10)
+            continue
+        assert answer.status_code == 200, answer.text
+        acknowledged.extend(batch)
+        return
+
+
+def replayed(events: list[dict]) -> dict:
+    shop = ShopSession(ShopCreate.model_validate(STREAM_SHOP))
+    shop.apply(EventBatch.model_validate({"events": events}).events)
+    return shop.to_dict()
+
+
+def test_kill_9_during_a_stream_loses_no_acknowledged_event(tmp_path):
+    server = Served(tmp_path / "shops.sqlite3").start()
+    try:
+        shop_id = create(server, STREAM_SHOP)
+        url = server.url + f"/v1/shops/{shop_id}/events"
+        events, acknowledged, stop = stream(60), [], threading.Event()
+
+        def sender() -> None:
+            for first in range(0, len(events), 3):
+                send_with_retries(url, events[first : first + 3], acknowledged, stop)
+                time.sleep(0.01)  # a stream, not a burst: the kill comes in the middle of it
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        while len(acknowledged) < 90:
+            time.sleep(0.01)
+        server.kill()  # mid-stream: acknowledged events are on disk, the one in flight may or may not be
+        at_kill = len(acknowledged)
+        server.start()
+        thread.join(timeout=120)
+        assert not thread.is_alive() and len(acknowledged) == len(events) and at_kill < len(events)
+        state = httpx.get(server.url + f"/v1/shops/{shop_id}", headers=AUTH).json()
+        expected = replayed(events)
+        assert {k: state[k] for k in expected} == expected, "the rebuilt state is not the acknowledged events' state"
+
+        quiet = wait_quiet(server, shop_id, len(events))
+        server.kill()
+        server.start()
+        assert httpx.get(server.url + f"/v1/shops/{shop_id}", headers=AUTH).json() == quiet
+        plan = httpx.get(server.url + f"/v1/shops/{shop_id}/plan", headers=AUTH).json()
+        assert plan["version"] == quiet["plan_version"] and plan["events"] == len(events)
+    finally:
+        server.stop()
+
+
+def wait_quiet(server: Served, shop_id: str, n_events: int) -> dict:
+    """The shop's state once its plan answers all ``n_events`` (and stays so for a moment)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        plan = httpx.get(server.url + f"/v1/shops/{shop_id}/plan", headers=AUTH).json()
+        if plan["events"] == n_events:
+            time.sleep(0.5)
+            state = httpx.get(server.url + f"/v1/shops/{shop_id}", headers=AUTH).json()
+            if state["plan_version"] == plan["version"]:
+                return state
+        time.sleep(0.05)
+    raise AssertionError("the plan never caught up with the events")

@@ -1,0 +1,266 @@
+"""service/sessions.py, shops.py, store.py without a server: every event kind applied and every
+refused kind named, batches all-or-none, repeats acknowledged once, the log replayed to the same
+state and plan version, frozen horizons held, stability counted, and a replan per accepted batch."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("onnxruntime")
+
+from sched_env.snapshot import plan_violations  # noqa: E402
+from service.schemas import EventBatch, ShopCreate  # noqa: E402
+from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability  # noqa: E402
+from service.shops import ShopError, Shops  # noqa: E402
+from service.store import EventStore, StoreError  # noqa: E402
+
+SHOP = {
+    "equipment": [{"id": "lathe"}, {"id": "mill"}, {"id": "drill", "maintenance": [{"start": 50, "end": 60}]}],
+    "method": "mwkr", "budget_ms": 500,
+    "work_orders": [
+        {"id": "WO-1", "due": 20, "operations": [{"id": "turn", "equipment": "lathe", "duration": 5},
+                                                 {"id": "face", "equipment": "mill", "duration": 3}]},
+        {"id": "WO-2", "priority": 3, "operations": [{"id": "mill", "equipment": "mill", "duration": 4},
+                                                     {"id": "turn", "equipment": "lathe", "duration": 2}]},
+    ],
+}  # fmt: skip
+
+
+def session(**changes) -> ShopSession:
+    return ShopSession(ShopCreate.model_validate({**SHOP, **changes}))
+
+
+def events(*rows: dict) -> list:
+    with_ids = [{"event_id": f"e{i}", **row} for i, row in enumerate(rows)]
+    return EventBatch.model_validate({"events": with_ids}).events
+
+
+def start(t, order, op, **extra):
+    return {"type": "operation_started", "time": t, "work_order": order, "operation": op, **extra}
+
+
+def finish(t, order, op):
+    return {"type": "operation_finished", "time": t, "work_order": order, "operation": op}
+
+
+def down(t, unit, until=None):
+    return {"type": "equipment_down", "time": t, "equipment": unit} | ({"expected_until": until} if until else {})
+
+
+def up(t, unit):
+    return {"type": "equipment_up", "time": t, "equipment": unit}
+
+
+def release(t, order, *ops, **extra):
+    operations = [{"id": op, "equipment": unit, "duration": d} for op, unit, d in ops]
+    return {"type": "work_order_released", "time": t, "work_order": {"id": order, "operations": operations, **extra}}
+
+
+def test_a_work_order_runs_through_its_operations_and_completes():
+    shop = session()
+    shop.apply(events(start(0, "WO-1", "turn"), finish(5, "WO-1", "turn"), start(5, "WO-1", "face", equipment="mill"),
+                      finish(8, "WO-1", "face")))  # fmt: skip
+    state = shop.to_dict()
+    assert state["time"] == 8 and state["events"] == 4 and state["last_event_id"] == "e3"
+    assert [o["id"] for o in state["work_orders"]] == ["WO-2"] and state["work_orders_completed"] == 1
+
+
+def test_a_running_operation_is_expected_to_end_after_its_duration_and_downtime_when_resumed():
+    shop = session()
+    shop.apply(events(start(0, "WO-1", "turn"), down(2, "lathe", until=6)))
+    turn = shop.to_dict()["work_orders"][0]["operations"][0]
+    assert (turn["status"], turn["start"], turn["end"]) == ("running", 0, 9)  # 2 done, 4 down, 3 to go
+    shop.apply(events(up(7, "lathe")))
+    assert shop.to_dict()["work_orders"][0]["operations"][0]["end"] == 10  # back at 7: 3 more
+
+
+def test_restart_puts_a_cut_operation_back_to_waiting():
+    shop = session(interruption="restart")
+    shop.apply(events(start(0, "WO-1", "turn"), down(2, "lathe")))
+    state = shop.to_dict()
+    assert state["work_orders"][0]["operations"][0]["status"] == "waiting"
+    lathe = state["equipment"][0]
+    assert lathe["status"] == "down" and "running" not in lathe and lathe["planned_back"] == 2 + 60  # assumed_repair
+
+
+def test_cancel_and_change_a_work_order():
+    shop = session()
+    shop.apply(events(start(0, "WO-2", "mill"), {"type": "work_order_cancelled", "time": 1, "work_order": "WO-2"},
+                      {"type": "work_order_changed", "time": 1, "work_order": "WO-1", "due": None, "priority": 7}))  # fmt: skip
+    state = shop.to_dict()
+    assert state["work_orders_cancelled"] == 1 and "running" not in state["equipment"][1]
+    assert state["work_orders"] == [{**state["work_orders"][0], "due": None, "priority": 7}]
+
+
+REFUSED = [
+    ([finish(1, "WO-1", "turn")], "operation", "has not started"),
+    ([start(0, "WO-1", "face")], "operation", "operations run in order"),
+    ([start(0, "WO-1", "turn"), start(1, "WO-1", "turn")], "operation", "already running"),
+    ([start(0, "WO-1", "turn"), start(1, "WO-2", "turn")], "operation", "operations run in order"),
+    ([start(0, "WO-1", "turn"), finish(5, "WO-1", "turn"), start(5, "WO-2", "mill"), start(5, "WO-1", "face")],
+     "equipment", "is running operation 'mill'"),
+    ([start(3, "WO-1", "turn"), finish(2, "WO-1", "turn")], "time", "before the shop's time 3"),
+    ([start(0, "WO-9", "turn")], "work_order", "unknown work order 'WO-9'"),
+    ([start(0, "WO-1", "bore")], "operation", "has no operation 'bore'"),
+    ([start(0, "WO-1", "turn", equipment="mill")], "equipment", "runs on 'lathe', not 'mill'"),
+    ([down(0, "press")], "equipment", "unknown equipment 'press'"),
+    ([up(0, "lathe")], "equipment", "is not down"),
+    ([down(0, "lathe", until=9), start(1, "WO-1", "turn")], "equipment", "is down since 0"),
+    ([start(0, "WO-1", "turn"), down(1, "lathe", until=3), finish(2, "WO-1", "turn")], "equipment", "is down"),
+    ([down(4, "lathe", until=4)], "expected_until", "not after the event's time"),
+    ([release(0, "WO-1", ("x", "mill", 1))], "work_order.id", "already in the shop"),
+    ([release(0, "WO-3", ("x", "saw", 1))], "work_order.operations[0].equipment", "unknown equipment 'saw'"),
+    ([release(0, "WO-3", ("x", "mill", 1), ("x", "lathe", 1))], "work_order.operations[1].id", "duplicated"),
+    ([release(0, "WO-3", ("x", "mill", 1), release=9), start(5, "WO-3", "x")], "time", "released at 9"),
+    ([{"type": "work_order_cancelled", "time": 0, "work_order": "WO-1"}, start(1, "WO-1", "turn")],
+     "work_order", "work order 'WO-1' is cancelled"),
+    ([{"type": "work_order_changed", "time": 0, "work_order": "WO-1"}], "due", "give a new due date"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "field", "reason"), REFUSED, ids=[f"{r[1]}: {r[2]}" for r in REFUSED])
+def test_every_refused_event_names_the_event_and_the_field_and_changes_nothing(rows, field, reason):
+    shop = session()
+    before = shop.to_dict()
+    with pytest.raises(RefusedEventError) as refused:
+        shop.apply(events(*rows))
+    last = len(rows) - 1
+    assert refused.value.index == last and refused.value.field == field, str(refused.value)
+    assert f"events[{last}] ({rows[-1]['type']} 'e{last}'): {field}: " in str(refused.value)
+    assert reason in str(refused.value)
+    assert shop.to_dict() == before, "a refused batch changed the state"
+
+
+# ---------------------------------------------------------------------- the service's shops, in memory
+@pytest.fixture(scope="module")
+def models():
+    from agents.loading import load_policy
+
+    return {"static": load_policy(kind="static"), "dynamic": load_policy(kind="dynamic")}
+
+
+def wait_for_version(shops: Shops, shop_id: str, version: int) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        shop = shops.get(shop_id)
+        if shop.plan_version >= version and not shop.in_flight:
+            return json.loads(shops.plan(shop_id)[1])
+        time.sleep(0.01)
+    raise AssertionError(f"no plan version {version} within 60 s")
+
+
+def post(shops: Shops, shop_id: str, *rows: dict, ids=None) -> dict:
+    ids = ids or [f"x{time.perf_counter_ns()}-{i}" for i in range(len(rows))]
+    body = {"events": [{"event_id": i, **row} for i, row in zip(ids, rows)]}
+    return shops.ingest(shop_id, json.dumps(body).encode())
+
+
+def test_a_repeated_event_is_acknowledged_once_and_a_reused_id_refused(models):
+    shops = Shops(EventStore(None), models)
+    shop_id = shops.create(json.dumps(SHOP).encode())["id"]
+    first = post(shops, shop_id, start(0, "WO-1", "turn"), ids=["a"])
+    again = post(shops, shop_id, start(0, "WO-1", "turn"), finish(5, "WO-1", "turn"), ids=["a", "b"])
+    assert (first["accepted"], again["accepted"], again["duplicates"], again["events"]) == (1, 1, ["a"], 2)
+    with pytest.raises(ShopError) as reused:
+        post(shops, shop_id, up(6, "lathe"), ids=["b"])
+    assert reused.value.status == 409 and "'b' was used for a different event" in reused.value.detail
+    with pytest.raises(ShopError) as refused:
+        post(shops, shop_id, start(6, "WO-1", "face"), finish(7, "WO-2", "mill"), ids=["c", "d"])
+    assert refused.value.status == 409 and refused.value.detail.startswith("events[1] (operation_finished 'd')")
+    assert shops.get(shop_id).session.applied == 2, "the refused batch's first event was applied"
+    shops.close()
+
+
+def test_each_accepted_batch_is_replanned_with_a_valid_plan_and_its_changes(models):
+    shops = Shops(EventStore(None), models)
+    shop_id = shops.create(json.dumps(SHOP).encode())["id"]
+    first = wait_for_version(shops, shop_id, 1)
+    assert first["events"] == 0 and first["stability"]["added"] == 4 and first["version"] == 1
+    post(shops, shop_id, start(0, "WO-2", "mill"), down(1, "lathe", until=30))
+    second = wait_for_version(shops, shop_id, 2)
+    assert second["events"] == 2 and second["shop_time"] == 1 and second["decider"] == "mwkr"
+    assert {r["status"] for r in second["plan"]} == {"running", "planned"}
+    assert all(r["start"] >= 30 for r in second["plan"] if r["equipment"] == "lathe")
+    shop = shops.get(shop_id)
+    state, active = shop.session.shop_state()
+    assert second["stability"]["compared"] == 3 and second["stability"]["moved"] >= 1
+    assert second["response_time_ms"] > 0 and {"makespan", "total_weighted_tardiness"} <= set(second["objectives"])
+    assert len(active) == 2 and state.time == 1
+    shops.close()
+
+
+def test_the_log_replays_to_the_same_state_and_plan_version(models, tmp_path):
+    path = tmp_path / "shops.sqlite3"
+    shops = Shops(EventStore(path), models)
+    shop_id = shops.create(json.dumps({**SHOP, "interruption": "restart"}).encode())["id"]
+    post(shops, shop_id, start(0, "WO-1", "turn"), down(2, "lathe"), release(3, "WO-3", ("x", "drill", 4), due=9))
+    post(shops, shop_id, up(4, "lathe"), start(4, "WO-3", "x"), {"type": "work_order_changed", "time": 5,
+                                                                  "work_order": "WO-2", "priority": 9})  # fmt: skip
+    plan = wait_for_version(shops, shop_id, 1)
+    while shops.get(shop_id).pending or shops.get(shop_id).in_flight:
+        time.sleep(0.01)
+    before, version = shops.describe(shops.get(shop_id)), shops.get(shop_id).plan_version
+    with pytest.raises(StoreError, match="in use by another sched-env server"):
+        EventStore(path)
+    shops.close()
+    again = Shops(EventStore(path), models)
+    assert again.restore() == 6
+    assert again.describe(again.get(shop_id)) == before
+    assert again.get(shop_id).plan_version == version and not again.get(shop_id).pending, "replanned what was planned"
+    assert json.loads(again.plan(shop_id)[1])["events"] == 6 and plan["shop"] == shop_id
+    again.close()
+
+
+def test_replaying_ten_thousand_events_takes_under_five_seconds(models, tmp_path):
+    path = tmp_path / "shops.sqlite3"
+    shops = Shops(EventStore(path), models)
+    equipment = [{"id": f"M{m}"} for m in range(10)]
+    shop_id = shops.create(json.dumps({"equipment": equipment, "method": "mwkr"}).encode())["id"]
+    rows = []
+    for j in range(2000):  # five events per work order: release, start, finish, a breakdown and its repair
+        unit, t = f"M{j % 10}", 2 * j
+        rows += [release(t, f"WO{j}", ("op", unit, 1)), start(t, f"WO{j}", "op"), finish(t + 1, f"WO{j}", "op"),
+                 down(t + 1, unit, until=t + 2), up(t + 2, unit)]  # fmt: skip
+    for first in range(0, len(rows), 1000):
+        post(shops, shop_id, *rows[first : first + 1000])
+    applied = shops.get(shop_id).session.applied
+    shops.close()
+    again = Shops(EventStore(path), models)
+    started = time.perf_counter()
+    assert again.restore() == applied == 10_000
+    seconds = time.perf_counter() - started
+    again.close()
+    assert seconds < 5, f"replaying 10 000 events took {seconds:.1f} s; the target is 5 s"
+
+
+def test_a_frozen_horizon_keeps_the_previous_order_of_what_starts_soon(models):
+    shop = session()
+    state, active = shop.shop_state()
+    from baselines import deciders
+
+    plan = deciders.solve(state, "mwkr").schedule
+    keys = [[(o.id, op.id) for op in o.operations] for o in active]
+    # the previous plan ran WO-2's mill before WO-1's face (both on the mill), starting before the horizon
+    previous = {("WO-2", "mill"): 0, ("WO-1", "turn"): 0, ("WO-1", "face"): 4, ("WO-2", "turn"): 5}
+    held_plan, held = hold_frozen(state, plan, previous, keys, 10, "mwkr")
+    assert held == 4 and not plan_violations(state, held_plan)
+    rows = {(int(j), int(k)): int(s) for j, k, s in zip(held_plan.job, held_plan.op, held_plan.start)}
+    assert rows[1, 0] < rows[0, 1], "WO-2's mill no longer comes first on the mill"
+    unchanged, none = hold_frozen(state, plan, previous, keys, 0, "mwkr")
+    assert none == 0 and unchanged is plan
+
+
+def test_stability_counts_moved_positions_and_start_shifts():
+    def row(order, op, unit, s):
+        return {"work_order": order, "operation": op, "equipment": unit, "start": s, "end": s + 1, "status": "planned"}
+
+    before = [row("A", "1", "m", 0), row("B", "1", "m", 1), row("C", "1", "n", 5)]
+    after = [row("B", "1", "m", 0), row("A", "1", "m", 1), row("C", "1", "n", 8), row("D", "1", "n", 9)]
+    figure = stability(before, after)
+    assert (figure["compared"], figure["position_changes"], figure["moved"], figure["added"]) == (3, 2, 3, 1)
+    assert figure["start_shift_max"] == 3 and figure["start_shift_mean"] == pytest.approx(5 / 3, abs=1e-3)
+    assert stability(after, after)["moved"] == 0
