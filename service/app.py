@@ -274,6 +274,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={code: {"model": ErrorResponse, "description": text} for code, text in ERRORS.items()},
     )  # fmt: skip
     app.add_middleware(Edge, metrics=metrics, app_routes=lambda: app.routes)
+    _error_bodies(app)
     _offline_docs(app)
     guard = [Depends(_bearer_check(settings.token))] if settings.token else []
     _info_routes(app, state, metrics, guard, [] if settings.public_metrics else guard)
@@ -313,6 +314,30 @@ def _client_id(db: str | None) -> str:
     import hashlib
 
     return "sched-env-" + hashlib.sha256(str(Path(db).resolve() if db else "memory").encode()).hexdigest()[:12]
+
+
+def _error_bodies(app: FastAPI) -> None:
+    """Every error as ``{"detail": "<one line>"}`` (the documented ErrorResponse): a query parameter
+    out of range names itself, and a 405 lists in ``Allow`` every method the path has."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from service.schemas import describe_errors
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": describe_errors(list(error.errors()))}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            methods = set()
+            for route in app.routes:
+                if getattr(route, "methods", None) and route.path_regex.match(request.url.path):
+                    methods |= route.methods
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": str(error.detail)}, error.status_code, headers=headers)
 
 
 def _bearer_check(token: str):

@@ -28,12 +28,17 @@ def _refused(error: ShopError) -> JSONResponse:
 def shop_routes(app: FastAPI, state: dict, read_body, guard: list) -> None:
     """POST/GET /v1/shops, GET/DELETE /v1/shops/{id}, POST .../events, GET .../plan (all behind ``guard``)."""
     responses: dict[int | str, dict[str, Any]] = {code: {"description": text} for code, text in SHOP_ERRORS.items()}
+    by_id = {"shop_id": "$response.body#/id"}
+    created = {**responses, 201: {"description": "the shop, with its id", "links": {
+        name: {"operationId": operation, "parameters": by_id} for name, operation in (
+            ("events", "postShopEvents"), ("state", "getShop"), ("plan", "getShopPlan"), ("end", "deleteShop"))}}}  # fmt: skip
 
     async def journal(work, *args):
         """Run a write on the journal thread (one at a time, in arrival order)."""
         return await asyncio.wrap_future(state["shops"].journal.submit(work, *args))
 
-    @app.post("/v1/shops", status_code=201, dependencies=guard, responses=responses, tags=["shop sessions"],
+    @app.post("/v1/shops", status_code=201, dependencies=guard, responses=created, tags=["shop sessions"],
+              operation_id="createShop",
               summary="open a shop session: equipment, decider, budget -> an id",
               openapi_extra=body_of(ShopCreate))  # fmt: skip
     async def create_shop(request: Request) -> Response:
@@ -44,13 +49,19 @@ def shop_routes(app: FastAPI, state: dict, read_body, guard: list) -> None:
             return _refused(error)
         return JSONResponse(shop, 201, headers={"Location": f"/v1/shops/{shop['id']}"})
 
-    @app.get("/v1/shops", dependencies=guard, tags=["shop sessions"], summary="the open shop sessions")
+    @app.get(
+        "/v1/shops",
+        dependencies=guard,
+        tags=["shop sessions"],
+        summary="the open shop sessions",
+        operation_id="listShops",
+    )
     def list_shops() -> list[dict]:
         shops = list(state["shops"].shops.values())
         return [{"id": s.id, "name": s.session.config.name, "time": s.session.time, "events": s.session.applied,
                  "plan_version": s.plan_version} for s in shops]  # fmt: skip
 
-    @app.get("/v1/shops/{shop_id}", dependencies=guard, responses=responses, tags=["shop sessions"],
+    @app.get("/v1/shops/{shop_id}", dependencies=guard, responses=responses, tags=["shop sessions"], operation_id="getShop",
              summary="a shop's state: equipment, active work orders, time, events applied")  # fmt: skip
     def shop_state(shop_id: str) -> Response:
         try:
@@ -59,7 +70,7 @@ def shop_routes(app: FastAPI, state: dict, read_body, guard: list) -> None:
         except ShopError as error:
             return _refused(error)
 
-    @app.delete("/v1/shops/{shop_id}", status_code=204, dependencies=guard, responses=responses,
+    @app.delete("/v1/shops/{shop_id}", status_code=204, dependencies=guard, responses=responses, operation_id="deleteShop",
                 tags=["shop sessions"], summary="end a shop session (its log and plans are deleted)")  # fmt: skip
     async def delete_shop(shop_id: str) -> Response:
         try:
@@ -69,6 +80,7 @@ def shop_routes(app: FastAPI, state: dict, read_body, guard: list) -> None:
         return Response(status_code=204)
 
     @app.post("/v1/shops/{shop_id}/events", dependencies=guard, responses=responses, tags=["shop sessions"],
+              operation_id="postShopEvents",
               summary="events that happened (all accepted or none); a repeated event_id is acknowledged once",
               openapi_extra=body_of(EventBatch))  # fmt: skip
     async def post_events(shop_id: str, request: Request) -> Response:
@@ -80,6 +92,7 @@ def shop_routes(app: FastAPI, state: dict, read_body, guard: list) -> None:
             return _refused(error)
 
     @app.get("/v1/shops/{shop_id}/plan", dependencies=guard, responses=responses, tags=["shop sessions"],
+             operation_id="getShopPlan",
              summary="the shop's current plan: version, when and by what it was made, what changed")  # fmt: skip
     async def shop_plan(
         shop_id: str,
