@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-CONFIG = """listener {port} 127.0.0.1
+# ``user``: the current one (started as root, mosquitto would otherwise switch to the user
+# "mosquitto", which cannot write its persistence file into our folder, and lose it all on a restart)
+CONFIG = """user {user}
+listener {port} 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location {folder}/
@@ -35,7 +40,8 @@ class Broker:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or _free_port()
         self.address = f"127.0.0.1:{self.port}"
-        (self.folder / "mosquitto.conf").write_text(CONFIG.format(port=self.port, folder=self.folder))
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        (self.folder / "mosquitto.conf").write_text(CONFIG.format(user=user, port=self.port, folder=self.folder))
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Broker:

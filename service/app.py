@@ -94,7 +94,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():
-            raise ConfigurationError("SCHED_ENV_TOKEN is set but empty: set a real token, or unset it to serve without one")
+            raise ConfigurationError(
+                "SCHED_ENV_TOKEN is set but empty: set a real token, or unset it to serve without one"
+            )
         if self.workers < 1 or self.queue < 0 or self.readers < 1 or not self.body_timeout_s > 0:
             raise ConfigurationError(f"need threads >= 1, queue >= 0, readers >= 1 and a positive body timeout: {self}")
         if not self.shop_rate > 0:
@@ -157,7 +159,9 @@ class Pool:
         future = self.executor.submit(job, tell)
         future.add_done_callback(self._release)
         answer = asyncio.wrap_future(future)
-        await asyncio.wait({answer, deadline}, timeout=latest - time.perf_counter(), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {answer, deadline}, timeout=latest - time.perf_counter(), return_when=asyncio.FIRST_COMPLETED
+        )
         when = deadline.result() if deadline.done() else latest
         try:
             return await asyncio.wait_for(answer, max(when - time.perf_counter(), 0) + BUDGET_GRACE_S)
@@ -169,7 +173,9 @@ class Pool:
 
 
 def at_capacity() -> HTTPException:
-    return HTTPException(503, "the scheduler is at capacity; retry shortly", headers={"Retry-After": "1", "Connection": "close"})
+    return HTTPException(
+        503, "the scheduler is at capacity; retry shortly", headers={"Retry-After": "1", "Connection": "close"}
+    )
 
 
 def settings_from_environment() -> Settings:
@@ -367,8 +373,9 @@ class Edge:
             return await self.app(scope, receive, send)
         arrival = scope["sched_env.arrival"] = time.perf_counter()
         if self.paths is None:
-            self.paths = {route.path for route in self.app_routes()}
-        endpoint = scope["path"] if scope["path"] in self.paths else "other"  # bounded label values
+            self.paths = [(route.path_regex, route.path) for route in self.app_routes() if hasattr(route, "path_regex")]
+        # bounded label values: the route's template (/v1/shops/{shop_id}/events), unknown paths "other"
+        endpoint = next((path for regex, path in self.paths if regex.match(scope["path"])), "other")
         status = [500]
 
         async def counted(message) -> None:

@@ -51,7 +51,9 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
-            LOG.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections)
+            LOG.warning(
+                "refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections
+            )
             transport.write(_REFUSED)
             transport.close()
             return

@@ -243,7 +243,9 @@ def _check_order(order: WorkOrderState, now: int):
         if op.start is None or op.end is None:
             raise ValueError(f"{where} is {op.status}: give its start and end (expected end if running)")
         if op.end < op.start or (op.status == "done" and op.end > now) or op.start > now:
-            raise ValueError(f"{where}: start {op.start}, end {op.end} do not fit a {op.status} operation at time {now}")
+            raise ValueError(
+                f"{where}: start {op.start}, end {op.end} do not fit a {op.status} operation at time {now}"
+            )
         if op.start < previous_end:
             after = "its work order's release" if op is order.operations[0] else "the previous operation's end"
             raise ValueError(f"{where} starts at {op.start}, before {after} ({previous_end})")
@@ -324,7 +326,8 @@ class ShopCreate(Strict):
     budget_ms: int = Field(default=1000, gt=0, le=MAX_BUDGET_MS,
                            description="a new plan within this many ms of the first event it answers")  # fmt: skip
     interruption: Literal["resume", "restart"] = Field(
-        default="resume", description="an operation cut by equipment going down: resumes its work after, or restarts")
+        default="resume", description="an operation cut by equipment going down: resumes its work after, or restarts"
+    )
     frozen_horizon: int | None = Field(default=None, ge=0, le=MAX_TIME,
                                        description="operations the last plan started before now + this keep their"
                                                    " order on their equipment (absent: every plan is free)")  # fmt: skip
@@ -458,7 +461,9 @@ def read_json(raw: bytes) -> Any:
     try:
         return json.loads(text, parse_int=_integer, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
-        raise BadBodyError(f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+        raise BadBodyError(
+            f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
     except RecursionError:
         raise BadBodyError("the body's JSON nests too deeply") from None
 
@@ -506,8 +511,14 @@ def parse_request(raw: bytes, model: type[Strict]) -> Strict:
         orders, operations = (WorkOrderState, OperationState) if model is RescheduleRequest else (WorkOrder, Operation)
         errors: list[dict] = []
         for i, order in enumerate(data["work_orders"]):
-            if isinstance(order, dict) and isinstance(order.get("operations"), list) and len(order["operations"]) > PIECE:
-                order["operations"] = validate_in_pieces(order["operations"], operations, ("work_orders", i, "operations"), errors)
+            if (
+                isinstance(order, dict)
+                and isinstance(order.get("operations"), list)
+                and len(order["operations"]) > PIECE
+            ):
+                order["operations"] = validate_in_pieces(
+                    order["operations"], operations, ("work_orders", i, "operations"), errors
+                )
         data["work_orders"] = validate_in_pieces(data["work_orders"], orders, ("work_orders",), errors)
         if errors:
             raise InvalidRequestError(describe_errors(errors))

@@ -6,7 +6,9 @@ acknowledges it, then asks for a replan. Replans run on their own decider thread
 per shop: a batch that comes while its shop is being replanned is planned next, with everything
 that came meanwhile (the newest state wins). Each plan is due ``budget_ms`` after the first event
 it answers was acknowledged: the decider gets what is left of that, so a burst never makes a
-shop's plans later than its budget (their decider just gets less time).
+shop's plans later than its budget (their decider just gets less time). When more shops want a
+replan than there are decider threads, each replan gets its share of its budget (see
+:meth:`Shops.share_s`), so that anytime deciders do not hold the threads while others wait.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Shops:
         self.shops: dict[str, Shop] = {}
         self.journal = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self.planners = ThreadPoolExecutor(workers, thread_name_prefix="replanner")
+        self.workers, self.replanning, self.counting = workers, 0, threading.Lock()  # shops in a replan or waiting
         self.listeners: list[Callable[[str, int, bytes | None], None]] = []  # (shop, version, plan; None: deleted)
 
     def close(self) -> None:
@@ -243,13 +246,23 @@ class Shops:
             if shop.in_flight or shop.deleted:
                 return  # the replan in flight plans again when it ends, with the newest state
             shop.in_flight = True
+        with self.counting:
+            self.replanning += 1
         self.planners.submit(self._replan, shop)
+
+    def share_s(self, budget_s: float) -> float:
+        """A replan's fair share of the decider threads: its whole budget while no more shops want a
+        replan than there are threads, else its part of it (an anytime decider such as hybrid:1
+        would otherwise hold a thread for its whole budget while other shops' deadlines pass)."""
+        return budget_s * self.workers / max(self.workers, self.replanning)
 
     def _replan(self, shop: Shop) -> None:
         while True:
             with shop.lock:
                 if shop.deleted or not shop.pending:
                     shop.in_flight = False
+                    with self.counting:
+                        self.replanning -= 1
                     return
                 applied, since = shop.session.applied, shop.pending[0][1]
                 state, active = shop.session.shop_state()
@@ -284,9 +297,10 @@ class Shops:
                     "frozen": 0, "rows": [], "previous": snapshot.previous}  # fmt: skip
         state = snapshot.state
         n_operations = int(state.jobs.n_ops.sum())
-        left = snapshot.since + config.budget_ms / 1000 - time.perf_counter() - answer_reserve_s(n_operations)
         started = time.perf_counter()
-        result = deciders.solve(state, shop.decider, budget_s=max(left, MIN_DECIDER_S))
+        left = snapshot.since + config.budget_ms / 1000 - started - answer_reserve_s(n_operations)
+        budget_s = min(left, self.share_s(config.budget_ms / 1000))
+        result = deciders.solve(state, shop.decider, budget_s=max(budget_s, MIN_DECIDER_S))
         schedule, held = result.schedule, 0
         if config.frozen_horizon is not None and snapshot.previous:
             keys = [[(o.id, op.id) for op in o.operations] for o in snapshot.active]
