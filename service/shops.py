@@ -4,16 +4,18 @@ One *journal* thread takes every write (create, events, delete) in arrival order
 checks a batch, logs it in the :class:`~service.store.EventStore` (on disk), applies it and
 acknowledges it, then asks for a replan. Replans run on their own decider threads, at most one
 per shop: a batch that comes while its shop is being replanned is planned next, with everything
-that came meanwhile (the newest state wins). Each plan is due ``budget_ms`` after the first event
+that came meanwhile (the newest state wins). Replans queue earliest deadline first. Each plan is due ``budget_ms`` after the first event
 it answers was acknowledged: the decider gets what is left of that, so a burst never makes a
 shop's plans later than its budget (their decider just gets less time). When more shops want a
 replan than there are decider threads, each replan gets its share of its budget (see
-:meth:`Shops.share_s`), so that anytime deciders do not hold the threads while others wait.
+:meth:`Replanners.share_s`), so that anytime deciders do not hold the threads while others wait.
 """
 
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -96,13 +98,12 @@ class Shops:
         self.store, self.models, self.shop_rate = store, models, shop_rate
         self.shops: dict[str, Shop] = {}
         self.journal = ThreadPoolExecutor(1, thread_name_prefix="journal")
-        self.planners = ThreadPoolExecutor(workers, thread_name_prefix="replanner")
-        self.workers, self.replanning, self.counting = workers, 0, threading.Lock()  # shops in a replan or waiting
+        self.planners = Replanners(workers, self._replan_once)
         self.listeners: list[Callable[[str, int, bytes | None], None]] = []  # (shop, version, plan; None: deleted)
 
     def close(self) -> None:
         self.journal.shutdown(wait=True, cancel_futures=False)  # every acknowledged write is already on disk
-        self.planners.shutdown(wait=False, cancel_futures=True)
+        self.planners.stop()
         self.store.close()
 
     # ------------------------------------------------------------------ start-up
@@ -145,7 +146,7 @@ class Shops:
             raise ShopError(413, f"this service holds {MAX_SHOPS} shops, the most it may: delete ended ones")
         decider = self._decider(config)
         shop_id = "shop-" + secrets.token_urlsafe(18)
-        self.store.create_shop(shop_id, time.time(), config.model_dump_json())
+        _written(self.store.create_shop, shop_id, time.time(), config.model_dump_json())
         shop = Shop(shop_id, ShopSession(config), decider, self.shop_rate)
         shop.pending.append((0, time.perf_counter()))
         self.shops[shop_id] = shop
@@ -179,7 +180,7 @@ class Shops:
             except RefusedEventError as error:
                 raise ShopError(409, str(error)) from None
             first = shop.session.applied
-            self.store.append(shop_id, first, [(e.event_id, bodies[i]) for e, i in zip(new, indices)])
+            _written(self.store.append, shop_id, first, [(e.event_id, bodies[i]) for e, i in zip(new, indices)])
             acknowledged = time.perf_counter()
             with shop.lock:
                 shop.session.commit(draft)
@@ -190,7 +191,7 @@ class Shops:
 
     def delete(self, shop_id: str) -> None:
         shop = self.get(shop_id)
-        self.store.delete_shop(shop_id)
+        _written(self.store.delete_shop, shop_id)
         with shop.lock:
             shop.deleted = True
         self.shops.pop(shop_id, None)
@@ -243,47 +244,48 @@ class Shops:
 
     def _want_plan(self, shop: Shop) -> None:
         with shop.lock:
-            if shop.in_flight or shop.deleted:
-                return  # the replan in flight plans again when it ends, with the newest state
+            if shop.in_flight or shop.deleted or not shop.pending:
+                return  # the replan in flight is followed by another, with the newest state
             shop.in_flight = True
-        with self.counting:
-            self.replanning += 1
-        self.planners.submit(self._replan, shop)
+            due = shop.pending[0][1] + shop.session.config.budget_ms / 1000
+        self.planners.put(due, shop)
 
-    def share_s(self, budget_s: float) -> float:
-        """A replan's fair share of the decider threads: its whole budget while no more shops want a
-        replan than there are threads, else its part of it (an anytime decider such as hybrid:1
-        would otherwise hold a thread for its whole budget while other shops' deadlines pass)."""
-        return budget_s * self.workers / max(self.workers, self.replanning)
+    def _replan_once(self, shop: Shop) -> None:
+        """One plan of the shop's state now; then, if events came meanwhile, the shop is queued again."""
+        try:
+            self._plan_now(shop)
+        finally:
+            with shop.lock:
+                shop.in_flight = False
+            self._want_plan(shop)
 
-    def _replan(self, shop: Shop) -> None:
-        while True:
-            with shop.lock:
-                if shop.deleted or not shop.pending:
-                    shop.in_flight = False
-                    with self.counting:
-                        self.replanning -= 1
-                    return
-                applied, since = shop.session.applied, shop.pending[0][1]
-                state, active = shop.session.shop_state()
-                snapshot = _Snapshot(shop.session, state, active, applied, since, shop.plan_rows)
-            try:
-                made = self._make_plan(shop, snapshot)
-            except Exception:  # a decider's failure must not end the shop: the next batch replans
-                LOG.exception("shop %s: replanning after %d events failed", shop.id, applied)
-                made = None
-            published = None
-            with shop.lock:
-                while shop.pending and shop.pending[0][0] <= applied:
-                    shop.pending.popleft()
-                if made is not None and not shop.deleted:
-                    version = shop.plan_version + 1
-                    body, rows = _finish_plan(made, shop.id, version, since)
+    def _plan_now(self, shop: Shop) -> None:
+        with shop.lock:
+            if shop.deleted or not shop.pending:
+                return
+            applied, since = shop.session.applied, shop.pending[0][1]
+            state, active = shop.session.shop_state()
+            snapshot = _Snapshot(shop.session, state, active, applied, since, shop.plan_rows)
+        try:
+            made = self._make_plan(shop, snapshot)
+        except Exception:  # a decider's failure must not end the shop: the next batch replans
+            LOG.exception("shop %s: replanning after %d events failed", shop.id, applied)
+            made = None
+        published = None
+        with shop.lock:
+            while shop.pending and shop.pending[0][0] <= applied:
+                shop.pending.popleft()
+            if made is not None and not shop.deleted:
+                version = shop.plan_version + 1
+                body, rows = _finish_plan(made, shop.id, version, since)
+                try:
                     self.store.save_plan(shop.id, version, body.decode())  # kept before anyone sees it
-                    shop.plan_body, shop.plan_rows, shop.plan_version = body, rows, version
-                    published = (version, body)
-            if published is not None:
-                self._tell(shop.id, *published)
+                except StoreError as error:  # still served: the events are safe, a restart replans
+                    LOG.error("shop %s: plan %d not kept: %s", shop.id, version, error)
+                shop.plan_body, shop.plan_rows, shop.plan_version = body, rows, version
+                published = (version, body)
+        if published is not None:
+            self._tell(shop.id, *published)
 
     def _make_plan(self, shop: Shop, snapshot: _Snapshot) -> dict[str, Any]:
         from baselines import deciders
@@ -299,7 +301,7 @@ class Shops:
         n_operations = int(state.jobs.n_ops.sum())
         started = time.perf_counter()
         left = snapshot.since + config.budget_ms / 1000 - started - answer_reserve_s(n_operations)
-        budget_s = min(left, self.share_s(config.budget_ms / 1000))
+        budget_s = min(left, self.planners.share_s(config.budget_ms / 1000))
         result = deciders.solve(state, shop.decider, budget_s=max(budget_s, MIN_DECIDER_S))
         schedule, held = result.schedule, 0
         if config.frozen_horizon is not None and snapshot.previous:
@@ -324,6 +326,55 @@ class Shops:
                 listener(shop_id, version, body)
             except Exception:  # a listener's failure (a broker away) never stops replanning
                 LOG.exception("shop %s: a plan listener failed", shop_id)
+
+
+class Replanners:
+    """Decider threads taking shops' replans earliest deadline first (a replan is due ``budget_ms``
+    after the first event it answers was acknowledged)."""
+
+    def __init__(self, workers: int, work: Callable) -> None:
+        self.workers, self.work = workers, work
+        self.queue: list[tuple[float, int, Shop]] = []
+        self.waiting = 0  # replans queued or running
+        self.order = itertools.count()
+        self.ready = threading.Condition()
+        self.stopped = False
+        self.threads = [threading.Thread(target=self._serve, name=f"replanner-{i}", daemon=True) for i in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def put(self, due: float, shop: Shop) -> None:
+        with self.ready:
+            heapq.heappush(self.queue, (due, next(self.order), shop))
+            self.waiting += 1
+            self.ready.notify()
+
+    def share_s(self, budget_s: float) -> float:
+        """A replan's fair share of the threads: its whole budget while no more replans wait than
+        there are threads, else its part (an anytime decider such as hybrid:1 would otherwise hold
+        a thread for its whole budget while the other shops' deadlines pass)."""
+        return budget_s * self.workers / max(self.workers, self.waiting)
+
+    def stop(self) -> None:
+        with self.ready:
+            self.stopped = True
+            self.ready.notify_all()
+
+    def _serve(self) -> None:
+        while True:
+            with self.ready:
+                while not self.queue and not self.stopped:
+                    self.ready.wait()
+                if self.stopped:
+                    return
+                _due, _, shop = heapq.heappop(self.queue)
+            try:
+                self.work(shop)
+            except Exception:  # never lose a thread
+                LOG.exception("shop %s: a replan failed", shop.id)
+            finally:
+                with self.ready:
+                    self.waiting -= 1
 
 
 @dataclass
@@ -351,6 +402,16 @@ def _finish_plan(made: dict[str, Any], shop_id: str, version: int, since: float)
             "response_time_ms": round(response_ms, 3), "over_budget": response_ms > made["budget_ms"],
             "stability": stability(previous, rows)}  # fmt: skip
     return json.dumps({**head, "plan": rows}).encode(), rows
+
+
+def _written(write, *args) -> None:
+    """A write to the log, or 503 (nothing was applied nor acknowledged) when the disk refuses it."""
+    try:
+        write(*args)
+    except StoreError as error:
+        LOG.error("the shop database refused a write: %s", error)
+        raise ShopError(503, f"the shop database cannot be written now ({error}): nothing was applied; retry",
+                        {"Retry-After": "5"}) from None  # fmt: skip
 
 
 def _json(raw: bytes):

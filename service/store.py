@@ -10,6 +10,7 @@ database at a time (a lock file beside it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -72,14 +73,25 @@ class EventStore:
                 self._owner.close()
 
     # ------------------------------------------------------------------ writes
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One transaction under the lock, committed (on disk) when the block ends; a database
+        error (disk full, read-only) is a StoreError and leaves nothing written."""
+        with self.lock:
+            try:
+                with self.db:
+                    yield self.db
+            except sqlite3.Error as error:
+                raise StoreError(f"{self.path or 'the in-memory database'}: {error}") from None
+
     def create_shop(self, shop: str, created: float, config: str) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT INTO shops VALUES (?, ?, ?)", (shop, created, config))
+        with self._transaction() as db:
+            db.execute("INSERT INTO shops VALUES (?, ?, ?)", (shop, created, config))
 
     def delete_shop(self, shop: str) -> None:
-        with self.lock, self.db:
+        with self._transaction() as db:
             for table, column in (("events", "shop"), ("plans", "shop"), ("shops", "id")):
-                self.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (shop,))
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (shop,))
 
     def seen(self, shop: str, event_ids: list[str]) -> dict[str, str]:
         """event_id -> digest of the events of ``shop`` among ``event_ids`` already logged."""
@@ -96,12 +108,12 @@ class EventStore:
     def append(self, shop: str, first_seq: int, events: list[tuple[str, str]]) -> None:
         """Log (event_id, body) rows as seq first_seq, first_seq + 1, ... in one transaction (on disk when it returns)."""
         rows = [(shop, first_seq + i, event_id, digest(body), body) for i, (event_id, body) in enumerate(events)]
-        with self.lock, self.db:
-            self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+        with self._transaction() as db:
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
 
     def save_plan(self, shop: str, version: int, body: str) -> None:
-        with self.lock, self.db:
-            self.db.execute("INSERT OR REPLACE INTO plans VALUES (?, ?, ?)", (shop, version, body))
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO plans VALUES (?, ?, ?)", (shop, version, body))
 
     # ------------------------------------------------------------------ reads (on start)
     def shops(self) -> list[tuple[str, float, str]]:

@@ -287,8 +287,21 @@ def test_health_model_methods_and_metrics(server):
 
 def test_openapi_has_a_worked_example_per_endpoint(server):
     schema = httpx.get(server.url + "/openapi.json").json()
-    for name in ("ScheduleRequest", "RescheduleRequest"):
+    for name in ("ScheduleRequest", "RescheduleRequest", "ShopCreate", "EventBatch"):
         assert schema["components"]["schemas"][name].get("examples"), f"{name} has no example"
+    for path in ("/v1/shops", "/v1/shops/{shop_id}/events"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert body.rsplit("/", 1)[1] in schema["components"]["schemas"], f"{path} does not document its body"
+    assert set(schema["paths"]["/v1/shops"]["post"]["responses"]["201"]["links"]) == {"events", "state", "plan", "end"}
+
+
+def test_the_openapi_examples_of_shop_sessions_are_accepted(server):
+    from service.schemas import EventBatch, ShopCreate
+
+    shop = httpx.post(server.url + "/v1/shops", json=example(ShopCreate), timeout=30)
+    assert shop.status_code == 201, shop.text
+    answer = httpx.post(server.url + f"/v1/shops/{shop.json()['id']}/events", json=example(EventBatch), timeout=30)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 3, answer.text
 
 
 @pytest.mark.skipif(shutil.which("schemathesis") is None, reason="schemathesis is not installed (the dev extra)")

@@ -19,6 +19,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("onnxruntime")
 httpx = pytest.importorskip("httpx")
 
+from experiments.replay_shops import stream as replay_stream  # noqa: E402
 from service.schemas import MAX_EVENTS, EventBatch, ShopCreate  # noqa: E402
 from service.sessions import ShopSession  # noqa: E402
 from tests.test_service import free_port  # noqa: E402
@@ -81,20 +82,9 @@ def create(server, body: dict | None = None) -> str:
     return response.json()["id"]
 
 
-def stream(n_orders: int, units: int = 4) -> list[dict]:
+def stream(n_orders: int) -> list[dict]:
     """A valid event stream: each work order released, started, finished; a breakdown and repair between."""
-    rows = []
-    for j in range(n_orders):
-        unit, t = f"M{j % units}", 3 * j
-        rows += [
-            {"type": "work_order_released", "time": t, "work_order": {"id": f"WO{j}", "due": t + 5,
-                                                                       "operations": [{"id": "op", "equipment": unit, "duration": 2}]}},
-            {"type": "operation_started", "time": t, "work_order": f"WO{j}", "operation": "op"},
-            {"type": "operation_finished", "time": t + 1, "work_order": f"WO{j}", "operation": "op"},
-            {"type": "equipment_down", "time": t + 1, "equipment": unit, "expected_until": t + 3},
-            {"type": "equipment_up", "time": t + 2, "equipment": unit},
-        ]  # fmt: skip
-    return [{"event_id": f"ev-{i}", **row} for i, row in enumerate(rows)]
+    return replay_stream(5 * n_orders, units=4, prefix="ev-")
 
 
 STREAM_SHOP = {"equipment": [{"id": f"M{m}"} for m in range(4)], "method": "mwkr", "budget_ms": 300}
@@ -123,6 +113,8 @@ def test_a_shop_over_its_rate_gets_429_with_retry_after_and_nothing_applied(serv
     assert int(refused.headers["retry-after"]) >= 1 and "event batches per second" in refused.json()["detail"]
     state = httpx.get(served.url + f"/v1/shops/{shop_id}", headers=AUTH).json()
     assert state["events"] == statuses.count(200), "a 429 batch was applied"
+    metrics = httpx.get(served.url + "/metrics", headers=AUTH).text
+    assert 'endpoint="/v1/shops/{shop_id}/events",status="429"' in metrics, "session routes are not labelled by route"
     other = create(served, STREAM_SHOP)  # the limit is per shop
     assert (
         httpx.post(served.url + f"/v1/shops/{other}/events", json={"events": events[:1]}, headers=AUTH).status_code
@@ -186,18 +178,18 @@ def replayed(events: list[dict]) -> dict:
 
 
 def test_kill_9_during_a_stream_loses_no_acknowledged_event(tmp_path):
-    server = Served(tmp_path / "shops.sqlite3").start()
+    server, stop = Served(tmp_path / "shops.sqlite3").start(), threading.Event()
     try:
         shop_id = create(server, STREAM_SHOP)
         url = server.url + f"/v1/shops/{shop_id}/events"
-        events, acknowledged, stop = stream(60), [], threading.Event()
+        events, acknowledged = stream(60), []
 
         def sender() -> None:
             for first in range(0, len(events), 3):
                 send_with_retries(url, events[first : first + 3], acknowledged, stop)
                 time.sleep(0.01)  # a stream, not a burst: the kill comes in the middle of it
 
-        thread = threading.Thread(target=sender)
+        thread = threading.Thread(target=sender, daemon=True)
         thread.start()
         while len(acknowledged) < 90:
             time.sleep(0.01)
@@ -217,6 +209,7 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_event(tmp_path):
         plan = httpx.get(server.url + f"/v1/shops/{shop_id}/plan", headers=AUTH).json()
         assert plan["version"] == quiet["plan_version"] and plan["events"] == len(events)
     finally:
+        stop.set()
         server.stop()
 
 

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("onnxruntime")
 
+from experiments.replay_shops import stream as replay_stream  # noqa: E402
 from sched_env.snapshot import plan_violations  # noqa: E402
 from service.schemas import EventBatch, ShopCreate  # noqa: E402
 from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability  # noqa: E402
@@ -220,13 +221,9 @@ def test_replaying_ten_thousand_events_takes_under_five_seconds(models, tmp_path
     shops = Shops(EventStore(path), models)
     equipment = [{"id": f"M{m}"} for m in range(10)]
     shop_id = shops.create(json.dumps({"equipment": equipment, "method": "mwkr"}).encode())["id"]
-    rows = []
-    for j in range(2000):  # five events per work order: release, start, finish, a breakdown and its repair
-        unit, t = f"M{j % 10}", 2 * j
-        rows += [release(t, f"WO{j}", ("op", unit, 1)), start(t, f"WO{j}", "op"), finish(t + 1, f"WO{j}", "op"),
-                 down(t + 1, unit, until=t + 2), up(t + 2, unit)]  # fmt: skip
+    rows = replay_stream(10_000)
     for first in range(0, len(rows), 1000):
-        post(shops, shop_id, *rows[first : first + 1000])
+        shops.ingest(shop_id, json.dumps({"events": rows[first : first + 1000]}).encode())
     applied = shops.get(shop_id).session.applied
     shops.close()
     again = Shops(EventStore(path), models)
@@ -264,3 +261,17 @@ def test_stability_counts_moved_positions_and_start_shifts():
     assert (figure["compared"], figure["position_changes"], figure["moved"], figure["added"]) == (3, 2, 3, 1)
     assert figure["start_shift_max"] == 3 and figure["start_shift_mean"] == pytest.approx(5 / 3, abs=1e-3)
     assert stability(after, after)["moved"] == 0
+
+
+def test_a_batch_the_database_cannot_write_is_refused_503_and_not_applied(models, tmp_path):
+    shops = Shops(EventStore(tmp_path / "shops.sqlite3"), models)
+    shop_id = shops.create(json.dumps(SHOP).encode())["id"]
+    shops.store.db.execute("PRAGMA query_only = ON")  # as a full or read-only disk would: every write fails
+    with pytest.raises(ShopError) as refused:
+        post(shops, shop_id, start(0, "WO-1", "turn"), ids=["a"])
+    assert refused.value.status == 503 and "nothing was applied" in refused.value.detail
+    assert refused.value.headers["Retry-After"] == "5"
+    assert shops.get(shop_id).session.applied == 0 and shops.get(shop_id).session.to_dict()["time"] == 0
+    shops.store.db.execute("PRAGMA query_only = OFF")
+    assert post(shops, shop_id, start(0, "WO-1", "turn"), ids=["a"])["accepted"] == 1, "the retry was not applied"
+    shops.close()
