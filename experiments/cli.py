@@ -331,6 +331,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.store import default_path
 
     db = Path(args.db) if args.db else default_path()
+    from service.store import EventStore, StoreError
+
+    try:
+        EventStore(db).close()  # another server on it, or not a database: one line now, not a traceback later
+    except StoreError as error:
+        raise UserError(str(error)) from None
     os.environ.update(SCHED_ENV_DB=str(db.resolve()), SCHED_ENV_SHOP_RATE=str(args.shop_rate))
     if args.mqtt:
         os.environ["SCHED_ENV_MQTT"] = args.mqtt

@@ -41,15 +41,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from service.schemas import (
     MAX_BODY_BYTES,
     MAX_BUDGET_MS,
-    BadBodyError,
     ErrorResponse,
     EventBatch,
-    InvalidRequestError,
     PlanResponse,
+    RequestError,
     RescheduleRequest,
     ScheduleRequest,
     ShopCreate,
-    TooLargeError,
     parse_request,
     plan_rows,
     schedule_problem,
@@ -516,12 +514,8 @@ class _Planning:
     def _parse(self):
         try:
             return parse_request(self.raw, self.model)
-        except BadBodyError as error:
-            raise HTTPException(400, str(error)) from None
-        except TooLargeError as error:
-            raise HTTPException(413, str(error)) from None
-        except InvalidRequestError as error:
-            raise HTTPException(422, str(error)) from None
+        except RequestError as error:
+            raise HTTPException(error.status, str(error)) from None
 
     def _answer(self, body, problem, decider, result, orders) -> bytes:
         from baselines import deciders

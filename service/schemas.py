@@ -277,11 +277,19 @@ def events_refer_to_known(request: RescheduleRequest, equipment: dict) -> None:
             raise ValueError(f"events[{i}]: unknown work order {event.work_order!r}")
 
 
-class TooLargeError(ValueError):
+class RequestError(ValueError):
+    """A body refused at the edge; ``status`` is its HTTP answer."""
+
+    status = 400
+
+
+class TooLargeError(RequestError):
     """A request over a count limit (answered 413)."""
 
+    status = 413
 
-class BadBodyError(ValueError):
+
+class BadBodyError(RequestError):
     """A body that is not UTF-8 JSON (answered 400)."""
 
 
@@ -490,9 +498,11 @@ def check_counts(data: Any) -> None:
             raise TooLargeError(f"{n:,} {what} in one request; the limit is {limit:,}")
 
 
-class InvalidRequestError(ValueError):
+class InvalidRequestError(RequestError):
     """A body that breaks the schema or describes an impossible shop (answered 422); the message
     names the fields."""
+
+    status = 422
 
 
 #: Items validated per pydantic call: pydantic holds the GIL for a whole call, so a big body is

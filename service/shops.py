@@ -30,11 +30,9 @@ from typing import Any
 
 from service.schemas import (
     MAX_EVENTS,
-    BadBodyError,
     EventBatch,
-    InvalidRequestError,
+    RequestError,
     ShopCreate,
-    TooLargeError,
     parse_request,
     plan_rows,
     read_json,
@@ -117,7 +115,12 @@ class Shops:
         adapter, replayed = TypeAdapter(ShopEvent), 0
         for shop_id, _created, config_text in self.store.shops():
             config = ShopCreate.model_validate_json(config_text)
-            shop = Shop(shop_id, ShopSession(config), self._decider(config), self.shop_rate)
+            try:
+                decider = self._decider(config)
+            except ShopError as error:
+                raise StoreError(f"shop {shop_id} plans with {config.method!r}, which cannot be built here"
+                                 f" ({error.detail}): install the package that provides it") from None  # fmt: skip
+            shop = Shop(shop_id, ShopSession(config), decider, self.shop_rate)
             events = [adapter.validate_json(body) for body in self.store.events(shop_id)]
             try:
                 shop.session.apply(events)
@@ -417,8 +420,8 @@ def _written(write, *args) -> None:
 def _json(raw: bytes):
     try:
         return read_json(raw)
-    except BadBodyError as error:
-        raise ShopError(400, str(error)) from None
+    except RequestError as error:
+        raise ShopError(error.status, str(error)) from None
 
 
 def _events(data) -> EventBatch:
@@ -441,9 +444,5 @@ def _events(data) -> EventBatch:
 def _parse(raw: bytes, model):
     try:
         return parse_request(raw, model)
-    except BadBodyError as error:
-        raise ShopError(400, str(error)) from None
-    except TooLargeError as error:
-        raise ShopError(413, str(error)) from None
-    except InvalidRequestError as error:
-        raise ShopError(422, str(error)) from None
+    except RequestError as error:
+        raise ShopError(error.status, str(error)) from None

@@ -73,6 +73,16 @@ def bridged(broker, tmp_path_factory):
     live.stop()
 
 
+def assert_retained(broker, shop_id: str, events: int) -> None:
+    """A client subscribing now gets the shop's current plan at once, flagged retained."""
+    late = Listener(broker, f"sched-env/shops/{shop_id}/plan")
+    try:
+        message, retained = late.next("/plan")
+        assert message.retain and retained["events"] == events, f"the plan answering {events} events is not retained"
+    finally:
+        late.close()
+
+
 def open_shop(server) -> str:
     answer = httpx.post(server.url + "/v1/shops", json=STREAM_SHOP, timeout=30)
     assert answer.status_code == 201, answer.text
@@ -92,12 +102,7 @@ def test_events_in_by_mqtt_and_the_plan_out_retained(broker, bridged):
         assert state["events"] == 4 and state["equipment"][0]["status"] == "down"
     finally:
         listener.close()
-    late = Listener(broker, f"sched-env/shops/{shop_id}/plan")  # subscribes after the plan was published
-    try:
-        message, retained = late.next("/plan")
-        assert message.retain and retained["events"] == 4, "the current plan is not retained"
-    finally:
-        late.close()
+    assert_retained(broker, shop_id, events=4)
 
 
 def test_a_refused_or_malformed_message_is_answered_on_the_errors_topic_and_the_bridge_goes_on(broker, bridged):
@@ -145,12 +150,7 @@ def test_the_bridge_reconnects_after_a_broker_restart(broker, bridged):
         assert plan["last_event_id"] == "ev-0"
     finally:
         listener.close()
-    late = Listener(broker, f"sched-env/shops/{shop_id}/plan")
-    try:
-        message, retained = late.next("/plan")
-        assert message.retain and retained["events"] == 1, "the plan made after the restart is not retained"
-    finally:
-        late.close()
+    assert_retained(broker, shop_id, events=1)
 
 
 def test_events_sent_while_the_server_is_away_are_applied_when_it_is_back(broker, tmp_path):

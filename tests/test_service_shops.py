@@ -23,7 +23,7 @@ from experiments.replay_shops import stream as replay_stream  # noqa: E402
 from service.schemas import MAX_EVENTS, EventBatch, ShopCreate  # noqa: E402
 from service.sessions import ShopSession  # noqa: E402
 from tests.test_service import free_port  # noqa: E402
-from tests.test_sessions import SHOP  # noqa: E402
+from tests.test_sessions import REFUSED, SHOP  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "shop-floor-token"
@@ -134,10 +134,46 @@ def test_size_limits_unknown_shops_and_bad_bodies_are_refused_by_name(served):
     assert answer.status_code == 422 and "events.0.operation_started.work_order" in answer.json()["detail"]
     answer = httpx.post(url, content=b"{", headers=AUTH)
     assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+    answer = httpx.post(url, content=b" " * (8 * 2**20 + 1), headers=AUTH, timeout=60)
+    assert answer.status_code == 413 and "the limit is 8388608" in answer.json()["detail"]
     missing = httpx.get(served.url + "/v1/shops/shop-nope", headers=AUTH)
     assert missing.status_code == 404 and "create one with POST /v1/shops" in missing.json()["detail"]
     bad = httpx.post(served.url + "/v1/shops", json={**SHOP, "method": "no-such-rule"}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["detail"].startswith("method:")
+
+
+def test_a_second_server_on_the_same_database_is_refused_in_one_line(served):
+    process = subprocess.run([sys.executable, "-m", "experiments.cli", "serve", "--port", str(free_port()), "--db",
+                              str(served.db)], cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert process.returncode == 2 and "in use by another sched-env server" in process.stderr
+    assert len(process.stderr.strip().splitlines()) == 1, process.stderr
+
+
+def test_a_repeated_event_is_acknowledged_once_over_http(served):
+    shop_id = create(served)
+    url = served.url + f"/v1/shops/{shop_id}/events"
+    started = {"event_id": "mes-1", "type": "operation_started", "time": 0, "work_order": "WO-1", "operation": "turn"}
+    finished = {**started, "event_id": "mes-2", "type": "operation_finished", "time": 5}
+    first = httpx.post(url, json={"events": [started]}, headers=AUTH).json()
+    again = httpx.post(url, json={"events": [started, finished]}, headers=AUTH).json()
+    assert (first["accepted"], again["accepted"], again["duplicates"], again["events"]) == (1, 1, ["mes-1"], 2)
+    reused = httpx.post(url, json={"events": [{**finished, "time": 6}]}, headers=AUTH)
+    assert reused.status_code == 409 and "'mes-2' was used for a different event" in reused.json()["detail"]
+    assert httpx.get(served.url + f"/v1/shops/{shop_id}", headers=AUTH).json()["events"] == 2
+
+
+@pytest.mark.parametrize(("rows", "field", "reason"), REFUSED, ids=[f"{r[1]}: {r[2]}" for r in REFUSED])
+def test_every_refused_event_kind_is_409_over_http_and_changes_nothing(served, rows, field, reason):
+    shop_id = create(served)
+    before = httpx.get(served.url + f"/v1/shops/{shop_id}", headers=AUTH).json()
+    events = [{"event_id": f"e{i}", **row} for i, row in enumerate(rows)]
+    answer = httpx.post(served.url + f"/v1/shops/{shop_id}/events", json={"events": events}, headers=AUTH)
+    last = len(rows) - 1
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["detail"].startswith(f"events[{last}] ({rows[-1]['type']} 'e{last}'): {field}: ")
+    assert reason in answer.json()["detail"]
+    after = httpx.get(served.url + f"/v1/shops/{shop_id}", headers=AUTH).json()
+    assert {**after, "plan_version": 0} == {**before, "plan_version": 0}, "a refused batch changed the state"
 
 
 def test_a_plan_can_be_waited_for_and_a_deleted_shop_is_gone(served):
