@@ -342,7 +342,9 @@ class Replanners:
         self.order = itertools.count()
         self.ready = threading.Condition()
         self.stopped = False
-        self.threads = [threading.Thread(target=self._serve, name=f"replanner-{i}", daemon=True) for i in range(workers)]
+        self.threads = [
+            threading.Thread(target=self._serve, name=f"replanner-{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self.threads:
             thread.start()
 
