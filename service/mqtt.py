@@ -61,6 +61,8 @@ class MqttBridge:
         self.client.reconnect_delay_set(1, 5)
         self.client.on_connect, self.client.on_disconnect = self._connected, self._disconnected
         self.client.on_message = self._received
+        self.client.on_connect_fail = self._unreachable
+        self.warned = False  # one warning per outage, not one per retry
         shops.listeners.append(self.publish_plan)
 
     def start(self) -> MqttBridge:
@@ -79,6 +81,7 @@ class MqttBridge:
             LOG.warning("MQTT broker %s:%d refused the bridge: %s", self.host, self.port, reason_code)
             return
         LOG.info("MQTT bridge connected to %s:%d", self.host, self.port)
+        self.warned = False
         client.subscribe(EVENTS, qos=1)
         for shop in list(self.shops.shops.values()):  # the current plans again: the broker may have lost them
             if shop.plan_body is not None:
@@ -88,6 +91,11 @@ class MqttBridge:
     def _disconnected(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
         LOG.warning("MQTT bridge lost the broker %s:%d (%s): reconnecting", self.host, self.port, reason_code)
+
+    def _unreachable(self, _client, _userdata) -> None:
+        if not self.warned:
+            LOG.warning("MQTT broker %s:%d is not reachable: retrying every 1-5 s", self.host, self.port)
+            self.warned = True
 
     def _received(self, client, _userdata, message) -> None:
         parts = message.topic.split("/")
