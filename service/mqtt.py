@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import threading
-from typing import Any
 
 LOG = logging.getLogger("sched_env.service.mqtt")
 EVENTS = "sched-env/shops/+/events"
@@ -100,8 +99,7 @@ class MqttBridge:
     def _received(self, client, _userdata, message) -> None:
         parts = message.topic.split("/")
         shop_id = parts[2] if len(parts) == 4 else ""
-        raw = _as_batch(message.payload)
-        future = self.shops.journal.submit(self.shops.ingest, shop_id, raw)
+        future = self.shops.journal.submit(self.shops.ingest, shop_id, bytes(message.payload), True)
         future.add_done_callback(lambda done: self._applied(done, shop_id, message))
 
     def _applied(self, done, shop_id: str, message) -> None:
@@ -123,14 +121,3 @@ class MqttBridge:
     def publish_plan(self, shop_id: str, _version: int, body: bytes | None) -> None:
         """The shop's new plan, retained; ``None`` (the shop was deleted) clears it."""
         self.client.publish(topic(shop_id, "plan"), body or b"", qos=1, retain=True)
-
-
-def _as_batch(payload: bytes) -> bytes:
-    """A message holding one event object as a batch of one; anything else as it is."""
-    try:
-        data: Any = json.loads(payload)
-    except (ValueError, RecursionError):
-        return bytes(payload)  # the journal's parser says what is wrong with it
-    if isinstance(data, dict) and "events" not in data and "type" in data:
-        return json.dumps({"events": [data]}).encode()
-    return bytes(payload)

@@ -150,6 +150,10 @@ class ShopSession:
 
         return max(planned_end(op.start, op.duration, rows), now)
 
+    def end_of(self, op: OperationState, now: int) -> int | None:
+        """An operation's end: real when done, expected when running, None when waiting."""
+        return self.expected_end(op, self.equipment[op.equipment], now) if op.status == "running" else op.end
+
     def to_dict(self) -> dict[str, Any]:
         """The state as the API shows it (GET /v1/shops/{id}); equal states give equal dicts."""
         now = self.time
@@ -173,10 +177,7 @@ class ShopSession:
             for op in o.operations:
                 row = {"id": op.id, "equipment": op.equipment, "duration": op.duration, "status": op.status}
                 if op.status != "waiting":
-                    row["start"] = op.start
-                    row["end"] = (
-                        op.end if op.status == "done" else self.expected_end(op, self.equipment[op.equipment], now)
-                    )
+                    row["start"], row["end"] = op.start, self.end_of(op, now)
                 ops.append(row)
             orders.append({"id": o.id, "release": o.release, "due": o.due, "priority": o.priority, "operations": ops})
         counts = {"completed": 0, "cancelled": 0}
@@ -200,13 +201,9 @@ class ShopSession:
             view.equipment.append(_EquipmentView(e.id, "up" if back is None else "down", back,
                                                  [_WindowView(a, b) for a, b in e.maintenance]))  # fmt: skip
         for o in self.orders.values():
-            ops = []
-            for op in o.operations:
-                end = op.end
-                if op.status == "running":
-                    end = self.expected_end(op, self.equipment[op.equipment], now)
-                ops.append(replace(op, end=end))
-            view.work_orders.append(replace(o, operations=ops))
+            view.work_orders.append(
+                replace(o, operations=[replace(op, end=self.end_of(op, now)) for op in o.operations])
+            )
         state, active = to_state(view, interruption=self.config.interruption)
         return state, active
 
@@ -252,7 +249,7 @@ class _Draft:
         self.orders: dict[str, WorkOrderState | None] = {}  # None: left the shop in this batch
         self.equipment: dict[str, EquipmentState] = {}
         self.finished: dict[str, str] = {}
-        self.added_operations = 0
+        self.open_operations: int | None = None  # the shop's operations not yet done, counted once per batch
         self.count, self.last_event_id = 0, shop.last_event_id
 
     def order(self, index: int, event, key: str | None = None) -> WorkOrderState:
@@ -318,8 +315,10 @@ def _released(draft: _Draft, index: int, event) -> None:
                 index, event, f"work_order.operations[{k}].id", f"duplicated operation id {op.id!r}"
             )
         seen.add(op.id)
-    draft.added_operations += len(order.operations)
-    if draft.shop.active_operations() + draft.added_operations > MAX_OPERATIONS:
+    if draft.open_operations is None:
+        draft.open_operations = draft.shop.active_operations()
+    draft.open_operations += len(order.operations)
+    if draft.open_operations > MAX_OPERATIONS:
         raise RefusedEventError(index, event, "work_order", f"the shop would hold more than {MAX_OPERATIONS:,} operations"
                                                        " not yet done: finish or cancel work orders first")  # fmt: skip
     draft.orders[order.id] = _work_order(order, event.time)

@@ -156,34 +156,38 @@ class Shops:
         self._want_plan(shop)
         return {"id": shop_id, **self.describe(shop)}
 
-    def ingest(self, shop_id: str, raw: bytes) -> dict[str, Any]:
-        """Check, log and apply a batch of events; the acknowledgement says what was new."""
+    def ingest(self, shop_id: str, raw: bytes, one_event_allowed: bool = False) -> dict[str, Any]:
+        """Check, log and apply a batch of events (``one_event_allowed``: or one event object, as
+        MQTT messages may be); the acknowledgement says what was new."""
         shop = self.get(shop_id)
         data = _json(raw)
+        if one_event_allowed and isinstance(data, dict) and "events" not in data and "type" in data:
+            data = {"events": [data]}
         if isinstance(data, dict) and isinstance(data.get("events"), list) and len(data["events"]) > MAX_EVENTS:
             raise ShopError(413, f"{len(data['events']):,} events in one batch; the limit is {MAX_EVENTS:,}")
         batch = _events(data)
         bodies = [event.model_dump_json() for event in batch.events]
         logged = self.store.seen(shop_id, list({e.event_id for e in batch.events}))
-        new, indices, duplicates, in_batch = [], [], [], {}
+        new, indices, rows, duplicates, in_batch = [], [], [], [], {}
         for index, (event, body) in enumerate(zip(batch.events, bodies)):
-            before = logged.get(event.event_id) or in_batch.get(event.event_id)
+            before, mark = logged.get(event.event_id) or in_batch.get(event.event_id), digest(body)
             if before is not None:
-                if before != digest(body):
+                if before != mark:
                     raise ShopError(409, f"events[{index}]: event_id {event.event_id!r} was used for a different"
                                          " event: give every event its own id")  # fmt: skip
                 duplicates.append(event.event_id)
                 continue
-            in_batch[event.event_id] = digest(body)
+            in_batch[event.event_id] = mark
             new.append(event)
             indices.append(index)
+            rows.append((event.event_id, mark, body))
         if new:
             try:
                 draft = shop.session.prepare(new, indices)
             except RefusedEventError as error:
                 raise ShopError(409, str(error)) from None
             first = shop.session.applied
-            _written(self.store.append, shop_id, first, [(e.event_id, bodies[i]) for e, i in zip(new, indices)])
+            _written(self.store.append, shop_id, first, rows)
             acknowledged = time.perf_counter()
             with shop.lock:
                 shop.session.commit(draft)

@@ -105,9 +105,10 @@ class EventStore:
                 found.update(rows)
         return found
 
-    def append(self, shop: str, first_seq: int, events: list[tuple[str, str]]) -> None:
-        """Log (event_id, body) rows as seq first_seq, first_seq + 1, ... in one transaction (on disk when it returns)."""
-        rows = [(shop, first_seq + i, event_id, digest(body), body) for i, (event_id, body) in enumerate(events)]
+    def append(self, shop: str, first_seq: int, events: list[tuple[str, str, str]]) -> None:
+        """Log (event_id, digest, body) rows as seq first_seq, first_seq + 1, ... in one transaction
+        (on disk when it returns)."""
+        rows = [(shop, first_seq + i, *event) for i, event in enumerate(events)]
         with self._transaction() as db:
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
 
