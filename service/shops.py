@@ -279,12 +279,13 @@ class Shops:
             LOG.exception("shop %s: replanning after %d events failed", shop.id, applied)
             made = None
         published = None
+        if made is not None:  # its stability and JSON outside the lock (one replan per shop: the version is ours)
+            version = shop.plan_version + 1
+            body, rows = _finish_plan(made, shop.id, version, since)
         with shop.lock:
             while shop.pending and shop.pending[0][0] <= applied:
                 shop.pending.popleft()
             if made is not None and not shop.deleted:
-                version = shop.plan_version + 1
-                body, rows = _finish_plan(made, shop.id, version, since)
                 try:
                     self.store.save_plan(shop.id, version, body.decode())  # kept before anyone sees it
                 except StoreError as error:  # still served: the events are safe, a restart replans
