@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 
 import pytest
@@ -30,11 +31,15 @@ class Listener:
 
     def __init__(self, broker: Broker, *topics: str) -> None:
         self.messages: queue.Queue = queue.Queue()
+        subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_message = lambda _c, _u, message: self.messages.put(message)
-        self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in topics]
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
+        # an errors-topic answer is not retained: a listener must be subscribed before anything is sent
+        assert subscribed.wait(30), f"the broker did not confirm the subscription to {topics} within 30 s"
 
     def publish(self, topic: str, payload) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload)
