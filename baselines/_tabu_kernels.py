@@ -7,30 +7,86 @@ operation at its earliest time given its job predecessor, its machine predecesso
 the machine's blocked intervals (nothing may touch them: a running shop's downtimes and running
 work); heads and tails give the O(1) N5 move estimates of Nowicki and Smutnicki for the makespan.
 Every kernel is ``nogil``, so two searches run on two cores from two threads.
+
+**State by name.** A search is four groups of arrays, each a namedtuple whose fields say what
+they hold: :class:`Problem` (what the shop is), :class:`Solution` (where the search is),
+:class:`Workspace` (scratch arrays) and the ``params`` row; the scalar slots of the ``counters``
+and ``params`` rows are named by the index tables :data:`C` and :data:`P` (``counters[C.best]``).
+Nothing refers to a field by position.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
-from numba import njit
+
+from sched_env.jit import index_table, kernel
 
 MAKESPAN, WEIGHTED_TARDINESS, FLOW = 0, 1, 2
 #: What fixed an operation's start in the decoder: nothing (its release, a blocked interval or
 #: time 0), its job predecessor, or its machine predecessor.
 NO_BIND, JOB_BIND, MACHINE_BIND = 0, 1, 2
 INF = np.int64(2**62)
-#: Counter slots of a search (``ctr``).
-(IT, STALL, RESTARTS, IMPROVES, CUR, BEST, RUN_BEST, RING_N, ELITE_N, CYCLES, DONE, EVALS, HASH, RUN_HASH, STAMP,
- RUN_CYCLES, TABU_AT) = range(17)  # fmt: skip
-N_COUNTERS = 17
-#: Parameter slots of a search (``params``).
-KIND, EXACT, TENURE_MIN, TENURE_SPAN, STALL_LIMIT, PERTURB_MIN, PERTURB_SPAN, CAP, CYCLE_LIMIT = range(9)
-N_PARAMS = 9
 RING = 128  # solution fingerprints kept for cycle detection
+
+#: The shop as the kernels see it (operations numbered job by job; per machine its blocked
+#: intervals, sorted and disjoint: ``blocked_start[m, :n_blocked[m]]``).
+Problem = namedtuple(
+    "Problem",
+    "duration machine job_pred job_succ release job_of job_last due weight job_release count blocked_start"
+    " blocked_end n_blocked",
+)
+#: Where a search is: the machine orders and places, its counters and random state, the tabu list
+#: (rows ``(a, b, until)``), the best and this run's best orders, the elite set and the ring of
+#: recent solution fingerprints.
+Solution = namedtuple(
+    "Solution", "seq pos counters rng tabu best_seq run_best_seq elite_seq elite_value elite_hash ring"
+)
+#: Scratch: decoded times and binding, topological order and its stack, tails, the critical path,
+#: candidate moves and their values, visit marks, and a second decode for exact move evaluation.
+Workspace = namedtuple(
+    "Workspace",
+    "start end bind order stack tail path moves values mark trial_start trial_end trial_bind trial_order",
+)
+#: Counter slots of a search (``counters[C.best]``).
+COUNTER_FIELDS = (
+    "moves",  # moves made
+    "stall",  # moves since this run's best improved
+    "restarts",
+    "improvements",  # times the best so far improved
+    "current",  # the current solution's objective
+    "best",  # the best objective so far
+    "run_best",  # this run's best (since the last restart)
+    "ring_n",  # fingerprints recorded in the ring
+    "elite_n",  # elite solutions kept
+    "cycles",  # cycles detected
+    "done",  # 1 once the current plan is proven optimal
+    "evaluations",  # moves evaluated exactly (by decoding)
+    "hash",  # the current solution's fingerprint
+    "run_hash",  # the fingerprint of this run's best
+    "stamp",  # visit stamp for ``Workspace.mark``
+    "run_cycles",  # cycles detected in this run
+    "tabu_at",  # tabu list entries written (the next one overwrites the oldest)
+)
+C = index_table("Counter", COUNTER_FIELDS)
+#: Parameter slots of a search (``params[P.kind]``).
+PARAM_FIELDS = (
+    "kind",  # MAKESPAN, WEIGHTED_TARDINESS or FLOW
+    "exact",  # 1: evaluate moves by decoding (running shops); 0: N5 with estimates
+    "tenure_min",  # a reversed arc is tabu for tenure_min + [0, tenure_span] moves
+    "tenure_span",
+    "stall_limit",  # moves without a better run best before a restart
+    "perturb_min",  # a restart kicks perturb_min + [0, perturb_span] random swaps
+    "perturb_span",
+    "cap",  # moves evaluated exactly per step
+    "cycle_limit",  # cycles in a run before a restart
+)
+P = index_table("Param", PARAM_FIELDS)
 
 
 # ---------------------------------------------------------------------- random numbers
-@njit(cache=True, nogil=True)
+@kernel
 def next_random(rng: np.ndarray) -> np.uint64:
     """xorshift64*: the search's own generator, its state in ``rng[0]`` (repeatable across chunks)."""
     x = rng[0]
@@ -41,13 +97,13 @@ def next_random(rng: np.ndarray) -> np.uint64:
     return x * np.uint64(2685821657736338717)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def random_below(rng: np.ndarray, n: int) -> int:
     """A number in [0, n) (n >= 1)."""
     return np.int64(next_random(rng) >> np.uint64(33)) % n
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def pair_hash(a: int, b: int) -> np.int64:
     """A fingerprint of the machine arc a -> b (solution hashes XOR their arcs')."""
     x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(b) * np.uint64(0xC2B2AE3D27D4EB4F)
@@ -58,7 +114,7 @@ def pair_hash(a: int, b: int) -> np.int64:
 
 
 # ---------------------------------------------------------------------- decoding
-@njit(cache=True, nogil=True)
+@kernel
 def earliest_free(ready: int, duration: int, m: int, bstart: np.ndarray, bend: np.ndarray, nb: np.ndarray) -> int:
     """First t >= ready where [t, t + duration) touches no blocked interval of machine m
     (sorted, disjoint); a zero-length operation may not sit inside one either."""
@@ -70,7 +126,7 @@ def earliest_free(ready: int, duration: int, m: int, bstart: np.ndarray, bend: n
     return t
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, start, end, bind, order, stack) -> int:
     """Earliest start of every operation for these machine orders (Kahn's topological order);
     ``bind[o]`` says which predecessor fixed it, ``order`` receives the topological order.
@@ -110,7 +166,7 @@ def decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, star
     return placed
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def tails(dur, mach, jsucc, seq, count, pos, order, tail) -> None:
     """Longest path from the end of each operation to the end of the schedule (its tail)."""
     for i in range(len(order) - 1, -1, -1):
@@ -126,7 +182,7 @@ def tails(dur, mach, jsucc, seq, count, pos, order, tail) -> None:
         tail[o] = t
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def objective_of(kind: int, end, job_last, due, weight, job_rel) -> int:
     """The makespan, total weighted tardiness or total flow time of decoded end times."""
     total = 0
@@ -142,7 +198,7 @@ def objective_of(kind: int, end, job_last, due, weight, job_rel) -> int:
 
 
 # ---------------------------------------------------------------------- neighbourhoods
-@njit(cache=True, nogil=True)
+@kernel
 def latest_job(end, job_last) -> int:
     """The first job whose last operation ends latest (where the critical path ends)."""
     latest = 0
@@ -152,7 +208,7 @@ def latest_job(end, job_last) -> int:
     return latest
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def critical_path(end, bind, jpred, mach, seq, pos, last: int, path) -> int:
     """The longest path ending at operation ``last``, first operation first; returns its length."""
     length = 0
@@ -166,11 +222,12 @@ def critical_path(end, bind, jpred, mach, seq, pos, last: int, path) -> int:
             o = jpred[o]
         else:
             o = -1
-    path[:length] = path[:length][::-1].copy()
+    for i in range(length // 2):  # first operation first
+        path[i], path[length - 1 - i] = path[length - 1 - i], path[i]
     return length
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def n5_moves(path, length: int, bind, job_of, moves) -> int:
     """N5 moves on a critical path (pairs of adjacent operations to swap, as ``moves[i] = (u, v)``):
     in every block the first two and the last two, except the first two of the first block and
@@ -201,7 +258,7 @@ def n5_moves(path, length: int, bind, job_of, moves) -> int:
     return -1 if empty else found
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def swap_estimate(u: int, v: int, start, dur, tail, jpred, jsucc, rel, mach, seq, count, pos) -> int:
     """Makespan estimate after swapping u and v (u right before v on one machine): exact for
     the longest paths through u and v (Nowicki and Smutnicki's heads and tails)."""
@@ -221,7 +278,7 @@ def swap_estimate(u: int, v: int, start, dur, tail, jpred, jsucc, rel, mach, seq
     return max(head_v + dur[v] + tail_v, head_u + dur[u] + tail_u)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def chain_moves(kind, end, bind, jpred, job_of, mach, seq, pos, job_last, due, mark, stamp, moves, rng, cap) -> int:
     """Adjacent machine pairs on the longest paths to the jobs that cost something (the latest job
     for the makespan, tardy jobs for tardiness, every job for flow time): the N1 moves that can
@@ -252,7 +309,7 @@ def chain_moves(kind, end, bind, jpred, job_of, mach, seq, pos, job_last, due, m
     return min(found, cap)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def swap(u: int, v: int, mach, seq, pos) -> None:
     """Swap u and v, adjacent on their machine (either order)."""
     m = mach[u]
@@ -262,7 +319,15 @@ def swap(u: int, v: int, mach, seq, pos) -> None:
 
 
 # ---------------------------------------------------------------------- solution bookkeeping
-@njit(cache=True, nogil=True)
+@kernel
+def copy_orders(target, source) -> None:
+    """``target[:] = source`` for machine orders (a plain loop: compiles in a fraction of the time)."""
+    for m in range(source.shape[0]):
+        for p in range(source.shape[1]):
+            target[m, p] = source[m, p]
+
+
+@kernel
 def local_hash(m: int, p: int, seq, count) -> np.int64:
     """XOR of the arcs into, between and out of the operations at places p, p + 1 of machine m."""
     h = pair_hash(seq[m, p], seq[m, p + 1])
@@ -273,7 +338,7 @@ def local_hash(m: int, p: int, seq, count) -> np.int64:
     return h
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def solution_hash(seq, count) -> np.int64:
     h = np.int64(0)
     for m in range(len(count)):
@@ -282,32 +347,32 @@ def solution_hash(seq, count) -> np.int64:
     return h
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def set_positions(seq, count, pos) -> None:
     for m in range(len(count)):
         for p in range(count[m]):
             pos[seq[m, p]] = p
 
 
-@njit(cache=True, nogil=True)
-def swap_hashed(u: int, v: int, mach, seq, count, pos, ctr) -> None:
+@kernel
+def swap_hashed(u: int, v: int, mach, seq, count, pos, counters) -> None:
     """Swap u and v (u right before v) and update the solution's fingerprint."""
     m, p = mach[u], pos[u]
-    ctr[HASH] ^= local_hash(m, p, seq, count)
+    counters[C.hash] ^= local_hash(m, p, seq, count)
     swap(u, v, mach, seq, pos)
-    ctr[HASH] ^= local_hash(m, p, seq, count)
+    counters[C.hash] ^= local_hash(m, p, seq, count)
 
 
-@njit(cache=True, nogil=True)
-def remember_elite(seq, value: int, h: int, elite_seq, elite_value, elite_hash, ctr) -> None:
+@kernel
+def remember_elite(seq, value: int, h: int, elite_seq, elite_value, elite_hash, counters) -> None:
     """Keep the best distinct solutions seen (the restart points)."""
-    n = ctr[ELITE_N]
+    n = counters[C.elite_n]
     for e in range(n):
         if elite_hash[e] == h:
             return
     if n < len(elite_value):
         at = n
-        ctr[ELITE_N] = n + 1
+        counters[C.elite_n] = n + 1
     else:
         at = 0
         for e in range(1, n):
@@ -315,76 +380,87 @@ def remember_elite(seq, value: int, h: int, elite_seq, elite_value, elite_hash, 
                 at = e
         if elite_value[at] <= value:
             return
-    elite_seq[at] = seq
+    copy_orders(elite_seq[at], seq)
     elite_value[at], elite_hash[at] = value, h
 
 
-@njit(cache=True, nogil=True)
-def seen_recently(h: int, ring, ctr) -> bool:
+@kernel
+def seen_recently(h: int, ring, counters) -> bool:
     """Whether this solution was visited within the last RING moves (a cycle); records it."""
-    n = min(ctr[RING_N], RING)
+    n = min(counters[C.ring_n], RING)
     for i in range(n):
         if ring[i] == h:
             return True
-    ring[ctr[RING_N] % RING] = h
-    ctr[RING_N] += 1
+    ring[counters[C.ring_n] % RING] = h
+    counters[C.ring_n] += 1
     return False
 
 
 # ---------------------------------------------------------------------- the search
-# prob: (dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb)
-# sol:  (seq, pos, ctr, rng, tabu, best_seq, run_best_seq, elite_seq, elite_value, elite_hash, ring)
-# work: (start, end, bind, order, stack, tail, path, moves, values, mark, trial_start, trial_end, trial_bind, trial_order)
-@njit(cache=True, nogil=True)
+@kernel
 def evaluate(prob, sol, work, params) -> int:
     """Decode the current orders (and their tails when the estimates are used); the objective,
     or -1 when the orders hold a cycle."""
-    dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
-    seq, pos, ctr = sol[0], sol[1], sol[2]
-    start, end, bind, order, stack, tail = work[0], work[1], work[2], work[3], work[4], work[5]
-    if decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, start, end, bind, order, stack) < len(dur):
+    n = len(prob.duration)
+    placed = decode(prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, sol.seq, prob.count,
+                    sol.pos, prob.blocked_start, prob.blocked_end, prob.n_blocked, work.start, work.end, work.bind,
+                    work.order, work.stack)  # fmt: skip
+    if placed < n:
         return -1
-    if params[EXACT] == 0:
-        tails(dur, mach, jsucc, seq, count, pos, order, tail)
-    ctr[CUR] = objective_of(params[KIND], end, job_last, due, weight, job_rel)
-    return ctr[CUR]
+    if params[P.exact] == 0:
+        tails(prob.duration, prob.machine, prob.job_succ, sol.seq, prob.count, sol.pos, work.order, work.tail)
+    sol.counters[C.current] = objective_of(params[P.kind], work.end, prob.job_last, prob.due, prob.weight,
+                                           prob.job_release)  # fmt: skip
+    return sol.counters[C.current]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def estimated_moves(prob, sol, work) -> int:
     """N5 moves on the critical path with their makespan estimates (-1: N5 empty, optimal)."""
-    dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
-    seq, pos = sol[0], sol[1]
-    start, end, bind, tail, path, moves, values = work[0], work[1], work[2], work[5], work[6], work[7], work[8]
-    length = critical_path(end, bind, jpred, mach, seq, pos, job_last[latest_job(end, job_last)], path)
-    found = n5_moves(path, length, bind, job_of, moves)
+    last = prob.job_last[latest_job(work.end, prob.job_last)]
+    length = critical_path(work.end, work.bind, prob.job_pred, prob.machine, sol.seq, sol.pos, last, work.path)
+    found = n5_moves(work.path, length, work.bind, prob.job_of, work.moves)
     for i in range(found):
-        values[i] = swap_estimate(moves[i, 0], moves[i, 1], start, dur, tail, jpred, jsucc, rel, mach, seq, count, pos)
+        work.values[i] = swap_estimate(
+            work.moves[i, 0], work.moves[i, 1], work.start, prob.duration, work.tail, prob.job_pred, prob.job_succ,
+            prob.release, prob.machine, sol.seq, prob.count, sol.pos,
+        )  # fmt: skip
     return found
 
 
-@njit(cache=True, nogil=True)
+@kernel
+def costly_moves(prob, sol, work, params, cap: int) -> int:
+    """The adjacent swaps on the longest paths to the jobs that cost something (``chain_moves`` on
+    the current decode), at most ``cap``; a new visit stamp each call."""
+    sol.counters[C.stamp] += 1
+    return chain_moves(
+        params[P.kind], work.end, work.bind, prob.job_pred, prob.job_of, prob.machine, sol.seq, sol.pos,
+        prob.job_last, prob.due, work.mark, sol.counters[C.stamp], work.moves, sol.rng, cap,
+    )  # fmt: skip
+
+
+@kernel
 def evaluated_moves(prob, sol, work, params, cap: int) -> int:
     """Swaps on the longest paths to the costly jobs, each evaluated exactly by decoding
     (releases, blocked intervals and tardiness break the estimates)."""
-    dur, mach, jpred, jsucc, rel, job_of, job_last, due, weight, job_rel, count, bstart, bend, nb = prob
-    seq, pos, ctr, rng = sol[0], sol[1], sol[2], sol[3]
-    end, bind, stack, moves, values, mark = work[1], work[2], work[4], work[7], work[8], work[9]
-    ctr[STAMP] += 1
-    kind = params[KIND]
-    found = chain_moves(kind, end, bind, jpred, job_of, mach, seq, pos, job_last, due, mark, ctr[STAMP], moves, rng, cap)
+    mach, seq, pos = prob.machine, sol.seq, sol.pos
+    found = costly_moves(prob, sol, work, params, cap)
     for i in range(found):
-        u, v = moves[i, 0], moves[i, 1]
+        u, v = work.moves[i, 0], work.moves[i, 1]
         swap(u, v, mach, seq, pos)
-        placed = decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, work[10], work[11], work[12],
-                        work[13], stack)  # fmt: skip
-        values[i] = objective_of(kind, work[11], job_last, due, weight, job_rel) if placed == len(dur) else INF
+        placed = decode(prob.duration, mach, prob.job_pred, prob.job_succ, prob.release, seq, prob.count, pos,
+                        prob.blocked_start, prob.blocked_end, prob.n_blocked, work.trial_start, work.trial_end,
+                        work.trial_bind, work.trial_order, work.stack)  # fmt: skip
+        work.values[i] = (
+            objective_of(params[P.kind], work.trial_end, prob.job_last, prob.due, prob.weight, prob.job_release)
+            if placed == len(prob.duration) else INF
+        )  # fmt: skip
         swap(u, v, mach, seq, pos)
-    ctr[EVALS] += found
+    sol.counters[C.evaluations] += found
     return found
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def tabu_until(tabu, a: int, b: int) -> int:
     """Until which move putting a right before b is tabu (0: it is not). ``tabu`` is the list
     of recently reversed arcs, rows (a, b, until), as long as the longest tenure."""
@@ -395,15 +471,15 @@ def tabu_until(tabu, a: int, b: int) -> int:
     return until
 
 
-@njit(cache=True, nogil=True)
-def make_tabu(tabu, a: int, b: int, until: int, ctr) -> None:
+@kernel
+def make_tabu(tabu, a: int, b: int, until: int, counters) -> None:
     """Forbid putting a right before b again until move ``until`` (the oldest entry makes room)."""
-    i = ctr[TABU_AT] % len(tabu)
+    i = counters[C.tabu_at] % len(tabu)
     tabu[i, 0], tabu[i, 1], tabu[i, 2] = a, b, until
-    ctr[TABU_AT] += 1
+    counters[C.tabu_at] += 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def pick(moves, values, found: int, tabu, it: int, best: int, rng) -> int:
     """The best admissible move (not tabu, or better than the best so far: aspiration), ties
     broken at random; when every move is tabu, the one whose tabu status is oldest."""
@@ -428,136 +504,127 @@ def pick(moves, values, found: int, tabu, it: int, best: int, rng) -> int:
     return chosen if chosen >= 0 else oldest
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def perturb(prob, sol, work, params) -> None:
     """A few random swaps on the longest paths to the costly jobs (a restart's kick)."""
-    mach = prob[1]
-    seq, pos, ctr, rng = sol[0], sol[1], sol[2], sol[3]
-    moves = work[7]
-    kicks = params[PERTURB_MIN] + random_below(rng, params[PERTURB_SPAN] + 1)
+    kicks = params[P.perturb_min] + random_below(sol.rng, params[P.perturb_span] + 1)
     for _ in range(kicks):
         if evaluate(prob, sol, work, params) < 0:
             break
-        ctr[STAMP] += 1
-        found = chain_moves(params[KIND], work[1], work[2], prob[2], prob[5], mach, seq, pos, prob[6], prob[7], work[9],
-                            ctr[STAMP], moves, rng, len(moves))  # fmt: skip
+        found = costly_moves(prob, sol, work, params, len(work.moves))
         if found == 0:
             break
-        i = random_below(rng, found)
-        u, v = moves[i, 0], moves[i, 1]
-        swap_hashed(u, v, mach, seq, prob[10], pos, ctr)
+        i = random_below(sol.rng, found)
+        u, v = work.moves[i, 0], work.moves[i, 1]
+        swap_hashed(u, v, prob.machine, sol.seq, prob.count, sol.pos, sol.counters)
         if evaluate(prob, sol, work, params) < 0:
-            swap_hashed(v, u, mach, seq, prob[10], pos, ctr)
+            swap_hashed(v, u, prob.machine, sol.seq, prob.count, sol.pos, sol.counters)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def restart(prob, sol, work, params) -> None:
     """Keep this run's best among the elite, jump to a random elite solution, kick it, start afresh."""
-    seq, pos, ctr, rng, tabu, best_seq, run_best_seq, elite_seq, elite_value, elite_hash = sol[:10]
-    remember_elite(run_best_seq, ctr[RUN_BEST], ctr[RUN_HASH], elite_seq, elite_value, elite_hash, ctr)
-    e = random_below(rng, ctr[ELITE_N])
-    seq[:] = elite_seq[e]
-    set_positions(seq, prob[10], pos)
-    ctr[HASH] = elite_hash[e]
-    tabu[:] = 0
+    ctr = sol.counters
+    remember_elite(sol.run_best_seq, ctr[C.run_best], ctr[C.run_hash], sol.elite_seq, sol.elite_value,
+                   sol.elite_hash, ctr)  # fmt: skip
+    e = random_below(sol.rng, ctr[C.elite_n])
+    copy_orders(sol.seq, sol.elite_seq[e])
+    set_positions(sol.seq, prob.count, sol.pos)
+    ctr[C.hash] = sol.elite_hash[e]
+    sol.tabu[:] = 0
     perturb(prob, sol, work, params)
     value = evaluate(prob, sol, work, params)
-    ctr[RUN_BEST], ctr[RUN_HASH], ctr[STALL], ctr[RING_N], ctr[RUN_CYCLES] = value, ctr[HASH], 0, 0, 0
-    run_best_seq[:] = seq
-    ctr[RESTARTS] += 1
-    if value < ctr[BEST]:
-        ctr[BEST] = value
-        best_seq[:] = seq
+    ctr[C.run_best], ctr[C.run_hash], ctr[C.stall], ctr[C.ring_n], ctr[C.run_cycles] = value, ctr[C.hash], 0, 0, 0
+    copy_orders(sol.run_best_seq, sol.seq)
+    ctr[C.restarts] += 1
+    if value < ctr[C.best]:
+        ctr[C.best] = value
+        copy_orders(sol.best_seq, sol.seq)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def accept(prob, sol, work, params, value: int) -> None:
     """Book the new current solution: run best, best so far, stall count, cycles, restarts."""
-    seq, ctr, best_seq, run_best_seq, ring = sol[0], sol[2], sol[5], sol[6], sol[10]
-    if value < ctr[RUN_BEST]:
-        ctr[RUN_BEST], ctr[RUN_HASH], ctr[STALL] = value, ctr[HASH], 0
-        run_best_seq[:] = seq
+    ctr = sol.counters
+    if value < ctr[C.run_best]:
+        ctr[C.run_best], ctr[C.run_hash], ctr[C.stall] = value, ctr[C.hash], 0
+        copy_orders(sol.run_best_seq, sol.seq)
     else:
-        ctr[STALL] += 1
-    if value < ctr[BEST]:
-        ctr[BEST] = value
-        best_seq[:] = seq
-        ctr[IMPROVES] += 1
-    cycling = seen_recently(ctr[HASH], ring, ctr)
-    ctr[CYCLES] += cycling
-    ctr[RUN_CYCLES] += cycling
-    if ctr[STALL] > params[STALL_LIMIT] or ctr[RUN_CYCLES] >= params[CYCLE_LIMIT]:
+        ctr[C.stall] += 1
+    if value < ctr[C.best]:
+        ctr[C.best] = value
+        copy_orders(sol.best_seq, sol.seq)
+        ctr[C.improvements] += 1
+    cycling = seen_recently(ctr[C.hash], sol.ring, ctr)
+    ctr[C.cycles] += cycling
+    ctr[C.run_cycles] += cycling
+    if ctr[C.stall] > params[P.stall_limit] or ctr[C.run_cycles] >= params[P.cycle_limit]:
         restart(prob, sol, work, params)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def step(prob, sol, work, params) -> bool:
     """One tabu move; False when the search is over (the current plan is proven optimal)."""
-    mach = prob[1]
-    seq, pos, ctr, rng, tabu = sol[0], sol[1], sol[2], sol[3], sol[4]
-    moves, values = work[7], work[8]
-    if params[EXACT]:
-        found = evaluated_moves(prob, sol, work, params, params[CAP])
+    ctr = sol.counters
+    if params[P.exact]:
+        found = evaluated_moves(prob, sol, work, params, params[P.cap])
     else:
         found = estimated_moves(prob, sol, work)
-    if found < 0 or found == 0 and params[KIND] == WEIGHTED_TARDINESS and ctr[CUR] == 0:
-        ctr[DONE] = 1
+    if found < 0 or found == 0 and params[P.kind] == WEIGHTED_TARDINESS and ctr[C.current] == 0:
+        ctr[C.done] = 1
         return False
-    it = ctr[IT]
-    ctr[IT] = it + 1
-    i = pick(moves, values, found, tabu, it, ctr[BEST], rng) if found > 0 else -1
+    it = ctr[C.moves]
+    ctr[C.moves] = it + 1
+    i = pick(work.moves, work.values, found, sol.tabu, it, ctr[C.best], sol.rng) if found > 0 else -1
     if i < 0:  # nowhere to go from here
         restart(prob, sol, work, params)
         return True
-    u, v = moves[i, 0], moves[i, 1]
-    swap_hashed(u, v, mach, seq, prob[10], pos, ctr)
-    make_tabu(tabu, u, v, it + 1 + params[TENURE_MIN] + random_below(rng, params[TENURE_SPAN] + 1), ctr)
+    u, v = work.moves[i, 0], work.moves[i, 1]
+    swap_hashed(u, v, prob.machine, sol.seq, prob.count, sol.pos, ctr)
+    tenure = params[P.tenure_min] + random_below(sol.rng, params[P.tenure_span] + 1)
+    make_tabu(sol.tabu, u, v, it + 1 + tenure, ctr)
     value = evaluate(prob, sol, work, params)
     if value < 0:  # a cycle through zero-length operations: undo, the move stays tabu
-        swap_hashed(v, u, mach, seq, prob[10], pos, ctr)
+        swap_hashed(v, u, prob.machine, sol.seq, prob.count, sol.pos, ctr)
         evaluate(prob, sol, work, params)
         return True
     accept(prob, sol, work, params, value)
     return True
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def begin(prob, sol, work, params) -> int:
-    """Set a search up from the orders in ``sol`` (an acyclic start plan); its objective."""
-    seq, pos, ctr, best_seq, run_best_seq, elite_seq, elite_value, elite_hash = (
-        sol[0], sol[1], sol[2], sol[5], sol[6], sol[7], sol[8], sol[9]
-    )  # fmt: skip
-    set_positions(seq, prob[10], pos)
+    """Set a search up from the orders in ``sol.seq`` (an acyclic start plan); its objective."""
+    ctr = sol.counters
+    set_positions(sol.seq, prob.count, sol.pos)
     value = evaluate(prob, sol, work, params)
     if value < 0:
         return -1
-    ctr[HASH] = solution_hash(seq, prob[10])
-    ctr[BEST], ctr[RUN_BEST], ctr[RUN_HASH] = value, value, ctr[HASH]
-    best_seq[:] = seq
-    run_best_seq[:] = seq
-    remember_elite(seq, value, ctr[HASH], elite_seq, elite_value, elite_hash, ctr)
+    ctr[C.hash] = solution_hash(sol.seq, prob.count)
+    ctr[C.best], ctr[C.run_best], ctr[C.run_hash] = value, value, ctr[C.hash]
+    copy_orders(sol.best_seq, sol.seq)
+    copy_orders(sol.run_best_seq, sol.seq)
+    remember_elite(sol.seq, value, ctr[C.hash], sol.elite_seq, sol.elite_value, sol.elite_hash, ctr)
     return value
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def search(prob, sol, work, params, iterations: int) -> int:
     """Run up to ``iterations`` moves (a chunk: the state lives in the arrays, so chunks of any
     size give the same search); returns the moves made."""
-    ctr = sol[2]
     made = 0
-    while made < iterations and ctr[DONE] == 0:
+    while made < iterations and sol.counters[C.done] == 0:
         step(prob, sol, work, params)
         made += 1
     return made
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def decode_orders(prob, seq, start, end) -> int:
     """Start and end times of the plan these machine orders give (for reading a result back)."""
-    dur, mach, jpred, jsucc, rel = prob[0], prob[1], prob[2], prob[3], prob[4]
-    count, bstart, bend, nb = prob[10], prob[11], prob[12], prob[13]
-    n = len(dur)
+    n = len(prob.duration)
     pos = np.zeros(n, dtype=np.int64)
-    set_positions(seq, count, pos)
+    set_positions(seq, prob.count, pos)
     bind, order, stack = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(2 * n, np.int64)
-    return decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, start, end, bind, order, stack)
+    return decode(prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, seq, prob.count, pos,
+                  prob.blocked_start, prob.blocked_end, prob.n_blocked, start, end, bind, order, stack)  # fmt: skip

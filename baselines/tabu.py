@@ -60,12 +60,11 @@ class TabuSettings:
 
     def params(self, instance: JobShopInstance, kind: int, exact: bool) -> np.ndarray:
         tenure = self.tenure(instance)
-        values = [0] * K.N_PARAMS
-        values[K.KIND], values[K.EXACT] = kind, int(exact)
-        values[K.TENURE_MIN], values[K.TENURE_SPAN] = tenure, max(1, tenure // 2)
-        values[K.STALL_LIMIT] = self.stall_moves
-        values[K.PERTURB_MIN], values[K.PERTURB_SPAN] = self.kicks[0], self.kicks[1] - self.kicks[0]
-        values[K.CAP], values[K.CYCLE_LIMIT] = self.max_moves, self.cycle_limit
+        values = K.P._replace(
+            kind=kind, exact=int(exact), tenure_min=tenure, tenure_span=max(1, tenure // 2),
+            stall_limit=self.stall_moves, perturb_min=self.kicks[0], perturb_span=self.kicks[1] - self.kicks[0],
+            cap=self.max_moves, cycle_limit=self.cycle_limit,
+        )  # fmt: skip
         return np.array(values, dtype=np.int64)
 
 
@@ -75,7 +74,7 @@ class TabuProblem:
     operations, blocked intervals per machine (sorted, disjoint)."""
 
     instance: JobShopInstance
-    arrays: tuple
+    arrays: K.Problem
     job: np.ndarray  # job of each operation
     op: np.ndarray  # index of each operation in its job
     slots: int  # the most operations any machine has
@@ -109,8 +108,11 @@ class TabuProblem:
             raise InvalidInstanceError(f"tabu: weighted tardiness needs due dates; {instance.name!r} has none")
         weight = instance.weights if instance.weights is not None else np.ones(instance.n_jobs, np.int64)
         job_last = (first + n_ops - 1).astype(np.int64)
-        arrays = (dur, mach, jpred, jsucc, rel, job, job_last, due.astype(np.int64), weight.astype(np.int64),
-                  release.astype(np.int64), count, bstart, bend, nb)  # fmt: skip
+        arrays = K.Problem(
+            duration=dur, machine=mach, job_pred=jpred, job_succ=jsucc, release=rel, job_of=job, job_last=job_last,
+            due=due.astype(np.int64), weight=weight.astype(np.int64), job_release=release.astype(np.int64),
+            count=count, blocked_start=bstart, blocked_end=bend, n_blocked=nb,
+        )  # fmt: skip
         exact = bool(blocked) or bool(release.any()) or objective != "makespan"
         return cls(instance, arrays, job, op, int(max(count.max(initial=1), 1)), exact)
 
@@ -127,7 +129,7 @@ class TabuProblem:
         rows = sorted(zip(schedule.start.tolist(), schedule.end.tolist(), schedule.job.tolist(), schedule.op.tolist()))
         for _s, _e, j, k in rows:
             o = index[j, k]
-            m = int(self.arrays[1][o])
+            m = int(self.arrays.machine[o])
             seq[m, filled[m]] = o
             filled[m] += 1
         return seq
@@ -138,7 +140,7 @@ class TabuProblem:
         end = np.zeros_like(start)
         if K.decode_orders(self.arrays, seq, start, end) < self.n_operations:
             raise RuntimeError("tabu: machine orders with a cycle reached the decoder (a bug: please report it)")
-        return Schedule(self.job, self.op, self.arrays[1], start, end, instance_name=self.instance.name)
+        return Schedule(self.job, self.op, self.arrays.machine, start, end, instance_name=self.instance.name)
 
 
 def _seed_state(seed: int, stream: int) -> np.ndarray:
@@ -156,8 +158,8 @@ class _Search:
 
     problem: TabuProblem
     params: np.ndarray
-    sol: tuple
-    work: tuple
+    sol: K.Solution
+    work: K.Workspace
     moves_made: int = 0
     seconds: float = 0.0
 
@@ -168,14 +170,16 @@ class _Search:
         def zeros(*shape):
             return np.zeros(shape, np.int64)
 
-        sol = (  # seq, pos, ctr, rng, tabu, best_seq, run_best_seq, elite_seq, elite_value, elite_hash, ring
-            seq.copy(), zeros(n), zeros(K.N_COUNTERS), _seed_state(seed, stream),
-            zeros(settings.tabu_capacity(problem.instance), 3), seq.copy(), seq.copy(), zeros(settings.elite, m, width),
-            zeros(settings.elite), zeros(settings.elite), zeros(K.RING),
+        sol = K.Solution(
+            seq=seq.copy(), pos=zeros(n), counters=zeros(len(K.C)), rng=_seed_state(seed, stream),
+            tabu=zeros(settings.tabu_capacity(problem.instance), 3), best_seq=seq.copy(), run_best_seq=seq.copy(),
+            elite_seq=zeros(settings.elite, m, width), elite_value=zeros(settings.elite),
+            elite_hash=zeros(settings.elite), ring=zeros(K.RING),
         )  # fmt: skip
-        work = (  # start, end, bind, order, stack, tail, path, moves, values, mark, and the trial decode's four
-            zeros(n), zeros(n), zeros(n), zeros(n), zeros(2 * n), zeros(n), zeros(n), zeros(2 * n + 2, 2),
-            zeros(2 * n + 2), np.full(n, -1, np.int64), zeros(n), zeros(n), zeros(n), zeros(n),
+        work = K.Workspace(
+            start=zeros(n), end=zeros(n), bind=zeros(n), order=zeros(n), stack=zeros(2 * n), tail=zeros(n),
+            path=zeros(n), moves=zeros(2 * n + 2, 2), values=zeros(2 * n + 2), mark=np.full(n, -1, np.int64),
+            trial_start=zeros(n), trial_end=zeros(n), trial_bind=zeros(n), trial_order=zeros(n),
         )  # fmt: skip
         search = cls(problem, settings.params(problem.instance, kind, problem.exact), sol, work)
         if K.begin(problem.arrays, sol, work, search.params) < 0:
@@ -184,18 +188,18 @@ class _Search:
 
     @property
     def counters(self) -> np.ndarray:
-        return self.sol[2]
+        return self.sol.counters
 
     @property
     def best(self) -> int:
-        return int(self.counters[K.BEST])
+        return int(self.counters[K.C.best])
 
     def run(self, iterations: int | None, deadline: float | None, proven: threading.Event | None = None) -> None:
         """Move until ``iterations`` moves are made, ``deadline`` (perf_counter) passes or a
         search (this one or another) proves its plan optimal (``proven``, when given)."""
         began = time.perf_counter()
         chunk = 16
-        while self.counters[K.DONE] == 0 and not (proven is not None and proven.is_set()):
+        while self.counters[K.C.done] == 0 and not (proven is not None and proven.is_set()):
             todo = chunk if iterations is None else min(chunk, iterations - self.moves_made)
             if todo <= 0 or deadline is not None and time.perf_counter() >= deadline:
                 break
@@ -203,7 +207,7 @@ class _Search:
             self.moves_made += K.search(self.problem.arrays, self.sol, self.work, self.params, todo)
             took = time.perf_counter() - t0
             chunk = int(min(max(1, chunk * CHUNK_S / took if took > 0 else chunk * 2), 1_000_000))
-        if self.counters[K.DONE] and proven is not None:
+        if self.counters[K.C.done] and proven is not None:
             proven.set()
         self.seconds += time.perf_counter() - began
 
@@ -250,16 +254,16 @@ def tabu_search(
         for thread in threads:
             thread.join()
     winner = min(range(len(searches)), key=lambda i: (searches[i].best, i))
-    optimal = any(s.counters[K.DONE] for s in searches)
+    optimal = any(s.counters[K.C.done] for s in searches)
     best = searches[winner]
-    schedule = problem.schedule(best.sol[5])
+    schedule = problem.schedule(best.sol.best_seq)
     moves = sum(s.moves_made for s in searches)
     seconds_run = max(s.seconds for s in searches)
     stats = {
         "iterations": moves, "iterations_per_s": round(moves / seconds_run, 1) if seconds_run > 0 else None,
-        "searches": len(searches), "winner": winner, "restarts": int(sum(s.counters[K.RESTARTS] for s in searches)),
-        "cycles": int(sum(s.counters[K.CYCLES] for s in searches)), "exact_moves": problem.exact,
-        "evaluations": int(sum(s.counters[K.EVALS] for s in searches)),
+        "searches": len(searches), "winner": winner, "restarts": int(sum(s.counters[K.C.restarts] for s in searches)),
+        "cycles": int(sum(s.counters[K.C.cycles] for s in searches)), "exact_moves": problem.exact,
+        "evaluations": int(sum(s.counters[K.C.evaluations] for s in searches)),
     }  # fmt: skip
     return TabuOutcome(schedule, best.best, optimal, stats)
 

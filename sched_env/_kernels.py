@@ -36,11 +36,10 @@ import numpy as np
 from numba import config, njit, prange
 
 from sched_env._names import RULE_FIELDS, RULE_NAMES
+from sched_env.jit import KERNEL_FLAGS, kernel
 
-# Decorator flags, set in one place. cache=True writes compiled code to __pycache__ so later
-# processes skip compilation; nogil lets threads (e.g. a web server) overlap with kernels.
-_FLAGS = {"cache": True, "nogil": True, "boundscheck": False}
-_kernel = njit(**_FLAGS)
+# Decorator flags: set once for every kernel of the project, in sched_env.jit.
+_kernel = kernel
 
 #: Batches at least this large run their shops on every core. A parallel loop (numba parfor)
 #: compiles about 3x slower than a plain one and gains little on 64 shops and 2 cores, so the
@@ -67,7 +66,7 @@ def for_batch(kernel, n_shops: int, long_episodes: bool = False):
         copy = types.FunctionType(source.__code__, source.__globals__, source.__name__ + "_parallel")
         copy.__qualname__ = source.__qualname__ + "_parallel"
         copy.__doc__ = source.__doc__
-        twin = _parallel_twins[source.__name__] = njit(parallel=True, **_FLAGS)(copy)
+        twin = _parallel_twins[source.__name__] = njit(parallel=True, **KERNEL_FLAGS)(copy)
     return twin
 
 NONE = -1  # "no operation / no job" in lists, slots and choices
