@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.loading import SHIPPED, LoadedPolicy, PolicyLoadError, load_policy
 from agents.rollouts import DeadlineError, choose_actions, masked_scores, solve_with_policy
-from baselines.deciders import quick_rule_plan
+from baselines.rules import quick_rule_plan
 from instances import JobShopInstance, SchedEnvError
 from sched_env.schedule import SolveResult
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from instances import SchedEnvError
-from sched_env import _kernels as K
+from sched_env import compiled as K
 from sched_env.standard import STANDARD_SETTINGS, StandardSetting, run_streams, weighted_tardiness_mean
 
 F = K.N_DYNAMIC_FEATURES

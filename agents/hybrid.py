@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from baselines.budget import HYBRID_POLISH, MIN_SEARCH_S
+from baselines.deciders import default_objective
 from instances import JobShopInstance
 from sched_env.schedule import SolveResult, objective_value
 
@@ -90,7 +92,7 @@ class HybridDecider:
         started = time.perf_counter()
         limit = self.seconds if budget_s is None else min(self.seconds, budget_s)
         static = isinstance(problem, JobShopInstance)
-        objective = "makespan" if static else (self.objective or "total_weighted_tardiness")
+        objective = default_objective(problem, self.objective)
         starts = self._starts(problem, objective, limit, seed, hint)
         size = problem.n_operations if static else len(problem.waiting())
         polish = self._cpsat is not None and size <= CPSAT_MAX_OPS
@@ -105,9 +107,9 @@ class HybridDecider:
     def _polish(self, problem, best: SolveResult, objective: str, size: int, limit: float, started: float, seed: int):
         """CP-SAT hinted with the tabu plan for what is left of ``limit``; kept when better (or
         proven optimal). ``size``: the operations to plan."""
-        remaining = 0.97 * (limit - (time.perf_counter() - started)) - 0.01
+        remaining = HYBRID_POLISH.left(limit, started)
         static = isinstance(problem, JobShopInstance)
-        if remaining <= self._cpsat.MIN_SEARCH_S or not self._cpsat.worth_searching(size, remaining):
+        if remaining <= MIN_SEARCH_S or not self._cpsat.worth_searching(size, remaining):
             return best
         if static:
             improved = self._cpsat.solve(problem, time_limit_s=remaining, workers=self.workers, seed=seed,

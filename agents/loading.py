@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from instances import SchedEnvError
-from sched_env import _kernels as K
+from sched_env import compiled as K
 
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped models: kind -> file stem in ``agents/models``.

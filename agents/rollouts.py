@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from agents.loading import MASKED_LOGIT, LoadedPolicy, Scorer
+from baselines.deciders import default_objective
 from instances import JobShopInstance, SchedEnvError
 from sched_env.schedule import Schedule, SolveResult, objective_value, validate_schedule
 
@@ -238,7 +239,7 @@ def _solve_state(policy, state, samples, seed, deadline, objective, method, star
             f"{method}: {policy.name} is a static-shop policy ({policy.n_features} features); rescheduling a"
             " ShopState needs a dynamic-shop policy (policy@dynamic, or a model trained on DynamicJobShop-v0)"
         )
-    objective = objective or "total_weighted_tardiness"
+    objective = default_objective(state, objective)
     rest = residual(state)
     covered, decisions = 0, 0
     rest_plan = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
+from baselines.budget import MIN_SEARCH_S, cpsat_stop
 from instances import InfeasibleScheduleError, InvalidInstanceError, JobShopInstance, SolverError
 from sched_env.schedule import Schedule, SolveResult, objective_value, validate_schedule
 
@@ -147,19 +148,6 @@ def solver_parameters(
     return solver
 
 
-#: Shortest search CP-SAT is given when building the model used up (almost) all of the limit.
-MIN_SEARCH_S = 0.01
-#: What CP-SAT takes after its time limit to stop and hand back its solution: a few ms with one
-#: worker; with more, a large-neighbourhood sub-solve in flight finishes first, which grows with
-#: the model (measured on 2 cores, 50x20, limit 0.98 s: 4 ms with one worker, up to 173 ms with two).
-STOP_S = 0.005
-STOP_S_PER_OPERATION = 1.5e-4
-
-
-def stop_allowance(n_operations: int, workers: int) -> float:
-    """Seconds kept back from CP-SAT's own time limit so that its answer comes within the caller's."""
-    return STOP_S + (STOP_S_PER_OPERATION * n_operations if workers > 1 else 0.0)
-
 #: Seconds per operation to build and load a model (measured: 2 000 operations, ta71, 0.06-0.11 s).
 BUILD_S_PER_OP = 6e-5
 
@@ -171,12 +159,12 @@ def worth_searching(n_operations: int, seconds: float) -> bool:
     return seconds > 2 * BUILD_S_PER_OP * n_operations + 0.05
 
 
-def _search_time(time_limit_s: float, started: float, stop_s: float = 0.0) -> float:
-    """What is left of ``time_limit_s`` since ``started`` (perf_counter) for the search, less
-    ``stop_s`` (what the solver takes to stop: see :func:`stop_allowance`)."""
+def search_time(time_limit_s: float, started: float, n_operations: int, workers: int) -> float:
+    """What is left of ``time_limit_s`` since ``started`` (perf_counter) for the search, less what
+    the solver takes to stop (:func:`baselines.budget.cpsat_stop`); at least ``MIN_SEARCH_S``."""
     if time_limit_s <= 0:
         raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
-    return max(MIN_SEARCH_S, time_limit_s - (time.perf_counter() - started) - stop_s)
+    return cpsat_stop(workers).left(time_limit_s, started, n_operations, floor=MIN_SEARCH_S)
 
 
 def read_schedule(jsm: JobShopModel, solver: cp_model.CpSolver) -> Schedule:
@@ -216,8 +204,8 @@ def solve(
     jsm = build_model(instance)
     if hint is not None:
         add_hint(jsm, hint)
-    stop_s = stop_allowance(instance.n_operations, workers)
-    solver = solver_parameters(_search_time(time_limit_s, started, stop_s), workers, seed, log, deterministic_time)
+    solver = solver_parameters(search_time(time_limit_s, started, instance.n_operations, workers), workers, seed, log,
+                               deterministic_time)  # fmt: skip
     status = solver.solve(jsm.model)
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the model of {instance.name!r}: {_first_line(jsm.model.validate())}")
@@ -275,7 +263,7 @@ def reschedule(
         start = hint.start_matrix(state.jobs)
         for (i, k), var in jsm.starts.items():
             jsm.model.add_hint(var, int(start[rest.job[i], rest.first_op[i] + k]))
-    solver = solver_parameters(_search_time(time_limit_s, started, stop_allowance(len(jsm.starts), workers)), workers, seed)
+    solver = solver_parameters(search_time(time_limit_s, started, len(jsm.starts), workers), workers, seed)
     status = solver.solve(jsm.model)
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the rescheduling model: {_first_line(jsm.model.validate())}")

@@ -18,7 +18,8 @@ Every number a spec sets has a range, checked when the decider is built (NaN, in
 values out of range are refused, naming the argument): SECONDS in (0, 86 400], sample counts
 N and K from 1 to 10 000, tabu ``iters`` from 1 to 10^9.
 
-Names come from the registry: the built-ins below, anything added with :func:`register`,
+Names come from the registry: the built-ins (each in its own module: ``rule_decider``,
+``cpsat_decider``, ``tabu``, ``repair``, loaded only when first built), anything added with :func:`register`,
 and every entry point of the group ``sched_env.deciders`` of any installed package (the
 packaging convention pytest and gymnasium plugins use), so a new decider appears in the CLI,
 the benchmark, the replanner and the service without ``baselines`` importing it. An entry
@@ -39,21 +40,19 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from instances import JobShopInstance, SchedEnvError
-from sched_env.schedule import Schedule, SolveResult, objective_value
+from sched_env._names import RULES
+from sched_env.schedule import Schedule, SolveResult
 from sched_env.snapshot import ShopState
 from sched_env.warmup import warm_up
 
 ENTRY_POINT_GROUP = "sched_env.deciders"
 Problem = JobShopInstance | ShopState
-#: Rules tried for a ``:hint`` warm start; the best schedule is the hint.
-HINT_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
-DEFAULT_CPSAT_SECONDS = 10.0
 #: The range of every number a method spec can set, checked when the decider is built, so that
 #: no spec asks for unbounded work or memory (a host may bound time further with its budget).
 MAX_SECONDS = 86_400.0  # cpsat:S, tabu:S, hybrid:S: at most a day
@@ -250,7 +249,7 @@ def make(spec: str, *, allow_files: bool = True, **options: Any) -> Decider:
     or any ``@...`` of a third party's decider), and any built decider that declares it reads one."""
     parsed = MethodSpec.parse(spec)
     known = registered()
-    rule_names = _rule_names()
+    rule_names = tuple(RULES)
     registration = known.get(parsed.name)
     if registration is None:
         others = ", ".join(n for n in known if n not in rule_names)
@@ -290,251 +289,35 @@ def solve(
 
 
 # ---------------------------------------------------------------------- built-in deciders
-def _rule_names() -> tuple[str, ...]:
-    from baselines.rules import RULES
-
-    return tuple(RULES)
-
-
-def _objective(problem: Problem, objective: str | None) -> str:
+def default_objective(problem: Problem, objective: str | None = None) -> str:
+    """``objective``, or the default for the problem: the makespan of an instance, the total
+    weighted tardiness of a running shop."""
     if objective is not None:
         return objective
     return "makespan" if isinstance(problem, JobShopInstance) else "total_weighted_tardiness"
 
 
-@dataclass
-class RuleDecider:
-    """A dispatching rule in the compiled simulator; ``random:N`` keeps the best of N samples
-    (as many as fit in the budget). On a shop state it dispatches the rest of the work around the known downtimes. Instant;
-    a deterministic rule also dispatches online (:meth:`choose`)."""
-
-    spec: str
-    rule: str
-    action_set: str = "non_delay"
-    samples: int = 1
-    objective: str | None = None
-    time_limit_s = None
-    reads_files = False
-
-    @property
-    def dispatches(self) -> bool:
-        return self.rule != "random"
-
-    def choose(self, batch, observation) -> np.ndarray:
-        """The rule's pick in every shop of a batched env (its ``action_masks`` decide what is allowed)."""
-        from baselines.rules import rule_id
-
-        return batch.rule_choices(rule_id(self.rule))
-
-    def dispatch_scenarios(
-        self, scenarios, *, objective: str = "total_weighted_tardiness", window: int | None = None
-    ) -> list[SolveResult]:
-        """Whole dynamic scenarios dispatched by the rule in one kernel call (:func:`dispatch_online`)."""
-        from baselines.rules import dispatch_dynamic_many
-
-        runs = dispatch_dynamic_many(scenarios, self.rule, objective=objective, window=window)
-        return [dataclasses.replace(run, method=self.spec) for run in runs]
-
-    def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
-        from baselines import rules
-
-        if isinstance(problem, JobShopInstance):
-            if self.samples > 1:
-                result = rules.best_of_random(problem, self.samples, action_set=self.action_set, seed=seed,
-                                              budget_s=budget_s)  # fmt: skip
-            else:
-                result = rules.dispatch(problem, self.rule, action_set=self.action_set, seed=seed)
-            return dataclasses.replace(result, method=self.spec)
-        return rules.dispatch_state(
-            problem, self.rule, objective=_objective(problem, self.objective), samples=self.samples, seed=seed,
-            method=self.spec, budget_s=budget_s,
-        )  # fmt: skip
-
-
-def _rule_factory(spec: MethodSpec, *, objective: str | None = None, **_: Any) -> Decider:
-    from sched_env.shop import ACTION_SETS
-
-    action_set = spec.qualifier or "non_delay"
-    if action_set not in ACTION_SETS:
-        raise DeciderError(
-            f"method {spec.text!r}: unknown action set {action_set!r}; choose one of {', '.join(ACTION_SETS)}"
-        )
-    samples = 1
-    if spec.name == "random":
-        spec.no_more_than(1, "random or random:N")
-        samples = int(spec.number(0, "the sample count N", integer=True, default=1, maximum=MAX_SAMPLES))
-    else:
-        spec.no_more_than(0, f"{spec.name} or {spec.name}@ACTION_SET (only random takes :N)")
-    return RuleDecider(spec.text, spec.name, action_set, samples, objective)
-
-
-def import_cpsat(spec: str):
-    """``baselines.cpsat``, imported when a decider is built (so that no budget pays for
-    importing OR-Tools), or a clear error naming the extra to install."""
-    try:
-        from baselines import cpsat
-    except ImportError:
-        raise DeciderError(f"method {spec!r} needs OR-Tools: pip install 'sched-env[cp]'") from None
-    return cpsat
-
-
-@dataclass
-class CpSatDecider:
-    """OR-Tools CP-SAT: ``cpsat:SECONDS`` (the limit covers building the model; a budget
-    lowers it), ``:hint`` warm-starts from the best rule schedule. On a shop state: CP-SAT
-    rescheduling, warm-started from the given plan repaired by right-shift (or the rule hint).
-
-    Anytime: when the search ends without a solution, the answer is the plan it started from
-    (the hint; without one, the best rule's plan) with status ``start-plan``."""
-
-    spec: str
-    time_limit_s: float
-    hinted: bool = False
-    objective: str | None = None
-    workers: int = 2
-    dispatches = False
-    reads_files = False
-
-    def __post_init__(self) -> None:
-        self._cpsat = import_cpsat(self.spec)
-
-    def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
-        started = time.perf_counter()
-        limit = self.time_limit_s if budget_s is None else min(self.time_limit_s, budget_s)
-        static = isinstance(problem, JobShopInstance)
-        size = problem.n_operations if static else len(problem.waiting())
-        if not self._cpsat.worth_searching(size, limit):  # no time to build a model: a rule's plan, at once
-            fallback = quick_rule_plan(problem, _objective(problem, self.objective))
-            params = {"search_status": "skipped", "time_limit_s": limit, "fallback": fallback.method}
-            return dataclasses.replace(fallback, method=self.spec, status="start-plan", seed=seed, params=params)
-        if static:
-            result, start_plan = self._solve_instance(problem, limit, started, seed, hint)
-        else:
-            result, start_plan = self._solve_state(problem, limit, started, seed, hint)
-        if result.schedule is None:  # no solution in time: the plan it started from stands
-            if start_plan is None:
-                start_plan = (
-                    _best_rule_schedule(problem) if isinstance(problem, JobShopInstance)
-                    else _best_rule_plan(problem, _objective(problem, self.objective)).schedule
-                )  # fmt: skip
-            jobs = problem if isinstance(problem, JobShopInstance) else problem.jobs
-            value = objective_value(jobs, start_plan, _objective(problem, self.objective))
-            params = {**(result.params or {}), "search_status": result.status}
-            result = dataclasses.replace(result, schedule=start_plan, objective=value, status="start-plan", params=params)
-        return dataclasses.replace(result, method=self.spec)
-
-    def _solve_instance(self, problem, limit, started, seed, hint):
-        if _objective(problem, self.objective) != "makespan":
-            raise DeciderError(f"{self.spec}: a static instance is solved for the makespan only")
-        if hint is None and self.hinted:
-            hint = _best_rule_schedule(problem)
-        cpsat = self._cpsat
-        result = cpsat.solve(problem, time_limit_s=cpsat._search_time(limit, started), workers=self.workers,
-                             seed=seed, hint=hint)  # fmt: skip
-        return result, hint
-
-    def _solve_state(self, problem, limit, started, seed, hint):
-        from baselines.repair import right_shift
-
-        objective = _objective(problem, self.objective)
-        start_plan = None
-        if hint is not None:
-            start_plan = right_shift(problem, hint, objective=objective).schedule
-        elif self.hinted:
-            start_plan = _best_rule_plan(problem, objective).schedule
-        cpsat = self._cpsat
-        result = cpsat.reschedule(
-            problem, time_limit_s=cpsat._search_time(limit, started), workers=self.workers, seed=seed,
-            hint=start_plan, objective=objective,
-        )  # fmt: skip
-        return result, start_plan
-
-
-def _cpsat_factory(spec: MethodSpec, *, objective: str | None = None, workers: int = 2, **_: Any) -> Decider:
-    spec.no_more_than(2, "cpsat, cpsat:SECONDS or cpsat:SECONDS:hint")
-    if len(spec.args) == 2 and spec.args[1] != "hint":
-        raise DeciderError(f"method {spec.text!r}: write cpsat:SECONDS or cpsat:SECONDS:hint, e.g. cpsat:10")
-    if spec.qualifier:
-        raise DeciderError(f"method {spec.text!r}: cpsat takes no '@' qualifier")
-    seconds = spec.number(0, "SECONDS", default=DEFAULT_CPSAT_SECONDS, maximum=MAX_SECONDS)
-    return CpSatDecider(spec.text, float(seconds), len(spec.args) == 2, objective, int(workers))
-
-
-@dataclass
-class RightShiftDecider:
-    """Right-shift repair of the given plan (rescheduling only): each machine keeps the plan's
-    order, operations move later only as far as the shop forces; new work goes last."""
-
-    spec: str
-    objective: str | None = None
-    time_limit_s = None
-    dispatches = False
-    reads_files = False
-
-    def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
-        from baselines.repair import right_shift
-
-        if not isinstance(problem, ShopState):
-            raise DeciderError(
-                "right-shift repairs a plan of a running shop (a ShopState); for a static instance use a rule or cpsat"
-            )
-        result = right_shift(problem, hint, objective=_objective(problem, self.objective))
-        return dataclasses.replace(result, method=self.spec, seed=seed)
-
-
-def _right_shift_factory(spec: MethodSpec, *, objective: str | None = None, **_: Any) -> Decider:
-    spec.no_more_than(0, "right-shift")
-    return RightShiftDecider(spec.text, objective)
-
-
-def _tabu_factory(spec: MethodSpec, **options: Any) -> Decider:
-    from baselines.tabu import tabu_factory
-
-    return tabu_factory(spec, **options)
-
-
-def _best_rule_schedule(instance: JobShopInstance) -> Schedule:
-    from baselines import rules
-
-    return min(rules.dispatch_many([instance] * len(HINT_RULES), list(HINT_RULES)), key=lambda r: r.objective).schedule
-
-
-def quick_rule_plan(problem: Problem, objective: str | None = None) -> SolveResult:
-    """One rule's plan, the quickest answer (every anytime planner's fallback): MWKR on an
-    instance, ATC on a running shop."""
-    from baselines import rules
-
-    if isinstance(problem, JobShopInstance):
-        return rules.dispatch(problem, "mwkr")
-    return rules.dispatch_state(problem, "atc", objective=objective or "total_weighted_tardiness")
-
-
-def _best_rule_plan(state: ShopState, objective: str) -> SolveResult:
-    from baselines import rules
-
-    candidates = [rules.dispatch_state(state, rule, objective=objective) for rule in ("atc", "edd", "spt", "mwkr")]
-    return min(candidates, key=lambda r: (r.objective, r.method))
+#: The built-in deciders: name -> (factory as ``module:attribute``, summary, example spec, qualifier).
+#: Each lives in its own module, imported when its decider is first built (as an entry point is).
+BUILTINS = {
+    "cpsat": ("baselines.cpsat_decider:cpsat_factory",
+              "OR-Tools CP-SAT, cpsat:SECONDS[:hint] (static solve or rescheduling)", "cpsat:1", "none"),
+    "tabu": ("baselines.tabu:tabu_factory", "tabu search (compiled N5, elite restarts), tabu:SECONDS or tabu:iters=N"
+             " (static solve or rescheduling)", "tabu:1", "none"),
+    "right-shift": ("baselines.repair:right_shift_factory",
+                    "right-shift repair of the previous plan (rescheduling only)", "right-shift", "none"),
+}
+RULE_FACTORY = "baselines.rule_decider:rule_factory"
 
 
 def _register_builtins() -> None:
-    from baselines.rules import RULES
-
     for name, summary in RULES.items():
-        example = "random:4" if name == "random" else name
-        register(name, _rule_factory, summary=f"dispatching rule: {summary}", example=example, origin="sched-env",
-                 qualifier="action-set")  # fmt: skip
-    register(
-        "cpsat", _cpsat_factory, summary="OR-Tools CP-SAT, cpsat:SECONDS[:hint] (static solve or rescheduling)",
-        example="cpsat:1", origin="sched-env", qualifier="none",
-    )  # fmt: skip
-    register(
-        "tabu", _tabu_factory, summary="tabu search (compiled N5, elite restarts), tabu:SECONDS or tabu:iters=N"
-        " (static solve or rescheduling)", example="tabu:1", origin="sched-env", qualifier="none",
-    )  # fmt: skip
-    register(
-        "right-shift", _right_shift_factory, summary="right-shift repair of the previous plan (rescheduling only)",
-        example="right-shift", origin="sched-env", qualifier="none",
-    )  # fmt: skip
+        point = EntryPoint(name, RULE_FACTORY, ENTRY_POINT_GROUP)
+        register(name, _LazyFactory(point), summary=f"dispatching rule: {summary}",
+                 example="random:4" if name == "random" else name, origin="sched-env", qualifier="action-set")  # fmt: skip
+    for name, (target, summary, example, qualifier) in BUILTINS.items():
+        point = EntryPoint(name, target, ENTRY_POINT_GROUP)
+        register(name, _LazyFactory(point), summary=summary, example=example, origin="sched-env", qualifier=qualifier)
 
 
 _register_builtins()
@@ -620,10 +403,8 @@ __all__ = [
     "DeciderError",
     "DeciderTraits",
     "MethodSpec",
-    "RuleDecider",
-    "CpSatDecider",
-    "RightShiftDecider",
     "as_plan",
+    "default_objective",
     "describe",
     "dispatch_online",
     "give_models",

@@ -6,10 +6,14 @@ The cheap rescheduling baseline: no search, it costs one pass over the operation
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from baselines.deciders import DeciderError, MethodSpec, default_objective
 from sched_env.schedule import Schedule, SolveResult, objective_value
 from sched_env.snapshot import ShopState, plan_rest, residual
 
@@ -68,3 +72,29 @@ def right_shift(
         instance_name=state.jobs.name,
         params={"objective": objective},
     )
+
+
+@dataclass
+class RightShiftDecider:
+    """``right-shift``: repair of the given plan (rescheduling only): each machine keeps the plan's
+    order, operations move later only as far as the shop forces; new work goes last."""
+
+    spec: str
+    objective: str | None = None
+    time_limit_s = None
+    dispatches = False
+    reads_files = False
+
+    def solve(self, problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
+        if not isinstance(problem, ShopState):
+            raise DeciderError(
+                "right-shift repairs a plan of a running shop (a ShopState); for a static instance use a rule or cpsat"
+            )
+        result = right_shift(problem, hint, objective=default_objective(problem, self.objective))
+        return dataclasses.replace(result, method=self.spec, seed=seed)
+
+
+def right_shift_factory(spec: MethodSpec, *, objective: str | None = None, **_: Any) -> RightShiftDecider:
+    """Build ``right-shift``."""
+    spec.no_more_than(0, "right-shift")
+    return RightShiftDecider(spec.text, objective)

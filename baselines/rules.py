@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from baselines.deciders import default_objective
 from instances import InvalidInstanceError, JobShopInstance
-from sched_env import _kernels as K
+from sched_env import compiled as K
 from sched_env._names import (  # name -> what it prefers; id: K.RULE.<RULE_FIELDS[name]>
     DUE_DATE_RULES,
     RULE_FIELDS,
@@ -206,7 +207,7 @@ def dispatch_dynamic_network(
     scenarios, parameters: np.ndarray, hidden: int, *, method: str = "priority-network",
     objective: str = "total_weighted_tardiness", window: int | None = None,
 ) -> list[SolveResult]:  # fmt: skip
-    """Run each dynamic scenario to the end with a priority network (``sched_env._kernels``'
+    """Run each dynamic scenario to the end with a priority network (``sched_env.compiled``'
     ``priority_score``: flat ``parameters``, ``hidden`` units) choosing at every epoch, inside
     one compiled call: the learned dispatcher at the speed of a rule. As :func:`dispatch_dynamic_many`."""
     parameters = np.asarray(parameters, dtype=np.float64)
@@ -297,3 +298,28 @@ def dispatch_state(
         seed=seed if rule.lower() == "random" else None,
         params={"objective": objective, "samples": samples, "samples_run": run},
     )  # fmt: skip
+
+
+#: Rules whose best plan starts a search on a static instance (and warm-starts ``cpsat:S:hint``).
+HINT_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
+#: Rules whose best plan starts a search on a running shop.
+STATE_START_RULES = ("atc", "edd", "spt", "mwkr")
+
+
+def best_rule_plan(problem, objective: str | None = None) -> SolveResult:
+    """The best dispatching-rule plan, where every search and anytime planner starts: on an instance
+    the shortest makespan of :data:`HINT_RULES`, on a running shop (a ``ShopState``) the best
+    ``objective`` of :data:`STATE_START_RULES`."""
+    if isinstance(problem, JobShopInstance):
+        return min(dispatch_many([problem] * len(HINT_RULES), list(HINT_RULES)), key=lambda r: r.objective)
+    objective = default_objective(problem, objective)
+    candidates = [dispatch_state(problem, rule, objective=objective) for rule in STATE_START_RULES]
+    return min(candidates, key=lambda r: (r.objective, r.method))
+
+
+def quick_rule_plan(problem, objective: str | None = None) -> SolveResult:
+    """One rule's plan, the quickest answer (every anytime planner's fallback): MWKR on an
+    instance, ATC on a running shop."""
+    if isinstance(problem, JobShopInstance):
+        return dispatch(problem, "mwkr")
+    return dispatch_state(problem, "atc", objective=default_objective(problem, objective))

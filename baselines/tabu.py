@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from baselines import _tabu_kernels as K
+from baselines.budget import TABU_READ_BACK
+from baselines.deciders import MAX_ITERATIONS, MAX_SECONDS, DeciderError, default_objective
 from instances import InvalidInstanceError, JobShopInstance
 from sched_env.schedule import Schedule
 
@@ -270,9 +272,6 @@ def tabu_search(
 
 # ---------------------------------------------------------------------- the decider
 DEFAULT_SECONDS = 10.0
-#: Seconds kept back from a time limit for reading the plan back and validating it
-#: (a fixed part and a share of the limit; measured on 100x20: about 10 ms).
-READ_BACK_S = (0.02, 0.01)
 _warm = False
 
 
@@ -360,27 +359,25 @@ def improve(
 def start_plans(problem, objective: str, hint: Schedule | None):
     """Where a search starts: the hint, else the best dispatching rule's plan; on a running shop the
     best rule's plan and the hint repaired by right-shift (two searches start from the two)."""
-    from baselines.deciders import _best_rule_plan, _best_rule_schedule
     from baselines.repair import right_shift
+    from baselines.rules import best_rule_plan
     from sched_env.schedule import SolveResult, validate_schedule
     from sched_env.snapshot import ShopState
 
     if isinstance(problem, ShopState):  # a running shop's previous plan may be stale: the best rule's plan too
-        starts = [_best_rule_plan(problem, objective)]
+        starts = [best_rule_plan(problem, objective)]
         if hint is not None:
             repaired = right_shift(problem, hint, objective=objective)
             starts.insert(0, dataclasses.replace(repaired, method="hint, right-shift"))
         return starts
-    plan = validate_schedule(problem, hint) if hint is not None else _best_rule_schedule(problem)
+    plan = validate_schedule(problem, hint) if hint is not None else best_rule_plan(problem).schedule
     return [SolveResult(plan, plan.makespan, "feasible", "hint" if hint is not None else "best rule", 0.0)]
 
 
 def search_seconds(limit: float | None, started: float) -> float | None:
-    """What is left of ``limit`` since ``started`` for the search, less the read-back reserve."""
-    if limit is None:
-        return None
-    fixed, share = READ_BACK_S
-    return max(0.0, limit - fixed - share * limit - (time.perf_counter() - started))
+    """What is left of ``limit`` since ``started`` for the search, less the read-back reserve
+    (:data:`baselines.budget.TABU_READ_BACK`)."""
+    return None if limit is None else TABU_READ_BACK.left(limit, started)
 
 
 @dataclass
@@ -406,10 +403,8 @@ class TabuDecider:
         warm_kernels()
 
     def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint: Schedule | None = None):
-        from baselines.deciders import DeciderError, _objective
-
         started = time.perf_counter()
-        objective = _objective(problem, self.objective)
+        objective = default_objective(problem, self.objective)
         if isinstance(problem, JobShopInstance) and objective != "makespan":
             raise DeciderError(f"{self.spec}: a static instance is solved for the makespan only")
         limits = [x for x in (self.seconds, budget_s) if x is not None]
@@ -430,8 +425,6 @@ def rest_of(state, plan: Schedule) -> Schedule:
 
 def tabu_factory(spec, *, objective: str | None = None, workers: int = 2, **_) -> TabuDecider:
     """Build ``tabu``, ``tabu:SECONDS``, ``tabu:iters=N`` or ``tabu:SECONDS:iters=N``."""
-    from baselines.deciders import MAX_ITERATIONS, MAX_SECONDS, DeciderError
-
     usage = "tabu, tabu:SECONDS, tabu:iters=N or tabu:SECONDS:iters=N, e.g. tabu:10"
     spec.no_more_than(2, usage)
     if spec.qualifier:

@@ -25,7 +25,7 @@ import numpy as np
 import instances
 import sched_env
 from experiments.provenance import git_commit, machine_description, package_versions
-from sched_env import _kernels as K
+from sched_env import compiled as K
 from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -36,7 +36,7 @@ import numpy as np
 from numba import config, njit, prange
 
 from sched_env._names import RULE_FIELDS, RULE_NAMES
-from sched_env.jit import KERNEL_FLAGS, kernel
+from sched_env.jit import KERNEL_FLAGS, index_table, kernel
 
 # Decorator flags: set once for every kernel of the project, in sched_env.jit.
 _kernel = kernel
@@ -238,8 +238,8 @@ DYNAMIC_FEATURE_NAMES = (
     "wspt_priority",
     "positive_slack",
 )
-F = namedtuple("FeatureColumns", FEATURE_NAMES)(*range(len(FEATURE_NAMES)))
-DF = namedtuple("DynamicFeatureColumns", DYNAMIC_FEATURE_NAMES)(*range(len(DYNAMIC_FEATURE_NAMES)))
+F = index_table("FeatureColumns", FEATURE_NAMES)
+DF = index_table("DynamicFeatureColumns", DYNAMIC_FEATURE_NAMES)
 N_FEATURES = len(FEATURE_NAMES)
 N_DYNAMIC_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 #: Features are clipped to [-FEATURE_LIMIT, FEATURE_LIMIT] so the observation space is bounded;
@@ -247,7 +247,7 @@ N_DYNAMIC_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 FEATURE_LIMIT = 1000.0
 CRITICAL_RATIO_LIMIT = 10.0  # (due - now) / work left, clipped: beyond 10 a job is simply "not urgent"
 
-RULE = namedtuple("RuleIds", [RULE_FIELDS[name] for name in RULE_NAMES])(*range(len(RULE_NAMES)))
+RULE = index_table("RuleIds", tuple(RULE_FIELDS[name] for name in RULE_NAMES))
 ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
 COVERT_K = 2.0  # COVERT look-ahead: slack is discounted over COVERT_K of the operation's own length
 

@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from baselines.budget import MIN_DECIDER_S, SERVICE_ANSWER
 from service.schemas import (
     MAX_BODY_BYTES,
     MAX_BUDGET_MS,
@@ -56,7 +57,6 @@ from service.schemas import (
 from service.shop_routes import body_of, shop_routes
 from service.shops import DEFAULT_SHOP_RATE
 from service.store import default_path
-from service.timing import MIN_DECIDER_S, answer_reserve_s
 
 LOG = logging.getLogger("sched_env.service")
 #: How long past a request's deadline it may take before it is answered 504.
@@ -503,10 +503,10 @@ class _Planning:
         else:
             problem, orders = to_state(body)
         n_operations = sum(len(o.operations) for o in orders)
-        left = deadline - time.perf_counter() - answer_reserve_s(n_operations)
+        left = SERVICE_ANSWER.until(deadline, budget_s, n_operations, floor=MIN_DECIDER_S)
         if self.abandoned.is_set():
             raise _late()
-        result = _run_decider(problem, decider, body.method, max(left, MIN_DECIDER_S))
+        result = _run_decider(problem, decider, body.method, left)
         if self.abandoned.is_set():
             raise _late()
         return self._answer(body, problem, decider, result, orders)

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from baselines.budget import MIN_DECIDER_S, SERVICE_ANSWER
 from service.schemas import (
     MAX_EVENTS,
     EventBatch,
@@ -39,7 +40,6 @@ from service.schemas import (
 )
 from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability
 from service.store import EventStore, StoreError, digest
-from service.timing import MIN_DECIDER_S, answer_reserve_s
 
 LOG = logging.getLogger("sched_env.service.shops")
 #: Shops one service holds at most.
@@ -308,8 +308,9 @@ class Shops:
         state = snapshot.state
         n_operations = int(state.jobs.n_ops.sum())
         started = time.perf_counter()
-        left = snapshot.since + config.budget_ms / 1000 - started - answer_reserve_s(n_operations)
-        budget_s = min(left, self.planners.share_s(config.budget_ms / 1000))
+        budget = config.budget_ms / 1000
+        left = SERVICE_ANSWER.until(snapshot.since + budget, budget, n_operations, floor=MIN_DECIDER_S)
+        budget_s = min(left, self.planners.share_s(budget))
         result = deciders.solve(state, shop.decider, budget_s=max(budget_s, MIN_DECIDER_S))
         schedule, held = result.schedule, 0
         if config.frozen_horizon is not None and snapshot.previous:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import instances
-from baselines import deciders
+from baselines import deciders, rules
 from baselines.deciders import DeciderError, MethodSpec
 from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import generate_scenario
@@ -163,7 +163,7 @@ def test_an_overrun_is_reported_instead_of_hidden():
 
         def solve(self, problem, *, budget_s=None, seed=0, hint=None):
             time.sleep(0.12)
-            return deciders.quick_rule_plan(problem)
+            return rules.quick_rule_plan(problem)
 
     result = deciders.solve(instances.load("ft06"), Sleepy(), budget_s=1e-3)
     assert result.over_budget and result.wall_time_s > result.budget_s
@@ -231,7 +231,7 @@ def test_cpsat_without_a_solution_returns_the_given_hint_and_says_so(monkeypatch
     unhinted = deciders.solve(instance, "cpsat:1")  # no hint: the best rule's plan
     validate_schedule(instance, unhinted.schedule)
     assert unhinted.status == "start-plan"
-    assert unhinted.objective == min(deciders.solve(instance, r).objective for r in deciders.HINT_RULES)
+    assert unhinted.objective == min(deciders.solve(instance, r).objective for r in rules.HINT_RULES)
 
 
 def test_rescheduling_deciders_keep_done_and_running_work():

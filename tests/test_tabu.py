@@ -215,7 +215,7 @@ def test_static_solve_keeps_its_budget_and_beats_its_start():
     import instances
 
     instance = instances.load("ta41") if "ta41" in instances.names() else instances.taillard("ta41")
-    start = min(rules.dispatch_many([instance] * 6, list(deciders.HINT_RULES)), key=lambda r: r.objective)
+    start = min(rules.dispatch_many([instance] * 6, list(rules.HINT_RULES)), key=lambda r: r.objective)
     result = deciders.solve(instance, "tabu:5", budget_s=0.5)
     validate_schedule(instance, result.schedule)
     assert result.objective < start.objective and result.status == "feasible"
