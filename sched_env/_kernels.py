@@ -69,8 +69,10 @@ def for_batch(kernel, n_shops: int, long_episodes: bool = False):
         twin = _parallel_twins[source.__name__] = njit(parallel=True, **KERNEL_FLAGS)(copy)
     return twin
 
-NONE = -1  # "no operation / no job" in lists, slots and choices
-FOREVER = 2**62  # a time after every event
+# Constants are numpy integers, not Python ints: a kernel called with a Python-int constant is
+# compiled once more for that literal (numba types it Literal[int]), which cost seconds of compiling.
+NONE = np.int64(-1)  # "no operation / no job" in lists, slots and choices
+FOREVER = np.int64(2**62)  # a time after every event
 
 # ---- field tables --------------------------------------------------------------------
 # (name, size): size is an expression in the padded sizes J, M, O, the downtime windows D
@@ -193,13 +195,14 @@ IN = instance_offsets.py_func(0, 0, 0)
 ST = state_offsets.py_func(0, 0, 0)
 
 # ---- enumerations shared with Python -------------------------------------------------
-PLACEMENT_APPEND = 0
-PLACEMENT_ACTIVE = 1
-ACTIONS_ANY = 0
-ACTIONS_GT = 1
-ACTIONS_NON_DELAY = 2
-REWARD_DENSE = 0
-REWARD_SPARSE = 1
+PLACEMENT_APPEND = np.int64(0)
+PLACEMENT_ACTIVE = np.int64(1)
+ACTIONS_ANY = np.int64(0)
+ACTIONS_GT = np.int64(1)
+ACTIONS_NON_DELAY = np.int64(2)
+REWARD_DENSE = np.int64(0)
+REWARD_SPARSE = np.int64(1)
+NO_WAIT = np.int64(0)  # the width of the wait action in a shop without one
 
 #: Columns of the static per-job features (documented in ``JobShopEnv``), by name.
 FEATURE_NAMES = (
@@ -673,7 +676,7 @@ def pick_by_rule(inst, state, mask, rule, uniform, now, ties, J, M, O):
         queue_totals(state, now, queue_work, np.zeros(M, dtype=np.int64), J, M, O)
     best = NONE
     best_key = 0.0
-    best_tie = 0
+    best_tie = NONE  # unread while best is NONE
     for j in range(J):
         if mask[j] == 0:
             continue
@@ -723,11 +726,11 @@ def rollout_rules(insts, states, rules, uniforms, placement, action_set, masks, 
 # continue after the repair; restart: the work is lost and the op starts over later).
 # With the wait action enabled (``W = 1``), the mask has one more entry, index J: "keep the
 # machines as they are until the next event".
-INTERRUPT_RESUME = 0
-INTERRUPT_RESTART = 1
-OBJECTIVE_MAKESPAN = 0
-OBJECTIVE_TARDINESS = 1  # total weighted tardiness
-OBJECTIVE_FLOW = 2  # mean flow time
+INTERRUPT_RESUME = np.int64(0)
+INTERRUPT_RESTART = np.int64(1)
+OBJECTIVE_MAKESPAN = np.int64(0)
+OBJECTIVE_TARDINESS = np.int64(1)  # total weighted tardiness
+OBJECTIVE_FLOW = np.int64(2)  # mean flow time
 
 
 @_kernel
@@ -1149,7 +1152,7 @@ def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objecti
     schedules stay in ``states``."""
     returns = np.zeros(states.shape[0])
     for i in prange(states.shape[0]):
-        count = dynamic_reset(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+        count = dynamic_reset(insts[i], states[i], masks[i], NO_WAIT, J, M, O, D, S)
         total = dynamic_reward(insts[i], states[i], objective, J, M, O, S)
         step = 0
         while count > 0:
@@ -1157,7 +1160,7 @@ def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objecti
                 insts[i], states[i], masks[i], rules[i], uniforms[i, step % uniforms.shape[1]], J, M, O, D, S
             )
             dynamic_start(insts[i], states[i], job, interruptions[i], J, M, O, D, S)
-            count = dynamic_settle(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+            count = dynamic_settle(insts[i], states[i], masks[i], NO_WAIT, J, M, O, D, S)
             total += dynamic_reward(insts[i], states[i], objective, J, M, O, S)
             step += 1
         returns[i] = total
@@ -1203,7 +1206,7 @@ def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D
     mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S)
     best = NONE
     best_key = 0.0
-    best_tie = 0
+    best_tie = NONE  # unread while best is NONE
     for j in range(J):
         if mask[j] == 0:
             continue
@@ -1224,12 +1227,12 @@ def rollout_dynamic_scored(insts, states, params, hidden, interruptions, objecti
     returns = np.zeros(states.shape[0])
     for i in prange(states.shape[0]):
         scratch = np.zeros((J, N_DYNAMIC_FEATURES))
-        count = dynamic_reset(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+        count = dynamic_reset(insts[i], states[i], masks[i], NO_WAIT, J, M, O, D, S)
         total = dynamic_reward(insts[i], states[i], objective, J, M, O, S)
         while count > 0:
             job = dynamic_choose_scored(insts[i], states[i], masks[i], params[i], hidden, scratch, J, M, O, D, S)
             dynamic_start(insts[i], states[i], job, interruptions[i], J, M, O, D, S)
-            count = dynamic_settle(insts[i], states[i], masks[i], 0, J, M, O, D, S)
+            count = dynamic_settle(insts[i], states[i], masks[i], NO_WAIT, J, M, O, D, S)
             total += dynamic_reward(insts[i], states[i], objective, J, M, O, S)
         returns[i] = total
     return returns
