@@ -28,6 +28,7 @@ from baselines.budget import HYBRID_POLISH, MIN_SEARCH_S
 from baselines.deciders import default_objective
 from instances import JobShopInstance
 from sched_env.schedule import SolveResult, objective_value
+from sched_env.warmup import warm_up
 
 #: Share of the budget for sampling policy plans (after the greedy one).
 SAMPLE_SHARE = 0.05
@@ -55,7 +56,7 @@ class HybridDecider:
 
     def __post_init__(self) -> None:
         from agents.deciders import PolicyDecider
-        from baselines.tabu import warm_kernels
+        from baselines import tabu  # noqa: F401  (registers the "tabu" kernel group)
 
         try:
             from baselines import cpsat
@@ -63,7 +64,7 @@ class HybridDecider:
             cpsat = None
         self._cpsat = cpsat
         self._policy = PolicyDecider(self.spec)
-        warm_kernels()
+        warm_up("tabu")
 
     def use(self, policies) -> None:
         """Plan with these loaded policies (see :meth:`PolicyDecider.use`)."""

@@ -24,6 +24,7 @@ from baselines import _tabu_kernels as K
 from baselines.budget import TABU_READ_BACK
 from baselines.deciders import MAX_ITERATIONS, MAX_SECONDS, DeciderError, default_objective
 from instances import InvalidInstanceError, JobShopInstance
+from sched_env import warmup
 from sched_env.schedule import Schedule
 
 OBJECTIVE_KINDS = {
@@ -272,40 +273,18 @@ def tabu_search(
 
 # ---------------------------------------------------------------------- the decider
 DEFAULT_SECONDS = 10.0
-_warm = False
-
-
-def kernels_cached() -> bool:
-    """Whether numba's on-disk cache holds the search's entry kernels for the current source."""
-    try:
-        return all(getattr(K, name)._cache._cache_file._load_index() for name in ("begin", "search", "decode_orders"))
-    except (AttributeError, OSError):  # numba internals moved, or an unreadable cache: assume cold
-        return False
-
-
-def compile_beside():
-    """Start compiling the kernels in a helper process (filling numba's cache) unless they are
-    cached: a program that compiles other kernels meanwhile waits once, not twice. None if cached."""
-    import subprocess
-    import sys
-
-    if kernels_cached():
-        return None
-    return subprocess.Popen([sys.executable, "-c", "from baselines.tabu import warm_kernels; warm_kernels()"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+#: The search's kernels as a warm-up group (``sched_env.warmup.warm_up("tabu")``).
+warmup.register(warmup.KernelGroup("tabu", "baselines.tabu:warm_kernels", "baselines._tabu_kernels",
+                                   ("begin", "search", "decode_orders"), 13))  # fmt: skip
 
 
 def warm_kernels() -> None:
-    """Compile (or load from numba's cache) the search's kernels on a tiny shop, once per process,
-    so that no budget pays for it."""
-    global _warm
-    if _warm:
-        return
+    """Compile (or load from numba's cache) the search's kernels on a tiny shop (the ``tabu``
+    warm-up group: call ``warm_up("tabu")``, which does it once per process)."""
     tiny = JobShopInstance([[0, 1], [1, 0]], [[2, 3], [2, 1]], n_machines=2, name="warm-up")
     start = Schedule([0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0], [0, 2, 0, 5], [2, 5, 2, 6])
     for objective, blocked in (("makespan", None), ("total_flow_time", {0: [(7, 9)]})):
         tabu_search(TabuProblem.build(tiny, blocked, objective), start, objective=objective, iterations=4, workers=1)
-    _warm = True
 
 
 def improve(
@@ -400,7 +379,7 @@ class TabuDecider:
         return self.seconds
 
     def __post_init__(self) -> None:
-        warm_kernels()
+        warmup.warm_up("tabu")
 
     def solve(self, problem, *, budget_s: float | None = None, seed: int = 0, hint: Schedule | None = None):
         started = time.perf_counter()

@@ -58,23 +58,23 @@ def _policy_available() -> bool:
 
 def run_demo(out: Path, instance_name: str = "ta01", time_limit: float = 3.0, method: str = "hybrid:1",
              directory: str | None = None) -> int:  # fmt: skip
-    from sched_env.warmup import warm_up
-
     started = time.perf_counter()
     print("sched-env demo: ta01 by a rule, the learned policy and CP-SAT; then a breakdown rescheduled", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    from baselines.tabu import compile_beside
+    from baselines import tabu  # noqa: F401  (registers the "tabu" kernel group)
+    from sched_env.warmup import compile_beside, warm_up
 
-    helper = compile_beside()  # the rescheduler's search (the hybrid's, by default) compiles beside the simulator
-    if helper is not None:
-        print("compiling the tabu search's kernels beside them, once for this machine ...", flush=True)
-    warm_up(say=lambda line: print(line, flush=True))
-    if helper is not None:
-        helper.wait()
+    out.mkdir(parents=True, exist_ok=True)
+    # A fresh machine compiles three kernel groups: the dynamic shop's compiles in a helper while this
+    # process compiles the static shop's and prints the first table; the tabu search's (the hybrid's)
+    # follows in a helper; the dynamic part waits for both, so that no plan's time pays for compiling.
+    compile_beside("dynamic")
+    warm_up("static", say=lambda line: print(line, flush=True))
+    compile_beside("tabu")
     has_cp, has_policy = _have("ortools"), _policy_available()
     instance = instances.load(instance_name, directory=directory)
     report = [f"# sched-env demo ({time.strftime('%Y-%m-%d %H:%M')})", ""]
     charts = _static_part(instance, time_limit, has_cp, has_policy, out, report)
+    warm_up("dynamic", "tabu", say=lambda line: print(f"\n{line}", flush=True))
     charts += _dynamic_part(method, has_cp, has_policy, out, report)
     charts = [c for c in charts if c is not None]
     report += ["## Files", ""] + [f"* `{Path(c).name}`" for c in charts]
@@ -97,7 +97,10 @@ def _static_part(instance, time_limit: float, has_cp: bool, has_policy: bool, ou
         ["mwkr"] + (["policy", "policy:128"] if has_policy else []) + ([f"cpsat:{time_limit:g}"] if has_cp else [])
     )
     print(f"\n{instance.name} ({instance.n_jobs} jobs x {instance.n_machines} machines, best known makespan {best}):")
+    header = ("method", "makespan", "above best known", "seconds")
     rows, results = [], {}
+    widths = [max(len(h), 12) for h in header]
+    print("\n".join(_table_lines(header, [], widths)), flush=True)  # the rows follow as they come
     for spec in methods:
         result = deciders.solve(instance, spec)
         results[spec] = result
@@ -105,8 +108,8 @@ def _static_part(instance, time_limit: float, has_cp: bool, has_policy: bool, ou
         rows.append(
             (spec, str(result.objective), "" if gap is None else f"{100 * gap:.1f} %", f"{result.wall_time_s:.2f}")
         )
-    table = _table(("method", "makespan", "above best known", "seconds"), rows)
-    print(table)
+        print(_table_lines(header, rows[-1:], widths)[-1], flush=True)
+    table = _table(header, rows)
     report += [f"## {instance.name}: makespan by method", "", table, ""]
     if not has_policy:
         print("(no learned policy: pip install 'sched-env[policy]' for the shipped ONNX models)")
@@ -207,7 +210,11 @@ def _chart(schedule, path: Path, instance, title: str, **marks):
 
 def _table(header, rows) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return "\n".join(_table_lines(header, rows, widths))
+
+
+def _table_lines(header, rows, widths) -> list[str]:
+    """A Markdown table's lines with these column widths (rows may be printed one by one)."""
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]  # fmt: skip
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in rows]
-    return "\n".join(lines)
+    return lines + ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in rows]

@@ -1393,11 +1393,3 @@ def warm_dynamic() -> None:
         rows, states, np.zeros((1, priority_parameters(2))), 2, no_interruptions, OBJECTIVE_TARDINESS,
         np.zeros((1, J), dtype=np.int8), *dims,
     )  # fmt: skip
-
-
-#: What each warm-up compiles: its entry points (the kernels callers call; the others are inside them).
-WARM_UPS = {
-    "static": (warm_static, ("reset_batch", "step_batch", "rollout_rules", "sample_valid_actions")),
-    "dynamic": (warm_dynamic, ("dynamic_step_shop", "dynamic_wait_shop", "dynamic_step_batch", "rollout_dynamic_rules",
-                           "rollout_dynamic_scored")),
-}

@@ -155,6 +155,7 @@ class DynamicShopOptions:
         self._objective = option(objective, OBJECTIVES, "objective")
         self.strict = bool(strict)
         self.allow_wait = bool(allow_wait)
+        self._wait_width = int(self.allow_wait)  # the kernels' W (an int: a bool would compile them once more)
         self._source = scenario_source(scenario)
         self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
         self.n_actions = self.layout.J + self.allow_wait
@@ -282,7 +283,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
 
     def _kernel_reset(self) -> dict[str, Any]:
         count = K.dynamic_reset_and_observe(
-            self._instance_row, self._state_row, self._mask, self._features, self.allow_wait, *self._dims()
+            self._instance_row, self._state_row, self._mask, self._features, self._wait_width, *self._dims()
         )
         if count < 0:
             raise SchedEnvError(f"scenario {self._item.name!r}: no operation can ever start (check its downtimes)")
@@ -292,7 +293,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     def _kernel_step(self, action: int):
         reward, done, invalid, stuck = K.dynamic_step_shop(
             self._instance_row, self._state_row, action, self._interruption, self._objective, self._mask,
-            self._features, self.allow_wait, *self._dims(),
+            self._features, self._wait_width, *self._dims(),
         )  # fmt: skip
         if stuck:
             raise SchedEnvError(f"scenario {self._item.name!r}: no operation can ever start again")
@@ -317,7 +318,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
             raise gym.error.ResetNeeded("call reset() before wait()")
         reward, done, stuck = K.dynamic_wait_shop(
             self._instance_row, self._state_row, K.NONE if until is None else int(until), self._objective,
-            self._mask, self._features, self.allow_wait, *self._dims(),
+            self._mask, self._features, self._wait_width, *self._dims(),
         )  # fmt: skip
         if stuck:
             raise SchedEnvError(f"scenario {self._item.name!r}: no event is left to wait for")
@@ -456,7 +457,7 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         K.for_batch(K.dynamic_reset_batch, self.num_envs)(
-            self._insts, self._states, rows, self._masks, self._features, self._counts, self.allow_wait, *self._dims()
+            self._insts, self._states, rows, self._masks, self._features, self._counts, self._wait_width, *self._dims()
         )
         if (self._counts[rows] < 0).any():
             raise SchedEnvError("a scenario in the batch can never start an operation (check its downtimes)")
@@ -465,7 +466,7 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         K.for_batch(K.dynamic_step_batch, self.num_envs)(
             self._insts, self._states, actions, self._interruptions, self._objective, True, self._masks,
             self._features, self._rewards, self._dones, self._invalids, self._stuck, self._final_masks,
-            self._final_features, self._final_states, self.allow_wait, *self._dims(),
+            self._final_features, self._final_states, self._wait_width, *self._dims(),
         )  # fmt: skip
         if self._stuck.any():
             raise SchedEnvError(f"shop {int(np.argmax(self._stuck))}: no operation can ever start again")

@@ -197,16 +197,14 @@ def load_models(settings: Settings) -> dict[str, Any]:
     """Load the shipped (or given) policies and warm every kernel (the simulator's, the tabu
     search's compiling beside them); what /v1/model reports."""
     from agents.loading import load_policy
-    from baselines.tabu import compile_beside, warm_kernels
-    from sched_env import warm_up
+    from baselines import tabu  # noqa: F401  (registers the "tabu" kernel group)
+    from sched_env.warmup import compile_beside, warm_up
 
-    helper = compile_beside()
-    warm_up()
+    compile_beside("tabu")
+    warm_up("static", "dynamic")
     static = load_policy(settings.static_model, kind="static")
     dynamic = load_policy(kind="dynamic")
-    if helper is not None:
-        helper.wait()
-    warm_kernels()
+    warm_up("tabu")
     return {"static": static, "dynamic": dynamic}
 
 

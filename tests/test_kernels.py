@@ -149,6 +149,26 @@ def test_warm_up_compiles_groups_once_and_names_bad_ones():
         warmup.warm_up("everything")
 
 
+def test_envs_and_rollouts_reuse_the_warmed_kernels_without_compiling_again():
+    """A kernel called with other argument types (a bool for an int, a literal constant) is compiled
+    once more; on a fresh machine that happened inside the first plans' budgets."""
+    from sched_env import warmup
+    from sched_env.dynamic import DynamicJobShopEnv
+    from sched_env.events import generate_scenario
+
+    warmup.warm_up("static", "dynamic")
+    before = {name: len(getattr(K, name).signatures) for name in K.__dict__ if hasattr(getattr(K, name), "signatures")}
+    scenario = generate_scenario(3, initial_jobs=3, arriving_jobs=3, mtbf=50, mttr=5, seed=1)
+    for allow_wait in (False, True):
+        env = DynamicJobShopEnv(scenario, allow_wait=allow_wait)
+        env.reset(seed=0)
+        env.step(int(np.flatnonzero(env.action_masks())[0]))
+        if allow_wait:
+            env.wait()
+    after = {name: len(getattr(K, name).signatures) for name in before}
+    assert after == before, {name: (before[name], after[name]) for name in before if after[name] != before[name]}
+
+
 def test_small_batches_use_the_serial_kernels():
     assert K.for_batch(K.step_batch, K.PARALLEL_MIN_SHOPS - 1) is K.step_batch
 
