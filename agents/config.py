@@ -1,6 +1,8 @@
-"""The training config of ``sched-env train``: one dataclass whose fields document themselves
-(``sched-env train --help``), read from YAML and ``--set key=value`` with values coerced to each
-field's type, and the env options and ranking keys a config implies. No torch here.
+"""The configs of ``sched-env train`` (:class:`TrainConfig`, read from YAML and ``--set key=value``
+with values coerced to each field's type) and ``sched-env evolve`` (:class:`EvolutionConfig`): each
+field documents itself once (:func:`documented`), and that text reaches ``--help`` one way
+(:func:`config_help`, :func:`add_config_options`). Also the env options and ranking keys a config
+implies. No torch and no numba here: the CLI builds its parser from these without loading either.
 """
 
 from __future__ import annotations
@@ -20,75 +22,78 @@ SHOPS = ("static", "dynamic")
 REFERENCE_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
+def documented(text: str, default: Any, *, option: bool = False) -> Any:
+    """A config field with its meaning (shown by ``--help``); ``option``: also a command-line option
+    of its own (``--field-name``), not only a config key."""
+    return field(default=default, metadata={"help": text, "option": option})
+
 
 
 @dataclass
 class TrainConfig:
     """What to train, on what, and how long. Load from YAML; override with ``--set key=value``."""
 
-    name: str = _help("run name (default: SHOP-ALGO-sSEED)", "")
-    shop: str = _help("static (JobShop-v0, makespan) or dynamic (DynamicJobShop-v0)", "static")
-    algo: str = _help("self-labeling, maskable-ppo, or SB3's unmasked ppo, a2c, dqn", "self-labeling")
+    name: str = documented("run name (default: SHOP-ALGO-sSEED)", "")
+    shop: str = documented("static (JobShop-v0, makespan) or dynamic (DynamicJobShop-v0)", "static")
+    algo: str = documented("self-labeling, maskable-ppo, or SB3's unmasked ppo, a2c, dqn", "self-labeling")
     # --- the static shop
-    sizes: tuple[str, ...] = _help(
+    sizes: tuple[str, ...] = documented(
         "static: instance sizes JOBSxMACHINES drawn uniformly", ("10x10", "15x10", "15x15", "20x10")
     )
-    low: int = _help("shortest operation duration", 1)
-    high: int = _help("longest operation duration (Taillard: 1..99)", 99)
-    reward_mode: str = _help("static PPO reward: dense (lower-bound increase) or sparse", "dense")
-    action_set: str = _help("static action set: non_delay, giffler_thompson or any", "non_delay")
+    low: int = documented("shortest operation duration", 1)
+    high: int = documented("longest operation duration (Taillard: 1..99)", 99)
+    reward_mode: str = documented("static PPO reward: dense (lower-bound increase) or sparse", "dense")
+    action_set: str = documented("static action set: non_delay, giffler_thompson or any", "non_delay")
     # --- the dynamic shop
-    machines: tuple[int, ...] = _help("dynamic: machine counts drawn uniformly (random routes)", (10, 15, 20))
-    initial_jobs: int = _help("dynamic: jobs present at time 0", 5)
-    arriving_jobs: int = _help("dynamic: jobs arriving later", 15)
-    utilisation: tuple[float, float] = _help("dynamic: target utilisation drawn uniformly in [low, high]", (0.75, 0.95))
-    breakdown_probability: float = _help("dynamic: share of scenarios with breakdowns", 0.5)
-    mtbf: float = _help("dynamic: mean time between failures per machine", 2000.0)
-    mttr: float = _help("dynamic: mean time to repair", 100.0)
-    noise: float = _help("dynamic: processing-time noise (real = planned x U[1-noise, 1+noise])", 0.1)
-    tightness: float = _help("dynamic: due date = arrival + tightness x job work", 1.5)
-    objective: str = _help(
+    machines: tuple[int, ...] = documented("dynamic: machine counts drawn uniformly (random routes)", (10, 15, 20))
+    initial_jobs: int = documented("dynamic: jobs present at time 0", 5)
+    arriving_jobs: int = documented("dynamic: jobs arriving later", 15)
+    utilisation: tuple[float, float] = documented("dynamic: target utilisation drawn uniformly in [low, high]", (0.75, 0.95))
+    breakdown_probability: float = documented("dynamic: share of scenarios with breakdowns", 0.5)
+    mtbf: float = documented("dynamic: mean time between failures per machine", 2000.0)
+    mttr: float = documented("dynamic: mean time to repair", 100.0)
+    noise: float = documented("dynamic: processing-time noise (real = planned x U[1-noise, 1+noise])", 0.1)
+    tightness: float = documented("dynamic: due date = arrival + tightness x job work", 1.5)
+    objective: str = documented(
         "dynamic objective: total_weighted_tardiness, makespan or mean_flow_time", "total_weighted_tardiness"
     )
-    allow_wait: bool = _help("dynamic: offer the wait action (keep idle machines idle until the next event)", False)
+    allow_wait: bool = documented("dynamic: offer the wait action (keep idle machines idle until the next event)", False)
     # --- the policy
-    embed_dim: int = _help("job embedding width", 64)
-    n_layers: int = _help("attention layers over the jobs", 2)
-    n_heads: int = _help("attention heads", 4)
-    ff_dim: int = _help("feed-forward width (attention blocks, score and value heads)", 128)
+    embed_dim: int = documented("job embedding width", 64)
+    n_layers: int = documented("attention layers over the jobs", 2)
+    n_heads: int = documented("attention heads", 4)
+    ff_dim: int = documented("feed-forward width (attention blocks, score and value heads)", 128)
     # --- the run
-    timesteps: int = _help(
+    timesteps: int = documented(
         "environment decisions to train for (self-labeling counts every sampled decision)", 2_000_000
     )
-    seed: int = _help("seed of everything (instances, sampling, weights)", 0)
-    device: str = _help("torch device: cpu, cuda or auto", "cpu")
-    threads: int = _help("torch CPU threads (0: torch's default)", 0)
-    learning_rate: float = _help("initial learning rate", 3e-4)
-    final_learning_rate: float = _help("learning rate at the end (cosine decay; = learning_rate for none)", 1e-5)
-    init_from: str = _help("start from this checkpoint's weights (fine-tuning; a new run, new step count)", "")
+    seed: int = documented("seed of everything (instances, sampling, weights)", 0)
+    device: str = documented("torch device: cpu, cuda or auto", "cpu")
+    threads: int = documented("torch CPU threads (0: torch's default)", 0)
+    learning_rate: float = documented("initial learning rate", 3e-4)
+    final_learning_rate: float = documented("learning rate at the end (cosine decay; = learning_rate for none)", 1e-5)
+    init_from: str = documented("start from this checkpoint's weights (fine-tuning; a new run, new step count)", "")
     # --- self-labeling
-    samples: int = _help("self-labeling: schedules sampled per iteration (K)", 128)
-    pool_rule: str = _help("self-labeling: a dispatching rule whose schedule joins the K candidates ('' for none)", "")
-    grad_clip: float = _help("gradient-norm clip", 1.0)
+    samples: int = documented("self-labeling: schedules sampled per iteration (K)", 128)
+    pool_rule: str = documented("self-labeling: a dispatching rule whose schedule joins the K candidates ('' for none)", "")
+    grad_clip: float = documented("gradient-norm clip", 1.0)
     # --- PPO family
-    n_envs: int = _help("PPO family: shops stepped together in the batched env", 32)
-    n_steps: int = _help("PPO/A2C: steps per env per update", 128)
-    batch_size: int = _help("PPO/DQN: minibatch size", 256)
-    n_epochs: int = _help("PPO: epochs per update", 4)
-    gamma: float = _help("discount (1: the return is the objective)", 1.0)
-    gae_lambda: float = _help("GAE lambda", 0.95)
-    clip_range: float = _help("PPO clip range", 0.2)
-    ent_coef: float = _help("entropy bonus", 0.01)
-    vf_coef: float = _help("value-loss weight", 0.5)
+    n_envs: int = documented("PPO family: shops stepped together in the batched env", 32)
+    n_steps: int = documented("PPO/A2C: steps per env per update", 128)
+    batch_size: int = documented("PPO/DQN: minibatch size", 256)
+    n_epochs: int = documented("PPO: epochs per update", 4)
+    gamma: float = documented("discount (1: the return is the objective)", 1.0)
+    gae_lambda: float = documented("GAE lambda", 0.95)
+    clip_range: float = documented("PPO clip range", 0.2)
+    ent_coef: float = documented("entropy bonus", 0.01)
+    vf_coef: float = documented("value-loss weight", 0.5)
     # --- evaluation and checkpoints
-    eval_items: int = _help("validation set size (random instances or scenarios from the training distribution)", 100)
-    eval_seed: int = _help("seed of the validation set (kept apart from training seeds)", 10_000)
-    eval_every: int = _help("evaluate every N decisions", 500_000)
-    checkpoint_every: int = _help("checkpoint every N decisions", 1_000_000)
-    checkpoint_minutes: float = _help("also checkpoint after this many minutes of training since the last one", 2.0)
-    out: str = _help("folder of runs: OUT/NAME holds tb/, checkpoints/, best.zip, final.zip", "runs")
+    eval_items: int = documented("validation set size (random instances or scenarios from the training distribution)", 100)
+    eval_seed: int = documented("seed of the validation set (kept apart from training seeds)", 10_000)
+    eval_every: int = documented("evaluate every N decisions", 500_000)
+    checkpoint_every: int = documented("checkpoint every N decisions", 1_000_000)
+    checkpoint_minutes: float = documented("also checkpoint after this many minutes of training since the last one", 2.0)
+    out: str = documented("folder of runs: OUT/NAME holds tb/, checkpoints/, best.zip, final.zip", "runs")
 
     def __post_init__(self) -> None:
         self.check()
@@ -134,7 +139,7 @@ class TrainConfig:
             key, eq, text = item.partition("=")
             if not eq:
                 raise SchedEnvError(f"--set {item!r}: write KEY=VALUE, e.g. --set timesteps=100000")
-            values[key.strip()] = _parse_value(known.get(key.strip()), text.strip())
+            values[key.strip()] = _parse_value(known.get(key.strip()), text.strip(), "--set")
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise SchedEnvError(f"unknown config keys {unknown}; known keys: {', '.join(known)}")
@@ -179,7 +184,7 @@ def _read_mapping(text: str, path) -> Any:
 def _coerce(spec, value: Any) -> Any:
     """A config value in its field's type (YAML reads ``1e-5`` as a string, lists as lists)."""
     if isinstance(value, str):
-        return _parse_value(spec, value)
+        return _parse_value(spec, value, "config")
     if isinstance(spec.default, tuple) and isinstance(value, (list, tuple)):
         return tuple(value)
     if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -187,8 +192,9 @@ def _coerce(spec, value: Any) -> Any:
     return value
 
 
-def _parse_value(spec, text: str) -> Any:
-    """A --set value by the field's type: lists split on commas, numbers and booleans parsed."""
+def _parse_value(spec, text: str, where: str) -> Any:
+    """A value read from ``where`` (``--set`` or the config file) by the field's type: lists split
+    on commas, numbers and booleans parsed."""
     if spec is None:
         return text
     default = spec.default
@@ -201,7 +207,7 @@ def _parse_value(spec, text: str) -> Any:
         try:
             return type(default)(float(text)) if isinstance(default, int) else float(text)
         except ValueError:
-            raise SchedEnvError(f"--set {spec.name}={text!r}: expected a number") from None
+            raise SchedEnvError(f"{where} {spec.name}={text!r}: expected a number") from None
     return text
 
 
@@ -215,14 +221,64 @@ def parse_size(text: str) -> tuple[int, int]:
     return jobs, machines
 
 
-def config_help() -> str:
-    """Every config key with its default and meaning, for ``sched-env train --help``."""
-    lines = []
-    for spec in dataclasses.fields(TrainConfig):
-        default = spec.default
-        shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else repr(default)
-        lines.append(f"  {spec.name:<22} {spec.metadata.get('help', '')} (default {shown})")
-    return "config keys (YAML or --set KEY=VALUE):\n" + "\n".join(lines)
+@dataclass
+class EvolutionConfig:
+    """The recipe of a run; its option fields are ``sched-env evolve`` options, every field is in
+    ``sched-env evolve --help`` (and stored with the run, so ``--resume`` continues the same recipe)."""
+
+    hidden: int = documented("hidden units of the priority network (0: a linear priority over the features)", 0,
+                             option=True)  # fmt: skip
+    pairs: int = documented("antithetic pairs per generation (2 x pairs perturbed networks)", 8, option=True)
+    streams: int = documented("training streams per generation, shared by every perturbation", 8, option=True)
+    sigma: float = documented("perturbation scale, in standard units of each feature", 0.1, option=True)
+    learning_rate: float = documented("Adam step on the mean, in the same units", 0.01, option=True)
+    minutes: float = documented("wall-time budget of this call (a resumed run adds to it)", 30.0, option=True)
+    generations: int = documented("the run ends at this many generations (the recipe's length), or at minutes; with"
+                                  " --resume the run's own unless given", 150, option=True)  # fmt: skip
+    seed: int = documented("training seed (streams, perturbations)", 0, option=True)
+    train_warmup: int = documented("jobs per training stream before recording", 300)
+    train_recorded: int = documented("jobs per training stream recorded", 1500)
+    validate_every: int = documented("generations between validation runs (and checkpoints)", 5)
+    validation_seeds: int = documented("validation streams per validation setting", 2)
+    validation_length: tuple[int, int] = documented("validation streams' warm-up and recorded jobs", (1000, 5000))
+    machines: tuple[int, ...] = documented("machine counts of the training settings", (5, 10, 10, 10, 15))
+    utilisation: tuple[float, float] = documented("utilisation range of the training settings", (0.80, 0.97))
+    allowance: tuple[float, float] = documented("due-date allowance range of the training settings", (1.5, 6.0))
+    breakdown_probability: float = documented("share of training streams with breakdowns", 0.4)
+
+    def check(self) -> None:
+        if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:
+            raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
+        if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
+            raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
+
+
+def _shown(default: Any) -> str:
+    return ",".join(str(v) for v in default) if isinstance(default, tuple) else repr(default)
+
+
+def config_help(cls: type = TrainConfig, title: str = "config keys (YAML or --set KEY=VALUE)") -> str:
+    """Every field of a config dataclass with its default and meaning, for a command's ``--help``:
+    the one way a config's documentation reaches the command line."""
+    lines = [f"  {spec.name:<22} {spec.metadata.get('help', '')} (default {_shown(spec.default)})"
+             for spec in dataclasses.fields(cls)]  # fmt: skip
+    return f"{title}:\n" + "\n".join(lines)
+
+
+def add_config_options(parser, cls: type) -> None:
+    """An option ``--field-name`` for every field of ``cls`` documented with ``option=True``, typed by
+    its default, its help the field's (default None: the config's own default applies)."""
+    for spec in dataclasses.fields(cls):
+        if spec.metadata.get("option"):
+            kind = type(spec.default) if isinstance(spec.default, (int, float, str)) else str
+            parser.add_argument(f"--{spec.name.replace('_', '-')}", type=kind, default=None,
+                                help=f"{spec.metadata['help']} (default {_shown(spec.default)})")  # fmt: skip
+
+
+def config_options(args, cls: type) -> dict[str, Any]:
+    """The values of :func:`add_config_options`' options that were given."""
+    names = [spec.name for spec in dataclasses.fields(cls) if spec.metadata.get("option")]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def env_options(cfg: TrainConfig) -> dict[str, Any]:

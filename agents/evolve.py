@@ -27,12 +27,13 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.config import EvolutionConfig
 from instances import SchedEnvError
 from sched_env import compiled as K
 from sched_env.standard import STANDARD_SETTINGS, StandardSetting, run_streams, weighted_tardiness_mean
@@ -41,36 +42,6 @@ F = K.N_DYNAMIC_FEATURES
 #: Shops the validation score reads: the standard settings and four it never trains on exactly.
 VALIDATION_SETTINGS = STANDARD_SETTINGS + ("missing-0.80-2", "full-0.90-3-bl5-rtf1", "missing-0.95-6-m5",
                                            "missing-0.90-2.5-m15-r2000")  # fmt: skip
-
-
-@dataclass
-class EvolutionConfig:
-    """The recipe (every field is a ``sched-env evolve`` option)."""
-
-    hidden: int = 0  # hidden units of the priority network (0: a linear priority over the features)
-    pairs: int = 8  # antithetic pairs per generation (2 x pairs perturbed networks)
-    streams: int = 8  # training streams per generation, shared by every perturbation
-    sigma: float = 0.1  # perturbation scale, in standard units of each feature
-    learning_rate: float = 0.01  # Adam step on the mean, in the same units
-    minutes: float = 30.0  # wall-time budget of this call (a resumed run adds to it)
-    generations: int = 150  # the run ends at this many generations (the recipe's length), or at minutes
-    seed: int = 0
-    train_warmup: int = 300  # jobs per training stream: warm-up, then recorded
-    train_recorded: int = 1500
-    validate_every: int = 5  # generations between validation runs (and checkpoints)
-    validation_seeds: int = 2  # validation streams per validation setting
-    validation_length: tuple[int, int] = (1000, 5000)  # their warm-up and recorded jobs (the standard run)
-    machines: tuple[int, ...] = (5, 10, 10, 10, 15)
-    utilisation: tuple[float, float] = (0.80, 0.97)
-    allowance: tuple[float, float] = (1.5, 6.0)
-    breakdown_probability: float = 0.4
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> None:
-        if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:
-            raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
-        if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
-            raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
 
 
 # ---------------------------------------------------------------------- the network
@@ -246,7 +217,7 @@ class RunState:
             raise SchedEnvError(f"no checkpoint at {path}; start a run with `sched-env evolve --out DIR` first")
         data = np.load(path)
         raw = json.loads(str(data["config"]))
-        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "extra"}  # older runs: unread
         state = cls(data["theta"], data["m"], data["v"], int(data["generation"]), float(data["minutes"]),
                     data["best_theta"], float(data["best_score"]), data["scales"])  # fmt: skip
         return state, EvolutionConfig(**raw)

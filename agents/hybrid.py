@@ -101,7 +101,7 @@ class HybridDecider:
         result = improve(problem, starts, spec=self.spec, objective=objective,
                          seconds=search_seconds(tabu_limit, started), seed=seed, workers=self.workers)  # fmt: skip
         result.params.update(policy_objective=next((s.objective for s in starts if s.method == "policy"), None))
-        if polish and result.status != "optimal":
+        if polish and result.status != "optimal" and not result.params.get("interrupted"):
             result = self._polish(problem, result, objective, size, limit, started, seed)
         return dataclasses.replace(result, method=self.spec, wall_time_s=time.perf_counter() - started)
 

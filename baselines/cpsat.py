@@ -9,8 +9,10 @@ OR-Tools is imported only when this module is (``pip install 'sched-env[cp]'``).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -167,6 +169,36 @@ def search_time(time_limit_s: float, started: float, n_operations: int, workers:
     return cpsat_stop(workers).left(time_limit_s, started, n_operations, floor=MIN_SEARCH_S)
 
 
+def run_solver(solver: cp_model.CpSolver, model: cp_model.CpModel) -> tuple[int, bool]:
+    """``solver.solve(model)`` and whether Ctrl-C cut it short. CP-SAT's own SIGINT handler would end
+    the search as if its time limit had come and hide the Ctrl-C from Python (a benchmark then went
+    on to its next solve); instead, in the main thread the search runs in a helper thread and a Ctrl-C
+    stops it at once (its best solution stands) and is reported, so the caller can stop too."""
+    solver.parameters.catch_sigint_signal = False
+    if threading.current_thread() is not threading.main_thread():
+        return solver.solve(model), False
+    outcome: dict[str, Any] = {}
+
+    def search() -> None:
+        try:
+            outcome["status"] = solver.solve(model)
+        except BaseException as error:  # noqa: BLE001  (handed to the caller's thread)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=search, name="cp-sat", daemon=True)
+    thread.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            solver.stop_search()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["status"], interrupted
+
+
 def read_schedule(jsm: JobShopModel, solver: cp_model.CpSolver) -> Schedule:
     instance = jsm.instance
     start = np.full((instance.n_jobs, instance.max_ops), -1, dtype=np.int64)
@@ -206,7 +238,7 @@ def solve(
         add_hint(jsm, hint)
     solver = solver_parameters(search_time(time_limit_s, started, instance.n_operations, workers), workers, seed, log,
                                deterministic_time)  # fmt: skip
-    status = solver.solve(jsm.model)
+    status, interrupted = run_solver(solver, jsm.model)
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the model of {instance.name!r}: {_first_line(jsm.model.validate())}")
     name = _STATUS.get(status, "unknown")
@@ -224,7 +256,8 @@ def solve(
         lower_bound=bound,
         seed=seed,
         params={"time_limit_s": time_limit_s, "workers": workers, "hinted": hint is not None}
-        | ({"deterministic_time": deterministic_time} if deterministic_time is not None else {}),
+        | ({"deterministic_time": deterministic_time} if deterministic_time is not None else {})
+        | ({"interrupted": True} if interrupted else {}),
     )
 
 
@@ -264,7 +297,9 @@ def reschedule(
         for (i, k), var in jsm.starts.items():
             jsm.model.add_hint(var, int(start[rest.job[i], rest.first_op[i] + k]))
     solver = solver_parameters(search_time(time_limit_s, started, len(jsm.starts), workers), workers, seed)
-    status = solver.solve(jsm.model)
+    status, interrupted = run_solver(solver, jsm.model)
+    if interrupted:
+        params["interrupted"] = True
     if status == cp_model.MODEL_INVALID:
         raise SolverError(f"CP-SAT rejected the rescheduling model: {_first_line(jsm.model.validate())}")
     name = _STATUS.get(status, "unknown")

@@ -30,7 +30,8 @@ point names a factory ``factory(spec: MethodSpec, **options) -> Decider``; optio
 :func:`solve` is what every caller uses: it builds the decider (imports and model loads, the
 cold start, before the clock starts), runs it, measures the wall time of the solve and records
 the budget, so over-runs are visible (``result.over_budget``). CP-SAT counts model building
-inside its limit; rules cannot stop early but report an over-run.
+inside its limit; rules cannot stop early but report an over-run. Ctrl-C stops a search at once
+and :func:`solve` raises :class:`SolveInterrupted` carrying the best plan found so far.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ QUALIFIER_KINDS = ("action-set", "file", "none", "unknown")
 
 class DeciderError(SchedEnvError, ValueError):
     """A method spec that names no decider, or a decider that cannot take this problem."""
+
+
+class SolveInterrupted(KeyboardInterrupt):
+    """Ctrl-C cut a search short: ``result`` holds the best plan it had (valid, as any result;
+    ``result.params["interrupted"]`` is True). A KeyboardInterrupt, so whoever does not look for
+    the plan stops as on any Ctrl-C."""
+
+    def __init__(self, result: SolveResult) -> None:
+        super().__init__(f"{result.method}: interrupted; the best plan so far is kept")
+        self.result = result
 
 
 @runtime_checkable
@@ -285,7 +296,10 @@ def solve(
     warm_up("static" if isinstance(problem, JobShopInstance) else "dynamic")  # kernels loaded once: no budget pays
     started = time.perf_counter()
     result = decider.solve(problem, budget_s=budget_s, seed=seed, hint=hint)
-    return dataclasses.replace(result, wall_time_s=time.perf_counter() - started, budget_s=budget_s)
+    result = dataclasses.replace(result, wall_time_s=time.perf_counter() - started, budget_s=budget_s)
+    if (result.params or {}).get("interrupted"):  # Ctrl-C stopped the search: the caller stops, the plan kept
+        raise SolveInterrupted(result)
+    return result
 
 
 # ---------------------------------------------------------------------- built-in deciders
@@ -403,6 +417,7 @@ __all__ = [
     "DeciderError",
     "DeciderTraits",
     "MethodSpec",
+    "SolveInterrupted",
     "as_plan",
     "default_objective",
     "describe",

@@ -197,12 +197,15 @@ class _Search:
     def best(self) -> int:
         return int(self.counters[K.C.best])
 
-    def run(self, iterations: int | None, deadline: float | None, proven: threading.Event | None = None) -> None:
-        """Move until ``iterations`` moves are made, ``deadline`` (perf_counter) passes or a
-        search (this one or another) proves its plan optimal (``proven``, when given)."""
+    def run(self, iterations: int | None, deadline: float | None, proven: threading.Event | None = None,
+            stop: threading.Event | None = None) -> None:  # fmt: skip
+        """Move until ``iterations`` moves are made, ``deadline`` (perf_counter) passes, a search
+        (this one or another) proves its plan optimal (``proven``, when given) or ``stop`` is set."""
         began = time.perf_counter()
         chunk = 16
         while self.counters[K.C.done] == 0 and not (proven is not None and proven.is_set()):
+            if stop is not None and stop.is_set():
+                break
             todo = chunk if iterations is None else min(chunk, iterations - self.moves_made)
             if todo <= 0 or deadline is not None and time.perf_counter() >= deadline:
                 break
@@ -213,6 +216,26 @@ class _Search:
         if self.counters[K.C.done] and proven is not None:
             proven.set()
         self.seconds += time.perf_counter() - began
+
+
+def _run_searches(searches: list[_Search], iterations, deadline, proven) -> bool:
+    """Run the searches (one here, several on as many threads) to their end; Ctrl-C stops them
+    all within a chunk (milliseconds) and keeps their best plans. Whether Ctrl-C came."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=s.run, args=(iterations, deadline, proven, stop), name="tabu")
+               for s in searches[1:]]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    try:
+        searches[0].run(iterations, deadline, proven, stop)
+        for thread in threads:
+            thread.join()
+        return False
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        return True
 
 
 @dataclass
@@ -248,14 +271,7 @@ def tabu_search(
     deadline = None if seconds is None else time.perf_counter() + seconds
     # a proof stops the other searches early, but not with a move count: those results must repeat
     proven = threading.Event() if iterations is None else None
-    if len(searches) == 1:
-        searches[0].run(iterations, deadline, proven)
-    else:
-        threads = [threading.Thread(target=s.run, args=(iterations, deadline, proven)) for s in searches]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    interrupted = _run_searches(searches, iterations, deadline, proven)
     winner = min(range(len(searches)), key=lambda i: (searches[i].best, i))
     optimal = any(s.counters[K.C.done] for s in searches)
     best = searches[winner]
@@ -268,6 +284,8 @@ def tabu_search(
         "cycles": int(sum(s.counters[K.C.cycles] for s in searches)), "exact_moves": problem.exact,
         "evaluations": int(sum(s.counters[K.C.evaluations] for s in searches)),
     }  # fmt: skip
+    if interrupted:
+        stats["interrupted"] = True
     return TabuOutcome(schedule, best.best, optimal, stats)
 
 

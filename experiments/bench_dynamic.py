@@ -30,6 +30,7 @@ from baselines import deciders
 from baselines.replan import Replanner
 from experiments.benchmark import write_csv
 from experiments.provenance import git_commit, machine_description
+from instances import SchedEnvError
 from sched_env.dynamic import DynamicJobShopEnv
 from sched_env.events import generate_scenario
 
@@ -74,10 +75,14 @@ def scenarios(pools, utilisations, breakdowns, seed: int = 0):
                 )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two 15x15 scenarios, no cpsat:10 (a smoke run)")
-    parser.add_argument("--cpsat10", default="ta01", help="pools on which to also run CP-SAT at 10 s per plan")
+def add_arguments(parser: argparse.ArgumentParser, *, study_options: bool = True) -> None:
+    """This benchmark's options (``sched-env bench --dynamic`` shares the ones a user sets:
+    ``study_options=False`` leaves out the study's own --quick, --cpsat10, --seed and --out)."""
+    if study_options:
+        parser.add_argument("--quick", action="store_true", help="two 15x15 scenarios, no cpsat:10 (a smoke run)")
+        parser.add_argument("--cpsat10", default="ta01", help="pools on which to also run CP-SAT at 10 s per plan")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument(
         "--instant",
         action="store_true",
@@ -94,57 +99,86 @@ def main(argv: list[str] | None = None) -> int:
         default="dynamic",
         help="the learned policy: a model file, 'dynamic' (the shipped one, default) or 'none'",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(RESULTS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        return run(args, " ".join(["python -m experiments.bench_dynamic", *(argv or [])]))
+    except SchedEnvError as error:
+        parser.error(str(error))
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """Run the benchmark the options describe; Ctrl-C stops it and writes the scenarios completed
+    (exit status 130)."""
     pools = ("ta01",) if args.quick else POOLS
     utilisations = (0.9,) if args.quick else (0.8, 0.9)
-    rows = []
+    chosen = chosen_replanners(args.replanners)
     cases = list(scenarios(pools, utilisations, (False, True), args.seed))
     learned = policy_results([case[-1] for case in cases], args.policy)
-    for name, pool_name, pool, utilisation, broken, scenario in cases:
-        base = {"scenario": name, "pool": pool_name, "size": f"{pool.n_jobs}x{pool.n_machines}",
-                "utilisation": utilisation, "breakdowns": broken}  # fmt: skip
-        instant = [run for rule in RULES for run in deciders.dispatch_online(deciders.make(rule), [scenario])]
-        for result in instant + learned.get(name, []):
-            p = result.params
-            rows.append({**base, "method": result.method, "total_weighted_tardiness": p["total_weighted_tardiness"],
-                         "makespan": p["makespan"], "mean_flow_time": round(p["mean_flow_time"], 1), "plans": 0, "mean_plan_s": 0.0,
-                         "max_plan_s": 0.0, "wall_time_s": round(result.wall_time_s, 4)})  # fmt: skip
-        methods = [] if args.instant else list(REPLANNERS)
-        if args.replanners:
-            known = {label: entry for entry in REPLANNERS + SEARCH_REPLANNERS + LEARNED_REPLANNERS for label in entry[:1]}
-            wanted = [label.strip() for label in args.replanners.split(",") if label.strip()]
-            unknown = [label for label in wanted if label not in known]
-            if unknown:
-                parser.error(f"unknown replanners {unknown}; known: {', '.join(known)}")
-            methods = [known[label] for label in wanted]
-        elif not args.quick and not args.instant and pool_name in args.cpsat10.split(","):
-            methods += [(f"cpsat:10{suffix}", "cpsat:10", None, execution) for suffix, execution in
-                        ((" priority", "priority"), (" sequence", "sequence"), ("", "exact"))]  # fmt: skip
-        for label, method, initial, execution in methods:
-            replanner = Replanner(method, initial=initial, seed=args.seed, execution=execution)
-            result = replanner.run(DynamicJobShopEnv(scenario, allow_wait=execution != "priority"))
-            p = result.params
-            rows.append({**base, "method": label, "total_weighted_tardiness": p["total_weighted_tardiness"],
-                         "makespan": p["makespan"],
-                         "mean_flow_time": round(p["mean_flow_time"], 1), "plans": p["plans"],
-                         "mean_plan_s": round(p["mean_plan_s"], 3), "max_plan_s": round(p["max_plan_s"], 3),
-                         "wall_time_s": round(result.wall_time_s, 2)})  # fmt: skip
-        print(
-            f"{name}: "
-            + ", ".join(f"{r['method']} {r['total_weighted_tardiness']}" for r in rows if r["scenario"] == name),
-            flush=True,
-        )
+    rows: list[dict] = []
+    interrupted = False
+    try:
+        for case in cases:
+            name, pool_name = case[0], case[1]
+            methods = chosen if chosen is not None else [] if args.instant else list(REPLANNERS)
+            if chosen is None and not args.quick and not args.instant and pool_name in args.cpsat10.split(","):
+                methods += [(f"cpsat:10{suffix}", "cpsat:10", None, execution) for suffix, execution in
+                            ((" priority", "priority"), (" sequence", "sequence"), ("", "exact"))]  # fmt: skip
+            rows += scenario_rows(case, learned.get(name, []), methods, args.seed)
+            print(f"{name}: " + ", ".join(f"{r['method']} {r['total_weighted_tardiness']}" for r in rows
+                                          if r["scenario"] == name), flush=True)  # fmt: skip
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: writing the {len({r['scenario'] for r in rows})} scenarios completed", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = args.name or ("dynamic_quick" if args.quick else "dynamic") + ("_instant" if args.instant else "")
     write_csv(rows, out / f"{stem}.csv", columns=COLUMNS)
-    (out / f"{stem}.md").write_text(markdown(rows, " ".join(["python -m experiments.bench_dynamic", *(argv or [])])))
+    (out / f"{stem}.md").write_text(markdown(rows, command + (" (interrupted)" if interrupted else "")))
     (out / f"{stem}.json").write_text(json.dumps({"commit": git_commit(), "machine": machine_description(),
-                                                  "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, indent=1) + "\n")  # fmt: skip
+                                                  "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                                                  "interrupted": interrupted}, indent=1) + "\n")  # fmt: skip
     print(f"wrote {out / f'{stem}.md'}")
-    return 0
+    return 130 if interrupted else 0
+
+
+def chosen_replanners(labels: str | None) -> list | None:
+    """The replanners ``--replanners`` names (None: the default set), refused naming the unknown ones."""
+    if not labels:
+        return None
+    known = {entry[0]: entry for entry in REPLANNERS + SEARCH_REPLANNERS + LEARNED_REPLANNERS}
+    wanted = [label.strip() for label in labels.split(",") if label.strip()]
+    unknown = [label for label in wanted if label not in known]
+    if unknown:
+        raise SchedEnvError(f"--replanners: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[label] for label in wanted]
+
+
+def scenario_rows(case, learned: list, methods: list, seed: int) -> list[dict]:
+    """One scenario's rows: every rule and the learned policy deciding at every epoch, then each replanner."""
+    name, pool_name, pool, utilisation, broken, scenario = case
+    base = {"scenario": name, "pool": pool_name, "size": f"{pool.n_jobs}x{pool.n_machines}",
+            "utilisation": utilisation, "breakdowns": broken}  # fmt: skip
+    rows = []
+    instant = [run for rule in RULES for run in deciders.dispatch_online(deciders.make(rule), [scenario])]
+    for result in instant + learned:
+        p = result.params
+        rows.append({**base, "method": result.method, "total_weighted_tardiness": p["total_weighted_tardiness"],
+                     "makespan": p["makespan"], "mean_flow_time": round(p["mean_flow_time"], 1), "plans": 0,
+                     "mean_plan_s": 0.0, "max_plan_s": 0.0, "wall_time_s": round(result.wall_time_s, 4)})  # fmt: skip
+    for label, method, initial, execution in methods:
+        replanner = Replanner(method, initial=initial, seed=seed, execution=execution)
+        result = replanner.run(DynamicJobShopEnv(scenario, allow_wait=execution != "priority"))
+        p = result.params
+        rows.append({**base, "method": label, "total_weighted_tardiness": p["total_weighted_tardiness"],
+                     "makespan": p["makespan"], "mean_flow_time": round(p["mean_flow_time"], 1), "plans": p["plans"],
+                     "mean_plan_s": round(p["mean_plan_s"], 3), "max_plan_s": round(p["max_plan_s"], 3),
+                     "wall_time_s": round(result.wall_time_s, 2)})  # fmt: skip
+    return rows
 
 
 def policy_results(scenario_list: list, spec: str) -> dict[str, list]:
@@ -155,6 +189,8 @@ def policy_results(scenario_list: list, spec: str) -> dict[str, list]:
     try:
         decider = deciders.make("policy" if spec == "dynamic" else f"policy@{spec}")
     except deciders.DeciderError as error:
+        if spec != "dynamic":  # a file the user named is used or refused, never skipped
+            raise SchedEnvError(f"--policy {spec}: {error}") from None
         print(f"(no learned policy: {error})")
         return {}
     results = deciders.dispatch_online(decider, scenario_list)

@@ -25,6 +25,7 @@ from baselines import deciders
 from experiments.benchmark import write_csv
 from experiments.provenance import git_commit, machine_description
 from sched_env._names import RULES
+from sched_env.parallel import MapInterrupted
 from sched_env.standard import DEFAULT_WINDOW, STANDARD_SETTINGS, StandardSetting, recorded_metrics
 
 PORTFOLIO = ("atc", "covert", "pt+winq", "2pt+winq+npt", "wspt", "cr", "slack/opn", "edd", "spt", "fifo", "mwkr")
@@ -73,13 +74,17 @@ def run_table(settings: Sequence[str], methods: Sequence[str], seeds: int, valid
                  for name, method in pairs for first in range(0, count, SEED_CHUNK)]  # fmt: skip
         return sorted(tasks, key=lambda t: not t[1].startswith("policy"))  # the slow cells first
 
-    with TaskPool(parallel=parallel, ray_address=ray_address) as pool:
-        validation = [r for chunk in pool.map(run_cell, cells([(n, m) for n in settings for m in PORTFOLIO],
-                                                              "validation", validation_seeds), progress)
-                      for r in chunk]  # fmt: skip
-        best = best_rules(validation)
-        pairs = [(n, m) for n in settings for m in dict.fromkeys([*methods, best[n]])]
-        test = [r for chunk in pool.map(run_cell, cells(pairs, "test", seeds), progress) for r in chunk]
+    validation: list[dict[str, Any]] = []
+    try:
+        with TaskPool(parallel=parallel, ray_address=ray_address) as pool:
+            validation = [r for chunk in pool.map(run_cell, cells([(n, m) for n in settings for m in PORTFOLIO],
+                                                                  "validation", validation_seeds), progress)
+                          for r in chunk]  # fmt: skip
+            best = best_rules(validation)
+            pairs = [(n, m) for n in settings for m in dict.fromkeys([*methods, best[n]])]
+            test = [r for chunk in pool.map(run_cell, cells(pairs, "test", seeds), progress) for r in chunk]
+    except MapInterrupted as stop:  # Ctrl-C: every row completed so far
+        raise MapInterrupted(validation + [r for chunk in stop.results for r in chunk]) from None
     return validation + test
 
 
@@ -285,6 +290,13 @@ def main(args) -> int:
 
     settings = [StandardSetting.parse(s).name for s in (args.settings.split(",") if args.settings else STANDARD_SETTINGS)]
     methods = [m for m in (args.methods or ",".join(PORTFOLIO) + ",policy").split(",") if m]
+    policy = getattr(args, "policy", "dynamic")
+    if policy == "none":
+        methods = [m for m in methods if m != "policy"]
+    elif policy != "dynamic":  # --policy FILE: the policy rows use that model
+        if not Path(policy).is_file():
+            raise ValueError(f"--policy {policy}: no such model file")
+        methods = [f"policy@{policy}" if m == "policy" else m for m in methods]
     for method in methods:  # refuse a bad spec now, not in a worker an hour later
         deciders.make(method, allow_files=True)
     seeds = args.seeds or 50
@@ -294,8 +306,16 @@ def main(args) -> int:
     total = len(settings) * sum(math.ceil(n / SEED_CHUNK) * k for n, k in ((args.validation_seeds, len(PORTFOLIO)),
                                                                             (seeds, len(methods))))  # fmt: skip
     bar = progress_bar(total, not args.quiet)
-    rows = run_table(settings, methods, seeds, args.validation_seeds, parallel=args.parallel, ray_address=args.ray,
-                     progress=bar.update)  # fmt: skip
+    try:
+        rows = run_table(settings, methods, seeds, args.validation_seeds, parallel=args.parallel,
+                         ray_address=args.ray, progress=bar.update)  # fmt: skip
+    except MapInterrupted as stop:
+        bar.close()
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(stop.results, out / f"{args.name}_interrupted.csv", COLUMNS)
+        print(f"interrupted: the {len(stop.results)} runs completed are in {out / f'{args.name}_interrupted.csv'}")
+        return 130
     bar.close()
     wall = time.perf_counter() - started
     command = "sched-env " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "sched-env bench --dynamic standard"

@@ -22,7 +22,7 @@ import numpy as np
 
 import instances
 from experiments.provenance import git_commit, package_versions
-from sched_env.parallel import map_tasks
+from sched_env.parallel import MapInterrupted, map_tasks
 
 COLUMNS = (
     "instance", "size", "method", "params", "seed", "makespan", "best_known", "gap", "lower_bound",
@@ -83,7 +83,8 @@ def run_matrix(
     workers: int = 2,
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """All rows of the matrix, sorted by (instance, method, seed)."""
+    """All rows of the matrix, sorted by (instance, method, seed). Ctrl-C raises
+    :class:`~sched_env.parallel.MapInterrupted` with the rows completed so far."""
     from baselines import deciders
 
     for method in methods:
@@ -92,12 +93,18 @@ def run_matrix(
         instances.load(name, directory=instance_dir)
     tasks = [(n, m, s, instance_dir, workers) for n in names for m in methods for s in seeds]
     bar = progress_bar(len(tasks), show_progress)
+    order = {(n, m): i for i, (n, m) in enumerate((n, m) for n in names for m in methods)}
+
+    def ranked(rows: list[dict]) -> list[dict]:
+        return sorted(rows, key=lambda r: (order[r["instance"], r["method"]], r["seed"]))
+
     try:
         rows = map_tasks(run, tasks, parallel=parallel, ray_address=ray_address, progress=bar.update)
+    except MapInterrupted as stop:  # Ctrl-C: the completed runs, in order, for the caller to write
+        raise MapInterrupted(ranked(stop.results)) from None
     finally:
         bar.close()
-    order = {(n, m): i for i, (n, m) in enumerate((n, m) for n in names for m in methods)}
-    return sorted(rows, key=lambda r: (order[r["instance"], r["method"]], r["seed"]))
+    return ranked(rows)
 
 
 class _PlainProgress:

@@ -99,7 +99,7 @@ def _static_part(instance, time_limit: float, has_cp: bool, has_policy: bool, ou
     print(f"\n{instance.name} ({instance.n_jobs} jobs x {instance.n_machines} machines, best known makespan {best}):")
     header = ("method", "makespan", "above best known", "seconds")
     rows, results = [], {}
-    widths = [max(len(h), 12) for h in header]
+    widths = [max(len(header[0]), *map(len, methods)), *map(len, header[1:])]  # known before the rows come
     print("\n".join(_table_lines(header, [], widths)), flush=True)  # the rows follow as they come
     for spec in methods:
         result = deciders.solve(instance, spec)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.provenance import git_commit, machine_description
+from instances import SchedEnvError
 
 SCENARIO_KINDS = ("breakdowns", "arrivals", "mixed")
 DEFAULT_DECIDERS = "mwkr,atc,policy,policy:128,cpsat:1,cpsat:10,hybrid:1,hybrid:10"
@@ -224,14 +225,13 @@ def chart(rows: list[dict], path: Path) -> Path | None:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    from agents.config import parse_size
+#: What ``--help`` says after the options.
+EPILOG = ("The defaults measure 8 deciders on 4 sizes, cpsat:10 and hybrid:10 included: about 30 minutes on"
+          " 2 cores. A quick look: --sizes 15x15 --deciders mwkr,atc,policy,cpsat:1 --events 4 (about a minute).")
 
-    parser = argparse.ArgumentParser(
-        prog="sched-env latency", description=__doc__.splitlines()[0],
-        epilog="The defaults measure 8 deciders on 4 sizes, cpsat:10 and hybrid:10 included: about 30 minutes on"
-        " 2 cores. A quick look: --sizes 15x15 --deciders mwkr,atc,policy,cpsat:1 --events 4 (about a minute).",
-    )  # fmt: skip
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The harness's options (``python -m experiments.latency`` and ``sched-env latency``)."""
     parser.add_argument("--sizes", default="15x15,30x20,50x20,100x20", help="shop sizes JOBSxMACHINES (default %(default)s)")
     parser.add_argument("--scenario", default="mixed", choices=SCENARIO_KINDS, help="event kinds (default %(default)s)")
     parser.add_argument("--deciders", default=DEFAULT_DECIDERS, help="comma-separated decider specs (default %(default)s)")
@@ -242,15 +242,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="latency-results", help="output folder")
     parser.add_argument("--name", default="latency", help="file stem of the outputs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.latency", description=__doc__.splitlines()[0],
+                                     epilog=EPILOG)  # fmt: skip
+    add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        return run_from_args(args, "python -m experiments.latency " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    except SchedEnvError as error:
+        parser.error(str(error))
+
+
+def run_from_args(args: argparse.Namespace, command: str) -> int:
+    """Measure what the options say and write the outputs; 1 when a decider over-ran its budget at p99."""
+    from agents.config import parse_size
+
     if args.events < 1 or args.budget <= 0:
-        parser.error("--events must be >= 1 and --budget > 0")
+        raise SchedEnvError("--events must be >= 1 and --budget > 0")
     sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     specs = [s for s in args.deciders.split(",") if s]
     rows, cold = run(sizes, args.scenario, specs, args.events, args.budget, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "sched-env latency " + shlex.join(argv if argv is not None else sys.argv[1:])
     from experiments.benchmark import write_csv
 
     write_csv(rows, out / f"{args.name}.csv", columns=COLUMNS)

@@ -6,16 +6,32 @@ One piece of machinery for benchmark cells, training sweeps and a training run's
         results = pool.map(function, [(a, b), (c, d)])        # in completion order
 
 Ray and the pool are started once per ``with`` block, so a training loop pays for them once.
+Ctrl-C (to the process or its whole group) stops the map at once: local workers ignore SIGINT and
+are killed by the parent, and :class:`MapInterrupted` carries the results completed so far.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from instances import SchedEnvError
+
+
+class MapInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`TaskPool.map`; ``results`` are the tasks completed before it."""
+
+    def __init__(self, results: list) -> None:
+        super().__init__(f"interrupted after {len(results)} completed tasks")
+        self.results = results
+
+
+def _ignore_interrupts() -> None:
+    """A local worker's initializer: Ctrl-C is the parent's to handle (it stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class TaskPool:
@@ -42,7 +58,8 @@ class TaskPool:
                     raise SchedEnvError(f"cannot reach the Ray cluster at {self.ray_address}: {error}") from None
             self._ray = ray
         else:
-            self._pool = ProcessPoolExecutor(max_workers=self.parallel, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=self.parallel, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_ignore_interrupts)  # fmt: skip
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -50,6 +67,9 @@ class TaskPool:
             self._ray.shutdown()
             self._ray = None
         if self._pool is not None:
+            if exc and exc[0] is not None:  # interrupted or failed: stop the running tasks, do not wait for them
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.kill()
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
@@ -57,14 +77,21 @@ class TaskPool:
             ordered: bool = False) -> list:  # fmt: skip
         """``function(*task)`` for every task; results in completion order (``ordered``: task order)."""
         progress = progress or (lambda n: None)
+        results: list = []
+        try:
+            return self._map(function, tasks, progress, ordered, results)
+        except KeyboardInterrupt:
+            raise MapInterrupted(results) from None
+
+    def _map(self, function, tasks, progress, ordered: bool, results: list) -> list:
         if self._ray is not None:
             remote = self._ray.remote(num_cpus=1)(function)
             refs = [remote.remote(*task) for task in tasks]
             if ordered:
-                results = self._ray.get(refs)
+                results.extend(self._ray.get(refs))
                 progress(len(results))
                 return results
-            pending, results = list(refs), []
+            pending = list(refs)
             while pending:
                 done, pending = self._ray.wait(pending, num_returns=1)
                 results.extend(self._ray.get(done))
@@ -74,10 +101,9 @@ class TaskPool:
             raise RuntimeError("use TaskPool inside a with block")
         futures = [self._pool.submit(function, *task) for task in tasks]
         if ordered:
-            results = [f.result() for f in futures]
+            results.extend(f.result() for f in futures)
             progress(len(results))
             return results
-        results = []
         for future in as_completed(futures):
             results.append(future.result())
             progress(1)

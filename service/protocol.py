@@ -3,17 +3,14 @@ request headers within ``header_timeout`` and its body within ``body_timeout`` (
 half-sent requests are closed, not held), and a process keeps at most ``max_connections``
 open (one beyond gets 503 and is closed).
 
-    uvicorn.run(app, http="service.protocol:GuardedH11Protocol")  # what `sched-env serve` does
+    uvicorn.run(app, http=GuardedH11Protocol.with_limits(10.0, 30.0, 256))  # what `sched-env serve` does
 
-Settings come from ``SCHED_ENV_HEADER_TIMEOUT``, ``SCHED_ENV_BODY_TIMEOUT`` (seconds) and
-``SCHED_ENV_MAX_CONNECTIONS`` (so every worker process of ``sched-env serve`` gets them), or from
-the class attributes of a subclass.
+The limits are class attributes: :meth:`GuardedH11Protocol.with_limits` makes a subclass with others.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -28,11 +25,6 @@ _REFUSED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncon
            b"retry-after: 1\r\nconnection: close\r\n\r\ntoo many connections; retry later\n"  # fmt: skip
 
 
-def _setting(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return default if value is None else float(value)
-
-
 class GuardedH11Protocol(H11Protocol):
     """H11Protocol with a header deadline, a body deadline and a connection cap."""
 
@@ -40,11 +32,14 @@ class GuardedH11Protocol(H11Protocol):
     body_timeout = BODY_TIMEOUT_S
     max_connections = MAX_CONNECTIONS
 
+    @classmethod
+    def with_limits(cls, header_timeout: float, body_timeout: float, max_connections: int) -> type[GuardedH11Protocol]:
+        """A subclass with these limits (uvicorn builds the protocol itself: the limits ride on the class)."""
+        limits = {"header_timeout": header_timeout, "body_timeout": body_timeout, "max_connections": max_connections}
+        return type(cls.__name__, (cls,), limits)
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout = _setting("SCHED_ENV_HEADER_TIMEOUT", self.header_timeout)
-        self.body_timeout = _setting("SCHED_ENV_BODY_TIMEOUT", self.body_timeout)
-        self.max_connections = int(_setting("SCHED_ENV_MAX_CONNECTIONS", self.max_connections))
         self._timer = None
         self._watched = None
 

@@ -40,7 +40,7 @@ def test_list_json(capsys):
         (("solve", "ta01", "--method", "nope"), "unknown method 'nope'"),
         (("solve", "ta01", "--method", "atc"), "rule 'atc' needs due dates"),
         (("gantt", "missing.json", "--instance", "ta01"), "cannot read schedule file"),
-        (("solve", "ta01", "--time-limit", "-5"), "--time-limit must be a positive number of seconds, got -5"),
+        (("solve", "ta01", "--time-limit", "-5"), "argument --time-limit: must be a positive number of seconds, got -5"),
         (("train", "no-such-config.yaml"), "training config no-such-config.yaml: No such file"),
     ],
 )
