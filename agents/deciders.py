@@ -21,6 +21,7 @@ from agents.loading import SHIPPED, LoadedPolicy, PolicyLoadError, load_policy
 from agents.rollouts import DeadlineError, choose_actions, masked_scores, solve_with_policy
 from baselines.rules import quick_rule_plan
 from instances import JobShopInstance, SchedEnvError
+from sched_env.dynamic import offers_wait
 from sched_env.schedule import SolveResult
 
 
@@ -49,7 +50,7 @@ class PolicyDecider:
         """The greedy policy's pick in every shop of a batched dynamic env."""
         policy = self.policy_for(None)
         jobs, mask = observation["jobs"], observation["action_mask"]
-        offered = mask.shape[1] == jobs.shape[1] + 1  # the env offers the wait action
+        offered = offers_wait(jobs.shape[1], mask.shape[1])  # the env offers the wait action
         if offered and not policy.waits:  # a policy without a wait head: it never waits
             mask = mask[:, :-1]
         elif policy.waits and not offered:  # a waiting policy in an env without waiting: the wait logit is masked

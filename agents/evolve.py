@@ -119,7 +119,7 @@ def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str,
     entry = model.metadata_props.add()
     network = {"hidden": hidden, "parameters": [float(x) for x in np.asarray(theta, dtype=np.float64)]}
     entry.key, entry.value = "sched_env", json.dumps(
-        {"n_features": F, "kind": "dynamic", "wait_action": False, **info, "priority_network": network}
+        {"n_features": F, "kind": "dynamic", **info, "priority_network": network}
     )
     onnx.checker.check_model(model)
     out = Path(out)

@@ -140,8 +140,7 @@ def _load_zip(path: Path) -> LoadedPolicy:
         with torch.inference_mode():
             return policy.scores(torch.as_tensor(jobs), torch.as_tensor(mask, dtype=torch.float32)).numpy()
 
-    space = policy.observation_space
-    waits = int(space["action_mask"].shape[0]) == int(space["jobs"].shape[0]) + 1  # the wait action's mask entry
+    waits = space_waits(policy.observation_space)
     options = {**meta.get("env_options", {}), **({"allow_wait": True} if waits else {})}
     return LoadedPolicy(
         path.stem, path, _kind(n_features, path), "torch", n_features, file_sha256(path), meta.get("config", {}),
@@ -179,6 +178,13 @@ def _load_onnx(path: Path) -> LoadedPolicy:
         path.stem, path, _kind(n_features, path), "onnx", n_features, file_sha256(path), info.get("config", {}),
         info.get("env_options", {}), score, network,
     )  # fmt: skip
+
+
+def space_waits(space) -> bool:
+    """Whether a model's observation space has the dynamic shop's wait action (its mask's extra entry)."""
+    from sched_env.dynamic import offers_wait
+
+    return offers_wait(space["jobs"].shape[0], space["action_mask"].shape[0])
 
 
 def _kind(n_features: int, path: Path) -> str:

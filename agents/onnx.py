@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agents.loading import PolicyLoadError, file_sha256
+from agents.loading import PolicyLoadError, file_sha256, space_waits
 
 OPSET = 17
 
@@ -38,8 +38,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
     meta = getattr(model, "sched_env", None) or {}
     n_features = net.n_features
     n_jobs = 7
-    space = policy.observation_space  # the wait action shows in the model's own spaces: one more mask entry than jobs
-    wait = int(space["action_mask"].shape[0]) == int(space["jobs"].shape[0]) + 1
+    wait = space_waits(policy.observation_space)  # the wait action shows in the model's own spaces
     env_options = {**meta.get("env_options", {}), **({"allow_wait": True} if wait else {})}
 
     class Logits(torch.nn.Module):
@@ -61,7 +60,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
     graph = onnx.load(str(out))
     info = {
         "n_features": n_features, "kind": meta.get("kind", "static" if n_features == 10 else "dynamic"),
-        "wait_action": wait, "config": meta.get("config", {}), "env_options": env_options,
+        "config": meta.get("config", {}), "env_options": env_options,
         "checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint),
     }  # fmt: skip
     entry = graph.metadata_props.add()

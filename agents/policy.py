@@ -28,6 +28,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.loading import MASKED_LOGIT  # what masked actions' logits are set to, here and in exported graphs
+from sched_env.dynamic import offers_wait
 
 #: Added to the attention logits of padded rows (finite, so exported graphs stay NaN-free).
 PAD_LOGIT = -1e9
@@ -84,7 +85,7 @@ class JobShopNet(nn.Module):
         pooled = (h * weights).sum(1) / weights.sum(1)
         context = pooled.unsqueeze(1).expand_as(h)
         logits = self.score(torch.cat([h, context], -1)).squeeze(-1)
-        if wait if wait is not None else mask.shape[-1] == jobs.shape[1] + 1:  # the dynamic shop's wait action
+        if wait if wait is not None else offers_wait(jobs.shape[1], mask.shape[-1]):  # the dynamic shop's wait action
             logits = torch.cat([logits, self.wait_score(pooled)], -1)
         logits = torch.where(mask > 0, logits, torch.full_like(logits, MASKED_LOGIT))
         return logits, self.value(pooled).squeeze(-1)

@@ -178,19 +178,21 @@ def run_solver(solver: cp_model.CpSolver, model: cp_model.CpModel) -> tuple[int,
     if threading.current_thread() is not threading.main_thread():
         return solver.solve(model), False
     outcome: dict[str, Any] = {}
+    finished = threading.Event()
 
     def search() -> None:
         try:
             outcome["status"] = solver.solve(model)
         except BaseException as error:  # noqa: BLE001  (handed to the caller's thread)
             outcome["error"] = error
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=search, name="cp-sat", daemon=True)
-    thread.start()
+    threading.Thread(target=search, name="cp-sat", daemon=True).start()
     interrupted = False
-    while thread.is_alive():
+    while not finished.is_set():  # an Event, not Thread.join: an interrupted join marks a running thread stopped
         try:
-            thread.join(0.1)
+            finished.wait(0.1)
         except KeyboardInterrupt:
             interrupted = True
             solver.stop_search()

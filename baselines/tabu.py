@@ -219,23 +219,33 @@ class _Search:
 
 
 def _run_searches(searches: list[_Search], iterations, deadline, proven) -> bool:
-    """Run the searches (one here, several on as many threads) to their end; Ctrl-C stops them
-    all within a chunk (milliseconds) and keeps their best plans. Whether Ctrl-C came."""
+    """Run the searches (one here, the others on threads of their own) to their end; Ctrl-C stops
+    them all within a chunk (milliseconds) and keeps their best plans. Whether Ctrl-C came."""
     stop = threading.Event()
-    threads = [threading.Thread(target=s.run, args=(iterations, deadline, proven, stop), name="tabu")
-               for s in searches[1:]]  # fmt: skip
-    for thread in threads:
-        thread.start()
+    finished = [threading.Event() for _ in searches[1:]]
+
+    def run(search: _Search, done: threading.Event) -> None:
+        try:
+            search.run(iterations, deadline, proven, stop)
+        finally:
+            done.set()
+
+    for search, done in zip(searches[1:], finished):
+        threading.Thread(target=run, args=(search, done), name="tabu", daemon=True).start()
+    interrupted = False
     try:
         searches[0].run(iterations, deadline, proven, stop)
-        for thread in threads:
-            thread.join()
-        return False
     except KeyboardInterrupt:
+        interrupted = True
         stop.set()
-        for thread in threads:
-            thread.join()
-        return True
+    for done in finished:  # Events, not Thread.join: an interrupted join marks a running thread stopped
+        while not done.is_set():
+            try:
+                done.wait(0.1)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+    return interrupted
 
 
 @dataclass

@@ -235,6 +235,19 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _ratio_ticks(ax, values: list[float]) -> None:
+    """Readable ticks on a log axis of ratios near 1 (matplotlib would label only 10^0)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    finite = [v for v in values if v > 0 and math.isfinite(v)] or [1.0]
+    candidates = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 100]
+    low, high = min(finite), max(finite)
+    ticks = [t for t in candidates if low / 1.1 <= t <= high * 1.1] or [1.0]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def chart(rows: Sequence[dict], path: Path) -> Path | None:
     """Ratio to the best rule per setting (x) and method (markers), with the paired intervals."""
     try:
@@ -266,6 +279,7 @@ def chart(rows: Sequence[dict], path: Path) -> Path | None:
     ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("mean weighted tardiness / best rule's")
     ax.set_yscale("log")
+    _ratio_ticks(ax, [v for s in summaries for v in (s["ratio_low"], s["ratio_high"])])
     ax.set_title("Standard dynamic simulation: ratio to the best rule (paired 95 % intervals)")
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()

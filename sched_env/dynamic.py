@@ -145,6 +145,13 @@ def _row_layout(layout: ShopLayout, scenario: Scenario, windows: int | None = No
     return ShopLayout(layout.J, layout.M, layout.O, D, S, dynamic=True)
 
 
+
+def offers_wait(job_rows: int, mask_width: int) -> bool:
+    """Whether an observation (or an observation space) with ``job_rows`` job rows and a mask of
+    ``mask_width`` entries has the wait action: its mask has one entry more than job rows (a dynamic
+    shop made with ``allow_wait=True``). The one place that question is answered."""
+    return int(mask_width) == int(job_rows) + 1
+
 class DynamicShopOptions:
     """The options of the dynamic shop, checked once for the single and the batched env."""
 

@@ -27,10 +27,18 @@ def _pyplot():
 
 
 def _job_colors(n_jobs: int) -> np.ndarray:
+    """One colour per job, neighbouring jobs far apart: tab20's ten dark hues, then its ten light
+    ones (tab20 itself pairs a hue's dark and light shade as jobs 0/1, 2/3, ...); beyond 20 jobs,
+    hues stepped by the golden angle with alternating saturation and lightness."""
     plt = _pyplot()
     if n_jobs <= 20:
-        return plt.get_cmap("tab20")(np.arange(n_jobs) % 20)
-    return plt.get_cmap("turbo")(np.linspace(0.05, 0.95, n_jobs))
+        order = [*range(0, 20, 2), *range(1, 20, 2)]
+        return plt.get_cmap("tab20")(np.array(order[:n_jobs]))
+    from matplotlib.colors import hsv_to_rgb
+
+    j = np.arange(n_jobs)
+    hsv = np.stack([(j * 0.381966) % 1.0, 0.55 + 0.2 * (j % 2), 0.95 - 0.2 * (j % 3)], axis=1)
+    return np.concatenate([hsv_to_rgb(hsv), np.ones((n_jobs, 1))], axis=1)
 
 
 def gantt_figure(
@@ -40,42 +48,77 @@ def gantt_figure(
     title: str | None = None,
     downtimes: np.ndarray | None = None,
     now: int | None = None,
+    time_unit: str = "time units",
 ) -> Figure:
-    """A matplotlib figure: one row per machine, one colour per job, the makespan marked.
-
-    For a running shop: ``downtimes`` (rows machine, start, end, kind as in a scenario) are drawn
-    as hatched grey windows, and ``now`` as a vertical line with the work done by then drawn solid
-    and the planned rest faded, with a legend saying which is which."""
+    """A matplotlib figure: one row per machine, one colour per job (named in a legend, and on the
+    bars wide enough), the makespan marked, time in ``time_unit``. When the instance has due dates,
+    each job's due date is a marker in its colour on the row of its last operation, ringed in red
+    when the job ends late. For a running shop: ``downtimes`` (rows machine, start, end, kind as in
+    a scenario) are drawn as hatched grey windows, and ``now`` as a vertical line with the work done
+    by then drawn solid and the planned rest faded, with a legend saying which is which."""
     plt = _pyplot()
     n_machines = instance.n_machines if instance is not None else int(schedule.machine.max(initial=-1)) + 1
     n_jobs = instance.n_jobs if instance is not None else int(schedule.job.max(initial=-1)) + 1
-    height = min(0.45 * n_machines + 1.8, 14)
-    fig, ax = plt.subplots(figsize=(12, height), dpi=100)
-    _draw_operations(ax, schedule, _job_colors(max(n_jobs, 1)), now, label=n_jobs <= 30 and n_machines <= 30)
+    height = min(0.45 * n_machines + 2.2, 14)
+    fig, ax = plt.subplots(figsize=(13, height), dpi=100)
+    colors = _job_colors(max(n_jobs, 1))
+    _draw_operations(ax, schedule, colors, now, label=n_jobs <= 30 and n_machines <= 30)
     horizon = schedule.makespan
     legend = []
+    if instance is not None and instance.due_dates is not None and len(schedule):
+        horizon = max(horizon, _draw_due_dates(ax, schedule, instance, colors, legend))
     if downtimes is not None and len(downtimes):
         horizon = max(horizon, int(np.max(downtimes[:, 2])))
         legend.append(_draw_downtimes(ax, np.asarray(downtimes)))
     makespan = schedule.makespan
     ax.axvline(makespan, color="crimson", linestyle="--", linewidth=1.2)
-    ax.text(makespan, -0.9, f" makespan {makespan}", color="crimson", va="bottom", fontsize=9)
+    ax.text(makespan, -0.9, f"makespan {makespan} ", color="crimson", va="bottom", ha="right", fontsize=9)
     if now is not None:
         legend += _draw_now(ax, now)
-    if legend:
-        ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(legend), fontsize=8,
-                  frameon=False)  # below the axes: never over a bar
+    _legend(ax, legend, colors, n_jobs if n_jobs <= 40 else 0)
     ax.set_yticks(range(n_machines))
     ax.set_yticklabels([f"M{m}" for m in range(n_machines)], fontsize=8 if n_machines <= 30 else 5)
     ax.set_ylim(n_machines - 0.5, -1.2)
     ax.set_xlim(0, horizon * 1.04 + 1)
-    ax.set_xlabel("time")
+    ax.set_xlabel(f"time ({time_unit})")
     ax.set_ylabel("machine")
     name = instance.name if instance is not None else schedule.instance_name
-    ax.set_title(title or f"{name or 'schedule'}: makespan {makespan} (bar label = job)")
+    ax.set_title(title or f"{name or 'schedule'}: makespan {makespan}")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _legend(ax, marks: list, colors: np.ndarray, n_jobs: int) -> None:
+    """One legend beside the axes (never over a bar): what the marks mean, then which colour is which job."""
+    from matplotlib.patches import Patch
+
+    jobs = [Patch(facecolor=colors[j], edgecolor="black", linewidth=0.6, label=f"job {j}") for j in range(n_jobs)]
+    if marks or jobs:
+        ax.legend(handles=marks + jobs, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+                  ncol=1 if len(marks + jobs) <= 24 else 2)  # fmt: skip
+
+
+def _draw_due_dates(ax, schedule: Schedule, instance: JobShopInstance, colors: np.ndarray, legend: list) -> int:
+    """Each scheduled job's due date on the row of its last operation; late jobs ringed in red.
+    Returns the latest due date drawn (the time axis must reach it)."""
+    from matplotlib.lines import Line2D
+
+    latest, late_any = 0, False
+    for j in np.unique(schedule.job).tolist():
+        rows = np.flatnonzero(schedule.job == j)
+        last = rows[np.argmax(schedule.end[rows])]
+        due = int(instance.due_dates[j])
+        late = int(schedule.end[last]) > due
+        late_any |= late
+        ax.plot([due], [schedule.machine[last] - 0.48], marker="v", markersize=8, color=colors[j % len(colors)],
+                markeredgecolor="red" if late else "black", markeredgewidth=1.6 if late else 0.6, zorder=5)  # fmt: skip
+        latest = max(latest, due)
+    legend.append(Line2D([], [], marker="v", color="grey", markeredgecolor="black", linestyle="", label="due date"))
+    if late_any:
+        legend.append(Line2D([], [], marker="v", color="grey", markeredgecolor="red", markeredgewidth=1.6,
+                             linestyle="", label="due date of a late job"))  # fmt: skip
+    return latest
 
 
 def _draw_operations(ax, schedule: Schedule, colors: np.ndarray, now: int | None, *, label: bool) -> None:
@@ -120,7 +163,7 @@ def save_gantt(schedule: Schedule, path: str | os.PathLike, instance: JobShopIns
     fig = gantt_figure(schedule, instance, **kwargs)
     path = Path(path)
     try:
-        fig.savefig(path)
+        fig.savefig(path, bbox_inches="tight")  # the job legend sits beside the axes
     finally:
         plt.close(fig)
     return path

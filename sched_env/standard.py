@@ -4,7 +4,8 @@ The GP hyper-heuristic line (GPJSS ``DynamicSimulation``) and jasima's ``Dynamic
 judge online rules on one long-run shop: 10 machines, random routes without a machine twice,
 processing times uniform in 1..99 (integers here), Poisson arrivals set from the utilisation,
 due date = arrival + f x the job's total work, weights 4 / 2 / 1 with probabilities 0.2 / 0.6 /
-0.2, 1 000 warm-up jobs and the next 5 000 recorded. See ``docs/dynamic-benchmark.md``.
+0.2, 1 000 warm-up jobs and the next 5 000 recorded. The settings and the published figures they are checked
+against: ``experiments/results/standard.md`` and ``experiments/holthaus_check.py``.
 
 ## Setting names
 ``ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED]``:

@@ -1,9 +1,13 @@
-"""The scheduling microservice: every registered decider behind HTTP/JSON, with budgets.
+"""The scheduling microservice: every registered decider behind HTTP/JSON, with budgets; stateless
+routes and durable shop sessions.
 
     sched-env serve --port 8000             # or: uvicorn --factory service.app:create_app
 
-Stateless: every request carries the whole shop, so replicas behind any load balancer scale it.
-The event loop only moves bytes: a request's token is checked before its body is read, the body
+Two kinds of routes. The stateless ones (``/v1/schedule``, ``/v1/reschedule``) carry the whole shop
+in every request, so replicas behind any load balancer scale them. The shop sessions
+(``/v1/shops``, :mod:`service.shop_routes`) keep a shop's state from its events, logged in SQLite
+(:mod:`service.store`) and fed over HTTP or MQTT (:mod:`service.mqtt`); one process owns a
+database's shops. The event loop only moves bytes: a request's token is checked before its body is read, the body
 is read up to the byte limit (chunked or not) within a timeout, and everything else (parsing,
 validation, the decider, the answer's JSON) runs on a bounded pool of decider threads. Beyond the
 queue a request gets 503 with Retry-After. Each request has one deadline, from its arrival: its
