@@ -338,15 +338,31 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
             say(f"generation {state.generation} ({state.minutes:.1f} min): validation {ratio:.4f} x ATC"
                 f" (best {state.best_score:.4f})")  # fmt: skip
 
-        while True:
-            elapsed = (time.perf_counter() - started) / 60
-            state.minutes = base + elapsed
-            last = elapsed >= minutes or state.generation >= config.generations
-            if last or state.generation % config.validate_every == 0:  # the last generation is always validated
-                validate()
-            if last:
-                break
-            fitness = generation_step(state, config, evaluate)
-            writer.writerow([state.generation, round(base + (time.perf_counter() - started) / 60, 2), round(fitness, 4), ""])
+        try:
+            while True:
+                elapsed = (time.perf_counter() - started) / 60
+                state.minutes = base + elapsed
+                last = elapsed >= minutes or state.generation >= config.generations
+                if last or state.generation % config.validate_every == 0:  # the last generation is always validated
+                    validate()
+                if last:
+                    break
+                fitness = generation_step(state, config, evaluate)
+                writer.writerow([state.generation, round(base + (time.perf_counter() - started) / 60, 2),
+                                 round(fitness, 4), ""])  # fmt: skip
+        except KeyboardInterrupt:  # Ctrl-C: the last whole generation is kept, the best network exported
+            state.minutes = base + (time.perf_counter() - started) / 60
+            state.save(checkpoint, config)
+            path = export_best(state, config, out)
+            raise EvolutionInterruptedError(
+                f"interrupted at generation {state.generation}; saved {checkpoint} and the best network so far as"
+                f" {path}. Continue with: sched-env evolve --resume {out}"
+            ) from None
     return export_best(state, config, out)
+
+
+class EvolutionInterruptedError(SchedEnvError):
+    """Ctrl-C stopped a run after checkpointing it (the command exits with 130)."""
+
+    interrupted = True
 

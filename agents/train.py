@@ -302,7 +302,10 @@ def _appending_csv(path: Path):
 
 
 class TrainingInterruptedError(SchedEnvError):
-    """Ctrl-C during training: the run was checkpointed; ``checkpoint`` continues it with ``--resume``."""
+    """Ctrl-C during training: the run was checkpointed; ``checkpoint`` continues it with ``--resume``
+    (the command exits with 130)."""
+
+    interrupted = True
 
     def __init__(self, checkpoint: Path, steps: int) -> None:
         super().__init__(

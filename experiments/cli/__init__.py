@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (SchedEnvError, UserError) as error:
         print(f"sched-env: error: {error}", file=sys.stderr)
-        return 130 if type(error).__name__ == "TrainingInterruptedError" else 2
+        return 130 if getattr(error, "interrupted", False) else 2  # a run that Ctrl-C stopped after saving itself
     except KeyboardInterrupt:
         print("sched-env: interrupted", file=sys.stderr)
         return 130
