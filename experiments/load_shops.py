@@ -87,13 +87,19 @@ class Factory:
         rows += self._starts(now, rows)
         return rows
 
+    @staticmethod
+    def _due(times: dict, now: int) -> list:
+        """The keys of ``times`` whose time has come by ``now``, in order, removed from it."""
+        due = [key for key, at in times.items() if at <= now]
+        for key in due:
+            del times[key]
+        return due
+
     def _repairs(self, now: int) -> list[dict]:
         rows = []
-        for unit, at in list(self.repair_at.items()):
-            if at <= now:
-                del self.repair_at[unit]
-                rows.append({"type": "equipment_up", "time": now, "equipment": unit})
-                self.fail_at[unit] = now + int(self.rng.expovariate(1 / MTBF))
+        for unit in self._due(self.repair_at, now):
+            rows.append({"type": "equipment_up", "time": now, "equipment": unit})
+            self.fail_at[unit] = now + int(self.rng.expovariate(1 / MTBF))
         return rows
 
     def _finishes(self, now: int) -> list[dict]:
@@ -107,16 +113,14 @@ class Factory:
 
     def _failures(self, now: int) -> list[dict]:
         rows = []
-        for unit, at in list(self.fail_at.items()):
-            if at <= now:
-                del self.fail_at[unit]
-                repair = self.rng.randint(*REPAIR)
-                self.repair_at[unit] = now + repair
-                for key, end in self.real_end.items():  # the work on it resumes after the repair
-                    if self.session.orders[key[0]].operations[key[1]].equipment == unit:
-                        self.real_end[key] = end + repair
-                expected = now + int(repair * self.rng.uniform(0.7, 1.3)) + 1
-                rows.append({"type": "equipment_down", "time": now, "equipment": unit, "expected_until": expected})
+        for unit in self._due(self.fail_at, now):
+            repair = self.rng.randint(*REPAIR)
+            self.repair_at[unit] = now + repair
+            for key, end in self.real_end.items():  # the work on it resumes after the repair
+                if self.session.orders[key[0]].operations[key[1]].equipment == unit:
+                    self.real_end[key] = end + repair
+            expected = now + int(repair * self.rng.uniform(0.7, 1.3)) + 1
+            rows.append({"type": "equipment_down", "time": now, "equipment": unit, "expected_until": expected})
         return rows
 
     def _arrivals(self, now: int) -> list[dict]:

@@ -99,7 +99,16 @@ class Budgeted(Strict):
                                   description="answer within this many ms of the request's arrival (default: 60 s)")  # fmt: skip
 
 
-class ScheduleRequest(Budgeted):
+class OnTheirEquipment(Strict):
+    """A body with ``equipment`` and ``work_orders``: checked that every operation runs on equipment it lists."""
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        check_orders(self.work_orders, self.equipment)
+        return self
+
+
+class ScheduleRequest(Budgeted, OnTheirEquipment):
     """Plan work orders from scratch (all equipment up from time 0): minimise the makespan."""
 
     work_orders: list[WorkOrder] = Field(min_length=1)
@@ -123,11 +132,6 @@ class ScheduleRequest(Budgeted):
             ]
         },
     )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        check_orders(self.work_orders, self.equipment)
-        return self
 
 
 class OperationState(Operation):
@@ -320,7 +324,7 @@ class ErrorResponse(BaseModel):
 Objective = Literal["total_weighted_tardiness", "makespan", "mean_flow_time"]
 
 
-class ShopCreate(Strict):
+class ShopCreate(OnTheirEquipment):
     """A shop session: its equipment and how to plan it; events then keep its state (ISA-95: the
     equipment of a work centre, the work orders released to it)."""
 
@@ -358,11 +362,6 @@ class ShopCreate(Strict):
             ]
         },
     )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        check_orders(self.work_orders, self.equipment)
-        return self
 
 
 class _ShopEvent(Strict):

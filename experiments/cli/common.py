@@ -23,37 +23,30 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _number(text: str, parse, low: float, high: float, what: str):
+    """``text`` parsed as a number in [low, high], or an argparse refusal saying ``what`` it must be."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1 (argparse names the option when it refuses)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
+    return _number(text, int, 1, float("inf"), "a whole number, 1 or more")
 
 
 def positive_seconds(text: str) -> float:
     """An argparse type: seconds > 0 (and finite)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+    return _number(text, float, 1e-9, 1e12, "a positive number of seconds")
 
 
 def port(text: str) -> int:
     """An argparse type: a TCP port, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
-    return value
+    return _number(text, int, 1, 65535, "a port number from 1 to 65535")
 
 
 def existing_dir(text: str) -> str:
