@@ -1,4 +1,4 @@
-"""Env throughput of two commits side by side: this checkout against an earlier one.
+"""Env and tabu-search throughput of two commits side by side: this checkout against an earlier one.
 
 Each round runs every measurement once in a fresh process per tree, alternating the trees,
 so both see the same machine load; the report gives the median of the rounds and the ratio.
@@ -6,7 +6,8 @@ Measured: the static env (single and batched, N=1024) on ta01 / ta41 / ta71 with
 random valid actions, and the dynamic env on endless-stream scenarios (20 machines, 90 %
 utilisation, the first 200 / 1 000 / 5 000 arriving jobs of one stream, first-allowed-job
 dispatching; steps/s over decisions 500-2500, which see the same jobs in every case), whose
-steps/s should not depend on the stream's length.
+steps/s should not depend on the stream's length; and the tabu search's moves/s (``tabu:iters=N``,
+one search, from the best rule's plan, on ta01 and ta41: the same moves in both trees).
 
     python -m experiments.bench_compare --base 5cd12bb --rounds 3 --seconds 2
 """
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
 STATIC = ("ta01", "ta41", "ta71")
 STREAMS = (200, 1000, 5000)
+TABU = ("ta01", "ta41")
 
 # Runs inside each tree: only APIs both commits have (JobShopEnv, BatchJobShopEnv,
 # DynamicJobShopEnv(scenario), generate_scenario, bench_env's samplers).
@@ -43,7 +45,13 @@ from sched_env.events import Scenario, generate_scenario
 
 what, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 sched_env.warm_up()
-if what == "single":
+if what == "tabu":  # moves per second of one search, a fixed move count (the same search in both trees)
+    from baselines import deciders
+
+    moves = {"ta01": 6000, "ta41": 2000}[name]
+    result = deciders.solve(instances.load(name), f"tabu:iters={moves}", seed=3, workers=1)
+    value = result.params["iterations_per_s"]
+elif what == "single":
     value = ours_single(instances.load(name), seconds)
 elif what == "batched":
     value = ours_batched(instances.load(name), seconds, 1024)
@@ -82,12 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="5cd12bb", help="the earlier commit (default: before issue 8)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
-    parser.add_argument("--only", choices=("single", "batched", "stream"), help="measure only these cases")
+    parser.add_argument("--only", choices=("single", "batched", "stream", "tabu"), help="measure only these cases")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     base = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=REPO, capture_output=True, text=True)
     base_commit = base.stdout.strip()
     cases = [("single", n) for n in STATIC] + [("batched", n) for n in STATIC] + [("stream", str(n)) for n in STREAMS]
+    cases += [("tabu", n) for n in TABU]
     cases = [case for case in cases if args.only in (None, case[0])]
     with tempfile.TemporaryDirectory() as folder:
         old = Path(folder) / "base"
@@ -97,13 +106,15 @@ def main(argv: list[str] | None = None) -> int:
             trees = {"base": old, "new": REPO}
             for tree in trees.values():  # compile (or load) the kernels once per tree
                 measure(tree, "single", "ta01", 0.1)
+                measure(tree, "tabu", "ta01", 0.1)
             values: dict[tuple[str, str, str], list[float]] = {}
             for round_ in range(args.rounds):
                 for what, name in cases:
                     for label in ("base", "new") if round_ % 2 == 0 else ("new", "base"):
                         value = measure(trees[label], what, name, args.seconds)
                         values.setdefault((label, what, name), []).append(value)
-                        print(f"round {round_ + 1}: {label} {what} {name}: {value:,.0f} steps/s", flush=True)
+                        unit = "moves/s" if what == "tabu" else "steps/s"
+                        print(f"round {round_ + 1}: {label} {what} {name}: {value:,.0f} {unit}", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, capture_output=True)
     rows = []
@@ -113,14 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"case": what, "instance": name, "base": round(b), "new": round(n), "ratio": round(n / b, 3)})
     command = "python -m experiments.bench_compare " + " ".join(argv or sys.argv[1:])
     lines = [
-        "# Env throughput: this commit against an earlier one, side by side",
+        "# Env and tabu throughput: this commit against an earlier one, side by side",
         "",
         f"New `{git_commit()}` vs base `{base_commit}`; {machine_description()}; {time.strftime('%Y-%m-%d')}.",
         f"Median of {args.rounds} rounds of {args.seconds:g} s each, trees alternating, one process per"
         f" measurement. Regenerate: `{command.strip()}`.",
         "Static: uniformly random valid actions, steps/s (batched: N=1024 shops, shop-steps/s). Stream: the dynamic"
         " env, 20 machines, 90 % utilisation, 20 jobs at the start + the first N arriving jobs of one stream, first"
-        " allowed job, steps/s over decisions 500-2500 (the same jobs in every case: only the stream's length differs).",
+        " allowed job, steps/s over decisions 500-2500 (the same jobs in every case: only the stream's length differs)."
+        " Tabu: moves/s of one search (`tabu:iters=N`, seed 3, one worker; the same moves in both trees).",
         "",
         "| case | instance / arriving jobs | base | new | new / base |",
         "|---|---|---:|---:|---:|",
