@@ -25,14 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-import instances
-from baselines import deciders
-from baselines.replan import Replanner
-from experiments.benchmark import write_csv
 from experiments.provenance import git_commit, machine_description
 from instances import SchedEnvError
-from sched_env.dynamic import DynamicJobShopEnv
-from sched_env.events import generate_scenario
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POOLS = ("ta01", "ta21", "ta41", "ta61")
@@ -63,6 +57,9 @@ LEARNED_REPLANNERS = (
 
 
 def scenarios(pools, utilisations, breakdowns, seed: int = 0):
+    import instances
+    from sched_env.events import generate_scenario
+
     for pool_name in pools:
         pool = instances.load(pool_name)
         for utilisation in utilisations:
@@ -114,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, command: str) -> int:
     """Run the benchmark the options describe; Ctrl-C stops it and writes the scenarios completed
     (exit status 130)."""
+    from experiments.benchmark import write_csv
+
     pools = ("ta01",) if args.quick else POOLS
     utilisations = (0.9,) if args.quick else (0.8, 0.9)
     chosen = chosen_replanners(args.replanners)
@@ -160,6 +159,10 @@ def chosen_replanners(labels: str | None) -> list | None:
 
 def scenario_rows(case, learned: list, methods: list, seed: int) -> list[dict]:
     """One scenario's rows: every rule and the learned policy deciding at every epoch, then each replanner."""
+    from baselines import deciders
+    from baselines.replan import Replanner
+    from sched_env.dynamic import DynamicJobShopEnv
+
     name, pool_name, pool, utilisation, broken, scenario = case
     base = {"scenario": name, "pool": pool_name, "size": f"{pool.n_jobs}x{pool.n_machines}",
             "utilisation": utilisation, "breakdowns": broken}  # fmt: skip
@@ -184,6 +187,8 @@ def scenario_rows(case, learned: list, methods: list, seed: int) -> list[dict]:
 def policy_results(scenario_list: list, spec: str) -> dict[str, list]:
     """The learned policy deciding at every epoch of every scenario (all stepped together, through
     the decider door), by scenario name; none when ``spec`` is 'none' or the policy extras are missing."""
+    from baselines import deciders
+
     if spec == "none":
         return {}
     try:
