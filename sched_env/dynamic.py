@@ -20,13 +20,14 @@ from sched_env.schedule import OBJECTIVE_NAMES, Schedule, objectives, validate_s
 from sched_env.shop import BatchShopEnv, ShopLayout, SingleShopEnv, Source, check_rule_id, observation_space, option
 
 #: Objective name -> kernel id; the names are those of :func:`sched_env.schedule.objectives`.
+#: (Python ints, as the static shop's options: see ``sched_env.shop.PLACEMENTS``.)
 OBJECTIVES = {
-    "makespan": K.OBJECTIVE_MAKESPAN,
-    "total_weighted_tardiness": K.OBJECTIVE_TARDINESS,
-    "mean_flow_time": K.OBJECTIVE_FLOW,
+    "makespan": int(K.OBJECTIVE_MAKESPAN),
+    "total_weighted_tardiness": int(K.OBJECTIVE_TARDINESS),
+    "mean_flow_time": int(K.OBJECTIVE_FLOW),
 }
 assert set(OBJECTIVES) <= set(OBJECTIVE_NAMES)
-INTERRUPTION_IDS = {"resume": K.INTERRUPT_RESUME, "restart": K.INTERRUPT_RESTART}
+INTERRUPTION_IDS = {"resume": int(K.INTERRUPT_RESUME), "restart": int(K.INTERRUPT_RESTART)}
 DYNAMIC_FEATURE_NAMES = K.DYNAMIC_FEATURE_NAMES
 DEFAULT_OBJECTIVE = "total_weighted_tardiness"
 
@@ -324,7 +325,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         if self._item is None:
             raise gym.error.ResetNeeded("call reset() before wait()")
         reward, done, stuck = K.dynamic_wait_shop(
-            self._instance_row, self._state_row, K.NONE if until is None else int(until), self._objective,
+            self._instance_row, self._state_row, int(K.NONE) if until is None else int(until), self._objective,
             self._mask, self._features, self._wait_width, *self._dims(),
         )  # fmt: skip
         if stuck:

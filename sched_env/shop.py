@@ -28,13 +28,15 @@ from instances import InvalidActionError, InvalidInstanceError, JobShopInstance,
 from sched_env import _kernels as K
 from sched_env.schedule import Schedule
 
-PLACEMENTS = {"active": K.PLACEMENT_ACTIVE, "append": K.PLACEMENT_APPEND}
+# Option name -> kernel constant, as a Python int: numba's dispatcher types a numpy scalar argument
+# on a slower path than an int, and these go into every step.
+PLACEMENTS = {"active": int(K.PLACEMENT_ACTIVE), "append": int(K.PLACEMENT_APPEND)}
 ACTION_SETS = {
-    "any": K.ACTIONS_ANY,
-    "giffler_thompson": K.ACTIONS_GT,
-    "non_delay": K.ACTIONS_NON_DELAY,
+    "any": int(K.ACTIONS_ANY),
+    "giffler_thompson": int(K.ACTIONS_GT),
+    "non_delay": int(K.ACTIONS_NON_DELAY),
 }
-REWARD_MODES = {"dense": K.REWARD_DENSE, "sparse": K.REWARD_SPARSE}
+REWARD_MODES = {"dense": int(K.REWARD_DENSE), "sparse": int(K.REWARD_SPARSE)}
 #: Column names of the per-job feature matrix, in order (see ``JobShopEnv``).
 FEATURE_NAMES = K.FEATURE_NAMES
 
