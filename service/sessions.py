@@ -249,7 +249,7 @@ class _Draft:
         self.orders: dict[str, WorkOrderState | None] = {}  # None: left the shop in this batch
         self.equipment: dict[str, EquipmentState] = {}
         self.finished: dict[str, str] = {}
-        self.open_operations: int | None = None  # the shop's operations not yet done, counted once per batch
+        self.open_operations: int | None = None  # operations of the shop's work orders, counted once per batch
         self.count, self.last_event_id = 0, shop.last_event_id
 
     def order(self, index: int, event, key: str | None = None) -> WorkOrderState:
@@ -279,6 +279,10 @@ class _Draft:
         return self.equipment[key]
 
     def finish(self, key: str, status: str) -> None:
+        """Work order ``key`` leaves the shop (its operations no longer count as open)."""
+        leaving = self.orders.get(key)
+        if self.open_operations is not None and leaving is not None:
+            self.open_operations -= len(leaving.operations)
         self.orders[key] = None
         self.finished[key] = status
 

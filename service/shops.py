@@ -166,11 +166,13 @@ class Shops:
         if isinstance(data, dict) and isinstance(data.get("events"), list) and len(data["events"]) > MAX_EVENTS:
             raise ShopError(413, f"{len(data['events']):,} events in one batch; the limit is {MAX_EVENTS:,}")
         batch = _events(data)
-        bodies = [event.model_dump_json() for event in batch.events]
+        # logged as sent (fields left out stay out: replay must see what the live state saw); the digest
+        # is of every field, defaults included, so a repeat is recognised whatever it leaves out
+        bodies = [event.model_dump_json(exclude_unset=True) for event in batch.events]
         logged = self.store.seen(shop_id, list({e.event_id for e in batch.events}))
         new, indices, rows, duplicates, in_batch = [], [], [], [], {}
         for index, (event, body) in enumerate(zip(batch.events, bodies)):
-            before, mark = logged.get(event.event_id) or in_batch.get(event.event_id), digest(body)
+            before, mark = logged.get(event.event_id) or in_batch.get(event.event_id), digest(event.model_dump_json())
             if before is not None:
                 if before != mark:
                     raise ShopError(409, f"events[{index}]: event_id {event.event_id!r} was used for a different"

@@ -6,6 +6,12 @@ Each event keeps its sender's ``event_id`` and a digest of its content: a repeat
 (and answered as a duplicate) however long ago the first one came. The latest plan of each shop
 is kept too, so a restarted service goes on from the same plan version. One process owns a
 database at a time (a lock file beside it).
+
+**Format versions** (the ``meta`` table's ``format``): 1 logged every event with all its fields,
+defaults included, so an optional field left out could not be told from one sent as null (a
+``work_order_changed`` with only ``due`` then failed to replay, and one with only ``priority``
+cleared the due date on restart); 2 logs each event as it was sent (fields left out stay out). A
+format-1 database is migrated when it is opened; one of a newer format is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ CREATE TABLE IF NOT EXISTS events (
     shop TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (shop, seq), UNIQUE (shop, event_id));
 CREATE TABLE IF NOT EXISTS plans (shop TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: The log format this version writes (see the module docstring).
+FORMAT = 2
 
 
 class StoreError(SchedEnvError):
@@ -63,8 +72,24 @@ class EventStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._upgrade()
         except (sqlite3.Error, OSError) as error:
             raise StoreError(f"cannot use {path} as the shop database: {error}") from None
+
+    def _upgrade(self) -> None:
+        """Record the format of a new database; migrate an older one (one transaction); refuse a newer one."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        logged = self.db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
+        found = int(row[0]) if row is not None else (1 if logged else FORMAT)
+        if found > FORMAT:
+            raise StoreError(f"{self.path} holds a format-{found} event log, written by a newer sched-env (this one"
+                             f" reads formats up to {FORMAT}): upgrade sched-env")  # fmt: skip
+        with self.db:
+            if found == 1:
+                rows = self.db.execute("SELECT shop, seq, body FROM events WHERE body LIKE '%work_order_changed%'")
+                changed = [(as_sent_v1(body), shop, seq) for shop, seq, body in rows.fetchall()]
+                self.db.executemany("UPDATE events SET body = ? WHERE shop = ? AND seq = ?", changed)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (str(FORMAT),))
 
     def close(self) -> None:
         with self.lock:
@@ -130,6 +155,21 @@ class EventStore:
     def plan(self, shop: str) -> tuple[int, str] | None:
         with self.lock:
             return self.db.execute("SELECT version, body FROM plans WHERE shop = ?", (shop,)).fetchone()
+
+
+def as_sent_v1(body: str) -> str:
+    """A format-1 ``work_order_changed`` body as it was sent: a null priority was never accepted, so
+    it was left out; a null due beside a priority was left out too (the common case; a due date
+    cleared together with a new priority is read as the priority alone)."""
+    import json
+
+    event = json.loads(body)
+    if event.get("type") == "work_order_changed":
+        if event.get("priority") is None:
+            event.pop("priority", None)
+        elif event.get("due") is None:
+            event.pop("due", None)
+    return json.dumps(event, separators=(",", ":"))
 
 
 def _own(path: Path):

@@ -1,4 +1,4 @@
-"""experiments/cli.py: the `sched-env` command, run as a user would (a real subprocess)."""
+"""experiments/cli/: the `sched-env` command, run as a user would (a real subprocess, or main() in process)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,65 @@ def test_a_yaml_syntax_error_in_a_training_config_is_one_line_with_its_place(tmp
     result = run("train", str(config))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "YAML syntax error at line" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _refusal(args, capsys) -> tuple[int, str]:
+    try:
+        code = main(args)
+    except SystemExit as stop:  # argparse refuses by exiting
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["solve", "ta01", "--workers", "0"], "argument --workers: must be a whole number, 1 or more, got 0"),
+        (["solve", "ta01", "--budget", "nan"], "argument --budget: must be a positive number of seconds"),
+        (["serve", "--port", "99999"], "argument --port: must be a port number from 1 to 65535, got 99999"),
+        (["bench", "--seeds", "0"], "argument --seeds: must be a whole number, 1 or more, got 0"),
+        (["bench", "--parallel", "0"], "argument --parallel: must be a whole number, 1 or more, got 0"),
+        (["instances", "list", "--family", "zz"], "--family zz: no such family; choose one of abz"),
+        (["instances", "list", "--dir", "no-such-folder"], "argument --dir: no such folder: no-such-folder"),
+        (["solve", "ta01", "--method", "mwkr", "--out", "no-such-folder/x.json"],
+         "--out no-such-folder/x.json: the folder no-such-folder does not exist"),
+        (["solve", "ta01", "--method", "mwkr", "--gantt", "chart.bmpx"], "--gantt chart.bmpx: write one of .png"),
+        (["gantt", "plan.json", "--out", "chart.bmpx"], "--out chart.bmpx: write one of .png"),
+        (["export-onnx", "model.zip", "--out", "model.txt"], "--out model.txt: write one of .onnx"),
+        (["train"], "give a CONFIG file (e.g. experiments/configs/static.yaml) or settings with --set"),
+        (["evolve"], "give --out DIR for a new run, or --resume DIR to continue one"),
+        (["bench", "--dynamic", "standard", "--policy", "no-such-model.onnx", "--out", "out"],
+         "--policy no-such-model.onnx: no such model file"),
+        (["bench", "--policy", "no-such-model.onnx", "--out", "out"], "--policy, --instant and --replanners belong to"),
+        (["bench", "--dynamic", "--instant", "--policy", "no-such-model.onnx", "--out", "out"],
+         "--policy no-such-model.onnx:"),
+    ],
+)  # fmt: skip
+def test_a_bad_option_is_refused_in_one_line_naming_it(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "train":
+        pytest.importorskip("sb3_contrib")
+    code, err = _refusal(args, capsys)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_a_config_value_error_names_the_config_not_an_option(tmp_path, capsys):
+    pytest.importorskip("sb3_contrib")
+    config = tmp_path / "bad.yaml"
+    config.write_text("timesteps: many\n")
+    code, err = _refusal(["train", str(config)], capsys)
+    assert code == 2 and "config timesteps='many': expected a number" in err and "--set" not in err, err
+
+
+def test_serve_on_a_busy_port_is_one_line_before_it_says_it_listens(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = _refusal(["serve", "--port", str(port), "--db", str(tmp_path / "shops.sqlite3")], capsys)
+    assert code == 2 and f"--port {port}: cannot listen there" in err, err
+    assert "listening" not in capsys.readouterr().out

@@ -275,3 +275,89 @@ def test_a_batch_the_database_cannot_write_is_refused_503_and_not_applied(models
     shops.store.db.execute("PRAGMA query_only = OFF")
     assert post(shops, shop_id, start(0, "WO-1", "turn"), ids=["a"])["accepted"] == 1, "the retry was not applied"
     shops.close()
+
+
+def _restarted(path, models, shop_id: str, before: dict) -> None:
+    """Restart on ``path``: the shop comes back with the state it had."""
+    again = Shops(EventStore(path), models)
+    again.restore()
+    assert again.describe(again.get(shop_id)) == before
+    again.close()
+
+
+def _settled(shops: Shops, shop_id: str) -> dict:
+    while shops.get(shop_id).pending or shops.get(shop_id).in_flight:
+        time.sleep(0.01)
+    return shops.describe(shops.get(shop_id))
+
+
+@pytest.mark.parametrize("change", [{"due": 70}, {"priority": 5}, {"due": None}, {"due": 40, "priority": 2}])
+def test_a_work_order_change_with_any_fields_replays_to_the_same_state(models, tmp_path, change):
+    """Issue 27, finding 1: events were logged with every field, so a change with only ``due`` was
+    refused on restart (every shop lost) and one with only ``priority`` cleared the due date."""
+    path = tmp_path / "shops.sqlite3"
+    shops = Shops(EventStore(path), models)
+    shop_id = shops.create(json.dumps(SHOP).encode())["id"]
+    post(shops, shop_id, {"type": "work_order_changed", "time": 1, "work_order": "WO-1", **change})
+    before = _settled(shops, shop_id)
+    wo1 = next(o for o in before["work_orders"] if o["id"] == "WO-1")
+    assert wo1["due"] == change.get("due", 20) and wo1["priority"] == change.get("priority", 1)
+    shops.close()
+    _restarted(path, models, shop_id, before)
+
+
+def test_a_format_1_log_is_migrated_when_opened(models, tmp_path):
+    """A database written before the format version: every field logged, a left-out field as null."""
+    import sqlite3
+
+    from service.store import FORMAT
+
+    path = tmp_path / "shops.sqlite3"
+    shops = Shops(EventStore(path), models)
+    shop_id = shops.create(json.dumps(SHOP).encode())["id"]
+    post(shops, shop_id, {"type": "work_order_changed", "time": 1, "work_order": "WO-1", "priority": 4},
+         {"type": "work_order_changed", "time": 2, "work_order": "WO-2", "due": 30})  # fmt: skip
+    before = _settled(shops, shop_id)
+    shops.close()
+    db = sqlite3.connect(path)  # as the old version wrote it: all fields, no format row
+    for seq, body in db.execute("SELECT seq, body FROM events").fetchall():
+        event = {"due": None, "priority": None, **json.loads(body)}
+        db.execute("UPDATE events SET body = ? WHERE seq = ?", (json.dumps(event), seq))
+    db.execute("DELETE FROM meta")
+    db.commit()
+    db.close()
+    _restarted(path, models, shop_id, before)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == (str(FORMAT),)
+    db.close()
+
+
+def test_a_database_of_a_newer_format_is_refused_in_one_line(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "shops.sqlite3"
+    EventStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'format'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="format-99 event log, written by a newer sched-env"):
+        EventStore(path)
+
+
+def test_released_and_cancelled_orders_do_not_count_as_open_live_or_on_restart(models, tmp_path):
+    """Issue 27, finding 2: the open-operation limit counted every order ever released in a batch,
+    and a restart replays the whole log as one batch: 3 x 8 000 operations released and cancelled
+    stopped every shop's start-up."""
+    path = tmp_path / "shops.sqlite3"
+    shops = Shops(EventStore(path), models)
+    shop_id = shops.create(json.dumps({**SHOP, "work_orders": []}).encode())["id"]
+    big = [(f"op{k}", "lathe", 1) for k in range(8_000)]
+    rows = []
+    for n in range(3):
+        rows += [release(n, f"BIG-{n}", *big), {"type": "work_order_cancelled", "time": n, "work_order": f"BIG-{n}"}]
+    post(shops, shop_id, *rows)  # one batch: never more than 8 000 open at once
+    before = _settled(shops, shop_id)
+    assert before["work_orders_cancelled"] == 3 and before["work_orders"] == []
+    shops.close()
+    _restarted(path, models, shop_id, before)
