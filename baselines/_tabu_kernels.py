@@ -417,14 +417,18 @@ def evaluate(prob, sol, work, params) -> int:
 @kernel
 def estimated_moves(prob, sol, work) -> int:
     """N5 moves on the critical path with their makespan estimates (-1: N5 empty, optimal)."""
-    last = prob.job_last[latest_job(work.end, prob.job_last)]
-    length = critical_path(work.end, work.bind, prob.job_pred, prob.machine, sol.seq, sol.pos, last, work.path)
-    found = n5_moves(work.path, length, work.bind, prob.job_of, work.moves)
+    # fields into locals before the loop: numba does not hoist a namedtuple's field out of one (5 % of the search)
+    dur, mach, jpred, jsucc, rel, job_of, job_last, count = (
+        prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, prob.job_of, prob.job_last, prob.count
+    )
+    seq, pos = sol.seq, sol.pos
+    start, end, bind, tail, path, moves, values = (
+        work.start, work.end, work.bind, work.tail, work.path, work.moves, work.values
+    )
+    length = critical_path(end, bind, jpred, mach, seq, pos, job_last[latest_job(end, job_last)], path)
+    found = n5_moves(path, length, bind, job_of, moves)
     for i in range(found):
-        work.values[i] = swap_estimate(
-            work.moves[i, 0], work.moves[i, 1], work.start, prob.duration, work.tail, prob.job_pred, prob.job_succ,
-            prob.release, prob.machine, sol.seq, prob.count, sol.pos,
-        )  # fmt: skip
+        values[i] = swap_estimate(moves[i, 0], moves[i, 1], start, dur, tail, jpred, jsucc, rel, mach, seq, count, pos)
     return found
 
 
@@ -443,18 +447,23 @@ def costly_moves(prob, sol, work, params, cap: int) -> int:
 def evaluated_moves(prob, sol, work, params, cap: int) -> int:
     """Swaps on the longest paths to the costly jobs, each evaluated exactly by decoding
     (releases, blocked intervals and tardiness break the estimates)."""
-    mach, seq, pos = prob.machine, sol.seq, sol.pos
+    dur, mach, jpred, jsucc, rel, count = (
+        prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, prob.count
+    )  # locals before the loop (see estimated_moves)
+    bstart, bend, nb, job_last, due, weight, job_rel = (
+        prob.blocked_start, prob.blocked_end, prob.n_blocked, prob.job_last, prob.due, prob.weight, prob.job_release
+    )
+    seq, pos, moves, values, kind = sol.seq, sol.pos, work.moves, work.values, params[P.kind]
+    trial_start, trial_end, trial_bind, trial_order, stack = (
+        work.trial_start, work.trial_end, work.trial_bind, work.trial_order, work.stack
+    )
     found = costly_moves(prob, sol, work, params, cap)
     for i in range(found):
-        u, v = work.moves[i, 0], work.moves[i, 1]
+        u, v = moves[i, 0], moves[i, 1]
         swap(u, v, mach, seq, pos)
-        placed = decode(prob.duration, mach, prob.job_pred, prob.job_succ, prob.release, seq, prob.count, pos,
-                        prob.blocked_start, prob.blocked_end, prob.n_blocked, work.trial_start, work.trial_end,
-                        work.trial_bind, work.trial_order, work.stack)  # fmt: skip
-        work.values[i] = (
-            objective_of(params[P.kind], work.trial_end, prob.job_last, prob.due, prob.weight, prob.job_release)
-            if placed == len(prob.duration) else INF
-        )  # fmt: skip
+        placed = decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, trial_start, trial_end,
+                        trial_bind, trial_order, stack)  # fmt: skip
+        values[i] = objective_of(kind, trial_end, job_last, due, weight, job_rel) if placed == len(dur) else INF
         swap(u, v, mach, seq, pos)
     sol.counters[C.evaluations] += found
     return found
@@ -612,8 +621,8 @@ def begin(prob, sol, work, params) -> int:
 def search(prob, sol, work, params, iterations: int) -> int:
     """Run up to ``iterations`` moves (a chunk: the state lives in the arrays, so chunks of any
     size give the same search); returns the moves made."""
-    made = 0
-    while made < iterations and sol.counters[C.done] == 0:
+    counters, made = sol.counters, 0
+    while made < iterations and counters[C.done] == 0:
         step(prob, sol, work, params)
         made += 1
     return made
