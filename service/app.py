@@ -279,6 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Job-shop plans from work orders and shop states, by any registered decider within a budget.",
         responses={code: {"model": ErrorResponse, "description": text} for code, text in ERRORS.items()},
     )  # fmt: skip
+    app.state.internal = state  # the service's state, for tests and debugging (never served)
     app.add_middleware(Edge, metrics=metrics, app_routes=lambda: app.routes)
     _error_bodies(app)
     _offline_docs(app)

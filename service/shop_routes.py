@@ -106,7 +106,9 @@ async def _wait_for_plan(state: dict, shop_id: str, after: int | None, wait_ms: 
     """The current plan, or, with ``after``, the first newer one within ``wait_ms``."""
     shops, deadline = state["shops"], time.monotonic() + wait_ms / 1000
     while True:
-        event = state["plan_waiters"].setdefault(shop_id, asyncio.Event())  # before looking: no wake-up missed
+        event = None
+        if after is not None and shop_id in shops.shops:  # a waiter per known shop, kept before looking: no
+            event = state["plan_waiters"].setdefault(shop_id, asyncio.Event())  # wake-up missed, no growth
         try:
             shops.get(shop_id)
             version, body = shops.plan(shop_id)
@@ -115,7 +117,7 @@ async def _wait_for_plan(state: dict, shop_id: str, after: int | None, wait_ms: 
                 return _refused(error)
             version, body = 0, None
         left = deadline - time.monotonic()
-        if after is None or version > after or left <= 0:
+        if event is None or version > after or left <= 0:
             if body is None:
                 return _refused(ShopError(404, f"shop {shop_id!r} has no plan yet: retry shortly"))
             return Response(body, media_type="application/json")

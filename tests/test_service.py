@@ -355,3 +355,14 @@ def test_a_plan_that_breaks_the_state_is_a_500_with_a_request_id(server, monkeyp
     instance = instances.random_instance(4, 3, seed=0)
     response = httpx.post(server.url + "/v1/schedule", json=shop_request(instance, "mwkr"), timeout=30)
     assert response.status_code == 500 and "request id" in response.json()["detail"]
+
+
+def test_plan_requests_for_unknown_shops_leave_nothing_behind(server):
+    """Issue 27, finding 6: each unknown id's plan request kept a waiter entry (+100 MB over 12 000)."""
+    waiters = server.server.config.app.state.internal["plan_waiters"]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for i in range(300):
+            for params in ({}, {"after": 0, "wait_ms": 1}):
+                response = client.get(f"/v1/shops/shop-{'x' * 200}{i}/plan", params=params)
+                assert response.status_code == 404, response.text
+    assert not [key for key in waiters if key.startswith("shop-x")], f"{len(waiters)} waiters left for unknown shops"
