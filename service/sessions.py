@@ -101,14 +101,15 @@ class ShopSession:
             self.orders[order.id] = _work_order(order, config.time)
 
     # ------------------------------------------------------------------ events
-    def apply(self, events: list) -> None:
-        """Apply a batch in order, all or none (:class:`RefusedEventError` changes nothing)."""
-        self.commit(self.prepare(events))
+    def apply(self, events: list, *, limits: bool = True) -> None:
+        """Apply a batch in order, all or none (:class:`RefusedEventError` changes nothing).
+        ``limits=False`` (replaying a log): the size limits were checked when the events came."""
+        self.commit(self.prepare(events, limits=limits))
 
-    def prepare(self, events: list, indices: list[int] | None = None) -> _Draft:
+    def prepare(self, events: list, indices: list[int] | None = None, *, limits: bool = True) -> _Draft:
         """The batch applied to a draft (the state is unchanged until :meth:`commit`); a refused
         event raises :class:`RefusedEventError` naming ``events[indices[i]]``."""
-        draft = _Draft(self)
+        draft = _Draft(self, limits)
         for i, event in enumerate(events):
             index = i if indices is None else indices[i]
             if event.time < draft.time:
@@ -124,8 +125,10 @@ class ShopSession:
         self.applied += draft.count
         self.last_event_id = draft.last_event_id
 
-    def active_operations(self) -> int:
-        return sum(len(o.operations) for o in self.orders.values())
+    def open_work(self) -> tuple[int, int]:
+        """The operations of the shop's work orders and their durations, summed (what the limits bound)."""
+        return (sum(len(o.operations) for o in self.orders.values()),
+                sum(op.duration for o in self.orders.values() for op in o.operations))  # fmt: skip
 
     # ------------------------------------------------------------------ views
     def back_at(self, equipment: EquipmentState, now: int) -> int | None:
@@ -244,12 +247,14 @@ def _work_order(order, now: int) -> WorkOrderState:
 class _Draft:
     """A batch's changes over a session: work orders and equipment copied when first touched."""
 
-    def __init__(self, shop: ShopSession) -> None:
-        self.shop, self.time = shop, shop.time
+    def __init__(self, shop: ShopSession, limits: bool = True) -> None:
+        self.shop, self.time, self.limits = shop, shop.time, limits
         self.orders: dict[str, WorkOrderState | None] = {}  # None: left the shop in this batch
         self.equipment: dict[str, EquipmentState] = {}
         self.finished: dict[str, str] = {}
-        self.open_operations: int | None = None  # operations of the shop's work orders, counted once per batch
+        # operations of the shop's work orders and their summed durations: counted once per batch, then kept
+        self.open_operations: int | None = None
+        self.open_duration = 0
         self.count, self.last_event_id = 0, shop.last_event_id
 
     def order(self, index: int, event, key: str | None = None) -> WorkOrderState:
@@ -283,6 +288,7 @@ class _Draft:
         leaving = self.orders.get(key)
         if self.open_operations is not None and leaving is not None:
             self.open_operations -= len(leaving.operations)
+            self.open_duration -= sum(op.duration for op in leaving.operations)
         self.orders[key] = None
         self.finished[key] = status
 
@@ -300,8 +306,6 @@ class _Draft:
 
 # ---------------------------------------------------------------------- one handler per event type
 def _released(draft: _Draft, index: int, event) -> None:
-    from service.schemas import MAX_OPERATIONS
-
     order = event.work_order
     if draft.known_order(order.id):
         status = draft.finished.get(order.id) or draft.shop.finished.get(order.id) or "in the shop"
@@ -319,13 +323,28 @@ def _released(draft: _Draft, index: int, event) -> None:
                 index, event, f"work_order.operations[{k}].id", f"duplicated operation id {op.id!r}"
             )
         seen.add(op.id)
+    if draft.limits:
+        _within_limits(draft, index, event)
+    draft.orders[order.id] = _work_order(order, event.time)
+
+
+def _within_limits(draft: _Draft, index: int, event) -> None:
+    """A released work order keeps the shop's open work within the limits of ``/v1/schedule``:
+    operations, and their durations summed (so that no objective overflows or is misread)."""
+    from service.schemas import MAX_OPERATIONS, MAX_TOTAL_DURATION
+
+    operations = event.work_order.operations
     if draft.open_operations is None:
-        draft.open_operations = draft.shop.active_operations()
-    draft.open_operations += len(order.operations)
+        draft.open_operations, draft.open_duration = draft.shop.open_work()
+    draft.open_operations += len(operations)
+    draft.open_duration += sum(op.duration for op in operations)
+    if draft.open_duration > MAX_TOTAL_DURATION:
+        raise RefusedEventError(index, event, "work_order.operations", f"the durations of the shop's work orders would"
+                                f" sum to {draft.open_duration:,}; the limit is {MAX_TOTAL_DURATION:,}: plan in a"
+                                " coarser time unit, or finish or cancel work orders first")  # fmt: skip
     if draft.open_operations > MAX_OPERATIONS:
         raise RefusedEventError(index, event, "work_order", f"the shop would hold more than {MAX_OPERATIONS:,} operations"
                                                        " not yet done: finish or cancel work orders first")  # fmt: skip
-    draft.orders[order.id] = _work_order(order, event.time)
 
 
 def _operation(draft: _Draft, index: int, event) -> tuple[WorkOrderState, int, OperationState]:

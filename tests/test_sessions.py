@@ -361,3 +361,26 @@ def test_released_and_cancelled_orders_do_not_count_as_open_live_or_on_restart(m
     assert before["work_orders_cancelled"] == 3 and before["work_orders"] == []
     shops.close()
     _restarted(path, models, shop_id, before)
+
+
+def test_released_work_is_bound_by_the_summed_duration_limit_and_an_order_without_due_is_never_late(models):
+    """Issue 27, finding 7: released orders skipped the 10^11 summed-durations rule of /v1/schedule
+    (5 000 x 10^9 gave a negative tardiness, and orders without a due date were reported late)."""
+    from service.schemas import MAX_TOTAL_DURATION
+
+    shops = Shops(EventStore(None), models)
+    shop_id = shops.create(json.dumps({**SHOP, "work_orders": []}).encode())["id"]
+    longest = 10**9  # the longest operation; 100 of them reach the limit
+    half = [(f"op{k}", "lathe", longest) for k in range(MAX_TOTAL_DURATION // longest // 2)]
+    post(shops, shop_id, release(0, "A", *half), release(0, "B", *half))
+    with pytest.raises(ShopError) as refused:
+        post(shops, shop_id, release(1, "C", ("z", "drill", 1)))
+    assert refused.value.status == 409 and "the limit is 100,000,000,000" in refused.value.detail
+    post(shops, shop_id, {"type": "work_order_cancelled", "time": 2, "work_order": "A"})
+    post(shops, shop_id, release(3, "C", ("z", "drill", 7)))  # room again once A left
+    plan = wait_for_version(shops, shop_id, 1)
+    while shops.get(shop_id).pending or shops.get(shop_id).in_flight:
+        time.sleep(0.01)
+    plan = json.loads(shops.plan(shop_id)[1])
+    assert plan["objectives"]["total_weighted_tardiness"] == 0, "no order has a due date: none can be late"
+    shops.close()
