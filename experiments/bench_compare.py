@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--only", choices=("single", "batched", "stream", "tabu"), help="measure only these cases")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--stem", help="file stem of the outputs (default bench_compare[_ONLY])")
     args = parser.parse_args(argv)
     base = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=REPO, capture_output=True, text=True)
     base_commit = base.stdout.strip()
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {r['case']} | {r['instance']} | {r['base']:,} | {r['new']:,} | {r['ratio']:.2f} |" for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "bench_compare" if args.only is None else f"bench_compare_{args.only}"
+    stem = args.stem or ("bench_compare" if args.only is None else f"bench_compare_{args.only}")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     (out / f"{stem}.json").write_text(
         json.dumps({"new": git_commit(), "base": base_commit, "machine": machine_description(), "rows": rows,
