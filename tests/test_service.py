@@ -366,3 +366,22 @@ def test_plan_requests_for_unknown_shops_leave_nothing_behind(server):
                 response = client.get(f"/v1/shops/shop-{'x' * 200}{i}/plan", params=params)
                 assert response.status_code == 404, response.text
     assert not [key for key in waiters if key.startswith("shop-x")], f"{len(waiters)} waiters left for unknown shops"
+
+
+def test_a_client_that_leaves_mid_body_is_one_log_line_not_a_traceback(server, caplog):
+    """Issue 27, finding 9: a client that disconnected mid-body wrote a 66-line traceback per upload."""
+    import logging
+    import socket
+
+    caplog.set_level(logging.INFO)
+    head = (b"POST /v1/schedule HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(head + b'{"work_orders": [')
+        time.sleep(0.3)
+    deadline = time.time() + 10
+    while time.time() < deadline and not any("went away" in r.getMessage() for r in caplog.records):
+        time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records if "went away" in r.getMessage()]
+    assert len(lines) == 1 and "POST /v1/schedule" in lines[0], lines
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
