@@ -127,6 +127,8 @@ class Metrics:
                                 ["family"], registry=self.registry)  # fmt: skip
         self.rejected = Counter("sched_env_rejected_total", "requests refused: queue full (503) or timed out (504)",
                                 ["reason"], registry=self.registry)  # fmt: skip
+        self.replan_failures = Counter("sched_env_replan_failures_total", "shop replans that failed (the previous"
+                                       " plan is served, marked stale)", registry=self.registry)  # fmt: skip
 
 
 class Pool:
@@ -259,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(warm_deciders, state["models"])
         state["pool"] = Pool(settings.workers, settings.queue)
         await asyncio.to_thread(_open_shops, state, settings)
+        state["shops"].failure_listeners.append(lambda _shop, _failure: metrics.replan_failures.inc())
         gc.collect()
         gc.freeze()  # the models and kernels are never garbage: later collections skip them (shorter pauses)
         sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -63,6 +63,7 @@ class MqttBridge:
         self.client.on_connect_fail = self._unreachable
         self.warned = False  # one warning per outage, not one per retry
         shops.listeners.append(self.publish_plan)
+        shops.failure_listeners.append(self.publish_failure)
 
     def start(self) -> MqttBridge:
         """Connect in the background (a broker not up yet is retried, as after a restart)."""
@@ -118,6 +119,13 @@ class MqttBridge:
             self.client.ack(message.mid, message.qos)
 
     # ------------------------------------------------------------------ plans out (replanner threads)
+    def publish_failure(self, shop_id: str, failure: dict) -> None:
+        """A failed replan on the errors topic (the retained plan stays the previous one)."""
+        answer = {"shop": shop_id, "status": 500, "detail": f"replanning after event {failure['event']} failed:"
+                  f" {failure['reason']}; the previous plan stands", "replan_failed": failure}  # fmt: skip
+        self.client.publish(topic(shop_id, "errors"), json.dumps(answer), qos=1)
+
+
     def publish_plan(self, shop_id: str, _version: int, body: bytes | None) -> None:
         """The shop's new plan, retained; ``None`` (the shop was deleted) clears it."""
         self.client.publish(topic(shop_id, "plan"), body or b"", qos=1, retain=True)

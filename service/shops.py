@@ -86,6 +86,9 @@ class Shop:
         self.in_flight = False
         self.deleted = False
         self.bucket = TokenBucket(rate, 2 * rate)
+        #: The last replan's failure (event, last_event_id, reason, at) until a replan succeeds: the plan
+        #: served meanwhile is the previous one, marked stale.
+        self.failure: dict[str, Any] | None = None
 
 
 class Shops:
@@ -98,6 +101,8 @@ class Shops:
         self.journal = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self.planners = Replanners(workers, self._replan_once)
         self.listeners: list[Callable[[str, int, bytes | None], None]] = []  # (shop, version, plan; None: deleted)
+        self.failure_listeners: list[Callable[[str, dict], None]] = []  # (shop, failure): a replan failed
+        self.replan_failures = 0  # since start (the service's metric reads it)
 
     def close(self) -> None:
         self.journal.shutdown(wait=True, cancel_futures=False)  # every acknowledged write is already on disk
@@ -226,10 +231,17 @@ class Shops:
     def plan(self, shop_id: str) -> tuple[int, bytes]:
         shop = self.get(shop_id)
         with shop.lock:
+            if shop.plan_body is None and shop.failure is not None:
+                failure = shop.failure
+                raise ShopError(503, f"shop {shop_id!r} has no plan: replanning after event {failure['event']}"
+                                     f" failed ({failure['reason']}); the next event batch replans")  # fmt: skip
             if shop.plan_body is None:
                 raise ShopError(404, f"shop {shop_id!r} has no plan yet (the first is being made): retry, or"
                                      " wait for it with ?after=0&wait_ms=2000")  # fmt: skip
-            return shop.plan_version, shop.plan_body
+            body, failure = shop.plan_body, shop.failure
+            if failure is not None:  # the previous plan stands, marked stale, with why the last replan failed
+                body = json.dumps({**json.loads(body), "stale": True, "last_replan_failed": failure}).encode()
+            return shop.plan_version, body
 
     def allow(self, shop_id: str) -> None:
         """Refuse an event batch over the shop's rate (429 with Retry-After); on the event loop."""
@@ -277,8 +289,9 @@ class Shops:
             snapshot = _Snapshot(shop.session, state, active, applied, since, shop.plan_rows)
         try:
             made = self._make_plan(shop, snapshot)
-        except Exception:  # a decider's failure must not end the shop: the next batch replans
+        except Exception as error:  # a decider's failure must not end the shop: the next batch replans
             LOG.exception("shop %s: replanning after %d events failed", shop.id, applied)
+            self._failed(shop, applied, error)
             made = None
         published = None
         if made is not None:  # its stability and JSON outside the lock (one replan per shop: the version is ours)
@@ -293,6 +306,7 @@ class Shops:
                 except StoreError as error:  # still served: the events are safe, a restart replans
                     LOG.error("shop %s: plan %d not kept: %s", shop.id, version, error)
                 shop.plan_body, shop.plan_rows, shop.plan_version = body, rows, version
+                shop.failure = None
                 published = (version, body)
         if published is not None:
             self._tell(shop.id, *published)
@@ -330,6 +344,21 @@ class Shops:
                 "decider_ms": round(1000 * (time.perf_counter() - started), 3),
                 "objectives": objectives(state.jobs, schedule), "frozen": held, "rows": rows,
                 "previous": snapshot.previous}  # fmt: skip
+
+    def _failed(self, shop: Shop, applied: int, error: Exception) -> None:
+        """Record a failed replan where clients see it: the plan resource, the failure listeners, the count."""
+        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+        with shop.lock:
+            shop.failure = failure = {
+                "event": applied, "last_event_id": shop.session.last_event_id, "reason": reason,
+                "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            }  # fmt: skip
+            self.replan_failures += 1
+        for listener in self.failure_listeners:
+            try:
+                listener(shop.id, failure)
+            except Exception:  # a listener's failure (a broker away) never stops replanning
+                LOG.exception("shop %s: a failure listener failed", shop.id)
 
     def _tell(self, shop_id: str, version: int, body: bytes | None) -> None:
         for listener in self.listeners:

@@ -384,3 +384,58 @@ def test_released_work_is_bound_by_the_summed_duration_limit_and_an_order_withou
     plan = json.loads(shops.plan(shop_id)[1])
     assert plan["objectives"]["total_weighted_tardiness"] == 0, "no order has a due date: none can be late"
     shops.close()
+
+
+class _Flaky:
+    """A decider that plans with MWKR unless told to fail."""
+
+    fail = False
+
+    def __init__(self, spec: str) -> None:
+        from baselines.rule_decider import RuleDecider
+
+        self.spec, self.rule = spec, RuleDecider("mwkr", "mwkr")
+
+    def solve(self, problem, *, budget_s=None, seed=0, hint=None):
+        if _Flaky.fail:
+            raise RuntimeError("the planner is out of order\nsecond line")
+        return self.rule.solve(problem, budget_s=budget_s, seed=seed, hint=hint)
+
+
+def test_a_failed_replan_is_visible_and_the_previous_plan_kept_and_marked_stale(models):
+    """Issue 27, finding 4 / item 4: a replan that failed left the shop on its old plan, said only in the log."""
+    from baselines import deciders
+
+    deciders.register("flaky", lambda spec, **_: _Flaky(spec.text), qualifier="none")
+    try:
+        _fail_a_replan(models)
+    finally:
+        deciders._REGISTRY.pop("flaky", None)  # no other test sees it
+
+
+def _fail_a_replan(models) -> None:
+    shops = Shops(EventStore(None), models)
+    heard = []
+    shops.failure_listeners.append(lambda shop, failure: heard.append((shop, failure)))
+    shop_id = shops.create(json.dumps({**SHOP, "method": "flaky"}).encode())["id"]
+    first = wait_for_version(shops, shop_id, 1)
+    assert "stale" not in first
+    _Flaky.fail = True
+    try:
+        post(shops, shop_id, start(0, "WO-1", "turn"), ids=["ev-1"])
+        deadline = time.monotonic() + 30
+        while not heard and time.monotonic() < deadline:
+            time.sleep(0.01)
+        version, body = shops.plan(shop_id)
+        stale = json.loads(body)
+        assert version == 1 and stale["stale"] is True and stale["version"] == 1
+        failure = stale["last_replan_failed"]
+        assert failure["event"] == 1 and failure["last_event_id"] == "ev-1"
+        assert failure["reason"] == "RuntimeError: the planner is out of order"
+        assert heard == [(shop_id, failure)] and shops.replan_failures == 1
+    finally:
+        _Flaky.fail = False
+    post(shops, shop_id, finish(5, "WO-1", "turn"))
+    fresh = wait_for_version(shops, shop_id, 2)
+    assert "stale" not in fresh and "last_replan_failed" not in fresh
+    shops.close()
