@@ -18,6 +18,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from baselines.budget import MIN_SEARCH_S, cpsat_stop
+from baselines.deciders import wait_interruptibly
 from instances import InfeasibleScheduleError, InvalidInstanceError, JobShopInstance, SolverError
 from sched_env.schedule import Schedule, SolveResult, objective_value, validate_schedule
 
@@ -189,13 +190,7 @@ def run_solver(solver: cp_model.CpSolver, model: cp_model.CpModel) -> tuple[int,
             finished.set()
 
     threading.Thread(target=search, name="cp-sat", daemon=True).start()
-    interrupted = False
-    while not finished.is_set():  # an Event, not Thread.join: an interrupted join marks a running thread stopped
-        try:
-            finished.wait(0.1)
-        except KeyboardInterrupt:
-            interrupted = True
-            solver.stop_search()
+    interrupted = wait_interruptibly(finished, solver.stop_search)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["status"], interrupted

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,20 @@ class SolveInterrupted(KeyboardInterrupt):
     def __init__(self, result: SolveResult) -> None:
         super().__init__(f"{result.method}: interrupted; the best plan so far is kept")
         self.result = result
+
+
+def wait_interruptibly(done: threading.Event, stop: Callable[[], None]) -> bool:
+    """Wait until ``done`` is set; each Ctrl-C meanwhile calls ``stop`` (the work then ends at once,
+    keeping its best plan). Whether Ctrl-C came. On an Event, not ``Thread.join``: an interrupted
+    join marks the still-running thread stopped."""
+    interrupted = False
+    while not done.is_set():
+        try:
+            done.wait(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop()
+    return interrupted
 
 
 @runtime_checkable

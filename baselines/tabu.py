@@ -22,7 +22,7 @@ import numpy as np
 
 from baselines import _tabu_kernels as K
 from baselines.budget import TABU_READ_BACK
-from baselines.deciders import MAX_ITERATIONS, MAX_SECONDS, DeciderError, default_objective
+from baselines.deciders import MAX_ITERATIONS, MAX_SECONDS, DeciderError, default_objective, wait_interruptibly
 from instances import InvalidInstanceError, JobShopInstance
 from sched_env import warmup
 from sched_env.schedule import Schedule
@@ -238,13 +238,8 @@ def _run_searches(searches: list[_Search], iterations, deadline, proven) -> bool
     except KeyboardInterrupt:
         interrupted = True
         stop.set()
-    for done in finished:  # Events, not Thread.join: an interrupted join marks a running thread stopped
-        while not done.is_set():
-            try:
-                done.wait(0.1)
-            except KeyboardInterrupt:
-                interrupted = True
-                stop.set()
+    for done in finished:
+        interrupted |= wait_interruptibly(done, stop.set)
     return interrupted
 
 

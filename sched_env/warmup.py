@@ -114,7 +114,7 @@ def warm_up(*names: str, say: Callable[[str], None] | None = None) -> float:
         compile_beside(cold[-1])
     if say is not None and (cold or any(n in _helpers for n in todo)):
         waiting = [n for n in todo if n in cold or n in _helpers]
-        seconds = max(GROUPS[n].cold_s for n in waiting) if len(waiting) > 1 else GROUPS[waiting[0]].cold_s
+        seconds = max(GROUPS[n].cold_s for n in waiting)
         say(f"compiling the {' and '.join(waiting)} kernels, once for this machine (up to about {seconds:.0f} s on"
             " 2 cores; later runs load them from numba's cache in under a second) ...")  # fmt: skip
     try:
