@@ -52,14 +52,14 @@ def replay(n_events: int, n_shops: int, models: dict) -> dict:
             for first in range(0, len(events), 500):
                 shops.ingest(shop_id, json.dumps({"events": events[first : first + 500]}).encode())
         logged_s = time.perf_counter() - started
-        before = {shop_id: shops.describe(shops.get(shop_id)) for shop_id in ids}
+        before = {shop_id: shops.state(shop_id) for shop_id in ids}
         shops.close()
         again = Shops(EventStore(path), models)
         started = time.perf_counter()
         replayed = again.restore()
         seconds = time.perf_counter() - started
-        equal = all(again.describe(again.get(shop_id))["events"] == before[shop_id]["events"] and
-                    {k: v for k, v in again.describe(again.get(shop_id)).items() if k != "plan_version"} ==
+        equal = all(again.state(shop_id)["events"] == before[shop_id]["events"] and
+                    {k: v for k, v in again.state(shop_id).items() if k != "plan_version"} ==
                     {k: v for k, v in before[shop_id].items() if k != "plan_version"} for shop_id in ids)  # fmt: skip
         again.close()
     return {"events": replayed, "shops": n_shops, "replay_s": round(seconds, 3), "log_s": round(logged_s, 3),

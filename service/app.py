@@ -33,7 +33,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,14 @@ from service.schemas import (
     RescheduleRequest,
     ScheduleRequest,
     ShopCreate,
+    build_decider,
     parse_request,
     plan_rows,
     schedule_problem,
     to_state,
 )
 from service.shop_routes import body_of, shop_routes
-from service.shops import DEFAULT_SHOP_RATE
+from service.shops import DEFAULT_MAX_BUDGET_MS, DEFAULT_SHOP_RATE, ShopSettings
 from service.store import default_path
 
 LOG = logging.getLogger("sched_env.service")
@@ -93,7 +94,16 @@ class Settings:
     db: str | None = None  # the shop sessions' SQLite file (None: kept in memory only, for tests and embedding)
     mqtt: str | None = None  # HOST:PORT of an MQTT broker to bridge shop events and plans through
     mqtt_client_id: str | None = None  # the bridge's MQTT client id (default: derived from the database path)
-    shop_rate: float = DEFAULT_SHOP_RATE  # event batches per second per shop over HTTP (429 beyond)
+    shop_rate: float = DEFAULT_SHOP_RATE  # event batches per second per shop, HTTP and MQTT (429 beyond)
+    max_shop_budget_ms: int = DEFAULT_MAX_BUDGET_MS  # the longest budget_ms a shop session may ask
+    mqtt_username: str | None = None  # the bridge's broker login (its password: SCHED_ENV_MQTT_PASSWORD or a file)
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_ca: str | None = None  # TLS: the broker's CA file (TLS is on when any of the three is given)
+    mqtt_cert: str | None = None  # TLS: the bridge's client certificate and key (PEM files)
+    mqtt_key: str | None = None
+
+    def shop_settings(self) -> ShopSettings:
+        return ShopSettings(workers=self.workers, shop_rate=self.shop_rate, max_budget_ms=self.max_shop_budget_ms)
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():
@@ -104,6 +114,10 @@ class Settings:
             raise ConfigurationError(f"need threads >= 1, queue >= 0, readers >= 1 and a positive body timeout: {self}")
         if not self.shop_rate > 0:
             raise ConfigurationError(f"the shop rate must be > 0 event batches per second, got {self.shop_rate}")
+        if not 1 <= self.max_shop_budget_ms <= MAX_BUDGET_MS:
+            raise ConfigurationError(f"the shop budget cap must be 1-{MAX_BUDGET_MS} ms, got {self.max_shop_budget_ms}")
+        if (self.mqtt_cert is None) != (self.mqtt_key is None):
+            raise ConfigurationError("give the MQTT client certificate and its key together (--mqtt-cert, --mqtt-key)")
         if self.mqtt is not None:
             from service.mqtt import broker_address
 
@@ -187,7 +201,9 @@ def settings_from_environment() -> Settings:
     """Settings from ``SCHED_ENV_TOKEN``, ``SCHED_ENV_MODEL``, ``SCHED_ENV_THREADS``, ``SCHED_ENV_QUEUE``,
     ``SCHED_ENV_BODY_TIMEOUT``, ``SCHED_ENV_PUBLIC_METRICS``, ``SCHED_ENV_DB`` (default: see
     :func:`service.store.default_path`), ``SCHED_ENV_MQTT``, ``SCHED_ENV_MQTT_CLIENT_ID`` and
-    ``SCHED_ENV_SHOP_RATE`` (how ``sched-env serve`` passes them to the uvicorn worker)."""
+    ``SCHED_ENV_SHOP_RATE``, ``SCHED_ENV_MAX_SHOP_BUDGET_MS``, ``SCHED_ENV_MQTT_USERNAME``,
+    ``SCHED_ENV_MQTT_PASSWORD``, ``SCHED_ENV_MQTT_CA``, ``SCHED_ENV_MQTT_CERT``, ``SCHED_ENV_MQTT_KEY``
+    (for ``uvicorn --factory service.app:create_app``; ``sched-env serve`` builds Settings itself)."""
     env = os.environ
     return Settings(
         workers=int(env.get("SCHED_ENV_THREADS", 2)), queue=int(env.get("SCHED_ENV_QUEUE", 16)),
@@ -197,6 +213,10 @@ def settings_from_environment() -> Settings:
         db=str(default_path()), mqtt=env.get("SCHED_ENV_MQTT") or None,
         mqtt_client_id=env.get("SCHED_ENV_MQTT_CLIENT_ID") or None,
         shop_rate=float(env.get("SCHED_ENV_SHOP_RATE", DEFAULT_SHOP_RATE)),
+        max_shop_budget_ms=int(env.get("SCHED_ENV_MAX_SHOP_BUDGET_MS", DEFAULT_MAX_BUDGET_MS)),
+        mqtt_username=env.get("SCHED_ENV_MQTT_USERNAME") or None, mqtt_password=env.get("SCHED_ENV_MQTT_PASSWORD"),
+        mqtt_ca=env.get("SCHED_ENV_MQTT_CA") or None, mqtt_cert=env.get("SCHED_ENV_MQTT_CERT") or None,
+        mqtt_key=env.get("SCHED_ENV_MQTT_KEY") or None,
     )  # fmt: skip
 
 
@@ -250,33 +270,44 @@ ERRORS = {
 }  # fmt: skip
 
 
+@dataclass
+class ServiceState:
+    """What a running service holds, made at start-up (the routes read it, never a dict of it)."""
+
+    ready: bool = False
+    reading: int = 0  # request bodies being read now
+    models: dict[str, Any] = field(default_factory=dict)
+    pool: Pool | None = None
+    shops: Any = None  # service.shops.Shops: the one door to the shop sessions
+    mqtt: Any = None  # service.mqtt.MqttBridge, when --mqtt is given
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_from_environment()
     metrics = Metrics()
-    state: dict[str, Any] = {"ready": False, "reading": 0}
+    state = ServiceState()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["models"] = load_models(settings)
-        await asyncio.to_thread(warm_deciders, state["models"])
-        state["pool"] = Pool(settings.workers, settings.queue)
-        await asyncio.to_thread(_open_shops, state, settings)
-        state["shops"].failure_listeners.append(lambda _shop, _failure: metrics.replan_failures.inc())
+        state.models = load_models(settings)
+        await asyncio.to_thread(warm_deciders, state.models)
+        state.pool = Pool(settings.workers, settings.queue)
+        state.shops = await asyncio.to_thread(_open_shops, state.models, settings)
+        state.shops.subscribe(on_failure=lambda _shop, _failure: metrics.replan_failures.inc())
         gc.collect()
         gc.freeze()  # the models and kernels are never garbage: later collections skip them (shorter pauses)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        _plan_waiters(state, asyncio.get_running_loop())
         if settings.mqtt is not None:
             from service.mqtt import MqttBridge
 
-            state["mqtt"] = MqttBridge(settings.mqtt, state["shops"], client_id=settings.mqtt_client_id or
-                                       _client_id(settings.db)).start()  # fmt: skip
-        state["ready"] = True
+            state.mqtt = MqttBridge(settings, state.shops, client_id=settings.mqtt_client_id or
+                                    _client_id(settings.db)).start()  # fmt: skip
+        state.ready = True
         yield
-        if "mqtt" in state:
-            state["mqtt"].stop()
-        state["pool"].executor.shutdown(wait=False, cancel_futures=True)
-        state["shops"].close()
+        if state.mqtt is not None:
+            state.mqtt.stop()
+        state.pool.executor.shutdown(wait=False, cancel_futures=True)
+        state.shops.close()
 
     app = FastAPI(
         title="sched-env scheduling service", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -290,34 +321,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guard = [Depends(_bearer_check(settings.token))] if settings.token else []
     _info_routes(app, state, metrics, guard, [] if settings.public_metrics else guard)
     _plan_routes(app, state, metrics, settings, guard)
-    shop_routes(app, state, lambda request: _read_body(request, state, settings), guard)
+    shop_routes(app, lambda: state.shops, lambda request: _read_body(request, state, settings), guard)
     _document_bodies(app)
     return app
 
 
-def _open_shops(state: dict, settings: Settings) -> None:
+def _open_shops(models: dict[str, Any], settings: Settings):
     """Open the shop database and rebuild every shop from its log (one line says how long it took)."""
     from service.shops import Shops
     from service.store import EventStore
 
     started = time.perf_counter()
-    state["shops"] = shops = Shops(EventStore(settings.db), state["models"], settings.workers, settings.shop_rate)
+    shops = Shops(EventStore(settings.db), models, settings.shop_settings())
     replayed = shops.restore()
-    LOG.info("shop sessions in %s: %d shops, %d events replayed in %.2f s", settings.db or "memory (not kept)",
-             len(shops.shops), replayed, time.perf_counter() - started)  # fmt: skip
-
-
-def _plan_waiters(state: dict, loop: asyncio.AbstractEventLoop) -> None:
-    """Wake the requests waiting for a shop's next plan (GET .../plan?after=V) when one is made."""
-    waiters: dict[str, asyncio.Event] = {}
-    state["plan_waiters"] = waiters
-
-    def wake(shop_id: str) -> None:
-        event = waiters.pop(shop_id, None)
-        if event is not None:
-            event.set()
-
-    state["shops"].listeners.append(lambda shop_id, _version, _body: loop.call_soon_threadsafe(wake, shop_id))
+    LOG.info("shop sessions in %s: %d shops, %d events replayed in %.2f s%s", settings.db or "memory (not kept)",
+             len(shops.shops), replayed, time.perf_counter() - started,
+             f"; {len(shops.quarantined)} quarantined" if shops.quarantined else "")  # fmt: skip
+    return shops
 
 
 def _client_id(db: str | None) -> str:
@@ -399,7 +419,7 @@ class Edge:
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - arrival)
 
 
-def _info_routes(app: FastAPI, state: dict, metrics: Metrics, guard: list, metrics_guard: list) -> None:
+def _info_routes(app: FastAPI, state: ServiceState, metrics: Metrics, guard: list, metrics_guard: list) -> None:
     """Health, readiness, the loaded models, the decider listing and the Prometheus metrics."""
 
     @app.get("/healthz", summary="alive")
@@ -408,13 +428,13 @@ def _info_routes(app: FastAPI, state: dict, metrics: Metrics, guard: list, metri
 
     @app.get("/readyz", summary="kernels warm and models loaded")
     async def readyz():
-        if not state["ready"]:
+        if not state.ready:
             return JSONResponse({"status": "starting"}, 503)
         return {"status": "ready"}
 
     @app.get("/v1/model", dependencies=guard, summary="the loaded policies: name, file, training config, file hash")
     def model() -> dict:
-        return {kind: policy.describe() for kind, policy in state["models"].items()}
+        return {kind: policy.describe() for kind, policy in state.models.items()}
 
     @app.get("/v1/methods", dependencies=guard, summary="every registered decider spec")
     def methods() -> list[dict]:
@@ -428,18 +448,18 @@ def _info_routes(app: FastAPI, state: dict, metrics: Metrics, guard: list, metri
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _plan_routes(app: FastAPI, state: dict, metrics: Metrics, settings: Settings, guard: list) -> None:
+def _plan_routes(app: FastAPI, state: ServiceState, metrics: Metrics, settings: Settings, guard: list) -> None:
     """/v1/schedule and /v1/reschedule: the body read on the loop (bounded), the rest on a thread."""
 
     async def answer(request: Request, model) -> Response:
         arrival = request.scope.get("sched_env.arrival", time.perf_counter())
-        if state["pool"].full:  # refused before its body is read: no bytes received in vain
+        if state.pool.full:  # refused before its body is read: no bytes received in vain
             metrics.rejected.labels("503").inc()
             raise at_capacity()
         raw = await _read_body(request, state, settings)
         job = _Planning(raw, model, arrival, state, metrics)
         try:
-            content = await state["pool"].run(job, arrival + LONGEST_S)
+            content = await state.pool.run(job, arrival + LONGEST_S)
         except HTTPException as error:
             if error.status_code in (503, 504):
                 metrics.rejected.labels(str(error.status_code)).inc()
@@ -458,12 +478,12 @@ def _plan_routes(app: FastAPI, state: dict, metrics: Metrics, settings: Settings
         return await answer(request, RescheduleRequest)
 
 
-async def _read_body(request: Request, state: dict, settings: Settings) -> bytes:
+async def _read_body(request: Request, state: ServiceState, settings: Settings) -> bytes:
     """The body's bytes, refused past MAX_BODY_BYTES as they arrive (chunked uploads included) or
     when they take longer than the body timeout; at most ``settings.readers`` bodies at once."""
-    if state["reading"] >= settings.readers:
+    if state.reading >= settings.readers:
         raise HTTPException(503, "too many uploads at once; retry shortly", headers={"Retry-After": "1"})
-    state["reading"] += 1
+    state.reading += 1
     chunks: list[bytes] = []
 
     async def collect() -> None:
@@ -486,7 +506,7 @@ async def _read_body(request: Request, state: dict, settings: Settings) -> bytes
                  request.url.path, read)  # fmt: skip
         raise HTTPException(400, "the client went away before its body arrived", headers={"Connection": "close"}) from None
     finally:
-        state["reading"] -= 1
+        state.reading -= 1
     return b"".join(chunks)
 
 
@@ -494,7 +514,7 @@ class _Planning:
     """One request's work on a decider thread: parse and validate the body, build the decider,
     plan with what is left of the deadline, and write the answer's JSON (all inside the timed window)."""
 
-    def __init__(self, raw: bytes, model, arrival: float, state: dict, metrics: Metrics) -> None:
+    def __init__(self, raw: bytes, model, arrival: float, state: ServiceState, metrics: Metrics) -> None:
         self.raw, self.model, self.arrival, self.state, self.metrics = raw, model, arrival, state, metrics
         self.abandoned = threading.Event()  # set when the request was answered 504: no work is worth doing
 
@@ -509,7 +529,10 @@ class _Planning:
         if time.perf_counter() >= deadline + BUDGET_GRACE_S:  # it waited for a thread past its 504: plan nothing
             raise _late()
         objective = "makespan" if self.model is ScheduleRequest else body.objective
-        decider = _decider(body.method, objective, self.state)
+        try:
+            decider = build_decider(body.method, objective, self.state.models)
+        except RequestError as error:
+            raise HTTPException(error.status, str(error)) from None
         if self.model is ScheduleRequest:
             problem, orders = schedule_problem(body), body.work_orders
         else:
@@ -581,19 +604,6 @@ def _run_decider(problem, decider, method: str, budget_s: float):
 def _short(text: str) -> str:
     line = (text.strip().splitlines() or [""])[0]
     return line if len(line) <= MAX_DETAIL else line[:MAX_DETAIL] + " ..."
-
-
-def _decider(method: str, objective: str, state: dict):
-    """The decider a request names, planning with the policies loaded at start-up (a request
-    cannot make the service read a file: the door refuses any spec that may name one)."""
-    from baselines import deciders
-
-    try:
-        decider = deciders.make(method, objective=objective, allow_files=False)
-    except (ValueError, deciders.DeciderError) as error:
-        raise HTTPException(422, _short(f"method: {error}")) from None
-    deciders.give_models(decider, state["models"])
-    return decider
 
 
 def _document_bodies(app: FastAPI) -> None:

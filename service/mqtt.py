@@ -9,8 +9,15 @@
   off) and its ``event_id`` makes the repeat harmless.
 - Publishes every new plan to ``sched-env/shops/{id}/plan`` (retained, QoS 1: a client that
   subscribes later gets the current plan at once); a deleted shop's retained plan is cleared.
-- A message that cannot be applied (bad JSON, a refused event, an unknown shop) is answered on
-  ``sched-env/shops/{id}/errors`` with the reason, and the bridge goes on.
+- The limits of HTTP hold for messages alike: at most 8 MiB, the same counts (events, operations,
+  summed durations), the shop's rate (``--shop-rate`` batches per second). A message that is
+  refused (over a limit, bad JSON, a refused event, an unknown shop) is answered on
+  ``sched-env/shops/{id}/errors`` with the status and reason *and acknowledged*, so it never blocks
+  the queue, and the bridge goes on.
+- Security: ``--mqtt-username`` with its password from ``$SCHED_ENV_MQTT_PASSWORD`` or
+  ``--mqtt-password-file``; TLS with ``--mqtt-ca`` (and ``--mqtt-cert``/``--mqtt-key`` for a broker
+  that asks for client certificates). The README gives a mosquitto password file and ACL that keep
+  each device to its own shop's events topic and only the bridge to the plan and errors topics.
 - When the broker goes away the bridge reconnects (1 s to 5 s apart), subscribes again and
   publishes each shop's current plan again.
 """
@@ -47,23 +54,28 @@ def topic(shop_id: str, kind: str) -> str:
 class MqttBridge:
     """One paho-mqtt client on its own network thread, feeding the shops' journal."""
 
-    def __init__(self, address: str, shops, client_id: str) -> None:
+    def __init__(self, settings, shops, client_id: str) -> None:
+        """``settings``: the service's :class:`~service.app.Settings` (broker, login, TLS files);
+        ``shops``: the door, :class:`~service.shops.Shops`."""
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
             raise ImportError("the MQTT bridge needs paho-mqtt: pip install 'sched-env[service]'") from None
-        self.host, self.port = broker_address(address)
+        self.host, self.port = broker_address(settings.mqtt)
         self.shops = shops
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   protocol=mqtt.MQTTv311, manual_ack=True)  # fmt: skip
+        if settings.mqtt_username is not None:
+            self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if settings.mqtt_ca or settings.mqtt_cert:
+            self.client.tls_set(ca_certs=settings.mqtt_ca, certfile=settings.mqtt_cert, keyfile=settings.mqtt_key)
         self.client.reconnect_delay_set(1, 5)
         self.client.on_connect, self.client.on_disconnect = self._connected, self._disconnected
         self.client.on_message = self._received
         self.client.on_connect_fail = self._unreachable
         self.warned = False  # one warning per outage, not one per retry
-        shops.listeners.append(self.publish_plan)
-        shops.failure_listeners.append(self.publish_failure)
+        shops.subscribe(on_plan=self.publish_plan, on_failure=self.publish_failure)
 
     def start(self) -> MqttBridge:
         """Connect in the background (a broker not up yet is retried, as after a restart)."""
@@ -83,9 +95,8 @@ class MqttBridge:
         LOG.info("MQTT bridge connected to %s:%d", self.host, self.port)
         self.warned = False
         client.subscribe(EVENTS, qos=1)
-        for shop in list(self.shops.shops.values()):  # the current plans again: the broker may have lost them
-            if shop.plan_body is not None:
-                self.publish_plan(shop.id, shop.plan_version, shop.plan_body)
+        for shop_id, version, body in self.shops.current_plans():  # again: the broker may have lost them
+            self.publish_plan(shop_id, version, body)
         self.connected.set()
 
     def _disconnected(self, _client, _userdata, _flags, reason_code, _properties) -> None:
@@ -98,19 +109,29 @@ class MqttBridge:
             self.warned = True
 
     def _received(self, client, _userdata, message) -> None:
+        from service.schemas import MAX_BODY_BYTES, RequestError
+
         parts = message.topic.split("/")
         shop_id = parts[2] if len(parts) == 4 else ""
-        future = self.shops.journal.submit(self.shops.ingest, shop_id, bytes(message.payload), True)
-        future.add_done_callback(lambda done: self._applied(done, shop_id, message))
+        try:  # the HTTP route's checks, in its order: the shop, its rate, the size, then the journal
+            self.shops.allow(shop_id)
+            if len(message.payload) > MAX_BODY_BYTES:
+                raise RequestError(f"a message of {len(message.payload)} bytes; the limit is {MAX_BODY_BYTES}", 413)
+            future = self.shops.submit_events(shop_id, bytes(message.payload), True)
+        except RequestError as error:
+            self._answered(error, shop_id, message)
+            return
+        future.add_done_callback(lambda done: self._answered(done.exception(), shop_id, message))
 
-    def _applied(self, done, shop_id: str, message) -> None:
-        """After the journal: answer a refusal on the errors topic, then acknowledge the message."""
-        from service.shops import ShopError
+    def _answered(self, error: BaseException | None, shop_id: str, message) -> None:
+        """After the journal (or a refusal before it): answer a refusal on the errors topic, then
+        acknowledge the message (a refused one too: it must not come back and block the queue)."""
+        from service.schemas import RequestError
 
-        error = done.exception()
         if error is not None:
-            status, detail = (error.status, error.detail) if isinstance(error, ShopError) else (500, "internal error")
-            if not isinstance(error, ShopError):
+            refused = isinstance(error, RequestError)
+            status, detail = (error.status, error.detail) if refused else (500, "internal error")
+            if not refused:
                 LOG.error("shop %s: an MQTT message failed: %r", shop_id, error)
             answer = {"shop": shop_id, "status": status, "detail": detail,
                       "message": bytes(message.payload[:QUOTED_BYTES]).decode("utf-8", "replace")}  # fmt: skip

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from instances import SchedEnvError
+
 #: Limits per request: a count over its limit is a 413 that names it, a number out of range a 422.
 MAX_BODY_BYTES = 8 * 2**20
 MAX_OPERATIONS = 20_000
@@ -281,10 +283,21 @@ def events_refer_to_known(request: RescheduleRequest, equipment: dict) -> None:
             raise ValueError(f"events[{i}]: unknown work order {event.work_order!r}")
 
 
-class RequestError(ValueError):
-    """A body refused at the edge; ``status`` is its HTTP answer."""
+class RequestError(SchedEnvError, ValueError):
+    """A request the service refuses; ``status`` is its HTTP answer (and the MQTT errors topic's),
+    ``headers`` what goes with it (Retry-After)."""
 
     status = 400
+
+    def __init__(self, detail: str, status: int | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    @property
+    def detail(self) -> str:
+        return str(self)
 
 
 class TooLargeError(RequestError):
@@ -509,16 +522,19 @@ class InvalidRequestError(RequestError):
 PIECE = 200
 
 
-def parse_request(raw: bytes, model: type[Strict]) -> Strict:
+def parse_request(raw: bytes, model: type[Strict], *, one_event_allowed: bool = False) -> Strict:
     """A request body as ``model``: JSON, within the count limits, then validated (strict types,
-    ranges, a consistent shop). Raises BadBodyError (400), TooLargeError (413) or InvalidRequestError (422)."""
+    ranges, a consistent shop). ``one_event_allowed``: an event batch may be one event object (as
+    an MQTT message may be). Raises BadBodyError (400), TooLargeError (413) or InvalidRequestError (422)."""
     from pydantic import ValidationError
 
     data = read_json(raw)
+    if one_event_allowed and isinstance(data, dict) and "events" not in data and "type" in data:
+        data = {"events": [data]}
     check_counts(data)
+    errors: list[dict] = []
     if isinstance(data, dict) and isinstance(data.get("work_orders"), list):
         orders, operations = (WorkOrderState, OperationState) if model is RescheduleRequest else (WorkOrder, Operation)
-        errors: list[dict] = []
         for i, order in enumerate(data["work_orders"]):
             if (
                 isinstance(order, dict)
@@ -529,8 +545,10 @@ def parse_request(raw: bytes, model: type[Strict]) -> Strict:
                     order["operations"], operations, ("work_orders", i, "operations"), errors
                 )
         data["work_orders"] = validate_in_pieces(data["work_orders"], orders, ("work_orders",), errors)
-        if errors:
-            raise InvalidRequestError(describe_errors(errors))
+    if model is EventBatch and isinstance(data, dict) and isinstance(data.get("events"), list):
+        data["events"] = validate_in_pieces(data["events"], ShopEvent, ("events",), errors)
+    if errors:
+        raise InvalidRequestError(describe_errors(errors))
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -578,6 +596,19 @@ def describe_errors(errors: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------- edge conversions
+def build_decider(method: str, objective: str, models: dict[str, Any]):
+    """The decider a request or a shop names, planning with the policies loaded at start-up (a
+    request cannot make the service read a file: any spec that may name one is refused, 422)."""
+    from baselines import deciders
+
+    try:
+        decider = deciders.make(method, objective=objective, allow_files=False)
+    except (ValueError, deciders.DeciderError, ImportError) as error:
+        raise InvalidRequestError(f"method: {(str(error).strip().splitlines() or [''])[0][:300]}") from None
+    deciders.give_models(decider, models)
+    return decider
+
+
 def to_instance(request: ScheduleRequest, *, full: bool = False):
     """The work orders as a :class:`JobShopInstance` (equipment in the request's order);
     ``full``: release and due dates always set (what a ShopState needs)."""

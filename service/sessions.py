@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from instances import SchedEnvError
 from service.schemas import ShopCreate
 
 #: Moved operations listed in a plan's changes (the counts cover all of them).
 MAX_LISTED_CHANGES = 200
 
 
-class RefusedEventError(ValueError):
+class RefusedEventError(SchedEnvError, ValueError):
     """An event the session's state does not allow; ``field`` is where it goes wrong."""
 
     def __init__(self, index: int, event, field_name: str, reason: str) -> None:
@@ -44,7 +45,7 @@ class RefusedEventError(ValueError):
 
 
 @dataclass
-class OperationState:
+class SessionOperation:  # a session's own state types (the wire's are service.schemas.OperationState etc.)
     id: str
     equipment: str
     duration: int
@@ -54,14 +55,14 @@ class OperationState:
 
 
 @dataclass
-class WorkOrderState:
+class SessionWorkOrder:
     id: str
-    operations: list[OperationState]
+    operations: list[SessionOperation]
     release: int
     due: int | None
     priority: int
 
-    def copy(self) -> WorkOrderState:
+    def copy(self) -> SessionWorkOrder:
         return replace(self, operations=[replace(op) for op in self.operations])
 
     def next_operation(self) -> int:
@@ -73,7 +74,7 @@ class WorkOrderState:
 
 
 @dataclass
-class EquipmentState:
+class SessionEquipment:
     id: str
     maintenance: list[tuple[int, int]]
     down_since: int | None = None
@@ -81,7 +82,7 @@ class EquipmentState:
     busy: tuple[str, int] | None = None  # (work order, operation index) running on it
     outages: list[tuple[int, int]] = field(default_factory=list)  # since the running operation started
 
-    def copy(self) -> EquipmentState:
+    def copy(self) -> SessionEquipment:
         return replace(self, outages=list(self.outages))
 
 
@@ -93,7 +94,7 @@ class ShopSession:
         self.config = config
         self.time = config.time
         self.equipment = {e.id: _equipment(e, config.time) for e in config.equipment}
-        self.orders: dict[str, WorkOrderState] = {}
+        self.orders: dict[str, SessionWorkOrder] = {}
         self.finished: dict[str, str] = {}  # work order -> completed / cancelled
         self.applied = 0  # events applied
         self.last_event_id: str | None = None
@@ -131,7 +132,7 @@ class ShopSession:
                 sum(op.duration for o in self.orders.values() for op in o.operations))  # fmt: skip
 
     # ------------------------------------------------------------------ views
-    def back_at(self, equipment: EquipmentState, now: int) -> int | None:
+    def back_at(self, equipment: SessionEquipment, now: int) -> int | None:
         """When down equipment is planned as back up (None: it is up)."""
         if equipment.down_since is None:
             return None
@@ -140,7 +141,7 @@ class ShopSession:
             expected = equipment.down_since + self.config.assumed_repair
         return max(expected, now + 1)
 
-    def expected_end(self, op: OperationState, equipment: EquipmentState, now: int) -> int:
+    def expected_end(self, op: SessionOperation, equipment: SessionEquipment, now: int) -> int:
         """When a running operation is expected to end: its duration after its start, pushed out
         (``resume``) by the downtime met since it started and the downtime known ahead."""
         if self.config.interruption == "restart":
@@ -153,7 +154,7 @@ class ShopSession:
 
         return max(planned_end(op.start, op.duration, rows), now)
 
-    def end_of(self, op: OperationState, now: int) -> int | None:
+    def end_of(self, op: SessionOperation, now: int) -> int | None:
         """An operation's end: real when done, expected when running, None when waiting."""
         return self.expected_end(op, self.equipment[op.equipment], now) if op.status == "running" else op.end
 
@@ -232,16 +233,16 @@ class _WindowView:
     end: int
 
 
-def _equipment(e, now: int) -> EquipmentState:
-    state = EquipmentState(e.id, [(w.start, w.end) for w in e.maintenance])
+def _equipment(e, now: int) -> SessionEquipment:
+    state = SessionEquipment(e.id, [(w.start, w.end) for w in e.maintenance])
     if e.status == "down":
         state.down_since, state.expected_until = now, e.down_until
     return state
 
 
-def _work_order(order, now: int) -> WorkOrderState:
-    ops = [OperationState(op.id, op.equipment, op.duration) for op in order.operations]
-    return WorkOrderState(order.id, ops, max(order.release, now), order.due, order.priority)
+def _work_order(order, now: int) -> SessionWorkOrder:
+    ops = [SessionOperation(op.id, op.equipment, op.duration) for op in order.operations]
+    return SessionWorkOrder(order.id, ops, max(order.release, now), order.due, order.priority)
 
 
 class _Draft:
@@ -249,15 +250,15 @@ class _Draft:
 
     def __init__(self, shop: ShopSession, limits: bool = True) -> None:
         self.shop, self.time, self.limits = shop, shop.time, limits
-        self.orders: dict[str, WorkOrderState | None] = {}  # None: left the shop in this batch
-        self.equipment: dict[str, EquipmentState] = {}
+        self.orders: dict[str, SessionWorkOrder | None] = {}  # None: left the shop in this batch
+        self.equipment: dict[str, SessionEquipment] = {}
         self.finished: dict[str, str] = {}
         # operations of the shop's work orders and their summed durations: counted once per batch, then kept
         self.open_operations: int | None = None
         self.open_duration = 0
         self.count, self.last_event_id = 0, shop.last_event_id
 
-    def order(self, index: int, event, key: str | None = None) -> WorkOrderState:
+    def order(self, index: int, event, key: str | None = None) -> SessionWorkOrder:
         """The work order ``key`` (default: the event's), copied for the batch; refused if not in the shop."""
         key = event.work_order if key is None else key
         if key in self.orders and self.orders[key] is not None:
@@ -275,7 +276,7 @@ class _Draft:
             return True
         return key in self.shop.orders or key in self.shop.finished or key in self.finished
 
-    def unit(self, index: int, event, key: str) -> EquipmentState:
+    def unit(self, index: int, event, key: str) -> SessionEquipment:
         if key not in self.equipment:
             found = self.shop.equipment.get(key)
             if found is None:
@@ -347,7 +348,7 @@ def _within_limits(draft: _Draft, index: int, event) -> None:
                                                        " not yet done: finish or cancel work orders first")  # fmt: skip
 
 
-def _operation(draft: _Draft, index: int, event) -> tuple[WorkOrderState, int, OperationState]:
+def _operation(draft: _Draft, index: int, event) -> tuple[SessionWorkOrder, int, SessionOperation]:
     order = draft.order(index, event)
     for k, op in enumerate(order.operations):
         if op.id == event.operation:

@@ -1,18 +1,29 @@
 """The service's shop sessions: events in (HTTP or MQTT), logged, applied, and a new plan out.
 
-One *journal* thread takes every write (create, events, delete) in arrival order: it parses and
-checks a batch, logs it in the :class:`~service.store.EventStore` (on disk), applies it and
-acknowledges it, then asks for a replan. Replans run on their own decider threads, at most one
+:class:`Shops` is the one door: HTTP routes, the MQTT bridge and tests create shops, send events,
+delete, read states and plans, wait for plans and subscribe to plans and failures through its
+methods only. One *journal* thread takes every write (create, events, delete): each shop's in
+arrival order, the shops in turn (a flood to one shop delays another's write by one batch at
+most). It parses and checks a batch, logs it in the :class:`~service.store.EventStore` (on disk),
+applies it and acknowledges it, then asks for a replan. Replans run on their own decider threads, at most one
 per shop: a batch that comes while its shop is being replanned is planned next, with everything
 that came meanwhile (the newest state wins). Replans queue earliest deadline first. Each plan is due ``budget_ms`` after the first event
 it answers was acknowledged: the decider gets what is left of that, so a burst never makes a
 shop's plans later than its budget (their decider just gets less time). When more shops want a
 replan than there are decider threads, each replan gets its share of its budget (see
-:meth:`Replanners.share_s`), so that anytime deciders do not hold the threads while others wait.
+:meth:`Replanners.share_s`), so that anytime deciders do not hold the threads while others wait;
+a budget is capped per shop (``max_budget_ms``) and replans with long budgets never take the last
+thread (a shop planning in milliseconds never waits behind another's CP-SAT minute).
+
+A shop whose log cannot be read back (a corrupt row, a method this install lacks) is *quarantined*
+at start: one log line names it and why, its routes answer 503 with that reason, and every other
+shop is served.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import heapq
 import itertools
@@ -24,36 +35,50 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from baselines.budget import MIN_DECIDER_S, SERVICE_ANSWER
-from service.schemas import (
-    MAX_EVENTS,
-    EventBatch,
-    RequestError,
-    ShopCreate,
-    parse_request,
-    plan_rows,
-    read_json,
-)
+from instances import SchedEnvError
+from service.schemas import EventBatch, RequestError, ShopCreate, build_decider, parse_request, plan_rows
 from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability
 from service.store import EventStore, StoreError, digest
 
 LOG = logging.getLogger("sched_env.service.shops")
 #: Shops one service holds at most.
 MAX_SHOPS = 1_000
-#: Event batches per second per shop over HTTP (a bucket of twice as many absorbs bursts).
+#: Event batches per second per shop, HTTP and MQTT alike (a bucket of twice as many absorbs bursts).
 DEFAULT_SHOP_RATE = 50.0
+#: The longest budget a shop session may ask by default (``sched-env serve --max-shop-budget-ms``).
+DEFAULT_MAX_BUDGET_MS = 10_000
+#: A replan with a budget over this is *long*: long replans never hold the last decider thread.
+LONG_REPLAN_S = 1.0
 
 
-class ShopError(Exception):
+class ShopError(RequestError):
     """A shop request refused: the HTTP status, what is wrong, and headers (Retry-After)."""
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers or {}
+        super().__init__(detail, status, headers)
+
+
+@dataclass(frozen=True)
+class ShopSettings:
+    """What a service's shops may do (``sched-env serve`` options)."""
+
+    workers: int = 2  # decider threads for replans
+    shop_rate: float = DEFAULT_SHOP_RATE  # event batches (HTTP requests, MQTT messages) per second per shop
+    max_budget_ms: int = DEFAULT_MAX_BUDGET_MS  # the longest budget_ms a shop may ask
+    queued_writes: int = 1_000  # writes waiting on the journal per shop; more get 503
+    waiters_per_shop: int = 64  # open GET .../plan?after= long polls per shop; more get 503
+    waiters: int = 1_024  # open long polls in all
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or not self.shop_rate > 0 or self.max_budget_ms < 1:
+            raise ValueError(f"shop settings need workers >= 1, a rate > 0 and a budget cap >= 1 ms: {self}")
+        if min(self.queued_writes, self.waiters_per_shop, self.waiters) < 1:
+            raise ValueError(f"shop settings need every queue and waiter limit >= 1: {self}")
 
 
 @dataclass
@@ -92,85 +117,131 @@ class Shop:
 
 
 class Shops:
-    """Every shop session of the service, rebuilt from the store on start."""
+    """Every shop session of the service, rebuilt from the store on start: the one door to them."""
 
-    def __init__(self, store: EventStore, models: dict[str, Any], workers: int = 2,
-                 shop_rate: float = DEFAULT_SHOP_RATE) -> None:  # fmt: skip
-        self.store, self.models, self.shop_rate = store, models, shop_rate
+    def __init__(self, store: EventStore, models: dict[str, Any], settings: ShopSettings | None = None) -> None:
+        self.store, self.models = store, models
+        self.settings = settings = settings or ShopSettings()
         self.shops: dict[str, Shop] = {}
-        self.journal = ThreadPoolExecutor(1, thread_name_prefix="journal")
-        self.planners = Replanners(workers, self._replan_once)
-        self.listeners: list[Callable[[str, int, bytes | None], None]] = []  # (shop, version, plan; None: deleted)
-        self.failure_listeners: list[Callable[[str, dict], None]] = []  # (shop, failure): a replan failed
+        self.quarantined: dict[str, str] = {}  # shop id -> why its log cannot be read back
+        self._journal = Journal(settings.queued_writes)
+        self.planners = Replanners(settings.workers, self._replan_once)
+        self._plan_listeners: list[Callable[[str, int, bytes | None], None]] = []
+        self._failure_listeners: list[Callable[[str, dict], None]] = []
+        self._waiters = PlanWaiters(settings.waiters_per_shop, settings.waiters)
         self.replan_failures = 0  # since start (the service's metric reads it)
 
     def close(self) -> None:
-        self.journal.shutdown(wait=True, cancel_futures=False)  # every acknowledged write is already on disk
+        self._journal.close()  # every acknowledged write is already on disk; queued ones are done first
         self.planners.stop()
         self.store.close()
+
+    def subscribe(self, on_plan: Callable[[str, int, bytes | None], None] | None = None,
+                  on_failure: Callable[[str, dict], None] | None = None) -> None:  # fmt: skip
+        """Call ``on_plan(shop, version, plan JSON)`` for every new plan (``None``: the shop was
+        deleted) and ``on_failure(shop, failure)`` for every failed replan; on replanner threads."""
+        if on_plan is not None:
+            self._plan_listeners.append(on_plan)
+        if on_failure is not None:
+            self._failure_listeners.append(on_failure)
 
     # ------------------------------------------------------------------ start-up
     def restore(self) -> int:
         """Rebuild every shop from its log; replan those whose last plan is older than their log.
+        A shop that cannot be rebuilt is quarantined (one log line), the others are served.
         Returns the number of events replayed."""
-        from pydantic import TypeAdapter
-
-        from service.schemas import ShopEvent
-
-        adapter, replayed = TypeAdapter(ShopEvent), 0
+        replayed = 0
         for shop_id, _created, config_text in self.store.shops():
-            config = ShopCreate.model_validate_json(config_text)
             try:
-                decider = self._decider(config)
-            except ShopError as error:
-                raise StoreError(f"shop {shop_id} plans with {config.method!r}, which cannot be built here"
-                                 f" ({error.detail}): install the package that provides it") from None  # fmt: skip
-            shop = Shop(shop_id, ShopSession(config), decider, self.shop_rate)
-            events = [adapter.validate_json(body) for body in self.store.events(shop_id)]
-            try:
-                shop.session.apply(events, limits=False)  # checked when they came: a log accepted live replays
-            except RefusedEventError as error:
-                raise StoreError(f"shop {shop_id}'s log does not replay ({error}): the database was written by"
-                                 " another version of sched-env, or changed by hand") from None  # fmt: skip
-            replayed += len(events)
-            stored = self.store.plan(shop_id)
-            if stored is not None:
-                shop.plan_version, text = stored
-                shop.plan_body = text.encode()
-                body = json.loads(text)
-                shop.plan_rows, planned = body["plan"], body["events"]
-            if stored is None or planned < shop.session.applied:
-                shop.pending.append((shop.session.applied, time.perf_counter()))
+                shop, events = self._rebuild(shop_id, config_text)
+            except (SchedEnvError, ValueError, KeyError) as error:
+                reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+                self.quarantined[shop_id] = reason
+                LOG.error("shop %s is quarantined (its routes answer 503): %s", shop_id, reason)
+                continue
+            replayed += events
             self.shops[shop_id] = shop
         for shop in self.shops.values():
             if shop.pending:
                 self._want_plan(shop)
         return replayed
 
-    # ------------------------------------------------------------------ writes (on the journal thread)
+    def _rebuild(self, shop_id: str, config_text: str) -> tuple[Shop, int]:
+        """One shop from its log and its last plan, and how many events it replayed."""
+        from pydantic import TypeAdapter
+
+        from service.schemas import ShopEvent
+
+        config = ShopCreate.model_validate_json(config_text)
+        try:
+            decider = build_decider(config.method, config.objective, self.models)
+        except RequestError as error:
+            raise StoreError(f"it plans with {config.method!r}, which cannot be built here ({error});"
+                             " install the package that provides it") from None  # fmt: skip
+        shop = Shop(shop_id, ShopSession(config), decider, self.settings.shop_rate)
+        adapter = TypeAdapter(ShopEvent)
+        events = [adapter.validate_json(body) for body in self.store.events(shop_id)]
+        try:
+            shop.session.apply(events, limits=False)  # checked when they came: a log accepted live replays
+        except RefusedEventError as error:
+            raise StoreError(f"its log does not replay ({error}): the database was changed by hand") from None
+        stored = self.store.plan(shop_id)
+        if stored is not None:
+            shop.plan_version, text = stored
+            shop.plan_body = text.encode()
+            body = json.loads(text)
+            shop.plan_rows, planned = body["plan"], body["events"]
+        if stored is None or planned < shop.session.applied:
+            shop.pending.append((shop.session.applied, time.perf_counter()))
+        return shop, len(events)
+
+    # ------------------------------------------------------------------ writes (queued on the journal)
+    def submit_create(self, raw: bytes) -> Future:
+        """Open a shop from a :class:`ShopCreate` body; the future's result describes it (with its id)."""
+        return self._journal.submit("", self._create, raw)
+
+    def submit_events(self, shop_id: str, raw: bytes, one_event_allowed: bool = False) -> Future:
+        """Check, log and apply a batch of events (``one_event_allowed``: or one event object, as an
+        MQTT message may be); the future's result is the acknowledgement."""
+        self._get(shop_id)  # an unknown shop is refused now, never queued
+        return self._journal.submit(shop_id, self._ingest, shop_id, raw, one_event_allowed)
+
+    def submit_delete(self, shop_id: str) -> Future:
+        """End a shop session (its log and plans are deleted)."""
+        self._get(shop_id)
+        return self._journal.submit(shop_id, self._delete, shop_id)
+
     def create(self, raw: bytes) -> dict[str, Any]:
-        config = _parse(raw, ShopCreate)
+        """:meth:`submit_create`, waited for (not from a journal or event-loop thread)."""
+        return self.submit_create(raw).result()
+
+    def ingest(self, shop_id: str, raw: bytes, one_event_allowed: bool = False) -> dict[str, Any]:
+        """:meth:`submit_events`, waited for."""
+        return self.submit_events(shop_id, raw, one_event_allowed).result()
+
+    def delete(self, shop_id: str) -> None:
+        """:meth:`submit_delete`, waited for."""
+        self.submit_delete(shop_id).result()
+
+    def _create(self, raw: bytes) -> dict[str, Any]:
+        config = parse_request(raw, ShopCreate)
         if len(self.shops) >= MAX_SHOPS:
             raise ShopError(413, f"this service holds {MAX_SHOPS} shops, the most it may: delete ended ones")
-        decider = self._decider(config)
+        if config.budget_ms > self.settings.max_budget_ms:
+            raise ShopError(422, f"budget_ms: {config.budget_ms} is over this server's cap of"
+                                 f" {self.settings.max_budget_ms} ms a shop (sched-env serve --max-shop-budget-ms)")  # fmt: skip
+        decider = build_decider(config.method, config.objective, self.models)
         shop_id = "shop-" + secrets.token_urlsafe(18)
         _written(self.store.create_shop, shop_id, time.time(), config.model_dump_json())
-        shop = Shop(shop_id, ShopSession(config), decider, self.shop_rate)
+        shop = Shop(shop_id, ShopSession(config), decider, self.settings.shop_rate)
         shop.pending.append((0, time.perf_counter()))
         self.shops[shop_id] = shop
         self._want_plan(shop)
-        return {"id": shop_id, **self.describe(shop)}
+        return {"id": shop_id, **self._describe(shop)}
 
-    def ingest(self, shop_id: str, raw: bytes, one_event_allowed: bool = False) -> dict[str, Any]:
-        """Check, log and apply a batch of events (``one_event_allowed``: or one event object, as
-        MQTT messages may be); the acknowledgement says what was new."""
-        shop = self.get(shop_id)
-        data = _json(raw)
-        if one_event_allowed and isinstance(data, dict) and "events" not in data and "type" in data:
-            data = {"events": [data]}
-        if isinstance(data, dict) and isinstance(data.get("events"), list) and len(data["events"]) > MAX_EVENTS:
-            raise ShopError(413, f"{len(data['events']):,} events in one batch; the limit is {MAX_EVENTS:,}")
-        batch = _events(data)
+    def _ingest(self, shop_id: str, raw: bytes, one_event_allowed: bool) -> dict[str, Any]:
+        shop = self._get(shop_id)
+        batch = parse_request(raw, EventBatch, one_event_allowed=one_event_allowed)
         # logged as sent (fields left out stay out: replay must see what the live state saw); the digest
         # is of every field, defaults included, so a repeat is recognised whatever it leaves out
         bodies = [event.model_dump_json(exclude_unset=True) for event in batch.events]
@@ -203,8 +274,8 @@ class Shops:
         return {"accepted": len(new), "duplicates": duplicates, "events": shop.session.applied,
                 "time": shop.session.time, "plan_version": shop.plan_version}  # fmt: skip
 
-    def delete(self, shop_id: str) -> None:
-        shop = self.get(shop_id)
+    def _delete(self, shop_id: str) -> None:
+        shop = self._get(shop_id)
         _written(self.store.delete_shop, shop_id)
         with shop.lock:
             shop.deleted = True
@@ -213,12 +284,28 @@ class Shops:
 
     # ------------------------------------------------------------------ reads (any thread)
     def get(self, shop_id: str) -> Shop:
+        """The shop's internals, for tests and debugging: routes and bridges use the methods above and below."""
+        return self._get(shop_id)
+
+    def _get(self, shop_id: str) -> Shop:
         shop = self.shops.get(shop_id)
         if shop is None:
+            if shop_id in self.quarantined:
+                raise ShopError(503, f"shop {shop_id!r} is quarantined: its log could not be read back at start"
+                                     f" ({self.quarantined[shop_id]}); the other shops are served")  # fmt: skip
             raise ShopError(404, f"no shop {shop_id!r}: create one with POST /v1/shops (ids are case-sensitive)")
         return shop
 
-    def describe(self, shop: Shop) -> dict[str, Any]:
+    def shop_list(self) -> list[dict[str, Any]]:
+        """Every open shop in a line: id, name, time, events applied, plan version."""
+        return [{"id": s.id, "name": s.session.config.name, "time": s.session.time, "events": s.session.applied,
+                 "plan_version": s.plan_version} for s in list(self.shops.values())]  # fmt: skip
+
+    def state(self, shop_id: str) -> dict[str, Any]:
+        """A shop's settings and state: equipment, active work orders, time, events applied."""
+        return self._describe(self._get(shop_id))
+
+    def _describe(self, shop: Shop) -> dict[str, Any]:
         config = shop.session.config
         with shop.lock:
             state = shop.session.to_dict()
@@ -229,7 +316,8 @@ class Shops:
                 "plan_version": version, **state}  # fmt: skip
 
     def plan(self, shop_id: str) -> tuple[int, bytes]:
-        shop = self.get(shop_id)
+        """The shop's current plan (version, JSON); 404 before the first, 503 if it failed."""
+        shop = self._get(shop_id)
         with shop.lock:
             if shop.plan_body is None and shop.failure is not None:
                 failure = shop.failure
@@ -243,33 +331,58 @@ class Shops:
                 body = json.dumps({**json.loads(body), "stale": True, "last_replan_failed": failure}).encode()
             return shop.plan_version, body
 
+    def current_plans(self) -> list[tuple[str, int, bytes]]:
+        """Every shop's current plan (shop, version, JSON), as a bridge publishes them after a reconnect."""
+        plans = []
+        for shop in list(self.shops.values()):
+            with shop.lock:
+                if shop.plan_body is not None:
+                    plans.append((shop.id, shop.plan_version, shop.plan_body))
+        return plans
+
+    async def wait_for_plan(self, shop_id: str, after: int, wait_ms: int) -> tuple[int, bytes]:
+        """The first plan newer than version ``after`` within ``wait_ms`` (else the current one);
+        on the event loop. Long polls are bounded per shop and in all (503 beyond)."""
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            self._get(shop_id)  # unknown ids wait for nothing and leave nothing behind
+            with self._waiters.waiting(shop_id) as woken:  # kept before looking: no wake-up missed
+                try:
+                    version, body = self.plan(shop_id)
+                except ShopError as error:
+                    if error.status != 404:
+                        raise
+                    version, body = 0, None
+                left = deadline - time.monotonic()
+                if version > after or left <= 0:
+                    if body is None:
+                        raise ShopError(404, f"shop {shop_id!r} has no plan yet: retry shortly")
+                    return version, body
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(woken.wait(), left)
+
     def allow(self, shop_id: str) -> None:
-        """Refuse an event batch over the shop's rate (429 with Retry-After); on the event loop."""
-        shop = self.get(shop_id)
+        """Refuse an event batch over the shop's rate (429 with Retry-After); HTTP and MQTT alike."""
+        shop = self._get(shop_id)
         wait = shop.bucket.take()
         if wait:
-            raise ShopError(429, f"shop {shop_id!r} sends more than {self.shop_rate:g} event batches per second:"
-                                 " batch events, or retry after Retry-After seconds",
+            raise ShopError(429, f"shop {shop_id!r} sends more than {self.settings.shop_rate:g} event batches per"
+                                 " second: batch events, or retry after Retry-After seconds",
                             {"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
 
     # ------------------------------------------------------------------ replans
-    def _decider(self, config: ShopCreate):
-        from baselines import deciders
-
-        try:
-            decider = deciders.make(config.method, objective=config.objective, allow_files=False)
-        except (ValueError, deciders.DeciderError, ImportError) as error:
-            raise ShopError(422, f"method: {str(error).splitlines()[0]}") from None
-        deciders.give_models(decider, self.models)
-        return decider
-
     def _want_plan(self, shop: Shop) -> None:
         with shop.lock:
             if shop.in_flight or shop.deleted or not shop.pending:
                 return  # the replan in flight is followed by another, with the newest state
             shop.in_flight = True
-            due = shop.pending[0][1] + shop.session.config.budget_ms / 1000
-        self.planners.put(due, shop)
+            budget_s = self._budget_s(shop)
+            due = shop.pending[0][1] + budget_s
+        self.planners.put(due, shop, long=budget_s > LONG_REPLAN_S)
+
+    def _budget_s(self, shop: Shop) -> float:
+        """The shop's budget, within this server's cap (a shop created under a larger cap keeps its log)."""
+        return min(shop.session.config.budget_ms, self.settings.max_budget_ms) / 1000
 
     def _replan_once(self, shop: Shop) -> None:
         """One plan of the shop's state now; then, if events came meanwhile, the shop is queued again."""
@@ -324,7 +437,7 @@ class Shops:
         state = snapshot.state
         n_operations = int(state.jobs.n_ops.sum())
         started = time.perf_counter()
-        budget = config.budget_ms / 1000
+        budget = self._budget_s(shop)
         left = SERVICE_ANSWER.until(snapshot.since + budget, budget, n_operations, floor=MIN_DECIDER_S)
         budget_s = min(left, self.planners.share_s(budget))
         result = deciders.solve(state, shop.decider, budget_s=max(budget_s, MIN_DECIDER_S))
@@ -354,14 +467,15 @@ class Shops:
                 "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             }  # fmt: skip
             self.replan_failures += 1
-        for listener in self.failure_listeners:
+        for listener in self._failure_listeners:
             try:
                 listener(shop.id, failure)
             except Exception:  # a listener's failure (a broker away) never stops replanning
                 LOG.exception("shop %s: a failure listener failed", shop.id)
 
     def _tell(self, shop_id: str, version: int, body: bytes | None) -> None:
-        for listener in self.listeners:
+        self._waiters.wake(shop_id)
+        for listener in self._plan_listeners:
             try:
                 listener(shop_id, version, body)
             except Exception:  # a listener's failure (a broker away) never stops replanning
@@ -370,12 +484,16 @@ class Shops:
 
 class Replanners:
     """Decider threads taking shops' replans earliest deadline first (a replan is due ``budget_ms``
-    after the first event it answers was acknowledged)."""
+    after the first event it answers was acknowledged). *Long* replans (budgets over
+    :data:`LONG_REPLAN_S`) take at most ``workers - 1`` threads, so one is always there for the
+    shops that plan in milliseconds."""
 
     def __init__(self, workers: int, work: Callable) -> None:
         self.workers, self.work = workers, work
-        self.queue: list[tuple[float, int, Shop]] = []
+        self.long_limit = max(1, workers - 1)
+        self.queue: list[tuple[float, int, Shop, bool]] = []
         self.waiting = 0  # replans queued or running
+        self.running_long = 0
         self.order = itertools.count()
         self.ready = threading.Condition()
         self.stopped = False
@@ -385,9 +503,9 @@ class Replanners:
         for thread in self.threads:
             thread.start()
 
-    def put(self, due: float, shop: Shop) -> None:
+    def put(self, due: float, shop: Shop, long: bool = False) -> None:
         with self.ready:
-            heapq.heappush(self.queue, (due, next(self.order), shop))
+            heapq.heappush(self.queue, (due, next(self.order), shop, long))
             self.waiting += 1
             self.ready.notify()
 
@@ -402,14 +520,28 @@ class Replanners:
             self.stopped = True
             self.ready.notify_all()
 
+    def _next(self) -> tuple[Shop, bool] | None:
+        """The earliest-due replan this thread may take now (a long one only below the long limit)."""
+        passed, taken = [], None
+        while self.queue and taken is None:
+            item = heapq.heappop(self.queue)
+            if item[3] and self.running_long >= self.long_limit:
+                passed.append(item)
+            else:
+                taken = item
+        for item in passed:
+            heapq.heappush(self.queue, item)
+        return None if taken is None else (taken[2], taken[3])
+
     def _serve(self) -> None:
         while True:
             with self.ready:
-                while not self.queue and not self.stopped:
+                while not self.stopped and (picked := self._next()) is None:
                     self.ready.wait()
                 if self.stopped:
                     return
-                _due, _, shop = heapq.heappop(self.queue)
+                shop, long = picked
+                self.running_long += long
             try:
                 self.work(shop)
             except Exception:  # never lose a thread
@@ -417,6 +549,109 @@ class Replanners:
             finally:
                 with self.ready:
                     self.waiting -= 1
+                    self.running_long -= long
+                    self.ready.notify_all()  # a long replan ended: one waiting may go
+
+
+class Journal:
+    """One writer thread: each key's writes (a shop's) in arrival order, the keys in turn, so that
+    a flood to one shop delays another shop's write by one write at most. At most ``per_key``
+    writes wait per key; more are refused (503) at once, never queued without bound."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self.queues: dict[str, deque[tuple[Callable, tuple, Future]]] = {}
+        self.turns: deque[str] = deque()  # keys with writes waiting, in turn
+        self.ready = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._serve, name="journal", daemon=True)
+        self.thread.start()
+
+    def submit(self, key: str, work: Callable, *args) -> Future:
+        future: Future = Future()
+        with self.ready:
+            if self.closed:
+                raise ShopError(503, "the service is stopping: retry on its next start", {"Retry-After": "5"})
+            queue = self.queues.get(key)
+            if queue is None:
+                queue = self.queues[key] = deque()
+                self.turns.append(key)
+            if len(queue) >= self.per_key:
+                raise ShopError(503, f"{len(queue)} writes already wait for this shop: retry after Retry-After"
+                                     " seconds", {"Retry-After": "1"})  # fmt: skip
+            queue.append((work, args, future))
+            self.ready.notify()
+        return future
+
+    def close(self) -> None:
+        """Take no more writes, finish the queued ones, stop."""
+        with self.ready:
+            self.closed = True
+            self.ready.notify()
+        self.thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self.ready:
+                while not self.turns and not self.closed:
+                    self.ready.wait()
+                if not self.turns:
+                    return
+                key = self.turns.popleft()
+                queue = self.queues[key]
+                work, args, future = queue.popleft()
+                if queue:
+                    self.turns.append(key)
+                else:
+                    del self.queues[key]
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work(*args))
+                except BaseException as error:  # the caller gets it (a refusal, a disk error)
+                    future.set_exception(error)
+
+
+class PlanWaiters:
+    """The long polls waiting for shops' next plans (GET .../plan?after=V), on the event loop:
+    an event per shop with someone waiting, dropped when the last one leaves (no growth), at most
+    ``per_shop`` waiting per shop and ``total`` in all (503 beyond)."""
+
+    def __init__(self, per_shop: int, total: int) -> None:
+        self.per_shop, self.total = per_shop, total
+        self.events: dict[str, tuple[asyncio.Event, int]] = {}
+        self.count = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.contextmanager
+    def waiting(self, shop_id: str):
+        """An event set at the shop's next plan, held while the caller waits."""
+        self.loop = asyncio.get_running_loop()
+        event, here = self.events.get(shop_id) or (asyncio.Event(), 0)
+        if here >= self.per_shop or self.count >= self.total:
+            raise ShopError(503, f"{here} clients already wait for shop {shop_id!r}'s plans ({self.count} for all"
+                                 " shops): retry, or subscribe over MQTT", {"Retry-After": "1"})  # fmt: skip
+        self.events[shop_id] = (event, here + 1)
+        self.count += 1
+        try:
+            yield event
+        finally:
+            self.count -= 1
+            event, here = self.events[shop_id]
+            if here == 1:
+                del self.events[shop_id]
+            else:
+                self.events[shop_id] = (event, here - 1)
+
+    def wake(self, shop_id: str) -> None:
+        """A new plan of the shop (any thread): wake its waiters."""
+        if self.loop is not None and shop_id in self.events:
+            self.loop.call_soon_threadsafe(self._wake, shop_id)
+
+    def _wake(self, shop_id: str) -> None:
+        held = self.events.get(shop_id)
+        if held is not None:
+            held[0].set()
+            self.events[shop_id] = (asyncio.Event(), held[1])  # later waits wait for the plan after
 
 
 @dataclass
@@ -454,34 +689,3 @@ def _written(write, *args) -> None:
         LOG.error("the shop database refused a write: %s", error)
         raise ShopError(503, f"the shop database cannot be written now ({error}): nothing was applied; retry",
                         {"Retry-After": "5"}) from None  # fmt: skip
-
-
-def _json(raw: bytes):
-    try:
-        return read_json(raw)
-    except RequestError as error:
-        raise ShopError(error.status, str(error)) from None
-
-
-def _events(data) -> EventBatch:
-    """A batch's events validated (in pieces: the event loop runs between them)."""
-    from pydantic import ValidationError
-
-    from service.schemas import ShopEvent, describe_errors, validate_in_pieces
-
-    errors: list[dict] = []
-    if isinstance(data, dict) and isinstance(data.get("events"), list):
-        data["events"] = validate_in_pieces(data["events"], ShopEvent, ("events",), errors)
-    if errors:
-        raise ShopError(422, describe_errors(errors))
-    try:
-        return EventBatch.model_validate(data)
-    except ValidationError as error:
-        raise ShopError(422, describe_errors(error.errors(include_url=False))) from None
-
-
-def _parse(raw: bytes, model):
-    try:
-        return parse_request(raw, model)
-    except RequestError as error:
-        raise ShopError(error.status, str(error)) from None

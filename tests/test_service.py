@@ -359,7 +359,7 @@ def test_a_plan_that_breaks_the_state_is_a_500_with_a_request_id(server, monkeyp
 
 def test_plan_requests_for_unknown_shops_leave_nothing_behind(server):
     """Issue 27, finding 6: each unknown id's plan request kept a waiter entry (+100 MB over 12 000)."""
-    waiters = server.server.config.app.state.internal["plan_waiters"]
+    waiters = server.server.config.app.state.internal.shops._waiters.events
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for i in range(300):
             for params in ({}, {"after": 0, "wait_ms": 1}):

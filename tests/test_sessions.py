@@ -204,13 +204,13 @@ def test_the_log_replays_to_the_same_state_and_plan_version(models, tmp_path):
     plan = wait_for_version(shops, shop_id, 1)
     while shops.get(shop_id).pending or shops.get(shop_id).in_flight:
         time.sleep(0.01)
-    before, version = shops.describe(shops.get(shop_id)), shops.get(shop_id).plan_version
+    before, version = shops.state(shop_id), shops.get(shop_id).plan_version
     with pytest.raises(StoreError, match="in use by another sched-env server"):
         EventStore(path)
     shops.close()
     again = Shops(EventStore(path), models)
     assert again.restore() == 6
-    assert again.describe(again.get(shop_id)) == before
+    assert again.state(shop_id) == before
     assert again.get(shop_id).plan_version == version and not again.get(shop_id).pending, "replanned what was planned"
     assert json.loads(again.plan(shop_id)[1])["events"] == 6 and plan["shop"] == shop_id
     again.close()
@@ -281,14 +281,14 @@ def _restarted(path, models, shop_id: str, before: dict) -> None:
     """Restart on ``path``: the shop comes back with the state it had."""
     again = Shops(EventStore(path), models)
     again.restore()
-    assert again.describe(again.get(shop_id)) == before
+    assert again.state(shop_id) == before
     again.close()
 
 
 def _settled(shops: Shops, shop_id: str) -> dict:
     while shops.get(shop_id).pending or shops.get(shop_id).in_flight:
         time.sleep(0.01)
-    return shops.describe(shops.get(shop_id))
+    return shops.state(shop_id)
 
 
 @pytest.mark.parametrize("change", [{"due": 70}, {"priority": 5}, {"due": None}, {"due": 40, "priority": 2}])
@@ -416,7 +416,7 @@ def test_a_failed_replan_is_visible_and_the_previous_plan_kept_and_marked_stale(
 def _fail_a_replan(models) -> None:
     shops = Shops(EventStore(None), models)
     heard = []
-    shops.failure_listeners.append(lambda shop, failure: heard.append((shop, failure)))
+    shops.subscribe(on_failure=lambda shop, failure: heard.append((shop, failure)))
     shop_id = shops.create(json.dumps({**SHOP, "method": "flaky"}).encode())["id"]
     first = wait_for_version(shops, shop_id, 1)
     assert "stale" not in first

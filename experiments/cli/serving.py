@@ -38,8 +38,18 @@ def add_commands(sub) -> None:
     p.add_argument("--mqtt", metavar="HOST:PORT", help="bridge shop events and plans through this MQTT broker")
     p.add_argument("--mqtt-client-id", help="the bridge's MQTT client id (default: derived from --db; the broker"
                                             " keeps its session, so keep it fixed across restarts)")  # fmt: skip
+    p.add_argument("--mqtt-username", help="the bridge's broker login; its password comes from"
+                                           " $SCHED_ENV_MQTT_PASSWORD or --mqtt-password-file (never the command line)")  # fmt: skip
+    p.add_argument("--mqtt-password-file", help="a file holding the bridge's broker password (one line)")
+    p.add_argument("--mqtt-ca", help="TLS to the broker: its CA certificate (PEM); TLS is on with any --mqtt-ca/-cert")
+    p.add_argument("--mqtt-cert", help="TLS client certificate (PEM) for a broker that asks for one; with --mqtt-key")
+    p.add_argument("--mqtt-key", help="the client certificate's private key (PEM)")
     p.add_argument("--shop-rate", type=float, default=50.0,
-                   help="event batches per second one shop may post over HTTP; more get 429 (default 50)")
+                   help="event batches per second one shop may send (HTTP requests and MQTT messages alike); more"
+                        " get 429 (default 50)")  # fmt: skip
+    p.add_argument("--max-shop-budget-ms", type=positive_int, default=10_000,
+                   help="the longest budget_ms a shop session may ask (default 10000); replans over 1 s never take"
+                        " the last decider thread, so shops planning in milliseconds never wait behind them")  # fmt: skip
     p.set_defaults(func=run_serve)
 
 
@@ -53,10 +63,36 @@ def _settings(args: argparse.Namespace, db: Path):
             workers=args.threads, queue=args.queue, token=os.environ.get("SCHED_ENV_TOKEN"),
             static_model=str(Path(args.model).resolve()) if args.model else None, body_timeout_s=args.body_timeout,
             public_metrics=args.public_metrics, db=str(db.resolve()), mqtt=args.mqtt,
-            mqtt_client_id=args.mqtt_client_id, shop_rate=args.shop_rate,
+            mqtt_client_id=args.mqtt_client_id, shop_rate=args.shop_rate, max_shop_budget_ms=args.max_shop_budget_ms,
+            mqtt_username=args.mqtt_username, mqtt_password=_mqtt_password(args), mqtt_ca=_file(args.mqtt_ca, "--mqtt-ca"),
+            mqtt_cert=_file(args.mqtt_cert, "--mqtt-cert"), mqtt_key=_file(args.mqtt_key, "--mqtt-key"),
         )  # fmt: skip
     except ConfigurationError as error:
         raise UserError(str(error)) from None
+
+
+def _file(path: str | None, option: str) -> str | None:
+    if path is not None and not Path(path).is_file():
+        raise UserError(f"{option} {path}: no such file")
+    return None if path is None else str(Path(path).resolve())
+
+
+def _mqtt_password(args: argparse.Namespace) -> str | None:
+    """The broker password from --mqtt-password-file or $SCHED_ENV_MQTT_PASSWORD (a command line is
+    visible to every user of the machine, so it is never taken from there)."""
+    if args.mqtt_password_file:
+        try:
+            password = Path(args.mqtt_password_file).read_text().strip()
+        except OSError as error:
+            raise UserError(f"--mqtt-password-file {args.mqtt_password_file}: {error.strerror or error}") from None
+    else:
+        password = os.environ.get("SCHED_ENV_MQTT_PASSWORD")
+    if password is not None and args.mqtt_username is None:
+        raise UserError("an MQTT password is given but no --mqtt-username: give the login it belongs to")
+    if args.mqtt_username is not None and not password:
+        raise UserError(f"--mqtt-username {args.mqtt_username}: set its password in $SCHED_ENV_MQTT_PASSWORD or"
+                        " --mqtt-password-file")  # fmt: skip
+    return password
 
 
 def _listen(host: str, number: int) -> socket.socket:
