@@ -1,5 +1,6 @@
 """A local mosquitto broker for the MQTT tests and the load script: loopback only, persistent
-(retained messages and the bridge's session survive a restart), restartable on the same port."""
+(retained messages and the bridge's session survive a restart), restartable on the same port;
+open to anonymous clients, or secured (``users`` and an ``acl``: anonymous clients refused)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 # "mosquitto", which cannot write its persistence file into our folder, and lose it all on a restart)
 CONFIG = """user {user}
 listener {port} 127.0.0.1
-allow_anonymous true
+{access}
 persistence true
 persistence_location {folder}/
 max_queued_messages 1000000
@@ -32,7 +33,8 @@ def mosquitto_path() -> str | None:
 class Broker:
     """``mosquitto -c`` on ``port`` (a free one by default) with its files in ``folder``."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None,
+                 acl: str | None = None) -> None:  # fmt: skip
         binary = mosquitto_path()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto (Debian's package)")
@@ -41,8 +43,26 @@ class Broker:
         self.port = port or _free_port()
         self.address = f"127.0.0.1:{self.port}"
         user = pwd.getpwuid(os.geteuid()).pw_name
-        (self.folder / "mosquitto.conf").write_text(CONFIG.format(user=user, port=self.port, folder=self.folder))
+        access = "allow_anonymous true"
+        if users:
+            access = self._secure(users, acl)
+        config = CONFIG.format(user=user, port=self.port, folder=self.folder, access=access)
+        (self.folder / "mosquitto.conf").write_text(config)
         self.process: subprocess.Popen | None = None
+
+    def _secure(self, users: dict[str, str], acl: str | None) -> str:
+        """A password file (mosquitto_passwd, hashed) and an ACL file; their config lines."""
+        passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        passwords = self.folder / "passwords"
+        passwords.unlink(missing_ok=True)
+        for i, (name, password) in enumerate(users.items()):
+            subprocess.run([passwd, *(["-c"] if i == 0 else []), "-b", str(passwords), name, password], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        lines = ["allow_anonymous false", f"password_file {passwords}"]
+        if acl is not None:
+            (self.folder / "acl").write_text(acl)
+            lines.append(f"acl_file {self.folder / 'acl'}")
+        return "\n".join(lines)
 
     def start(self) -> Broker:
         self.process = subprocess.Popen([self.binary, "-c", str(self.folder / "mosquitto.conf")],

@@ -33,6 +33,21 @@ LOG = logging.getLogger("sched_env.service.mqtt")
 EVENTS = "sched-env/shops/+/events"
 #: The bytes of a message quoted back on the errors topic.
 QUOTED_BYTES = 200
+#: A mosquitto ACL for the bridge (broker user ``sched-env``) and one device login per shop (the
+#: user name is the shop's id): a device may send only its own shop's events and read only its own
+#: plan and errors; only the bridge writes plans and errors. The README shows it; the tests run it.
+ACL_EXAMPLE = """\
+# the sched-env bridge: every shop's events in, plans and errors out
+user sched-env
+topic read sched-env/shops/+/events
+topic write sched-env/shops/+/plan
+topic write sched-env/shops/+/errors
+
+# every other login is a device of the shop its user name names (the shop's id)
+pattern write sched-env/shops/%u/events
+pattern read sched-env/shops/%u/plan
+pattern read sched-env/shops/%u/errors
+"""
 
 
 def broker_address(text: str) -> tuple[str, int]:

@@ -168,9 +168,9 @@ class Shops:
 
     def _rebuild(self, shop_id: str, config_text: str) -> tuple[Shop, int]:
         """One shop from its log and its last plan, and how many events it replayed."""
-        from pydantic import TypeAdapter
+        from pydantic import TypeAdapter, ValidationError
 
-        from service.schemas import ShopEvent
+        from service.schemas import ShopEvent, describe_errors
 
         config = ShopCreate.model_validate_json(config_text)
         try:
@@ -179,8 +179,13 @@ class Shops:
             raise StoreError(f"it plans with {config.method!r}, which cannot be built here ({error});"
                              " install the package that provides it") from None  # fmt: skip
         shop = Shop(shop_id, ShopSession(config), decider, self.settings.shop_rate)
-        adapter = TypeAdapter(ShopEvent)
-        events = [adapter.validate_json(body) for body in self.store.events(shop_id)]
+        adapter, events = TypeAdapter(ShopEvent), []
+        for number, body in enumerate(self.store.events(shop_id)):
+            try:
+                events.append(adapter.validate_json(body))
+            except ValidationError as error:
+                raise StoreError(f"event {number} of its log cannot be read"
+                                 f" ({describe_errors(error.errors(include_url=False))})") from None  # fmt: skip
         try:
             shop.session.apply(events, limits=False)  # checked when they came: a log accepted live replays
         except RefusedEventError as error:

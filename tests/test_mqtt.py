@@ -177,3 +177,129 @@ def test_events_sent_while_the_server_is_away_are_applied_when_it_is_back(broker
     finally:
         listener.close()
         server.stop()
+
+
+# ---------------------------------------------------------------------- issue 27: a secured broker
+BRIDGE_PASSWORD = "bridge-secret"
+
+
+def login(broker, username: str | None, password: str | None = None, subscribe: tuple = ()) -> tuple:
+    """A client logged in as ``username`` (None: anonymous): (client, connect reason, queue of messages)."""
+    messages: queue.Queue = queue.Queue()
+    answered, reason = threading.Event(), []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if username is not None:
+        client.username_pw_set(username, password)
+
+    def connected(c, _u, _f, code, _p) -> None:
+        reason.append(code)
+        if not code.is_failure and subscribe:
+            c.subscribe([(t, 1) for t in subscribe])
+        answered.set()
+
+    client.on_connect = connected
+    client.on_message = lambda _c, _u, message: messages.put(message)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    assert answered.wait(10), "the broker did not answer the connection"
+    time.sleep(0.3)  # the subscription is in place
+    return client, reason[0], messages
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    """mosquitto with allow_anonymous false, a password file and the README's ACL; a server whose
+    bridge logs in from $SCHED_ENV_MQTT_PASSWORD-style settings; two shops, one device login each."""
+    from service.mqtt import ACL_EXAMPLE
+
+    folder = tmp_path_factory.mktemp("secured")
+    users = {"sched-env": BRIDGE_PASSWORD}
+    broker = Broker(folder / "broker", users=users, acl=ACL_EXAMPLE)
+    broker.start()
+    settings = Settings(db=str(folder / "shops.sqlite3"), mqtt=broker.address, mqtt_client_id="sched-env-secured",
+                        mqtt_username="sched-env", mqtt_password=BRIDGE_PASSWORD, shop_rate=2.0)  # fmt: skip
+    server = LiveServer(settings)
+    shops = [open_shop(server), open_shop(server)]
+    broker.stop()  # the devices' logins, named after their shops (as an operator adds them)
+    broker = Broker(folder / "broker", port=broker.port, users={**users, **{s: f"pw-{s}" for s in shops}},
+                    acl=ACL_EXAMPLE).start()  # fmt: skip
+    yield broker, server, shops
+    server.stop()
+    broker.stop()
+
+
+def wait_for_events(server, shop_id: str, count: int, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(server.url + f"/v1/shops/{shop_id}").json()
+        if state["events"] >= count:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"shop {shop_id} did not reach {count} events within {timeout} s")
+
+
+def test_a_secured_broker_refuses_anonymous_and_wrong_passwords_and_the_bridge_logs_in(secured):
+    broker, server, (shop, other) = secured
+    for username, password in ((None, None), ("sched-env", "wrong"), (shop, "wrong")):
+        client, reason, _ = login(broker, username, password)
+        client.loop_stop()
+        assert reason.is_failure, f"{username or 'anonymous'} was let in"
+    device, reason, answers = login(broker, shop, f"pw-{shop}", subscribe=(f"sched-env/shops/{shop}/plan",))
+    try:
+        assert not reason.is_failure
+        device.publish(f"sched-env/shops/{shop}/events", json.dumps(stream(1)[0]), qos=1).wait_for_publish(10)
+        assert wait_for_events(server, shop, 1)["last_event_id"] == "ev-0"  # the bridge logged in and read it
+        plan = answers.get(timeout=30)  # the retained plan, readable by this shop's device
+        assert plan.topic == f"sched-env/shops/{shop}/plan"
+    finally:
+        device.loop_stop()
+        device.disconnect()
+
+
+def test_a_device_cannot_write_another_shops_events_nor_read_its_plan_nor_fake_plans(secured):
+    broker, server, (shop, other) = secured
+    before = httpx.get(server.url + f"/v1/shops/{other}").json()["events"]
+    device, _, seen = login(broker, shop, f"pw-{shop}", subscribe=(f"sched-env/shops/{other}/#",))
+    spy, _, heard = login(broker, other, f"pw-{other}", subscribe=(f"sched-env/shops/{other}/plan",))
+    try:
+        heard.get(timeout=30)  # the other shop's own device gets its retained plan
+        device.publish(f"sched-env/shops/{other}/events", json.dumps(stream(1)[0]), qos=1).wait_for_publish(10)
+        device.publish(f"sched-env/shops/{other}/plan", json.dumps({"version": 999}), qos=1, retain=True)
+        time.sleep(1.0)
+        assert httpx.get(server.url + f"/v1/shops/{other}").json()["events"] == before, "a device wrote another shop"
+        assert seen.empty(), "a device read another shop's topics"
+        assert heard.empty(), "a device published a plan (only the bridge may)"
+    finally:
+        for client in (device, spy):
+            client.loop_stop()
+            client.disconnect()
+
+
+def test_mqtt_messages_meet_the_rate_and_size_limits_and_refusals_are_acknowledged(secured):
+    """Issue 27, finding 4: MQTT bypassed every limit. Now: the shop's rate (2 batches/s here) and the
+    8 MiB size hold, each refusal is answered on the errors topic and acknowledged (the queue goes on)."""
+    from service.schemas import MAX_BODY_BYTES
+
+    broker, server, (shop, _) = secured
+    start = httpx.get(server.url + f"/v1/shops/{shop}").json()["events"]
+    device, _, answers = login(broker, shop, f"pw-{shop}", subscribe=(f"sched-env/shops/{shop}/errors",))
+    topic = f"sched-env/shops/{shop}/events"
+    try:
+        time.sleep(2.5)  # the bucket is full again
+        now = httpx.get(server.url + f"/v1/shops/{shop}").json()["time"]
+        events = [{"event_id": f"rate-{i}", "type": "work_order_released", "time": now, "work_order": {
+            "id": f"R{i}", "operations": [{"id": "a", "equipment": "M0", "duration": 3}]}} for i in range(7)]  # fmt: skip
+        for event in events[:6]:  # a burst: the bucket holds 4 (twice the rate); the rest are 429
+            device.publish(topic, json.dumps(event), qos=1).wait_for_publish(10)
+        statuses = [json.loads(answers.get(timeout=30).payload)["status"] for _ in range(2)]
+        assert statuses == [429, 429]
+        time.sleep(1.5)
+        device.publish(topic, json.dumps(events[6]), qos=1).wait_for_publish(10)  # the queue still goes on
+        assert wait_for_events(server, shop, start + 5)["last_event_id"] == "rate-6"
+        device.publish(topic, b" " * (MAX_BODY_BYTES + 1), qos=1).wait_for_publish(30)
+        answer = json.loads(answers.get(timeout=30).payload)
+        assert answer["status"] == 413 and str(MAX_BODY_BYTES) in answer["detail"]
+        assert answers.empty()
+    finally:
+        device.loop_stop()
+        device.disconnect()

@@ -439,3 +439,124 @@ def _fail_a_replan(models) -> None:
     fresh = wait_for_version(shops, shop_id, 2)
     assert "stale" not in fresh and "last_replan_failed" not in fresh
     shops.close()
+
+
+# ---------------------------------------------------------------------- issue 27: fairness and quarantine
+def test_the_journal_takes_shops_in_turn_and_bounds_each_shops_queue():
+    """Finding 4: 5 000 messages to one shop delayed another shop's event by 14 s (one FIFO)."""
+    import threading
+
+    from service.shops import Journal
+
+    journal, gate, done = Journal(per_key=200), threading.Event(), []
+    journal.submit("flooded", lambda: gate.wait(10) and done.append("flooded"))
+    flood = [journal.submit("flooded", done.append, "flooded") for _ in range(150)]
+    other = journal.submit("quiet", done.append, "quiet")
+    with pytest.raises(ShopError) as refused:
+        for _ in range(100):
+            journal.submit("flooded", done.append, "flooded")
+    assert refused.value.status == 503 and "already wait for this shop" in refused.value.detail
+    gate.set()
+    other.result(10)
+    assert done.index("quiet") <= 2, f"the quiet shop's write waited behind {done.index('quiet')} flooded ones"
+    for future in flood:
+        future.result(10)
+    journal.close()
+    with pytest.raises(ShopError):
+        journal.submit("late", done.append, "late")
+
+
+def test_long_replans_never_take_the_last_thread():
+    """Finding 5: two shops planning with cpsat:60 held both threads; a mwkr shop waited 57.9 s."""
+    import threading
+    from types import SimpleNamespace
+
+    from service.shops import Replanners
+
+    started, release = {}, threading.Event()
+
+    def work(shop) -> None:
+        started[shop.id] = time.monotonic()
+        if shop.id.startswith("long"):
+            release.wait(10)
+
+    planners = Replanners(2, work)
+    try:
+        t0 = time.monotonic()
+        planners.put(t0 + 60, SimpleNamespace(id="long-1"), long=True)
+        planners.put(t0 + 60, SimpleNamespace(id="long-2"), long=True)
+        time.sleep(0.2)
+        planners.put(t0 + 0.3, SimpleNamespace(id="short"))
+        deadline = time.monotonic() + 5
+        while "short" not in started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "short" in started and "long-2" not in started, started
+        release.set()
+        while "long-2" not in started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "long-2" in started, "the second long replan never ran"
+    finally:
+        release.set()
+        planners.stop()
+
+
+def test_a_shop_budget_over_the_servers_cap_is_refused_naming_the_cap(models):
+    from service.shops import ShopSettings
+
+    shops = Shops(EventStore(None), models, ShopSettings(max_budget_ms=2_000))
+    with pytest.raises(ShopError) as refused:
+        shops.create(json.dumps({**SHOP, "budget_ms": 60_000}).encode())
+    assert refused.value.status == 422 and "cap of 2000 ms" in refused.value.detail
+    assert shops.create(json.dumps({**SHOP, "budget_ms": 2_000}).encode())["budget_ms"] == 2_000
+    shops.close()
+
+
+def test_long_polls_are_bounded_per_shop_and_in_all_and_leave_nothing_behind():
+    import asyncio
+
+    from service.shops import PlanWaiters
+
+    async def scenario() -> None:
+        waiters = PlanWaiters(per_shop=2, total=3)
+        with waiters.waiting("a"), waiters.waiting("a"):
+            with pytest.raises(ShopError, match="2 clients already wait for shop 'a'"):
+                with waiters.waiting("a"):
+                    pass
+            with waiters.waiting("b") as woken:
+                with pytest.raises(ShopError) as refused:
+                    with waiters.waiting("c"):
+                        pass
+                assert refused.value.status == 503
+                waiters.wake("b")
+                await asyncio.wait_for(woken.wait(), 5)
+        assert waiters.events == {} and waiters.count == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_shop_whose_log_cannot_be_read_is_quarantined_alone(models, tmp_path, caplog):
+    """Item 2: one unreadable log stopped every shop's start-up; now that shop answers 503 with why."""
+    import logging
+    import sqlite3
+
+    path = tmp_path / "shops.sqlite3"
+    shops = Shops(EventStore(path), models)
+    broken, fine = (shops.create(json.dumps(SHOP).encode())["id"] for _ in range(2))
+    for shop_id in (broken, fine):
+        post(shops, shop_id, start(0, "WO-1", "turn"))
+    shops.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE events SET body = '{\"type\": \"truncated' WHERE shop = ?", (broken,))
+    db.commit()
+    db.close()
+    caplog.set_level(logging.ERROR, "sched_env")
+    again = Shops(EventStore(path), models)
+    assert again.restore() == 1
+    assert again.state(fine)["events"] == 1
+    with pytest.raises(ShopError) as refused:
+        again.state(broken)
+    assert refused.value.status == 503 and "quarantined" in refused.value.detail and "Invalid JSON" in refused.value.detail
+    with pytest.raises(ShopError):
+        again.submit_events(broken, b"{}")
+    assert [r.getMessage() for r in caplog.records if broken in r.getMessage()][0].startswith(f"shop {broken} is quarantined")
+    again.close()
