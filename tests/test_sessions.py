@@ -523,9 +523,8 @@ def test_long_polls_are_bounded_per_shop_and_in_all_and_leave_nothing_behind():
                 with waiters.waiting("a"):
                     pass
             with waiters.waiting("b") as woken:
-                with pytest.raises(ShopError) as refused:
-                    with waiters.waiting("c"):
-                        pass
+                with pytest.raises(ShopError) as refused, waiters.waiting("c"):
+                    pass
                 assert refused.value.status == 503
                 waiters.wake("b")
                 await asyncio.wait_for(woken.wait(), 5)
