@@ -519,9 +519,8 @@ def test_long_polls_are_bounded_per_shop_and_in_all_and_leave_nothing_behind():
     async def scenario() -> None:
         waiters = PlanWaiters(per_shop=2, total=3)
         with waiters.waiting("a"), waiters.waiting("a"):
-            with pytest.raises(ShopError, match="2 clients already wait for shop 'a'"):
-                with waiters.waiting("a"):
-                    pass
+            with pytest.raises(ShopError, match="2 clients already wait for shop 'a'"), waiters.waiting("a"):
+                pass
             with waiters.waiting("b") as woken:
                 with pytest.raises(ShopError) as refused, waiters.waiting("c"):
                     pass
