@@ -25,9 +25,24 @@ def test_the_readme_has_snippets():
     assert len(SNIPPETS) >= 5
 
 
+@pytest.fixture(scope="module")
+def live_service():
+    """A real server on a free port, for the snippets that talk to `sched-env serve`."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("onnxruntime")
+    from service.app import Settings
+    from tests.test_service import LiveServer
+
+    live = LiveServer(Settings(workers=2, queue=8))
+    yield live
+    live.stop()
+
+
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
-def test_each_readme_snippet_runs_alone(index):
+def test_each_readme_snippet_runs_alone(index, request):
     code = SNIPPETS[index]
+    if "SchedEnvClient(" in code:  # a worked session: against a real server, on its port
+        code = code.replace("http://127.0.0.1:8000", request.getfixturevalue("live_service").url)
     if "sb3_contrib" in code or "MaskablePPO" in code:
         pytest.importorskip("sb3_contrib")
     if "cpsat" in code:

@@ -60,8 +60,12 @@ class StreamMaker:
     def event(self) -> dict:
         rng = self.rng
         self.time += rng.choice([0, 0, 1, 2, 5])
-        kinds = ["work_order_released"] * 3 + ["operation_started"] * 3 + ["operation_finished"] * 3 + [
-            "equipment_down", "equipment_up", "work_order_cancelled", "work_order_changed", "work_order_changed"]
+        kinds = (
+            ["work_order_released"] * 3
+            + ["operation_started"] * 3
+            + ["operation_finished"] * 3
+            + ["equipment_down", "equipment_up", "work_order_cancelled", "work_order_changed", "work_order_changed"]
+        )
         kind = rng.choice(kinds)
         event = {"event_id": f"ev-{next(self.ids)}", "type": kind, "time": self.time}
         chosen = [name for name in OPTIONAL[kind] if rng.random() < 0.5]
