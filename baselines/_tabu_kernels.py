@@ -21,6 +21,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from baselines._timing import earliest_clear
 from sched_env.jit import index_table, kernel
 
 MAKESPAN, WEIGHTED_TARDINESS, FLOW = 0, 1, 2
@@ -116,14 +117,9 @@ def pair_hash(a: int, b: int) -> np.int64:
 # ---------------------------------------------------------------------- decoding
 @kernel
 def earliest_free(ready: int, duration: int, m: int, bstart: np.ndarray, bend: np.ndarray, nb: np.ndarray) -> int:
-    """First t >= ready where [t, t + duration) touches no blocked interval of machine m
-    (sorted, disjoint); a zero-length operation may not sit inside one either."""
-    t = ready
-    for i in range(nb[m]):
-        a, b = bstart[m, i], bend[m, i]
-        if (t < b and a < t + duration) or (duration == 0 and a <= t < b):
-            t = max(t, b)
-    return t
+    """First t >= ready where the operation fits among machine m's blocked intervals: the one rule
+    of :func:`baselines._timing.earliest_clear`."""
+    return earliest_clear(ready, duration, bstart, bend, m, nb[m])
 
 
 @kernel

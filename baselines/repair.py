@@ -1,7 +1,9 @@
 """Right-shift repair: keep the previous plan's sequence on every machine, push operations
-later only as far as the new shop state forces (progress, downtimes, new jobs at the end).
+later only as far as the new shop state forces (progress, downtimes, new jobs at the end); and
+the frozen-horizon decoder (:func:`hold_frozen`), which times fixed machine orders the same way.
 
-The cheap rescheduling baseline: no search, it costs one pass over the operations.
+The cheap rescheduling baseline: no search, it costs one pass over the operations. Both time an
+operation around blocked intervals by the one rule of :func:`baselines._timing.earliest_clear`.
 """
 
 from __future__ import annotations
@@ -13,18 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from baselines._timing import BlockedIntervals
 from baselines.deciders import DeciderError, MethodSpec, default_objective
 from sched_env.schedule import Schedule, SolveResult, objective_value
 from sched_env.snapshot import ShopState, plan_rest, residual
-
-
-def _earliest_free(start: int, duration: int, blocked: list[tuple[int, int]]) -> int:
-    """First t >= start with [t, t + duration) clear of the blocked intervals (sorted, disjoint)."""
-    t = start
-    for a, b in blocked:
-        if t < b and a < t + duration or (duration == 0 and a <= t < b):
-            t = max(t, b)
-    return t
 
 
 def right_shift(
@@ -39,6 +33,7 @@ def right_shift(
     (release + the work before them in their job), not after all other work."""
     started = time.perf_counter()
     rest = residual(state)
+    blocked = BlockedIntervals(rest.blocked)
     planned: dict[tuple[int, int], int] = {}
     if previous is not None:
         ids = state.job_ids if previous_job_ids is None else np.asarray(previous_job_ids)
@@ -58,7 +53,7 @@ def right_shift(
         for _, _, k, i in order:
             machine, duration = int(inst.machines[i, k]), int(inst.durations[i, k])
             start = max(job_ready[i], machine_free.get(machine, state.time))
-            start = _earliest_free(start, duration, rest.blocked.get(machine, []))
+            start = blocked.earliest(start, duration, machine)
             rows.append((i, k, machine, start, start + duration))
             job_ready[i] = machine_free[machine] = start + duration
     array = np.array(rows, dtype=np.int64).reshape(-1, 5)
@@ -98,3 +93,66 @@ def right_shift_factory(spec: MethodSpec, *, objective: str | None = None, **_: 
     """Build ``right-shift``."""
     spec.no_more_than(0, "right-shift")
     return RightShiftDecider(spec.text, objective)
+
+
+# ---------------------------------------------------------------------- fixed machine orders, timed
+def hold_frozen(state, plan, previous: dict, keys: list[tuple[str, str]], horizon: int, method: str):
+    """``plan`` (a full plan of ``state``) with every waiting operation that the previous plan
+    started before ``now + horizon`` kept in its place in its equipment's sequence (before all
+    others, in the previous order); the rest follow in ``plan``'s order, each at its earliest
+    time. ``previous`` maps (work order, operation) -> previous start; ``keys`` lists them per
+    (job, op) of the state. Returns (plan, number of operations held)."""
+    rest = residual(state)
+    if rest.instance is None:
+        return plan, 0
+    limit = state.time + horizon
+    held: list[tuple[int, int, int]] = []  # (previous start, residual job, op)
+    for i, job in enumerate(rest.job.tolist()):
+        for k in range(int(rest.instance.n_ops[i])):
+            start = previous.get(keys[job][int(rest.first_op[i]) + k])
+            if start is None or start >= limit:
+                break  # a job's held operations are a prefix of its waiting ones
+            held.append((start, i, k))
+    if not held:
+        return plan, 0
+    new = rest.restrict(plan)
+    new_start = {(int(j), int(k)): int(s) for j, k, s in zip(new.job, new.op, new.start)}
+    held_set = {(i, k) for _, i, k in held}
+    sequences: dict[int, list[tuple[int, int]]] = {}
+    for _, i, k in sorted(held):
+        sequences.setdefault(int(rest.instance.machines[i, k]), []).append((i, k))
+    for (i, k), _start in sorted(new_start.items(), key=lambda item: (item[1], item[0])):
+        if (i, k) not in held_set:
+            sequences.setdefault(int(rest.instance.machines[i, k]), []).append((i, k))
+    rows = _time_sequences(rest, sequences)
+    if rows is None:
+        return plan, 0
+    timed = Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T, instance_name=rest.instance.name)
+    return plan_rest(state, timed, f"{method} with the frozen horizon"), len(held)
+
+
+def _time_sequences(rest, sequences: dict[int, list[tuple[int, int]]]) -> list | None:
+    """Each operation at its earliest start given its job's order, its equipment's sequence and the
+    blocked intervals (semi-active timing); None if the sequences deadlock (they cannot, when made
+    as :func:`hold_frozen` makes them)."""
+    instance, blocked = rest.instance, BlockedIntervals(rest.blocked)
+    job_ready = instance.release_dates.astype(np.int64).tolist()
+    job_next = [0] * instance.n_jobs
+    machine_free = {m: 0 for m in sequences}
+    position = {m: 0 for m in sequences}
+    rows, left = [], sum(len(s) for s in sequences.values())
+    while left:
+        progressed = False
+        for m, sequence in sequences.items():
+            while position[m] < len(sequence):
+                i, k = sequence[position[m]]
+                if job_next[i] != k:
+                    break
+                duration = int(instance.durations[i, k])
+                start = blocked.earliest(max(job_ready[i], machine_free[m]), duration, m)
+                rows.append((i, k, m, start, start + duration))
+                job_ready[i] = machine_free[m] = start + duration
+                job_next[i], position[m], left, progressed = k + 1, position[m] + 1, left - 1, True
+        if not progressed:
+            return None
+    return rows

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baselines.budget import MIN_DECIDER_S, SERVICE_ANSWER
+from baselines.repair import hold_frozen
 from instances import SchedEnvError
 from service.schemas import EventBatch, RequestError, ShopCreate, build_decider, parse_request, plan_rows
-from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability
+from service.sessions import RefusedEventError, ShopSession, stability
 from service.store import EventStore, StoreError, digest
 
 LOG = logging.getLogger("sched_env.service.shops")

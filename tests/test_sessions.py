@@ -12,10 +12,11 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("onnxruntime")
 
+from baselines.repair import hold_frozen
 from experiments.replay_shops import stream as replay_stream  # noqa: E402
 from sched_env.snapshot import plan_violations  # noqa: E402
 from service.schemas import EventBatch, ShopCreate  # noqa: E402
-from service.sessions import RefusedEventError, ShopSession, hold_frozen, stability  # noqa: E402
+from service.sessions import RefusedEventError, ShopSession, stability  # noqa: E402
 from service.shops import ShopError, Shops  # noqa: E402
 from service.store import EventStore, StoreError  # noqa: E402
 
