@@ -101,6 +101,7 @@ class Settings:
     mqtt_ca: str | None = None  # TLS: the broker's CA file (TLS is on when any of the three is given)
     mqtt_cert: str | None = None  # TLS: the bridge's client certificate and key (PEM files)
     mqtt_key: str | None = None
+    opcua: tuple[str, ...] = ()  # OPC UA mapping files (service.opcua): one bridge per file
 
     def shop_settings(self) -> ShopSettings:
         return ShopSettings(workers=self.workers, shop_rate=self.shop_rate, max_budget_ms=self.max_shop_budget_ms)
@@ -116,6 +117,13 @@ class Settings:
             raise ConfigurationError(f"the shop rate must be > 0 event batches per second, got {self.shop_rate}")
         if not 1 <= self.max_shop_budget_ms <= MAX_BUDGET_MS:
             raise ConfigurationError(f"the shop budget cap must be 1-{MAX_BUDGET_MS} ms, got {self.max_shop_budget_ms}")
+        for path in self.opcua:
+            from service.opcua import MappingError, read_mapping
+
+            try:
+                read_mapping(path)  # refused now, in one line, rather than a bridge that never works
+            except MappingError as error:
+                raise ConfigurationError(f"--opcua {error}") from None
         if (self.mqtt_cert is None) != (self.mqtt_key is None):
             raise ConfigurationError("give the MQTT client certificate and its key together (--mqtt-cert, --mqtt-key)")
         if self.mqtt is not None:
@@ -280,6 +288,7 @@ class ServiceState:
     pool: Pool | None = None
     shops: Any = None  # service.shops.Shops: the one door to the shop sessions
     mqtt: Any = None  # service.mqtt.MqttBridge, when --mqtt is given
+    opcua: list = field(default_factory=list)  # service.opcua.OpcUaBridge, one per --opcua mapping
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -302,8 +311,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             state.mqtt = MqttBridge(settings, state.shops, client_id=settings.mqtt_client_id or
                                     _client_id(settings.db)).start()  # fmt: skip
+        state.opcua = _opcua_bridges(settings, state.shops)
         state.ready = True
         yield
+        for bridge in state.opcua:
+            bridge.stop()
         if state.mqtt is not None:
             state.mqtt.stop()
         state.pool.executor.shutdown(wait=False, cancel_futures=True)
@@ -338,6 +350,20 @@ def _open_shops(models: dict[str, Any], settings: Settings):
              len(shops.shops), replayed, time.perf_counter() - started,
              f"; {len(shops.quarantined)} quarantined" if shops.quarantined else "")  # fmt: skip
     return shops
+
+
+def _opcua_bridges(settings: Settings, shops) -> list:
+    """One started OPC UA bridge per mapping file (a shop the mapping names that is not open is one warning)."""
+    from service.opcua import OpcUaBridge, read_mapping
+
+    bridges = []
+    for path in settings.opcua:
+        mapping = read_mapping(path)
+        if mapping.shop not in {row["id"] for row in shops.shop_list()}:
+            LOG.warning("--opcua %s: no open shop %s: its events are refused until the mapping names an open"
+                        " shop (create one with POST /v1/shops, then restart with its id)", path, mapping.shop)  # fmt: skip
+        bridges.append(OpcUaBridge(mapping, shops).start())
+    return bridges
 
 
 def _client_id(db: str | None) -> str:

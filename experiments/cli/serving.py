@@ -44,6 +44,9 @@ def add_commands(sub) -> None:
     p.add_argument("--mqtt-ca", help="TLS to the broker: its CA certificate (PEM); TLS is on with any --mqtt-ca/-cert")
     p.add_argument("--mqtt-cert", help="TLS client certificate (PEM) for a broker that asks for one; with --mqtt-key")
     p.add_argument("--mqtt-key", help="the client certificate's private key (PEM)")
+    p.add_argument("--opcua", action="append", default=[], metavar="MAPPING.toml",
+                   help="bridge a machine's OPC UA server to a shop session through this mapping file (node ids ->"
+                        " equipment status, operations, work-order fields; the README has an example); repeatable")  # fmt: skip
     p.add_argument("--shop-rate", type=float, default=50.0,
                    help="event batches per second one shop may send (HTTP requests and MQTT messages alike); more"
                         " get 429 (default 50)")  # fmt: skip
@@ -66,6 +69,7 @@ def _settings(args: argparse.Namespace, db: Path):
             mqtt_client_id=args.mqtt_client_id, shop_rate=args.shop_rate, max_shop_budget_ms=args.max_shop_budget_ms,
             mqtt_username=args.mqtt_username, mqtt_password=_mqtt_password(args), mqtt_ca=_file(args.mqtt_ca, "--mqtt-ca"),
             mqtt_cert=_file(args.mqtt_cert, "--mqtt-cert"), mqtt_key=_file(args.mqtt_key, "--mqtt-key"),
+            opcua=tuple(_file(path, "--opcua") for path in args.opcua),
         )  # fmt: skip
     except ConfigurationError as error:
         raise UserError(str(error)) from None
