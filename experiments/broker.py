@@ -34,7 +34,8 @@ class Broker:
     """``mosquitto -c`` on ``port`` (a free one by default) with its files in ``folder``."""
 
     def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None,
-                 acl: str | None = None) -> None:  # fmt: skip
+                 acl: str | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:  # fmt: skip
+        """``tls``: (CA, server certificate, server key) PEM files: the listener speaks TLS only."""
         binary = mosquitto_path()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto (Debian's package)")
@@ -46,6 +47,8 @@ class Broker:
         access = "allow_anonymous true"
         if users:
             access = self._secure(users, acl)
+        if tls is not None:
+            access += "\n" + "\n".join(f"{key} {path}" for key, path in zip(("cafile", "certfile", "keyfile"), tls))
         config = CONFIG.format(user=user, port=self.port, folder=self.folder, access=access)
         (self.folder / "mosquitto.conf").write_text(config)
         self.process: subprocess.Popen | None = None

@@ -303,3 +303,41 @@ def test_mqtt_messages_meet_the_rate_and_size_limits_and_refusals_are_acknowledg
     finally:
         device.loop_stop()
         device.disconnect()
+
+
+def make_certificates(folder) -> tuple:
+    """A CA and a server certificate for 127.0.0.1 (openssl), as a plant's PKI would issue them."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: apt-get install openssl")
+    ca_key, ca, key, request, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    run = lambda *args: subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=plant CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1")
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+        "-extfile", extensions)  # fmt: skip
+    return ca, cert, key
+
+
+def test_the_bridge_speaks_tls_to_a_broker_that_requires_it(tmp_path):
+    ca, cert, key = make_certificates(tmp_path)
+    broker = Broker(tmp_path / "broker", users={"sched-env": BRIDGE_PASSWORD}, tls=(ca, cert, key)).start()
+    settings = Settings(db=str(tmp_path / "shops.sqlite3"), mqtt=broker.address, mqtt_client_id="sched-env-tls",
+                        mqtt_username="sched-env", mqtt_password=BRIDGE_PASSWORD, mqtt_ca=str(ca))  # fmt: skip
+    server = LiveServer(settings)
+    try:
+        assert server.server.config.app.state.internal.mqtt.connected.wait(30), "the bridge did not connect over TLS"
+        plain, answered = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2), threading.Event()
+        plain.username_pw_set("sched-env", BRIDGE_PASSWORD)
+        plain.on_connect = lambda *_: answered.set()
+        plain.connect_async("127.0.0.1", broker.port)
+        plain.loop_start()
+        assert not answered.wait(3), "a client without TLS was answered"
+        plain.loop_stop()
+    finally:
+        server.stop()
+        broker.stop()
