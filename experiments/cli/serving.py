@@ -102,7 +102,9 @@ def _mqtt_password(args: argparse.Namespace) -> str | None:
 def _listen(host: str, number: int) -> socket.socket:
     """The listening socket, bound now: a busy port or a wrong address is one line, before any 'listening'."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (a 0 here left
+    # Nagle on for every connection, and each small answer waited ~40 ms for the client's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, number))
