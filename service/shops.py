@@ -213,8 +213,9 @@ class Shops:
         return self._journal.submit(shop_id, self._ingest, shop_id, raw, one_event_allowed)
 
     def submit_delete(self, shop_id: str) -> Future:
-        """End a shop session (its log and plans are deleted)."""
-        self._get(shop_id)
+        """End a shop session (its log and plans are deleted); a quarantined one too."""
+        if shop_id not in self.quarantined:
+            self._get(shop_id)
         return self._journal.submit(shop_id, self._delete, shop_id)
 
     def create(self, raw: bytes) -> dict[str, Any]:
@@ -281,6 +282,9 @@ class Shops:
                 "time": shop.session.time, "plan_version": shop.plan_version}  # fmt: skip
 
     def _delete(self, shop_id: str) -> None:
+        if self.quarantined.pop(shop_id, None) is not None:
+            _written(self.store.delete_shop, shop_id)
+            return
         shop = self._get(shop_id)
         _written(self.store.delete_shop, shop_id)
         with shop.lock:
@@ -303,9 +307,12 @@ class Shops:
         return shop
 
     def shop_list(self) -> list[dict[str, Any]]:
-        """Every open shop in a line: id, name, time, events applied, plan version."""
-        return [{"id": s.id, "name": s.session.config.name, "time": s.session.time, "events": s.session.applied,
-                 "plan_version": s.plan_version} for s in list(self.shops.values())]  # fmt: skip
+        """Every open shop in a line: id, name, time, events applied, plan version; and every
+        quarantined one with why (DELETE ends it)."""
+        open_shops = [{"id": s.id, "name": s.session.config.name, "time": s.session.time,
+                       "events": s.session.applied, "plan_version": s.plan_version}
+                      for s in list(self.shops.values())]  # fmt: skip
+        return open_shops + [{"id": shop_id, "quarantined": why} for shop_id, why in list(self.quarantined.items())]
 
     def state(self, shop_id: str) -> dict[str, Any]:
         """A shop's settings and state: equipment, active work orders, time, events applied."""

@@ -558,4 +558,11 @@ def test_a_shop_whose_log_cannot_be_read_is_quarantined_alone(models, tmp_path, 
     with pytest.raises(ShopError):
         again.submit_events(broken, b"{}")
     assert [r.getMessage() for r in caplog.records if broken in r.getMessage()][0].startswith(f"shop {broken} is quarantined")
+    listed = {row["id"]: row for row in again.shop_list()}
+    assert "quarantined" in listed[broken] and listed[fine]["events"] == 1
+    again.delete(broken)  # a quarantined shop can be ended
+    assert broken not in {row["id"] for row in again.shop_list()}
     again.close()
+    final = Shops(EventStore(path), models)
+    assert final.restore() == 1 and final.quarantined == {}, "the deleted shop's log is still there"
+    final.close()
