@@ -31,6 +31,8 @@ import threading
 
 LOG = logging.getLogger("sched_env.service.mqtt")
 EVENTS = "sched-env/shops/+/events"
+#: How long a message waits for room in its shop's full journal queue (holding the broker's delivery).
+QUEUE_WAIT_S = 10.0
 #: The bytes of a message quoted back on the errors topic.
 QUOTED_BYTES = 200
 #: A mosquitto ACL for the bridge (broker user ``sched-env``) and one device login per shop (the
@@ -132,7 +134,8 @@ class MqttBridge:
             self.shops.allow(shop_id)
             if len(message.payload) > MAX_BODY_BYTES:
                 raise RequestError(f"a message of {len(message.payload)} bytes; the limit is {MAX_BODY_BYTES}", 413)
-            future = self.shops.submit_events(shop_id, bytes(message.payload), True)
+            # a full queue holds this thread (and so the broker's delivery) rather than refusing: back-pressure
+            future = self.shops.submit_events(shop_id, bytes(message.payload), True, wait_s=QUEUE_WAIT_S)
         except RequestError as error:
             self._answered(error, shop_id, message)
             return

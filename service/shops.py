@@ -206,11 +206,12 @@ class Shops:
         """Open a shop from a :class:`ShopCreate` body; the future's result describes it (with its id)."""
         return self._journal.submit("", self._create, raw)
 
-    def submit_events(self, shop_id: str, raw: bytes, one_event_allowed: bool = False) -> Future:
+    def submit_events(self, shop_id: str, raw: bytes, one_event_allowed: bool = False, wait_s: float = 0.0) -> Future:
         """Check, log and apply a batch of events (``one_event_allowed``: or one event object, as an
-        MQTT message may be); the future's result is the acknowledgement."""
+        MQTT message may be); the future's result is the acknowledgement. ``wait_s``: how long to
+        wait for room when the shop's queue is full (else 503 at once)."""
         self._get(shop_id)  # an unknown shop is refused now, never queued
-        return self._journal.submit(shop_id, self._ingest, shop_id, raw, one_event_allowed)
+        return self._journal.submit(shop_id, self._ingest, shop_id, raw, one_event_allowed, wait_s=wait_s)
 
     def submit_delete(self, shop_id: str) -> Future:
         """End a shop session (its log and plans are deleted); a quarantined one too."""
@@ -580,20 +581,28 @@ class Journal:
         self.thread = threading.Thread(target=self._serve, name="journal", daemon=True)
         self.thread.start()
 
-    def submit(self, key: str, work: Callable, *args) -> Future:
+    def submit(self, key: str, work: Callable, *args, wait_s: float = 0.0) -> Future:
+        """Queue ``work(*args)`` behind ``key``'s writes; when ``per_key`` already wait, wait up
+        to ``wait_s`` for room (the MQTT bridge: back-pressure on the broker, not a refusal), then 503."""
         future: Future = Future()
+        deadline = time.monotonic() + wait_s
         with self.ready:
-            if self.closed:
-                raise ShopError(503, "the service is stopping: retry on its next start", {"Retry-After": "5"})
-            queue = self.queues.get(key)
+            while True:
+                if self.closed:
+                    raise ShopError(503, "the service is stopping: retry on its next start", {"Retry-After": "5"})
+                queue = self.queues.get(key)
+                if queue is None or len(queue) < self.per_key:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ShopError(503, f"{len(queue)} writes already wait for this shop: retry after Retry-After"
+                                         " seconds", {"Retry-After": "1"})  # fmt: skip
+                self.ready.wait(left)
             if queue is None:
                 queue = self.queues[key] = deque()
                 self.turns.append(key)
-            if len(queue) >= self.per_key:
-                raise ShopError(503, f"{len(queue)} writes already wait for this shop: retry after Retry-After"
-                                     " seconds", {"Retry-After": "1"})  # fmt: skip
             queue.append((work, args, future))
-            self.ready.notify()
+            self.ready.notify_all()
         return future
 
     def close(self) -> None:
@@ -617,6 +626,7 @@ class Journal:
                     self.turns.append(key)
                 else:
                     del self.queues[key]
+                self.ready.notify_all()  # room for a writer that waits
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(work(*args))

@@ -341,3 +341,23 @@ def test_the_bridge_speaks_tls_to_a_broker_that_requires_it(tmp_path):
     finally:
         server.stop()
         broker.stop()
+
+
+def test_a_flood_of_messages_to_one_shop_is_applied_whole_in_order(broker, tmp_path):
+    """Issue 27, finding 4: 5 000 messages to one shop. Every one is applied, in order, none refused
+    for a full queue (the bridge holds the broker back instead)."""
+    server = LiveServer(Settings(db=str(tmp_path / "shops.sqlite3"), mqtt=broker.address,
+                                 mqtt_client_id="sched-env-flood", shop_rate=100_000.0))  # fmt: skip
+    shop_id = open_shop(server)
+    listener = Listener(broker, f"sched-env/shops/{shop_id}/errors")
+    try:
+        count = 3_000
+        for i in range(count):  # each machine down, up, down, ...: valid only in order
+            kind = "equipment_down" if (i // 4) % 2 == 0 else "equipment_up"
+            listener.client.publish(f"sched-env/shops/{shop_id}/events", json.dumps(
+                {"event_id": f"f{i}", "type": kind, "time": 0, "equipment": f"M{i % 4}"}), qos=1)  # fmt: skip
+        state = wait_for_events(server, shop_id, count, timeout=120)
+        assert state["events"] == count and listener.messages.empty(), "a message was refused"
+    finally:
+        listener.close()
+        server.stop()

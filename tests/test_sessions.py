@@ -566,3 +566,20 @@ def test_a_shop_whose_log_cannot_be_read_is_quarantined_alone(models, tmp_path, 
     final = Shops(EventStore(path), models)
     assert final.restore() == 1 and final.quarantined == {}, "the deleted shop's log is still there"
     final.close()
+
+
+def test_a_writer_may_wait_for_room_in_a_full_queue_instead_of_being_refused():
+    """The MQTT bridge waits (back-pressure on the broker): refusing dropped 1 827 of 3 000 messages."""
+    import threading
+
+    from service.shops import Journal
+
+    journal, gate, running, done = Journal(per_key=2), threading.Event(), threading.Event(), []
+    journal.submit("shop", lambda: running.set() or gate.wait(10))
+    assert running.wait(10)
+    journal.submit("shop", done.append, 1)
+    journal.submit("shop", done.append, 2)
+    threading.Timer(0.3, gate.set).start()
+    journal.submit("shop", done.append, 3, wait_s=10).result(10)
+    assert done == [1, 2, 3]
+    journal.close()
