@@ -401,8 +401,17 @@ class OpcCell:
         return wrong
 
     def stop(self) -> None:
-        self.call(self.server.stop())
+        self.call(self._stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+    async def _stop(self) -> None:
+        import asyncio
+
+        await self.server.stop()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:  # the server's session loops: ended, not left pending
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 def drive(run: Run, factory: Factory, t0: float, until: float, publisher) -> None:
