@@ -44,6 +44,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.requests import ClientDisconnect
 
 from baselines.budget import MIN_DECIDER_S, SERVICE_ANSWER
+from instances import SchedEnvError
 from service.schemas import (
     MAX_BODY_BYTES,
     MAX_BUDGET_MS,
@@ -78,7 +79,7 @@ SWITCH_INTERVAL_S = 0.0005
 MAX_DETAIL = 300
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(SchedEnvError, ValueError):
     """Settings the service cannot start with (e.g. an empty token)."""
 
 
@@ -615,7 +616,7 @@ def _late() -> HTTPException:
 
 def _run_decider(problem, decider, method: str, budget_s: float):
     from baselines import deciders
-    from instances import InvalidPlanError, SchedEnvError
+    from instances import InvalidPlanError
 
     try:
         return deciders.solve(problem, decider, budget_s=budget_s)

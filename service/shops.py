@@ -668,7 +668,8 @@ class PlanWaiters:
     def wake(self, shop_id: str) -> None:
         """A new plan of the shop (any thread): wake its waiters."""
         if self.loop is not None and shop_id in self.events:
-            self.loop.call_soon_threadsafe(self._wake, shop_id)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                self.loop.call_soon_threadsafe(self._wake, shop_id)
 
     def _wake(self, shop_id: str) -> None:
         held = self.events.get(shop_id)

@@ -96,3 +96,19 @@ def test_no_module_imports_itself_through_others():
 def test_private_kernels_stay_inside_sched_env(package):
     users = [m for m, targets in import_graph().items() if m.startswith(package) and "sched_env._kernels" in targets]
     assert not users, f"{users} import sched_env._kernels; use the public sched_env.compiled"
+
+
+def test_every_service_error_is_a_sched_env_error():
+    """Issue 27: ShopError and RefusedEventError sat outside the root; a caller catches one type."""
+    import importlib
+    import inspect
+
+    pytest.importorskip("fastapi")
+    from instances import SchedEnvError
+
+    names = ["app", "client", "mqtt", "opcua", "schemas", "sessions", "shops", "store"]
+    for name in names:
+        module = importlib.import_module(f"service.{name}")
+        for _, error in inspect.getmembers(module, lambda m: inspect.isclass(m) and issubclass(m, Exception)):
+            if error.__module__ == module.__name__:
+                assert issubclass(error, SchedEnvError), f"{error.__module__}.{error.__name__} is not a SchedEnvError"

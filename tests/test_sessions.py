@@ -583,3 +583,15 @@ def test_a_writer_may_wait_for_room_in_a_full_queue_instead_of_being_refused():
     journal.submit("shop", done.append, 3, wait_s=10).result(10)
     assert done == [1, 2, 3]
     journal.close()
+
+
+def test_a_session_order_without_a_due_date_is_never_tardy(models):
+    """Issue 27, finding 7: orders with no due date were reported late (tardiness 1.275e12)."""
+    shops = Shops(EventStore(None), models)
+    orders = [{"id": f"W{i}", "operations": [{"id": "a", "equipment": "lathe", "duration": 10**9}]} for i in range(5)]
+    orders[0]["due"] = 10
+    shop_id = shops.create(json.dumps({**SHOP, "work_orders": orders}).encode())["id"]
+    plan = wait_for_version(shops, shop_id, 1)
+    end_of_w0 = next(r["end"] for r in plan["plan"] if r["work_order"] == "W0")
+    assert plan["objectives"]["total_weighted_tardiness"] == end_of_w0 - 10  # W0 alone is late
+    shops.close()
