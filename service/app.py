@@ -95,6 +95,7 @@ class Settings:
     db: str | None = None  # the shop sessions' SQLite file (None: kept in memory only, for tests and embedding)
     mqtt: str | None = None  # HOST:PORT of an MQTT broker to bridge shop events and plans through
     mqtt_client_id: str | None = None  # the bridge's MQTT client id (default: derived from the database path)
+    mqtt_topic_root: str = "sched-env"  # the topics' first level(s): <root>/shops/<id>/events, .../plan, .../errors
     shop_rate: float = DEFAULT_SHOP_RATE  # event batches per second per shop, HTTP and MQTT (429 beyond)
     max_shop_budget_ms: int = DEFAULT_MAX_BUDGET_MS  # the longest budget_ms a shop session may ask
     mqtt_username: str | None = None  # the bridge's broker login (its password: SCHED_ENV_MQTT_PASSWORD or a file)
@@ -128,10 +129,11 @@ class Settings:
         if (self.mqtt_cert is None) != (self.mqtt_key is None):
             raise ConfigurationError("give the MQTT client certificate and its key together (--mqtt-cert, --mqtt-key)")
         if self.mqtt is not None:
-            from service.mqtt import broker_address
+            from service.mqtt import broker_address, check_root
 
             try:
                 broker_address(self.mqtt)  # refused now rather than a failed connection later
+                check_root(self.mqtt_topic_root)
             except ValueError as error:
                 raise ConfigurationError(str(error)) from None
 
@@ -221,6 +223,7 @@ def settings_from_environment() -> Settings:
         public_metrics=env.get("SCHED_ENV_PUBLIC_METRICS", "") == "1",
         db=str(default_path()), mqtt=env.get("SCHED_ENV_MQTT") or None,
         mqtt_client_id=env.get("SCHED_ENV_MQTT_CLIENT_ID") or None,
+        mqtt_topic_root=env.get("SCHED_ENV_MQTT_TOPIC_ROOT") or "sched-env",
         shop_rate=float(env.get("SCHED_ENV_SHOP_RATE", DEFAULT_SHOP_RATE)),
         max_shop_budget_ms=int(env.get("SCHED_ENV_MAX_SHOP_BUDGET_MS", DEFAULT_MAX_BUDGET_MS)),
         mqtt_username=env.get("SCHED_ENV_MQTT_USERNAME") or None, mqtt_password=env.get("SCHED_ENV_MQTT_PASSWORD"),

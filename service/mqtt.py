@@ -30,7 +30,9 @@ import re
 import threading
 
 LOG = logging.getLogger("sched_env.service.mqtt")
-EVENTS = "sched-env/shops/+/events"
+#: The topics' first level; servers that share a broker each take their own (``--mqtt-topic-root``),
+#: or each would answer 404 on the errors topic for the other's shops.
+DEFAULT_ROOT = "sched-env"
 #: How long a message waits for room in its shop's full journal queue (holding the broker's delivery).
 QUEUE_WAIT_S = 10.0
 #: The bytes of a message quoted back on the errors topic.
@@ -64,8 +66,15 @@ def broker_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-def topic(shop_id: str, kind: str) -> str:
-    return f"sched-env/shops/{shop_id}/{kind}"
+def topic(shop_id: str, kind: str, root: str = DEFAULT_ROOT) -> str:
+    return f"{root}/shops/{shop_id}/{kind}"
+
+
+def check_root(root: str) -> str:
+    """A topic root (``plant-1/line-3``) as given; ValueError if MQTT would not take it as one."""
+    if not root or root.startswith("/") or root.endswith("/") or any(c in root for c in "+#\0"):
+        raise ValueError(f"--mqtt-topic-root {root!r}: give topic levels without wildcards, e.g. sched-env/line-1")
+    return root
 
 
 class MqttBridge:
@@ -79,7 +88,7 @@ class MqttBridge:
         except ImportError:
             raise ImportError("the MQTT bridge needs paho-mqtt: pip install 'sched-env[service]'") from None
         self.host, self.port = broker_address(settings.mqtt)
-        self.shops = shops
+        self.shops, self.root = shops, settings.mqtt_topic_root
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   protocol=mqtt.MQTTv311, manual_ack=True)  # fmt: skip
@@ -111,7 +120,7 @@ class MqttBridge:
             return
         LOG.info("MQTT bridge connected to %s:%d", self.host, self.port)
         self.warned = False
-        client.subscribe(EVENTS, qos=1)
+        client.subscribe(topic("+", "events", self.root), qos=1)
         for shop_id, version, body in self.shops.current_plans():  # again: the broker may have lost them
             self.publish_plan(shop_id, version, body)
         self.connected.set()
@@ -128,8 +137,8 @@ class MqttBridge:
     def _received(self, client, _userdata, message) -> None:
         from service.schemas import MAX_BODY_BYTES, RequestError
 
-        parts = message.topic.split("/")
-        shop_id = parts[2] if len(parts) == 4 else ""
+        parts = message.topic[len(self.root) + 1 :].split("/")  # shops/<id>/events
+        shop_id = parts[1] if len(parts) == 3 else ""
         try:  # the HTTP route's checks, in its order: the shop, its rate, the size, then the journal
             self.shops.allow(shop_id)
             if len(message.payload) > MAX_BODY_BYTES:
@@ -153,7 +162,7 @@ class MqttBridge:
                 LOG.error("shop %s: an MQTT message failed: %r", shop_id, error)
             answer = {"shop": shop_id, "status": status, "detail": detail,
                       "message": bytes(message.payload[:QUOTED_BYTES]).decode("utf-8", "replace")}  # fmt: skip
-            self.client.publish(topic(shop_id, "errors"), json.dumps(answer), qos=1)
+            self.client.publish(topic(shop_id, "errors", self.root), json.dumps(answer), qos=1)
         if message.qos > 0:
             self.client.ack(message.mid, message.qos)
 
@@ -162,9 +171,9 @@ class MqttBridge:
         """A failed replan on the errors topic (the retained plan stays the previous one)."""
         answer = {"shop": shop_id, "status": 500, "detail": f"replanning after event {failure['event']} failed:"
                   f" {failure['reason']}; the previous plan stands", "replan_failed": failure}  # fmt: skip
-        self.client.publish(topic(shop_id, "errors"), json.dumps(answer), qos=1)
+        self.client.publish(topic(shop_id, "errors", self.root), json.dumps(answer), qos=1)
 
 
     def publish_plan(self, shop_id: str, _version: int, body: bytes | None) -> None:
         """The shop's new plan, retained; ``None`` (the shop was deleted) clears it."""
-        self.client.publish(topic(shop_id, "plan"), body or b"", qos=1, retain=True)
+        self.client.publish(topic(shop_id, "plan", self.root), body or b"", qos=1, retain=True)

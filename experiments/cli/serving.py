@@ -38,6 +38,9 @@ def add_commands(sub) -> None:
     p.add_argument("--mqtt", metavar="HOST:PORT", help="bridge shop events and plans through this MQTT broker")
     p.add_argument("--mqtt-client-id", help="the bridge's MQTT client id (default: derived from --db; the broker"
                                             " keeps its session, so keep it fixed across restarts)")  # fmt: skip
+    p.add_argument("--mqtt-topic-root", default="sched-env",
+                   help="the topics' first level(s): ROOT/shops/<id>/events in, .../plan and .../errors out (default"
+                        " sched-env); servers sharing a broker each take their own")  # fmt: skip
     p.add_argument("--mqtt-username", help="the bridge's broker login; its password comes from"
                                            " $SCHED_ENV_MQTT_PASSWORD or --mqtt-password-file (never the command line)")  # fmt: skip
     p.add_argument("--mqtt-password-file", help="a file holding the bridge's broker password (one line)")
@@ -66,7 +69,7 @@ def _settings(args: argparse.Namespace, db: Path):
             workers=args.threads, queue=args.queue, token=os.environ.get("SCHED_ENV_TOKEN"),
             static_model=str(Path(args.model).resolve()) if args.model else None, body_timeout_s=args.body_timeout,
             public_metrics=args.public_metrics, db=str(db.resolve()), mqtt=args.mqtt,
-            mqtt_client_id=args.mqtt_client_id, shop_rate=args.shop_rate, max_shop_budget_ms=args.max_shop_budget_ms,
+            mqtt_client_id=args.mqtt_client_id, mqtt_topic_root=args.mqtt_topic_root, shop_rate=args.shop_rate, max_shop_budget_ms=args.max_shop_budget_ms,
             mqtt_username=args.mqtt_username, mqtt_password=_mqtt_password(args), mqtt_ca=_file(args.mqtt_ca, "--mqtt-ca"),
             mqtt_cert=_file(args.mqtt_cert, "--mqtt-cert"), mqtt_key=_file(args.mqtt_key, "--mqtt-key"),
             opcua=tuple(_file(path, "--opcua") for path in args.opcua),
