@@ -91,6 +91,7 @@ class Settings:
     static_model: str | None = None  # a model file for `policy` on static work (default: the shipped one)
     body_timeout_s: float = 30.0  # a request body must arrive within this long (408)
     readers: int = 32  # bodies read at once (at most 8 MiB each); more get 503
+    readers_per_client: int = 8  # ... from one client address (behind a proxy: set it to readers)
     public_metrics: bool = False  # /metrics without the token even when one is set
     db: str | None = None  # the shop sessions' SQLite file (None: kept in memory only, for tests and embedding)
     mqtt: str | None = None  # HOST:PORT of an MQTT broker to bridge shop events and plans through
@@ -113,7 +114,8 @@ class Settings:
             raise ConfigurationError(
                 "SCHED_ENV_TOKEN is set but empty: set a real token, or unset it to serve without one"
             )
-        if self.workers < 1 or self.queue < 0 or self.readers < 1 or not self.body_timeout_s > 0:
+        if self.workers < 1 or self.queue < 0 or min(self.readers, self.readers_per_client) < 1 or \
+                not self.body_timeout_s > 0:  # fmt: skip
             raise ConfigurationError(f"need threads >= 1, queue >= 0, readers >= 1 and a positive body timeout: {self}")
         if not self.shop_rate > 0:
             raise ConfigurationError(f"the shop rate must be > 0 event batches per second, got {self.shop_rate}")
@@ -288,6 +290,7 @@ class ServiceState:
 
     ready: bool = False
     reading: int = 0  # request bodies being read now
+    reading_by_client: dict[str, int] = field(default_factory=dict)  # ... per client address
     models: dict[str, Any] = field(default_factory=dict)
     pool: Pool | None = None
     shops: Any = None  # service.shops.Shops: the one door to the shop sessions
@@ -510,10 +513,16 @@ def _plan_routes(app: FastAPI, state: ServiceState, metrics: Metrics, settings: 
 
 async def _read_body(request: Request, state: ServiceState, settings: Settings) -> bytes:
     """The body's bytes, refused past MAX_BODY_BYTES as they arrive (chunked uploads included) or
-    when they take longer than the body timeout; at most ``settings.readers`` bodies at once."""
+    when they take longer than the body timeout; at most ``settings.readers`` bodies at once, and
+    ``settings.readers_per_client`` from one address (so one slow client cannot hold them all)."""
+    client = request.client.host if request.client else "unknown"
     if state.reading >= settings.readers:
         raise HTTPException(503, "too many uploads at once; retry shortly", headers={"Retry-After": "1"})
+    if state.reading_by_client.get(client, 0) >= settings.readers_per_client:
+        raise HTTPException(503, f"this client already sends {settings.readers_per_client} bodies at once, the most"
+                                 " one address may; retry when one is done", headers={"Retry-After": "1"})  # fmt: skip
     state.reading += 1
+    state.reading_by_client[client] = state.reading_by_client.get(client, 0) + 1
     chunks: list[bytes] = []
 
     async def collect() -> None:
@@ -537,6 +546,9 @@ async def _read_body(request: Request, state: ServiceState, settings: Settings) 
         raise HTTPException(400, "the client went away before its body arrived", headers={"Connection": "close"}) from None
     finally:
         state.reading -= 1
+        left = state.reading_by_client.pop(client) - 1
+        if left:  # an address with nothing in flight keeps no entry (no growth)
+            state.reading_by_client[client] = left
     return b"".join(chunks)
 
 

@@ -182,3 +182,21 @@ def test_the_serve_socket_gives_connections_tcp_nodelay():
 
     asyncio.run(main())
     assert seen and seen[0] != 0, "accepted connections have Nagle's algorithm on"
+
+
+@pytest.mark.parametrize(("options", "environment", "message"), [
+    (["--mqtt-username", "bridge"], {}, "--mqtt-username bridge: set its password in $SCHED_ENV_MQTT_PASSWORD"),
+    ([], {"SCHED_ENV_MQTT_PASSWORD": "pw"}, "an MQTT password is given but no --mqtt-username"),
+    (["--mqtt-username", "bridge", "--mqtt-password-file", "/nonexistent/pw"], {}, "--mqtt-password-file /nonexistent/pw:"),
+    (["--mqtt-ca", "/nonexistent/ca.pem"], {}, "--mqtt-ca /nonexistent/ca.pem: no such file"),
+    (["--mqtt-topic-root", "a/#"], {}, "--mqtt-topic-root 'a/#': give topic levels without wildcards"),
+])  # fmt: skip
+def test_serve_refuses_mqtt_credentials_it_cannot_use_in_one_line(tmp_path, capsys, monkeypatch, options, environment,
+                                                                   message):  # fmt: skip
+    """The broker password comes from the environment or a file, never the command line (issue 27, item 7)."""
+    pytest.importorskip("fastapi")
+    monkeypatch.delenv("SCHED_ENV_MQTT_PASSWORD", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    code, err = _refusal(["serve", "--db", str(tmp_path / "shops.sqlite3"), "--mqtt", "localhost:1883", *options], capsys)
+    assert code == 2 and message in err, err

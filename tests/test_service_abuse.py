@@ -526,3 +526,27 @@ def test_malformed_bodies_get_a_4xx_that_says_why(single, raw, status):
         response = httpx.post(single.url + path, content=raw, headers={"content-type": "application/json"}, timeout=30)
         assert response.status_code == status, (raw[:40], response.text[:300])
         assert response.json()["detail"]
+
+
+def test_slow_bodies_are_bounded_per_client_address():
+    """Issue 27, finding 8: slow bodies from one client could take every reader (every shop's events
+    503 for the body timeout). Now one address holds at most readers_per_client; others go on."""
+    live = LiveServer(Settings(workers=1, queue=4, readers=8, readers_per_client=2, body_timeout_s=5.0))
+    head = (b"POST /v1/schedule HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n{")  # fmt: skip
+    slow = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(2)]
+    try:
+        for sock in slow:
+            sock.sendall(head)  # a body that keeps the server waiting
+        time.sleep(0.5)
+        body = json.dumps(shop_request(instances.random_instance(3, 2, seed=1), "mwkr"))
+        same = httpx.post(live.url + "/v1/schedule", content=body, headers={"content-type": "application/json"})
+        assert same.status_code == 503 and "this client already sends 2 bodies" in same.json()["detail"]
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        answer = other.post(live.url + "/v1/schedule", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 200, answer.text  # another address is served meanwhile
+    finally:
+        for sock in slow:
+            sock.close()
+        live.stop()
+    assert live.server.config.app.state.internal.reading_by_client == {}, "an address kept an entry"

@@ -28,6 +28,9 @@ def add_commands(sub) -> None:
     p.add_argument("--body-timeout", type=positive_seconds, default=30.0,
                    help="seconds a client has to send its body (408); bodies over 8 MiB get 413 as the bytes arrive,"
                         " chunked or not (default 30)")
+    p.add_argument("--readers-per-client", type=positive_int, default=8,
+                   help="request bodies one client address may send at once (32 in all); more get 503 (default 8;"
+                        " behind a reverse proxy every client has its address: raise it to 32)")  # fmt: skip
     p.add_argument("--max-connections", type=positive_int, default=256,
                    help="open connections; one more gets 503 and is closed (default 256)")
     p.add_argument("--public-metrics", action="store_true",
@@ -67,6 +70,7 @@ def _settings(args: argparse.Namespace, db: Path):
     try:
         return Settings(
             workers=args.threads, queue=args.queue, token=os.environ.get("SCHED_ENV_TOKEN"),
+            readers_per_client=args.readers_per_client,
             static_model=str(Path(args.model).resolve()) if args.model else None, body_timeout_s=args.body_timeout,
             public_metrics=args.public_metrics, db=str(db.resolve()), mqtt=args.mqtt,
             mqtt_client_id=args.mqtt_client_id, mqtt_topic_root=args.mqtt_topic_root, shop_rate=args.shop_rate, max_shop_budget_ms=args.max_shop_budget_ms,
