@@ -75,6 +75,8 @@ LONGEST_S = max(DEFAULT_TIMEOUT_S, MAX_BUDGET_MS / 1000)
 #: How long a decider thread may hold the GIL while the event loop waits for it (Python's default is
 #: 5 ms): the loop gives the GIL up on every socket read and must get it back behind the deciders.
 SWITCH_INTERVAL_S = 0.0005
+#: A body still arriving after this long is *slow*: one client address may have readers_per_client of them.
+SLOW_BODY_S = 1.0
 #: The longest error text an answer carries (a solver's message can be a whole model).
 MAX_DETAIL = 300
 
@@ -91,7 +93,7 @@ class Settings:
     static_model: str | None = None  # a model file for `policy` on static work (default: the shipped one)
     body_timeout_s: float = 30.0  # a request body must arrive within this long (408)
     readers: int = 32  # bodies read at once (at most 8 MiB each); more get 503
-    readers_per_client: int = 8  # ... from one client address (behind a proxy: set it to readers)
+    readers_per_client: int = 8  # slow bodies (over SLOW_BODY_S) from one client address (behind a proxy: readers)
     public_metrics: bool = False  # /metrics without the token even when one is set
     db: str | None = None  # the shop sessions' SQLite file (None: kept in memory only, for tests and embedding)
     mqtt: str | None = None  # HOST:PORT of an MQTT broker to bridge shop events and plans through
@@ -290,7 +292,7 @@ class ServiceState:
 
     ready: bool = False
     reading: int = 0  # request bodies being read now
-    reading_by_client: dict[str, int] = field(default_factory=dict)  # ... per client address
+    reading_by_client: dict[str, list[float]] = field(default_factory=dict)  # when each began, per client address
     models: dict[str, Any] = field(default_factory=dict)
     pool: Pool | None = None
     shops: Any = None  # service.shops.Shops: the one door to the shop sessions
@@ -514,15 +516,18 @@ def _plan_routes(app: FastAPI, state: ServiceState, metrics: Metrics, settings: 
 async def _read_body(request: Request, state: ServiceState, settings: Settings) -> bytes:
     """The body's bytes, refused past MAX_BODY_BYTES as they arrive (chunked uploads included) or
     when they take longer than the body timeout; at most ``settings.readers`` bodies at once, and
-    ``settings.readers_per_client`` from one address (so one slow client cannot hold them all)."""
-    client = request.client.host if request.client else "unknown"
+    from one address at most ``settings.readers_per_client`` *slow* ones (arriving for over
+    SLOW_BODY_S): one slow client cannot hold every reader, a fast one may send many at once."""
+    client, now = (request.client.host if request.client else "unknown"), time.monotonic()
     if state.reading >= settings.readers:
         raise HTTPException(503, "too many uploads at once; retry shortly", headers={"Retry-After": "1"})
-    if state.reading_by_client.get(client, 0) >= settings.readers_per_client:
-        raise HTTPException(503, f"this client already sends {settings.readers_per_client} bodies at once, the most"
-                                 " one address may; retry when one is done", headers={"Retry-After": "1"})  # fmt: skip
+    started = state.reading_by_client.setdefault(client, [])
+    if sum(now - t > SLOW_BODY_S for t in started) >= settings.readers_per_client:
+        raise HTTPException(503, f"this client already has {settings.readers_per_client} bodies arriving for over"
+                                 f" {SLOW_BODY_S:g} s, the most one address may; retry when one is done",
+                            headers={"Retry-After": "1"})  # fmt: skip
     state.reading += 1
-    state.reading_by_client[client] = state.reading_by_client.get(client, 0) + 1
+    started.append(now)
     chunks: list[bytes] = []
 
     async def collect() -> None:
@@ -546,9 +551,9 @@ async def _read_body(request: Request, state: ServiceState, settings: Settings) 
         raise HTTPException(400, "the client went away before its body arrived", headers={"Connection": "close"}) from None
     finally:
         state.reading -= 1
-        left = state.reading_by_client.pop(client) - 1
-        if left:  # an address with nothing in flight keeps no entry (no growth)
-            state.reading_by_client[client] = left
+        started.remove(now)
+        if not started:  # an address with nothing in flight keeps no entry (no growth)
+            state.reading_by_client.pop(client, None)
     return b"".join(chunks)
 
 

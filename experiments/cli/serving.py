@@ -29,8 +29,8 @@ def add_commands(sub) -> None:
                    help="seconds a client has to send its body (408); bodies over 8 MiB get 413 as the bytes arrive,"
                         " chunked or not (default 30)")
     p.add_argument("--readers-per-client", type=positive_int, default=8,
-                   help="request bodies one client address may send at once (32 in all); more get 503 (default 8;"
-                        " behind a reverse proxy every client has its address: raise it to 32)")  # fmt: skip
+                   help="slow request bodies (still arriving after 1 s) one client address may have (32 bodies in all);"
+                        " more get 503 (default 8; behind a reverse proxy every client has its address: raise it to 32)")  # fmt: skip
     p.add_argument("--max-connections", type=positive_int, default=256,
                    help="open connections; one more gets 503 and is closed (default 256)")
     p.add_argument("--public-metrics", action="store_true",
