@@ -35,7 +35,7 @@ import numpy as np
 
 from experiments.broker import Broker
 from experiments.load_service import free_port, start_server
-from experiments.provenance import git_commit, machine_description
+from experiments.provenance import git_commit, machine_description, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKEN = "load-token"
@@ -496,10 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sched-env-load-") as folder:
         report = measure(args, Path(folder))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
     return 0
 

@@ -11,6 +11,16 @@ from importlib import metadata
 from pathlib import Path
 
 
+def write_report(out: str | Path, report: dict, markdown: str) -> None:
+    """A benchmark's result as ``out``.json (the figures) and ``out``.md (the table), folders made."""
+    import json
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown)
+
+
 def git_commit() -> str:
     """Short hash of the checkout's HEAD ('unknown' outside a git checkout)."""
     try:

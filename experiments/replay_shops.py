@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.provenance import git_commit, machine_description
+from experiments.provenance import git_commit, machine_description, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MACHINES = 10
@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
              "| shops | events | replay (s) | events/s | logging them (s) | rebuilt states equal |", "|---|---|---|---|---|---|"]  # fmt: skip
     lines += [f"| {r['shops']} | {r['events']:,} | {r['replay_s']} | {r['events_per_s']:,} | {r['log_s']} |"
               f" {'yes' if r['states_equal'] else '**no**'} |" for r in rows]  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

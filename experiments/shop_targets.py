@@ -30,7 +30,7 @@ import numpy as np
 
 from experiments.broker import Broker
 from experiments.load_service import free_port, start_server
-from experiments.provenance import git_commit, machine_description
+from experiments.provenance import git_commit, machine_description, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -211,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": "python -m experiments.shop_targets", "commit": git_commit(), "machine": machine_description(),
               "unknown": unknown_ids(args.unknown), "flood": flood(args.messages, 300.0),
               "planners": planners(args.planner_seconds)}  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
     return 0
 

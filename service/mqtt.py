@@ -29,6 +29,8 @@ import logging
 import re
 import threading
 
+from service.schemas import MAX_BODY_BYTES, RequestError
+
 LOG = logging.getLogger("sched_env.service.mqtt")
 #: The topics' first level; servers that share a broker each take their own (``--mqtt-topic-root``),
 #: or each would answer 404 on the errors topic for the other's shops.
@@ -135,8 +137,6 @@ class MqttBridge:
             self.warned = True
 
     def _received(self, client, _userdata, message) -> None:
-        from service.schemas import MAX_BODY_BYTES, RequestError
-
         parts = message.topic[len(self.root) + 1 :].split("/")  # shops/<id>/events
         shop_id = parts[1] if len(parts) == 3 else ""
         try:  # the HTTP route's checks, in its order: the shop, its rate, the size, then the journal
@@ -153,8 +153,6 @@ class MqttBridge:
     def _answered(self, error: BaseException | None, shop_id: str, message) -> None:
         """After the journal (or a refusal before it): answer a refusal on the errors topic, then
         acknowledge the message (a refused one too: it must not come back and block the queue)."""
-        from service.schemas import RequestError
-
         if error is not None:
             refused = isinstance(error, RequestError)
             status, detail = (error.status, error.detail) if refused else (500, "internal error")

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from instances import SchedEnvError
+from service.schemas import RequestError
 
 try:
     import tomllib
@@ -143,7 +145,7 @@ def events_for(node: NodeMap, value: Any, stamp: datetime.datetime | None, state
         if unit is None:
             raise MappingError(f"{mapping.source}: node {node.id}: shop {mapping.shop} has no equipment {node.equipment!r}")
     if node.kind == "equipment_status":
-        up = value.strip().lower() in ("up", "true", "1") if isinstance(value, str) else bool(value)
+        up = _is_up(value)
         if up == (unit["status"] == "up"):
             return []
         return [{**base, "event_id": mark, "type": "equipment_up" if up else "equipment_down", "equipment": unit["id"]}]
@@ -163,6 +165,11 @@ def events_for(node: NodeMap, value: Any, stamp: datetime.datetime | None, state
     if order is None or value is None or order[node.kind] == int(value):
         return []  # not (or no longer) in the shop, or already so
     return [{**base, "event_id": mark, "type": "work_order_changed", "work_order": order["id"], node.kind: int(value)}]
+
+
+def _is_up(value: Any) -> bool:
+    """A status node's value as up (True, 1, "up", "true") or down."""
+    return value.strip().lower() in ("up", "true", "1") if isinstance(value, str) else bool(value)
 
 
 class OpcUaBridge:
@@ -249,16 +256,13 @@ class OpcUaBridge:
         def order(item) -> int:
             node, value, _ = item
             if node.kind == "equipment_status":
-                up = value.strip().lower() in ("up", "true", "1") if isinstance(value, str) else bool(value)
-                return 0 if up else 2
+                return 0 if _is_up(value) else 2
             return 1 if node.kind == "operation" else 3
 
         for node, value, stamp in sorted(values, key=order):
             await self._apply(node, value, stamp)
 
     async def _apply(self, node: NodeMap, value, stamp) -> None:
-        from service.schemas import RequestError
-
         try:
             events = events_for(node, value, stamp, self.shops.state(self.mapping.shop), self.mapping)
             if not events:
@@ -311,6 +315,4 @@ async def _until_one_fails(*coroutines) -> None:
 
 
 def _batch(events: list[dict]) -> bytes:
-    import json
-
     return json.dumps({"events": events}).encode()
