@@ -151,10 +151,14 @@ class Shops:
         """Rebuild every shop from its log; replan those whose last plan is older than their log.
         A shop that cannot be rebuilt is quarantined (one log line), the others are served.
         Returns the number of events replayed."""
-        replayed = 0
+        from pydantic import TypeAdapter
+
+        from service.schemas import ShopEvent
+
+        replayed, adapter = 0, TypeAdapter(ShopEvent)  # one validator for every shop's events
         for shop_id, _created, config_text in self.store.shops():
             try:
-                shop, events = self._rebuild(shop_id, config_text)
+                shop, events = self._rebuild(shop_id, config_text, adapter)
             except (SchedEnvError, ValueError, KeyError) as error:
                 reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
                 self.quarantined[shop_id] = reason
@@ -167,11 +171,11 @@ class Shops:
                 self._want_plan(shop)
         return replayed
 
-    def _rebuild(self, shop_id: str, config_text: str) -> tuple[Shop, int]:
+    def _rebuild(self, shop_id: str, config_text: str, adapter) -> tuple[Shop, int]:
         """One shop from its log and its last plan, and how many events it replayed."""
-        from pydantic import TypeAdapter, ValidationError
+        from pydantic import ValidationError
 
-        from service.schemas import ShopEvent, describe_errors
+        from service.schemas import describe_errors
 
         config = ShopCreate.model_validate_json(config_text)
         try:
@@ -180,7 +184,7 @@ class Shops:
             raise StoreError(f"it plans with {config.method!r}, which cannot be built here ({error});"
                              " install the package that provides it") from None  # fmt: skip
         shop = Shop(shop_id, ShopSession(config), decider, self.settings.shop_rate)
-        adapter, events = TypeAdapter(ShopEvent), []
+        events = []
         for number, body in enumerate(self.store.events(shop_id)):
             try:
                 events.append(adapter.validate_json(body))
