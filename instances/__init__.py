@@ -17,6 +17,7 @@ from instances.catalogue import (
     family_of,
     load,
     names,
+    published,
 )
 from instances.errors import (
     InfeasibleScheduleError,
@@ -30,16 +31,24 @@ from instances.errors import (
     UnknownInstanceError,
 )
 from instances.formats import (
+    format_fjs,
     format_instance,
     format_jsplib,
     format_taillard,
+    parse_fjs,
     parse_instance,
     parse_jsplib,
     parse_taillard,
     read_instance,
     write_instance,
 )
-from instances.generators import MixedSizeGenerator, RandomInstanceGenerator, random_instance
+from instances.generators import (
+    BrandimarteGenerator,
+    MixedSizeGenerator,
+    RandomInstanceGenerator,
+    SD1Generator,
+    random_instance,
+)
 from instances.instance import JobShopInstance
 from instances.taillard import TAILLARD_SEEDS, generate_taillard, taillard
 
@@ -48,6 +57,8 @@ __all__ = [
     "INSTANCES_ENV_VAR",
     "TAILLARD_SEEDS",
     "Bounds",
+    "BrandimarteGenerator",
+    "SD1Generator",
     "CatalogueEntry",
     "InfeasibleScheduleError",
     "InvalidActionError",
@@ -71,6 +82,9 @@ __all__ = [
     "generate_taillard",
     "load",
     "names",
+    "parse_fjs",
+    "format_fjs",
+    "published",
     "parse_instance",
     "parse_jsplib",
     "parse_taillard",

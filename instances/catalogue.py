@@ -3,7 +3,11 @@
 Taillard's ta01-ta80 are generated from their seeds, so they always load. The other classic
 benchmarks (ft, la, abz, orb, swv, yn, dmu) ship as one compressed file of JSPLIB texts
 (``data/jsplib.json.xz``, public benchmark data; rebuild it with ``python -m
-instances.bundle FOLDER``). A folder of instance files given with ``directory=`` or
+instances.bundle FOLDER``). The flexible families (Brandimarte ``mk``, Hurink ``la01_edata``
+... ``mt20_vdata``, Kacem, Fattahi ``mfjs``, ``bv``, and the 600 generated ``sd1`` test instances
+of the learned-FJSP papers) ship the same way as ``.fjs`` texts (``data/fjsp.json.xz``) with their
+bounds and published results (``data/fjsp_bounds.csv``, ``data/sd1_results.csv``; rebuild with
+``python -m instances.bundle --fjsp FOLDER``). A folder of instance files given with ``directory=`` or
 the ``SCHED_ENV_INSTANCES`` environment variable (several folders separated by ``os.pathsep``)
 comes first.
 """
@@ -22,13 +26,13 @@ from importlib import resources
 from pathlib import Path
 
 from instances.errors import UnknownInstanceError
-from instances.formats import PathLike, parse_jsplib, read_instance
+from instances.formats import PathLike, parse_fjs, parse_jsplib, read_instance
 from instances.instance import JobShopInstance
 from instances.taillard import TAILLARD_SEEDS, taillard
 
 #: Environment variable naming extra instance folders (``os.pathsep``-separated).
 INSTANCES_ENV_VAR = "SCHED_ENV_INSTANCES"
-_SUFFIXES = ("", ".txt", ".jss", ".json")
+_SUFFIXES = ("", ".txt", ".jss", ".fjs", ".json")
 
 FAMILIES = {
     "abz": "Adams, Balas & Zawack 1988",
@@ -39,7 +43,23 @@ FAMILIES = {
     "swv": "Storer, Wu & Vaccari 1992",
     "ta": "Taillard 1993 (generated from seeds)",
     "yn": "Yamada & Nakano 1992",
+    "mk": "Brandimarte 1993 (flexible)",
+    "hurink_edata": "Hurink, Jurisch & Thole 1994, few alternatives (flexible)",
+    "hurink_rdata": "Hurink, Jurisch & Thole 1994, some alternatives (flexible)",
+    "hurink_vdata": "Hurink, Jurisch & Thole 1994, many alternatives (flexible)",
+    "kacem": "Kacem, Hammadi & Borne 2002 (flexible)",
+    "mfjs": "Fattahi, Mehrabad & Jolai 2007 (flexible)",
+    "bv": "Naderi et al. 2023, large BV category (flexible)",
+    "sd1": "Song et al. 2022, generated test sets of the learned-FJSP papers (flexible)",
 }
+#: The families whose operations have alternative machines.
+FLEXIBLE_FAMILIES = frozenset(("mk", "hurink_edata", "hurink_rdata", "hurink_vdata", "kacem", "mfjs", "bv", "sd1"))
+#: Folder of each flexible family in the shared benchmark tree, and the catalogue name of a file there.
+FJSP_FOLDERS = {
+    "brandimarte": "{stem}", "bv": "{stem}", "fattahi": "{stem}", "kacem": "{stem}",
+    "hurink_edata": "{stem}_edata", "hurink_rdata": "{stem}_rdata", "hurink_vdata": "{stem}_vdata",
+}  # fmt: skip
+SD1_SIZES = ("10x5", "20x5", "15x10", "20x10", "30x10", "40x10")
 
 
 @dataclass(frozen=True)
@@ -66,8 +86,15 @@ class CatalogueEntry:
 
 
 def family_of(name: str) -> str:
-    """The family prefix of a benchmark name ('ta' for 'ta01', 'la' for 'la16')."""
-    match = re.match(r"[a-z]+", name.lower())
+    """The family of a benchmark name: its prefix ('ta' for 'ta01', 'la' for 'la16'), or for
+    the flexible sets 'hurink_edata' ('la01_edata'), 'sd1' ('sd1_10x5_001')."""
+    name = name.lower()
+    hurink = re.fullmatch(r"[a-z]+\d+_([erv]data)", name)
+    if hurink:
+        return f"hurink_{hurink.group(1)}"
+    if name.startswith("sd1_"):
+        return "sd1"
+    match = re.match(r"[a-z]+", name)
     return match.group(0) if match else ""
 
 
@@ -75,12 +102,15 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower()))
 
 
+def _data_rows(filename: str) -> list[dict[str, str]]:
+    text = resources.files("instances").joinpath("data", filename).read_text()
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
 @functools.lru_cache(maxsize=1)
 def _known() -> dict[str, tuple[int, int, Bounds]]:
-    text = resources.files("instances").joinpath("data", "bounds.csv").read_text()
-    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     known = {}
-    for row in rows:
+    for row in _data_rows("bounds.csv") + _data_rows(FJSP_BOUNDS):
         optimum = int(row["optimum"]) if row["optimum"] else None
         bounds = Bounds(int(row["lower_bound"]), int(row["upper_bound"]), optimum)
         known[row["name"]] = (int(row["jobs"]), int(row["machines"]), bounds)
@@ -88,20 +118,58 @@ def _known() -> dict[str, tuple[int, int, Bounds]]:
 
 
 BUNDLE = "jsplib.json.xz"
+FJSP_BUNDLE = "fjsp.json.xz"
+FJSP_BOUNDS = "fjsp_bounds.csv"
+SD1_RESULTS = "sd1_results.csv"
 
 
-@functools.lru_cache(maxsize=1)
-def _bundled_texts() -> dict[str, str]:
-    """Name -> JSPLIB text of every shipped instance (empty if the file is absent)."""
-    path = resources.files("instances").joinpath("data", BUNDLE)
+@functools.cache
+def _read_bundle(filename: str) -> dict[str, str]:
+    path = resources.files("instances").joinpath("data", filename)
     if not path.is_file():
         return {}
     return json.loads(lzma.decompress(path.read_bytes()).decode())
 
 
+def _bundled_texts() -> dict[str, str]:
+    """Name -> JSPLIB or ``.fjs`` text of every shipped instance (empty if the files are absent)."""
+    return {**_read_bundle(BUNDLE), **_read_bundle(FJSP_BUNDLE)}
+
+
+def _is_bundled(name: str) -> bool:
+    """Is ``name`` shipped? (The flexible bundle is read only for names the classic one lacks.)"""
+    return name in _read_bundle(BUNDLE) or name in _read_bundle(FJSP_BUNDLE)
+
+
 @functools.cache
 def _bundled(name: str) -> JobShopInstance:
-    return parse_jsplib(_bundled_texts()[name], name=name, source=f"{BUNDLE}:{name}")
+    if name in _read_bundle(BUNDLE):
+        return parse_jsplib(_read_bundle(BUNDLE)[name], name=name, source=f"{BUNDLE}:{name}")
+    return parse_fjs(_read_bundle(FJSP_BUNDLE)[name], name=name, source=f"{FJSP_BUNDLE}:{name}")
+
+
+@functools.lru_cache(maxsize=1)
+def _published() -> dict[str, dict[str, float]]:
+    """Name -> published makespans (CP solvers at 900 s, OR-Tools at 1 800 s, the learned-FJSP
+    papers' policies and rules), as shipped in the flexible families' data files."""
+    published: dict[str, dict[str, float]] = {}
+    for row in _data_rows(FJSP_BOUNDS) + _data_rows(SD1_RESULTS):
+        values = {key: float(value) for key, value in row.items() if key not in _NOT_PUBLISHED and value}
+        published[row["name"]] = values
+    return published
+
+
+_NOT_PUBLISHED = {"name", "family", "size", "jobs", "machines", "lower_bound", "upper_bound", "optimum",
+                  "bound_source", "cpsat_900s_status", "cpoptimizer_900s_status", "ortools_seconds"}  # fmt: skip
+
+
+def published(name: str) -> dict[str, float]:
+    """The published results of a flexible benchmark (empty for other names): for the classic
+    FJSP families ``cpsat_900s_8workers`` and ``cpoptimizer_900s_8workers`` (makespans, 900 s on
+    8 workers, PyJobShop's study); for ``sd1`` ``ortools_1800s`` and the papers' columns
+    (``DANIELG+10x5`` greedy, ``DANIELS+10x5`` best of 100, ``DRLG``/``DRLS`` for HGNN, the rules
+    ``FIFO``, ``MOR``, ``MWKR``, ``SPT`` with the earliest-end-time machine)."""
+    return dict(_published().get(name.lower(), {}))
 
 
 def write_bundle(folder: PathLike, path: PathLike) -> int:
@@ -116,6 +184,61 @@ def write_bundle(folder: PathLike, path: PathLike) -> int:
             texts[name] = text
     Path(path).write_bytes(lzma.compress(json.dumps(texts, sort_keys=True).encode(), preset=9 | lzma.PRESET_EXTREME))
     return len(texts)
+
+
+def write_fjsp_bundle(folder: PathLike, data_dir: PathLike) -> int:
+    """Pack the shared flexible benchmark tree (``folder``: the family folders, ``bounds.csv``,
+    ``sd1/``) into ``data_dir``: the ``.fjs`` texts, their bounds and the published results.
+    Each text is parsed first, so only valid data ships; returns how many instances."""
+    folder, data_dir = Path(folder), Path(data_dir)
+    texts, sizes = {}, {}
+    for family, pattern in FJSP_FOLDERS.items():
+        for file in sorted((folder / family).glob("*.fjs")):
+            texts[pattern.format(stem=file.stem.lower())] = file.read_text()
+    for size in SD1_SIZES:
+        for file in sorted((folder / "sd1" / size).glob("*.fjs")):
+            texts[file.stem.lower()] = file.read_text()
+    for name, text in texts.items():
+        sizes[name] = parse_fjs(text, name=name, source=name)
+    header = ["name", "family", "jobs", "machines", "lower_bound", "upper_bound", "optimum", "bound_source",
+              "cpsat_900s_8workers", "cpsat_900s_lower_bound", "cpsat_900s_status", "cpoptimizer_900s_8workers",
+              "cpoptimizer_900s_status"]  # fmt: skip
+    rows = []
+    for row in csv.DictReader((folder / "bounds.csv").open()):
+        name = FJSP_FOLDERS[row["family"]].format(stem=row["name"].lower())
+        lower = max(int(row["lower_bound"] or 0), int(float(row["cpsat_900s_lower_bound"])))
+        upper, source = _best_upper_bound(row, lower, sizes[name].simple_lower_bound())
+        rows.append({**row, "name": name, "bound_source": source, "family": family_of(name), "jobs": sizes[name].n_jobs,
+                     "machines": sizes[name].n_machines, "lower_bound": lower, "upper_bound": upper,
+                     "optimum": upper if lower == upper else ""})  # fmt: skip
+    results = list(csv.DictReader((folder / "sd1" / "results.csv").open()))
+    for row in results:
+        instance = sizes[row["name"]]
+        rows.append({"name": row["name"], "family": "sd1", "jobs": instance.n_jobs, "machines": instance.n_machines,
+                     "lower_bound": instance.simple_lower_bound(), "upper_bound": row["ortools_1800s"], "optimum": "",
+                     "bound_source": "OR-Tools 1800 s (Song et al. / DANIEL test sets)"})  # fmt: skip
+    with (data_dir / FJSP_BOUNDS).open("w", newline="") as out:
+        writer = csv.DictWriter(out, header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (data_dir / SD1_RESULTS).write_text((folder / "sd1" / "results.csv").read_text())
+    packed = json.dumps(texts, sort_keys=True).encode()
+    (data_dir / FJSP_BUNDLE).write_bytes(lzma.compress(packed, preset=9 | lzma.PRESET_EXTREME))
+    return len(texts)
+
+
+def _best_upper_bound(row: dict[str, str], lower: int, simple_bound: int) -> tuple[int, str]:
+    """The best makespan known for a shared FJSP row, and its source: the listed best known,
+    unless a published CP solver run (900 s) found a better one, or the listed value is below a
+    proven lower bound (bv019's listed 452 is below its longest job, 534: a stale entry)."""
+    listed = int(row["best_known"])
+    solvers = {key: int(float(row[key])) for key in ("cpsat_900s_8workers", "cpoptimizer_900s_8workers") if row[key]}
+    solver, best = min(solvers.items(), key=lambda item: item[1])
+    if listed < max(lower, simple_bound):
+        return best, f"{solver} (listed best known {listed} is below a proven lower bound)"
+    if best < listed:
+        return best, f"{solver} (better than the listed {listed})"
+    return listed, row["bound_source"]
 
 
 def search_directories(directory: PathLike | None = None) -> list[Path]:
@@ -162,7 +285,7 @@ def load(name_or_path: PathLike, *, directory: PathLike | None = None) -> JobSho
         return instance if instance.name == name else instance.replace(name=name)
     if name in TAILLARD_SEEDS:
         return _taillard_cached(name)
-    if name in _bundled_texts():
+    if _is_bundled(name):
         return _bundled(name)
     if name in _known():
         raise UnknownInstanceError(
@@ -216,7 +339,7 @@ def entry(name: str, *, directory: PathLike | None = None) -> CatalogueEntry:
         source = str(files[key])
     elif key in TAILLARD_SEEDS:
         source = "generated"
-    elif key in _bundled_texts():
+    elif _is_bundled(key):
         source = "bundled"
     elif known is not None:
         source = "missing"

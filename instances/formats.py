@@ -1,4 +1,5 @@
-"""Readers and writers: JSPLIB/OR-Library text, Taillard's two-block text, and JSON.
+"""Readers and writers: JSPLIB/OR-Library text, Taillard's two-block text, Brandimarte's
+flexible ``.fjs`` text, and JSON.
 
 Every reader reports a malformed file as :class:`InvalidInstanceError` naming the file and
 line; every writer's output reads back to an equal instance.
@@ -174,6 +175,10 @@ def format_taillard(instance: JobShopInstance) -> str:
 
 
 def _require_writable(instance: JobShopInstance, fmt: str) -> None:
+    if instance.is_flexible:
+        raise InvalidInstanceError(
+            f"{fmt} text has one machine per operation; {instance.name!r} is flexible: write it as .fjs or JSON"
+        )
     if not np.all(instance.n_ops == instance.n_machines):
         raise InvalidInstanceError(
             f"{fmt} text needs every job to have n_machines={instance.n_machines} operations;"
@@ -184,6 +189,94 @@ def _require_writable(instance: JobShopInstance, fmt: str) -> None:
         raise InvalidInstanceError(
             f"{fmt} text cannot hold release/due dates or weights; write {instance.name!r} as JSON instead"
         )
+
+
+# ---------------------------------------------------------------------------- Brandimarte .fjs
+def parse_fjs(text: str, *, name: str = "instance", source: str = "<text>") -> JobShopInstance:
+    """Parse Brandimarte's flexible format (the one ``fjsplib`` reads): 'n_jobs n_machines
+    [mean alternatives]', then per job one line: its operation count, then per operation the
+    number k of machines that can run it and k pairs 'machine duration' (machines from 1)."""
+    lines = _Lines(text, source, comment="#")
+    if not lines.items:
+        raise lines.error(None, "file is empty (no 'n_jobs n_machines' header)")
+    number, line = lines.next("the header 'n_jobs n_machines [mean alternatives]'")
+    tokens = line.split()
+    try:
+        header = [int(t) for t in tokens[:2]]
+        [float(t) for t in tokens[2:3]]
+    except ValueError:
+        raise lines.error(
+            number, f"expected a header 'n_jobs n_machines [mean alternatives]', found {line[:40]!r}"
+        ) from None
+    if len(tokens) not in (2, 3):
+        raise lines.error(
+            number, f"expected a header 'n_jobs n_machines [mean alternatives]', found {len(tokens)} numbers"
+        )
+    n_jobs, n_machines = _check_header(lines, number, header)
+    jobs = []
+    for job in range(n_jobs):
+        number, values = lines.integers(f"job {job}: its operation count, then each operation's alternatives")
+        jobs.append(_fjs_job(lines, number, values, job, n_machines))
+    lines.expect_end()
+    try:
+        return JobShopInstance.from_alternatives(jobs, n_machines=n_machines, name=name, metadata={"format": "fjs"})
+    except InvalidInstanceError as error:
+        raise lines.error(None, str(error)) from None
+
+
+def _fjs_job(lines: _Lines, number: int, values: list[int], job: int, n_machines: int) -> list[list[tuple[int, int]]]:
+    """One ``.fjs`` job line as its operations' alternatives (machines from 0), or an error
+    naming the line, job and operation."""
+    if not values or values[0] < 1:
+        raise lines.error(number, f"job {job}: the line must start with its number of operations (>= 1)")
+    position, ops = 1, []
+    for op in range(values[0]):
+        where = f"job {job} operation {op}"
+        if position >= len(values):
+            raise lines.error(number, f"{where}: the line ends early (too few numbers for {values[0]} operations)")
+        count = values[position]
+        if count < 1:
+            raise lines.error(
+                number, f"{where}: it has {count} alternatives; every operation needs at least one machine"
+            )
+        pairs = values[position + 1 : position + 1 + 2 * count]
+        if len(pairs) < 2 * count:
+            raise lines.error(number, f"{where}: the line ends early (expected {count} 'machine duration' pairs)")
+        alternatives, seen = [], set()
+        for machine, duration in zip(pairs[0::2], pairs[1::2]):
+            if not 1 <= machine <= n_machines:
+                raise lines.error(
+                    number, f"{where}: machine {machine} is out of range; .fjs numbers machines 1..{n_machines}"
+                )
+            if machine in seen:
+                raise lines.error(number, f"{where}: machine {machine} is listed twice")
+            if duration < 0:
+                raise lines.error(number, f"{where}: duration {duration} is negative; durations must be >= 0")
+            seen.add(machine)
+            alternatives.append((machine - 1, duration))
+        ops.append(alternatives)
+        position += 1 + 2 * count
+    if position != len(values):
+        raise lines.error(number, f"job {job}: {len(values) - position} number(s) after its last operation")
+    return ops
+
+
+def format_fjs(instance: JobShopInstance) -> str:
+    """The instance in Brandimarte's ``.fjs`` text (machines written from 1); a classic
+    instance is written with one alternative per operation."""
+    if any(getattr(instance, key) is not None for key in ("release_dates", "due_dates", "weights")):
+        raise InvalidInstanceError(
+            f".fjs text cannot hold release/due dates or weights; write {instance.name!r} as JSON instead"
+        )
+    out = [f"{instance.n_jobs} {instance.n_machines} {instance.flexibility:.2f}"]
+    for job in range(instance.n_jobs):
+        fields = [str(int(instance.n_ops[job]))]
+        for op in range(int(instance.n_ops[job])):
+            alternatives = instance.alternatives(job, op)
+            fields.append(str(len(alternatives)))
+            fields += [f"{machine + 1} {duration}" for machine, duration in alternatives]
+        out.append(" ".join(fields))
+    return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -205,14 +298,16 @@ def parse_json(text: str, *, name: str | None = None, source: str = "<text>") ->
 
 
 # ---------------------------------------------------------------------------- files
-FORMATS = ("jsplib", "taillard", "json")
+FORMATS = ("jsplib", "taillard", "fjs", "json")
 
 
 def detect_format(text: str, path: PathLike | None = None) -> str:
-    """'json' for .json files or text starting with '{', 'taillard' when a 'Times' line exists,
-    else 'jsplib'."""
+    """'json' for .json files or text starting with '{', 'fjs' for .fjs files, 'taillard' when
+    a 'Times' line exists, else 'jsplib'."""
     if (path is not None and Path(path).suffix.lower() == ".json") or text.lstrip().startswith("{"):
         return "json"
+    if path is not None and Path(path).suffix.lower() == ".fjs":
+        return "fjs"
     if any(line.strip().lower() == "times" for line in text.splitlines()):
         return "taillard"
     return "jsplib"
@@ -225,6 +320,8 @@ def parse_instance(text: str, *, fmt: str | None = None, name: str = "instance",
         return parse_jsplib(text, name=name, source=source)
     if fmt == "taillard":
         return parse_taillard(text, name=name, source=source)
+    if fmt == "fjs":
+        return parse_fjs(text, name=name, source=source)
     if fmt == "json":
         return parse_json(text, name=name, source=source)
     raise InvalidInstanceError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -248,14 +345,18 @@ def format_instance(instance: JobShopInstance, fmt: str = "jsplib") -> str:
         return format_jsplib(instance)
     if fmt == "taillard":
         return format_taillard(instance)
+    if fmt == "fjs":
+        return format_fjs(instance)
     if fmt == "json":
         return json.dumps(instance.to_dict(), indent=1) + "\n"
     raise InvalidInstanceError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def write_instance(instance: JobShopInstance, path: PathLike, fmt: str | None = None) -> Path:
-    """Write an instance; the format defaults to JSON for '.json' paths, else JSPLIB."""
+    """Write an instance; the format defaults to JSON for '.json' paths, .fjs for '.fjs' paths and
+    flexible instances, else JSPLIB."""
     path = Path(path)
-    fmt = fmt or ("json" if path.suffix.lower() == ".json" else "jsplib")
+    suffix = path.suffix.lower()
+    fmt = fmt or ("json" if suffix == ".json" else "fjs" if suffix == ".fjs" or instance.is_flexible else "jsplib")
     path.write_text(format_instance(instance, fmt))
     return path

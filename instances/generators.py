@@ -97,3 +97,116 @@ def random_instance(
 ) -> JobShopInstance:
     """One random instance; the same ``seed`` always gives the same instance."""
     return RandomInstanceGenerator(n_jobs, n_machines, low, high)(_rng(seed), name=name)
+
+
+def _check_size(n_jobs: int, n_machines: int) -> None:
+    if n_jobs < 1 or n_machines < 1:
+        raise InvalidInstanceError(f"n_jobs and n_machines must be >= 1, got {n_jobs} and {n_machines}")
+
+
+def _check_range(values: tuple[int, int], what: str, lowest: int, highest: int | None = None) -> None:
+    low, high = values
+    if not lowest <= low <= high or (highest is not None and high > highest):
+        top = f" and high <= {highest}" if highest is not None else ""
+        raise InvalidInstanceError(f"{what} must be (low, high) with {lowest} <= low <= high{top}, got {values}")
+
+
+def _flexible_instance(ops: list[int], alternatives: list[list[tuple[int, int]]], n_machines: int, name: str,
+                       metadata: dict) -> JobShopInstance:  # fmt: skip
+    """Group the operations' alternatives into jobs of ``ops[j]`` operations."""
+    jobs, position = [], 0
+    for count in ops:
+        jobs.append(alternatives[position : position + count])
+        position += count
+    return JobShopInstance.from_alternatives(jobs, n_machines=n_machines, name=name, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class _ShopSizeGenerator:
+    """What the flexible generators share: the shop size, checked, and the env's size limits."""
+
+    n_jobs: int
+    n_machines: int
+
+    def __post_init__(self) -> None:
+        _check_size(self.n_jobs, self.n_machines)
+
+    @property
+    def max_jobs(self) -> int:
+        return self.n_jobs
+
+    @property
+    def max_machines(self) -> int:
+        return self.n_machines
+
+
+@dataclass(frozen=True)
+class SD1Generator(_ShopSizeGenerator):
+    """Song et al.'s SD1 flexible distribution (the learned-FJSP papers' training and test data):
+    each job has 0.8-1.2 x ``n_machines`` operations, each operation runs on 1 to all machines
+    (a uniform count, machines drawn without repetition), a mean time uniform in 1-20 and on each
+    of its machines a time within +-20 % of that mean (clipped to 1-20)."""
+
+    @property
+    def ops_range(self) -> tuple[int, int]:
+        return max(1, int(0.8 * self.n_machines)), max(1, int(1.2 * self.n_machines))
+
+    @property
+    def max_ops(self) -> int:
+        return self.ops_range[1]
+
+    def __call__(self, rng: SeedLike = None, name: str | None = None) -> JobShopInstance:
+        rng = _rng(rng)
+        low, high = self.ops_range
+        ops = rng.integers(low, high, size=self.n_jobs, endpoint=True).tolist()
+        alternatives = []
+        for _ in range(sum(ops)):
+            count = int(rng.integers(1, self.n_machines, endpoint=True))
+            machines = np.sort(rng.choice(self.n_machines, size=count, replace=False))
+            mean = int(rng.integers(1, 20, endpoint=True))
+            lo, hi = max(1, round(mean * 0.8)), min(20, round(mean * 1.2))
+            times = rng.integers(lo, hi, size=count, endpoint=True)
+            alternatives.append(list(zip(machines.tolist(), times.tolist())))
+        return _flexible_instance(ops, alternatives, self.n_machines, name or f"sd1_{self.n_jobs}x{self.n_machines}",
+                                  {"generator": "sd1"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BrandimarteGenerator(_ShopSizeGenerator):
+    """Brandimarte-style flexible instances with a flexibility knob: ``ops_per_job`` and
+    ``alternatives`` (machines per operation) uniform in their (low, high) ranges, a base time
+    per operation uniform in ``durations``, and machine-dependent times: machine ``m`` runs work at
+    a speed drawn once per instance in ``[1 - speed_spread, 1 + speed_spread]``, and each
+    alternative's time is base / speed, rounded, at least 1."""
+
+    ops_per_job: tuple[int, int] = (5, 10)
+    alternatives: tuple[int, int] = (1, 3)
+    durations: tuple[int, int] = (1, 20)
+    speed_spread: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_range(self.ops_per_job, "ops_per_job", 1)
+        _check_range(self.alternatives, "alternatives", 1, self.n_machines)
+        _check_range(self.durations, "durations", 1)
+        if not 0 <= self.speed_spread < 1:
+            raise InvalidInstanceError(f"speed_spread must be in [0, 1), got {self.speed_spread}")
+
+    @property
+    def max_ops(self) -> int:
+        return self.ops_per_job[1]
+
+    def __call__(self, rng: SeedLike = None, name: str | None = None) -> JobShopInstance:
+        rng = _rng(rng)
+        speeds = rng.uniform(1 - self.speed_spread, 1 + self.speed_spread, size=self.n_machines)
+        ops = rng.integers(*self.ops_per_job, size=self.n_jobs, endpoint=True).tolist()
+        alternatives = []
+        for _ in range(sum(ops)):
+            count = int(rng.integers(*self.alternatives, endpoint=True))
+            machines = np.sort(rng.choice(self.n_machines, size=count, replace=False))
+            base = int(rng.integers(*self.durations, endpoint=True))
+            times = np.maximum(1, np.round(base / speeds[machines])).astype(np.int64)
+            alternatives.append(list(zip(machines.tolist(), times.tolist())))
+        metadata = {"generator": "brandimarte", "alternatives": list(self.alternatives)}
+        return _flexible_instance(ops, alternatives, self.n_machines, name or f"fjsp_{self.n_jobs}x{self.n_machines}",
+                                  metadata)  # fmt: skip

@@ -34,6 +34,31 @@ def jsplib() -> Path:
     return JSPLIB
 
 
+FJSP = Path(os.environ.get("SCHED_ENV_FJSP", REPO.parent / "shared" / "instances" / "fjsp"))
+
+
+@pytest.fixture(scope="session")
+def fjsp() -> Path:
+    """The shared flexible benchmark tree (family folders of .fjs files, bounds.csv, sd1/)."""
+    if not (FJSP / "bounds.csv").is_file():
+        pytest.skip(f"flexible benchmark files not found at {FJSP}; set SCHED_ENV_FJSP to a folder holding the"
+                    " family folders of .fjs files, bounds.csv and sd1/ to run this")  # fmt: skip
+    return FJSP
+
+
+@pytest.fixture
+def flexible_tiny() -> JobShopInstance:
+    """3 jobs x 3 machines with alternatives, small enough to check by hand."""
+    return JobShopInstance.from_alternatives(
+        [
+            [[(0, 3), (1, 5)], [(1, 2)], [(2, 2), (0, 4)]],
+            [[(1, 4)], [(0, 2), (2, 1)]],
+            [[(2, 3), (0, 3), (1, 3)], [(0, 1)], [(1, 2), (2, 5)]],
+        ],
+        name="flexible_tiny",
+    )
+
+
 @pytest.fixture(scope="session")
 def published_bounds(jsplib) -> dict:
     return json.loads((jsplib / "bounds.json").read_text())

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import instances
 from instances import InvalidInstanceError, JobShopInstance, UnknownInstanceError
+from instances.catalogue import FLEXIBLE_FAMILIES
 from tests.conftest import needs_jsplib
 
 
@@ -92,7 +93,8 @@ def test_taillard_instances_regenerate_bit_exact(name, jsplib):
 # ----------------------------------------------------------------- catalogue and bounds
 def test_catalogue_knows_all_families():
     names = instances.names()
-    assert len(names) == 238
+    assert len(names) == 238 + 850  # classic JSPLIB + the flexible families
+    assert len(instances.names("sd1")) == 600 and len(instances.names("mk")) == 10
     assert instances.names("ta") == [f"ta{i:02d}" for i in range(1, 81)]
     assert {instances.family_of(n) for n in names} == set(instances.FAMILIES)
 
@@ -105,7 +107,8 @@ def test_bounds_of_ta01_give_its_optimum():
 
 @needs_jsplib
 def test_shipped_bounds_equal_the_published_table(published_bounds):
-    assert set(published_bounds) == set(instances.names())
+    classic = {n for n in instances.names() if instances.family_of(n) not in FLEXIBLE_FAMILIES}
+    assert set(published_bounds) == classic
     for name, published in published_bounds.items():
         ours = instances.bounds(name)
         assert (ours.lower, ours.upper, ours.optimum) == (
@@ -154,9 +157,9 @@ def test_every_catalogued_name_loads_out_of_the_box():
 
 @needs_jsplib
 def test_bundled_instances_equal_the_benchmark_files(jsplib):
-    from instances.catalogue import _bundled_texts
+    from instances.catalogue import BUNDLE, _read_bundle
 
-    bundled = _bundled_texts()
+    bundled = _read_bundle(BUNDLE)
     files = {p.stem for p in jsplib.glob("*.txt")} - set(instances.TAILLARD_SEEDS)
     assert set(bundled) == files
     for name in sorted(files):
