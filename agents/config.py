@@ -28,7 +28,6 @@ def documented(text: str, default: Any, *, option: bool = False) -> Any:
     return field(default=default, metadata={"help": text, "option": option})
 
 
-
 @dataclass
 class TrainConfig:
     """What to train, on what, and how long. Load from YAML; override with ``--set key=value``."""
@@ -48,7 +47,9 @@ class TrainConfig:
     machines: tuple[int, ...] = documented("dynamic: machine counts drawn uniformly (random routes)", (10, 15, 20))
     initial_jobs: int = documented("dynamic: jobs present at time 0", 5)
     arriving_jobs: int = documented("dynamic: jobs arriving later", 15)
-    utilisation: tuple[float, float] = documented("dynamic: target utilisation drawn uniformly in [low, high]", (0.75, 0.95))
+    utilisation: tuple[float, float] = documented(
+        "dynamic: target utilisation drawn uniformly in [low, high]", (0.75, 0.95)
+    )
     breakdown_probability: float = documented("dynamic: share of scenarios with breakdowns", 0.5)
     mtbf: float = documented("dynamic: mean time between failures per machine", 2000.0)
     mttr: float = documented("dynamic: mean time to repair", 100.0)
@@ -57,7 +58,9 @@ class TrainConfig:
     objective: str = documented(
         "dynamic objective: total_weighted_tardiness, makespan or mean_flow_time", "total_weighted_tardiness"
     )
-    allow_wait: bool = documented("dynamic: offer the wait action (keep idle machines idle until the next event)", False)
+    allow_wait: bool = documented(
+        "dynamic: offer the wait action (keep idle machines idle until the next event)", False
+    )
     # --- the policy
     embed_dim: int = documented("job embedding width", 64)
     n_layers: int = documented("attention layers over the jobs", 2)
@@ -75,7 +78,9 @@ class TrainConfig:
     init_from: str = documented("start from this checkpoint's weights (fine-tuning; a new run, new step count)", "")
     # --- self-labeling
     samples: int = documented("self-labeling: schedules sampled per iteration (K)", 128)
-    pool_rule: str = documented("self-labeling: a dispatching rule whose schedule joins the K candidates ('' for none)", "")
+    pool_rule: str = documented(
+        "self-labeling: a dispatching rule whose schedule joins the K candidates ('' for none)", ""
+    )
     grad_clip: float = documented("gradient-norm clip", 1.0)
     # --- PPO family
     n_envs: int = documented("PPO family: shops stepped together in the batched env", 32)
@@ -88,11 +93,15 @@ class TrainConfig:
     ent_coef: float = documented("entropy bonus", 0.01)
     vf_coef: float = documented("value-loss weight", 0.5)
     # --- evaluation and checkpoints
-    eval_items: int = documented("validation set size (random instances or scenarios from the training distribution)", 100)
+    eval_items: int = documented(
+        "validation set size (random instances or scenarios from the training distribution)", 100
+    )
     eval_seed: int = documented("seed of the validation set (kept apart from training seeds)", 10_000)
     eval_every: int = documented("evaluate every N decisions", 500_000)
     checkpoint_every: int = documented("checkpoint every N decisions", 1_000_000)
-    checkpoint_minutes: float = documented("also checkpoint after this many minutes of training since the last one", 2.0)
+    checkpoint_minutes: float = documented(
+        "also checkpoint after this many minutes of training since the last one", 2.0
+    )
     out: str = documented("folder of runs: OUT/NAME holds tb/, checkpoints/, best.zip, final.zip", "runs")
 
     def __post_init__(self) -> None:
@@ -117,7 +126,9 @@ class TrainConfig:
         if self.embed_dim % self.n_heads:
             raise SchedEnvError(f"config embed_dim={self.embed_dim} must be a multiple of n_heads={self.n_heads}")
         if self.allow_wait and self.shop != "dynamic":
-            raise SchedEnvError("config allow_wait=true: the wait action exists in the dynamic shop only (shop: dynamic)")
+            raise SchedEnvError(
+                "config allow_wait=true: the wait action exists in the dynamic shop only (shop: dynamic)"
+            )
         if not self.checkpoint_minutes > 0:
             raise SchedEnvError(f"config checkpoint_minutes={self.checkpoint_minutes}: must be a positive number")
         if self.device not in ("cpu", "cuda", "auto"):

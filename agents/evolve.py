@@ -118,8 +118,9 @@ def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str,
     model.ir_version = 8
     entry = model.metadata_props.add()
     network = {"hidden": hidden, "parameters": [float(x) for x in np.asarray(theta, dtype=np.float64)]}
-    entry.key, entry.value = "sched_env", json.dumps(
-        {"n_features": F, "kind": "dynamic", **info, "priority_network": network}
+    entry.key, entry.value = (
+        "sched_env",
+        json.dumps({"n_features": F, "kind": "dynamic", **info, "priority_network": network}),
     )
     onnx.checker.check_model(model)
     out = Path(out)
@@ -314,14 +315,16 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
         config.check()
         out.mkdir(parents=True, exist_ok=True)
         theta = initial_parameters(config.hidden, np.random.default_rng(config.seed))
-        state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=parameter_scales(config.hidden, config.seed))
+        state = RunState(
+            theta, np.zeros_like(theta), np.zeros_like(theta), scales=parameter_scales(config.hidden, config.seed)
+        )
     specs = validation_specs(config.validation_seeds, tuple(config.validation_length))
     reference = atc_tardiness(specs)
     started = time.perf_counter()
     progress = out / "progress.csv"
     new_file = not progress.exists()
     pool = TaskPool(parallel=2, ray_address=ray_address) if ray_address else None
-    with open(progress, "a", newline="") as handle, (pool or contextlib.nullcontext()):
+    with open(progress, "a", newline="") as handle, pool or contextlib.nullcontext():
         writer = csv.writer(handle)
         if new_file:
             writer.writerow(["generation", "minutes", "train_log_ratio", "validation_ratio"])
@@ -365,4 +368,3 @@ class EvolutionInterruptedError(SchedEnvError):
     """Ctrl-C stopped a run after checkpointing it (the command exits with 130)."""
 
     interrupted = True
-

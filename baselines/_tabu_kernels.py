@@ -415,11 +415,24 @@ def estimated_moves(prob, sol, work) -> int:
     """N5 moves on the critical path with their makespan estimates (-1: N5 empty, optimal)."""
     # fields into locals before the loop: numba does not hoist a namedtuple's field out of one (5 % of the search)
     dur, mach, jpred, jsucc, rel, job_of, job_last, count = (
-        prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, prob.job_of, prob.job_last, prob.count
+        prob.duration,
+        prob.machine,
+        prob.job_pred,
+        prob.job_succ,
+        prob.release,
+        prob.job_of,
+        prob.job_last,
+        prob.count,
     )
     seq, pos = sol.seq, sol.pos
     start, end, bind, tail, path, moves, values = (
-        work.start, work.end, work.bind, work.tail, work.path, work.moves, work.values
+        work.start,
+        work.end,
+        work.bind,
+        work.tail,
+        work.path,
+        work.moves,
+        work.values,
     )
     length = critical_path(end, bind, jpred, mach, seq, pos, job_last[latest_job(end, job_last)], path)
     found = n5_moves(path, length, bind, job_of, moves)
@@ -444,14 +457,29 @@ def evaluated_moves(prob, sol, work, params, cap: int) -> int:
     """Swaps on the longest paths to the costly jobs, each evaluated exactly by decoding
     (releases, blocked intervals and tardiness break the estimates)."""
     dur, mach, jpred, jsucc, rel, count = (
-        prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, prob.count
+        prob.duration,
+        prob.machine,
+        prob.job_pred,
+        prob.job_succ,
+        prob.release,
+        prob.count,
     )  # locals before the loop (see estimated_moves)
     bstart, bend, nb, job_last, due, weight, job_rel = (
-        prob.blocked_start, prob.blocked_end, prob.n_blocked, prob.job_last, prob.due, prob.weight, prob.job_release
+        prob.blocked_start,
+        prob.blocked_end,
+        prob.n_blocked,
+        prob.job_last,
+        prob.due,
+        prob.weight,
+        prob.job_release,
     )
     seq, pos, moves, values, kind = sol.seq, sol.pos, work.moves, work.values, params[P.kind]
     trial_start, trial_end, trial_bind, trial_order, stack = (
-        work.trial_start, work.trial_end, work.trial_bind, work.trial_order, work.stack
+        work.trial_start,
+        work.trial_end,
+        work.trial_bind,
+        work.trial_order,
+        work.stack,
     )
     found = costly_moves(prob, sol, work, params, cap)
     for i in range(found):

@@ -67,7 +67,9 @@ class CpSatDecider:
             jobs = problem if static else problem.jobs
             value = objective_value(jobs, start_plan, objective)
             params = {**(result.params or {}), "search_status": result.status}
-            result = dataclasses.replace(result, schedule=start_plan, objective=value, status="start-plan", params=params)
+            result = dataclasses.replace(
+                result, schedule=start_plan, objective=value, status="start-plan", params=params
+            )
         return dataclasses.replace(result, method=self.spec)
 
     def _search_s(self, limit: float, started: float) -> float:

@@ -63,10 +63,16 @@ MAX_ITERATIONS = 10**9  # tabu:iters=N
 #: sched-env's deciders that live above ``baselines`` (in ``agents``) and join through entry points,
 #: so this layer never imports them: name -> (summary, quick example spec).
 OWN_ENTRY_POINTS = {
-    "policy": ("learned policy: policy (greedy), policy:K (best of K samples), policy@PATH (a model file)", "policy",
-               "file"),
-    "hybrid": ("rule and policy plans improved by the tabu search (CP-SAT on small shops), hybrid:SECONDS", "hybrid:1",
-               "none"),
+    "policy": (
+        "learned policy: policy (greedy), policy:K (best of K samples), policy@PATH (a model file)",
+        "policy",
+        "file",
+    ),
+    "hybrid": (
+        "rule and policy plans improved by the tabu search (CP-SAT on small shops), hybrid:SECONDS",
+        "hybrid:1",
+        "none",
+    ),
 }
 #: What an ``@QUALIFIER`` names, per registration: an action set, a file, nothing allowed, or
 #: unknown (a third party's decider: it may read a file, so a host that allows none refuses it).
@@ -173,7 +179,13 @@ class MethodSpec:
         return cls(text.strip(), name.lower(), tuple(args), qualifier or None)
 
     def number(
-        self, index: int, what: str, *, integer: bool = False, default: float | None = None, maximum: float | None = None
+        self,
+        index: int,
+        what: str,
+        *,
+        integer: bool = False,
+        default: float | None = None,
+        maximum: float | None = None,
     ) -> float | None:
         """The ``index``-th argument as a positive number (or ``default`` when absent), at most
         ``maximum`` (every number a spec can set has a range: :data:`MAX_SECONDS`, :data:`MAX_SAMPLES`,
@@ -284,7 +296,9 @@ def make(spec: str, *, allow_files: bool = True, **options: Any) -> Decider:
             " (see `sched-env solve --list-methods`)"
         )
     if not allow_files and parsed.qualifier is not None and registration.qualifier not in ("action-set", "none"):
-        raise DeciderError(f"method {spec!r}: '@{parsed.qualifier}' may name a file, and this host reads none; drop '@...'")
+        raise DeciderError(
+            f"method {spec!r}: '@{parsed.qualifier}' may name a file, and this host reads none; drop '@...'"
+        )
     decider = registration.factory(parsed, **options)
     if not allow_files and traits(decider).reads_files:
         raise DeciderError(f"method {spec!r} reads a file, and this host reads none")
@@ -329,12 +343,24 @@ def default_objective(problem: Problem, objective: str | None = None) -> str:
 #: The built-in deciders: name -> (factory as ``module:attribute``, summary, example spec, qualifier).
 #: Each lives in its own module, imported when its decider is first built (as an entry point is).
 BUILTINS = {
-    "cpsat": ("baselines.cpsat_decider:cpsat_factory",
-              "OR-Tools CP-SAT, cpsat:SECONDS[:hint] (static solve or rescheduling)", "cpsat:1", "none"),
-    "tabu": ("baselines.tabu:tabu_factory", "tabu search (compiled N5, elite restarts), tabu:SECONDS or tabu:iters=N"
-             " (static solve or rescheduling)", "tabu:1", "none"),
-    "right-shift": ("baselines.repair:right_shift_factory",
-                    "right-shift repair of the previous plan (rescheduling only)", "right-shift", "none"),
+    "cpsat": (
+        "baselines.cpsat_decider:cpsat_factory",
+        "OR-Tools CP-SAT, cpsat:SECONDS[:hint] (static solve or rescheduling)",
+        "cpsat:1",
+        "none",
+    ),
+    "tabu": (
+        "baselines.tabu:tabu_factory",
+        "tabu search (compiled N5, elite restarts), tabu:SECONDS or tabu:iters=N (static solve or rescheduling)",
+        "tabu:1",
+        "none",
+    ),
+    "right-shift": (
+        "baselines.repair:right_shift_factory",
+        "right-shift repair of the previous plan (rescheduling only)",
+        "right-shift",
+        "none",
+    ),
 }
 RULE_FACTORY = "baselines.rule_decider:rule_factory"
 

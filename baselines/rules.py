@@ -116,9 +116,7 @@ def dispatch(
 RANDOM_CHUNK_OPERATIONS = 250_000
 
 
-def best_of_samples(
-    run_chunk, samples: int, n_operations: int, *, seed: int | None = 0, deadline: float | None = None
-):
+def best_of_samples(run_chunk, samples: int, n_operations: int, *, seed: int | None = 0, deadline: float | None = None):
     """The best of ``samples`` random rollouts, run ``run_chunk(size, chunk_seed) -> [(value, plan)]``
     in chunks of bounded memory, keeping only the best plan. Under a ``deadline``
     (``time.perf_counter()``) chunks start small and double, each only if its measured cost says it
@@ -134,7 +132,9 @@ def best_of_samples(
                 size //= 2
             if size * per_sample > room:
                 break
-        chunk_seed = seed if index == 0 or seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        chunk_seed = (
+            seed if index == 0 or seed is None else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        )
         started = time.perf_counter()
         for value, plan in run_chunk(size, chunk_seed):
             if best is None or value < best[0]:
@@ -286,7 +286,9 @@ def dispatch_state(
 
         def chunk(size: int, chunk_seed):
             runs = dispatch_dynamic_many([scenario] * size, rule, objective=objective, seed=chunk_seed)
-            return [(objective_value(state.jobs, full_plan(state, rest, r.schedule), objective), r.schedule) for r in runs]
+            return [
+                (objective_value(state.jobs, full_plan(state, rest, r.schedule), objective), r.schedule) for r in runs
+            ]
 
         best_value, rest_plan, run = best_of_samples(
             chunk, samples, rest.instance.n_operations, seed=seed, deadline=deadline

@@ -86,7 +86,9 @@ class TabuProblem:
     @classmethod
     def build(cls, instance: JobShopInstance, blocked: dict | None = None, objective: str = "makespan") -> TabuProblem:
         if objective not in OBJECTIVE_KINDS:
-            raise InvalidInstanceError(f"tabu: unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_KINDS)}")
+            raise InvalidInstanceError(
+                f"tabu: unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_KINDS)}"
+            )
         n_ops = instance.n_ops.astype(np.int64)
         job = np.repeat(np.arange(instance.n_jobs, dtype=np.int64), n_ops)
         first = np.concatenate([[0], np.cumsum(n_ops)[:-1]]).astype(np.int64)
@@ -170,6 +172,7 @@ class _Search:
     def start(cls, problem: TabuProblem, seq: np.ndarray, seed: int, stream: int, settings: TabuSettings,
               kind: int) -> _Search:  # fmt: skip
         n, m, width = problem.n_operations, problem.instance.n_machines, problem.slots
+
         def zeros(*shape):
             return np.zeros(shape, np.int64)
 

@@ -48,7 +48,9 @@ def run_cell(setting_name: str, method: str, seeds: Sequence[int], purpose: str,
     rows = []
     for seed, scenario, result in zip(seeds, scenarios, results):
         jobs = scenario.jobs
-        metrics = recorded_metrics(setting, scenario, result.schedule.start_matrix(jobs), result.schedule.end_matrix(jobs))
+        metrics = recorded_metrics(
+            setting, scenario, result.schedule.start_matrix(jobs), result.schedule.end_matrix(jobs)
+        )
         rows.append({"setting": setting.name, "seed": seed, "purpose": purpose, "method": method, **metrics,
                      "wall_time_s": round(per_stream, 3), "max_queued": result.params.get("max_queued", 0)})  # fmt: skip
     return rows
@@ -190,7 +192,9 @@ def markdown_report(rows: Sequence[dict], command: str, wall_s: float) -> str:
         lines.append(f"| {setting} | {best.get(setting, '?')} | "
                      + " | ".join(f"{cells[m]['ratio']:.3f}" if m in cells and "ratio" in cells[m] else "" for m in methods)
                      + " |")  # fmt: skip
-    lines.append("| **geometric mean** | | " + " | ".join(f"{geometric_mean_ratios(summaries, m):.3f}" for m in methods) + " |")
+    lines.append(
+        "| **geometric mean** | | " + " | ".join(f"{geometric_mean_ratios(summaries, m):.3f}" for m in methods) + " |"
+    )
     for setting in dict.fromkeys(s["setting"] for s in summaries):
         lines += _setting_table(setting, [s for s in summaries if s["setting"] == setting], best.get(setting))
     lines += ["", "## Rules and their parameters", ""]
@@ -208,11 +212,12 @@ def _setting_table(setting: str, summaries: list[dict], best: str | None) -> lis
              "| method | ratio to best rule [95 % CI] | WT mean | T mean | flow mean | flow max | % tardy | utilisation | s per stream |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in sorted(summaries, key=lambda s: s.get("ratio", math.inf)):
+
         def cell(c, fmt, s=s):
             text = fmt.format(s[c]) + (f" ± {fmt.format(s[c + '_ci'])}" if c + "_ci" in s and c != "flow_max" else "")
             return f"**{text}**" if s.get(c) == lows[c] else text
 
-        ratio = (f"{s['ratio']:.3f} [{s['ratio_low']:.3f}, {s['ratio_high']:.3f}]" if "ratio" in s else "")
+        ratio = f"{s['ratio']:.3f} [{s['ratio_low']:.3f}, {s['ratio_high']:.3f}]" if "ratio" in s else ""
         ratio = f"**{ratio}**" if s.get("ratio") == lows["ratio"] else ratio
         lines.append(
             f"| {_describe(s['method'])} | {ratio} | {cell('weighted_tardiness_mean', '{:.1f}')} | {cell('tardiness_mean', '{:.1f}')}"
@@ -302,7 +307,9 @@ def main(args) -> int:
     import shlex
     import sys
 
-    settings = [StandardSetting.parse(s).name for s in (args.settings.split(",") if args.settings else STANDARD_SETTINGS)]
+    settings = [
+        StandardSetting.parse(s).name for s in (args.settings.split(",") if args.settings else STANDARD_SETTINGS)
+    ]
     methods = [m for m in (args.methods or ",".join(PORTFOLIO) + ",policy").split(",") if m]
     policy = getattr(args, "policy", "dynamic")
     if policy == "none":
@@ -332,7 +339,9 @@ def main(args) -> int:
         return 130
     bar.close()
     wall = time.perf_counter() - started
-    command = "sched-env " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "sched-env bench --dynamic standard"
+    command = (
+        "sched-env " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "sched-env bench --dynamic standard"
+    )
     paths = write_outputs(rows, Path(args.out), args.name, command, wall)
     print((Path(args.out) / f"{args.name}.md").read_text().split("\n## ", 2)[1])
     print(f"{len(rows)} runs in {wall / 60:.1f} min; wrote " + ", ".join(str(p) for p in paths))

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     for run in runs:
         at = min(run["validation"], key=lambda v: v[2])
-        lines.append(f"| {run['seed']} | {run['generations']} | {run['minutes']:.1f} min | {run['best']:.4f} | {at[0]} |")
+        lines.append(
+            f"| {run['seed']} | {run['generations']} | {run['minutes']:.1f} min | {run['best']:.4f} | {at[0]} |"
+        )
     lines += ["", f"Mean over the seeds {best.mean():.4f}, spread (min .. max) {best.min():.4f} .. {best.max():.4f}.",
               "The validation streams: each of the eight standard settings and four others, 2 validation seeds each",
               " (full 1 000 + 5 000 jobs); the ratio is the geometric mean over those settings of the network's mean"

@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
               " the first table, then the tabu group in another):", "", "| kernel group | compile seconds |",
               "|---|---:|"] + [f"| {g} | {t:.2f} |" for g, t in groups.items()]  # fmt: skip
     (out / "first_run.md").write_text("\n".join(lines) + "\n")
-    (out / "first_run.json").write_text(json.dumps({"commit": git_commit(), "machine": machine, "rows": rows, "compile_s": groups}, indent=1))
+    (out / "first_run.json").write_text(
+        json.dumps({"commit": git_commit(), "machine": machine, "rows": rows, "compile_s": groups}, indent=1)
+    )
     print("\n".join(lines))
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 

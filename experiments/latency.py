@@ -226,16 +226,24 @@ def chart(rows: list[dict], path: Path) -> Path | None:
 
 
 #: What ``--help`` says after the options.
-EPILOG = ("The defaults measure 8 deciders on 4 sizes, cpsat:10 and hybrid:10 included: about 30 minutes on"
-          " 2 cores. A quick look: --sizes 15x15 --deciders mwkr,atc,policy,cpsat:1 --events 4 (about a minute).")
+EPILOG = (
+    "The defaults measure 8 deciders on 4 sizes, cpsat:10 and hybrid:10 included: about 30 minutes on"
+    " 2 cores. A quick look: --sizes 15x15 --deciders mwkr,atc,policy,cpsat:1 --events 4 (about a minute)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The harness's options (``python -m experiments.latency`` and ``sched-env latency``)."""
-    parser.add_argument("--sizes", default="15x15,30x20,50x20,100x20", help="shop sizes JOBSxMACHINES (default %(default)s)")
+    parser.add_argument(
+        "--sizes", default="15x15,30x20,50x20,100x20", help="shop sizes JOBSxMACHINES (default %(default)s)"
+    )
     parser.add_argument("--scenario", default="mixed", choices=SCENARIO_KINDS, help="event kinds (default %(default)s)")
-    parser.add_argument("--deciders", default=DEFAULT_DECIDERS, help="comma-separated decider specs (default %(default)s)")
-    parser.add_argument("--events", type=int, default=6, help="events per scenario: arrivals, failures, repairs (default 6)")
+    parser.add_argument(
+        "--deciders", default=DEFAULT_DECIDERS, help="comma-separated decider specs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--events", type=int, default=6, help="events per scenario: arrivals, failures, repairs (default 6)"
+    )
     parser.add_argument(
         "--budget", type=float, default=PROMISE_S, help="seconds given to every decider call (default 10)"
     )
@@ -250,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return run_from_args(args, "python -m experiments.latency " + shlex.join(argv if argv is not None else sys.argv[1:]))
+        return run_from_args(
+            args, "python -m experiments.latency " + shlex.join(argv if argv is not None else sys.argv[1:])
+        )
     except SchedEnvError as error:
         parser.error(str(error))
 

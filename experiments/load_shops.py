@@ -366,7 +366,12 @@ class OpcCell:
     def _start(self, unit: str, state: dict, now: float) -> None:
         for order in state["work_orders"]:
             op = next((o for o in order["operations"] if o["status"] != "done"), None)
-            if op and op["status"] == "waiting" and op["equipment"] == unit and (order["id"], op["id"]) not in self.done:
+            if (
+                op
+                and op["status"] == "waiting"
+                and op["equipment"] == unit
+                and (order["id"], op["id"]) not in self.done
+            ):
                 if any(job and job[0] == order["id"] for job in self.job.values()):
                     continue
                 self.job[unit], self.ends[unit] = (order["id"], op["id"]), now + self.rng.uniform(10, 20)
@@ -488,8 +493,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="events per second over all shops that the factories aim at (52: about 50 measured"
                              " over 10 min, as the first minute ramps up; 50 gave 48.7)")  # fmt: skip
     parser.add_argument("--kills", type=int, default=5)
-    parser.add_argument("--opcua-shops", type=int, default=1, choices=(0, 1),
-                        help="a shop fed by a machine OPC UA server through `serve --opcua` (default 1)")
+    parser.add_argument(
+        "--opcua-shops",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="a shop fed by a machine OPC UA server through `serve --opcua` (default 1)",
+    )
     parser.add_argument("--broker-restarts", type=int, default=1, choices=(0, 1))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS / "load_shops"), help="path without suffix (.md and .json)")
@@ -695,9 +705,11 @@ def _report(args, run: Run, factories, plans, restarts, first_start, settled, t0
 def _opc_line(opc: dict | None) -> str:
     if not opc:
         return "- OPC UA: no shop fed by OPC UA in this run"
-    return (f"- OPC UA cell (`serve --opcua`): {opc['node_values_set']} node values set, {opc['operations_finished']}"
-            f" operations finished on the machines, {opc['releases']} orders released over HTTP; the shop's state"
-            f" against the nodes at the end: **{len(opc['mismatches'])} mismatches** {opc['mismatches'][:3]}")
+    return (
+        f"- OPC UA cell (`serve --opcua`): {opc['node_values_set']} node values set, {opc['operations_finished']}"
+        f" operations finished on the machines, {opc['releases']} orders released over HTTP; the shop's state"
+        f" against the nodes at the end: **{len(opc['mismatches'])} mismatches** {opc['mismatches'][:3]}"
+    )
 
 
 def markdown(report: dict) -> str:

@@ -91,7 +91,9 @@ def _operation_violations(op: dict, p: dict, now: int, downtimes: list, previous
 
 def with_maintenance(state: dict) -> dict:
     """A reschedule body with a maintenance window on its first equipment, after the running work."""
-    busy_until = max([op["end"] for o in state["work_orders"] for op in o["operations"] if "end" in op] + [state["time"]])
+    busy_until = max(
+        [op["end"] for o in state["work_orders"] for op in o["operations"] if "end" in op] + [state["time"]]
+    )
     state["equipment"][0]["maintenance"] = [{"start": busy_until + 3, "end": busy_until + 9}]
     return state
 

@@ -138,7 +138,9 @@ def flood(messages: int, max_s: float) -> dict:
             while applied < messages and time.perf_counter() < deadline:  # until the server has all of the flood
                 i += 1
                 sent = time.perf_counter()
-                client.post(f"/v1/shops/{quiet}/events", json={"events": [_release(i, 0, 5, 2, rng)]}).raise_for_status()
+                client.post(
+                    f"/v1/shops/{quiet}/events", json={"events": [_release(i, 0, 5, 2, rng)]}
+                ).raise_for_status()
                 acks.append(1000 * (time.perf_counter() - sent))
                 if i % 10 == 0:
                     applied = client.get(f"/v1/shops/{flooded}").json()["events"]

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     for arriving in LENGTHS:
         scenarios = [generate_scenario(10, initial_jobs=5, arriving_jobs=arriving, utilisation=0.9, noise=0.1,
                                        tightness=1.5, seed=10_000 + s) for s in range(args.seeds)]  # fmt: skip
-        means = {m: float(np.mean([r.objective for r in deciders.dispatch_online(d, scenarios)])) for m, d in built.items()}
+        means = {
+            m: float(np.mean([r.objective for r in deciders.dispatch_online(d, scenarios)])) for m, d in built.items()
+        }
         rows.append({"jobs": 5 + arriving, **means})
     lines = ["# From short episodes to steady state", "",
              f"Command: `python -m experiments.stream_length {' '.join(argv if argv is not None else sys.argv[1:])}`  ",

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     tabu_search(TabuProblem.build(tiny), rules.dispatch(tiny, "mwkr").schedule, iterations=10, workers=1)
     names = args.variants.split(",")
-    tasks = [(v, VARIANTS[v], n, m, 7000 + i, args.seconds) for v in names for n, m in SIZES for i in range(args.instances)]
+    tasks = [
+        (v, VARIANTS[v], n, m, 7000 + i, args.seconds) for v in names for n, m in SIZES for i in range(args.instances)
+    ]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.parallel) as pool:
         rows = list(pool.map(_run, tasks))

@@ -125,6 +125,7 @@ def _flexible_instance(ops: list[int], alternatives: list[list[tuple[int, int]]]
 class _ShopSizeGenerator:
     """What the flexible generators share: the shop size, checked, and the env's size limits."""
 
+    flexible = True  # (not a field) envs size their rows for alternative machines
     n_jobs: int
     n_machines: int
 

@@ -35,7 +35,7 @@ from collections import namedtuple
 import numpy as np
 from numba import config, njit, prange
 
-from sched_env._names import RULE_FIELDS, RULE_NAMES
+from sched_env._names import MACHINE_RULE_NAMES, RULE_FIELDS, RULE_NAMES
 from sched_env.jit import KERNEL_FLAGS, index_table, kernel
 
 # Decorator flags: set once for every kernel of the project, in sched_env.jit.
@@ -69,6 +69,7 @@ def for_batch(kernel, n_shops: int, long_episodes: bool = False):
         twin = _parallel_twins[source.__name__] = njit(parallel=True, **KERNEL_FLAGS)(copy)
     return twin
 
+
 # Constants are numpy integers, not Python ints: a kernel called with a Python-int constant is
 # compiled once more for that literal (numba types it Literal[int]), which cost seconds of compiling.
 NONE = np.int64(-1)  # "no operation / no job" in lists, slots and choices
@@ -83,6 +84,9 @@ INSTANCE_FIELDS = (
     ("n_machines", "1"),
     ("time_scale", "1"),  # normalises times in features/rewards: max(1, simple lower bound)
     ("duration_scale", "1"),  # normalises durations: max(1, longest operation)
+    ("alt_table", "1"),  # flexible shop: offset of the (J*O, M) table of durations (-1: not eligible)
+    # appended after the fields below (so no size depends on it), NONE for a classic row
+    ("machine_rule", "1"),  # flexible shop: which allowed machine a job-only decision takes (MACHINE_RULE)
     ("op_machine", "J * O"),  # NONE past a job's last operation
     ("op_duration", "J * O"),
     ("job_n_ops", "J"),
@@ -110,6 +114,11 @@ STATE_FIELDS = (
     ("op_end", "J * O"),
     ("op_next", "J * O"),  # next / previous op on the same machine in start order (ACTIVE)
     ("op_previous", "J * O"),
+    ("op_machine_used", "J * O"),  # the machine a scheduled op runs on (read only where op_start != NONE)
+    ("machine_work", "M"),  # work scheduled on the machine so far
+    # flexible rows only (a classic row never reads them):
+    ("pair_est", "J * M"),  # earliest start of the job's next op on each eligible machine
+    ("pair_allowed", "J * M"),  # the (job, machine) pairs the action set allows now
 )
 # The dynamic shop extends both rows. Its first J job rows are *slots*: a window of the jobs
 # active now (arrived, unfinished), refilled from the *stream* of every job of the scenario
@@ -251,6 +260,11 @@ FEATURE_LIMIT = 1000.0
 CRITICAL_RATIO_LIMIT = 10.0  # (due - now) / work left, clipped: beyond 10 a job is simply "not urgent"
 
 RULE = index_table("RuleIds", tuple(RULE_FIELDS[name] for name in RULE_NAMES))
+MACHINE_RULE = index_table("MachineRuleIds", MACHINE_RULE_NAMES)
+#: Columns of the per-(job, machine) features of a flexible shop (``JobShopEnv`` with pair actions).
+PAIR_FEATURE_NAMES = ("duration", "machine_free_time", "earliest_end")
+PF = index_table("PairFeatureColumns", PAIR_FEATURE_NAMES)
+N_PAIR_FEATURES = len(PAIR_FEATURE_NAMES)
 ATC_K = 2.0  # ATC look-ahead: slack is discounted over ATC_K mean operation lengths
 COVERT_K = 2.0  # COVERT look-ahead: slack is discounted over COVERT_K of the operation's own length
 
@@ -258,18 +272,26 @@ COVERT_K = 2.0  # COVERT look-ahead: slack is discounted over COVERT_K of the op
 # ---- one shop ------------------------------------------------------------------------
 @_kernel
 def earliest_start(state, job, placement, J, M, O):
-    """Earliest feasible start of ``job``'s next operation, and the op it would follow on its
-    machine's list (NONE = becomes the head). Only valid for an unfinished job.
+    """Earliest feasible start of ``job``'s next operation on its (planned) machine, and the op
+    it would follow on that machine's list (NONE = becomes the head). Only valid for an
+    unfinished job."""
+    S = state_offsets(J, M, O)
+    return earliest_start_on(
+        state, state[S.job_machine + job], state[S.job_ready + job], state[S.job_duration + job], placement, J, M, O
+    )
+
+
+@_kernel
+def earliest_start_on(state, machine, ready, duration, placement, J, M, O):
+    """Earliest start at or after ``ready`` of an operation of ``duration`` on ``machine``, and
+    the op it would follow there (NONE = becomes the head).
 
     ACTIVE: walk back from the machine's last op past every op that ends after the job is
     ready (ends rise along the list), then forward through those for the first gap that
     fits. Cost: the ops ending after the ready time, usually a handful."""
     S = state_offsets(J, M, O)
-    machine = state[S.job_machine + job]
-    ready = state[S.job_ready + job]
     if placement == PLACEMENT_APPEND:
         return max(ready, state[S.machine_end + machine]), NONE
-    duration = state[S.job_duration + job]
     previous = state[S.machine_tail + machine]
     while previous != NONE and state[S.op_end + previous] > ready:
         previous = state[S.op_previous + previous]
@@ -300,10 +322,12 @@ def _first_fit_after(state, p, end, ready, duration, J, M, O):
 
 
 @_kernel
-def _refresh(state, job, placement, J, M, O):
+def _refresh(inst, state, job, placement, J, M, O):
     """Recompute the cached earliest start of one job (its completion time once done) and
     return the job's term of the lower bound: earliest start + work left."""
     S = state_offsets(J, M, O)
+    if is_flexible(inst, J, M, O):
+        return refresh_pairs(inst, state, job, placement, J, M, O)
     if state[S.job_machine + job] == NONE:
         state[S.job_est + job] = state[S.job_ready + job]
     else:
@@ -354,7 +378,7 @@ def reset_shop(inst, state, placement, J, M, O):
     state[S.n_total] = total
     bound = 0
     for j in range(J):
-        term = _refresh(state, j, placement, J, M, O)
+        term = _refresh(inst, state, j, placement, J, M, O)
         if inst[I.job_n_ops + j] > 0:
             bound = max(bound, term)
     state[S.lower_bound] = bound
@@ -369,14 +393,16 @@ def record_op(inst, state, job, start, end, J, M, O):
     S = state_offsets(J, M, O)
     p = job * O + state[S.job_next_op + job]
     machine = state[S.job_machine + job]
-    duration = state[S.job_duration + job]
     state[S.op_start + p] = start
     state[S.op_end + p] = end
+    state[S.op_machine_used + p] = machine
     state[S.machine_end + machine] = max(state[S.machine_end + machine], end)
-    state[S.machine_remaining + machine] -= duration
+    state[S.machine_work + machine] += state[S.job_duration + job]
+    # work left counts each op at its shortest alternative (a classic op: its only one)
+    state[S.machine_remaining + inst[I.op_machine + p]] -= inst[I.op_duration + p]
     state[S.machine_waiting + machine] -= 1
     state[S.job_ready + job] = end
-    state[S.job_remaining + job] -= duration
+    state[S.job_remaining + job] -= inst[I.op_duration + p]
     state[S.job_next_op + job] += 1
     if state[S.job_next_op + job] < inst[I.job_n_ops + job]:
         state[S.job_machine + job] = inst[I.op_machine + p + 1]
@@ -418,13 +444,16 @@ def dispatch(inst, state, job, placement, J, M, O):
             state[S.op_previous + following] = p
     record_op(inst, state, job, start, end, J, M, O)
     bound = max(state[S.lower_bound], state[S.makespan])
+    if is_flexible(inst, J, M, O):
+        state[S.lower_bound] = max(bound, refresh_after(inst, state, job, machine, placement, J, M, O))
+        return start
     for j in range(J):  # only the dispatched job and those waiting for `machine` can change
         if j == job:
-            bound = max(bound, _refresh(state, j, placement, J, M, O))
+            bound = max(bound, _refresh(inst, state, j, placement, J, M, O))
         elif state[S.job_machine + j] == machine:
             est = state[S.job_est + j]
             if placement == PLACEMENT_APPEND:
-                bound = max(bound, _refresh(state, j, placement, J, M, O))
+                bound = max(bound, _refresh(inst, state, j, placement, J, M, O))
             elif end > est and est + state[S.job_duration + j] > start:
                 # ACTIVE: a waiting job keeps its earliest start unless the new op p blocks it
                 # (new ops only remove free time); then no start before p's end can fit, so
@@ -435,6 +464,258 @@ def dispatch(inst, state, job, placement, J, M, O):
                 bound = max(bound, state[S.job_est + j] + state[S.job_remaining + j])
     state[S.lower_bound] = bound
     return start
+
+
+# ---- flexible shop: an operation has alternatives (machine, duration) -------------------
+# A flexible row carries a (J*O, M) table of durations (-1: the machine cannot run the op) and
+# the state caches, per unfinished job, the earliest start of its next op on every eligible
+# machine (``pair_est``). A dispatch on machine m changes only the dispatched job's pairs and
+# the pairs on m, so a step refreshes O(jobs + alternatives) starts. The job fields
+# (``job_machine``, ``job_duration``, ``job_est``) hold the *planned* pair: the machine rule's
+# choice among the job's allowed pairs (among all its eligible ones if none is allowed), so
+# every job-level feature and dispatching rule reads a flexible shop as a classic one.
+# Lower bound term of a job: min over its eligible machines of (start + duration) + the work
+# after its next op at the shortest durations; it only grows, as in the classic shop.
+@_kernel
+def is_flexible(inst, J, M, O):
+    return inst[instance_offsets(J, M, O).alt_table] != NONE
+
+
+@_kernel
+def alt_duration(inst, p, machine, J, M, O):
+    """Duration of flat op ``p`` on ``machine`` in a flexible row; -1 if it cannot run there."""
+    return inst[inst[instance_offsets(J, M, O).alt_table] + p * M + machine]
+
+
+@_kernel
+def pair_term(inst, state, job, J, M, O):
+    """The lower-bound term of an unfinished job of a flexible row (see above)."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    p = job * O + state[S.job_next_op + job]
+    best = FOREVER
+    for m in range(M):
+        d = alt_duration(inst, p, m, J, M, O)
+        if d >= 0:
+            best = min(best, state[S.pair_est + job * M + m] + d)
+    return best + state[S.job_remaining + job] - inst[I.op_duration + p]
+
+
+@_kernel
+def refresh_pairs(inst, state, job, placement, J, M, O):
+    """Recompute the earliest start of ``job``'s next op on each eligible machine (a finished
+    job: its completion); return the job's lower-bound term."""
+    S = state_offsets(J, M, O)
+    ready = state[S.job_ready + job]
+    if state[S.job_machine + job] == NONE:
+        state[S.job_est + job] = ready
+        return ready
+    p = job * O + state[S.job_next_op + job]
+    for m in range(M):
+        d = alt_duration(inst, p, m, J, M, O)
+        if d >= 0:
+            state[S.pair_est + job * M + m] = earliest_start_on(state, m, ready, d, placement, J, M, O)[0]
+    return pair_term(inst, state, job, J, M, O)
+
+
+@_kernel
+def refresh_after(inst, state, job, machine, placement, J, M, O):
+    """After ``job``'s op went onto ``machine``: refresh the job's pairs and every other
+    unfinished job's pair on ``machine``; return the largest changed lower-bound term."""
+    S = state_offsets(J, M, O)
+    bound = refresh_pairs(inst, state, job, placement, J, M, O)
+    for j in range(J):
+        if j == job or state[S.job_machine + j] == NONE:
+            continue
+        d = alt_duration(inst, j * O + state[S.job_next_op + j], machine, J, M, O)
+        if d >= 0:
+            ready = state[S.job_ready + j]
+            state[S.pair_est + j * M + machine] = earliest_start_on(state, machine, ready, d, placement, J, M, O)[0]
+            bound = max(bound, pair_term(inst, state, j, J, M, O))
+    return bound
+
+
+@_kernel
+def choose_machine(inst, state, job, only_allowed, J, M, O):
+    """The machine rule's machine for ``job``'s next op among its allowed pairs (or, with
+    ``only_allowed`` False, among all its eligible machines); ties to the lowest machine."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    rule = inst[I.machine_rule]
+    p = job * O + state[S.job_next_op + job]
+    best, best_first, best_second = NONE, 0, 0
+    for m in range(M):
+        d = alt_duration(inst, p, m, J, M, O)
+        if d < 0 or (only_allowed and state[S.pair_allowed + job * M + m] == 0):
+            continue
+        est = state[S.pair_est + job * M + m]
+        if rule == MACHINE_RULE.spt:
+            first, second = d, est + d
+        elif rule == MACHINE_RULE.ll:
+            first, second = state[S.machine_work + m], est + d
+        elif rule == MACHINE_RULE.est:
+            first, second = est, d
+        else:  # earliest end time
+            first, second = est + d, d
+        if best == NONE or first < best_first or (first == best_first and second < best_second):
+            best, best_first, best_second = m, first, second
+    return best
+
+
+@_kernel
+def plan_pairs(inst, state, action_set, J, M, O):
+    """Flexible row: write which (job, machine) pairs the action set allows now and each
+    unfinished job's planned pair (see above); return now, the earliest start of any pair.
+
+    ANY: every eligible pair; NON_DELAY: the pairs that start at now; Giffler-Thompson: take
+    the pair that completes first (time C on machine m, ties to the lowest pair), allow the
+    pairs on m that start before C."""
+    S = state_offsets(J, M, O)
+    now = FOREVER
+    best_end, best_pair = FOREVER, NONE
+    for j in range(J):
+        if state[S.job_machine + j] == NONE:
+            continue
+        p = j * O + state[S.job_next_op + j]
+        for m in range(M):
+            d = alt_duration(inst, p, m, J, M, O)
+            if d >= 0:
+                est = state[S.pair_est + j * M + m]
+                now = min(now, est)
+                if est + d < best_end:
+                    best_end, best_pair = est + d, j * M + m
+    best_machine = best_pair % M if best_pair != NONE else NONE
+    for m in range(M):
+        state[S.machine_waiting + m] = 0
+    for j in range(J):
+        row = S.pair_allowed + j * M
+        if state[S.job_machine + j] == NONE:
+            for m in range(M):
+                state[row + m] = 0
+            continue
+        p = j * O + state[S.job_next_op + j]
+        any_allowed = False
+        for m in range(M):
+            d = alt_duration(inst, p, m, J, M, O)
+            allowed = False
+            if d >= 0:
+                est = state[S.pair_est + j * M + m]
+                if action_set == ACTIONS_ANY:
+                    allowed = True
+                elif action_set == ACTIONS_NON_DELAY:
+                    allowed = est == now
+                else:
+                    allowed = m == best_machine and (est < best_end or j * M + m == best_pair)
+            state[row + m] = allowed
+            any_allowed |= allowed
+        m = choose_machine(inst, state, j, any_allowed, J, M, O)
+        state[S.job_machine + j] = m
+        state[S.job_duration + j] = alt_duration(inst, p, m, J, M, O)
+        state[S.job_est + j] = state[S.pair_est + j * M + m]
+        state[S.machine_waiting + m] += 1
+    return now
+
+
+@_kernel
+def job_allowed(inst, state, j, J, M, O):
+    """Flexible row: has job ``j`` an allowed pair (see :func:`plan_pairs`)?"""
+    S = state_offsets(J, M, O)
+    for m in range(M):  # noqa: SIM110 - a generator inside any() does not compile in numba
+        if state[S.pair_allowed + j * M + m] != 0:
+            return True
+    return False
+
+
+@_kernel
+def observe_pairs(inst, state, action_set, job_mask, pair_mask, features, pair_features, J, M, O):
+    """:func:`observe`, then the (job, machine) mask (length J*M, pair ``j * M + m``) and the
+    ``(J, M, N_PAIR_FEATURES)`` pair features: the op's duration there, when the machine is
+    free, when the op would end there (times relative to now); zeros for ineligible pairs. A
+    classic row has one pair per job (its next op's machine). Returns the allowed pair count."""
+    I = instance_offsets(J, M, O)
+    S = state_offsets(J, M, O)
+    observe(inst, state, action_set, job_mask, features, J, M, O)
+    flexible = is_flexible(inst, J, M, O)
+    now = FOREVER
+    for j in range(J):
+        if state[S.job_machine + j] != NONE:
+            now = min(now, state[S.job_est + j])
+    if flexible:
+        for j in range(J):
+            if state[S.job_machine + j] != NONE:
+                for m in range(M):
+                    if alt_duration(inst, j * O + state[S.job_next_op + j], m, J, M, O) >= 0:
+                        now = min(now, state[S.pair_est + j * M + m])
+    per_time = np.float32(1.0) / np.float32(inst[I.time_scale])
+    per_duration = np.float32(1.0) / np.float32(inst[I.duration_scale])
+    count = 0
+    for j in range(J):
+        planned = state[S.job_machine + j]
+        for m in range(M):
+            d = -1
+            if planned != NONE:
+                if flexible:
+                    d = alt_duration(inst, j * O + state[S.job_next_op + j], m, J, M, O)
+                elif m == planned:
+                    d = state[S.job_duration + j]
+            if d < 0:
+                pair_mask[j * M + m] = 0
+                for c in range(N_PAIR_FEATURES):
+                    pair_features[j, m, c] = 0.0
+                continue
+            est = state[S.pair_est + j * M + m] if flexible else state[S.job_est + j]
+            allowed = state[S.pair_allowed + j * M + m] != 0 if flexible else job_mask[j] != 0
+            pair_mask[j * M + m] = allowed
+            count += allowed
+            pair_features[j, m, PF.duration] = d * per_duration
+            free = (state[S.machine_end + m] - now) * per_time
+            pair_features[j, m, PF.machine_free_time] = max(min(free, FEATURE_LIMIT), -FEATURE_LIMIT)
+            pair_features[j, m, PF.earliest_end] = min((est + d - now) * per_time, FEATURE_LIMIT)
+    return count
+
+
+@_kernel
+def set_planned_machine(inst, state, job, machine, J, M, O):
+    """Flexible row: make ``machine`` the planned machine of ``job``'s next op (a pair action)."""
+    S = state_offsets(J, M, O)
+    p = job * O + state[S.job_next_op + job]
+    state[S.machine_waiting + state[S.job_machine + job]] -= 1
+    state[S.machine_waiting + machine] += 1
+    state[S.job_machine + job] = machine
+    state[S.job_duration + job] = alt_duration(inst, p, machine, J, M, O)
+    state[S.job_est + job] = state[S.pair_est + job * M + machine]
+
+
+@_kernel
+def step_shop_pairs(inst, state, action, placement, action_set, reward_mode, job_mask, pair_mask, features,
+                    pair_features, J, M, O):  # fmt: skip
+    """One (job, machine) decision, action ``job * M + machine``: validate it against
+    ``pair_mask`` (outside it: the lowest allowed pair), dispatch, observe. Returns (reward,
+    done, invalid) as :func:`step_shop`."""
+    S = state_offsets(J, M, O)
+    action, invalid = checked_action(pair_mask, action, J * M)
+    if action == NONE:
+        return 0.0, True, True
+    job = action // M
+    if is_flexible(inst, J, M, O):
+        set_planned_machine(inst, state, job, action % M, J, M, O)
+    bound_before = state[S.lower_bound]
+    dispatch(inst, state, job, placement, J, M, O)
+    done = state[S.n_scheduled] == state[S.n_total]
+    scale = float(inst[instance_offsets(J, M, O).time_scale])
+    if reward_mode == REWARD_DENSE:
+        reward = (bound_before - state[S.lower_bound]) / scale
+    else:
+        reward = -state[S.makespan] / scale if done else 0.0
+    observe_pairs(inst, state, action_set, job_mask, pair_mask, features, pair_features, J, M, O)
+    return reward, done, invalid
+
+
+@_kernel
+def reset_and_observe_pairs(inst, state, placement, action_set, job_mask, pair_mask, features, pair_features,
+                            J, M, O):  # fmt: skip
+    reset_shop(inst, state, placement, J, M, O)
+    observe_pairs(inst, state, action_set, job_mask, pair_mask, features, pair_features, J, M, O)
 
 
 @_kernel
@@ -449,17 +730,23 @@ def observe(inst, state, action_set, mask, features, J, M, O):
     instance's time scale; see ``JobShopEnv`` for each column."""
     I = instance_offsets(J, M, O)
     S = state_offsets(J, M, O)
+    flexible = is_flexible(inst, J, M, O)
     now = NONE
     best = NONE  # Giffler-Thompson: job whose next op completes first
     best_completion = 0
-    for j in range(J):
-        if state[S.job_machine + j] == NONE:
-            continue
-        est = state[S.job_est + j]
-        if now == NONE or est < now:
-            now = est
-        if best == NONE or est + state[S.job_duration + j] < best_completion:
-            best, best_completion = j, est + state[S.job_duration + j]
+    if flexible:  # the allowed pairs decide which jobs are allowed; now is their earliest start
+        now = plan_pairs(inst, state, action_set, J, M, O)
+        if now >= FOREVER:
+            now = NONE
+    else:
+        for j in range(J):
+            if state[S.job_machine + j] == NONE:
+                continue
+            est = state[S.job_est + j]
+            if now == NONE or est < now:
+                now = est
+            if best == NONE or est + state[S.job_duration + j] < best_completion:
+                best, best_completion = j, est + state[S.job_duration + j]
     if now == NONE:
         now = state[S.makespan]
     best_machine = state[S.job_machine + best] if best != NONE else NONE
@@ -477,7 +764,9 @@ def observe(inst, state, action_set, mask, features, J, M, O):
             features[j, F.done] = 1.0 if inst[I.job_n_ops + j] > 0 else 0.0
             continue
         est = state[S.job_est + j]
-        if action_set == ACTIONS_ANY:
+        if flexible:
+            allowed = job_allowed(inst, state, j, J, M, O)
+        elif action_set == ACTIONS_ANY:
             allowed = True
         elif action_set == ACTIONS_NON_DELAY:
             allowed = est == now
@@ -1027,7 +1316,9 @@ def dynamic_job_features(inst, state, j, allowed, mean_p, max_weight, load, queu
     features[row, DF.atc_priority] = max(min(atc, FEATURE_LIMIT), -FEATURE_LIMIT)
     ratio = (inst[I.job_due + j] - now) / max(left, 1)
     features[row, DF.critical_ratio] = max(min(ratio, CRITICAL_RATIO_LIMIT), -CRITICAL_RATIO_LIMIT)
-    features[row, DF.wspt_priority] = np.log(max(inst[I.job_weight + j], 1) * mean_p / max(state[T.job_duration + j], 1))
+    features[row, DF.wspt_priority] = np.log(
+        max(inst[I.job_weight + j], 1) * mean_p / max(state[T.job_duration + j], 1)
+    )
     features[row, DF.positive_slack] = min(max(0, slack) / mean_p, FEATURE_LIMIT)  # ATC_k = wspt - this / k
 
 
@@ -1316,6 +1607,7 @@ def _tiny_static_shop():
     insts = np.zeros((1, I.length), dtype=np.int64)
     inst = insts[0]
     inst[I.n_jobs], inst[I.n_machines], inst[I.time_scale], inst[I.duration_scale] = 2, 2, 2, 1
+    inst[I.alt_table] = NONE
     inst[I.op_machine : I.op_machine + 4] = [0, 1, 1, 0]
     inst[I.op_duration : I.op_duration + 4] = 1
     inst[I.job_n_ops : I.job_n_ops + 2] = 2
@@ -1351,6 +1643,7 @@ def _tiny_dynamic_shop():
     I = dynamic_instance_offsets.py_func(J, M, O, D, S)
     row = np.zeros(I.length, dtype=np.int64)
     row[I.n_jobs], row[I.n_machines], row[I.time_scale], row[I.duration_scale] = 2, 2, 2, 1
+    row[I.alt_table] = NONE
     row[I.stream_jobs] = S
     row[I.stream_machine : I.stream_machine + 4] = [0, 1, 1, 0]
     row[I.stream_duration : I.stream_duration + 4] = 1

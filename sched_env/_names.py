@@ -29,3 +29,14 @@ RULE_FIELDS = {name: {"slack/opn": "slack_opn", "pt+winq": "pt_winq", "2pt+winq+
                for name in RULE_NAMES}  # fmt: skip
 #: Rules that read due dates (refused on an instance without them).
 DUE_DATE_RULES = ("edd", "atc", "covert", "cr", "slack/opn")
+
+#: Machine rules of the flexible shop: which eligible machine a job's next operation takes when
+#: a policy or rule chooses only the job (``mwkr+eet``). Among the allowed (job, machine) pairs,
+#: the smallest key wins, ties to the lowest machine.
+MACHINE_RULES = {
+    "eet": "earliest end time: the machine where the operation would end first (ties: shorter duration)",
+    "spt": "shortest processing time on the machine (ties: earliest end)",
+    "ll": "least loaded: the machine with the least work scheduled so far (ties: earliest end)",
+    "est": "earliest start time (ties: shorter duration)",
+}
+MACHINE_RULE_NAMES = tuple(MACHINE_RULES)

@@ -61,9 +61,15 @@ def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray) -> 
             f" this env holds {S} and {layout.D}: pass larger max_stream= / max_windows="
         )
     layout.fits(scenario, scenario.name)
+    if jobs.is_flexible:
+        raise InvalidScenarioError(
+            f"scenario {scenario.name!r} has operations with alternative machines; the dynamic shop runs classic"
+            " jobs so far (one machine per operation)"
+        )
     order = np.argsort(jobs.release_dates, kind="stable")
     row[:] = 0
     row[I.n_jobs] = jobs.n_jobs
+    row[I.alt_table] = K.NONE
     row[I.n_machines] = jobs.n_machines
     row[I.time_scale] = max(1, int(round(float(jobs.job_work().mean()))))
     row[I.duration_scale] = max(1, int(jobs.durations.max()))
@@ -146,12 +152,12 @@ def _row_layout(layout: ShopLayout, scenario: Scenario, windows: int | None = No
     return ShopLayout(layout.J, layout.M, layout.O, D, S, dynamic=True)
 
 
-
 def offers_wait(job_rows: int, mask_width: int) -> bool:
     """Whether an observation (or an observation space) with ``job_rows`` job rows and a mask of
     ``mask_width`` entries has the wait action: its mask has one entry more than job rows (a dynamic
     shop made with ``allow_wait=True``). The one place that question is answered."""
     return int(mask_width) == int(job_rows) + 1
+
 
 class DynamicShopOptions:
     """The options of the dynamic shop, checked once for the single and the batched env."""
@@ -402,7 +408,9 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     def summary(self) -> dict[str, Any]:
         """Objective values of the finished episode, and its validated schedule."""
         T = self._T
-        return episode_summary(self._item, self.schedule(), int(self._state_row[T.wasted]), int(self._state_row[T.max_queued]))
+        return episode_summary(
+            self._item, self.schedule(), int(self._state_row[T.wasted]), int(self._state_row[T.max_queued])
+        )
 
 
 class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):

@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from instances import JobShopInstance
 from sched_env import _kernels as K
+from sched_env._names import MACHINE_RULES
 from sched_env.schedule import Schedule
 from sched_env.shop import (
     ACTION_SETS,
@@ -29,6 +30,14 @@ DEFAULT_PLACEMENT = "active"
 DEFAULT_ACTION_SET = "non_delay"
 
 
+MACHINE_RULE_IDS = {name: int(getattr(K.MACHINE_RULE, name)) for name in MACHINE_RULES}
+
+
+def machine_rule_id(name: str) -> int:
+    """The kernel id of a machine rule name, or a clear error naming them."""
+    return option(name, MACHINE_RULE_IDS, "machine_rule")
+
+
 class StaticShopOptions:
     """The options of the static shop, checked once for the single and the batched env."""
 
@@ -36,7 +45,7 @@ class StaticShopOptions:
 
     def _set_options(
         self, instance: InstanceSpec, *, max_jobs, max_machines, max_ops, placement, action_set, reward_mode, strict,
-        instance_dir,
+        instance_dir, machine_rule=None, pair_actions=None,
     ) -> None:  # fmt: skip
         self.placement, self.action_set, self.reward_mode = placement, action_set, reward_mode
         self._placement = option(placement, PLACEMENTS, "placement")
@@ -46,10 +55,31 @@ class StaticShopOptions:
         self._directory = instance_dir
         self._source = Source.of_instances(instance, directory=instance_dir)
         self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops)
-        self.n_actions = self.layout.J
+        if pair_actions is None:
+            pair_actions = machine_rule is None and self.layout.flexible
+        if pair_actions and machine_rule is not None:
+            raise ValueError("machine_rule= chooses the machine of job-only actions; with pair_actions=True the"
+                             " action already names the machine: drop one of them")  # fmt: skip
+        self.machine_rule = machine_rule or "eet"
+        self._machine_rule = machine_rule_id(self.machine_rule)
+        #: True: an action is a (job, machine) pair ``job * max_machines + machine``; False: a job.
+        self.pair_actions = bool(pair_actions)
+        self.n_actions = self.layout.J * self.layout.M if self.pair_actions else self.layout.J
 
     def _make_source(self, spec) -> Source:
         return Source.of_instances(spec, directory=self._directory)
+
+    def _static_observation_space(self) -> spaces.Dict:
+        space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
+        if self.pair_actions:
+            L = self.layout
+            shape = (L.J, L.M, K.N_PAIR_FEATURES)
+            space.spaces["pairs"] = spaces.Box(-K.FEATURE_LIMIT, K.FEATURE_LIMIT, shape=shape, dtype=np.float32)
+        return space
+
+    def decode_action(self, action: int) -> tuple[int, int | None]:
+        """``(job, machine)`` of a pair action, ``(job, None)`` of a job action."""
+        return divmod(int(action), self.layout.M) if self.pair_actions else (int(action), None)
 
 
 class JobShopEnv(StaticShopOptions, SingleShopEnv):
@@ -154,6 +184,8 @@ class JobShopEnv(StaticShopOptions, SingleShopEnv):
         strict: bool = False,
         render_mode: str | None = None,
         instance_dir: str | os.PathLike | None = None,
+        machine_rule: str | None = None,
+        pair_actions: bool | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -161,39 +193,61 @@ class JobShopEnv(StaticShopOptions, SingleShopEnv):
         self._set_options(
             instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
             action_set=action_set, reward_mode=reward_mode, strict=strict, instance_dir=instance_dir,
+            machine_rule=machine_rule, pair_actions=pair_actions,
         )  # fmt: skip
-        self.action_space = spaces.Discrete(self.layout.J)
-        self.observation_space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
-        self._offsets = self.layout.state_offsets
-        self._instance_row = np.zeros(self.layout.instance_length, dtype=np.int64)
-        self._state_row = np.zeros(self.layout.state_length, dtype=np.int64)
-        self._mask = np.zeros(self.layout.J, dtype=np.int8)
-        self._features = np.zeros((self.layout.J, K.N_FEATURES), dtype=np.float32)
+        L = self.layout
+        self.action_space = spaces.Discrete(self.n_actions)
+        self.observation_space = self._static_observation_space()
+        self._offsets = L.state_offsets
+        self._instance_row = np.zeros(L.instance_length, dtype=np.int64)
+        self._state_row = np.zeros(L.state_length, dtype=np.int64)
+        self._mask = np.zeros(self.n_actions, dtype=np.int8)
+        self._job_mask = np.zeros(L.J, dtype=np.int8) if self.pair_actions else self._mask
+        self._features = np.zeros((L.J, K.N_FEATURES), dtype=np.float32)
+        self._pair_features = np.zeros((L.J, L.M, K.N_PAIR_FEATURES), dtype=np.float32)
         self._item: JobShopInstance | None = None
         self._done = True
 
     # ------------------------------------------------------------------ kernel calls
     def _load(self, instance: JobShopInstance) -> None:
         if instance is not self._item:
-            self.layout.encode(instance, self._instance_row)
+            self.layout.encode(instance, self._instance_row, self._machine_rule)
             self._item = instance
 
     def _kernel_reset(self) -> dict[str, Any]:
         L = self.layout
-        K.reset_and_observe(
-            self._instance_row, self._state_row, self._placement, self._action_set, self._mask, self._features,
-            L.J, L.M, L.O,
-        )  # fmt: skip
+        if self.pair_actions:
+            K.reset_and_observe_pairs(
+                self._instance_row, self._state_row, self._placement, self._action_set, self._job_mask, self._mask,
+                self._features, self._pair_features, L.J, L.M, L.O,
+            )  # fmt: skip
+        else:
+            K.reset_and_observe(
+                self._instance_row, self._state_row, self._placement, self._action_set, self._mask, self._features,
+                L.J, L.M, L.O,
+            )  # fmt: skip
         self._done = False
         return {"instance": self._item.name, "lower_bound": self.lower_bound}
 
     def _kernel_step(self, action: int):
         L = self.layout
-        reward, done, invalid = K.step_shop(
-            self._instance_row, self._state_row, action, self._placement, self._action_set, self._reward,
-            self._mask, self._features, L.J, L.M, L.O,
-        )  # fmt: skip
+        if self.pair_actions:
+            reward, done, invalid = K.step_shop_pairs(
+                self._instance_row, self._state_row, action, self._placement, self._action_set, self._reward,
+                self._job_mask, self._mask, self._features, self._pair_features, L.J, L.M, L.O,
+            )  # fmt: skip
+        else:
+            reward, done, invalid = K.step_shop(
+                self._instance_row, self._state_row, action, self._placement, self._action_set, self._reward,
+                self._mask, self._features, L.J, L.M, L.O,
+            )  # fmt: skip
         return reward, done, invalid, {}
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        observation = {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+        if self.pair_actions:
+            observation["pairs"] = self._pair_features.copy()
+        return observation
 
     def _final_info(self) -> dict[str, Any]:
         return {"makespan": self.makespan, "schedule": self.schedule()}
@@ -260,13 +314,24 @@ class JobShopEnv(StaticShopOptions, SingleShopEnv):
         return self._field("machine_end", self.layout.M)
 
     def rule_choice(self, rule_id: int, uniform: float = 0.0) -> int:
-        """The allowed job the dispatching rule with kernel id ``rule_id`` picks now (see
-        ``baselines.rules``); ``uniform`` in [0, 1) drives the random rule."""
+        """The action the dispatching rule with kernel id ``rule_id`` takes now (see
+        ``baselines.rules``): the allowed job it picks, or with pair actions that job and the
+        machine rule's machine for it; ``uniform`` in [0, 1) drives the random rule."""
         rule_id = check_rule_id(rule_id)
         if self._item is None:
             raise gym.error.ResetNeeded("call reset() before rule_choice()")
         L = self.layout
-        return int(K.choose_by_rule(self._instance_row, self._state_row, self._mask, rule_id, uniform, L.J, L.M, L.O))
+        job = int(
+            K.choose_by_rule(self._instance_row, self._state_row, self._job_mask, rule_id, uniform, L.J, L.M, L.O)
+        )
+        if not self.pair_actions or job < 0:
+            return job
+        return job * L.M + int(self._state_row[self._offsets.job_machine + job])
+
+    def planned_machines(self) -> np.ndarray:
+        """The machine each unfinished job's next operation would take under the machine rule
+        (among its allowed machines), NONE (-1) once done."""
+        return self._field("job_machine", self.layout.J)
 
 
 def replay(
@@ -276,13 +341,14 @@ def replay(
     placement: str = DEFAULT_PLACEMENT,
     action_set: str = "any",
 ) -> Schedule:
-    """Dispatch a schedule's operations in start-time order through the simulator.
+    """Dispatch a schedule's operations in start-time order (on their machines) through the simulator.
 
     With ``action_set="any"`` the result is never longer than ``schedule`` (a feasible one):
     every schedule the simulator can improve on is reachable. Raises
     :class:`InvalidActionError` if an operation is not allowed under ``action_set``."""
-    env = JobShopEnv(instance, placement=placement, action_set=action_set, strict=True)
+    env = JobShopEnv(instance, placement=placement, action_set=action_set, strict=True, pair_actions=True)
     env.reset()
-    for job in schedule.sorted().job.tolist():
-        env.step(job)
+    rows = schedule.sorted()
+    for job, machine in zip(rows.job.tolist(), rows.machine.tolist()):
+        env.step(job * env.layout.M + machine)
     return env.schedule()

@@ -405,4 +405,3 @@ class ScenarioMixture:
         if not broken:
             options |= {"mtbf": None, "mttr": None}
         return dataclasses.replace(self.base, **options)(rng)
-

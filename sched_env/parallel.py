@@ -110,7 +110,9 @@ class TaskPool:
         return results
 
 
-def map_tasks(function, tasks: list[tuple], *, parallel: int = 1, ray_address: str | None = None, progress=None) -> list:
+def map_tasks(
+    function, tasks: list[tuple], *, parallel: int = 1, ray_address: str | None = None, progress=None
+) -> list:
     """``function(*task)`` for every task in one :class:`TaskPool`; results in completion order.
     ``function`` must be importable by name (a module-level function)."""
     with TaskPool(parallel=parallel, ray_address=ray_address) as pool:

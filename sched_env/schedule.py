@@ -50,14 +50,20 @@ class Schedule(JsonFile):
         object.__setattr__(self, "instance_name", instance_name)
 
     @classmethod
-    def from_matrices(cls, instance: JobShopInstance, start: np.ndarray, end: np.ndarray) -> Schedule:
-        """From ``(n_jobs, max_ops)`` start/end arrays (entries < 0 mean 'not scheduled')."""
+    def from_matrices(
+        cls, instance: JobShopInstance, start: np.ndarray, end: np.ndarray, *, machines: np.ndarray | None = None
+    ) -> Schedule:
+        """From ``(n_jobs, max_ops)`` start/end arrays (entries < 0 mean 'not scheduled'), and the
+        machine each operation runs on (default: the instance's; needed for a flexible one)."""
         start = np.asarray(start)[: instance.n_jobs, : instance.max_ops]
         end = np.asarray(end)[: instance.n_jobs, : instance.max_ops]
+        if machines is None:
+            if instance.is_flexible:
+                raise ValueError("a flexible instance's schedule needs the machine of each operation (machines=)")
+            machines = instance.machines
+        machines = np.asarray(machines)[: instance.n_jobs, : instance.max_ops]
         jobs, ops = np.nonzero(start >= 0)
-        return cls(
-            jobs, ops, instance.machines[jobs, ops], start[jobs, ops], end[jobs, ops], instance_name=instance.name
-        )
+        return cls(jobs, ops, machines[jobs, ops], start[jobs, ops], end[jobs, ops], instance_name=instance.name)
 
     @classmethod
     def from_start_times(cls, instance: JobShopInstance, start: np.ndarray) -> Schedule:
@@ -154,7 +160,7 @@ VIOLATION_KINDS = (
     "extra",  # a row for an operation the instance does not have
     "duplicate",  # the same operation scheduled twice
     "missing",  # an operation of the instance with no row
-    "machine",  # a row on another machine than the instance says
+    "machine",  # a row on a machine that cannot run the operation (classic: not the instance's machine)
     "duration",  # end - start differs from the operation's duration
     "negative_start",
     "release",  # a job's first operation starts before its release date
@@ -176,7 +182,9 @@ def find_violations(
 ) -> list[Violation]:
     """Every constraint the schedule breaks (empty list if it is feasible).
 
-    ``durations`` overrides the instance's durations (a dynamic shop's realised times).
+    ``durations`` overrides the instance's durations (a dynamic shop's realised times); on a
+    flexible instance an operation may run on any of its eligible machines, for that
+    alternative's duration.
     ``downtimes`` are rows ``(machine, start, end[, kind])``: the machine is down during
     ``[start, end)``. No operation may start while its machine is down. With
     ``interruption="resume"`` an operation may span a downtime, and its processing time is its
@@ -185,7 +193,7 @@ def find_violations(
     """
     if interruption not in INTERRUPTIONS:
         raise ValueError(f"interruption must be one of {INTERRUPTIONS}, got {interruption!r}")
-    durations = instance.durations if durations is None else np.asarray(durations)
+    durations = None if durations is None else np.asarray(durations)
     if _plainly_feasible(instance, schedule, durations, downtimes, interruption):
         return []
     return _all_violations(instance, schedule, durations, downtimes, interruption)
@@ -217,12 +225,15 @@ def _all_violations(instance, schedule, durations, downtimes, interruption) -> l
         def add(kind: str, message: str, j: int = j, k: int = k) -> None:
             found.append(Violation(kind, f"job {j} operation {k} {message}", j, k))
 
-        if machine != instance.machines[j, k]:
-            add("machine", f"is on machine {machine}, the instance says {instance.machines[j, k]}")
+        expected = _expected_duration(instance, durations, j, k, machine)
+        if expected is None:
+            eligible = [m for m, _ in instance.alternatives(j, k)]
+            says = f"the instance says {eligible[0]}" if len(eligible) == 1 else f"it can run on machines {eligible}"
+            add("machine", f"is on machine {machine}, {says}")
         down = windows.get(machine, [])
         inside = sum(max(0, min(end, b) - max(start, a)) for a, b in down) if interruption == "resume" else 0
-        if end - start - inside != durations[j, k]:
-            add("duration", f"lasts {end - start - inside} ({start}..{end}), its duration is {durations[j, k]}")
+        if expected is not None and end - start - inside != expected:
+            add("duration", f"lasts {end - start - inside} ({start}..{end}), its duration is {expected}")
         if start < 0:
             add("negative_start", f"starts at {start} < 0")
         if k == 0 and release is not None and start < release[j]:
@@ -241,6 +252,17 @@ def _all_violations(instance, schedule, durations, downtimes, interruption) -> l
     return found
 
 
+def _expected_duration(instance: JobShopInstance, durations, j: int, k: int, machine: int) -> int | None:
+    """How long operation ``k`` of job ``j`` lasts on ``machine``; None if it cannot run there."""
+    if instance.is_flexible:
+        if not 0 <= machine < instance.n_machines or instance.processing[j, k, machine] < 0:
+            return None
+        return int(durations[j, k] if durations is not None else instance.processing[j, k, machine])
+    if machine != instance.machines[j, k]:
+        return None
+    return int((durations if durations is not None else instance.durations)[j, k])
+
+
 def _plainly_feasible(instance, schedule, durations, downtimes, interruption) -> bool:
     """The same checks as :func:`find_violations`, vectorised: True when none is broken (the
     common case, in O(n log n)); False sends the caller to the row-by-row pass that names them."""
@@ -257,7 +279,15 @@ def _plainly_feasible(instance, schedule, durations, downtimes, interruption) ->
     first = np.concatenate([[0], np.cumsum(n_ops)[:-1]])
     if not np.array_equal(k, np.arange(len(k)) - np.repeat(first, n_ops)):
         return False
-    if (m != instance.machines[j, k]).any() or s.min() < 0:
+    if instance.is_flexible:
+        if m.min() < 0 or m.max() >= instance.n_machines or (instance.processing[j, k, m] < 0).any():
+            return False
+        expected = instance.processing[j, k, m] if durations is None else durations[j, k]
+    else:
+        if (m != instance.machines[j, k]).any():
+            return False
+        expected = (instance.durations if durations is None else durations)[j, k]
+    if s.min() < 0:
         return False
     release = instance.release_dates
     if release is not None and (s[k == 0] < release[j[k == 0]]).any():
@@ -289,7 +319,7 @@ def _plainly_feasible(instance, schedule, durations, downtimes, interruption) ->
                 return down_before[np.maximum(i - 1, 0)] * (i > 0) + partial
 
             inside[on] = downtime_until(e[on]) - downtime_until(s[on])
-    if (e - s - inside != durations[j, k]).any():
+    if (e - s - inside != expected).any():
         return False
     by_machine = np.lexsort((s, m))
     m, s, e = m[by_machine], s[by_machine], e[by_machine]

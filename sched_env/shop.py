@@ -103,6 +103,13 @@ class Source:
         return jobs, machines, getattr(self.generator, "max_ops", machines)
 
     @property
+    def flexible(self) -> bool:
+        """True when some item may be a flexible instance (a generator says so with ``flexible = True``)."""
+        if self.generator is not None:
+            return bool(getattr(self.generator, "flexible", False))
+        return any(getattr(item, "is_flexible", False) for item in self.fixed)
+
+    @property
     def changes(self) -> bool:
         """True when different resets can give different items."""
         return self.generator is not None or len(self.fixed) > 1
@@ -129,6 +136,7 @@ class ShopLayout:
     D: int = 0
     S: int = 0
     dynamic: bool = False
+    flexible: bool = False  # rows carry a (J*O, M) table of alternative durations
 
     @classmethod
     def for_source(
@@ -161,7 +169,7 @@ class ShopLayout:
                 f" fewer job slots than machines some machines must stay idle; use max_jobs >= {min(jobs, M)}"
                 " (default: every job of a short scenario, else 8 per machine)"
             )
-        return cls(int(J), int(M), int(O), dynamic=window)
+        return cls(int(J), int(M), int(O), dynamic=window, flexible=source.flexible)
 
     def fits(self, item: Any, name: str) -> None:
         """Raise a clear error if ``item`` is larger than the padded sizes."""
@@ -190,22 +198,36 @@ class ShopLayout:
 
     @property
     def instance_length(self) -> int:
-        return self.instance_offsets.length
+        """Length of an instance row: the fields, then (flexible) the table of alternatives."""
+        return self.instance_offsets.length + (self.J * self.O * self.M if self.flexible else 0)
 
     @property
     def state_length(self) -> int:
         return self.state_offsets.length
 
-    def encode(self, instance: JobShopInstance, row: np.ndarray) -> None:
-        """Write ``instance`` into the static part of an instance row, or explain why it does not fit."""
+    def encode(self, instance: JobShopInstance, row: np.ndarray, machine_rule: int = 0) -> None:
+        """Write ``instance`` into the static part of an instance row, or explain why it does not
+        fit; ``machine_rule`` (a ``K.MACHINE_RULE`` id) serves job-only decisions on a flexible one."""
         self.fits(instance, instance.name)
-        J, O = self.J, self.O  # noqa: E741
+        if instance.is_flexible and not self.flexible:
+            raise InvalidInstanceError(
+                f"{instance.name!r} is flexible (operations with alternative machines) but this env was built for"
+                " classic instances; create the env with a flexible instance, a list holding one, or a flexible generator"
+            )
+        J, M, O = self.J, self.M, self.O  # noqa: E741
         I = K.instance_offsets.py_func(self.J, self.M, self.O)
         row[:] = 0
         row[I.n_jobs] = instance.n_jobs
         row[I.n_machines] = instance.n_machines
         row[I.time_scale] = max(1, instance.simple_lower_bound())
-        row[I.duration_scale] = max(1, int(instance.durations.max()))
+        row[I.alt_table] = K.NONE
+        row[I.machine_rule] = machine_rule
+        if self.flexible:
+            table = np.full((J, O, M), -1, dtype=np.int64)
+            table[: instance.n_jobs, : instance.max_ops, : instance.n_machines] = instance.processing_table()
+            row[I.alt_table] = I.length
+            row[I.length :] = table.ravel()
+        row[I.duration_scale] = max(1, int(instance.processing_table().max()))
         row[I.op_machine : I.op_machine + J * O] = _padded(instance.machines, J, O, K.NONE).ravel()
         row[I.op_duration : I.op_duration + J * O] = _padded(instance.durations, J, O, 0).ravel()
         row[I.job_n_ops : I.job_n_ops + instance.n_jobs] = instance.n_ops
@@ -227,7 +249,8 @@ class ShopLayout:
         views = self.views(state_row)
         start = views["op_start"].reshape(self.J, self.O)
         end = views["op_end"].reshape(self.J, self.O)
-        return Schedule.from_matrices(instance, start, end)
+        machines = views["op_machine_used"].reshape(self.J, self.O)
+        return Schedule.from_matrices(instance, start, end, machines=machines)
 
 
 def default_window(n_jobs: int, n_machines: int) -> int:

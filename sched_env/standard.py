@@ -87,7 +87,9 @@ class StandardSetting:
         if not self.allowance > 0:
             problems.append(f"the allowance factor must be > 0, got {self.allowance}")
         if not 0 <= self.breakdown_level < 0.5 or (self.breakdown_level > 0) != (self.repair_factor > 0):
-            problems.append("breakdowns need a level in (0, 50) % and a repair-time factor > 0 (bl2.5-rtf5), or neither")
+            problems.append(
+                "breakdowns need a level in (0, 50) % and a repair-time factor > 0 (bl2.5-rtf5), or neither"
+            )
         if self.machines < 2 or self.max_duration < 1 or self.warmup < 0 or self.recorded < 1:
             problems.append("machines >= 2, longest processing time >= 1, warm-up >= 0 and recorded >= 1 jobs")
         if problems:
@@ -249,7 +251,9 @@ def run_streams(scenarios, *, rules=None, params=None, hidden: int = 0, window: 
     for scenario, state in zip(scenarios, states):
         jobs = scenario.jobs
         shape = (layout.S, layout.O)
-        start = state[T.stream_start : T.stream_start + layout.S * layout.O].reshape(shape)[: jobs.n_jobs, : jobs.max_ops]
+        start = state[T.stream_start : T.stream_start + layout.S * layout.O].reshape(shape)[
+            : jobs.n_jobs, : jobs.max_ops
+        ]
         end = state[T.stream_end : T.stream_end + layout.S * layout.O].reshape(shape)[: jobs.n_jobs, : jobs.max_ops]
         out.append((start.copy(), end.copy(), int(state[T.max_queued])))
     return out

@@ -548,7 +548,9 @@ async def _read_body(request: Request, state: ServiceState, settings: Settings) 
         read = sum(len(chunk) for chunk in chunks)
         LOG.info("%s %s: the client went away before its body arrived (%d bytes read)", request.method,
                  request.url.path, read)  # fmt: skip
-        raise HTTPException(400, "the client went away before its body arrived", headers={"Connection": "close"}) from None
+        raise HTTPException(
+            400, "the client went away before its body arrived", headers={"Connection": "close"}
+        ) from None
     finally:
         state.reading -= 1
         started.remove(now)

@@ -171,7 +171,6 @@ class MqttBridge:
                   f" {failure['reason']}; the previous plan stands", "replan_failed": failure}  # fmt: skip
         self.client.publish(topic(shop_id, "errors", self.root), json.dumps(answer), qos=1)
 
-
     def publish_plan(self, shop_id: str, _version: int, body: bytes | None) -> None:
         """The shop's new plan, retained; ``None`` (the shop was deleted) clears it."""
         self.client.publish(topic(shop_id, "plan", self.root), body or b"", qos=1, retain=True)

@@ -111,12 +111,12 @@ def read_mapping(path: str | Path) -> Mapping:
         raise MappingError(f"{where}: {error}") from None
     for key in ("endpoint", "shop"):
         if not isinstance(data.get(key), str) or not data[key]:
-            raise MappingError(f"{where}: give {key} = \"...\" (the OPC UA endpoint and the shop session's id)")
+            raise MappingError(f'{where}: give {key} = "..." (the OPC UA endpoint and the shop session\'s id)')
     nodes = []
     for i, entry in enumerate(data.get("node", [])):
         kind = entry.get("kind")
         if kind not in KINDS or not isinstance(entry.get("id"), str):
-            raise MappingError(f"{where}: node {i}: give id = \"ns=...\" and kind, one of {', '.join(KINDS)}")
+            raise MappingError(f'{where}: node {i}: give id = "ns=..." and kind, one of {", ".join(KINDS)}')
         needs = "equipment" if kind in ("equipment_status", "operation") else "work_order"
         if not isinstance(entry.get(needs), str):
             raise MappingError(f"{where}: node {i} ({entry['id']}): a {kind} node names its {needs}")
@@ -126,7 +126,7 @@ def read_mapping(path: str | Path) -> Mapping:
     try:
         epoch = datetime.datetime.fromisoformat(data.get("epoch", "1970-01-01T00:00:00+00:00"))
     except ValueError:
-        raise MappingError(f"{where}: epoch: give an ISO time, e.g. \"2026-12-01T00:00:00+00:00\"") from None
+        raise MappingError(f'{where}: epoch: give an ISO time, e.g. "2026-12-01T00:00:00+00:00"') from None
     if epoch.tzinfo is None:
         epoch = epoch.replace(tzinfo=datetime.timezone.utc)
     unit = data.get("time_unit_s", 1.0)
@@ -143,7 +143,9 @@ def events_for(node: NodeMap, value: Any, stamp: datetime.datetime | None, state
     if node.kind in ("equipment_status", "operation"):
         unit = next((e for e in state["equipment"] if e["id"] == node.equipment), None)
         if unit is None:
-            raise MappingError(f"{mapping.source}: node {node.id}: shop {mapping.shop} has no equipment {node.equipment!r}")
+            raise MappingError(
+                f"{mapping.source}: node {node.id}: shop {mapping.shop} has no equipment {node.equipment!r}"
+            )
     if node.kind == "equipment_status":
         up = _is_up(value)
         if up == (unit["status"] == "up"):

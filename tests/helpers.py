@@ -116,4 +116,3 @@ def noisy_shop(seed: int, interruption: str, maintenance: tuple[int, int, int], 
     env = DynamicJobShopEnv(scenario)
     obs, _ = env.reset(seed=seed)
     return env, obs, np.random.default_rng(seed)
-

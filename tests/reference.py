@@ -468,3 +468,174 @@ def dynamic_choose(shop: ReferenceDynamicShop, mask: np.ndarray, rule: str, unif
     mean_p = shop.mean_allowed_duration(mask)
     views = {i: shop.view(shop.slots[i]) for i in allowed}
     return min(allowed, key=lambda i: (rule_key(rule, views[i], shop.now, mean_p, queue_work), arrival[shop.slots[i]]))
+
+
+class ReferenceFlexibleShop:
+    """Twin of the flexible static shop: (job, machine) decisions, the pair mask and features,
+    each job's planned pair under a machine rule, the job features read through it, and the
+    lower bound (min over machines of the end + the work after at the shortest times)."""
+
+    PAIR_FEATURES = 3
+
+    def __init__(self, instance: JobShopInstance, J: int, M: int, O: int, placement: str, action_set: str,
+                 machine_rule: str = "eet"):  # fmt: skip
+        self.instance, self.J, self.M, self.O = instance, J, M, O
+        self.placement, self.action_set, self.machine_rule = placement, action_set, machine_rule
+        self.table = instance.processing_table()
+        self.time_scale = max(1, instance.simple_lower_bound())
+        self.duration_scale = max(1, int(self.table.max()))
+        self.next_op = [0] * J
+        release = instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, dtype=int)
+        self.ready = [int(release[j]) if j < instance.n_jobs else 0 for j in range(J)]
+        self.intervals: dict[int, list[tuple[int, int]]] = {m: [] for m in range(M)}
+        self.work = [0] * M
+        self.start = np.full((J, O), -1, dtype=np.int64)
+        self.machine = np.full((J, O), -1, dtype=np.int64)
+        self.makespan = 0
+        self.bound = self.lower_bound()
+
+    def n_ops(self, j: int) -> int:
+        return int(self.instance.n_ops[j]) if j < self.instance.n_jobs else 0
+
+    def unfinished(self) -> list[int]:
+        return [j for j in range(self.J) if self.next_op[j] < self.n_ops(j)]
+
+    def alternatives(self, j: int) -> dict[int, int]:
+        k = self.next_op[j]
+        return {m: int(d) for m, d in enumerate(self.table[j, k]) if d >= 0}
+
+    def shortest(self, j: int, k: int) -> int:
+        return int(self.instance.durations[j, k])
+
+    def est(self, j: int, machine: int) -> int:
+        duration, busy, ready = self.alternatives(j)[machine], self.intervals[machine], self.ready[j]
+        if self.placement == "append":
+            return max([ready] + [e for _, e in busy])
+        for t in sorted({ready} | {e for _, e in busy if e >= ready}):
+            if all(not (t < e and s < t + duration) for s, e in busy):
+                return t
+        raise AssertionError("unreachable")
+
+    def remaining(self, j: int) -> int:
+        return sum(self.shortest(j, k) for k in range(self.next_op[j], self.n_ops(j)))
+
+    def lower_bound(self) -> int:
+        bound = self.makespan
+        for j in self.unfinished():
+            ends = [self.est(j, m) + d for m, d in self.alternatives(j).items()]
+            bound = max(bound, min(ends) + self.remaining(j) - self.shortest(j, self.next_op[j]))
+        return max(bound, max((self.ready[j] for j in range(self.J) if self.n_ops(j)), default=0))
+
+    def pairs(self) -> dict[tuple[int, int], int]:
+        """Every eligible (job, machine) pair of the unfinished jobs and its earliest start."""
+        return {(j, m): self.est(j, m) for j in self.unfinished() for m in self.alternatives(j)}
+
+    def pair_mask(self) -> np.ndarray:
+        mask = np.zeros(self.J * self.M, dtype=np.int8)
+        pairs = self.pairs()
+        if not pairs:
+            return mask
+        if self.action_set == "any":
+            allowed = list(pairs)
+        elif self.action_set == "non_delay":
+            now = min(pairs.values())
+            allowed = [pair for pair, t in pairs.items() if t == now]
+        else:
+            end = {(j, m): t + self.alternatives(j)[m] for (j, m), t in pairs.items()}
+            best = min(pairs, key=lambda pair: (end[pair], pair[0] * self.M + pair[1]))
+            allowed = [(j, m) for (j, m), t in pairs.items() if m == best[1] and (t < end[best] or (j, m) == best)]
+        for j, m in allowed:
+            mask[j * self.M + m] = 1
+        return mask
+
+    def planned(self, mask: np.ndarray) -> dict[int, int]:
+        """Each unfinished job's machine under the machine rule, among its allowed pairs if any."""
+        chosen = {}
+        for j in self.unfinished():
+            options = self.alternatives(j)
+            allowed = [m for m in options if mask[j * self.M + m]] or list(options)
+
+            def key(m: int, j: int = j, options: dict = options) -> tuple:
+                t, d = self.est(j, m), options[m]
+                return {"eet": (t + d, d), "spt": (d, t + d), "ll": (self.work[m], t + d), "est": (t, d)}[
+                    self.machine_rule
+                ] + (m,)
+
+            chosen[j] = min(allowed, key=key)
+        return chosen
+
+    def features(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(job features through the planned pairs, pair features)."""
+        jobs_out = np.zeros((self.J, 10))
+        pairs_out = np.zeros((self.J, self.M, self.PAIR_FEATURES))
+        pairs = self.pairs()
+        now = min(pairs.values(), default=self.makespan)
+        planned = self.planned(mask)
+        end_of = {m: max([0] + [e for _, e in self.intervals[m]]) for m in range(self.M)}
+        shortest_left = dict.fromkeys(range(self.M), 0)
+        for i in range(self.instance.n_jobs):
+            for k in range(self.next_op[i], self.n_ops(i)):
+                shortest_left[int(self.instance.machines[i, k])] += self.shortest(i, k)
+        for j in range(self.J):
+            if self.n_ops(j) == 0:
+                continue
+            if j not in planned:
+                jobs_out[j, 9] = 1
+                continue
+            m = planned[j]
+            job_allowed = any(mask[j * self.M : (j + 1) * self.M])
+            waiting = sum(1 for i in planned.values() if i == m)
+            jobs_out[j] = [
+                job_allowed,
+                self.alternatives(j)[m] / self.duration_scale,
+                self.remaining(j) / self.time_scale,
+                (self.n_ops(j) - self.next_op[j]) / self.O,
+                (self.est(j, m) - now) / self.time_scale,
+                (self.ready[j] - now) / self.time_scale,
+                shortest_left[m] / self.time_scale,
+                (end_of[m] - now) / self.time_scale,
+                waiting / max(self.instance.n_jobs, 1),
+                0,
+            ]
+            for machine, d in self.alternatives(j).items():
+                pairs_out[j, machine] = [
+                    d / self.duration_scale,
+                    (end_of[machine] - now) / self.time_scale,
+                    (pairs[j, machine] + d - now) / self.time_scale,
+                ]
+        return np.clip(jobs_out, -1000, 1000), np.clip(pairs_out, -1000, 1000)
+
+    def step(self, action: int, mask: np.ndarray) -> tuple[float, bool, bool]:
+        """A pair action ``job * M + machine``; outside the mask: the lowest allowed pair."""
+        invalid = not (0 <= action < self.J * self.M and mask[action])
+        if invalid:
+            allowed = np.flatnonzero(mask)
+            if allowed.size == 0:
+                return 0.0, True, True
+            action = int(allowed[0])
+        j, m = divmod(action, self.M)
+        k, d = self.next_op[j], self.alternatives(j)[m]
+        start = self.est(j, m)
+        self.start[j, k], self.machine[j, k] = start, m
+        self.intervals[m].append((start, start + d))
+        self.work[m] += d
+        self.ready[j] = start + d
+        self.next_op[j] += 1
+        self.makespan = max(self.makespan, start + d)
+        before, self.bound = self.bound, self.lower_bound()
+        return (before - self.bound) / self.time_scale, not self.unfinished(), invalid
+
+
+def random_flexible_instance(rng: np.random.Generator, max_jobs: int = 6, max_machines: int = 4, max_ops: int = 5):
+    """Small flexible instances: 1 to all alternatives, zero durations, uneven jobs, release dates."""
+    n_jobs = int(rng.integers(1, max_jobs + 1))
+    n_machines = int(rng.integers(1, max_machines + 1))
+    jobs = []
+    for _ in range(n_jobs):
+        ops = []
+        for _ in range(int(rng.integers(1, max_ops + 1))):
+            machines = rng.choice(n_machines, size=int(rng.integers(1, n_machines + 1)), replace=False)
+            ops.append([(int(m), int(rng.integers(0, 10)) * int(rng.random() > 0.1)) for m in machines])
+        jobs.append(ops)
+    release = rng.integers(0, 15, size=n_jobs) if rng.random() < 0.4 else None
+    return JobShopInstance.from_alternatives(jobs, n_machines=n_machines, release_dates=release, name="random-flexible")

@@ -40,7 +40,10 @@ def test_list_json(capsys):
         (("solve", "ta01", "--method", "nope"), "unknown method 'nope'"),
         (("solve", "ta01", "--method", "atc"), "rule 'atc' needs due dates"),
         (("gantt", "missing.json", "--instance", "ta01"), "cannot read schedule file"),
-        (("solve", "ta01", "--time-limit", "-5"), "argument --time-limit: must be a positive number of seconds, got -5"),
+        (
+            ("solve", "ta01", "--time-limit", "-5"),
+            "argument --time-limit: must be a positive number of seconds, got -5",
+        ),
         (("train", "no-such-config.yaml"), "training config no-such-config.yaml: No such file"),
     ],
 )
@@ -198,5 +201,7 @@ def test_serve_refuses_mqtt_credentials_it_cannot_use_in_one_line(tmp_path, caps
     monkeypatch.delenv("SCHED_ENV_MQTT_PASSWORD", raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    code, err = _refusal(["serve", "--db", str(tmp_path / "shops.sqlite3"), "--mqtt", "localhost:1883", *options], capsys)
+    code, err = _refusal(
+        ["serve", "--db", str(tmp_path / "shops.sqlite3"), "--mqtt", "localhost:1883", *options], capsys
+    )
     assert code == 2 and message in err, err

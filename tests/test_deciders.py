@@ -91,7 +91,11 @@ def test_a_third_party_decider_runs_through_solve_and_bench(third_party, tmp_pat
 def test_a_decider_that_declares_nothing_gets_the_defaults(third_party):
     info = deciders.traits(deciders.make("reverse"))
     assert (info.family, info.time_limit_s, info.dispatches, info.reads_files, info.takes_models) == (
-        "reverse", None, False, False, False
+        "reverse",
+        None,
+        False,
+        False,
+        False,
     )
     info = deciders.traits(deciders.make("slowpoke:0.3"))
     assert (info.family, info.time_limit_s, info.dispatches, info.takes_models) == ("slowpoke", 0.3, False, True)

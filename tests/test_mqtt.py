@@ -318,9 +318,25 @@ def make_certificates(folder) -> tuple:
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed: apt-get install openssl")
-    ca_key, ca, key, request, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ca_key, ca, key, request, cert = (
+        folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
     run = lambda *args: subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=plant CA")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=plant CA",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1")
     extensions = folder / "san.cnf"
     extensions.write_text("subjectAltName=IP:127.0.0.1\n")
@@ -384,7 +400,9 @@ def test_servers_sharing_a_broker_keep_to_their_topic_roots(broker, bridged, tmp
         message, plan = listener.next("/plan", lambda plan: plan["shop"] == shop_id and plan["events"] == 1)
         assert message.topic == f"plant-1/line-2/shops/{shop_id}/plan"
         time.sleep(0.5)
-        assert not [m.topic for m in list(listener.messages.queue) if "errors" in m.topic], "a server answered for another's shop"
+        assert not [m.topic for m in list(listener.messages.queue) if "errors" in m.topic], (
+            "a server answered for another's shop"
+        )
     finally:
         listener.close()
         other.stop()

@@ -263,7 +263,10 @@ def test_an_order_without_a_due_date_is_never_late(single):
 def test_a_solver_failure_is_one_short_line():
     from baselines.cpsat import _first_line
 
-    dump = "Possible integer overflow in constraint: linear { vars: 1 coeffs: 1000 }\n" + "variables { domain: 0 }\n" * 5000
+    dump = (
+        "Possible integer overflow in constraint: linear { vars: 1 coeffs: 1000 }\n"
+        + "variables { domain: 0 }\n" * 5000
+    )
     assert _first_line(dump) == dump.splitlines()[0]
     assert len(_first_line("x" * 10_000)) < 310
 
@@ -370,7 +373,9 @@ def test_metrics_and_model_need_the_token_and_reveal_no_server_paths(guarded):
         assert httpx.get(guarded.url + path, headers=AUTH).status_code == 200, path
     model = httpx.get(guarded.url + "/v1/model", headers=AUTH).text
     assert os.sep + "models" + os.sep not in model and str(os.getcwd()) not in model
-    assert httpx.get(guarded.url + "/healthz").status_code == 200 and httpx.get(guarded.url + "/readyz").status_code == 200
+    assert (
+        httpx.get(guarded.url + "/healthz").status_code == 200 and httpx.get(guarded.url + "/readyz").status_code == 200
+    )
     document = httpx.get(guarded.url + "/openapi.json").json()
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert document["paths"]["/v1/schedule"]["post"]["security"] == [{"HTTPBearer": []}]
@@ -459,7 +464,9 @@ def test_concurrent_mixed_requests_give_only_valid_plans():
     live = LiveServer(Settings(workers=2, queue=40))
     try:
         jobs = []
-        for i, method in enumerate(["policy", "mwkr", "cpsat:0.5", "tabu:0.5", "hybrid:0.5", "policy:4", "wspt", "random:8"]):
+        for i, method in enumerate(
+            ["policy", "mwkr", "cpsat:0.5", "tabu:0.5", "hybrid:0.5", "policy:4", "wspt", "random:8"]
+        ):
             shop = instances.random_instance(10 + i, 5, seed=i)
             jobs.append(("/v1/schedule", shop_request(shop, method, budget_ms=3000)))
             jobs.append(("/v1/reschedule", with_maintenance(reschedule_request(shop, method, budget_ms=3000))))
@@ -545,7 +552,10 @@ def test_slow_bodies_are_bounded_per_client_address():
         assert fast.status_code == 200, "bodies not yet slow were counted"
         time.sleep(1.0)  # now they are slow
         same = httpx.post(live.url + "/v1/schedule", content=body, headers={"content-type": "application/json"})
-        assert same.status_code == 503 and "this client already has 2 bodies arriving for over 1 s" in same.json()["detail"]
+        assert (
+            same.status_code == 503
+            and "this client already has 2 bodies arriving for over 1 s" in same.json()["detail"]
+        )
         other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
         answer = other.post(live.url + "/v1/schedule", content=body, headers={"content-type": "application/json"})
         assert answer.status_code == 200, answer.text  # another address is served meanwhile

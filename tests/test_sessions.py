@@ -545,7 +545,7 @@ def test_a_shop_whose_log_cannot_be_read_is_quarantined_alone(models, tmp_path, 
         post(shops, shop_id, start(0, "WO-1", "turn"))
     shops.close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE events SET body = '{\"type\": \"truncated' WHERE shop = ?", (broken,))
+    db.execute('UPDATE events SET body = \'{"type": "truncated\' WHERE shop = ?', (broken,))
     db.commit()
     db.close()
     caplog.set_level(logging.ERROR, "sched_env")
@@ -554,10 +554,14 @@ def test_a_shop_whose_log_cannot_be_read_is_quarantined_alone(models, tmp_path, 
     assert again.state(fine)["events"] == 1
     with pytest.raises(ShopError) as refused:
         again.state(broken)
-    assert refused.value.status == 503 and "quarantined" in refused.value.detail and "Invalid JSON" in refused.value.detail
+    assert (
+        refused.value.status == 503 and "quarantined" in refused.value.detail and "Invalid JSON" in refused.value.detail
+    )
     with pytest.raises(ShopError):
         again.submit_events(broken, b"{}")
-    assert [r.getMessage() for r in caplog.records if broken in r.getMessage()][0].startswith(f"shop {broken} is quarantined")
+    assert [r.getMessage() for r in caplog.records if broken in r.getMessage()][0].startswith(
+        f"shop {broken} is quarantined"
+    )
     listed = {row["id"]: row for row in again.shop_list()}
     assert "quarantined" in listed[broken] and listed[fine]["events"] == 1
     again.delete(broken)  # a quarantined shop can be ended

@@ -141,7 +141,7 @@ def test_priority_network_kernel_chooses_what_its_onnx_export_chooses(tmp_path):
 
     hidden = 3
     theta = evolve.initial_parameters(hidden, np.random.default_rng(4))
-    theta[skip_offset(hidden):] += np.random.default_rng(5).normal(0, 0.3, size=K.N_DYNAMIC_FEATURES + 1)
+    theta[skip_offset(hidden) :] += np.random.default_rng(5).normal(0, 0.3, size=K.N_DYNAMIC_FEATURES + 1)
     theta[K.N_DYNAMIC_FEATURES * hidden + hidden : K.N_DYNAMIC_FEATURES * hidden + 2 * hidden] = [0.5, -0.4, 0.3]
     policy = load_policy(evolve.export_onnx(theta, hidden, tmp_path / "p.onnx", {"config": {}, "env_options": {}}))
     assert policy.network is not None and policy.network[0] == hidden
@@ -154,10 +154,14 @@ def test_priority_network_kernel_chooses_what_its_onnx_export_chooses(tmp_path):
     agree = decisions = 0
     done = np.zeros(1, dtype=bool)
     while not done[0]:
-        kernel = K.dynamic_choose_scored(batch._insts[0], batch._states[0], batch._masks[0], theta, hidden, scratch, *dims)
+        kernel = K.dynamic_choose_scored(
+            batch._insts[0], batch._states[0], batch._masks[0], theta, hidden, scratch, *dims
+        )
         logits = policy.score(obs["jobs"], obs["action_mask"].astype(np.float32))[0]
         twin = evolve.score(theta, hidden, obs["jobs"][0].astype(np.float64))
-        np.testing.assert_allclose(logits[obs["action_mask"][0] > 0], twin[obs["action_mask"][0] > 0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            logits[obs["action_mask"][0] > 0], twin[obs["action_mask"][0] > 0], rtol=1e-4, atol=1e-4
+        )
         top = np.sort(logits)[-2:] if obs["action_mask"][0].sum() > 1 else None
         decisions += 1
         agree += int(np.argmax(logits) == kernel or (top is not None and top[1] - top[0] < 1e-4))

@@ -81,7 +81,9 @@ def test_decoder_heads_tails_and_objectives_match_the_twin(blocked):
         for objective in OBJECTIVES:
             kind = OBJECTIVE_KINDS[objective]
             a = problem.arrays
-            assert K.objective_of(kind, end, a.job_last, a.due, a.weight, a.job_release) == twin.objective(times, objective)
+            assert K.objective_of(kind, end, a.job_last, a.due, a.weight, a.job_release) == twin.objective(
+                times, objective
+            )
 
 
 def test_a_cycle_is_detected_by_the_decoder():

@@ -17,7 +17,9 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("bench", help="benchmark matrix: instances x methods x seeds -> CSV, Markdown, PNG",
                        description="Ctrl-C stops a benchmark and writes the runs completed.")  # fmt: skip
-    p.add_argument("--instances", default="ta01-ta10", help="names and ranges, e.g. ta01-ta10,ta41-ta50 (default ta01-ta10)")
+    p.add_argument(
+        "--instances", default="ta01-ta10", help="names and ranges, e.g. ta01-ta10,ta41-ta50 (default ta01-ta10)"
+    )
     p.add_argument("--methods", help="comma-separated method specs (see `solve --method`; default mwkr,mopnr,cpsat:10,"
                    " with --dynamic standard the rule portfolio and policy)")  # fmt: skip
     p.add_argument("--seeds", type=positive_int,

@@ -75,7 +75,9 @@ def run_show(args: argparse.Namespace) -> int:
         }  # fmt: skip
         print(json.dumps(data))
         return 0
-    print(f"{instance.name}: {instance.n_jobs} jobs x {instance.n_machines} machines, {instance.n_operations} operations")
+    print(
+        f"{instance.name}: {instance.n_jobs} jobs x {instance.n_machines} machines, {instance.n_operations} operations"
+    )
     if bounds is not None:
         optimum = bounds.optimum if bounds.optimum is not None else "open"
         print(f"bounds: lower {bounds.lower}, upper (best known) {bounds.upper}, optimum {optimum}")

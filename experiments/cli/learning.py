@@ -22,9 +22,15 @@ def add_commands(sub) -> None:
     p.add_argument("config", nargs="?", help="YAML config (e.g. experiments/configs/static.yaml); keys below")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--algo", help="self-labeling, maskable-ppo, ppo, a2c or dqn (the config's algo key)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint (same step count and TensorBoard curve)")
+    p.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue a run from its checkpoint (same step count and TensorBoard curve)",
+    )
     p.add_argument("--seeds", help="a sweep: comma-separated seeds, one run each (e.g. 0,1,2)")
-    p.add_argument("--parallel", type=positive_int, default=1, help="sweep runs at a time on local processes (default 1)")
+    p.add_argument(
+        "--parallel", type=positive_int, default=1, help="sweep runs at a time on local processes (default 1)"
+    )
     p.add_argument("--ray", metavar="ADDRESS", help="run the sweep on a Ray cluster ('local' starts one here)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
@@ -38,7 +44,9 @@ def add_commands(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--out", help="run folder (checkpoint.npz, progress.csv, policy.onnx)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same recipe; --minutes is this call's budget)")
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR (same recipe; --minutes is this call's budget)"
+    )
     add_config_options(p, EvolutionConfig)
     p.add_argument("--ray", metavar="ADDRESS", help="run the rollouts on a Ray cluster ('local' starts one here)")
     p.set_defaults(func=run_evolve)
@@ -145,6 +153,8 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     try:
         path = export_onnx(args.checkpoint, out)
     except ImportError as error:
-        raise UserError(f"export needs torch, sb3-contrib and onnx ({error.name} is missing): pip install onnx") from None
+        raise UserError(
+            f"export needs torch, sb3-contrib and onnx ({error.name} is missing): pip install onnx"
+        ) from None
     print(f"wrote {path}")
     return 0

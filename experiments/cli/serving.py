@@ -21,21 +21,38 @@ def add_commands(sub) -> None:
     p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument("--model", help="static-shop policy file for `policy` (default: the shipped one)")
     p.add_argument("--threads", type=positive_int, default=2, help="decider threads (default 2)")
-    p.add_argument("--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)")
+    p.add_argument(
+        "--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)"
+    )
     p.add_argument("--access-log", action="store_true", help="log every request (method, path, status) to stderr")
-    p.add_argument("--header-timeout", type=positive_seconds, default=10.0,
-                   help="seconds a client has to send its request line and headers; slower ones are closed (default 10)")
-    p.add_argument("--body-timeout", type=positive_seconds, default=30.0,
-                   help="seconds a client has to send its body (408); bodies over 8 MiB get 413 as the bytes arrive,"
-                        " chunked or not (default 30)")
+    p.add_argument(
+        "--header-timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds a client has to send its request line and headers; slower ones are closed (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds a client has to send its body (408); bodies over 8 MiB get 413 as the bytes arrive,"
+        " chunked or not (default 30)",
+    )
     p.add_argument("--readers-per-client", type=positive_int, default=8,
                    help="slow request bodies (still arriving after 1 s) one client address may have (32 bodies in all);"
                         " more get 503 (default 8; behind a reverse proxy every client has its address: raise it to 32)")  # fmt: skip
-    p.add_argument("--max-connections", type=positive_int, default=256,
-                   help="open connections; one more gets 503 and is closed (default 256)")
-    p.add_argument("--public-metrics", action="store_true",
-                   help="serve /metrics without the token (for a scraper on a trusted network); by default, when"
-                        " SCHED_ENV_TOKEN is set, every route but /healthz, /readyz and /docs needs it")
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=256,
+        help="open connections; one more gets 503 and is closed (default 256)",
+    )
+    p.add_argument(
+        "--public-metrics",
+        action="store_true",
+        help="serve /metrics without the token (for a scraper on a trusted network); by default, when"
+        " SCHED_ENV_TOKEN is set, every route but /healthz, /readyz and /docs needs it",
+    )
     p.add_argument("--db", help="the shop sessions' SQLite file (WAL; every acknowledged event is on disk), default"
                         " $SCHED_ENV_DB or ~/.local/share/sched-env/shops.sqlite3")  # fmt: skip
     p.add_argument("--mqtt", metavar="HOST:PORT", help="bridge shop events and plans through this MQTT broker")
@@ -130,7 +147,9 @@ def run_serve(args: argparse.Namespace) -> int:
         from service.protocol import GuardedH11Protocol
         from service.store import EventStore, StoreError, default_path
     except ImportError as error:
-        raise UserError(f"serving needs the service extra ({error.name} is missing): pip install 'sched-env[service]'") from None
+        raise UserError(
+            f"serving needs the service extra ({error.name} is missing): pip install 'sched-env[service]'"
+        ) from None
     db = Path(args.db) if args.db else default_path()
     try:
         EventStore(db).close()  # another server on it, or not a database: one line now, not a traceback later

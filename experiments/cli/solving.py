@@ -34,10 +34,14 @@ def add_commands(sub) -> None:
     p.add_argument("--method", default="cpsat", help=METHOD_HELP)
     p.add_argument("--list-methods", action="store_true", help="list every registered decider and exit")
     p.add_argument("--budget", type=positive_seconds, help="time budget in seconds (caps searches; reported for rules)")
-    p.add_argument("--time-limit", type=positive_seconds, default=10.0, help="CP-SAT time limit in seconds (default 10)")
+    p.add_argument(
+        "--time-limit", type=positive_seconds, default=10.0, help="CP-SAT time limit in seconds (default 10)"
+    )
     p.add_argument("--workers", type=positive_int, default=2, help="search threads of CP-SAT and tabu (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--json", action="store_true", help="print instance, method, makespan, bounds, gap, status, time, schedule")
+    p.add_argument(
+        "--json", action="store_true", help="print instance, method, makespan, bounds, gap, status, time, schedule"
+    )
     p.add_argument("--out", help="write the schedule JSON here")
     p.add_argument("--gantt", help=f"write a Gantt chart image here ({', '.join(CHART_FORMATS[:3])}, ...)")
     p.add_argument("--dir", type=existing_dir, help=DIR_HELP)
@@ -47,7 +51,9 @@ def add_commands(sub) -> None:
     p.add_argument("schedule", help="schedule JSON file (as written by sched-env)")
     p.add_argument("--instance", help="instance name or file (default: the one named in the schedule)")
     p.add_argument("--out", help="image file to write (.png, .svg, .pdf, ...); without it, a text chart")
-    p.add_argument("--scenario", help="the dynamic scenario JSON the schedule ran on (e.g. the demo's dynamic_scenario.json)")
+    p.add_argument(
+        "--scenario", help="the dynamic scenario JSON the schedule ran on (e.g. the demo's dynamic_scenario.json)"
+    )
     p.add_argument("--now", type=int, help="mark this time: work started before it solid, the rest as planned")
     p.add_argument("--text", action="store_true", help="also print the text chart")
     p.add_argument("--dir", type=existing_dir, help=DIR_HELP)
@@ -59,7 +65,9 @@ def add_commands(sub) -> None:
     p.add_argument("--instance", default="ta01", help="instance to schedule (default ta01)")
     p.add_argument("--time-limit", type=positive_seconds, default=3.0,
                    help="CP-SAT seconds, when OR-Tools is installed (default 3)")  # fmt: skip
-    p.add_argument("--method", default="hybrid:1", help="the rescheduling decider of the dynamic part (default hybrid:1)")
+    p.add_argument(
+        "--method", default="hybrid:1", help="the rescheduling decider of the dynamic part (default hybrid:1)"
+    )
     p.add_argument("--out", default="sched-env-demo", help="output folder (default ./sched-env-demo)")
     p.add_argument("--dir", type=existing_dir, help=DIR_HELP)
     p.set_defaults(func=run_demo)
