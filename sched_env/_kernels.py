@@ -692,21 +692,13 @@ def step_shop_pairs(inst, state, action, placement, action_set, reward_mode, job
     """One (job, machine) decision, action ``job * M + machine``: validate it against
     ``pair_mask`` (outside it: the lowest allowed pair), dispatch, observe. Returns (reward,
     done, invalid) as :func:`step_shop`."""
-    S = state_offsets(J, M, O)
     action, invalid = checked_action(pair_mask, action, J * M)
     if action == NONE:
         return 0.0, True, True
     job = action // M
     if is_flexible(inst, J, M, O):
         set_planned_machine(inst, state, job, action % M, J, M, O)
-    bound_before = state[S.lower_bound]
-    dispatch(inst, state, job, placement, J, M, O)
-    done = state[S.n_scheduled] == state[S.n_total]
-    scale = float(inst[instance_offsets(J, M, O).time_scale])
-    if reward_mode == REWARD_DENSE:
-        reward = (bound_before - state[S.lower_bound]) / scale
-    else:
-        reward = -state[S.makespan] / scale if done else 0.0
+    reward, done = dispatch_with_reward(inst, state, job, placement, reward_mode, J, M, O)
     observe_pairs(inst, state, action_set, job_mask, pair_mask, features, pair_features, J, M, O)
     return reward, done, invalid
 
@@ -805,20 +797,26 @@ def step_shop(inst, state, action, placement, action_set, reward_mode, mask, fea
     """One decision on one shop: validate the action against ``mask``, dispatch, then write the
     new mask and features. Returns (reward, done, invalid). An action outside the mask is
     replaced by the lowest-index allowed job (deterministic; the state stays consistent)."""
-    S = state_offsets(J, M, O)
     action, invalid = checked_action(mask, action, J)
     if action == NONE:  # episode already over: nothing changes
         return 0.0, True, True
+    reward, done = dispatch_with_reward(inst, state, action, placement, reward_mode, J, M, O)
+    observe(inst, state, action_set, mask, features, J, M, O)
+    return reward, done, invalid
+
+
+@_kernel
+def dispatch_with_reward(inst, state, job, placement, reward_mode, J, M, O):
+    """Dispatch ``job`` and return (reward, done): the dense reward is the fall of the lower
+    bound, the sparse one minus the makespan at the end, both divided by the time scale."""
+    S = state_offsets(J, M, O)
     bound_before = state[S.lower_bound]
-    dispatch(inst, state, action, placement, J, M, O)
+    dispatch(inst, state, job, placement, J, M, O)
     done = state[S.n_scheduled] == state[S.n_total]
     scale = float(inst[instance_offsets(J, M, O).time_scale])
     if reward_mode == REWARD_DENSE:
-        reward = (bound_before - state[S.lower_bound]) / scale
-    else:
-        reward = -state[S.makespan] / scale if done else 0.0
-    observe(inst, state, action_set, mask, features, J, M, O)
-    return reward, done, invalid
+        return (bound_before - state[S.lower_bound]) / scale, done
+    return (-state[S.makespan] / scale if done else 0.0), done
 
 
 @_kernel
