@@ -41,6 +41,15 @@ class JobShopModel:
     ends: dict[tuple[int, int], cp_model.IntVar] = field(default_factory=dict)
     intervals_by_machine: dict[int, list[cp_model.IntervalVar]] = field(default_factory=dict)
     makespan: cp_model.IntVar | None = None
+    #: flexible instances: per operation, its alternatives (machine, duration, presence literal)
+    choices: dict[tuple[int, int], list[tuple[int, int, Any]]] = field(default_factory=dict)
+
+    def machine_of(self, solver: cp_model.CpSolver, j: int, k: int) -> int:
+        """The machine the solution puts operation ``k`` of job ``j`` on."""
+        options = self.choices.get((j, k))
+        if not options:
+            return int(self.instance.machines[j, k])
+        return next(m for m, _, present in options if solver.boolean_value(present))
 
 
 #: Objectives CP-SAT minimises (names as in ``sched_env.schedule.objectives``; mean flow time
@@ -61,6 +70,10 @@ def build_model(
     time). ``blocked`` adds fixed intervals per machine (downtimes, running operations) that
     no operation may overlap; they must be disjoint per machine.
 
+    Flexible instances: an operation with several alternatives gets one optional interval per
+    alternative (its machine and duration, sharing the operation's start), exactly one present;
+    the no-overlap of a machine holds the optional intervals on it.
+
     Zero-length operations must not sit strictly inside another operation on their machine
     (the validator's rule); CP-SAT's no-overlap ignores them, so a disjunction is added."""
     if objective not in OBJECTIVES:
@@ -74,17 +87,20 @@ def build_model(
         horizon = int(max(release.max(), latest_block) + instance.durations.sum())
     model = cp_model.CpModel()
     jsm = JobShopModel(model=model, instance=instance, horizon=horizon)
-    zero_length: list[tuple[int, int]] = []
+    on_machine: dict[int, list[tuple[int, int, int, Any]]] = {}  # machine -> (job, op, duration, presence)
     for j in range(instance.n_jobs):
         for k in range(int(instance.n_ops[j])):
-            duration, machine = int(instance.durations[j, k]), int(instance.machines[j, k])
             start = model.new_int_var(int(release[j]) if k == 0 else 0, horizon, f"start_{j}_{k}")
             end = model.new_int_var(0, horizon, f"end_{j}_{k}")
-            interval = model.new_interval_var(start, duration, end, f"op_{j}_{k}")
             jsm.starts[j, k], jsm.ends[j, k] = start, end
-            jsm.intervals_by_machine.setdefault(machine, []).append(interval)
-            if duration == 0:
-                zero_length.append((j, k))
+            alternatives = instance.alternatives(j, k)
+            if len(alternatives) == 1:
+                machine, duration = alternatives[0]
+                interval = model.new_interval_var(start, duration, end, f"op_{j}_{k}")
+                jsm.intervals_by_machine.setdefault(machine, []).append(interval)
+                on_machine.setdefault(machine, []).append((j, k, duration, None))
+            else:
+                _add_alternatives(jsm, j, k, alternatives, on_machine)
             if k > 0:
                 model.add(start >= jsm.ends[j, k - 1])
     for machine, intervals in blocked.items():
@@ -93,14 +109,7 @@ def build_model(
             jsm.intervals_by_machine.setdefault(int(machine), []).append(fixed)
     for intervals in jsm.intervals_by_machine.values():
         model.add_no_overlap(intervals)
-    for j, k in zero_length:  # a point operation stays at or outside every other operation's ends
-        machine = int(instance.machines[j, k])
-        for i in range(instance.n_jobs):
-            for q in range(int(instance.n_ops[i])):
-                if (i, q) != (j, k) and instance.machines[i, q] == machine and instance.durations[i, q] > 0:
-                    before = model.new_bool_var(f"zero_{j}_{k}_before_{i}_{q}")
-                    model.add(jsm.starts[j, k] <= jsm.starts[i, q]).only_enforce_if(before)
-                    model.add(jsm.starts[j, k] >= jsm.ends[i, q]).only_enforce_if(~before)
+    _keep_points_outside(jsm, on_machine)
     completions = [jsm.ends[j, int(instance.n_ops[j]) - 1] for j in range(instance.n_jobs)]
     jsm.makespan = model.new_int_var(0, horizon, "makespan")
     model.add_max_equality(jsm.makespan, completions)
@@ -119,14 +128,50 @@ def build_model(
     return jsm
 
 
+def _add_alternatives(jsm: JobShopModel, j: int, k: int, alternatives, on_machine) -> None:
+    """One optional fixed-size interval per alternative of operation (j, k), exactly one present."""
+    model, start, end = jsm.model, jsm.starts[j, k], jsm.ends[j, k]
+    options = []
+    for machine, duration in alternatives:
+        present = model.new_bool_var(f"on_{j}_{k}_{machine}")
+        interval = model.new_optional_fixed_size_interval_var(start, duration, present, f"op_{j}_{k}_{machine}")
+        jsm.intervals_by_machine.setdefault(machine, []).append(interval)
+        on_machine.setdefault(machine, []).append((j, k, duration, present))
+        options.append((machine, duration, present))
+    model.add_exactly_one(present for _, _, present in options)
+    model.add(end == start + sum(duration * present for _, duration, present in options))
+    jsm.choices[j, k] = options
+
+
+def _keep_points_outside(jsm: JobShopModel, on_machine) -> None:
+    """A zero-length operation stays at or outside the ends of every other operation on its
+    machine (when both are on it): CP-SAT's no-overlap ignores zero-length intervals."""
+    model = jsm.model
+    for machine, ops in on_machine.items():
+        for j, k, duration, present in ops:
+            if duration != 0:
+                continue
+            for i, q, other, other_present in ops:
+                if (i, q) == (j, k) or other == 0:
+                    continue
+                before = model.new_bool_var(f"zero_{j}_{k}_before_{i}_{q}_on_{machine}")
+                both = [literal for literal in (present, other_present) if literal is not None]
+                model.add(jsm.starts[j, k] <= jsm.starts[i, q]).only_enforce_if([before, *both])
+                model.add(jsm.starts[j, k] >= jsm.ends[i, q]).only_enforce_if([~before, *both])
+
+
 def add_hint(jsm: JobShopModel, schedule: Schedule) -> None:
-    """Warm-start CP-SAT from a (feasible) schedule of the same instance."""
+    """Warm-start CP-SAT from a (feasible) schedule of the same instance (its machines too)."""
     instance = jsm.instance
     validate_schedule(instance, schedule)
-    start = schedule.start_matrix(instance)
+    start, end = schedule.start_matrix(instance), schedule.end_matrix(instance)
+    machine = np.full((instance.n_jobs, instance.max_ops), -1, dtype=np.int64)
+    machine[schedule.job, schedule.op] = schedule.machine
     for (j, k), var in jsm.starts.items():
         jsm.model.add_hint(var, int(start[j, k]))
-        jsm.model.add_hint(jsm.ends[j, k], int(start[j, k] + instance.durations[j, k]))
+        jsm.model.add_hint(jsm.ends[j, k], int(end[j, k]))
+        for option, _, present in jsm.choices.get((j, k), ()):
+            jsm.model.add_hint(present, option == machine[j, k])
     jsm.model.add_hint(jsm.makespan, schedule.makespan)
 
 
@@ -198,10 +243,16 @@ def run_solver(solver: cp_model.CpSolver, model: cp_model.CpModel) -> tuple[int,
 
 def read_schedule(jsm: JobShopModel, solver: cp_model.CpSolver) -> Schedule:
     instance = jsm.instance
-    start = np.full((instance.n_jobs, instance.max_ops), -1, dtype=np.int64)
+    shape = (instance.n_jobs, instance.max_ops)
+    start, end, machine = (
+        np.full(shape, -1, dtype=np.int64),
+        np.full(shape, -1, dtype=np.int64),
+        instance.machines.copy(),
+    )
     for (j, k), var in jsm.starts.items():
-        start[j, k] = solver.value(var)
-    return Schedule.from_start_times(instance, start)
+        start[j, k], end[j, k] = solver.value(var), solver.value(jsm.ends[j, k])
+        machine[j, k] = jsm.machine_of(solver, j, k)
+    return Schedule.from_matrices(instance, start, end, machines=machine)
 
 
 def _first_line(message: str, limit: int = 300) -> str:
@@ -290,9 +341,7 @@ def reschedule(
         problems = plan_violations(state, hint)
         if problems:
             raise InfeasibleScheduleError(f"the hint does not fit the shop state: {problems[0]}", problems)
-        start = hint.start_matrix(state.jobs)
-        for (i, k), var in jsm.starts.items():
-            jsm.model.add_hint(var, int(start[rest.job[i], rest.first_op[i] + k]))
+        add_hint(jsm, rest.restrict(hint))
     solver = solver_parameters(search_time(time_limit_s, started, len(jsm.starts), workers), workers, seed)
     status, interrupted = run_solver(solver, jsm.model)
     if interrupted:

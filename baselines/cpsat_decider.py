@@ -43,6 +43,7 @@ class CpSatDecider:
     workers: int = 2
     dispatches = False
     reads_files = False
+    plans_flexible = True
 
     def __post_init__(self) -> None:
         self._cpsat = import_cpsat(self.spec)

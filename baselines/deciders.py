@@ -48,7 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from instances import JobShopInstance, SchedEnvError
-from sched_env._names import RULES
+from sched_env._names import RULES, split_machine_rule
 from sched_env.schedule import Schedule, SolveResult
 from sched_env.snapshot import ShopState
 from sched_env.warmup import warm_up
@@ -118,6 +118,8 @@ class Decider(Protocol):
     * ``dispatches``: it decides one operation at a time, online, and has
       ``choose(batch, observation) -> actions`` for a batched dynamic env [False: it plans];
     * ``reads_files``: it reads a file its spec names (``policy@PATH``) [False];
+    * ``plans_flexible``: it plans flexible shops (operations with alternative machines) and
+      running flexible shops; :func:`solve` refuses a flexible problem to one that does not [False];
     * ``use(models)``: take the loaded policies a host hands it (``{"static": ..., "dynamic": ...}``)
       instead of loading its own [no such method: it needs none].
     """
@@ -138,6 +140,7 @@ class DeciderTraits:
     dispatches: bool
     reads_files: bool
     takes_models: bool
+    plans_flexible: bool
 
 
 def traits(decider: Decider) -> DeciderTraits:
@@ -149,7 +152,25 @@ def traits(decider: Decider) -> DeciderTraits:
         dispatches=bool(getattr(decider, "dispatches", False)) and callable(getattr(decider, "choose", None)),
         reads_files=bool(getattr(decider, "reads_files", False)),
         takes_models=callable(getattr(decider, "use", None)),
+        plans_flexible=bool(getattr(decider, "plans_flexible", False)),
     )
+
+
+def is_flexible(problem: Problem) -> bool:
+    """Has the problem (an instance, or a running shop's jobs) operations with alternative machines?"""
+    return (problem if isinstance(problem, JobShopInstance) else problem.jobs).is_flexible
+
+
+def require_flexible_support(decider: Decider, problem: Problem) -> None:
+    """Refuse, with what to use instead, a flexible problem to a decider that plans classic shops only."""
+    if is_flexible(problem) and not traits(decider).plans_flexible:
+        able = [name for name in ("cpsat",) if name in _REGISTRY]
+        raise DeciderError(
+            f"method {decider.spec!r} plans classic shops only (one machine per operation), and"
+            f" {'this instance' if isinstance(problem, JobShopInstance) else 'this shop'} has operations with"
+            f" alternative machines; use a rule with a machine rule (mwkr+eet, spt+spt, ...){' or ' if able else ''}"
+            + ", ".join(f"{name}:S" for name in able)
+        )
 
 
 def give_models(decider: Decider, models: dict[str, Any]) -> None:
@@ -288,12 +309,12 @@ def make(spec: str, *, allow_files: bool = True, **options: Any) -> Decider:
     parsed = MethodSpec.parse(spec)
     known = registered()
     rule_names = tuple(RULES)
-    registration = known.get(parsed.name)
+    registration = known.get(split_machine_rule(parsed.name)[0])
     if registration is None:
         others = ", ".join(n for n in known if n not in rule_names)
         raise DeciderError(
-            f"unknown method {spec!r}; rules: {', '.join(rule_names)} (RULE@ACTION_SET, random:N); others: {others}"
-            " (see `sched-env solve --list-methods`)"
+            f"unknown method {spec!r}; rules: {', '.join(rule_names)} (RULE@ACTION_SET, random:N, RULE+MACHINE_RULE"
+            f" on flexible shops: mwkr+eet, spt+spt, ...); others: {others} (see `sched-env solve --list-methods`)"
         )
     if not allow_files and parsed.qualifier is not None and registration.qualifier not in ("action-set", "none"):
         raise DeciderError(
@@ -322,6 +343,7 @@ def solve(
     if not isinstance(problem, (JobShopInstance, ShopState)):
         raise DeciderError(f"a decider solves a JobShopInstance or a ShopState, got {type(problem).__name__}")
     decider = make(method, **options) if isinstance(method, str) else method  # imports and model loads: no budget pays
+    require_flexible_support(decider, problem)
     warm_up("static" if isinstance(problem, JobShopInstance) else "dynamic")  # kernels loaded once: no budget pays
     started = time.perf_counter()
     result = decider.solve(problem, budget_s=budget_s, seed=seed, hint=hint)

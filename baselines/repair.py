@@ -30,15 +30,19 @@ def right_shift(
     """Repair ``previous`` (a plan whose job ``i`` is the scenario's job ``previous_job_ids[i]``;
     by default the state's own numbering) into a plan that fits ``state``. Operations the
     previous plan did not have (new arrivals) are slotted in at their earliest possible start
-    (release + the work before them in their job), not after all other work."""
+    (release + the work before them in their job), not after all other work. On a flexible
+    shop an operation keeps the previous plan's machine (new work takes its shortest one)."""
     started = time.perf_counter()
     rest = residual(state)
     blocked = BlockedIntervals(rest.blocked)
     planned: dict[tuple[int, int], int] = {}
+    machines: dict[tuple[int, int], int] = {}
     if previous is not None:
         ids = state.job_ids if previous_job_ids is None else np.asarray(previous_job_ids)
-        for j, k, s in zip(previous.job.tolist(), previous.op.tolist(), previous.start.tolist()):
+        for j, k, m, s in zip(previous.job.tolist(), previous.op.tolist(), previous.machine.tolist(),
+                              previous.start.tolist()):  # fmt: skip
             planned[int(ids[j]), k] = s
+            machines[int(ids[j]), k] = m
     rows = []
     if rest.instance is not None:
         inst = rest.instance
@@ -50,8 +54,12 @@ def right_shift(
         )  # fmt: skip
         job_ready = {i: int(inst.release_dates[i]) for i in range(inst.n_jobs)}
         machine_free: dict[int, int] = {}
+        table = inst.processing_table()
         for _, _, k, i in order:
-            machine, duration = int(inst.machines[i, k]), int(inst.durations[i, k])
+            machine = machines.get((int(state.job_ids[rest.job[i]]), int(rest.first_op[i] + k)), -1)
+            if not 0 <= machine < inst.n_machines or table[i, k, machine] < 0:
+                machine = int(inst.machines[i, k])
+            duration = int(table[i, k, machine])
             start = max(job_ready[i], machine_free.get(machine, state.time))
             start = blocked.earliest(start, duration, machine)
             rows.append((i, k, machine, start, start + duration))
@@ -79,6 +87,7 @@ class RightShiftDecider:
     time_limit_s = None
     dispatches = False
     reads_files = False
+    plans_flexible = True
 
     def solve(self, problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
         if not isinstance(problem, ShopState):

@@ -1,5 +1,7 @@
-"""The dispatching rules as deciders: ``mwkr``, ``atc``, ``mwkr@giffler_thompson``, ``random:N``, ...
-(registered by :mod:`baselines.deciders` for every name of :data:`baselines.rules.RULES`)."""
+"""The dispatching rules as deciders: ``mwkr``, ``atc``, ``mwkr@giffler_thompson``, ``random:N``, and on
+flexible shops a job rule with a machine rule, ``mwkr+eet``, ``spt+spt``, ... (a plain job rule takes
+the earliest-end-time machine); registered by :mod:`baselines.deciders` for every name of
+:data:`baselines.rules.RULES`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 from baselines import rules
 from baselines.deciders import MAX_SAMPLES, DeciderError, MethodSpec, Problem, default_objective
 from instances import JobShopInstance
+from sched_env._names import MACHINE_RULES, split_machine_rule
 from sched_env.schedule import SolveResult
 from sched_env.shop import ACTION_SETS
 
@@ -27,8 +30,10 @@ class RuleDecider:
     action_set: str = "non_delay"
     samples: int = 1
     objective: str | None = None
+    machine_rule: str = "eet"  # which eligible machine the chosen job takes on a flexible shop
     time_limit_s = None
     reads_files = False
+    plans_flexible = True
 
     @property
     def dispatches(self) -> bool:
@@ -49,9 +54,10 @@ class RuleDecider:
         if isinstance(problem, JobShopInstance):
             if self.samples > 1:
                 result = rules.best_of_random(problem, self.samples, action_set=self.action_set, seed=seed,
-                                              budget_s=budget_s)  # fmt: skip
+                                              budget_s=budget_s, machine_rule=self.machine_rule)  # fmt: skip
             else:
-                result = rules.dispatch(problem, self.rule, action_set=self.action_set, seed=seed)
+                result = rules.dispatch(problem, self.rule, action_set=self.action_set, seed=seed,
+                                        machine_rule=self.machine_rule)  # fmt: skip
             return dataclasses.replace(result, method=self.spec)
         return rules.dispatch_state(
             problem, self.rule, objective=default_objective(problem, self.objective), samples=self.samples, seed=seed,
@@ -66,10 +72,13 @@ def rule_factory(spec: MethodSpec, *, objective: str | None = None, **_: Any) ->
         raise DeciderError(
             f"method {spec.text!r}: unknown action set {action_set!r}; choose one of {', '.join(ACTION_SETS)}"
         )
+    rule, machine_rule = split_machine_rule(spec.name)
+    if machine_rule is not None and machine_rule not in MACHINE_RULES:  # pragma: no cover - split checks it
+        raise DeciderError(f"method {spec.text!r}: unknown machine rule {machine_rule!r}")
     samples = 1
-    if spec.name == "random":
+    if rule == "random":
         spec.no_more_than(1, "random or random:N")
         samples = int(spec.number(0, "the sample count N", integer=True, default=1, maximum=MAX_SAMPLES))
     else:
         spec.no_more_than(0, f"{spec.name} or {spec.name}@ACTION_SET (only random takes :N)")
-    return RuleDecider(spec.text, spec.name, action_set, samples, objective)
+    return RuleDecider(spec.text, rule, action_set, samples, objective, machine_rule or "eet")

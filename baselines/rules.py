@@ -21,22 +21,24 @@ from sched_env._names import (  # name -> what it prefers; id: K.RULE.<RULE_FIEL
     DUE_DATE_RULES,
     RULE_FIELDS,
     RULES,
+    split_machine_rule,
 )
-from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT
+from sched_env.env import DEFAULT_ACTION_SET, DEFAULT_PLACEMENT, machine_rule_id
 from sched_env.schedule import SolveResult, objectives, validate_schedule
 from sched_env.shop import ACTION_SETS, PLACEMENTS, ShopLayout, option
 
 
 def rule_id(rule: str) -> int:
-    """The kernel id of a rule name, or a clear error naming the rules."""
-    key = rule.lower()
+    """The kernel id of a job rule's name (a machine rule after ``+`` is ignored), or a clear
+    error naming the rules."""
+    key = split_machine_rule(rule)[0]
     if key not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
     return getattr(K.RULE, RULE_FIELDS[key])
 
 
 def _check_due_dates(instance: JobShopInstance, rule: str) -> None:
-    if rule.lower() in DUE_DATE_RULES and instance.due_dates is None:
+    if split_machine_rule(rule)[0] in DUE_DATE_RULES and instance.due_dates is None:
         fitting = ", ".join(r for r in RULES if r not in DUE_DATE_RULES)
         raise InvalidInstanceError(
             f"rule {rule.lower()!r} needs due dates; {instance.name!r} has none. Rules for it: {fitting}"
@@ -50,26 +52,33 @@ def dispatch_many(
     placement: str = DEFAULT_PLACEMENT,
     action_set: str = "non_delay",
     seed: int | None = 0,
+    machine_rule: str = "eet",
 ) -> list[SolveResult]:
     """Schedule each instance with its rule (one rule for all, or one per instance), all in
-    one parallel kernel call. Every schedule is validated. ``seed`` drives the random rule."""
+    one parallel kernel call. Every schedule is validated. ``seed`` drives the random rule;
+    ``machine_rule`` picks the machine of the chosen job on a flexible instance (``rules`` may
+    also name one per rule: ``"mwkr+spt"``)."""
     if isinstance(rules, str):
         rules = [rules] * len(instances)
     if len(rules) != len(instances):
         raise ValueError(f"got {len(rules)} rules for {len(instances)} instances")
     if not instances:
         return []
-    ids = np.array([rule_id(r) for r in rules], dtype=np.int64)
+    pairs = [split_machine_rule(r) for r in rules]
+    ids = np.array([rule_id(job_rule) for job_rule, _ in pairs], dtype=np.int64)
     for instance, rule in zip(instances, rules):
         _check_due_dates(instance, rule)
     start = time.perf_counter()
     layout = ShopLayout(
-        max(i.n_jobs for i in instances), max(i.n_machines for i in instances), max(i.max_ops for i in instances)
+        max(i.n_jobs for i in instances),
+        max(i.n_machines for i in instances),
+        max(i.max_ops for i in instances),
+        flexible=any(i.is_flexible for i in instances),
     )
     n = len(instances)
     insts = np.zeros((n, layout.instance_length), dtype=np.int64)
-    for row, instance in zip(insts, instances):
-        layout.encode(instance, row)
+    for row, instance, (_, own_machine_rule) in zip(insts, instances, pairs):
+        layout.encode(instance, row, machine_rule_id(own_machine_rule or machine_rule))
     states = np.zeros((n, layout.state_length), dtype=np.int64)
     masks = np.zeros((n, layout.J), dtype=np.int8)
     features = np.zeros((n, layout.J, K.N_FEATURES), dtype=np.float32)
@@ -82,8 +91,11 @@ def dispatch_many(
     )  # fmt: skip
     elapsed = (time.perf_counter() - start) / n
     results = []
-    for instance, rule, state in zip(instances, rules, states):
+    for instance, rule, (job_rule, own_machine_rule), state in zip(instances, rules, pairs, states):
         schedule = validate_schedule(instance, layout.schedule(instance, state))
+        params = {"placement": placement, "action_set": action_set}
+        if instance.is_flexible:
+            params["machine_rule"] = own_machine_rule or machine_rule
         results.append(
             SolveResult(
                 schedule=schedule,
@@ -92,8 +104,8 @@ def dispatch_many(
                 method=rule.lower(),
                 wall_time_s=elapsed,
                 instance_name=instance.name,
-                seed=seed if rule.lower() == "random" else None,
-                params={"placement": placement, "action_set": action_set},
+                seed=seed if job_rule == "random" else None,
+                params=params,
             )
         )
     return results
@@ -106,9 +118,13 @@ def dispatch(
     placement: str = DEFAULT_PLACEMENT,
     action_set: str = "non_delay",
     seed: int | None = 0,
+    machine_rule: str = "eet",
 ) -> SolveResult:
-    """Schedule one instance with a dispatching rule (see :data:`RULES`)."""
-    return dispatch_many([instance], rule, placement=placement, action_set=action_set, seed=seed)[0]
+    """Schedule one instance with a dispatching rule (see :data:`RULES`; on a flexible instance
+    with ``machine_rule``, or ``"mwkr+spt"``)."""
+    return dispatch_many(
+        [instance], rule, placement=placement, action_set=action_set, seed=seed, machine_rule=machine_rule
+    )[0]
 
 
 #: Random rollouts stepped together hold at most about this many operations (bounds memory:
@@ -152,14 +168,17 @@ def best_of_random(
     action_set: str = DEFAULT_ACTION_SET,
     seed: int | None = 0,
     budget_s: float | None = None,
+    machine_rule: str = "eet",
 ) -> SolveResult:
     """The best of ``samples`` uniformly random rollouts, run in batched kernel calls of bounded
-    memory; with a budget, as many as fit in it (at least one)."""
+    memory; with a budget, as many as fit in it (at least one). On a flexible instance the
+    random job takes the ``machine_rule``'s machine."""
     start = time.perf_counter()
     deadline = None if budget_s is None else start + budget_s
 
     def chunk(size: int, chunk_seed):
-        runs = dispatch_many([instance] * size, "random", placement=placement, action_set=action_set, seed=chunk_seed)
+        runs = dispatch_many([instance] * size, "random", placement=placement, action_set=action_set, seed=chunk_seed,
+                             machine_rule=machine_rule)  # fmt: skip
         return [(run.objective, run.schedule) for run in runs]
 
     value, schedule, run = best_of_samples(chunk, samples, instance.n_operations, seed=seed, deadline=deadline)

@@ -1564,6 +1564,38 @@ def step_batch(
 
 
 @_batch_kernel
+def reset_batch_pairs(
+    insts, states, indices, placement, action_set, job_masks, masks, features, pair_features, J, M, O
+):
+    """:func:`reset_batch` for pair actions (``masks`` over (job, machine) pairs)."""
+    for n in prange(indices.shape[0]):
+        i = indices[n]
+        reset_and_observe_pairs(insts[i], states[i], placement, action_set, job_masks[i], masks[i], features[i],
+                                pair_features[i], J, M, O)  # fmt: skip
+
+
+@_batch_kernel
+def step_batch_pairs(
+    insts, states, actions, placement, action_set, reward_mode, autoreset, job_masks, masks, features, pair_features,
+    rewards, dones, invalids, final_masks, final_features, final_pair_features, final_states, J, M, O,
+):  # fmt: skip
+    """:func:`step_batch` for pair actions: one (job, machine) decision in each of N shops."""
+    for i in prange(states.shape[0]):
+        reward, done, invalid = step_shop_pairs(
+            insts[i], states[i], actions[i], placement, action_set, reward_mode, job_masks[i], masks[i], features[i],
+            pair_features[i], J, M, O,
+        )  # fmt: skip
+        rewards[i] = reward
+        dones[i] = done
+        invalids[i] = invalid
+        if done and autoreset:
+            _keep_final(i, masks, features, states, final_masks, final_features, final_states)
+            final_pair_features[i, :, :, :] = pair_features[i]
+            reset_and_observe_pairs(insts[i], states[i], placement, action_set, job_masks[i], masks[i], features[i],
+                                    pair_features[i], J, M, O)  # fmt: skip
+
+
+@_batch_kernel
 def dynamic_reset_batch(insts, states, indices, masks, features, counts, W, J, M, O, D, S):
     """Reset the dynamic shops listed in ``indices``; ``counts`` gets their allowed-job counts."""
     for n in prange(indices.shape[0]):

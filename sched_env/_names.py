@@ -40,3 +40,12 @@ MACHINE_RULES = {
     "est": "earliest start time (ties: shorter duration)",
 }
 MACHINE_RULE_NAMES = tuple(MACHINE_RULES)
+
+
+def split_machine_rule(name: str) -> tuple[str, str | None]:
+    """``"mwkr+eet"`` -> ``("mwkr", "eet")``; a name without a machine rule -> ``(name, None)``
+    (``pt+winq`` is a job rule of its own: only a known machine rule after the last ``+`` splits)."""
+    head, plus, tail = name.lower().rpartition("+")
+    if plus and tail in MACHINE_RULES and head in RULES:
+        return head, tail
+    return name.lower(), None

@@ -435,9 +435,7 @@ class BatchShopEnv(_ShopEnvBase):
         info: dict[str, Any] = {"invalid_action": self._invalids.copy(), "_invalid_action": np.ones(N, dtype=np.bool_)}
         if self._dones.any():
             done = np.flatnonzero(self._dones)
-            features, masks = self._final_features[done], self._final_masks[done]  # one copy each
-            final_obs = [{"jobs": features[row], "action_mask": masks[row]} for row in range(len(done))]
-            info = add_vector_info(info, {"final_obs": final_obs}, done, N)
+            info = add_vector_info(info, {"final_obs": self._final_observations(done)}, done, N)
             for i in done.tolist():
                 self._final_items[i] = self._items[i]
             info = add_vector_info(info, {"final_info": self._final_values(done)}, done, N)
@@ -460,6 +458,11 @@ class BatchShopEnv(_ShopEnvBase):
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"jobs": self._features.copy(), "action_mask": self._masks.copy()}
+
+    def _final_observations(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """The last observation of each shop in ``rows`` before it restarted."""
+        features, masks = self._final_features[rows], self._final_masks[rows]  # one copy each
+        return [{"jobs": features[row], "action_mask": masks[row]} for row in range(len(rows))]
 
     def _final_item(self, index: int) -> Any:
         item = self._final_items[index]

@@ -63,9 +63,11 @@ class ShopState(JsonFile):
         object.__setattr__(self, "interruption", interruption)
         for what, rows in (("done", self.done), ("running", self.running)):
             for job, op, machine, *_ in rows.tolist():
-                if not (0 <= job < jobs.n_jobs and 0 <= op < jobs.n_ops[job]) or machine != jobs.machines[job, op]:
+                inside = 0 <= job < jobs.n_jobs and 0 <= op < jobs.n_ops[job]
+                if not inside or machine not in {m for m, _ in jobs.alternatives(job, op)}:
                     raise InvalidScenarioError(
                         f"{what} operation (job {job}, op {op}, machine {machine}) is not in the jobs"
+                        + (" (that machine cannot run it)" if inside else "")
                     )
 
     def waiting(self) -> list[tuple[int, int]]:
@@ -271,8 +273,8 @@ def _cut_residual(state: ShopState) -> Residual:
     left = [j for j in range(jobs.n_jobs) if first_op[j] < jobs.n_ops[j]]
     if not left:
         return Residual(None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), blocked)
-    ops = [jobs.operations(j)[first_op[j] :] for j in left]
-    instance = JobShopInstance.from_jobs(
+    ops = [[jobs.alternatives(j, k) for k in range(int(first_op[j]), int(jobs.n_ops[j]))] for j in left]
+    instance = JobShopInstance.from_alternatives(
         ops, n_machines=jobs.n_machines, name=f"{jobs.name}/rest", release_dates=earliest[left],
         due_dates=jobs.due_dates[left], weights=jobs.weights[left],
     )  # fmt: skip
@@ -310,15 +312,18 @@ def plan_violations(state: ShopState, schedule: Schedule) -> list:
     rest = residual(state)
     found = []
     by_op = {
-        (int(j), int(k)): (int(s), int(e))
-        for j, k, s, e in zip(schedule.job, schedule.op, schedule.start, schedule.end)
+        (int(j), int(k)): (int(s), int(e), int(m))
+        for j, k, m, s, e in zip(schedule.job, schedule.op, schedule.machine, schedule.start, schedule.end)
     }
     for what, rows in (("done", state.done), ("running", state.running)):
-        for job, op, _m, start, end in rows.tolist():
-            if by_op.get((job, op)) != (start, end):
+        for job, op, machine, start, end in rows.tolist():
+            if by_op.get((job, op)) != (start, end, machine):
                 found.append(
                     Violation(
-                        "changed", f"{what} operation (job {job}, op {op}) must stay at [{start}, {end})", job, op
+                        "changed",
+                        f"{what} operation (job {job}, op {op}) must stay on machine {machine} at [{start}, {end})",
+                        job,
+                        op,
                     )
                 )
     if rest.instance is None:

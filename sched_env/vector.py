@@ -19,7 +19,6 @@ from sched_env.shop import (
     BatchShopEnv,
     InstanceSpec,
     check_rule_id,
-    observation_space,
 )
 
 
@@ -53,25 +52,38 @@ class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
         instance_dir: str | os.PathLike | None = None,
         render_mode: str | None = None,
         seed: int | None = None,
+        machine_rule: str | None = None,
+        pair_actions: bool | None = None,
     ) -> None:
         self.render_mode = render_mode
         self._set_options(
             instance, max_jobs=max_jobs, max_machines=max_machines, max_ops=max_ops, placement=placement,
             action_set=action_set, reward_mode=reward_mode, strict=strict, instance_dir=instance_dir,
+            machine_rule=machine_rule, pair_actions=pair_actions,
         )  # fmt: skip
-        self.single_observation_space = observation_space(self.layout, K.N_FEATURES, self.n_actions)
-        self.single_action_space = spaces.Discrete(self.layout.J)
-        self._init_batch(num_envs, seed, K.N_FEATURES, self.layout.state_length)
-        self._insts = np.zeros((self.num_envs, self.layout.instance_length), dtype=np.int64)
+        L = self.layout
+        self.single_observation_space = self._static_observation_space()
+        self.single_action_space = spaces.Discrete(self.n_actions)
+        self._init_batch(num_envs, seed, K.N_FEATURES, L.state_length)
+        self._insts = np.zeros((self.num_envs, L.instance_length), dtype=np.int64)
+        self._job_masks = np.zeros((self.num_envs, L.J), dtype=np.int8) if self.pair_actions else self._masks
+        self._pair_features = np.zeros((self.num_envs, L.J, L.M, K.N_PAIR_FEATURES), dtype=np.float32)
+        self._final_pair_features = np.zeros_like(self._pair_features)
 
     # ------------------------------------------------------------------ kernel calls
     def _load(self, i: int, instance: JobShopInstance) -> None:
         if instance is not self._items[i]:
-            self.layout.encode(instance, self._insts[i])
+            self.layout.encode(instance, self._insts[i], self._machine_rule)
             self._items[i] = instance
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         L = self.layout
+        if self.pair_actions:
+            K.for_batch(K.reset_batch_pairs, self.num_envs)(
+                self._insts, self._states, rows, self._placement, self._action_set, self._job_masks, self._masks,
+                self._features, self._pair_features, L.J, L.M, L.O,
+            )  # fmt: skip
+            return
         K.for_batch(K.reset_batch, self.num_envs)(
             self._insts, self._states, rows, self._placement, self._action_set, self._masks, self._features,
             L.J, L.M, L.O,
@@ -79,11 +91,33 @@ class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
 
     def _kernel_step(self, actions: np.ndarray) -> None:
         L = self.layout
+        if self.pair_actions:
+            K.for_batch(K.step_batch_pairs, self.num_envs)(
+                self._insts, self._states, actions, self._placement, self._action_set, self._reward, True,
+                self._job_masks, self._masks, self._features, self._pair_features, self._rewards, self._dones,
+                self._invalids, self._final_masks, self._final_features, self._final_pair_features, self._final_states,
+                L.J, L.M, L.O,
+            )  # fmt: skip
+            return
         K.for_batch(K.step_batch, self.num_envs)(
             self._insts, self._states, actions, self._placement, self._action_set, self._reward, True,
             self._masks, self._features, self._rewards, self._dones, self._invalids,
             self._final_masks, self._final_features, self._final_states, L.J, L.M, L.O,
         )  # fmt: skip
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        observation = super()._observation()
+        if self.pair_actions:
+            observation["pairs"] = self._pair_features.copy()
+        return observation
+
+    def _final_observations(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
+        observations = super()._final_observations(rows)
+        if self.pair_actions:
+            pairs = self._final_pair_features[rows]
+            for row, observation in enumerate(observations):
+                observation["pairs"] = pairs[row]
+        return observations
 
     def _reset_values(self, rows: np.ndarray) -> dict[str, Any]:
         return {
@@ -121,10 +155,14 @@ class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
         (the batched :meth:`JobShopEnv.rule_choice`; the random rule takes the first allowed job)."""
         rule_id = check_rule_id(rule_id)
         L = self.layout
-        return np.array(
-            [K.choose_by_rule(self._insts[i], self._states[i], self._masks[i], rule_id, 0.0, L.J, L.M, L.O)
+        jobs = np.array(
+            [K.choose_by_rule(self._insts[i], self._states[i], self._job_masks[i], rule_id, 0.0, L.J, L.M, L.O)
              for i in range(self.num_envs)], dtype=np.int64,
         )  # fmt: skip
+        if not self.pair_actions:
+            return jobs
+        machines = self._states[np.arange(self.num_envs), self.layout.state_offsets.job_machine + np.maximum(jobs, 0)]
+        return np.where(jobs >= 0, jobs * L.M + machines, jobs)
 
 
 class ShopVectorEnv(VectorEnv):

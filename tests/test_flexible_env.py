@@ -139,3 +139,54 @@ def test_gymnasium_and_sb3_checkers_pass_on_flexible_envs():
     from stable_baselines3.common.env_checker import check_env as sb3_check
 
     sb3_check(JobShopEnv(instances.load("mk01")), warn=True)
+
+
+def test_batched_flexible_env_steps_like_single_envs():
+    from sched_env import BatchJobShopEnv
+
+    generator = instances.SD1Generator(5, 4)
+    batch = BatchJobShopEnv(3, generator, seed=7)
+    obs, _ = batch.reset()
+    drawn = [generator(np.random.default_rng(child)) for child in np.random.SeedSequence(7).spawn(3)]
+    singles = [
+        JobShopEnv(d, max_jobs=batch.layout.J, max_machines=batch.layout.M, max_ops=batch.layout.O) for d in drawn
+    ]
+    assert all(single.pair_actions for single in singles) and batch.pair_actions
+    single_obs = [single.reset()[0] for single in singles]
+    rng = np.random.default_rng(0)
+    finished = np.zeros(3, dtype=bool)
+    for _ in range(200):
+        for i in np.flatnonzero(~finished):
+            for key in ("jobs", "pairs", "action_mask"):
+                np.testing.assert_array_equal(obs[key][i], single_obs[i][key], err_msg=f"shop {i} {key}")
+        actions = np.array([rng.choice(np.flatnonzero(mask)) for mask in obs["action_mask"]])
+        obs, rewards, dones, _, info = batch.step(actions)
+        for i, single in enumerate(singles):
+            if finished[i]:
+                continue
+            single_obs[i], reward, done, _, single_info = single.step(int(actions[i]))
+            assert rewards[i] == pytest.approx(reward)
+            if done:
+                assert dones[i] and info["final_info"]["makespan"][i] == single_info["makespan"]
+                assert set(info["final_obs"][i]) == {"jobs", "pairs", "action_mask"}
+                validate_schedule(drawn[i], batch.final_schedule(i))
+                finished[i] = True
+        if finished.all():
+            break
+    assert finished.all()
+
+
+def test_gymnasium_vector_env_takes_flexible_instances():
+    import gymnasium as gym
+
+    import sched_env  # noqa: F401 - registers the ids
+
+    vector = gym.make_vec(
+        "sched_env/JobShop-v0", num_envs=4, instance=["mk01", "mk02"], vectorization_mode="vector_entry_point"
+    )
+    obs, _ = vector.reset(seed=0)
+    assert obs["pairs"].shape == (4, 10, 6, K.N_PAIR_FEATURES) and vector.single_action_space.n == 60
+    assert vector.observation_space.contains(obs)
+    for _ in range(30):
+        obs, *_ = vector.step(np.array([np.flatnonzero(mask)[0] for mask in vector.unwrapped.action_masks()]))
+    vector.close()
