@@ -25,9 +25,35 @@ from experiments.provenance import git_commit, package_versions
 from sched_env.parallel import MapInterrupted, map_tasks
 
 COLUMNS = (
-    "instance", "size", "method", "params", "seed", "makespan", "best_known", "gap", "lower_bound",
-    "status", "wall_time_s", "commit", "versions",
+    "instance", "size", "group", "method", "params", "seed", "makespan", "best_known", "gap", "lower_bound",
+    "status", "wall_time_s", "published", "commit", "versions",
 )  # fmt: skip
+#: Published columns shown beside ours, with their labels (``instances.published``).
+PUBLISHED_LABELS = {
+    "cpsat_900s_8workers": "CP-SAT 900 s, 8 workers (published)",
+    "cpoptimizer_900s_8workers": "CP Optimizer 900 s, 8 workers (published)",
+    "ortools_1800s": "OR-Tools 1800 s (published)",
+    "FIFO": "FIFO + EET (published)",
+    "MOR": "MOR + EET (published)",
+    "MWKR": "MWKR + EET (published)",
+    "SPT": "SPT + EET (published)",
+}
+
+
+def group_of(name: str, size: str) -> str:
+    """The group a row is reported in: its size, or for a flexible family other than sd1 the family."""
+    family = instances.family_of(name)
+    flexible = family in instances.catalogue.FLEXIBLE_FAMILIES and family != "sd1"
+    return family if flexible else (f"sd1 {size}" if family == "sd1" else size)
+
+
+def published_label(key: str) -> str:
+    """'DANIELG+10x5' -> 'DANIEL greedy, trained on 10x5 (published)'; the fixed labels above."""
+    for prefix, what in (("DANIELG+", "DANIEL greedy"), ("DANIELS+", "DANIEL best of 100"),
+                         ("DRLG+", "HGNN greedy"), ("DRLS+", "HGNN best of 100")):  # fmt: skip
+        if key.startswith(prefix):
+            return f"{what}, trained on {key[len(prefix) :]} (published)"
+    return PUBLISHED_LABELS.get(key, key)
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,9 +81,12 @@ def run(name: str, method: str, seed: int = 0, instance_dir: str | None = None, 
     best = instances.best_known(instance.name)
     gap = result.gap_to(best)
     commit, versions = provenance()
+    size = f"{instance.n_jobs}x{instance.n_machines}"
+    published = {k: v for k, v in instances.published(instance.name).items() if not k.endswith("lower_bound")}
     return {
         "instance": instance.name,
-        "size": f"{instance.n_jobs}x{instance.n_machines}",
+        "size": size,
+        "group": group_of(instance.name, size),
         "method": method,
         "params": json.dumps(result.params, sort_keys=True),
         "seed": seed,
@@ -67,6 +96,7 @@ def run(name: str, method: str, seed: int = 0, instance_dir: str | None = None, 
         "lower_bound": result.lower_bound,
         "status": result.status,
         "wall_time_s": round(result.wall_time_s, 4),
+        "published": json.dumps(published, sort_keys=True) if published else "",
         "commit": commit,
         "versions": versions,
     }
@@ -138,12 +168,21 @@ def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str] = COLUMNS
     return path
 
 
+def _group_key(group: str) -> tuple:
+    """Sizes in size order, then the families by name."""
+    size = group.removeprefix("sd1 ")
+    if all(part.isdigit() for part in size.split("x")):
+        return (group.startswith("sd1"), tuple(int(x) for x in size.split("x")), "")
+    return (True, (), group)
+
+
 def summarise(rows: Sequence[dict]) -> list[dict]:
-    """Per (size, method): runs, mean/min/max gap, runs without a schedule, mean wall time."""
+    """Per (group, method): runs, mean/min/max gap, runs without a schedule, mean wall time; a
+    group is a size, or a flexible family (see :func:`group_of`)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["size"], row["method"]), []).append(row)
-    sizes = sorted({r["size"] for r in rows}, key=lambda s: tuple(int(x) for x in s.split("x")))
+        groups.setdefault((row.get("group") or row["size"], row["method"]), []).append(row)
+    sizes = sorted({g for g, _ in groups}, key=_group_key)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     summary = []
     for size in sizes:
@@ -155,6 +194,7 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
             summary.append(
                 {
                     "size": size,
+                    "group": size,
                     "method": method,
                     "runs": len(group),
                     "no_schedule": sum(r["makespan"] in (None, "") for r in group),
@@ -177,9 +217,10 @@ def markdown_report(rows: Sequence[dict], title: str, command: str) -> str:
         f"# {title}",
         "",
         f"Commit `{commit}`; {len(rows)} runs. Regenerate: `{command}`.",
-        "Gap = makespan / best-known upper bound - 1 (instances/data/bounds.csv).",
+        "Gap = makespan / best-known upper bound - 1 (`instances/data/bounds.csv`; flexible families"
+        " `fjsp_bounds.csv`, where sd1's reference is OR-Tools' 1800 s makespan). Groups: sizes, or flexible families.",
         "",
-        "| size | method | runs | mean gap | min gap | max gap | proven optimal | no schedule | mean time |",
+        "| group | method | runs | mean gap | min gap | max gap | proven optimal | no schedule | mean time |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summarise(rows):
@@ -187,7 +228,45 @@ def markdown_report(rows: Sequence[dict], title: str, command: str) -> str:
             f"| {s['size']} | {s['method']} | {s['runs']} | {pct(s['mean_gap'])} | {pct(s['min_gap'])}"
             f" | {pct(s['max_gap'])} | {s['optimal']} | {s['no_schedule']} | {s['mean_time_s']:.3f} s |"
         )
+    published = published_summary(rows)
+    if published:
+        lines += [
+            "",
+            "Published results on the same instances (same gap definition; `instances/data/fjsp_bounds.csv`,"
+            " `sd1_results.csv`):",
+            "",
+            "| group | published method | instances | mean gap |",
+            "|---|---|---:|---:|",
+        ]
+        lines += [f"| {p['group']} | {p['method']} | {p['runs']} | {pct(p['mean_gap'])} |" for p in published]
     return "\n".join(lines) + "\n"
+
+
+def published_summary(rows: Sequence[dict]) -> list[dict]:
+    """Per group, the mean gap of every published column that every instance of the group has."""
+    per_group: dict[str, dict[str, tuple[float, float]]] = {}
+    for row in rows:
+        if not row.get("published") or not row.get("best_known"):
+            continue
+        group = per_group.setdefault(row.get("group") or row["size"], {})
+        group[row["instance"]] = (float(row["best_known"]), json.loads(row["published"]))
+    summary = []
+    for group in sorted(per_group, key=_group_key):
+        values = per_group[group]
+        keys = set.intersection(*(set(v[1]) for v in values.values()))
+        for key in sorted(
+            keys,
+            key=lambda k: (
+                k not in PUBLISHED_LABELS,
+                list(PUBLISHED_LABELS).index(k) if k in PUBLISHED_LABELS else 0,
+                k,
+            ),
+        ):
+            gaps = [published[key] / best - 1 for best, published in values.values()]
+            summary.append(
+                {"group": group, "method": published_label(key), "runs": len(gaps), "mean_gap": float(np.mean(gaps))}
+            )
+    return summary
 
 
 def chart(rows: Sequence[dict], path: Path, title: str) -> Path | None:

@@ -30,7 +30,9 @@ def test_list_family(capsys):
 def test_list_json(capsys):
     assert main(["instances", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 238 and {r["data"] for r in rows} == {"generated", "bundled"}  # every name loads
+    assert len(rows) == 238 + 850 and {r["data"] for r in rows} == {"generated", "bundled"}  # every name loads
+    mk10 = next(r for r in rows if r["name"] == "mk10")
+    assert mk10["family"] == "mk" and mk10["size"] == "20x11" and mk10["upper_bound"] == "193"
 
 
 @pytest.mark.parametrize(

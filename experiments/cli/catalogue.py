@@ -12,7 +12,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("instances", help="list or show benchmark instances")
     isub = p.add_subparsers(dest="instances_command", required=True, metavar="ACTION")
     q = isub.add_parser("list", help="list the catalogue with sizes and best-known bounds")
-    q.add_argument("--family", help="only this family (ta, ft, la, abz, orb, swv, yn, dmu)")
+    q.add_argument("--family", help="only this family (ta, ft, la, abz, orb, swv, yn, dmu; flexible: mk,"
+                   " hurink_edata, hurink_rdata, hurink_vdata, kacem, mfjs, bv, sd1)")  # fmt: skip
     q.add_argument("--dir", type=existing_dir, help=DIR_HELP)
     q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(func=run_list)
@@ -73,14 +74,19 @@ def run_show(args: argparse.Namespace) -> int:
         data["bounds"] = None if bounds is None else {
             "lower_bound": bounds.lower, "upper_bound": bounds.upper, "optimum": bounds.optimum
         }  # fmt: skip
+        data["published"] = instances.published(instance.name)
         print(json.dumps(data))
         return 0
+    flexible = f", {instance.flexibility:.2f} machines per operation" if instance.is_flexible else ""
     print(
         f"{instance.name}: {instance.n_jobs} jobs x {instance.n_machines} machines, {instance.n_operations} operations"
+        + flexible
     )
     if bounds is not None:
         optimum = bounds.optimum if bounds.optimum is not None else "open"
         print(f"bounds: lower {bounds.lower}, upper (best known) {bounds.upper}, optimum {optimum}")
+    for key, value in instances.published(instance.name).items():
+        print(f"published: {key} {value:g}")
     print(f"simple lower bound (longest job / busiest machine): {instance.simple_lower_bound()}")
-    print(instances.format_jsplib(instance), end="")
+    print(instances.format_instance(instance, "fjs" if instance.is_flexible else "jsplib"), end="")
     return 0

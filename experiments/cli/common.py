@@ -87,17 +87,27 @@ def output_dir(option: str, path: str) -> Path:
 
 
 def expand_names(spec: str) -> list[str]:
-    """'ta01-ta03,ft06' -> ['ta01', 'ta02', 'ta03', 'ft06'] (ranges within one family)."""
+    """'ta01-ta03,ft06' -> ['ta01', 'ta02', 'ta03', 'ft06']: ranges within one family, also with
+    a suffix ('la01_edata-la40_edata') or a prefix with digits ('sd1_10x5_001-sd1_10x5_020');
+    'sd1:10x5' is the 100 generated test instances of that size."""
     import re
+
+    import instances
 
     names: list[str] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        match = re.fullmatch(r"([a-z]+)(\d+)-(?:\1)?(\d+)", part.lower())
-        if match:
-            family, first, last = match.group(1), match.group(2), match.group(3)
+        part = part.lower()
+        match = re.fullmatch(r"(.*?)(\d+)(\D*)-(?:\1)?(\d+)(?:\3)?", part)
+        if part.startswith("sd1:"):
+            size = part.partition(":")[2]
+            if size not in instances.catalogue.SD1_SIZES:
+                raise UserError(f"{part!r}: sd1 sizes are {', '.join(instances.catalogue.SD1_SIZES)}")
+            names += [n for n in instances.names("sd1") if n.startswith(f"sd1_{size}_")]
+        elif match:
+            prefix, first, suffix, last = match.groups()
             if int(last) < int(first):
                 raise UserError(f"empty range {part!r}: the second number must not be smaller")
-            names += [f"{family}{i:0{len(first)}d}" for i in range(int(first), int(last) + 1)]
+            names += [f"{prefix}{i:0{len(first)}d}{suffix}" for i in range(int(first), int(last) + 1)]
         else:
             names.append(part)
     if not names:
