@@ -125,3 +125,20 @@ def test_generators_are_seeded_and_follow_their_distributions():
     assert sd1.max_ops == 6 and brandimarte.max_ops == 10
     with pytest.raises(InvalidInstanceError, match="alternatives must be"):
         BrandimarteGenerator(3, 2, alternatives=(1, 3))
+
+
+def test_fjs_files_we_write_read_the_same_in_the_fjsplib_package(tmp_path):
+    fjsplib = pytest.importorskip("fjsplib")
+    for name in ("mk03", "la05_vdata", "kacem2"):
+        ours = instances.load(name)
+        path = instances.write_instance(ours, tmp_path / f"{name}.fjs")
+        theirs = fjsplib.read(path)
+        assert (theirs.num_jobs, theirs.num_machines, theirs.num_operations) == (
+            ours.n_jobs,
+            ours.n_machines,
+            ours.n_operations,
+        )
+        alternatives = [[sorted(op) for op in job] for job in theirs.jobs]
+        assert alternatives == [
+            [instances.load(name).alternatives(j, k) for k in range(ours.n_ops[j])] for j in range(ours.n_jobs)
+        ]

@@ -123,3 +123,13 @@ def test_a_state_whose_running_op_sits_on_an_ineligible_machine_is_refused():
     machine = next(m for m in range(shop.n_machines) if shop.processing[0, 0, m] < 0)
     with pytest.raises(instances.InvalidScenarioError, match="that machine cannot run it"):
         ShopState(1, shop, np.arange(shop.n_jobs), [], [[0, 0, machine, 0, 5]], [])
+
+
+def test_flexible_fuzz_subset_every_plan_valid():
+    """A few hundred cases of experiments/flexible_fuzz.py (its committed run holds 100 000)."""
+    pytest.importorskip("ortools")
+    from experiments.flexible_fuzz import check_chunk
+
+    report = check_chunk(0, 300, 30)
+    assert report["cases"] == 300 and report["solver_cases"] == 10
+    assert report["failures"] == []

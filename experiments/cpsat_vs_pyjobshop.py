@@ -1,0 +1,133 @@
+"""CP-SAT on flexible shops: sched-env's model against PyJobShop's, same time limit and workers,
+side by side in this one run (the same OR-Tools in one environment; PyJobShop is in the ``bench``
+extra)::
+
+    .venv-bench/bin/python -m experiments.cpsat_vs_pyjobshop --instances mk01-mk10 --seconds 10 --workers 2
+
+Each instance is solved by both, one after the other, each with ``--seconds`` (the time limit covers
+building the model for ours; PyJobShop's limit covers its search). Results go to
+``experiments/results/cpsat_vs_pyjobshop.{json,md}`` with the command, commit and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import instances
+from experiments.cli.common import expand_names
+from experiments.provenance import git_commit, machine_description, package_versions, write_report
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def pyjobshop_makespan(instance, seconds: float, workers: int) -> tuple[int | None, str, float]:
+    """PyJobShop's CP-SAT model of the flexible instance: (makespan or None, status, wall seconds)."""
+    from pyjobshop import Model  # peer: pip install 'sched-env[bench]'
+
+    started = time.perf_counter()
+    model = Model()
+    machines = [model.add_machine() for _ in range(instance.n_machines)]
+    for j in range(instance.n_jobs):
+        job = model.add_job()
+        tasks = [model.add_task(job=job) for _ in range(int(instance.n_ops[j]))]
+        for k, task in enumerate(tasks):
+            for machine, duration in instance.alternatives(j, k):
+                model.add_mode(task, machines[machine], duration)
+        for before, after in zip(tasks, tasks[1:]):
+            model.add_end_before_start(before, after)
+    model.set_objective(weight_makespan=1)
+    result = model.solve("ortools", time_limit=seconds, display=False, num_workers=workers)
+    makespan = (
+        None
+        if result.status.value in ("Infeasible", "Unknown") or not np.isfinite(result.objective)
+        else int(result.objective)
+    )
+    return makespan, str(result.status.value), time.perf_counter() - started
+
+
+def study(names: list[str], seconds: float, workers: int) -> list[dict]:
+    from baselines import deciders
+
+    rows = []
+    for name in names:
+        instance = instances.load(name)
+        best = instances.best_known(name)
+        ours = deciders.solve(instance, f"cpsat:{seconds:g}", workers=workers)
+        theirs, status, wall = pyjobshop_makespan(instance, seconds, workers)
+        row = {
+            "instance": name, "size": f"{instance.n_jobs}x{instance.n_machines}", "best_known": best,
+            "ours": ours.objective, "ours_status": ours.status, "ours_s": round(ours.wall_time_s, 2),
+            "pyjobshop": theirs, "pyjobshop_status": status, "pyjobshop_s": round(wall, 2),
+            "ours_gap": None if ours.objective is None else 100 * (ours.objective / best - 1),
+            "pyjobshop_gap": None if theirs is None else 100 * (theirs / best - 1),
+        }  # fmt: skip
+        rows.append(row)
+        print(f"{name}: ours {ours.objective} ({ours.status}, {ours.wall_time_s:.1f} s), PyJobShop {theirs} ({status},"
+              f" {wall:.1f} s), best known {best}", flush=True)  # fmt: skip
+    return rows
+
+
+def markdown(report: dict) -> str:
+    def cell(value, gap):
+        return "no plan" if value is None else f"{value} ({gap:.1f} %)"
+
+    rows = report["rows"]
+    both = [r for r in rows if r["ours"] is not None and r["pyjobshop"] is not None]
+    lines = [
+        "# CP-SAT on flexible shops: sched-env's model against PyJobShop's",
+        "",
+        f"Commit `{report['commit']}`, {report['date']}, {report['machine']['cpu']}, {report['machine']['cores']} cores,"
+        f" {report['versions']}. Command: `{report['command']}`. {report['seconds']:g} s and {report['workers']}"
+        " workers each; makespan (% above the best known).",
+        "",
+        "| instance | size | best known | ours | PyJobShop |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['instance']} | {r['size']} | {r['best_known']} | {cell(r['ours'], r['ours_gap'])}"
+        f" | {cell(r['pyjobshop'], r['pyjobshop_gap'])} |"
+        for r in rows
+    ]
+    mean = lambda key: float(np.mean([r[key] for r in both])) if both else float("nan")  # noqa: E731
+    lines += [
+        "",
+        f"Mean gap over the {len(both)} instances both solved: ours {mean('ours_gap'):.2f} %, PyJobShop"
+        f" {mean('pyjobshop_gap'):.2f} %. No plan: ours {sum(r['ours'] is None for r in rows)}, PyJobShop"
+        f" {sum(r['pyjobshop'] is None for r in rows)}. Ours better on"
+        f" {sum(r['ours'] < r['pyjobshop'] for r in both)}, equal on {sum(r['ours'] == r['pyjobshop'] for r in both)},"
+        f" worse on {sum(r['ours'] > r['pyjobshop'] for r in both)}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", default="mk01-mk10")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "cpsat_vs_pyjobshop"))
+    args = parser.parse_args(argv)
+    import sched_env
+
+    sched_env.warm_up()
+    rows = study(expand_names(args.instances), args.seconds, args.workers)
+    versions = package_versions(("ortools", "pyjobshop"))
+    report = {
+        "command": "python -m experiments.cpsat_vs_pyjobshop " + " ".join(sys.argv[1:] if argv is None else argv),
+        "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_description(),
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()), "seconds": args.seconds,
+        "workers": args.workers, "rows": rows,
+    }  # fmt: skip
+    write_report(args.out, report, markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
