@@ -209,8 +209,10 @@ def dispatch_dynamic_many(
     if len(rules) != len(scenarios):
         raise ValueError(f"got {len(rules)} rules for {len(scenarios)} scenarios")
     ids = np.array([rule_id(r) for r in rules], dtype=np.int64)
+    machine_rules = [machine_rule_id(split_machine_rule(r)[1] or "eet") for r in rules]
 
     def run(insts, states, interruptions, objective_id, masks, dims):
+        insts[:, K.MACHINE_RULE_FIELD] = machine_rules  # which machine each job takes on a flexible shop
         steps = 4 * max(s.jobs.n_operations for s in scenarios)  # restarts can repeat an operation
         uniforms = np.random.default_rng(seed).random((len(scenarios), steps))
         K.for_batch(K.rollout_dynamic_rules, len(scenarios))(

@@ -294,6 +294,17 @@ class JobShopInstance:
         kwargs.setdefault("n_machines", table.shape[2])
         return cls(machines, durations, n_ops=n_ops, processing=table, **kwargs)
 
+    def select_jobs(self, rows: Sequence[int] | np.ndarray, **changes: Any) -> JobShopInstance:
+        """The instance of jobs ``rows`` (in that order), with their dates, weights and
+        alternatives; ``changes`` as in :meth:`replace` (a name, say)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        fields = {key: None if getattr(self, key) is None else getattr(self, key)[rows]
+                  for key in ("release_dates", "due_dates", "weights")}  # fmt: skip
+        fields |= {"n_ops": self.n_ops[rows], "name": self.name, "metadata": dict(self.metadata)} | changes
+        if self.processing is not None:
+            return JobShopInstance.from_processing(self.processing[rows], n_machines=self.n_machines, **fields)
+        return JobShopInstance(self.machines[rows], self.durations[rows], n_machines=self.n_machines, **fields)
+
     def replace(self, **changes: Any) -> JobShopInstance:
         """A copy with some fields changed (the instance itself is immutable)."""
         if self.processing is not None and not {"machines", "durations", "processing"} & set(changes):

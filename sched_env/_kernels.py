@@ -158,6 +158,8 @@ DYNAMIC_STATE_FIELDS = STATE_FIELDS + (
     ("machine_cursor", "M"),  # first downtime window of the machine that has not ended by now
     ("stream_start", "S * O"),  # real start and end of every stream operation (NONE: not yet)
     ("stream_end", "S * O"),
+    ("stream_machine_used", "S * O"),  # the machine it ran on
+    ("job_started_on", "J"),  # the machine of the job's latest op (or attempt)
 )
 DIMENSIONS = ("J", "M", "O", "D", "S")
 
@@ -1053,6 +1055,59 @@ def execution_end(inst, state, machine, work, interruption, J, M, O, D, S):
     return t + remaining, False
 
 
+# A flexible dynamic row carries four (·, M) tables after its fields: the slots' planned and real
+# durations per machine (J*O rows each; the planned one is where ``alt_table`` points, so the
+# static shop's helpers read it), then the stream's planned and real ones (S*O rows each),
+# copied into the slot tables when a job takes a slot.
+@_kernel
+def dynamic_real_duration(inst, j, k, machine, J, M, O):
+    """Real duration of slot ``j``'s op ``k`` on ``machine`` in a flexible row."""
+    return inst[inst[instance_offsets(J, M, O).alt_table] + J * O * M + (j * O + k) * M + machine]
+
+
+@_kernel
+def machine_idle_and_up(inst, state, machine, J, M, O, D, S):
+    T = dynamic_state_offsets(J, M, O, S)
+    return state[T.machine_end + machine] <= state[T.now] and window_at(inst, state, machine, J, M, O, D, S) == NONE
+
+
+@_kernel
+def dynamic_plan_pairs(inst, state, J, M, O, D, S):
+    """Flexible row, at the clock's time: which (slot, machine) pairs can start now (the job's
+    previous op done, the machine eligible, idle and up) into ``pair_allowed``, and each active
+    job's planned pair: the machine rule's choice among its startable pairs, else the eligible
+    machine expected to end the op first. Returns how many jobs can start now."""
+    T = dynamic_state_offsets(J, M, O, S)
+    now = state[T.now]
+    for q in range(J * M):
+        state[T.pair_allowed + q] = 0
+    count = 0
+    for a in range(state[T.n_active]):
+        j = state[T.active + a]
+        if state[T.job_machine + j] == NONE:
+            continue
+        p = j * O + state[T.job_next_op + j]
+        ready = state[T.job_ready + j] <= now
+        startable = False
+        for m in range(M):
+            d = alt_duration(inst, p, m, J, M, O)
+            if d < 0:
+                continue
+            allowed = ready and machine_idle_and_up(inst, state, m, J, M, O, D, S)
+            state[T.pair_allowed + j * M + m] = allowed
+            startable |= allowed
+            free = max(now, state[T.job_expected + j], state[T.machine_expected + m])
+            w = window_at(inst, state, m, J, M, O, D, S)
+            if w != NONE:
+                free = max(free, inst[dynamic_instance_offsets(J, M, O, D, S).window_end + w])
+            state[T.pair_est + j * M + m] = now if allowed else free
+        m = choose_machine(inst, state, j, startable, J, M, O)
+        state[T.job_machine + j] = m
+        state[T.job_duration + j] = alt_duration(inst, p, m, J, M, O)
+        count += startable
+    return count
+
+
 @_kernel
 def dynamic_startable(inst, state, job, J, M, O, D, S):
     """Can slot ``job``'s next op start now: a job is there, its previous op is done, and its
@@ -1170,6 +1225,11 @@ def dynamic_admit(inst, state, J, M, O, D, S):
             inst[I.op_machine + j * O + k] = inst[I.stream_machine + n * O + k]
             inst[I.op_duration + j * O + k] = inst[I.stream_duration + n * O + k]
             inst[I.op_real + j * O + k] = inst[I.stream_real + n * O + k]
+        if inst[I.alt_table] != NONE:  # flexible: the slot's tables of planned and real durations
+            slot, stream, width = inst[I.alt_table] + j * O * M, inst[I.alt_table] + 2 * J * O * M + n * O * M, O * M
+            for x in range(width):
+                inst[slot + x] = inst[stream + x]
+                inst[slot + J * O * M + x] = inst[stream + S * O * M + x]
         inst[I.job_n_ops + j] = inst[I.stream_n_ops + n]
         inst[I.job_release + j] = inst[I.stream_release + n]
         inst[I.job_due + j] = inst[I.stream_due + n]
@@ -1201,11 +1261,16 @@ def dynamic_settle(inst, state, mask, W, J, M, O, D, S):
             return 0
         count = 0
         mask[:J] = 0
+        flexible = inst[dynamic_instance_offsets(J, M, O, D, S).alt_table] != NONE
+        if flexible:
+            count = dynamic_plan_pairs(inst, state, J, M, O, D, S)
         for a in range(state[T.n_active]):
             j = state[T.active + a]
-            allowed = dynamic_startable(inst, state, j, J, M, O, D, S)
+            allowed = (
+                job_allowed(inst, state, j, J, M, O) if flexible else dynamic_startable(inst, state, j, J, M, O, D, S)
+            )
             mask[j] = allowed
-            count += allowed
+            count += 0 if flexible else allowed
         if count > 0:
             if W:
                 mask[J] = dynamic_next_event(inst, state, J, M, O, D, S) < FOREVER
@@ -1232,8 +1297,8 @@ def dynamic_wait(inst, state, until, mask, W, J, M, O, D, S):
 
 @_kernel
 def dynamic_start(inst, state, job, interruption, J, M, O, D, S):
-    """Start slot ``job``'s next op now on its machine; it runs for its real duration, around
-    (resume) or cut short by (restart) the machine's downtimes."""
+    """Start slot ``job``'s next op now on its (planned) machine; it runs for its real duration
+    there, around (resume) or cut short by (restart) the machine's downtimes."""
     I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     now = state[T.now]
@@ -1241,7 +1306,12 @@ def dynamic_start(inst, state, job, interruption, J, M, O, D, S):
     k = state[T.job_next_op + job]
     expected = now + state[T.job_duration + job]
     state[T.job_started + job] = now
-    end, aborted = execution_end(inst, state, machine, inst[I.op_real + job * O + k], interruption, J, M, O, D, S)
+    state[T.job_started_on + job] = machine
+    if inst[I.alt_table] != NONE:
+        real = dynamic_real_duration(inst, job, k, machine, J, M, O)
+    else:
+        real = inst[I.op_real + job * O + k]
+    end, aborted = execution_end(inst, state, machine, real, interruption, J, M, O, D, S)
     if aborted:  # restart: the op stays next; the job and machine are tied up until the failure
         state[T.machine_end + machine] = max(state[T.machine_end + machine], end)
         state[T.job_ready + job] = end
@@ -1250,6 +1320,7 @@ def dynamic_start(inst, state, job, interruption, J, M, O, D, S):
         q = state[T.slot_job + job] * O + k
         state[T.stream_start + q] = now
         state[T.stream_end + q] = end
+        state[T.stream_machine_used + q] = machine
         record_op(inst, state, job, now, end, J, M, O)
     state[T.job_expected + job] = expected
     state[T.machine_expected + machine] = expected
@@ -1414,6 +1485,79 @@ def dynamic_step_shop(inst, state, action, interruption, objective, mask, featur
         count = dynamic_settle(inst, state, mask, W, J, M, O, D, S)
     reward = dynamic_reward(inst, state, objective, J, M, O, S)
     dynamic_observe(inst, state, mask, features, J, M, O, D, S)
+    return reward, count == 0, invalid, count < 0
+
+
+@_kernel
+def dynamic_observe_pairs(inst, state, job_mask, pair_mask, features, pair_features, W, J, M, O, D, S):
+    """:func:`dynamic_observe`, then the (slot, machine) mask (pair ``j * M + m``; with ``W`` the
+    wait action last, at ``J * M``) and the pair features (planned duration there, time until the
+    machine is expected free, expected end there; relative to now). A classic row's pairs are
+    its jobs on their one machine."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    dynamic_observe(inst, state, job_mask, features, J, M, O, D, S)
+    flexible = inst[I.alt_table] != NONE
+    now = state[T.now]
+    per_time = 1.0 / inst[I.time_scale]
+    per_duration = 1.0 / inst[I.duration_scale]
+    for j in range(J):
+        planned = state[T.job_machine + j] if state[T.slot_job + j] != NONE else NONE
+        for m in range(M):
+            d = -1
+            if planned != NONE:
+                d = alt_duration(inst, j * O + state[T.job_next_op + j], m, J, M, O) if flexible else (
+                    state[T.job_duration + j] if m == planned else -1)  # fmt: skip
+            if d < 0:
+                pair_mask[j * M + m] = 0
+                for c in range(N_PAIR_FEATURES):
+                    pair_features[j, m, c] = 0.0
+                continue
+            if flexible:
+                allowed, est = state[T.pair_allowed + j * M + m] != 0, state[T.pair_est + j * M + m]
+            else:
+                allowed = job_mask[j] != 0
+                est = now if allowed else max(now, state[T.job_expected + j], state[T.machine_expected + m])
+            pair_mask[j * M + m] = allowed
+            pair_features[j, m, PF.duration] = d * per_duration
+            pair_features[j, m, PF.machine_free_time] = min(
+                max(0, state[T.machine_expected + m] - now) * per_time, FEATURE_LIMIT
+            )
+            pair_features[j, m, PF.earliest_end] = min((est + d - now) * per_time, FEATURE_LIMIT)
+    if W:
+        pair_mask[J * M] = job_mask[J]
+
+
+@_kernel
+def dynamic_reset_and_observe_pairs(inst, state, job_mask, pair_mask, features, pair_features, W, J, M, O, D, S):
+    """:func:`dynamic_reset`, then observe with pairs."""
+    count = dynamic_reset(inst, state, job_mask, W, J, M, O, D, S)
+    dynamic_observe_pairs(inst, state, job_mask, pair_mask, features, pair_features, W, J, M, O, D, S)
+    return count
+
+
+@_kernel
+def dynamic_step_shop_pairs(inst, state, action, interruption, objective, job_mask, pair_mask, features,
+                            pair_features, W, J, M, O, D, S):  # fmt: skip
+    """One (slot, machine) decision, action ``j * M + m`` (with ``W``, ``J * M`` waits): start
+    that op now there (outside the mask: the lowest allowed pair), run the clock to the next
+    decision, observe. Returns (reward, done, invalid, stuck) as :func:`dynamic_step_shop`."""
+    T = dynamic_state_offsets(J, M, O, S)
+    if W and action == J * M and pair_mask[J * M] != 0:
+        count = dynamic_wait(inst, state, NONE, job_mask, W, J, M, O, D, S)
+        invalid = False
+    else:
+        action, invalid = checked_action(pair_mask, action, J * M)
+        if action == NONE:
+            return 0.0, True, True, False
+        job, machine = action // M, action % M
+        if inst[dynamic_instance_offsets(J, M, O, D, S).alt_table] != NONE:
+            state[T.job_machine + job] = machine
+            state[T.job_duration + job] = alt_duration(inst, job * O + state[T.job_next_op + job], machine, J, M, O)
+        dynamic_start(inst, state, job, interruption, J, M, O, D, S)
+        count = dynamic_settle(inst, state, job_mask, W, J, M, O, D, S)
+    reward = dynamic_reward(inst, state, objective, J, M, O, S)
+    dynamic_observe_pairs(inst, state, job_mask, pair_mask, features, pair_features, W, J, M, O, D, S)
     return reward, count == 0, invalid, count < 0
 
 
@@ -1621,6 +1765,38 @@ def dynamic_step_batch(
         if done and autoreset:
             _keep_final(i, masks, features, states, final_masks, final_features, final_states)
             dynamic_reset_and_observe(insts[i], states[i], masks[i], features[i], W, J, M, O, D, S)
+
+
+@_batch_kernel
+def dynamic_reset_batch_pairs(insts, states, indices, job_masks, masks, features, pair_features, counts, W,
+                              J, M, O, D, S):  # fmt: skip
+    """:func:`dynamic_reset_batch` with (slot, machine) actions."""
+    for n in prange(indices.shape[0]):
+        i = indices[n]
+        counts[i] = dynamic_reset_and_observe_pairs(insts[i], states[i], job_masks[i], masks[i], features[i],
+                                                    pair_features[i], W, J, M, O, D, S)  # fmt: skip
+
+
+@_batch_kernel
+def dynamic_step_batch_pairs(
+    insts, states, actions, interruptions, objective, autoreset, job_masks, masks, features, pair_features, rewards,
+    dones, invalids, stuck, final_masks, final_features, final_pair_features, final_states, W, J, M, O, D, S,
+):  # fmt: skip
+    """:func:`dynamic_step_batch` with (slot, machine) actions."""
+    for i in prange(states.shape[0]):
+        reward, done, invalid, blocked = dynamic_step_shop_pairs(
+            insts[i], states[i], actions[i], interruptions[i], objective, job_masks[i], masks[i], features[i],
+            pair_features[i], W, J, M, O, D, S,
+        )  # fmt: skip
+        rewards[i] = reward
+        dones[i] = done
+        invalids[i] = invalid
+        stuck[i] = blocked
+        if done and autoreset:
+            _keep_final(i, masks, features, states, final_masks, final_features, final_states)
+            final_pair_features[i, :, :, :] = pair_features[i]
+            dynamic_reset_and_observe_pairs(insts[i], states[i], job_masks[i], masks[i], features[i], pair_features[i],
+                                            W, J, M, O, D, S)  # fmt: skip
 
 
 @_kernel

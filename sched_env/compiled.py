@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sched_env._kernels import (
     DF,
+    IN,
     N_DYNAMIC_FEATURES,
     N_FEATURES,
     RULE,
@@ -19,8 +20,12 @@ from sched_env._kernels import (
     sample_valid_actions,
 )
 
+#: Where an instance row (static or dynamic) holds its machine rule (``MACHINE_RULE`` ids).
+MACHINE_RULE_FIELD = IN.machine_rule
+
 __all__ = [
     "DF",
+    "MACHINE_RULE_FIELD",
     "N_DYNAMIC_FEATURES",
     "N_FEATURES",
     "RULE",

@@ -17,7 +17,16 @@ from instances import InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
 from sched_env.events import Scenario, ScenarioGenerator
 from sched_env.schedule import OBJECTIVE_NAMES, Schedule, objectives, validate_schedule
-from sched_env.shop import BatchShopEnv, ShopLayout, SingleShopEnv, Source, check_rule_id, observation_space, option
+from sched_env.shop import (
+    BatchShopEnv,
+    PairObservations,
+    ShopLayout,
+    SingleShopEnv,
+    Source,
+    check_rule_id,
+    observation_space,
+    option,
+)
 
 #: Objective name -> kernel id; the names are those of :func:`sched_env.schedule.objectives`.
 #: (Python ints, as the static shop's options: see ``sched_env.shop.PLACEMENTS``.)
@@ -48,7 +57,32 @@ def scenario_source(spec: ScenarioSpec) -> Source:
     )
 
 
-def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray) -> np.ndarray:
+def _realized_on_shortest(scenario: Scenario) -> np.ndarray:
+    """Real durations per operation; a flexible job's on its shortest machine (its tables hold the rest)."""
+    if not scenario.is_flexible:
+        return scenario.realized_durations
+    machines = np.maximum(scenario.jobs.machines, 0)[:, :, None]
+    return np.take_along_axis(scenario.realized_durations, machines, axis=2)[:, :, 0]
+
+
+def _encode_alternatives(layout: ShopLayout, scenario: Scenario, order: np.ndarray, row: np.ndarray) -> None:
+    """The flexible row's tables: the stream's planned and real durations per machine (the slots'
+    tables are filled by the kernels as jobs take slots); see ``sched_env._kernels``."""
+    J, M, O, S = layout.J, layout.M, layout.O, layout.S  # noqa: E741
+    start = layout.instance_offsets.length
+    row[layout.instance_offsets.alt_table] = start
+    jobs = scenario.jobs
+    planned = jobs.processing_table()
+    realized = scenario.realized_durations
+    if not jobs.is_flexible:  # a classic scenario in a flexible env: one alternative, its real times
+        realized = np.where(planned >= 0, realized[:, :, None], -1)
+    for offset, table in ((2 * J * O * M, planned), (2 * J * O * M + S * O * M, realized)):
+        padded = np.full((S, O, M), -1, dtype=np.int64)
+        padded[: jobs.n_jobs, : jobs.max_ops, : jobs.n_machines] = table[order]
+        row[start + offset : start + offset + S * O * M] = padded.ravel()
+
+
+def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray, machine_rule: int = 0) -> np.ndarray:
     """Write a scenario into a dynamic instance row (header, stream in arrival order, downtime
     windows; the slots are filled by the kernels). Returns the stream order: the scenario job
     index of each stream position."""
@@ -61,24 +95,27 @@ def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray) -> 
             f" this env holds {S} and {layout.D}: pass larger max_stream= / max_windows="
         )
     layout.fits(scenario, scenario.name)
-    if jobs.is_flexible:
+    if jobs.is_flexible and not layout.flexible:
         raise InvalidScenarioError(
-            f"scenario {scenario.name!r} has operations with alternative machines; the dynamic shop runs classic"
-            " jobs so far (one machine per operation)"
+            f"scenario {scenario.name!r} has operations with alternative machines but this env was built for classic"
+            " scenarios; create it with a flexible scenario or generator (ScenarioGenerator(alternatives=...))"
         )
     order = np.argsort(jobs.release_dates, kind="stable")
     row[:] = 0
     row[I.n_jobs] = jobs.n_jobs
     row[I.alt_table] = K.NONE
+    row[I.machine_rule] = machine_rule
     row[I.n_machines] = jobs.n_machines
     row[I.time_scale] = max(1, int(round(float(jobs.job_work().mean()))))
-    row[I.duration_scale] = max(1, int(jobs.durations.max()))
+    row[I.duration_scale] = max(1, int(jobs.processing_table().max()))
+    if layout.flexible:
+        _encode_alternatives(layout, scenario, order, row)
     row[I.stream_jobs] = jobs.n_jobs
     n = jobs.n_jobs
     for field, matrix, fill in (
         ("stream_machine", jobs.machines, K.NONE),
         ("stream_duration", jobs.durations, 0),
-        ("stream_real", scenario.realized_durations, 0),
+        ("stream_real", _realized_on_shortest(scenario), 0),
     ):
         padded = np.full((S, O), fill, dtype=np.int64)
         padded[:n, : jobs.max_ops] = np.where(jobs.machines[order] >= 0, matrix[order], fill)
@@ -102,16 +139,17 @@ def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray) -> 
     return order
 
 
-def encode_scenarios(scenarios, window: int | None = None):
+def encode_scenarios(scenarios, window: int | None = None, machine_rule: int = 0):
     """Several scenarios in one layout of ``window`` job slots (default: one per job of the
     largest), for one batched kernel call: (layout, instance rows, stream orders, interruption ids)."""
     jobs = [s.jobs for s in scenarios]
     layout = ShopLayout(
         window or max(i.n_jobs for i in jobs), max(i.n_machines for i in jobs), max(i.max_ops for i in jobs),
         D=max(1, max(len(s.downtimes) for s in scenarios)), S=max(i.n_jobs for i in jobs), dynamic=True,
+        flexible=any(i.is_flexible for i in jobs),
     )  # fmt: skip
     insts = np.zeros((len(scenarios), layout.instance_length), dtype=np.int64)
-    orders = [encode_scenario(layout, s, row) for s, row in zip(scenarios, insts)]
+    orders = [encode_scenario(layout, s, row, machine_rule) for s, row in zip(scenarios, insts)]
     interruptions = np.array([INTERRUPTION_IDS[s.interruption] for s in scenarios], dtype=np.int64)
     return layout, insts, orders, interruptions
 
@@ -123,15 +161,17 @@ def stream_schedule(rows: ShopLayout, scenario: Scenario, order: np.ndarray, sta
     n, S, O = jobs.n_jobs, rows.S, rows.O  # noqa: E741
     start = np.full((n, max(jobs.max_ops, 1)), -1, dtype=np.int64)
     end = start.copy()
+    machines = start.copy()
     start[order] = state[T.stream_start : T.stream_start + S * O].reshape(S, O)[:n, : jobs.max_ops]
     end[order] = state[T.stream_end : T.stream_end + S * O].reshape(S, O)[:n, : jobs.max_ops]
-    return Schedule.from_matrices(jobs, start, end)
+    machines[order] = state[T.stream_machine_used : T.stream_machine_used + S * O].reshape(S, O)[:n, : jobs.max_ops]
+    return Schedule.from_matrices(jobs, start, end, machines=machines)
 
 
 def episode_summary(scenario: Scenario, schedule: Schedule, wasted: int, max_queued: int = 0) -> dict[str, Any]:
     """Objective values of a finished episode and its schedule, validated against the scenario."""
     schedule = validate_schedule(
-        scenario.jobs, schedule, durations=scenario.realized_durations, downtimes=scenario.downtimes,
+        scenario.jobs, schedule, durations=scenario.realized_for(schedule), downtimes=scenario.downtimes,
         interruption=scenario.interruption,
     )  # fmt: skip
     values = objectives(scenario.jobs, schedule)
@@ -149,7 +189,7 @@ def _row_layout(layout: ShopLayout, scenario: Scenario, windows: int | None = No
     """The row sizes for a scenario (downtime windows D, stream jobs S) in a window layout."""
     D = max(1, len(scenario.downtimes)) if windows is None else windows
     S = max(1, scenario.jobs.n_jobs) if stream is None else stream
-    return ShopLayout(layout.J, layout.M, layout.O, D, S, dynamic=True)
+    return ShopLayout(layout.J, layout.M, layout.O, D, S, dynamic=True, flexible=layout.flexible)
 
 
 def offers_wait(job_rows: int, mask_width: int) -> bool:
@@ -164,7 +204,10 @@ class DynamicShopOptions:
 
     option_key = "scenario"
 
-    def _set_options(self, scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict) -> None:
+    def _set_options(self, scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict,
+                     machine_rule=None, pair_actions=None) -> None:  # fmt: skip
+        from sched_env.env import machine_rule_id
+
         self.objective = objective
         self._objective = option(objective, OBJECTIVES, "objective")
         self.strict = bool(strict)
@@ -172,7 +215,25 @@ class DynamicShopOptions:
         self._wait_width = int(self.allow_wait)  # the kernels' W (an int: a bool would compile them once more)
         self._source = scenario_source(scenario)
         self.layout = ShopLayout.for_source(self._source, max_jobs, max_machines, max_ops, window=True)
-        self.n_actions = self.layout.J + self.allow_wait
+        if pair_actions is None:
+            pair_actions = machine_rule is None and self.layout.flexible
+        if pair_actions and machine_rule is not None:
+            raise ValueError("machine_rule= chooses the machine of job-only actions; with pair_actions=True the"
+                             " action already names the machine: drop one of them")  # fmt: skip
+        self.machine_rule = machine_rule or "eet"
+        self._machine_rule = machine_rule_id(self.machine_rule)
+        #: True: an action is a (slot, machine) pair ``slot * max_machines + machine`` (wait: the last action).
+        self.pair_actions = bool(pair_actions)
+        width = self.layout.J * self.layout.M if self.pair_actions else self.layout.J
+        self.n_actions = width + self.allow_wait
+
+    def _dynamic_observation_space(self):
+        space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
+        if self.pair_actions:
+            L = self.layout
+            shape = (L.J, L.M, K.N_PAIR_FEATURES)
+            space.spaces["pairs"] = spaces.Box(-K.FEATURE_LIMIT, K.FEATURE_LIMIT, shape=shape, dtype=np.float32)
+        return space
 
     def _make_source(self, spec: Any) -> Source:
         return scenario_source(spec)
@@ -183,7 +244,7 @@ class DynamicShopOptions:
         return R.J, R.M, R.O, R.D, R.S
 
 
-class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
+class DynamicJobShopEnv(DynamicShopOptions, PairObservations, SingleShopEnv):
     """A job shop that runs in time: arrivals, breakdowns, maintenance, noisy durations.
 
     ## Time and decisions
@@ -265,16 +326,22 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         allow_wait: bool = False,
         strict: bool = False,
         render_mode: str | None = None,
+        machine_rule: str | None = None,
+        pair_actions: bool | None = None,
     ) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.max_time = max_time
-        self._set_options(scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict)
+        self._set_options(scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict, machine_rule,
+                          pair_actions)  # fmt: skip
+        L = self.layout
         self.action_space = spaces.Discrete(self.n_actions)
-        self.observation_space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
+        self.observation_space = self._dynamic_observation_space()
         self._mask = np.zeros(self.n_actions, dtype=np.int8)
-        self._features = np.zeros((self.layout.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
+        self._job_mask = np.zeros(L.J + self.allow_wait, dtype=np.int8) if self.pair_actions else self._mask
+        self._features = np.zeros((L.J, K.N_DYNAMIC_FEATURES), dtype=np.float32)
+        self._pair_features = np.zeros((L.J, L.M, K.N_PAIR_FEATURES), dtype=np.float32)
         self._rows = self.layout
         self._instance_row = np.zeros(0, dtype=np.int64)
         self._state_row = np.zeros(0, dtype=np.int64)
@@ -291,24 +358,36 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
             self._instance_row = np.zeros(rows.instance_length, dtype=np.int64)
             self._state_row = np.zeros(rows.state_length, dtype=np.int64)
             self._T = rows.state_offsets
-        self._order = encode_scenario(rows, scenario, self._instance_row)
+        self._order = encode_scenario(rows, scenario, self._instance_row, self._machine_rule)
         self._interruption = INTERRUPTION_IDS[scenario.interruption]
         self._item = scenario
 
     def _kernel_reset(self) -> dict[str, Any]:
-        count = K.dynamic_reset_and_observe(
-            self._instance_row, self._state_row, self._mask, self._features, self._wait_width, *self._dims()
-        )
+        if self.pair_actions:
+            count = K.dynamic_reset_and_observe_pairs(
+                self._instance_row, self._state_row, self._job_mask, self._mask, self._features, self._pair_features,
+                self._wait_width, *self._dims(),
+            )  # fmt: skip
+        else:
+            count = K.dynamic_reset_and_observe(
+                self._instance_row, self._state_row, self._mask, self._features, self._wait_width, *self._dims()
+            )
         if count < 0:
             raise SchedEnvError(f"scenario {self._item.name!r}: no operation can ever start (check its downtimes)")
         self._done = count == 0
         return {"time": self.time, "scenario": self._item.name}
 
     def _kernel_step(self, action: int):
-        reward, done, invalid, stuck = K.dynamic_step_shop(
-            self._instance_row, self._state_row, action, self._interruption, self._objective, self._mask,
-            self._features, self._wait_width, *self._dims(),
-        )  # fmt: skip
+        if self.pair_actions:
+            reward, done, invalid, stuck = K.dynamic_step_shop_pairs(
+                self._instance_row, self._state_row, action, self._interruption, self._objective, self._job_mask,
+                self._mask, self._features, self._pair_features, self._wait_width, *self._dims(),
+            )  # fmt: skip
+        else:
+            reward, done, invalid, stuck = K.dynamic_step_shop(
+                self._instance_row, self._state_row, action, self._interruption, self._objective, self._mask,
+                self._features, self._wait_width, *self._dims(),
+            )  # fmt: skip
         if stuck:
             raise SchedEnvError(f"scenario {self._item.name!r}: no operation can ever start again")
         return reward, done, invalid, {"time": self.time, "queued": self.queued}
@@ -332,8 +411,11 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
             raise gym.error.ResetNeeded("call reset() before wait()")
         reward, done, stuck = K.dynamic_wait_shop(
             self._instance_row, self._state_row, int(K.NONE) if until is None else int(until), self._objective,
-            self._mask, self._features, self._wait_width, *self._dims(),
+            self._job_mask, self._features, self._wait_width, *self._dims(),
         )  # fmt: skip
+        if self.pair_actions:
+            K.dynamic_observe_pairs(self._instance_row, self._state_row, self._job_mask, self._mask, self._features,
+                                    self._pair_features, self._wait_width, *self._dims())  # fmt: skip
         if stuck:
             raise SchedEnvError(f"scenario {self._item.name!r}: no event is left to wait for")
         info: dict[str, Any] = {"invalid_action": False, "time": self.time, "queued": self.queued}
@@ -389,6 +471,13 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         """Index of the next operation of the job in each slot (its operation count once done)."""
         return self._slots("job_next_op")
 
+    def planned_machines(self) -> np.ndarray:
+        """The machine each slot's next operation would take now under the machine rule (among the
+        machines where it can start now, else the one expected to end it first); -1 for none."""
+        machines = self._slots("job_machine")
+        machines[self._slots("slot_job") < 0] = -1
+        return machines
+
     def machine_free_times(self) -> np.ndarray:
         """When each machine is expected to be free (start + planned duration of its last op)."""
         return self._slots("machine_expected", self.layout.M)
@@ -413,7 +502,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
         )
 
 
-class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
+class BatchDynamicJobShopEnv(DynamicShopOptions, PairObservations, BatchShopEnv):
     """N dynamic shops in arrays of shape ``(num_envs, ...)``, stepped by one kernel call, with
     same-step autoreset; same semantics, options and observation as :class:`DynamicJobShopEnv`.
     ``info`` follows :class:`~sched_env.vector.BatchJobShopEnv` (gymnasium's vector conventions;
@@ -436,10 +525,13 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         strict: bool = False,
         render_mode: str | None = None,
         seed: int | None = None,
+        machine_rule: str | None = None,
+        pair_actions: bool | None = None,
     ) -> None:
         self.render_mode = render_mode
-        self._set_options(scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict)
-        self.single_observation_space = observation_space(self.layout, K.N_DYNAMIC_FEATURES, self.n_actions)
+        self._set_options(scenario, objective, max_jobs, max_machines, max_ops, allow_wait, strict, machine_rule,
+                          pair_actions)  # fmt: skip
+        self.single_observation_space = self._dynamic_observation_space()
         self.single_action_space = spaces.Discrete(self.n_actions)
         self.num_envs = int(num_envs)
         if self.num_envs < 1:
@@ -461,29 +553,48 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         self._counts = np.zeros(N, dtype=np.int64)
         self._orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
         self._final_orders: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * N
+        L = self.layout
+        self._job_masks = np.zeros((N, L.J + self.allow_wait), dtype=np.int8) if self.pair_actions else self._masks
+        self._pair_features = np.zeros((N, L.J, L.M, K.N_PAIR_FEATURES), dtype=np.float32)
+        self._final_pair_features = np.zeros_like(self._pair_features)
 
     def _moment(self, shop: int) -> str:
         return f"at time {self._states[shop, self._rows.state_offsets.now]}"
 
     # ------------------------------------------------------------------ kernel calls
     def _load(self, i: int, scenario: Scenario) -> None:
-        self._orders[i] = encode_scenario(self._rows, scenario, self._insts[i])
+        self._orders[i] = encode_scenario(self._rows, scenario, self._insts[i], self._machine_rule)
         self._interruptions[i] = INTERRUPTION_IDS[scenario.interruption]
         self._items[i] = scenario
 
     def _reset_rows(self, rows: np.ndarray) -> None:
-        K.for_batch(K.dynamic_reset_batch, self.num_envs)(
-            self._insts, self._states, rows, self._masks, self._features, self._counts, self._wait_width, *self._dims()
-        )
+        if self.pair_actions:
+            K.for_batch(K.dynamic_reset_batch_pairs, self.num_envs)(
+                self._insts, self._states, rows, self._job_masks, self._masks, self._features, self._pair_features,
+                self._counts, self._wait_width, *self._dims(),
+            )  # fmt: skip
+        else:
+            K.for_batch(K.dynamic_reset_batch, self.num_envs)(
+                self._insts, self._states, rows, self._masks, self._features, self._counts, self._wait_width,
+                *self._dims(),
+            )  # fmt: skip
         if (self._counts[rows] < 0).any():
             raise SchedEnvError("a scenario in the batch can never start an operation (check its downtimes)")
 
     def _kernel_step(self, actions: np.ndarray) -> None:
-        K.for_batch(K.dynamic_step_batch, self.num_envs)(
-            self._insts, self._states, actions, self._interruptions, self._objective, True, self._masks,
-            self._features, self._rewards, self._dones, self._invalids, self._stuck, self._final_masks,
-            self._final_features, self._final_states, self._wait_width, *self._dims(),
-        )  # fmt: skip
+        if self.pair_actions:
+            K.for_batch(K.dynamic_step_batch_pairs, self.num_envs)(
+                self._insts, self._states, actions, self._interruptions, self._objective, True, self._job_masks,
+                self._masks, self._features, self._pair_features, self._rewards, self._dones, self._invalids,
+                self._stuck, self._final_masks, self._final_features, self._final_pair_features, self._final_states,
+                self._wait_width, *self._dims(),
+            )  # fmt: skip
+        else:
+            K.for_batch(K.dynamic_step_batch, self.num_envs)(
+                self._insts, self._states, actions, self._interruptions, self._objective, True, self._masks,
+                self._features, self._rewards, self._dones, self._invalids, self._stuck, self._final_masks,
+                self._final_features, self._final_states, self._wait_width, *self._dims(),
+            )  # fmt: skip
         if self._stuck.any():
             raise SchedEnvError(f"shop {int(np.argmax(self._stuck))}: no operation can ever start again")
         for i in np.flatnonzero(self._dones).tolist():
@@ -511,10 +622,15 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
         (ATC with the clock as "now"; the random rule takes the first allowed job)."""
         rule_id = check_rule_id(rule_id)
         dims = self._dims()
-        return np.array(
-            [K.dynamic_choose(self._insts[i], self._states[i], self._masks[i], rule_id, 0.0, *dims)
+        jobs = np.array(
+            [K.dynamic_choose(self._insts[i], self._states[i], self._job_masks[i], rule_id, 0.0, *dims)
              for i in range(self.num_envs)], dtype=np.int64,
         )  # fmt: skip
+        if not self.pair_actions:
+            return jobs
+        T = self._rows.state_offsets
+        machines = self._states[np.arange(self.num_envs), T.job_machine + np.maximum(jobs, 0)]
+        return np.where(jobs >= 0, jobs * self.layout.M + machines, jobs)
 
     def copy_shops(self, source: int, targets) -> None:
         """Put shop ``source``'s exact state (clock, slots, queues, what has run, its scenario's
@@ -526,7 +642,10 @@ class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
             raise ValueError(f"shops are 0..{self.num_envs - 1}; got source {source} and targets {targets.tolist()}")
         if self._items[source] is None:
             raise gym.error.ResetNeeded("call reset() before copy_shops()")
-        for array in (self._insts, self._states, self._masks, self._features, self._interruptions, self._counts):
+        arrays = [self._insts, self._states, self._masks, self._features, self._interruptions, self._counts]
+        if self.pair_actions:
+            arrays += [self._job_masks, self._pair_features]
+        for array in arrays:
             array[targets] = array[source]
         for i in targets.tolist():
             self._items[i], self._orders[i] = self._items[source], self._orders[source]

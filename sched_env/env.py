@@ -18,6 +18,7 @@ from sched_env.shop import (
     PLACEMENTS,
     REWARD_MODES,
     InstanceSpec,
+    PairObservations,
     ShopLayout,
     SingleShopEnv,
     Source,
@@ -82,7 +83,7 @@ class StaticShopOptions:
         return divmod(int(action), self.layout.M) if self.pair_actions else (int(action), None)
 
 
-class JobShopEnv(StaticShopOptions, SingleShopEnv):
+class JobShopEnv(StaticShopOptions, PairObservations, SingleShopEnv):
     """Job-shop scheduling as a sequence of dispatching decisions (static: all jobs known at 0).
 
     ## Action
@@ -242,12 +243,6 @@ class JobShopEnv(StaticShopOptions, SingleShopEnv):
                 self._mask, self._features, L.J, L.M, L.O,
             )  # fmt: skip
         return reward, done, invalid, {}
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        observation = {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
-        if self.pair_actions:
-            observation["pairs"] = self._pair_features.copy()
-        return observation
 
     def _final_info(self) -> dict[str, Any]:
         return {"makespan": self.makespan, "schedule": self.schedule()}

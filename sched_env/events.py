@@ -44,7 +44,10 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, init=False, eq=False, repr=False)
 class Scenario(JsonFile):
-    """One dynamic shop's future: jobs with arrival and due dates, real durations, downtimes."""
+    """One dynamic shop's future: jobs with arrival and due dates, real durations, downtimes.
+
+    ``realized_durations``: how long each operation really takes, ``(jobs, operations)``; for
+    flexible jobs ``(jobs, operations, machines)``, on each machine that can run it (-1 elsewhere)."""
 
     json_error = InvalidScenarioError
     json_what = "scenario"
@@ -75,22 +78,27 @@ class Scenario(JsonFile):
             due_dates=jobs.due_dates if jobs.due_dates is not None else release + jobs.job_work(),
             weights=jobs.weights if jobs.weights is not None else np.ones(n, dtype=np.int64),
         )
-        realized = jobs.durations if realized_durations is None else np.asarray(realized_durations)
-        if realized.shape != jobs.durations.shape or (realized.size and not np.issubdtype(realized.dtype, np.integer)):
+        planned = jobs.processing_table() if jobs.is_flexible else jobs.durations
+        realized = planned if realized_durations is None else np.asarray(realized_durations)
+        if realized.shape != planned.shape or (realized.size and not np.issubdtype(realized.dtype, np.integer)):
+            what = "jobs x operations x machines" if jobs.is_flexible else "jobs x operations"
             raise InvalidScenarioError(
-                f"realized_durations must be an integer array of shape {jobs.durations.shape} (jobs x operations),"
+                f"realized_durations must be an integer array of shape {planned.shape} ({what}),"
                 f" got {realized.shape} {realized.dtype}"
             )
-        real = jobs.machines >= 0
+        real = planned >= 0 if jobs.is_flexible else jobs.machines >= 0
         if (realized[real] < 0).any():
-            job, op = map(int, np.argwhere(real & (realized < 0))[0])
-            raise InvalidScenarioError(f"job {job} operation {op}: realized duration {realized[job, op]} is negative")
+            where = tuple(map(int, np.argwhere(real & (realized < 0))[0]))
+            on = f" on machine {where[2]}" if len(where) == 3 else ""
+            raise InvalidScenarioError(
+                f"job {where[0]} operation {where[1]}{on}: realized duration {realized[where]} is negative"
+            )
         downtimes = _check_downtimes(downtimes, jobs.n_machines)
         if interruption not in INTERRUPTIONS:
             raise InvalidScenarioError(f"interruption must be one of {INTERRUPTIONS}, got {interruption!r}")
         set_ = object.__setattr__
         set_(self, "jobs", jobs)
-        set_(self, "realized_durations", _frozen(np.where(real, realized, 0)))
+        set_(self, "realized_durations", _frozen(np.where(real, realized, -1 if jobs.is_flexible else 0)))
         set_(self, "downtimes", downtimes)
         set_(self, "interruption", interruption)
         set_(self, "name", name or jobs.name)
@@ -102,9 +110,25 @@ class Scenario(JsonFile):
         return self.jobs.n_machines
 
     @property
+    def is_flexible(self) -> bool:
+        """Have its jobs operations with alternative machines?"""
+        return self.jobs.is_flexible
+
+    @property
     def arrivals(self) -> np.ndarray:
         """Arrival (release) time of every job."""
         return self.jobs.release_dates
+
+    def realized_for(self, schedule) -> np.ndarray:
+        """``(jobs, operations)`` real durations of the operations as ``schedule`` runs them (a
+        flexible job's on the machine it used): the validator's ``durations``."""
+        if not self.jobs.is_flexible:
+            return self.realized_durations
+        realized = np.zeros(self.jobs.durations.shape, dtype=np.int64)
+        inside = (schedule.machine >= 0) & (schedule.machine < self.n_machines)
+        j, k, m = schedule.job[inside], schedule.op[inside], schedule.machine[inside]
+        realized[j, k] = self.realized_durations[j, k, m]
+        return realized
 
     def downtimes_of(self, kind: int | None = None) -> np.ndarray:
         """Downtime rows, optionally only breakdowns or only maintenance windows."""
@@ -138,13 +162,20 @@ class Scenario(JsonFile):
             "name": self.name,
             "interruption": self.interruption,
             "jobs": jobs.to_dict(),
-            "realized_durations": [self.realized_durations[j, : jobs.n_ops[j]].tolist() for j in range(jobs.n_jobs)],
+            "realized_durations": [self._realized_row(j) for j in range(jobs.n_jobs)],
             "downtimes": [
                 {"machine": m, "start": s, "end": e, "kind": "breakdown" if k == BREAKDOWN else "maintenance"}
                 for m, s, e, k in self.downtimes.tolist()
             ],
             "metadata": dict(self.metadata),
         }
+
+    def _realized_row(self, j: int) -> list:
+        """One job's real durations in JSON: a number per operation; flexible, [machine, real] pairs."""
+        ops = range(int(self.jobs.n_ops[j]))
+        if not self.jobs.is_flexible:
+            return self.realized_durations[j, : len(ops)].tolist()
+        return [[[m, int(self.realized_durations[j, k, m])] for m, _ in self.jobs.alternatives(j, k)] for k in ops]
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "scenario") -> Scenario:
@@ -159,13 +190,7 @@ class Scenario(JsonFile):
             rows = data["realized_durations"]
             if not isinstance(rows, list) or len(rows) != jobs.n_jobs:
                 raise InvalidScenarioError(f"{source}: realized_durations needs one list per job ({jobs.n_jobs})")
-            realized = np.zeros_like(jobs.durations)
-            for j, row in enumerate(rows):
-                if not isinstance(row, list) or len(row) != jobs.n_ops[j] or not all(type(v) is int for v in row):
-                    raise InvalidScenarioError(
-                        f"{source}: realized_durations[{j}] must be {jobs.n_ops[j]} integers, got {row!r}"
-                    )
-                realized[j, : len(row)] = row
+            realized = _realized_from_rows(rows, jobs, source)
         downtimes = []
         for i, row in enumerate(data.get("downtimes") or []):
             if not isinstance(row, Mapping) or any(k not in row for k in ("machine", "start", "end")):
@@ -192,6 +217,38 @@ class Scenario(JsonFile):
             )
         except InvalidScenarioError as error:
             raise InvalidScenarioError(f"{source}: {error}") from None
+
+
+def _realized_from_rows(rows: list, jobs: JobShopInstance, source: str) -> np.ndarray:
+    """The JSON rows of real durations as an array (see :meth:`Scenario._realized_row`)."""
+    if not jobs.is_flexible:
+        realized = np.zeros_like(jobs.durations)
+        for j, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != jobs.n_ops[j] or not all(type(v) is int for v in row):
+                raise InvalidScenarioError(
+                    f"{source}: realized_durations[{j}] must be {jobs.n_ops[j]} integers, got {row!r}"
+                )
+            realized[j, : len(row)] = row
+        return realized
+    realized = np.full(jobs.processing.shape, -1, dtype=np.int64)
+    for j, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != jobs.n_ops[j]:
+            raise InvalidScenarioError(
+                f"{source}: realized_durations[{j}] needs one entry per operation ({jobs.n_ops[j]})"
+            )
+        for k, pairs in enumerate(row):
+            eligible = {m for m, _ in jobs.alternatives(j, k)}
+            good = isinstance(pairs, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(type(v) is int for v in p) for p in pairs
+            )
+            if not good or {p[0] for p in pairs} != eligible:
+                raise InvalidScenarioError(
+                    f"{source}: realized_durations[{j}][{k}] must be [machine, duration] pairs for machines"
+                    f" {sorted(eligible)}, got {pairs!r}"
+                )
+            for machine, duration in pairs:
+                realized[j, k, machine] = duration
+    return realized
 
 
 def _check_downtimes(downtimes: Any, n_machines: int) -> np.ndarray:
@@ -266,6 +323,8 @@ def generate_scenario(
     interruption: str = "resume",
     seed: int | np.random.Generator | None = None,
     name: str | None = None,
+    alternatives: tuple[int, int] | None = None,
+    speed_spread: float = 0.0,
 ) -> Scenario:
     """Draw a scenario. Jobs come from ``pool`` (rows drawn with replacement) or are random
     routes over ``n_machines`` with durations uniform in [low, high]. Inter-arrival times are
@@ -274,7 +333,12 @@ def generate_scenario(
     each machine alternates Exp(mtbf) up-times and Exp(mttr) repairs. ``maintenance`` lists
     planned ``(machine, start, end)`` windows. Real durations are ``round(planned * f)`` with
     f uniform in [1 - noise, 1 + noise] (at least 1 for a positive plan). Due date =
-    arrival + tightness x job work; weights drawn from ``weights``."""
+    arrival + tightness x job work; weights drawn from ``weights``.
+
+    Flexible shop (``alternatives=(low, high)``): each operation may also run on other machines,
+    low..high of them in all (its routed machine among them); machine m works at a speed drawn
+    once in [1 - speed_spread, 1 + speed_spread], so an alternative takes round(planned / speed)
+    (the routed machine keeps the planned time), and noise applies to each alternative."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if not 0 < utilisation <= 1.5:
         raise InvalidScenarioError(f"utilisation must be in (0, 1.5], got {utilisation}")
@@ -313,6 +377,8 @@ def generate_scenario(
             for start, end in alternating_windows(rng, mtbf, mttr, horizon):
                 if not any(m == machine and s < end and start < e for m, s, e, _ in windows):
                     windows.append((machine, start, end, BREAKDOWN))
+    if alternatives is not None:  # drawn last: a classic scenario's draws stay as they were
+        jobs, realized = _with_alternatives(jobs, rng, alternatives, speed_spread, noise)
     return Scenario(
         jobs,
         realized_durations=realized,
@@ -324,6 +390,36 @@ def generate_scenario(
             "initial_jobs": initial_jobs, "arriving_jobs": arriving_jobs,
         },
     )  # fmt: skip
+
+
+def _with_alternatives(jobs: JobShopInstance, rng: np.random.Generator, alternatives: tuple[int, int],
+                       speed_spread: float, noise: float) -> tuple[JobShopInstance, np.ndarray]:  # fmt: skip
+    """The jobs with alternative machines (see :func:`generate_scenario`) and their real durations."""
+    low, high = alternatives
+    if not 1 <= low <= high <= jobs.n_machines:
+        raise InvalidScenarioError(
+            f"alternatives must be (low, high) with 1 <= low <= high <= {jobs.n_machines}, got {alternatives}"
+        )
+    if not 0 <= speed_spread < 1:
+        raise InvalidScenarioError(f"speed_spread must be in [0, 1), got {speed_spread}")
+    speeds = rng.uniform(1 - speed_spread, 1 + speed_spread, size=jobs.n_machines)
+    table = np.full((jobs.n_jobs, jobs.max_ops, jobs.n_machines), -1, dtype=np.int64)
+    for j in range(jobs.n_jobs):
+        for k in range(int(jobs.n_ops[j])):
+            own, planned = int(jobs.machines[j, k]), int(jobs.durations[j, k])
+            others = rng.permutation([m for m in range(jobs.n_machines) if m != own])
+            chosen = [own, *others[: int(rng.integers(low, high, endpoint=True)) - 1].tolist()]
+            for m in chosen:
+                table[j, k, m] = planned if m == own else max(1 if planned else 0, int(round(planned / speeds[m])))
+    factors = rng.uniform(1 - noise, 1 + noise, size=table.shape)
+    realized = np.where(table > 0, np.maximum(1, np.round(table * factors)), table).astype(np.int64)
+    flexible = JobShopInstance.from_processing(
+        table, n_ops=jobs.n_ops, release_dates=jobs.release_dates, due_dates=jobs.due_dates, weights=jobs.weights,
+        name=jobs.name, metadata={"alternatives": list(alternatives), "speed_spread": speed_spread},
+    )  # fmt: skip
+    if not flexible.is_flexible:  # one machine each after all: the classic form
+        realized = np.take_along_axis(realized, np.maximum(flexible.machines, 0)[:, :, None], axis=2)[:, :, 0]
+    return flexible, realized
 
 
 @dataclass(frozen=True)
@@ -342,6 +438,12 @@ class ScenarioGenerator:
     noise: float = 0.0
     tightness: float = 1.5
     interruption: str = "resume"
+    alternatives: tuple[int, int] | None = None  # a flexible shop: machines per operation (low, high)
+    speed_spread: float = 0.0
+
+    @property
+    def flexible(self) -> bool:
+        return self.alternatives is not None and self.alternatives[1] > 1
 
     @property
     def max_jobs(self) -> int:
@@ -360,6 +462,7 @@ class ScenarioGenerator:
             self.n_machines, initial_jobs=self.initial_jobs, arriving_jobs=self.arriving_jobs,
             utilisation=self.utilisation, low=self.low, high=self.high, mtbf=self.mtbf, mttr=self.mttr,
             noise=self.noise, tightness=self.tightness, interruption=self.interruption, seed=rng,
+            alternatives=self.alternatives, speed_spread=self.speed_spread,
         )  # fmt: skip
 
 
@@ -383,6 +486,10 @@ class ScenarioMixture:
             raise InvalidScenarioError(f"utilisation must be [low, high] with 0 < low <= high, got {self.utilisation}")
         if not 0 <= self.breakdown_probability <= 1:
             raise InvalidScenarioError(f"breakdown_probability must be in [0, 1], got {self.breakdown_probability}")
+
+    @property
+    def flexible(self) -> bool:
+        return self.base.flexible
 
     @property
     def max_jobs(self) -> int:

@@ -199,7 +199,10 @@ class ShopLayout:
     @property
     def instance_length(self) -> int:
         """Length of an instance row: the fields, then (flexible) the table of alternatives."""
-        return self.instance_offsets.length + (self.J * self.O * self.M if self.flexible else 0)
+        if not self.flexible:
+            return self.instance_offsets.length
+        jobs = 2 * (self.J + self.S) if self.dynamic else self.J  # dynamic: planned and real, slots and stream
+        return self.instance_offsets.length + jobs * self.O * self.M
 
     @property
     def state_length(self) -> int:
@@ -326,6 +329,27 @@ class _ShopEnvBase:
             i = int(np.argmin(allowed))
             where = f"shop {i}: " if label else ""
             raise InvalidActionError(self._invalid_message(masks[i], int(actions[i]), where, i))
+
+
+class PairObservations:
+    """With ``pair_actions``, observations also hold ``pairs``: the per-(job, machine) features
+    (``_pair_features``, ``_final_pair_features`` in a batch). Mixed in before the env core."""
+
+    pair_actions: bool
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        observation = super()._observation()
+        if self.pair_actions:
+            observation["pairs"] = self._pair_features.copy()
+        return observation
+
+    def _final_observations(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
+        observations = super()._final_observations(rows)
+        if self.pair_actions:
+            pairs = self._final_pair_features[rows]
+            for row, observation in enumerate(observations):
+                observation["pairs"] = pairs[row]
+        return observations
 
 
 class SingleShopEnv(_ShopEnvBase, gym.Env):

@@ -150,7 +150,9 @@ def snapshot(env) -> ShopState:
     views = rows.views(env._state_row)
     start = views["op_start"].reshape(rows.J, rows.O)
     end = views["op_end"].reshape(rows.J, rows.O)
+    used = views["op_machine_used"].reshape(rows.J, rows.O)
     all_jobs, order = scenario.jobs, env._order
+    planned = all_jobs.processing_table()
     known = scenario.downtimes
     seen = (known[:, 1] <= now) | (known[:, 3] == MAINTENANCE)  # begun by now, or planned in advance
     slot_of = {int(order[n]): j for j, n in enumerate(views["slot_job"].tolist()) if n >= 0}
@@ -163,22 +165,18 @@ def snapshot(env) -> ShopState:
             continue
         for k in range(int(all_jobs.n_ops[job])):
             if start[slot, k] >= 0 and end[slot, k] <= now:
-                done.append([local, k, int(all_jobs.machines[job, k]), int(start[slot, k]), int(end[slot, k])])
+                done.append([local, k, int(used[slot, k]), int(start[slot, k]), int(end[slot, k])])
         began = int(views["job_started"][slot])
         if 0 <= began <= now < views["job_ready"][slot]:  # busy: an op (or an attempt) is running
             k = int(views["job_next_op"][slot]) - 1
             if not (k >= 0 and start[slot, k] == began):
                 k += 1  # an attempt that will be aborted is still, to a planner, the op running
-            machine = int(all_jobs.machines[job, k])
+            machine = int(views["job_started_on"][slot])
             expected = int(views["job_expected"][slot])
             if scenario.interruption == "resume":  # known downtimes met on the way push the end out
-                expected = planned_end(began, int(all_jobs.durations[job, k]), known[seen & (known[:, 0] == machine)])
+                expected = planned_end(began, int(planned[job, k, machine]), known[seen & (known[:, 0] == machine)])
             running.append([local, k, machine, began, max(expected, now)])
-    jobs = JobShopInstance(
-        all_jobs.machines[ids], all_jobs.durations[ids], n_machines=all_jobs.n_machines, n_ops=all_jobs.n_ops[ids],
-        release_dates=all_jobs.release_dates[ids], due_dates=all_jobs.due_dates[ids], weights=all_jobs.weights[ids],
-        name=f"{scenario.name}@{now}",
-    )  # fmt: skip
+    jobs = all_jobs.select_jobs(ids, name=f"{scenario.name}@{now}", metadata={})
     return ShopState(now, jobs, ids, done, running, known[seen & (known[:, 2] > now)], scenario.interruption)
 
 

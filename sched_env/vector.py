@@ -18,11 +18,12 @@ from sched_env.schedule import Schedule
 from sched_env.shop import (
     BatchShopEnv,
     InstanceSpec,
+    PairObservations,
     check_rule_id,
 )
 
 
-class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
+class BatchJobShopEnv(StaticShopOptions, PairObservations, BatchShopEnv):
     """N independent job shops in arrays of shape ``(num_envs, ...)``; same semantics, options
     and observation as :class:`~sched_env.JobShopEnv`, stepped in parallel by one kernel call.
 
@@ -104,20 +105,6 @@ class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
             self._masks, self._features, self._rewards, self._dones, self._invalids,
             self._final_masks, self._final_features, self._final_states, L.J, L.M, L.O,
         )  # fmt: skip
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        observation = super()._observation()
-        if self.pair_actions:
-            observation["pairs"] = self._pair_features.copy()
-        return observation
-
-    def _final_observations(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
-        observations = super()._final_observations(rows)
-        if self.pair_actions:
-            pairs = self._final_pair_features[rows]
-            for row, observation in enumerate(observations):
-                observation["pairs"] = pairs[row]
-        return observations
 
     def _reset_values(self, rows: np.ndarray) -> dict[str, Any]:
         return {

@@ -639,3 +639,129 @@ def random_flexible_instance(rng: np.random.Generator, max_jobs: int = 6, max_ma
         jobs.append(ops)
     release = rng.integers(0, 15, size=n_jobs) if rng.random() < 0.4 else None
     return JobShopInstance.from_alternatives(jobs, n_machines=n_machines, release_dates=release, name="random-flexible")
+
+
+class ReferenceFlexibleDynamicShop(ReferenceDynamicShop):
+    """Twin of the flexible dynamic kernels: a (slot, machine) pair can start now when the job's
+    previous op is done and the machine can run its next op, is idle and up. Each job's planned
+    machine: the machine rule's choice among its startable machines, else the one where the op
+    would end first given when the job and the machine are expected free (and a machine down
+    until its repair). Job-level rows read the planned pair; work left counts shortest times."""
+
+    def __init__(self, scenario, max_jobs: int, max_ops: int, max_machines: int, objective: str,
+                 allow_wait: bool = False, machine_rule: str = "eet"):  # fmt: skip
+        super().__init__(scenario, max_jobs, max_ops, objective, allow_wait)
+        self.M, self.machine_rule = max_machines, machine_rule
+        self.table = scenario.jobs.processing_table()
+        self.real = scenario.realized_durations if scenario.is_flexible else np.where(
+            self.table >= 0, scenario.realized_durations[:, :, None], -1)  # fmt: skip
+        self.work = [0] * self.jobs.n_machines
+        self.used = np.full(self.start.shape, -1, dtype=np.int64)
+
+    def alternatives(self, j: int) -> dict[int, int]:
+        return {m: int(d) for m, d in enumerate(self.table[j, self.next_op[j]]) if d >= 0}
+
+    def startable_machines(self, j: int) -> list[int]:
+        now = self.now
+        if self.ready[j] > now:
+            return []
+        return [m for m in self.alternatives(j) if self.busy_until[m] <= now and self.down(m, now) is None]
+
+    def pair_start(self, j: int, m: int) -> int:
+        if m in self.startable_machines(j):
+            return self.now
+        free = max(self.now, self.expected_job[j], self.expected_machine[m])
+        window = self.down(m, self.now)
+        return max(free, window[1]) if window else free
+
+    def machine_of(self, j: int) -> int:
+        options = self.alternatives(j)
+        choices = self.startable_machines(j) or list(options)
+
+        def key(m: int) -> tuple:
+            t, d = self.pair_start(j, m), options[m]
+            return {"eet": (t + d, d), "spt": (d, t + d), "ll": (self.work[m], t + d), "est": (t, d)}[
+                self.machine_rule
+            ] + (m,)
+
+        return min(choices, key=key)
+
+    def startable(self, slot: int) -> bool:
+        j = self.slots[slot] if slot < self.J else None
+        return j is not None and self.unfinished(j) and bool(self.startable_machines(j))
+
+    def pair_mask(self) -> np.ndarray:
+        mask = np.zeros(self.J * self.M + self.allow_wait, dtype=np.int8)
+        for slot, j in enumerate(self.slots):
+            if j is not None and self.unfinished(j):
+                for m in self.startable_machines(j):
+                    mask[slot * self.M + m] = 1
+        if self.allow_wait:
+            mask[-1] = self.mask()[-1]
+        return mask
+
+    def pair_features(self) -> np.ndarray:
+        out = np.zeros((self.J, self.M, 3))
+        longest = max(1, int(self.table.max()))
+        for slot, j in enumerate(self.slots):
+            if j is None or not self.unfinished(j):
+                continue
+            for m, d in self.alternatives(j).items():
+                out[slot, m] = [
+                    d / longest,
+                    min(max(0, self.expected_machine[m] - self.now) / self.scale, 1000),
+                    min((self.pair_start(j, m) + d - self.now) / self.scale, 1000),
+                ]
+        return out
+
+    def run(self, slot: int, machine: int | None = None) -> None:
+        j = self.slots[slot]
+        m = self.machine_of(j) if machine is None else machine
+        k = self.next_op[j]
+        work, planned = int(self.real[j, k, m]), int(self.table[j, k, m])
+        t, done = self.now, 0
+        while done < work:
+            if self.down(m, t) is not None:
+                if self.s.interruption == "restart":
+                    self.busy_until[m] = max(self.busy_until[m], t)
+                    self.ready[j] = t
+                    self.wasted += t - self.now
+                    break
+            else:
+                done += 1
+            t += 1
+        else:
+            self.start[j, k], self.end[j, k], self.used[j, k] = self.now, t, m
+            self.busy_until[m] = max(self.busy_until[m], t)
+            self.ready[j] = t
+            self.next_op[j] += 1
+            self.work[m] += planned
+        self.expected_job[j] = self.expected_machine[m] = self.now + planned
+
+    def view(self, j: int) -> dict:
+        view = super().view(j)
+        m = self.machine_of(j)
+        return view | {"machine": m, "p": self.alternatives(j)[m]}
+
+    def queues(self) -> tuple[dict, dict]:
+        work: dict = {}
+        count: dict = {}
+        for j in self.slots:
+            if j is not None and self.unfinished(j) and self.ready[j] <= self.now:
+                m = self.machine_of(j)
+                work[m] = work.get(m, 0) + self.alternatives(j)[m]
+                count[m] = count.get(m, 0) + 1
+        return work, count
+
+    def mean_allowed_duration(self, mask: np.ndarray) -> float:
+        allowed = [self.slots[i] for i in np.flatnonzero(mask[: self.J])]
+        if not allowed:
+            return 1.0
+        return sum(max(self.alternatives(j)[self.machine_of(j)], 1) for j in allowed) / len(allowed)
+
+    def features(self, mask: np.ndarray) -> np.ndarray:
+        out = super().features(mask)
+        longest_planned, longest = max(1, int(self.table.max())), max(1, int(self.jobs.durations.max()))
+        for column in (1, 12, 16):  # durations: the kernels divide by the longest alternative
+            out[:, column] *= longest / longest_planned
+        return out
