@@ -99,6 +99,7 @@ STATE_FIELDS = (
     ("n_total", "1"),
     ("makespan", "1"),  # latest end of the operations scheduled so far
     ("lower_bound", "1"),  # current makespan lower bound (drives the dense reward)
+    ("decision_time", "1"),  # static shop: "now" of the last observation, the earliest start of any job
     ("job_next_op", "J"),  # index of the job's next unscheduled operation
     ("job_machine", "J"),  # its machine (NONE once the job is done, or for an empty slot)
     ("job_duration", "J"),  # its (planned) duration (0 once done)
@@ -565,9 +566,10 @@ def choose_machine(inst, state, job, only_allowed, J, M, O):
 
 
 @_kernel
-def plan_pairs(inst, state, action_set, J, M, O):
-    """Flexible row: write which (job, machine) pairs the action set allows now and each
-    unfinished job's planned pair (see above); return now, the earliest start of any pair.
+def plan_pairs(inst, state, action_set, mask, J, M, O):
+    """Flexible row: write which (job, machine) pairs the action set allows now, the job mask
+    (a job with an allowed pair) and each unfinished job's planned pair (see above); return
+    now, the earliest start of any pair.
 
     ANY: every eligible pair; NON_DELAY: the pairs that start at now; Giffler-Thompson: take
     the pair that completes first (time C on machine m, ties to the lowest pair), allow the
@@ -610,6 +612,7 @@ def plan_pairs(inst, state, action_set, J, M, O):
                     allowed = m == best_machine and (est < best_end or j * M + m == best_pair)
             state[row + m] = allowed
             any_allowed |= allowed
+        mask[j] = any_allowed
         m = choose_machine(inst, state, j, any_allowed, J, M, O)
         state[S.job_machine + j] = m
         state[S.job_duration + j] = alt_duration(inst, p, m, J, M, O)
@@ -638,16 +641,7 @@ def observe_pairs(inst, state, action_set, job_mask, pair_mask, features, pair_f
     S = state_offsets(J, M, O)
     observe(inst, state, action_set, job_mask, features, J, M, O)
     flexible = is_flexible(inst, J, M, O)
-    now = FOREVER
-    for j in range(J):
-        if state[S.job_machine + j] != NONE:
-            now = min(now, state[S.job_est + j])
-    if flexible:
-        for j in range(J):
-            if state[S.job_machine + j] != NONE:
-                for m in range(M):
-                    if alt_duration(inst, j * O + state[S.job_next_op + j], m, J, M, O) >= 0:
-                        now = min(now, state[S.pair_est + j * M + m])
+    now = state[S.decision_time]
     per_time = np.float32(1.0) / np.float32(inst[I.time_scale])
     per_duration = np.float32(1.0) / np.float32(inst[I.duration_scale])
     count = 0
@@ -729,7 +723,7 @@ def observe(inst, state, action_set, mask, features, J, M, O):
     best = NONE  # Giffler-Thompson: job whose next op completes first
     best_completion = 0
     if flexible:  # the allowed pairs decide which jobs are allowed; now is their earliest start
-        now = plan_pairs(inst, state, action_set, J, M, O)
+        now = plan_pairs(inst, state, action_set, mask, J, M, O)
         if now >= FOREVER:
             now = NONE
     else:
@@ -743,6 +737,7 @@ def observe(inst, state, action_set, mask, features, J, M, O):
                 best, best_completion = j, est + state[S.job_duration + j]
     if now == NONE:
         now = state[S.makespan]
+    state[S.decision_time] = now
     best_machine = state[S.job_machine + best] if best != NONE else NONE
     per_time = np.float32(1.0) / np.float32(inst[I.time_scale])
     per_duration = np.float32(1.0) / np.float32(inst[I.duration_scale])
@@ -759,7 +754,7 @@ def observe(inst, state, action_set, mask, features, J, M, O):
             continue
         est = state[S.job_est + j]
         if flexible:
-            allowed = job_allowed(inst, state, j, J, M, O)
+            allowed = mask[j] != 0  # written by plan_pairs
         elif action_set == ACTIONS_ANY:
             allowed = True
         elif action_set == ACTIONS_NON_DELAY:

@@ -19,7 +19,6 @@ from sched_env.events import Scenario, ScenarioGenerator
 from sched_env.schedule import OBJECTIVE_NAMES, Schedule, objectives, validate_schedule
 from sched_env.shop import (
     BatchShopEnv,
-    PairObservations,
     ShopLayout,
     SingleShopEnv,
     Source,
@@ -244,7 +243,7 @@ class DynamicShopOptions:
         return R.J, R.M, R.O, R.D, R.S
 
 
-class DynamicJobShopEnv(DynamicShopOptions, PairObservations, SingleShopEnv):
+class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     """A job shop that runs in time: arrivals, breakdowns, maintenance, noisy durations.
 
     ## Time and decisions
@@ -502,7 +501,7 @@ class DynamicJobShopEnv(DynamicShopOptions, PairObservations, SingleShopEnv):
         )
 
 
-class BatchDynamicJobShopEnv(DynamicShopOptions, PairObservations, BatchShopEnv):
+class BatchDynamicJobShopEnv(DynamicShopOptions, BatchShopEnv):
     """N dynamic shops in arrays of shape ``(num_envs, ...)``, stepped by one kernel call, with
     same-step autoreset; same semantics, options and observation as :class:`DynamicJobShopEnv`.
     ``info`` follows :class:`~sched_env.vector.BatchJobShopEnv` (gymnasium's vector conventions;

@@ -18,7 +18,6 @@ from sched_env.shop import (
     PLACEMENTS,
     REWARD_MODES,
     InstanceSpec,
-    PairObservations,
     ShopLayout,
     SingleShopEnv,
     Source,
@@ -83,7 +82,7 @@ class StaticShopOptions:
         return divmod(int(action), self.layout.M) if self.pair_actions else (int(action), None)
 
 
-class JobShopEnv(StaticShopOptions, PairObservations, SingleShopEnv):
+class JobShopEnv(StaticShopOptions, SingleShopEnv):
     """Job-shop scheduling as a sequence of dispatching decisions (static: all jobs known at 0).
 
     ## Action

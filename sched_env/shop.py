@@ -310,6 +310,7 @@ class _ShopEnvBase:
     strict: bool
     layout: ShopLayout
     n_actions: int
+    pair_actions: bool  # observations then also hold ``pairs`` (``_pair_features``)
 
     def _invalid_message(self, mask: np.ndarray, action: int, where: str = "", shop: int = 0) -> str:
         allowed = np.flatnonzero(mask).tolist()
@@ -329,27 +330,6 @@ class _ShopEnvBase:
             i = int(np.argmin(allowed))
             where = f"shop {i}: " if label else ""
             raise InvalidActionError(self._invalid_message(masks[i], int(actions[i]), where, i))
-
-
-class PairObservations:
-    """With ``pair_actions``, observations also hold ``pairs``: the per-(job, machine) features
-    (``_pair_features``, ``_final_pair_features`` in a batch). Mixed in before the env core."""
-
-    pair_actions: bool
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        observation = super()._observation()
-        if self.pair_actions:
-            observation["pairs"] = self._pair_features.copy()
-        return observation
-
-    def _final_observations(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
-        observations = super()._final_observations(rows)
-        if self.pair_actions:
-            pairs = self._final_pair_features[rows]
-            for row, observation in enumerate(observations):
-                observation["pairs"] = pairs[row]
-        return observations
 
 
 class SingleShopEnv(_ShopEnvBase, gym.Env):
@@ -391,7 +371,10 @@ class SingleShopEnv(_ShopEnvBase, gym.Env):
         return self._mask.astype(bool)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+        observation = {"jobs": self._features.copy(), "action_mask": self._mask.copy()}
+        if self.pair_actions:  # the per-(job, machine) features
+            observation["pairs"] = self._pair_features.copy()
+        return observation
 
 
 class BatchShopEnv(_ShopEnvBase):
@@ -481,12 +464,20 @@ class BatchShopEnv(_ShopEnvBase):
         pass
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"jobs": self._features.copy(), "action_mask": self._masks.copy()}
+        observation = {"jobs": self._features.copy(), "action_mask": self._masks.copy()}
+        if self.pair_actions:  # the per-(job, machine) features
+            observation["pairs"] = self._pair_features.copy()
+        return observation
 
     def _final_observations(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
         """The last observation of each shop in ``rows`` before it restarted."""
         features, masks = self._final_features[rows], self._final_masks[rows]  # one copy each
-        return [{"jobs": features[row], "action_mask": masks[row]} for row in range(len(rows))]
+        observations = [{"jobs": features[row], "action_mask": masks[row]} for row in range(len(rows))]
+        if self.pair_actions:
+            pairs = self._final_pair_features[rows]
+            for row, observation in enumerate(observations):
+                observation["pairs"] = pairs[row]
+        return observations
 
     def _final_item(self, index: int) -> Any:
         item = self._final_items[index]

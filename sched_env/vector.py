@@ -18,12 +18,11 @@ from sched_env.schedule import Schedule
 from sched_env.shop import (
     BatchShopEnv,
     InstanceSpec,
-    PairObservations,
     check_rule_id,
 )
 
 
-class BatchJobShopEnv(StaticShopOptions, PairObservations, BatchShopEnv):
+class BatchJobShopEnv(StaticShopOptions, BatchShopEnv):
     """N independent job shops in arrays of shape ``(num_envs, ...)``; same semantics, options
     and observation as :class:`~sched_env.JobShopEnv`, stepped in parallel by one kernel call.
 
