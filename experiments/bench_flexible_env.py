@@ -133,10 +133,12 @@ def classic_rows(names: list[str], baseline: str, seconds: float, num_envs: int,
                                              cwd=root, env=env, check=True, capture_output=True, text=True)  # fmt: skip
                         runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 row = {"instance": name}
-                for kind in ("single", "batched"):
-                    today = float(np.median([r[kind] for r in runs["today"]]))
-                    before = float(np.median([r[kind] for r in runs["baseline"]]))
-                    row |= {f"{kind}_today": today, f"{kind}_baseline": before, f"{kind}_ratio": today / before}
+                for kind in ("single", "batched"):  # the best round of each: load only ever slows a run down
+                    today = float(np.max([r[kind] for r in runs["today"]]))
+                    before = float(np.max([r[kind] for r in runs["baseline"]]))
+                    row |= {f"{kind}_today": today, f"{kind}_baseline": before, f"{kind}_ratio": today / before,
+                            f"{kind}_median_ratio": float(np.median([r[kind] for r in runs["today"]]))
+                            / float(np.median([r[kind] for r in runs["baseline"]]))}  # fmt: skip
                 rows.append(row)
                 print(f"{name}: single {row['single_ratio']:.3f}x, batched {row['batched_ratio']:.3f}x of {baseline}",
                       flush=True)  # fmt: skip
@@ -169,7 +171,8 @@ def markdown(report: dict) -> str:
     if report["classic"]:
         lines += [
             "",
-            f"Classic env today against `{report['baseline']}` (median of {report['rounds']} alternating rounds):",
+            f"Classic env today against `{report['baseline']}`: best of {report['rounds']} alternating rounds each"
+            " (ratio of the medians in brackets):",
             "",
             "| instance | single today | single baseline | ratio | batched today | batched baseline | ratio |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -177,7 +180,8 @@ def markdown(report: dict) -> str:
         for r in report["classic"]:
             lines.append(
                 f"| {r['instance']} | {rate(r['single_today'])} | {rate(r['single_baseline'])} | {r['single_ratio']:.3f}"
-                f" | {rate(r['batched_today'])} | {rate(r['batched_baseline'])} | {r['batched_ratio']:.3f} |"
+                f" ({r['single_median_ratio']:.3f}) | {rate(r['batched_today'])} | {rate(r['batched_baseline'])}"
+                f" | {r['batched_ratio']:.3f} ({r['batched_median_ratio']:.3f}) |"
             )
     return "\n".join(lines + [""])
 
@@ -189,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         "--classic", default="ta01,ta41,ta71", help="classic names for the before/after table ('' skips)"
     )
     parser.add_argument("--baseline", default="b8f0bd1", help="the commit the classic env is compared with")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--num-envs", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS / "bench_flexible_env"))
     args = parser.parse_args(argv)
     import sched_env
