@@ -270,6 +270,7 @@ def solve(
     hint: Schedule | None = None,
     log: bool = False,
     deterministic_time: float | None = None,
+    horizon: int | None = None,
 ) -> SolveResult:
     """Minimise the makespan with CP-SAT within ``time_limit_s`` seconds of search.
 
@@ -277,11 +278,12 @@ def solve(
     'feasible', 'unknown' when no schedule was found in time), and the proven lower bound.
     The limit covers building the model too: the search gets what is left of it.
     For bit-for-bit repeatable results pass ``workers=1`` and a ``deterministic_time`` budget
-    (see :func:`solver_parameters`)."""
+    (see :func:`solver_parameters`). ``horizon``: a makespan no plan needs to exceed (a known
+    plan's), which bounds every start and end (default: the sum of all durations)."""
     if not isinstance(instance, JobShopInstance):
         raise InvalidInstanceError(f"solve() needs a JobShopInstance, got {type(instance).__name__}")
     started = time.perf_counter()
-    jsm = build_model(instance)
+    jsm = build_model(instance, horizon=horizon)
     if hint is not None:
         add_hint(jsm, hint)
     solver = solver_parameters(search_time(time_limit_s, started, instance.n_operations, workers), workers, seed, log,
