@@ -208,15 +208,16 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
     return summary
 
 
-def markdown_report(rows: Sequence[dict], title: str, command: str) -> str:
+def markdown_report(rows: Sequence[dict], title: str, command: str, wall_s: float | None = None) -> str:
     def pct(value):
         return "n/a" if value is None else f"{100 * value:.1f} %"
 
     commit = rows[0]["commit"] if rows else "unknown"
+    took = f" in {wall_s:.0f} s (the whole matrix, every plan validated)" if wall_s is not None else ""
     lines = [
         f"# {title}",
         "",
-        f"Commit `{commit}`; {len(rows)} runs. Regenerate: `{command}`.",
+        f"Commit `{commit}`; {len(rows)} runs{took}. Regenerate: `{command}`.",
         "Gap = makespan / best-known upper bound - 1 (`instances/data/bounds.csv`; flexible families"
         " `fjsp_bounds.csv`, where sd1's reference is OR-Tools' 1800 s makespan). Groups: sizes, or flexible families.",
         "",
@@ -309,10 +310,12 @@ def chart(rows: Sequence[dict], path: Path, title: str) -> Path | None:
     return path
 
 
-def write_outputs(rows: Sequence[dict], out: Path, name: str, title: str, command: str) -> list[Path]:
+def write_outputs(
+    rows: Sequence[dict], out: Path, name: str, title: str, command: str, wall_s: float | None = None
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_csv(rows, out / f"{name}.csv")]
-    (out / f"{name}.md").write_text(markdown_report(rows, title, command))
+    (out / f"{name}.md").write_text(markdown_report(rows, title, command, wall_s))
     paths.append(out / f"{name}.md")
     png = chart(rows, out / f"{name}.png", title)
     if png is not None:

@@ -25,7 +25,7 @@ from experiments.provenance import git_commit, machine_description, package_vers
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def pyjobshop_makespan(instance, seconds: float, workers: int) -> tuple[int | None, str, float]:
+def pyjobshop_makespan(instance, seconds: float, workers: int, seed: int = 0) -> tuple[int | None, str, float]:
     """PyJobShop's CP-SAT model of the flexible instance: (makespan or None, status, wall seconds)."""
     from pyjobshop import Model  # peer: pip install 'sched-env[bench]'
 
@@ -41,35 +41,37 @@ def pyjobshop_makespan(instance, seconds: float, workers: int) -> tuple[int | No
         for before, after in zip(tasks, tasks[1:]):
             model.add_end_before_start(before, after)
     model.set_objective(weight_makespan=1)
-    result = model.solve("ortools", time_limit=seconds, display=False, num_workers=workers)
-    makespan = (
-        None
-        if result.status.value in ("Infeasible", "Unknown") or not np.isfinite(result.objective)
-        else int(result.objective)
-    )
-    return makespan, str(result.status.value), time.perf_counter() - started
+    result = model.solve("ortools", time_limit=seconds, display=False, num_workers=workers, random_seed=seed)
+    solved = result.status.value not in ("Infeasible", "Unknown", "Time-limit") and np.isfinite(result.objective)
+    return (int(result.objective) if solved else None), str(result.status.value), time.perf_counter() - started
 
 
-def study(names: list[str], seconds: float, workers: int) -> list[dict]:
+def study(names: list[str], seconds: float, workers: int, seeds: int) -> list[dict]:
     from baselines import deciders
 
     rows = []
     for name in names:
         instance = instances.load(name)
-        best = instances.best_known(name)
-        ours = deciders.solve(instance, f"cpsat:{seconds:g}", workers=workers)
-        theirs, status, wall = pyjobshop_makespan(instance, seconds, workers)
-        row = {
-            "instance": name, "size": f"{instance.n_jobs}x{instance.n_machines}", "best_known": best,
-            "ours": ours.objective, "ours_status": ours.status, "ours_s": round(ours.wall_time_s, 2),
-            "pyjobshop": theirs, "pyjobshop_status": status, "pyjobshop_s": round(wall, 2),
-            "ours_gap": None if ours.objective is None else 100 * (ours.objective / best - 1),
-            "pyjobshop_gap": None if theirs is None else 100 * (theirs / best - 1),
-        }  # fmt: skip
-        rows.append(row)
-        print(f"{name}: ours {ours.objective} ({ours.status}, {ours.wall_time_s:.1f} s), PyJobShop {theirs} ({status},"
-              f" {wall:.1f} s), best known {best}", flush=True)  # fmt: skip
+        for seed in range(seeds):
+            rows.append(compare(deciders, instance, name, seconds, workers, seed))
     return rows
+
+
+def compare(deciders, instance, name: str, seconds: float, workers: int, seed: int) -> dict:
+    """Both solvers on one instance with one seed, one after the other."""
+    best = instances.best_known(name)
+    ours = deciders.solve(instance, f"cpsat:{seconds:g}", workers=workers, seed=seed)
+    theirs, status, wall = pyjobshop_makespan(instance, seconds, workers, seed)
+    print(f"{name} seed {seed}: ours {ours.objective} ({ours.status}, {ours.wall_time_s:.1f} s), PyJobShop {theirs}"
+          f" ({status}, {wall:.1f} s), best known {best}", flush=True)  # fmt: skip
+    return {
+        "instance": name, "family": instances.family_of(name), "seed": seed,
+        "size": f"{instance.n_jobs}x{instance.n_machines}", "best_known": best,
+        "ours": ours.objective, "ours_status": ours.status, "ours_s": round(ours.wall_time_s, 2),
+        "pyjobshop": theirs, "pyjobshop_status": status, "pyjobshop_s": round(wall, 2),
+        "ours_gap": None if ours.objective is None else 100 * (ours.objective / best - 1),
+        "pyjobshop_gap": None if theirs is None else 100 * (theirs / best - 1),
+    }  # fmt: skip
 
 
 def markdown(report: dict) -> str:
@@ -77,33 +79,35 @@ def markdown(report: dict) -> str:
         return "no plan" if value is None else f"{value} ({gap:.1f} %)"
 
     rows = report["rows"]
-    both = [r for r in rows if r["ours"] is not None and r["pyjobshop"] is not None]
     lines = [
         "# CP-SAT on flexible shops: sched-env's model against PyJobShop's",
         "",
         f"Commit `{report['commit']}`, {report['date']}, {report['machine']['cpu']}, {report['machine']['cores']} cores,"
         f" {report['versions']}. Command: `{report['command']}`. {report['seconds']:g} s and {report['workers']}"
-        " workers each; makespan (% above the best known).",
+        " workers each, the same seed for both; makespan (% above the best known).",
         "",
-        "| instance | size | best known | ours | PyJobShop |",
-        "|---|---|---:|---:|---:|",
+        "| family | runs | ours: mean gap | PyJobShop: mean gap (runs with a plan) | ours: no plan | PyJobShop: no plan"
+        " | ours better / equal / worse |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
+    for family in dict.fromkeys(r["family"] for r in rows):
+        group = [r for r in rows if r["family"] == family]
+        both = [r for r in group if r["ours"] is not None and r["pyjobshop"] is not None]
+        ours_gaps = [r["ours_gap"] for r in group if r["ours"] is not None]
+        theirs = [r["pyjobshop_gap"] for r in group if r["pyjobshop"] is not None]
+        lines.append(
+            f"| {family} | {len(group)} | {np.mean(ours_gaps):.2f} % | {np.mean(theirs) if theirs else float('nan'):.2f} %"
+            f" | {sum(r['ours'] is None for r in group)} | {sum(r['pyjobshop'] is None for r in group)}"
+            f" | {sum(r['ours'] < r['pyjobshop'] for r in both)} / {sum(r['ours'] == r['pyjobshop'] for r in both)}"
+            f" / {sum(r['ours'] > r['pyjobshop'] for r in both)} |"
+        )
+    lines += ["", "| instance | seed | size | best known | ours | PyJobShop |", "|---|---:|---|---:|---:|---:|"]
     lines += [
-        f"| {r['instance']} | {r['size']} | {r['best_known']} | {cell(r['ours'], r['ours_gap'])}"
+        f"| {r['instance']} | {r['seed']} | {r['size']} | {r['best_known']} | {cell(r['ours'], r['ours_gap'])}"
         f" | {cell(r['pyjobshop'], r['pyjobshop_gap'])} |"
         for r in rows
     ]
-    mean = lambda key: float(np.mean([r[key] for r in both])) if both else float("nan")  # noqa: E731
-    lines += [
-        "",
-        f"Mean gap over the {len(both)} instances both solved: ours {mean('ours_gap'):.2f} %, PyJobShop"
-        f" {mean('pyjobshop_gap'):.2f} %. No plan: ours {sum(r['ours'] is None for r in rows)}, PyJobShop"
-        f" {sum(r['pyjobshop'] is None for r in rows)}. Ours better on"
-        f" {sum(r['ours'] < r['pyjobshop'] for r in both)}, equal on {sum(r['ours'] == r['pyjobshop'] for r in both)},"
-        f" worse on {sum(r['ours'] > r['pyjobshop'] for r in both)}.",
-        "",
-    ]
-    return "\n".join(lines)
+    return "\n".join(lines + [""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", default="mk01-mk10")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=1, help="runs per instance (seeds 0..N-1, the same for both)")
     parser.add_argument("--out", default=str(RESULTS / "cpsat_vs_pyjobshop"))
     args = parser.parse_args(argv)
     import sched_env
 
     sched_env.warm_up()
-    rows = study(expand_names(args.instances), args.seconds, args.workers)
+    rows = study(expand_names(args.instances), args.seconds, args.workers, args.seeds)
     versions = package_versions(("ortools", "pyjobshop"))
     report = {
         "command": "python -m experiments.cpsat_vs_pyjobshop " + " ".join(sys.argv[1:] if argv is None else argv),

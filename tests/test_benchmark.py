@@ -78,3 +78,36 @@ def test_unknown_method_is_one_clear_line():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2 and "unknown method 'bogus'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flexible_names_expand_with_suffixes_and_sd1_sizes():
+    assert expand_names("la01_edata-la03_edata,mk09-10") == ["la01_edata", "la02_edata", "la03_edata", "mk09", "mk10"]
+    sizes = expand_names("sd1:20x5")
+    assert len(sizes) == 100 and sizes[0] == "sd1_20x5_001" and sizes[-1] == "sd1_20x5_100"
+    with pytest.raises(UserError, match="sd1 sizes are 10x5, 20x5"):
+        expand_names("sd1:7x7")
+
+
+def test_bench_on_flexible_families_shows_the_published_columns(tmp_path):
+    result = run_cli(
+        "bench", "--instances", "mk01-mk02,sd1_10x5_001-sd1_10x5_003", "--methods", "mwkr+eet,cpsat:0.5", "--out",
+        str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "benchmark.md").read_text()
+    assert "| mk | mwkr+eet | 2 |" in report and "| sd1 10x5 | cpsat:0.5 | 3 |" in report
+    assert "| mk | CP-SAT 900 s, 8 workers (published) | 2 | 0.0 % |" in report
+    assert "| sd1 10x5 | DANIEL greedy, trained on 10x5 (published) | 3 |" in report
+    with open(tmp_path / "benchmark.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(json.loads(r["params"]).get("machine_rule") == "eet" for r in rows if r["method"] == "mwkr+eet")
+
+
+def test_solve_command_on_a_flexible_instance_and_a_clear_refusal():
+    result = run_cli("solve", "mk01", "--method", "spt+spt", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["best_known"] == 40 and {row["machine"] for row in data["schedule"]["operations"]} <= set(range(6))
+    refused = run_cli("solve", "mk01", "--method", "tabu:1")
+    assert refused.returncode != 0 and "plans classic shops only" in refused.stderr
+    assert "Traceback" not in refused.stderr

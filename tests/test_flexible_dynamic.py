@@ -160,3 +160,10 @@ def test_dynamic_rules_dispatch_flexible_scenarios_valid():
     for rule in ("atc", "mwkr+ll", "spt+spt", "edd+est"):
         for result in dispatch_dynamic_many(scenarios, rule):  # each validated against its real durations
             assert result.objective is not None
+
+
+def test_gymnasium_checker_passes_on_the_flexible_dynamic_env():
+    from gymnasium.utils.env_checker import check_env
+
+    for options in ({}, {"machine_rule": "eet"}, {"allow_wait": True}):
+        check_env(DynamicJobShopEnv(flexible_generator(), **options), skip_render_check=True)

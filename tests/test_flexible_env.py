@@ -190,3 +190,17 @@ def test_gymnasium_vector_env_takes_flexible_instances():
     for _ in range(30):
         obs, *_ = vector.step(np.array([np.flatnonzero(mask)[0] for mask in vector.unwrapped.action_masks()]))
     vector.close()
+
+
+def test_an_ineligible_pair_is_replaced_by_the_lowest_allowed_one_or_raises_with_strict():
+    mk01 = instances.load("mk01")
+    machine = next(m for m in range(mk01.n_machines) if mk01.processing[0, 0, m] < 0)
+    env = JobShopEnv(mk01)
+    obs, _ = env.reset()
+    lowest = int(np.flatnonzero(obs["action_mask"])[0])
+    env.step(machine)  # job 0 on a machine that cannot run its first operation
+    assert env.schedule().job.tolist() == [lowest // 6] and env.schedule().machine.tolist() == [lowest % 6]
+    strict = JobShopEnv(mk01, strict=True)
+    strict.reset()
+    with pytest.raises(instances.InvalidActionError, match=f"action {machine} is not allowed"):
+        strict.step(machine)

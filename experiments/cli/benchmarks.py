@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from experiments.cli.common import DIR_HELP, UserError, existing_dir, expand_names, output_dir, positive_int
@@ -83,6 +84,7 @@ def _static_bench(args: argparse.Namespace) -> int:
     names = expand_names(args.instances)
     methods = [m for m in (args.methods or "mwkr,mopnr,cpsat:10").split(",") if m]
     interrupted = False
+    started = time.perf_counter()
     try:
         rows = run_matrix(
             names, methods, seeds=range(args.seeds or 1), parallel=args.parallel, ray_address=args.ray,
@@ -93,7 +95,8 @@ def _static_bench(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: writing the {len(rows)} runs completed", flush=True)
     name = args.name or "benchmark"
     title = (args.title or f"Benchmark: {args.instances}") + (" (interrupted)" if interrupted else "")
-    paths = write_outputs(rows, Path(args.out), name, title, _command()) if rows else []
+    wall_s = time.perf_counter() - started
+    paths = write_outputs(rows, Path(args.out), name, title, _command(), wall_s) if rows else []
     if rows:
         print((Path(args.out) / f"{name}.md").read_text())
     print("wrote " + (", ".join(str(p) for p in paths) or "nothing (no run completed)"))
