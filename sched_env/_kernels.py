@@ -40,6 +40,8 @@ from sched_env.jit import KERNEL_FLAGS, index_table, kernel
 
 # Decorator flags: set once for every kernel of the project, in sched_env.jit.
 _kernel = kernel
+#: The same, inlined into each caller at numba's level (tiny helpers called in inner loops).
+_inline_kernel = njit(inline="always", **KERNEL_FLAGS)
 
 #: Batches at least this large run their shops on every core. A parallel loop (numba parfor)
 #: compiles about 3x slower than a plain one and gains little on 64 shops and 2 cores, so the
@@ -551,18 +553,23 @@ def choose_machine(inst, state, job, only_allowed, J, M, O):
         d = alt_duration(inst, p, m, J, M, O)
         if d < 0 or (only_allowed and state[S.pair_allowed + job * M + m] == 0):
             continue
-        est = state[S.pair_est + job * M + m]
-        if rule == MACHINE_RULE.spt:
-            first, second = d, est + d
-        elif rule == MACHINE_RULE.ll:
-            first, second = state[S.machine_work + m], est + d
-        elif rule == MACHINE_RULE.est:
-            first, second = est, d
-        else:  # earliest end time
-            first, second = est + d, d
+        first, second = machine_key(rule, state[S.pair_est + job * M + m], d, state[S.machine_work + m])
         if best == NONE or first < best_first or (first == best_first and second < best_second):
             best, best_first, best_second = m, first, second
     return best
+
+
+@_inline_kernel
+def machine_key(rule, est, duration, work):
+    """(key, tie key) of a machine under a machine rule, smaller first: an operation that would
+    start at ``est`` there and take ``duration``, on a machine with ``work`` scheduled so far."""
+    if rule == MACHINE_RULE.spt:
+        return duration, est + duration
+    if rule == MACHINE_RULE.ll:
+        return work, est + duration
+    if rule == MACHINE_RULE.est:
+        return est, duration
+    return est + duration, duration  # earliest end time
 
 
 @_kernel
@@ -591,6 +598,7 @@ def plan_pairs(inst, state, action_set, mask, J, M, O):
     best_machine = best_pair % M if best_pair != NONE else NONE
     for m in range(M):
         state[S.machine_waiting + m] = 0
+    rule = inst[instance_offsets(J, M, O).machine_rule]
     for j in range(J):
         row = S.pair_allowed + j * M
         if state[S.job_machine + j] == NONE:
@@ -598,7 +606,8 @@ def plan_pairs(inst, state, action_set, mask, J, M, O):
                 state[row + m] = 0
             continue
         p = j * O + state[S.job_next_op + j]
-        any_allowed = False
+        # the machine rule's choice among the allowed pairs (a), else among all eligible ones (e)
+        best_a, first_a, second_a, best_e, first_e, second_e = NONE, 0, 0, NONE, 0, 0
         for m in range(M):
             d = alt_duration(inst, p, m, J, M, O)
             allowed = False
@@ -610,10 +619,14 @@ def plan_pairs(inst, state, action_set, mask, J, M, O):
                     allowed = est == now
                 else:
                     allowed = m == best_machine and (est < best_end or j * M + m == best_pair)
+                first, second = machine_key(rule, est, d, state[S.machine_work + m])
+                if best_e == NONE or first < first_e or (first == first_e and second < second_e):
+                    best_e, first_e, second_e = m, first, second
+                if allowed and (best_a == NONE or first < first_a or (first == first_a and second < second_a)):
+                    best_a, first_a, second_a = m, first, second
             state[row + m] = allowed
-            any_allowed |= allowed
-        mask[j] = any_allowed
-        m = choose_machine(inst, state, j, any_allowed, J, M, O)
+        mask[j] = best_a != NONE
+        m = best_a if best_a != NONE else best_e
         state[S.job_machine + j] = m
         state[S.job_duration + j] = alt_duration(inst, p, m, J, M, O)
         state[S.job_est + j] = state[S.pair_est + j * M + m]

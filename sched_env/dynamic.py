@@ -301,6 +301,16 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     ``mean_flow_time``, ``wasted_work`` (lost to restarts) and the ``schedule`` of real times.
     ``info["time"]`` is the clock at every step. ``max_time`` truncates the episode.
 
+    ## Flexible shops
+    With flexible scenarios (``ScenarioGenerator(alternatives=(1, 3))``) an action is a (slot,
+    machine) pair, ``slot * max_machines + machine`` (the wait action last): start that job's
+    next operation now on that machine, which must be able to run it and be idle and up; the
+    observation gains ``pairs`` (planned duration there, time until the machine is expected free,
+    expected end there). With ``machine_rule`` the action is the slot alone, on the machine the
+    rule picks among those where it can start now. A waiting operation whose machine is down
+    goes to another that can take it; a started one stays on its machine under the
+    interruption policy.
+
     ## Arguments
     ``scenario``: a :class:`~sched_env.events.Scenario`, a list of them, or a generator
     ``gen(rng) -> Scenario`` (default: :class:`~sched_env.events.ScenarioGenerator()`: 5

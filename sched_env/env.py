@@ -159,11 +159,26 @@ class JobShopEnv(StaticShopOptions, SingleShopEnv):
     * ``render_mode``: ``"ansi"`` (text Gantt) or ``"rgb_array"`` (Gantt image, needs matplotlib).
     * ``instance_dir``: a folder of benchmark files for catalogue names (see ``instances.load``).
 
+    ## Flexible shops (operations with alternative machines)
+    On a flexible instance (or generator, or list holding one) the action is a (job, machine)
+    pair, ``Discrete(max_jobs * max_machines)``: action ``j * max_machines + m`` starts job ``j``'s
+    next operation on machine ``m`` (one that can run it) at its earliest feasible time there;
+    the action set applies to pairs (non-delay: the pairs that can start at the earliest start
+    of any pair; Giffler-Thompson: the pairs on the machine of the pair that completes first).
+    The observation gains ``pairs``, ``Box(max_jobs, max_machines, 3)``: per pair the duration
+    there, when that machine is free and when the operation would end there (relative to now,
+    zeros for machines that cannot run it). ``pair_actions=True`` gives a classic instance the
+    same interface (one pair per job). With ``machine_rule`` (``"eet"`` earliest end time,
+    ``"spt"`` shortest duration, ``"ll"`` least loaded, ``"est"`` earliest start) the action is
+    the job alone, on the machine the rule picks among the job's allowed pairs, and the
+    observation is the classic one; the job features then read each job's planned pair (the
+    rule's choice). The dense reward's lower bound takes each operation at its shortest.
+
     ## Shop access
     ``instance``, ``makespan``, ``lower_bound``, ``now`` (the earliest start of any unfinished
     job), ``schedule()``, ``earliest_starts()``, ``next_operations()``, ``ready_times()``,
-    ``machine_free_times()`` and ``rule_choice(rule_id)`` read the simulator's state; the
-    kernel rows themselves are private.
+    ``machine_free_times()``, ``planned_machines()`` and ``rule_choice(rule_id)`` read the
+    simulator's state; the kernel rows themselves are private.
 
     ## Version history
     * v0: first release (``reward`` renamed ``reward_mode`` before 0.2).

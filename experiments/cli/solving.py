@@ -22,7 +22,8 @@ from experiments.cli.common import (
 
 METHOD_HELP = (
     "a method spec: a dispatching rule (mwkr, atc, ...), RULE@ACTION_SET (e.g. mwkr@giffler_thompson), random:N"
-    " (best of N), cpsat:SECONDS[:hint], tabu:SECONDS, policy[:K], hybrid:SECONDS, or any other registered decider"
+    " (best of N), on a flexible shop RULE+MACHINE_RULE (mwkr+eet, spt+spt; machine rules eet, spt, ll, est),"
+    " cpsat:SECONDS[:hint], tabu:SECONDS, policy[:K], hybrid:SECONDS, or any other registered decider"
     " (all of them: --list-methods); default cpsat with --time-limit"
 )
 
@@ -80,6 +81,11 @@ def list_methods() -> int:
     width = max(len(name) for name, *_ in rows)
     for name, example, summary, origin in rows:
         print(f"{name.ljust(width)}  e.g. {example:<16} {summary}" + ("" if origin == "sched-env" else f" [{origin}]"))
+    from sched_env._names import MACHINE_RULES
+
+    print("\nmachine rules, on flexible shops (RULE+MACHINE_RULE, e.g. mwkr+eet; a plain rule means +eet):")
+    for name, summary in MACHINE_RULES.items():
+        print(f"{name.ljust(width)}  {summary}")
     return 0
 
 
