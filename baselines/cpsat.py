@@ -109,7 +109,7 @@ def build_model(
             jsm.intervals_by_machine.setdefault(int(machine), []).append(fixed)
     for intervals in jsm.intervals_by_machine.values():
         model.add_no_overlap(intervals)
-    _keep_points_outside(jsm, on_machine)
+    _keep_points_outside(jsm, on_machine, blocked)
     completions = [jsm.ends[j, int(instance.n_ops[j]) - 1] for j in range(instance.n_jobs)]
     jsm.makespan = model.new_int_var(0, horizon, "makespan")
     model.add_max_equality(jsm.makespan, completions)
@@ -143,14 +143,21 @@ def _add_alternatives(jsm: JobShopModel, j: int, k: int, alternatives, on_machin
     jsm.choices[j, k] = options
 
 
-def _keep_points_outside(jsm: JobShopModel, on_machine) -> None:
+def _keep_points_outside(jsm: JobShopModel, on_machine, blocked) -> None:
     """A zero-length operation stays at or outside the ends of every other operation on its
-    machine (when both are on it): CP-SAT's no-overlap ignores zero-length intervals."""
+    machine (when both are on it), and starts outside every blocked interval [a, b) of it (the
+    validator's rule: no start while the machine is down): CP-SAT's no-overlap ignores
+    zero-length intervals."""
     model = jsm.model
     for machine, ops in on_machine.items():
         for j, k, duration, present in ops:
             if duration != 0:
                 continue
+            enforced = [] if present is None else [present]
+            for a, b in blocked.get(machine, ()):
+                before = model.new_bool_var(f"zero_{j}_{k}_before_block_{machine}_{a}")
+                model.add(jsm.starts[j, k] <= int(a) - 1).only_enforce_if([before, *enforced])
+                model.add(jsm.starts[j, k] >= int(b)).only_enforce_if([~before, *enforced])
             for i, q, other, other_present in ops:
                 if (i, q) == (j, k) or other == 0:
                     continue
