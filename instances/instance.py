@@ -360,6 +360,12 @@ class JobShopInstance:
             return 1.0
         return float((self.processing >= 0).sum() / max(self.n_operations, 1))
 
+    @property
+    def longest_duration(self) -> int:
+        """The longest duration of any operation on any of its machines (0 for an empty shop)."""
+        values = self.processing if self.processing is not None else self.durations
+        return int(values.max(initial=0))
+
     def processing_table(self) -> np.ndarray:
         """``(n_jobs, max_ops, n_machines)`` durations, -1 where a machine cannot run the
         operation: the flexible table, or the classic instance written the same way."""

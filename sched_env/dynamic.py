@@ -106,7 +106,7 @@ def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray, mac
     row[I.machine_rule] = machine_rule
     row[I.n_machines] = jobs.n_machines
     row[I.time_scale] = max(1, int(round(float(jobs.job_work().mean()))))
-    row[I.duration_scale] = max(1, int(jobs.processing_table().max()))
+    row[I.duration_scale] = max(1, jobs.longest_duration)
     if layout.flexible:
         _encode_alternatives(layout, scenario, order, row)
     row[I.stream_jobs] = jobs.n_jobs

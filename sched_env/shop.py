@@ -230,7 +230,7 @@ class ShopLayout:
             table[: instance.n_jobs, : instance.max_ops, : instance.n_machines] = instance.processing_table()
             row[I.alt_table] = I.length
             row[I.length :] = table.ravel()
-        row[I.duration_scale] = max(1, int(instance.processing_table().max()))
+        row[I.duration_scale] = max(1, instance.longest_duration)
         row[I.op_machine : I.op_machine + J * O] = _padded(instance.machines, J, O, K.NONE).ravel()
         row[I.op_duration : I.op_duration + J * O] = _padded(instance.durations, J, O, 0).ravel()
         row[I.job_n_ops : I.job_n_ops + instance.n_jobs] = instance.n_ops
