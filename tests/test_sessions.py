@@ -559,9 +559,8 @@ def test_a_shop_whose_log_cannot_be_read_is_quarantined_alone(models, tmp_path, 
     )
     with pytest.raises(ShopError):
         again.submit_events(broken, b"{}")
-    assert [r.getMessage() for r in caplog.records if broken in r.getMessage()][0].startswith(
-        f"shop {broken} is quarantined"
-    )
+    # (the first Shops' replanner may also log, late, about the closed database: look for the quarantine line)
+    assert any(r.getMessage().startswith(f"shop {broken} is quarantined") for r in caplog.records)
     listed = {row["id"]: row for row in again.shop_list()}
     assert "quarantined" in listed[broken] and listed[fine]["events"] == 1
     again.delete(broken)  # a quarantined shop can be ended
