@@ -6,6 +6,15 @@ operation ``o`` in its machine's order); operations are numbered job by job. Dec
 operation at its earliest time given its job predecessor, its machine predecessor, its release and
 the machine's blocked intervals (nothing may touch them: a running shop's downtimes and running
 work); heads and tails give the O(1) N5 move estimates of Nowicki and Smutnicki for the makespan.
+
+**Flexible shops.** Which machine runs an operation is part of the solution: the machine an
+operation sits on (its row of ``seq``) sets ``machine[o]``, ``duration[o]`` (from the problem's
+``alt_duration[o, m]``, -1 where ``m`` cannot run it) and each machine's ``count``. Besides the
+swaps, a *reassignment* moves a critical operation to another eligible machine at its best place
+there (Mastrolilli and Gambardella's neighbourhood): the places whose neighbours can neither follow
+its job successor nor precede its job predecessor (no cycle), judged by the longest path through
+the operation from the current heads and tails. A classic shop is the flexible one with one
+alternative per operation, and searches exactly as before.
 Every kernel is ``nogil``, so two searches run on two cores from two threads.
 
 **State by name.** A search is four groups of arrays, each a namedtuple whose fields say what
@@ -29,23 +38,29 @@ MAKESPAN, WEIGHTED_TARDINESS, FLOW = 0, 1, 2
 #: time 0), its job predecessor, or its machine predecessor.
 NO_BIND, JOB_BIND, MACHINE_BIND = 0, 1, 2
 INF = np.int64(2**62)
+#: ``moves[i, 2]`` of a swap of two adjacent operations; a reassignment holds its new machine there.
+SWAP = -1
 RING = 128  # solution fingerprints kept for cycle detection
+ASSIGNED = 1 << 40  # the fingerprint of "operation o is on machine m" is pair_hash(o, ASSIGNED + m)
 
 #: The shop as the kernels see it (operations numbered job by job; per machine its blocked
 #: intervals, sorted and disjoint: ``blocked_start[m, :n_blocked[m]]``).
 Problem = namedtuple(
     "Problem",
-    "duration machine job_pred job_succ release job_of job_last due weight job_release count blocked_start"
-    " blocked_end n_blocked",
+    "job_pred job_succ release job_of job_last due weight job_release blocked_start blocked_end n_blocked"
+    " alt_duration alt_machine n_alt",
 )
-#: Where a search is: the machine orders and places, its counters and random state, the tabu list
+#: Where a search is: the machine orders (rows padded with -1) and places, each operation's machine
+#: and duration and each machine's operation count, its counters and random state, the tabu list
 #: (rows ``(a, b, until)``), the best and this run's best orders, the elite set and the ring of
 #: recent solution fingerprints.
 Solution = namedtuple(
-    "Solution", "seq pos counters rng tabu best_seq run_best_seq elite_seq elite_value elite_hash ring"
+    "Solution",
+    "seq pos machine duration count counters rng tabu best_seq run_best_seq elite_seq elite_value elite_hash ring",
 )
 #: Scratch: decoded times and binding, topological order and its stack, tails, the critical path,
-#: candidate moves and their values, visit marks, and a second decode for exact move evaluation.
+#: candidate moves (rows ``(u, v, SWAP, 0)``: swap u and v; ``(o, -1, machine, place)``: reassign o)
+#: and their values, visit marks, and a second decode for exact move evaluation.
 Workspace = namedtuple(
     "Workspace",
     "start end bind order stack tail path moves values mark trial_start trial_end trial_bind trial_order",
@@ -82,6 +97,8 @@ PARAM_FIELDS = (
     "perturb_span",
     "cap",  # moves evaluated exactly per step
     "cycle_limit",  # cycles in a run before a restart
+    "flexible",  # 1: operations have alternative machines (reassignment moves join the swaps)
+    "lower_bound",  # a static makespan search stops at this proven bound (0: none known)
 )
 P = index_table("Param", PARAM_FIELDS)
 
@@ -247,7 +264,7 @@ def n5_moves(path, length: int, bind, job_of, moves) -> int:
                 empty = False
                 u, v = path[u_at], path[u_at + 1]
                 if job_of[u] != job_of[v]:
-                    moves[found, 0], moves[found, 1] = u, v
+                    moves[found, 0], moves[found, 1], moves[found, 2] = u, v, SWAP
                     found += 1
         block += 1
         i = j + 1
@@ -291,11 +308,11 @@ def chain_moves(kind, end, bind, jpred, job_of, mach, seq, pos, job_last, due, m
                 u = seq[mach[o], pos[o] - 1]
                 if job_of[u] != job_of[o]:
                     if found < cap:
-                        moves[found, 0], moves[found, 1] = u, o
+                        moves[found, 0], moves[found, 1], moves[found, 2] = u, o, SWAP
                     else:  # reservoir sampling keeps a uniform subset
                         r = random_below(rng, found + 1)
                         if r < cap:
-                            moves[r, 0], moves[r, 1] = u, o
+                            moves[r, 0], moves[r, 1], moves[r, 2] = u, o, SWAP
                     found += 1
                 o = u
             elif bind[o] == JOB_BIND:
@@ -336,18 +353,44 @@ def local_hash(m: int, p: int, seq, count) -> np.int64:
 
 @kernel
 def solution_hash(seq, count) -> np.int64:
+    """The fingerprint of machine orders: their arcs and which machine holds each operation."""
     h = np.int64(0)
     for m in range(len(count)):
-        for p in range(count[m] - 1):
-            h ^= pair_hash(seq[m, p], seq[m, p + 1])
+        for p in range(count[m]):
+            h ^= pair_hash(seq[m, p], ASSIGNED + m)
+            if p + 1 < count[m]:
+                h ^= pair_hash(seq[m, p], seq[m, p + 1])
     return h
 
 
 @kernel
-def set_positions(seq, count, pos) -> None:
-    for m in range(len(count)):
-        for p in range(count[m]):
-            pos[seq[m, p]] = p
+def set_assignment(seq, pos, mach, dur, count, alt_duration) -> None:
+    """Read each operation's place, machine and duration and each machine's count off the orders
+    (rows of ``seq`` end at the first -1)."""
+    for m in range(seq.shape[0]):
+        p = 0
+        while p < seq.shape[1] and seq[m, p] >= 0:
+            o = seq[m, p]
+            pos[o], mach[o], dur[o] = p, m, alt_duration[o, m]
+            p += 1
+        count[m] = p
+
+
+@kernel
+def relocate(o: int, k: int, q: int, seq, pos, mach, dur, count, alt_duration) -> None:
+    """Take operation o out of its machine's order and put it at place q of machine k's (k is not
+    its machine; q counts the places of k's order as it is)."""
+    m, p = mach[o], pos[o]
+    for i in range(p, count[m] - 1):
+        seq[m, i] = seq[m, i + 1]
+        pos[seq[m, i]] = i
+    seq[m, count[m] - 1] = -1
+    count[m] -= 1
+    for i in range(count[k], q, -1):
+        seq[k, i] = seq[k, i - 1]
+        pos[seq[k, i]] = i
+    seq[k, q], pos[o], mach[o], dur[o] = o, q, k, alt_duration[o, k]
+    count[k] += 1
 
 
 @kernel
@@ -392,37 +435,131 @@ def seen_recently(h: int, ring, counters) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------- reassignments
+@kernel
+def first_ending_after(seq, k: int, n_k: int, end, t: int) -> int:
+    """The first place of machine k's order whose operation ends after t (ends never decrease
+    along an order)."""
+    lo, hi = 0, n_k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if end[seq[k, mid]] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@kernel
+def best_insertion(o: int, k: int, seq, count, start, end, dur, tail, jpred, jsucc, rel, alt_duration):
+    """The best place for operation o in machine k's order (k is not its machine) and the length
+    of the longest path through o there, from the current heads and tails; place -1 when none.
+    Only places whose neighbours a, b satisfy ``start[a] < end[job successor]`` and
+    ``end[b] > start[job predecessor]`` are tried: there the job successor cannot reach a nor b the
+    job predecessor, so the move makes no cycle."""
+    jp, js = jpred[o], jsucc[o]
+    head_job, q = rel[o], 0
+    if jp >= 0:
+        head_job = max(head_job, end[jp])
+        q = first_ending_after(seq, k, count[k], end, start[jp])
+    tail_job = tail[js] + dur[js] if js >= 0 else 0
+    limit = end[js] if js >= 0 else INF
+    work, n_k = alt_duration[o, k], count[k]
+    best_q, best = -1, INF
+    while q <= n_k:
+        head = head_job
+        if q > 0:
+            a = seq[k, q - 1]
+            if start[a] >= limit:
+                break
+            head = max(head, end[a])
+        after = tail_job
+        if q < n_k:
+            b = seq[k, q]
+            after = max(after, tail[b] + dur[b])
+        if head + work + after < best:
+            best, best_q = head + work + after, q
+        q += 1
+    return best_q, best
+
+
+@kernel
+def add_reassignments(o: int, prob, sol, work, base: int, seen: int, cap: int) -> int:
+    """Add the reassignments of o (its best place on each other machine that can run it) to the
+    move rows from ``base``; ``seen`` candidates so far, at most ``cap`` kept (a uniform subset
+    when there are more). Returns the candidates seen."""
+    for i in range(prob.n_alt[o]):
+        k = prob.alt_machine[o, i]
+        if k == sol.machine[o]:
+            continue
+        q, value = best_insertion(o, k, sol.seq, sol.count, work.start, work.end, sol.duration, work.tail,
+                                  prob.job_pred, prob.job_succ, prob.release, prob.alt_duration)  # fmt: skip
+        if q < 0:
+            continue
+        at = seen if seen < cap else random_below(sol.rng, seen + 1)
+        seen += 1
+        if at < cap:
+            r = base + at
+            work.moves[r, 0], work.moves[r, 1], work.moves[r, 2], work.moves[r, 3] = o, -1, k, q
+            work.values[r] = value
+    return seen
+
+
+@kernel
+def play(prob, sol, u: int, v: int, k: int, q: int):
+    """Make move (u, v, k, q) and update the fingerprint; returns u's machine and place before it
+    (what :func:`unplay` needs)."""
+    m, p = sol.machine[u], sol.pos[u]
+    if k == SWAP:
+        swap_hashed(u, v, sol.machine, sol.seq, sol.count, sol.pos, sol.counters)
+    else:
+        relocate(u, k, q, sol.seq, sol.pos, sol.machine, sol.duration, sol.count, prob.alt_duration)
+        sol.counters[C.hash] = solution_hash(sol.seq, sol.count)
+    return m, p
+
+
+@kernel
+def unplay(prob, sol, u: int, v: int, k: int, m: int, p: int) -> None:
+    """Undo move (u, v, k, .) made from machine m, place p."""
+    if k == SWAP:
+        swap_hashed(v, u, sol.machine, sol.seq, sol.count, sol.pos, sol.counters)
+    else:
+        relocate(u, m, p, sol.seq, sol.pos, sol.machine, sol.duration, sol.count, prob.alt_duration)
+        sol.counters[C.hash] = solution_hash(sol.seq, sol.count)
+
+
 # ---------------------------------------------------------------------- the search
 @kernel
 def evaluate(prob, sol, work, params) -> int:
-    """Decode the current orders (and their tails when the estimates are used); the objective,
-    or -1 when the orders hold a cycle."""
-    n = len(prob.duration)
-    placed = decode(prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, sol.seq, prob.count,
+    """Decode the current orders (and their tails when estimates are used: N5, or the places of
+    reassignments); the objective, or -1 when the orders hold a cycle."""
+    n = len(prob.job_pred)
+    placed = decode(sol.duration, sol.machine, prob.job_pred, prob.job_succ, prob.release, sol.seq, sol.count,
                     sol.pos, prob.blocked_start, prob.blocked_end, prob.n_blocked, work.start, work.end, work.bind,
                     work.order, work.stack)  # fmt: skip
     if placed < n:
         return -1
-    if params[P.exact] == 0:
-        tails(prob.duration, prob.machine, prob.job_succ, sol.seq, prob.count, sol.pos, work.order, work.tail)
+    if params[P.exact] == 0 or params[P.flexible]:
+        tails(sol.duration, sol.machine, prob.job_succ, sol.seq, sol.count, sol.pos, work.order, work.tail)
     sol.counters[C.current] = objective_of(params[P.kind], work.end, prob.job_last, prob.due, prob.weight,
                                            prob.job_release)  # fmt: skip
     return sol.counters[C.current]
 
 
 @kernel
-def estimated_moves(prob, sol, work) -> int:
-    """N5 moves on the critical path with their makespan estimates (-1: N5 empty, optimal)."""
+def estimated_moves(prob, sol, work, params) -> int:
+    """N5 moves on the critical path with their makespan estimates, and on a flexible shop the
+    reassignments of its operations (-1: N5 empty on a classic shop, which proves it optimal)."""
     # fields into locals before the loop: numba does not hoist a namedtuple's field out of one (5 % of the search)
     dur, mach, jpred, jsucc, rel, job_of, job_last, count = (
-        prob.duration,
-        prob.machine,
+        sol.duration,
+        sol.machine,
         prob.job_pred,
         prob.job_succ,
         prob.release,
         prob.job_of,
         prob.job_last,
-        prob.count,
+        sol.count,
     )
     seq, pos = sol.seq, sol.pos
     start, end, bind, tail, path, moves, values = (
@@ -438,32 +575,39 @@ def estimated_moves(prob, sol, work) -> int:
     found = n5_moves(path, length, bind, job_of, moves)
     for i in range(found):
         values[i] = swap_estimate(moves[i, 0], moves[i, 1], start, dur, tail, jpred, jsucc, rel, mach, seq, count, pos)
+    if params[P.flexible]:  # an empty N5 proves nothing when machines can change
+        found, seen = max(found, 0), 0
+        for i in range(length):
+            seen = add_reassignments(path[i], prob, sol, work, max(found, 0), seen, len(values) - found)
+        found += seen
     return found
 
 
 @kernel
 def costly_moves(prob, sol, work, params, cap: int) -> int:
     """The adjacent swaps on the longest paths to the jobs that cost something (``chain_moves`` on
-    the current decode), at most ``cap``; a new visit stamp each call."""
+    the current decode), at most ``cap``, and on a flexible shop at most ``cap`` reassignments of
+    the operations on those paths; a new visit stamp each call."""
     sol.counters[C.stamp] += 1
-    return chain_moves(
-        params[P.kind], work.end, work.bind, prob.job_pred, prob.job_of, prob.machine, sol.seq, sol.pos,
-        prob.job_last, prob.due, work.mark, sol.counters[C.stamp], work.moves, sol.rng, cap,
+    stamp = sol.counters[C.stamp]
+    found = chain_moves(
+        params[P.kind], work.end, work.bind, prob.job_pred, prob.job_of, sol.machine, sol.seq, sol.pos,
+        prob.job_last, prob.due, work.mark, stamp, work.moves, sol.rng, cap,
     )  # fmt: skip
+    if params[P.flexible]:
+        seen = 0
+        for o in range(len(prob.job_pred)):
+            if work.mark[o] == stamp:
+                seen = add_reassignments(o, prob, sol, work, found, seen, cap)
+        found += min(seen, cap)
+    return found
 
 
 @kernel
 def evaluated_moves(prob, sol, work, params, cap: int) -> int:
-    """Swaps on the longest paths to the costly jobs, each evaluated exactly by decoding
-    (releases, blocked intervals and tardiness break the estimates)."""
-    dur, mach, jpred, jsucc, rel, count = (
-        prob.duration,
-        prob.machine,
-        prob.job_pred,
-        prob.job_succ,
-        prob.release,
-        prob.count,
-    )  # locals before the loop (see estimated_moves)
+    """Moves on the longest paths to the costly jobs (``costly_moves``), each evaluated exactly by
+    decoding (releases, blocked intervals and tardiness break the estimates)."""
+    jpred, jsucc, rel = prob.job_pred, prob.job_succ, prob.release  # locals before the loop (see estimated_moves)
     bstart, bend, nb, job_last, due, weight, job_rel = (
         prob.blocked_start,
         prob.blocked_end,
@@ -473,7 +617,8 @@ def evaluated_moves(prob, sol, work, params, cap: int) -> int:
         prob.weight,
         prob.job_release,
     )
-    seq, pos, moves, values, kind = sol.seq, sol.pos, work.moves, work.values, params[P.kind]
+    seq, pos, dur, mach, count = sol.seq, sol.pos, sol.duration, sol.machine, sol.count
+    moves, values, kind = work.moves, work.values, params[P.kind]
     trial_start, trial_end, trial_bind, trial_order, stack = (
         work.trial_start,
         work.trial_end,
@@ -483,20 +628,28 @@ def evaluated_moves(prob, sol, work, params, cap: int) -> int:
     )
     found = costly_moves(prob, sol, work, params, cap)
     for i in range(found):
-        u, v = moves[i, 0], moves[i, 1]
-        swap(u, v, mach, seq, pos)
+        u, v, k = moves[i, 0], moves[i, 1], moves[i, 2]
+        if k == SWAP:
+            swap(u, v, mach, seq, pos)
+        else:
+            m, p = mach[u], pos[u]
+            relocate(u, k, moves[i, 3], seq, pos, mach, dur, count, prob.alt_duration)
         placed = decode(dur, mach, jpred, jsucc, rel, seq, count, pos, bstart, bend, nb, trial_start, trial_end,
                         trial_bind, trial_order, stack)  # fmt: skip
         values[i] = objective_of(kind, trial_end, job_last, due, weight, job_rel) if placed == len(dur) else INF
-        swap(u, v, mach, seq, pos)
+        if k == SWAP:
+            swap(u, v, mach, seq, pos)
+        else:
+            relocate(u, m, p, seq, pos, mach, dur, count, prob.alt_duration)
     sol.counters[C.evaluations] += found
     return found
 
 
 @kernel
 def tabu_until(tabu, a: int, b: int) -> int:
-    """Until which move putting a right before b is tabu (0: it is not). ``tabu`` is the list
-    of recently reversed arcs, rows (a, b, until), as long as the longest tenure."""
+    """Until which move putting a right before b is tabu (0: it is not); ``b = -1 - m``: putting a
+    on machine m. ``tabu`` is the list of recent reversed arcs and left machines, rows
+    (a, b, until), as long as the longest tenure."""
     until = 0
     for i in range(len(tabu)):
         if tabu[i, 0] == a and tabu[i, 1] == b and tabu[i, 2] > until:
@@ -506,7 +659,8 @@ def tabu_until(tabu, a: int, b: int) -> int:
 
 @kernel
 def make_tabu(tabu, a: int, b: int, until: int, counters) -> None:
-    """Forbid putting a right before b again until move ``until`` (the oldest entry makes room)."""
+    """Forbid putting a right before b (b = -1 - m: on machine m) again until move ``until`` (the
+    oldest entry makes room)."""
     i = counters[C.tabu_at] % len(tabu)
     tabu[i, 0], tabu[i, 1], tabu[i, 2] = a, b, until
     counters[C.tabu_at] += 1
@@ -519,11 +673,12 @@ def pick(moves, values, found: int, tabu, it: int, best: int, rng) -> int:
     chosen, chosen_value, ties = -1, INF, 0
     oldest, oldest_until = -1, INF
     for i in range(found):
-        u, v = moves[i, 0], moves[i, 1]
+        u, v, k = moves[i, 0], moves[i, 1], moves[i, 2]
         value = values[i]
         if value >= INF:
             continue
-        until = tabu_until(tabu, v, u)  # the swap would put v before u again
+        # a swap would put v before u again; a reassignment, u back on machine k
+        until = tabu_until(tabu, v, u) if k == SWAP else tabu_until(tabu, u, -1 - k)
         if until > it and value >= best:
             if until < oldest_until:
                 oldest, oldest_until = i, until
@@ -539,19 +694,20 @@ def pick(moves, values, found: int, tabu, it: int, best: int, rng) -> int:
 
 @kernel
 def perturb(prob, sol, work, params) -> None:
-    """A few random swaps on the longest paths to the costly jobs (a restart's kick)."""
+    """A few random moves on the longest paths to the costly jobs (a restart's kick)."""
     kicks = params[P.perturb_min] + random_below(sol.rng, params[P.perturb_span] + 1)
+    moves = work.moves
     for _ in range(kicks):
         if evaluate(prob, sol, work, params) < 0:
             break
-        found = costly_moves(prob, sol, work, params, len(work.moves))
+        found = costly_moves(prob, sol, work, params, len(moves) // 2)
         if found == 0:
             break
         i = random_below(sol.rng, found)
-        u, v = work.moves[i, 0], work.moves[i, 1]
-        swap_hashed(u, v, prob.machine, sol.seq, prob.count, sol.pos, sol.counters)
+        u, v, k = moves[i, 0], moves[i, 1], moves[i, 2]
+        m, p = play(prob, sol, u, v, k, moves[i, 3])
         if evaluate(prob, sol, work, params) < 0:
-            swap_hashed(v, u, prob.machine, sol.seq, prob.count, sol.pos, sol.counters)
+            unplay(prob, sol, u, v, k, m, p)
 
 
 @kernel
@@ -562,7 +718,7 @@ def restart(prob, sol, work, params) -> None:
                    sol.elite_hash, ctr)  # fmt: skip
     e = random_below(sol.rng, ctr[C.elite_n])
     copy_orders(sol.seq, sol.elite_seq[e])
-    set_positions(sol.seq, prob.count, sol.pos)
+    set_assignment(sol.seq, sol.pos, sol.machine, sol.duration, sol.count, prob.alt_duration)
     ctr[C.hash] = sol.elite_hash[e]
     sol.tabu[:] = 0
     perturb(prob, sol, work, params)
@@ -597,12 +753,15 @@ def accept(prob, sol, work, params, value: int) -> None:
 
 @kernel
 def step(prob, sol, work, params) -> bool:
-    """One tabu move; False when the search is over (the current plan is proven optimal)."""
+    """One tabu move; False when the search is over (the best plan is proven optimal)."""
     ctr = sol.counters
+    if ctr[C.best] <= params[P.lower_bound]:
+        ctr[C.done] = 1
+        return False
     if params[P.exact]:
         found = evaluated_moves(prob, sol, work, params, params[P.cap])
     else:
-        found = estimated_moves(prob, sol, work)
+        found = estimated_moves(prob, sol, work, params)
     if found < 0 or found == 0 and params[P.kind] == WEIGHTED_TARDINESS and ctr[C.current] == 0:
         ctr[C.done] = 1
         return False
@@ -612,13 +771,13 @@ def step(prob, sol, work, params) -> bool:
     if i < 0:  # nowhere to go from here
         restart(prob, sol, work, params)
         return True
-    u, v = work.moves[i, 0], work.moves[i, 1]
-    swap_hashed(u, v, prob.machine, sol.seq, prob.count, sol.pos, ctr)
+    u, v, k = work.moves[i, 0], work.moves[i, 1], work.moves[i, 2]
+    m, p = play(prob, sol, u, v, k, work.moves[i, 3])
     tenure = params[P.tenure_min] + random_below(sol.rng, params[P.tenure_span] + 1)
-    make_tabu(sol.tabu, u, v, it + 1 + tenure, ctr)
+    make_tabu(sol.tabu, u, v if k == SWAP else -1 - m, it + 1 + tenure, ctr)
     value = evaluate(prob, sol, work, params)
     if value < 0:  # a cycle through zero-length operations: undo, the move stays tabu
-        swap_hashed(v, u, prob.machine, sol.seq, prob.count, sol.pos, ctr)
+        unplay(prob, sol, u, v, k, m, p)
         evaluate(prob, sol, work, params)
         return True
     accept(prob, sol, work, params, value)
@@ -629,11 +788,11 @@ def step(prob, sol, work, params) -> bool:
 def begin(prob, sol, work, params) -> int:
     """Set a search up from the orders in ``sol.seq`` (an acyclic start plan); its objective."""
     ctr = sol.counters
-    set_positions(sol.seq, prob.count, sol.pos)
+    set_assignment(sol.seq, sol.pos, sol.machine, sol.duration, sol.count, prob.alt_duration)
     value = evaluate(prob, sol, work, params)
     if value < 0:
         return -1
-    ctr[C.hash] = solution_hash(sol.seq, prob.count)
+    ctr[C.hash] = solution_hash(sol.seq, sol.count)
     ctr[C.best], ctr[C.run_best], ctr[C.run_hash] = value, value, ctr[C.hash]
     copy_orders(sol.best_seq, sol.seq)
     copy_orders(sol.run_best_seq, sol.seq)
@@ -653,11 +812,12 @@ def search(prob, sol, work, params, iterations: int) -> int:
 
 
 @kernel
-def decode_orders(prob, seq, start, end) -> int:
-    """Start and end times of the plan these machine orders give (for reading a result back)."""
-    n = len(prob.duration)
-    pos = np.zeros(n, dtype=np.int64)
-    set_positions(seq, prob.count, pos)
+def decode_orders(prob, seq, mach, start, end) -> int:
+    """Machine, start and end of every operation in the plan these machine orders give (for
+    reading a result back)."""
+    n = len(prob.job_pred)
+    pos, dur, count = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(seq.shape[0], np.int64)
+    set_assignment(seq, pos, mach, dur, count, prob.alt_duration)
     bind, order, stack = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(2 * n, np.int64)
-    return decode(prob.duration, prob.machine, prob.job_pred, prob.job_succ, prob.release, seq, prob.count, pos,
+    return decode(dur, mach, prob.job_pred, prob.job_succ, prob.release, seq, count, pos,
                   prob.blocked_start, prob.blocked_end, prob.n_blocked, start, end, bind, order, stack)  # fmt: skip

@@ -19,6 +19,7 @@ from instances import InvalidInstanceError, JobShopInstance
 from sched_env import compiled as K
 from sched_env._names import (  # name -> what it prefers; id: K.RULE.<RULE_FIELDS[name]>
     DUE_DATE_RULES,
+    MACHINE_RULE_NAMES,
     RULE_FIELDS,
     RULES,
     split_machine_rule,
@@ -332,9 +333,10 @@ STATE_START_RULES = ("atc", "edd", "spt", "mwkr")
 def best_rule_plan(problem, objective: str | None = None) -> SolveResult:
     """The best dispatching-rule plan, where every search and anytime planner starts: on an instance
     the shortest makespan of :data:`HINT_RULES`, on a running shop (a ``ShopState``) the best
-    ``objective`` of :data:`STATE_START_RULES`."""
+    ``objective`` of :data:`STATE_START_RULES` (a flexible instance: each rule with each machine rule)."""
     if isinstance(problem, JobShopInstance):
-        return min(dispatch_many([problem] * len(HINT_RULES), list(HINT_RULES)), key=lambda r: r.objective)
+        methods = [f"{r}+{m}" for r in HINT_RULES for m in MACHINE_RULE_NAMES] if problem.is_flexible else HINT_RULES
+        return min(dispatch_many([problem] * len(methods), list(methods)), key=lambda r: r.objective)
     objective = default_objective(problem, objective)
     candidates = [dispatch_state(problem, rule, objective=objective) for rule in STATE_START_RULES]
     return min(candidates, key=lambda r: (r.objective, r.method))

@@ -61,10 +61,10 @@ class TabuSettings:
         tenure = self.tenure(instance)
         return tenure + max(1, tenure // 2) + 1
 
-    def params(self, instance: JobShopInstance, kind: int, exact: bool) -> np.ndarray:
-        tenure = self.tenure(instance)
+    def params(self, problem: TabuProblem, kind: int) -> np.ndarray:
+        tenure = self.tenure(problem.instance)
         values = K.P._replace(
-            kind=kind, exact=int(exact), tenure_min=tenure, tenure_span=max(1, tenure // 2),
+            kind=kind, exact=int(problem.exact), flexible=int(problem.flexible), lower_bound=problem.lower_bound, tenure_min=tenure, tenure_span=max(1, tenure // 2),
             stall_limit=self.stall_moves, perturb_min=self.kicks[0], perturb_span=self.kicks[1] - self.kicks[0],
             cap=self.max_moves, cycle_limit=self.cycle_limit,
         )  # fmt: skip
@@ -80,8 +80,10 @@ class TabuProblem:
     arrays: K.Problem
     job: np.ndarray  # job of each operation
     op: np.ndarray  # index of each operation in its job
-    slots: int  # the most operations any machine has
-    exact: bool
+    slots: int  # the most operations any machine can hold
+    exact: bool  # moves evaluated by decoding (a running shop or another objective), not estimated
+    flexible: bool  # some operation has alternative machines: reassignments join the swaps
+    lower_bound: int  # a static makespan search stops here (0: none)
 
     @classmethod
     def build(cls, instance: JobShopInstance, blocked: dict | None = None, objective: str = "makespan") -> TabuProblem:
@@ -93,12 +95,16 @@ class TabuProblem:
         job = np.repeat(np.arange(instance.n_jobs, dtype=np.int64), n_ops)
         first = np.concatenate([[0], np.cumsum(n_ops)[:-1]]).astype(np.int64)
         op = np.arange(len(job), dtype=np.int64) - first[job]
-        mach, dur = instance.machines[job, op].astype(np.int64), instance.durations[job, op].astype(np.int64)
+        alt_duration = instance.processing_table()[job, op].astype(np.int64)  # (operations, machines), -1: cannot
+        eligible = alt_duration >= 0
+        n_alt = eligible.sum(axis=1).astype(np.int64)
+        alt_machine = np.full((len(job), max(int(n_alt.max(initial=1)), 1)), -1, dtype=np.int64)
+        rows, machines = np.nonzero(eligible)
+        alt_machine[rows, np.arange(len(rows)) - np.concatenate([[0], np.cumsum(n_alt)[:-1]])[rows]] = machines
         jpred = np.where(op > 0, np.arange(len(job)) - 1, -1).astype(np.int64)
         jsucc = np.where(op < n_ops[job] - 1, np.arange(len(job)) + 1, -1).astype(np.int64)
         release = instance.release_dates if instance.release_dates is not None else np.zeros(instance.n_jobs, np.int64)
         rel = np.where(op == 0, release[job], 0).astype(np.int64)
-        count = np.bincount(mach, minlength=instance.n_machines).astype(np.int64)
         blocked = {int(m): sorted(v) for m, v in (blocked or {}).items() if v}
         width = max((len(v) for v in blocked.values()), default=0)
         bstart = np.zeros((instance.n_machines, max(width, 1)), dtype=np.int64)
@@ -114,12 +120,14 @@ class TabuProblem:
         weight = instance.weights if instance.weights is not None else np.ones(instance.n_jobs, np.int64)
         job_last = (first + n_ops - 1).astype(np.int64)
         arrays = K.Problem(
-            duration=dur, machine=mach, job_pred=jpred, job_succ=jsucc, release=rel, job_of=job, job_last=job_last,
-            due=due.astype(np.int64), weight=weight.astype(np.int64), job_release=release.astype(np.int64),
-            count=count, blocked_start=bstart, blocked_end=bend, n_blocked=nb,
+            job_pred=jpred, job_succ=jsucc, release=rel, job_of=job, job_last=job_last, due=due.astype(np.int64),
+            weight=weight.astype(np.int64), job_release=release.astype(np.int64), blocked_start=bstart,
+            blocked_end=bend, n_blocked=nb, alt_duration=alt_duration, alt_machine=alt_machine, n_alt=n_alt,
         )  # fmt: skip
         exact = bool(blocked) or bool(release.any()) or objective != "makespan"
-        return cls(instance, arrays, job, op, int(max(count.max(initial=1), 1)), exact)
+        slots = int(max(eligible.sum(axis=0).max(initial=1), 1))  # the most operations one machine can hold
+        bound = instance.simple_lower_bound() if not exact else 0
+        return cls(instance, arrays, job, op, slots, exact, bool(n_alt.max(initial=1) > 1), bound)
 
     @property
     def n_operations(self) -> int:
@@ -131,21 +139,24 @@ class TabuProblem:
         index = {(int(j), int(k)): o for o, (j, k) in enumerate(zip(self.job, self.op))}
         seq = np.full((self.instance.n_machines, self.slots), -1, dtype=np.int64)
         filled = np.zeros(self.instance.n_machines, dtype=np.int64)
+        machines = np.zeros(self.n_operations, dtype=np.int64)
+        for j, k, m in zip(schedule.job.tolist(), schedule.op.tolist(), schedule.machine.tolist()):
+            machines[index[j, k]] = m
         rows = sorted(zip(schedule.start.tolist(), schedule.end.tolist(), schedule.job.tolist(), schedule.op.tolist()))
         for _s, _e, j, k in rows:
             o = index[j, k]
-            m = int(self.arrays.machine[o])
+            m = int(machines[o])
             seq[m, filled[m]] = o
             filled[m] += 1
         return seq
 
     def schedule(self, seq: np.ndarray) -> Schedule:
         """The plan machine orders give (every operation at its earliest time)."""
-        start = np.zeros(self.n_operations, dtype=np.int64)
-        end = np.zeros_like(start)
-        if K.decode_orders(self.arrays, seq, start, end) < self.n_operations:
+        machine = np.zeros(self.n_operations, dtype=np.int64)
+        start, end = np.zeros_like(machine), np.zeros_like(machine)
+        if K.decode_orders(self.arrays, seq, machine, start, end) < self.n_operations:
             raise RuntimeError("tabu: machine orders with a cycle reached the decoder (a bug: please report it)")
-        return Schedule(self.job, self.op, self.arrays.machine, start, end, instance_name=self.instance.name)
+        return Schedule(self.job, self.op, machine, start, end, instance_name=self.instance.name)
 
 
 def _seed_state(seed: int, stream: int) -> np.ndarray:
@@ -176,18 +187,22 @@ class _Search:
         def zeros(*shape):
             return np.zeros(shape, np.int64)
 
+        # move rows: N5 swaps and the reassignments of the critical path, or twice the exact cap
+        rows = 2 * n + 2 + n * problem.arrays.alt_machine.shape[1]
+
         sol = K.Solution(
-            seq=seq.copy(), pos=zeros(n), counters=zeros(len(K.C)), rng=_seed_state(seed, stream),
+            seq=seq.copy(), pos=zeros(n), machine=zeros(n), duration=zeros(n), count=zeros(m),
+            counters=zeros(len(K.C)), rng=_seed_state(seed, stream),
             tabu=zeros(settings.tabu_capacity(problem.instance), 3), best_seq=seq.copy(), run_best_seq=seq.copy(),
             elite_seq=zeros(settings.elite, m, width), elite_value=zeros(settings.elite),
             elite_hash=zeros(settings.elite), ring=zeros(K.RING),
         )  # fmt: skip
         work = K.Workspace(
             start=zeros(n), end=zeros(n), bind=zeros(n), order=zeros(n), stack=zeros(2 * n), tail=zeros(n),
-            path=zeros(n), moves=zeros(2 * n + 2, 2), values=zeros(2 * n + 2), mark=np.full(n, -1, np.int64),
+            path=zeros(n), moves=zeros(rows, 4), values=zeros(rows), mark=np.full(n, -1, np.int64),
             trial_start=zeros(n), trial_end=zeros(n), trial_bind=zeros(n), trial_order=zeros(n),
         )  # fmt: skip
-        search = cls(problem, settings.params(problem.instance, kind, problem.exact), sol, work)
+        search = cls(problem, settings.params(problem, kind), sol, work)
         if K.begin(problem.arrays, sol, work, search.params) < 0:
             raise RuntimeError("tabu: the start plan's machine orders hold a cycle (a bug: please report it)")
         return search
@@ -399,6 +414,7 @@ class TabuDecider:
     settings: TabuSettings = field(default_factory=TabuSettings)
     dispatches = False
     reads_files = False
+    plans_flexible = True
 
     @property
     def time_limit_s(self) -> float | None:

@@ -40,7 +40,7 @@ def test_rule_specs_name_the_machine_rule_and_plain_names_mean_eet():
 
 
 def test_classic_only_deciders_refuse_flexible_shops_by_name():
-    for method in ("tabu:1", "policy", "hybrid:1"):
+    for method in ("policy", "policy:8"):
         with pytest.raises(DeciderError, match="plans classic shops only.*mwkr\\+eet.*cpsat:S"):
             deciders.solve(instances.load("mk01"), method)
 

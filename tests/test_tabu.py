@@ -3,6 +3,8 @@ never worse than its start, repeatable), the decider on static and running shops
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 
@@ -35,18 +37,30 @@ def random_blocked(instance: JobShopInstance, rng) -> dict:
     return blocked
 
 
-def kernel_decode(problem: TabuProblem, seq: np.ndarray):
-    """Heads, ends, binding, order and tails of machine orders, by the kernels."""
+class Decoded(NamedTuple):
+    placed: int
+    start: np.ndarray
+    end: np.ndarray
+    bind: np.ndarray
+    pos: np.ndarray
+    tail: np.ndarray
+    machine: np.ndarray
+    duration: np.ndarray
+    count: np.ndarray
+
+
+def kernel_decode(problem: TabuProblem, seq: np.ndarray) -> Decoded:
+    """Heads, ends, binding, places, tails and assignment of machine orders, by the kernels."""
     arrays = problem.arrays
     n = problem.n_operations
-    pos = np.zeros(n, np.int64)
-    K.set_positions(seq, arrays.count, pos)
+    pos, mach, dur, count = (np.zeros(size, np.int64) for size in (n, n, n, problem.instance.n_machines))
+    K.set_assignment(seq, pos, mach, dur, count, arrays.alt_duration)
     start, end, bind, order, tail = (np.zeros(n, np.int64) for _ in range(5))
-    placed = K.decode(arrays.duration, arrays.machine, arrays.job_pred, arrays.job_succ, arrays.release, seq,
-                      arrays.count, pos, arrays.blocked_start, arrays.blocked_end, arrays.n_blocked, start, end, bind,
-                      order, np.zeros(2 * n, np.int64))  # fmt: skip
-    K.tails(arrays.duration, arrays.machine, arrays.job_succ, seq, arrays.count, pos, order, tail)
-    return placed, start, end, bind, pos, tail
+    placed = K.decode(dur, mach, arrays.job_pred, arrays.job_succ, arrays.release, seq, count, pos,
+                      arrays.blocked_start, arrays.blocked_end, arrays.n_blocked, start, end, bind, order,
+                      np.zeros(2 * n, np.int64))  # fmt: skip
+    K.tails(dur, mach, arrays.job_succ, seq, count, pos, order, tail)
+    return Decoded(placed, start, end, bind, pos, tail, mach, dur, count)
 
 
 def twin_of(problem: TabuProblem, seq: np.ndarray, blocked=None) -> ReferenceTabu:
@@ -69,7 +83,7 @@ def test_decoder_heads_tails_and_objectives_match_the_twin(blocked):
         rng, instance, blocks, problem, seq = random_case(seed, blocked)
         twin = twin_of(problem, seq, blocks)
         times = twin.decode()
-        placed, start, end, bind, _pos, tail = kernel_decode(problem, seq)
+        placed, start, end, bind, _pos, tail, *_ = kernel_decode(problem, seq)
         assert placed == problem.n_operations and times is not None
         ops = list(zip(problem.job.tolist(), problem.op.tolist()))
         assert [times[o] for o in ops] == list(zip(start.tolist(), end.tolist()))
@@ -101,29 +115,28 @@ def test_critical_path_n5_moves_and_estimates_match_the_twin():
         instance = random_test_instance(rng, max_jobs=7, max_machines=4, max_ops=5).replace(release_dates=None)
         problem = TabuProblem.build(instance)
         seq = problem.orders(random_feasible_schedule(instance, rng))
-        _placed, start, end, bind, pos, tail = kernel_decode(problem, seq)
+        _placed, start, end, bind, pos, tail, mach, dur, count = kernel_decode(problem, seq)
         twin = twin_of(problem, seq)
         times, tails = twin.decode(), twin.tails()
         ops = list(zip(problem.job.tolist(), problem.op.tolist()))
         a = problem.arrays
         path = np.zeros(problem.n_operations, np.int64)
         last = max(a.job_last.tolist(), key=lambda o: (end[o], -o))
-        length = K.critical_path(end, bind, a.job_pred, a.machine, seq, pos, last, path)
+        length = K.critical_path(end, bind, a.job_pred, mach, seq, pos, last, path)
         assert [ops[o] for o in path[:length]] == twin.critical_path(times)
-        moves = np.zeros((2 * problem.n_operations + 2, 2), np.int64)
+        moves = np.zeros((2 * problem.n_operations + 2, 4), np.int64)
         found = K.n5_moves(path, length, bind, a.job_of, moves)
         expected = twin.n5(times)
         if expected is None:
             assert found == -1  # N5 empty: the makespan is one machine's or one job's work, a lower bound
             assert max(e for _s, e in times.values()) == instance.simple_lower_bound()
             continue
-        assert [(ops[u], ops[v]) for u, v in moves[:found].tolist()] == expected
-        for u, v in moves[:found].tolist():
-            estimate = K.swap_estimate(u, v, start, a.duration, tail, a.job_pred, a.job_succ, a.release, a.machine, seq, a.count,
-                                       pos)  # fmt: skip
+        assert [(ops[u], ops[v]) for u, v, *_ in moves[:found].tolist()] == expected
+        for u, v, *_ in moves[:found].tolist():
+            estimate = K.swap_estimate(u, v, start, dur, tail, a.job_pred, a.job_succ, a.release, mach, seq, count, pos)
             assert estimate == twin.estimate(times, tails, ops[u], ops[v])
             swapped = seq.copy()
-            K.swap(u, v, a.machine, swapped, pos.copy())
+            K.swap(u, v, mach, swapped, pos.copy())
             placed, _s, after, *_ = kernel_decode(problem, swapped)
             if placed == problem.n_operations:  # the estimate is a longest path of the new graph
                 assert estimate <= after.max(initial=0)
@@ -137,17 +150,18 @@ def test_moves_on_the_paths_to_costly_jobs_match_the_twin(objective):
         rng, instance, blocks, _, _ = random_case(seed, True)
         problem = TabuProblem.build(instance, blocks, objective)
         seq = problem.orders(random_feasible_schedule(instance, rng))
-        _placed, _start, end, bind, pos, _tail = kernel_decode(problem, seq)
+        decoded = kernel_decode(problem, seq)
+        end, bind, pos, mach = decoded.end, decoded.bind, decoded.pos, decoded.machine
         a = problem.arrays
-        moves = np.zeros((2 * problem.n_operations + 2, 2), np.int64)
+        moves = np.zeros((2 * problem.n_operations + 2, 4), np.int64)
         mark = np.full(problem.n_operations, -1, np.int64)
         kind = OBJECTIVE_KINDS[objective]
         rng_state = np.array([7], np.uint64)
-        found = K.chain_moves(kind, end, bind, a.job_pred, a.job_of, a.machine, seq, pos, a.job_last, a.due, mark, 1, moves,
+        found = K.chain_moves(kind, end, bind, a.job_pred, a.job_of, mach, seq, pos, a.job_last, a.due, mark, 1, moves,
                               rng_state, len(moves))  # fmt: skip
         twin = twin_of(problem, seq, blocks)
         ops = list(zip(problem.job.tolist(), problem.op.tolist()))
-        got = {(ops[u], ops[v]) for u, v in moves[:found].tolist()}
+        got = {(ops[u], ops[v]) for u, v, *_ in moves[:found].tolist()}
         assert got == twin.chain_pairs(twin.decode(), objective, instance.due_dates)
         assert found == len(got)  # no pair twice
 
