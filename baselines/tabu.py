@@ -43,11 +43,13 @@ class TabuSettings:
 
     Tenure: a reversed arc stays tabu for ``tenure_base + n/m`` to 1.5 times that many moves;
     a run without a better plan for ``stall_moves`` moves (or a cycle) restarts from an elite
-    plan kicked by ``kicks`` random critical swaps; ``max_moves``: moves evaluated exactly per
-    step on a running shop."""
+    plan kicked by ``kicks`` random critical swaps (on a flexible shop after ``flexible_stall_moves``:
+    shorter runs find more there, ``experiments/results/tabu_tuning_flexible.md``); ``max_moves``:
+    moves evaluated exactly per step on a running shop."""
 
     tenure_base: int = 6
     stall_moves: int = 2500
+    flexible_stall_moves: int = 500
     kicks: tuple[int, int] = (2, 6)
     elite: int = 8
     max_moves: int = 48
@@ -65,7 +67,7 @@ class TabuSettings:
         tenure = self.tenure(problem.instance)
         values = K.P._replace(
             kind=kind, exact=int(problem.exact), flexible=int(problem.flexible), lower_bound=problem.lower_bound, tenure_min=tenure, tenure_span=max(1, tenure // 2),
-            stall_limit=self.stall_moves, perturb_min=self.kicks[0], perturb_span=self.kicks[1] - self.kicks[0],
+            stall_limit=self.flexible_stall_moves if problem.flexible else self.stall_moves, perturb_min=self.kicks[0], perturb_span=self.kicks[1] - self.kicks[0],
             cap=self.max_moves, cycle_limit=self.cycle_limit,
         )  # fmt: skip
         return np.array(values, dtype=np.int64)

@@ -34,21 +34,24 @@ def run_cli(*args: str, timeout: float = 300):
 
 def random_feasible_schedule(instance: JobShopInstance, rng: np.random.Generator, max_delay: int = 5) -> Schedule:
     """A random feasible schedule: jobs in random order, each op after its job and machine
-    predecessors plus a random idle delay (so it is usually neither active nor semi-active)."""
+    predecessors plus a random idle delay (so it is usually neither active nor semi-active); on a
+    flexible instance each operation on a random machine that can run it."""
     next_op = np.zeros(instance.n_jobs, dtype=int)
     ready = np.zeros(instance.n_jobs, dtype=int)
     if instance.release_dates is not None:
         ready[:] = instance.release_dates
     machine_free = np.zeros(instance.n_machines, dtype=int)
-    start = np.full((instance.n_jobs, instance.max_ops), -1)
+    rows = []
     while (next_op < instance.n_ops).any():
         job = int(rng.choice(np.flatnonzero(next_op < instance.n_ops)))
-        k = next_op[job]
-        machine, duration = instance.machines[job, k], instance.durations[job, k]
-        start[job, k] = max(ready[job], machine_free[machine]) + int(rng.integers(0, max_delay + 1))
-        ready[job] = machine_free[machine] = start[job, k] + duration
+        k = int(next_op[job])
+        options = instance.alternatives(job, k)
+        machine, duration = options[int(rng.integers(len(options)))] if instance.is_flexible else options[0]
+        start = max(ready[job], machine_free[machine]) + int(rng.integers(0, max_delay + 1))
+        ready[job] = machine_free[machine] = start + duration
+        rows.append((job, k, machine, start, start + duration))
         next_op[job] += 1
-    return Schedule.from_start_times(instance, start)
+    return Schedule(*np.array(rows, dtype=np.int64).reshape(-1, 5).T, instance_name=instance.name)
 
 
 def optimal_schedule(instance: JobShopInstance, time_limit_s: float = 20.0) -> Schedule:

@@ -1,6 +1,7 @@
 """Plain-Python twins of the tabu search's kernels (``baselines/_tabu_kernels.py``): slow and
-obviously correct. Operations are (job, op) pairs, machine orders lists of them; nothing is
-shared with the kernels but the problem they read.
+obviously correct. Operations are (job, op) pairs, machine orders lists of them (on a flexible
+shop the order that holds an operation says its machine); nothing is shared with the kernels but
+the problem they read.
 """
 
 from __future__ import annotations
@@ -18,12 +19,39 @@ class ReferenceTabu:
     def __init__(self, instance: JobShopInstance, orders: dict[int, list[Op]], blocked: dict | None = None):
         self.instance, self.orders, self.blocked = instance, orders, blocked or {}
         self.release = [int(r) for r in instance.release_dates] if instance.release_dates is not None else None
+        self.table = instance.processing_table()
 
     def machine(self, o: Op) -> int:
-        return int(self.instance.machines[o])
+        return next(m for m, order in self.orders.items() if o in order)
 
     def duration(self, o: Op) -> int:
-        return int(self.instance.durations[o])
+        return int(self.table[o[0], o[1], self.machine(o)])
+
+    def relocate(self, o: Op, k: int, q: int) -> None:
+        """Move o to place q of machine k's order."""
+        self.orders[self.machine(o)].remove(o)
+        self.orders.setdefault(k, []).insert(q, o)
+
+    def best_insertion(self, times, tails, o: Op, k: int) -> tuple[int, int]:
+        """(place, longest path through o there) of o's best place on machine k (not its machine),
+        among the places whose neighbours a, b have start(a) < end(job successor) and
+        end(b) > start(job predecessor); (-1, None) when there is none. The first place wins a tie."""
+        jp, js = self.job_pred(o), self.job_succ(o)
+        release = self.release[o[0]] if self.release and o[1] == 0 else 0
+        order = self.orders.get(k, [])
+        best = (-1, None)
+        for q in range(len(order) + 1):
+            a, b = (order[q - 1] if q > 0 else None), (order[q] if q < len(order) else None)
+            if a is not None and js is not None and times[a][0] >= times[js][1]:
+                continue
+            if b is not None and jp is not None and times[b][1] <= times[jp][0]:
+                continue
+            head = max([release] + [times[x][1] for x in (jp, a) if x is not None])
+            after = max([0] + [tails[x] + self.duration(x) for x in (js, b) if x is not None])
+            value = head + int(self.table[o[0], o[1], k]) + after
+            if best[1] is None or value < best[1]:
+                best = (q, value)
+        return best
 
     def job_pred(self, o: Op) -> Op | None:
         return (o[0], o[1] - 1) if o[1] > 0 else None

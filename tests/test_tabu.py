@@ -15,7 +15,7 @@ from instances import JobShopInstance
 from sched_env.schedule import objective_value, validate_schedule
 from sched_env.snapshot import plan_violations, residual
 from tests.helpers import random_feasible_schedule, running_shop_state
-from tests.reference import random_test_instance
+from tests.reference import random_flexible_instance, random_test_instance
 from tests.reference_tabu import ReferenceTabu
 
 OBJECTIVES = ("makespan", "total_weighted_tardiness", "total_flow_time")
@@ -69,18 +69,20 @@ def twin_of(problem: TabuProblem, seq: np.ndarray, blocked=None) -> ReferenceTab
     return ReferenceTabu(problem.instance, orders, blocked)
 
 
-def random_case(seed: int, blocked: bool):
+def random_case(seed: int, blocked: bool, flexible: bool = False):
     rng = np.random.default_rng(seed)
-    instance = with_due_dates(random_test_instance(rng, max_jobs=7, max_machines=4, max_ops=5), rng)
+    make = random_flexible_instance if flexible else random_test_instance
+    instance = with_due_dates(make(rng, max_jobs=7, max_machines=4, max_ops=5), rng)
     blocks = random_blocked(instance, rng) if blocked else {}
     problem = TabuProblem.build(instance, blocks, "makespan")
     return rng, instance, blocks, problem, problem.orders(random_feasible_schedule(instance, rng))
 
 
+@pytest.mark.parametrize("flexible", [False, True])
 @pytest.mark.parametrize("blocked", [False, True])
-def test_decoder_heads_tails_and_objectives_match_the_twin(blocked):
+def test_decoder_heads_tails_and_objectives_match_the_twin(blocked, flexible):
     for seed in range(150):
-        rng, instance, blocks, problem, seq = random_case(seed, blocked)
+        rng, instance, blocks, problem, seq = random_case(seed, blocked, flexible)
         twin = twin_of(problem, seq, blocks)
         times = twin.decode()
         placed, start, end, bind, _pos, tail, *_ = kernel_decode(problem, seq)
@@ -166,8 +168,78 @@ def test_moves_on_the_paths_to_costly_jobs_match_the_twin(objective):
         assert found == len(got)  # no pair twice
 
 
-def solve_random(seed: int, objective: str, iterations: int, blocked: bool, workers: int = 1, chunked: bool = False):
-    rng, instance, blocks, _, _ = random_case(seed, blocked)
+def test_best_insertion_and_relocation_match_the_twin_and_make_no_cycle():
+    checked = 0
+    for seed in range(150):
+        _rng, _instance, blocks, problem, seq = random_case(seed, seed % 2 == 1, flexible=True)
+        d = kernel_decode(problem, seq)
+        twin = twin_of(problem, seq, blocks)
+        times, tails = twin.decode(), twin.tails()
+        ops, a, n = list(zip(problem.job.tolist(), problem.op.tolist())), problem.arrays, problem.n_operations
+        for o in range(n):
+            for k in a.alt_machine[o, : a.n_alt[o]].tolist():
+                if k == d.machine[o]:
+                    continue
+                q, value = K.best_insertion(o, k, seq, d.count, d.start, d.end, d.duration, d.tail, a.job_pred,
+                                            a.job_succ, a.release, a.alt_duration)  # fmt: skip
+                assert (q, value if q >= 0 else None) == twin.best_insertion(times, tails, ops[o], k)
+                if q < 0:
+                    continue
+                moved, pos, mach, dur, count = (
+                    seq.copy(),
+                    d.pos.copy(),
+                    d.machine.copy(),
+                    d.duration.copy(),
+                    d.count.copy(),
+                )
+                K.relocate(o, k, q, moved, pos, mach, dur, count, a.alt_duration)
+                expected = twin_of(problem, seq, blocks)
+                expected.relocate(ops[o], k, q)
+                assert twin_of(problem, moved, blocks).orders == expected.orders
+                after = kernel_decode(problem, moved)
+                assert after.placed == n, "a reassignment made a cycle"
+                for got, want in zip((pos, mach, dur, count), (after.pos, after.machine, after.duration, after.count)):
+                    assert got.tolist() == want.tolist()
+                checked += 1
+    assert checked > 200
+
+
+def test_flexible_neighbourhood_is_n5_plus_every_reassignment_of_the_critical_path():
+    from baselines.tabu import _Search
+
+    checked = 0
+    for seed in range(120):
+        rng = np.random.default_rng(seed)
+        instance = random_flexible_instance(rng, max_jobs=7, max_machines=4, max_ops=5).replace(release_dates=None)
+        problem = TabuProblem.build(instance)
+        if not problem.flexible:
+            continue
+        seq = problem.orders(random_feasible_schedule(instance, rng))
+        search = _Search.start(problem, seq, 0, 0, TabuSettings(), K.MAKESPAN)
+        found = K.estimated_moves(problem.arrays, search.sol, search.work, search.params)
+        rows = search.work.moves[:found].tolist()
+        values = search.work.values[:found].tolist()
+        twin = twin_of(problem, seq)
+        times, tails = twin.decode(), twin.tails()
+        ops = list(zip(problem.job.tolist(), problem.op.tolist()))
+        swaps = [(ops[u], ops[v]) for u, v, k, _ in rows if k == K.SWAP]
+        assert swaps == (twin.n5(times) or [])
+        expected = set()
+        for o in twin.critical_path(times):
+            for k in range(instance.n_machines):
+                if instance.processing_table()[o[0], o[1], k] >= 0 and k != twin.machine(o):
+                    q, value = twin.best_insertion(times, tails, o, k)
+                    if q >= 0:
+                        expected.add((o, k, q, value))
+        got = {(ops[u], k, q, value) for (u, _v, k, q), value in zip(rows, values) if k != K.SWAP}
+        assert got == expected
+        checked += len(expected) > 0
+    assert checked > 30
+
+
+def solve_random(seed: int, objective: str, iterations: int, blocked: bool, workers: int = 1, chunked: bool = False,
+                 flexible: bool = False):  # fmt: skip
+    rng, instance, blocks, _, _ = random_case(seed, blocked, flexible)
     problem = TabuProblem.build(instance, blocks, objective)
     start = _blocked_start(instance, blocks, rng) if blocks else rules.dispatch(instance, "spt").schedule
     settings = TabuSettings(stall_moves=40)
@@ -195,16 +267,17 @@ def _check(schedule, start, instance, blocks, objective):
     assert objective_value(instance, schedule, objective) <= objective_value(instance, start, objective)
 
 
+@pytest.mark.parametrize("flexible", [False, True])
 @pytest.mark.parametrize("objective", OBJECTIVES)
-def test_search_is_valid_never_worse_and_repeatable(objective):
+def test_search_is_valid_never_worse_and_repeatable(objective, flexible):
     for seed in range(40):
         blocked = seed % 2 == 1
-        schedule, start, instance, blocks = solve_random(seed, objective, 300, blocked, workers=2)
+        schedule, start, instance, blocks = solve_random(seed, objective, 300, blocked, workers=2, flexible=flexible)
         _check(schedule, start, instance, blocks, objective)
-        again, *_ = solve_random(seed, objective, 300, blocked, workers=2)
+        again, *_ = solve_random(seed, objective, 300, blocked, workers=2, flexible=flexible)
         assert again == schedule
-        chunked, *_ = solve_random(seed, objective, 300, blocked, chunked=True)
-        single, *_ = solve_random(seed, objective, 300, blocked, workers=1)
+        chunked, *_ = solve_random(seed, objective, 300, blocked, chunked=True, flexible=flexible)
+        single, *_ = solve_random(seed, objective, 300, blocked, workers=1, flexible=flexible)
         assert chunked == single
 
 
