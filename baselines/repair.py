@@ -108,31 +108,36 @@ def right_shift_factory(spec: MethodSpec, *, objective: str | None = None, **_: 
 def hold_frozen(state, plan, previous: dict, keys: list[tuple[str, str]], horizon: int, method: str):
     """``plan`` (a full plan of ``state``) with every waiting operation that the previous plan
     started before ``now + horizon`` kept in its place in its equipment's sequence (before all
-    others, in the previous order); the rest follow in ``plan``'s order, each at its earliest
-    time. ``previous`` maps (work order, operation) -> previous start; ``keys`` lists them per
-    (job, op) of the state. Returns (plan, number of operations held)."""
+    others, in the previous order; on a flexible shop on its previous equipment); the rest follow
+    in ``plan``'s order on ``plan``'s equipment, each at its earliest time. ``previous`` maps
+    (work order, operation) -> previous start, or (previous start, machine); ``keys`` lists them
+    per (job, op) of the state. Returns (plan, number of operations held)."""
     rest = residual(state)
     if rest.instance is None:
         return plan, 0
     limit = state.time + horizon
-    held: list[tuple[int, int, int]] = []  # (previous start, residual job, op)
+    table = rest.instance.processing_table()
+    held: list[tuple[int, int, int, int | None]] = []  # (previous start, residual job, op, previous machine)
     for i, job in enumerate(rest.job.tolist()):
         for k in range(int(rest.instance.n_ops[i])):
-            start = previous.get(keys[job][int(rest.first_op[i]) + k])
+            before = previous.get(keys[job][int(rest.first_op[i]) + k])
+            start, machine = before if isinstance(before, tuple) else (before, None)
             if start is None or start >= limit:
                 break  # a job's held operations are a prefix of its waiting ones
-            held.append((start, i, k))
+            held.append((start, i, k, machine))
     if not held:
         return plan, 0
     new = rest.restrict(plan)
-    new_start = {(int(j), int(k)): int(s) for j, k, s in zip(new.job, new.op, new.start)}
-    held_set = {(i, k) for _, i, k in held}
+    new_start = {(int(j), int(k)): (int(s), int(m)) for j, k, m, s in zip(new.job, new.op, new.machine, new.start)}
+    held_set = {(i, k) for _, i, k, _m in held}
     sequences: dict[int, list[tuple[int, int]]] = {}
-    for _, i, k in sorted(held):
-        sequences.setdefault(int(rest.instance.machines[i, k]), []).append((i, k))
-    for (i, k), _start in sorted(new_start.items(), key=lambda item: (item[1], item[0])):
+    for _, i, k, machine in sorted(held, key=lambda h: h[:3]):
+        if machine is None or not 0 <= machine < rest.instance.n_machines or table[i, k, machine] < 0:
+            machine = new_start[i, k][1]
+        sequences.setdefault(int(machine), []).append((i, k))
+    for (i, k), (_start, machine) in sorted(new_start.items(), key=lambda item: (item[1][0], item[0])):
         if (i, k) not in held_set:
-            sequences.setdefault(int(rest.instance.machines[i, k]), []).append((i, k))
+            sequences.setdefault(machine, []).append((i, k))
     rows = _time_sequences(rest, sequences)
     if rows is None:
         return plan, 0
@@ -145,6 +150,7 @@ def _time_sequences(rest, sequences: dict[int, list[tuple[int, int]]]) -> list |
     blocked intervals (semi-active timing); None if the sequences deadlock (they cannot, when made
     as :func:`hold_frozen` makes them)."""
     instance, blocked = rest.instance, BlockedIntervals(rest.blocked)
+    table = instance.processing_table()
     job_ready = instance.release_dates.astype(np.int64).tolist()
     job_next = [0] * instance.n_jobs
     machine_free = {m: 0 for m in sequences}
@@ -157,7 +163,7 @@ def _time_sequences(rest, sequences: dict[int, list[tuple[int, int]]]) -> list |
                 i, k = sequence[position[m]]
                 if job_next[i] != k:
                     break
-                duration = int(instance.durations[i, k])
+                duration = int(table[i, k, m])
                 start = blocked.earliest(max(job_ready[i], machine_free[m]), duration, m)
                 rows.append((i, k, m, start, start + duration))
                 job_ready[i] = machine_free[m] = start + duration

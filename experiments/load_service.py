@@ -32,12 +32,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def schedule_body(instance, method: str) -> dict:
-    """A /v1/schedule body for a JobShopInstance: equipment M0.., work orders WO0.. with ops op0.."""
-    orders = [
-        {"id": f"WO{j}", "operations": [{"id": f"op{k}", "equipment": f"M{int(m)}", "duration": int(d)}
-                                        for k, (m, d) in enumerate(zip(instance.machines[j, : instance.n_ops[j]], instance.durations[j]))]}
-        for j in range(instance.n_jobs)
-    ]  # fmt: skip
+    """A /v1/schedule body for a JobShopInstance: equipment M0.., work orders WO0.. with ops op0..
+    (an operation with several machines lists them as alternatives)."""
+
+    def operation(j: int, k: int) -> dict:
+        options = instance.alternatives(j, k)
+        if len(options) == 1:
+            return {"id": f"op{k}", "equipment": f"M{options[0][0]}", "duration": options[0][1]}
+        return {"id": f"op{k}", "alternatives": [{"equipment": f"M{m}", "duration": d} for m, d in options]}
+
+    orders = [{"id": f"WO{j}", "operations": [operation(j, k) for k in range(int(instance.n_ops[j]))]}
+              for j in range(instance.n_jobs)]  # fmt: skip
     return {"method": method, "equipment": [{"id": f"M{m}"} for m in range(instance.n_machines)], "work_orders": orders}
 
 

@@ -22,15 +22,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MACHINES = 10
 
 
-def stream(n_events: int, units: int = MACHINES, prefix: str = "e") -> list[dict]:
+def stream(n_events: int, units: int = MACHINES, prefix: str = "e", flexible: bool = False) -> list[dict]:
     """``n_events`` valid events: per work order release, start, finish, a breakdown and its repair
-    (five events per work order, on equipment M0, M1, ... in turn)."""
+    (five events per work order, on equipment M0, M1, ... in turn). ``flexible``: each operation
+    may run on two pieces of equipment (alternatives, or the equipment class ``cell`` every unit
+    belongs to, in turn) and starts on the second."""
     rows = []
     for j in range(n_events // 5 + 1):
         unit, t = f"M{j % units}", 2 * j
-        order = {"id": f"WO{j}", "due": t + 9, "operations": [{"id": "op", "equipment": unit, "duration": 1}]}
+        op: dict = {"id": "op", "equipment": unit, "duration": 1}
+        if flexible:
+            unit = f"M{(j + 1) % units}"
+            op = {"id": "op", "equipment_class": "cell", "duration": 1} if j % 2 else {
+                "id": "op", "alternatives": [{"equipment": f"M{j % units}", "duration": 1},
+                                             {"equipment": unit, "duration": 2}]}  # fmt: skip
+        order = {"id": f"WO{j}", "due": t + 9, "operations": [op]}
+        started = {"equipment": unit} if flexible else {}
         rows += [{"type": "work_order_released", "time": t, "work_order": order},
-                 {"type": "operation_started", "time": t, "work_order": f"WO{j}", "operation": "op"},
+                 {"type": "operation_started", "time": t, "work_order": f"WO{j}", "operation": "op", **started},
                  {"type": "operation_finished", "time": t + 1, "work_order": f"WO{j}", "operation": "op"},
                  {"type": "equipment_down", "time": t + 1, "equipment": unit, "expected_until": t + 2},
                  {"type": "equipment_up", "time": t + 2, "equipment": unit}]  # fmt: skip

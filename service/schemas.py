@@ -2,7 +2,10 @@
 sched-env's types at the edge only.
 
 A *work order* is a sequence of *operations*, each on one piece of *equipment* for a planned
-duration; it has a release time, an optional due date and a priority (the tardiness weight).
+duration, or on any of several: ``alternatives`` lists eligible equipment each with its own
+duration, and ``equipment_class`` (ISA-95's term) names a class whose members can run it for
+``duration``; the plan says which equipment each operation uses. A work order has a release
+time, an optional due date and a priority (the tardiness weight).
 Equipment is up, or down until a time, and may have planned maintenance windows. Ids are the
 caller's strings and come back unchanged in the plan. Times are integers in the caller's unit
 (minutes, seconds: one unit throughout).
@@ -61,6 +64,10 @@ class Window(Strict):
 
 class Equipment(Strict):
     id: str = Id
+    classes: list[Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]] = Field(
+                               default_factory=list, max_length=100,
+                               description="ISA-95 equipment classes it belongs to: an operation naming one may run"
+                                           " on it")  # fmt: skip
     status: Literal["up", "down"] = "up"
     down_until: int | None = Field(default=None, ge=0, le=MAX_TIME, description="when a down machine is back")
     maintenance: list[Window] = Field(default_factory=list, description="planned windows: no work runs in them")
@@ -72,10 +79,80 @@ class Equipment(Strict):
         return self
 
 
-class Operation(Strict):
-    id: str = Id
+class Alternative(Strict):
     equipment: str = Id
-    duration: int = Field(gt=0, le=MAX_DURATION, description="planned processing time")
+    duration: int = Field(gt=0, le=MAX_DURATION, description="planned processing time on this equipment")
+
+
+class Operation(Strict):
+    """Runs on ``equipment`` for ``duration``; or on any member of ``equipment_class`` for
+    ``duration``; or on any of ``alternatives``, each with its own duration (one of the three)."""
+
+    id: str = Id
+    equipment: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                  description="the one piece of equipment that runs it")  # fmt: skip
+    duration: int | None = Field(default=None, gt=0, le=MAX_DURATION,
+                                 description="planned processing time (with equipment or equipment_class)")  # fmt: skip
+    equipment_class: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                        description="ISA-95 equipment class: any of its members runs it")  # fmt: skip
+    alternatives: list[Alternative] | None = Field(default=None, max_length=MAX_EQUIPMENT,
+                                                   description="the eligible equipment, each with its own duration")  # fmt: skip
+
+
+def operation_shape_problem(op: Operation) -> str | None:
+    """What is wrong with how an operation names its equipment, whatever the shop (None: nothing):
+    one of equipment, equipment_class and alternatives; a duration with the first two only; each
+    alternative listed once."""
+    given = [name for name in ("equipment", "equipment_class", "alternatives") if getattr(op, name) is not None]
+    if len(given) != 1:
+        return (
+            f"gives {' and '.join(given)}: give one of them"
+            if given
+            else "names no equipment: give equipment (with duration), equipment_class (with duration) or alternatives"
+        )
+    if op.alternatives is None:
+        return None if op.duration is not None else f"gives {given[0]} without a duration"
+    if op.duration is not None:
+        return "gives duration and alternatives: each alternative has its own duration"
+    if not op.alternatives:
+        return "lists no eligible equipment in alternatives: list at least one"
+    names = [a.equipment for a in op.alternatives]
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    return None if repeated is None else f"lists equipment {repeated!r} twice in alternatives"
+
+
+def operation_problem(op: Operation, known, members: dict[str, list[str]]) -> str | None:
+    """:func:`operation_shape_problem`, then: every equipment it names is ``known`` and its class
+    has members."""
+    problem = operation_shape_problem(op)
+    if problem is not None:
+        return problem
+    if op.alternatives is not None:
+        unknown = next((a.equipment for a in op.alternatives if a.equipment not in known), None)
+        return None if unknown is None else f"unknown equipment {unknown!r} in alternatives"
+    if op.equipment is not None:
+        return None if op.equipment in known else f"unknown equipment {op.equipment!r}"
+    if not members.get(op.equipment_class):
+        return f"no equipment belongs to class {op.equipment_class!r} (list it in an equipment's classes)"
+    return None
+
+
+def operation_options(op, members: dict[str, list[str]]) -> list[tuple[str, int]]:
+    """The (equipment, duration) pairs that can run an operation (checked by :func:`operation_problem`)."""
+    if op.alternatives is not None:
+        return [(a.equipment, a.duration) for a in op.alternatives]
+    if op.equipment_class is not None:
+        return [(e, op.duration) for e in members[op.equipment_class]]
+    return [(op.equipment, op.duration)]
+
+
+def class_members(equipment) -> dict[str, list[str]]:
+    """Equipment class -> its members' ids, in the equipment's order."""
+    members: dict[str, list[str]] = {}
+    for e in equipment:
+        for name in e.classes:
+            members.setdefault(name, []).append(e.id)
+    return members
 
 
 class WorkOrder(Strict):
@@ -84,6 +161,14 @@ class WorkOrder(Strict):
     release: int = Field(default=0, ge=0, le=MAX_TIME)
     due: int | None = Field(default=None, ge=0, le=MAX_TIME, description="absent: no due date (never late)")
     priority: int = Field(default=1, ge=1, le=MAX_PRIORITY, description="weight of its tardiness")
+
+    @model_validator(mode="after")
+    def _operations_name_equipment(self):
+        for op in self.operations:
+            problem = operation_shape_problem(op)
+            if problem is not None:
+                raise ValueError(f"work order {self.id!r} operation {op.id!r} {problem}")
+        return self
 
 
 def _unique(ids: list[str], what: str) -> None:
@@ -130,7 +215,22 @@ class ScheduleRequest(Budgeted, OnTheirEquipment):
                          "operations": [{"id": "mill", "equipment": "mill", "duration": 4},
                                         {"id": "turn", "equipment": "lathe", "duration": 2}]},
                     ],
-                }
+                },
+                {  # alternative equipment: each eligible one with its duration, or an ISA-95 equipment class
+                    "method": "hybrid:1",
+                    "budget_ms": 2000,
+                    "equipment": [{"id": "lathe-1", "classes": ["lathe"]}, {"id": "lathe-2", "classes": ["lathe"]},
+                                  {"id": "mill"}],
+                    "work_orders": [
+                        {"id": "WO-1", "operations": [
+                            {"id": "turn", "alternatives": [{"equipment": "lathe-1", "duration": 5},
+                                                            {"equipment": "lathe-2", "duration": 7}]},
+                            {"id": "face", "equipment": "mill", "duration": 3}]},
+                        {"id": "WO-2", "due": 12, "priority": 2, "operations": [
+                            {"id": "mill", "equipment": "mill", "duration": 4},
+                            {"id": "turn", "equipment_class": "lathe", "duration": 2}]},
+                    ],
+                },
             ]
         },
     )  # fmt: skip
@@ -138,6 +238,9 @@ class ScheduleRequest(Budgeted, OnTheirEquipment):
 
 class OperationState(Operation):
     status: Literal["done", "running", "waiting"] = "waiting"
+    equipment_used: str | None = Field(default=None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                       description="done or running: the equipment it runs on (needed when it has"
+                                                   " several)")  # fmt: skip
     start: int | None = Field(default=None, ge=0, le=MAX_TIME, description="done or running: when it started")
     end: int | None = Field(default=None, ge=0, le=MAX_TIME, description="done: when it ended; running: expected end")
 
@@ -178,7 +281,23 @@ class RescheduleRequest(Budgeted):
                             {"id": "mill", "equipment": "mill", "duration": 4},
                             {"id": "turn", "equipment": "lathe", "duration": 2}]},
                     ],
-                }
+                },
+                {  # a lathe is down: the waiting turning may move to the other lathe
+                    "time": 4, "method": "hybrid:1", "budget_ms": 2000,
+                    "equipment": [{"id": "lathe-1", "classes": ["lathe"], "status": "down", "down_until": 30},
+                                  {"id": "lathe-2", "classes": ["lathe"]}, {"id": "mill"}],
+                    "work_orders": [
+                        {"id": "WO-1", "due": 15, "operations": [
+                            {"id": "turn", "equipment_class": "lathe", "duration": 3, "status": "done", "start": 0,
+                             "end": 3, "equipment_used": "lathe-1"},
+                            {"id": "face", "equipment": "mill", "duration": 3, "status": "running", "start": 3,
+                             "end": 6}]},
+                        {"id": "WO-2", "due": 12, "priority": 2, "operations": [
+                            {"id": "mill", "equipment": "mill", "duration": 4},
+                            {"id": "turn", "alternatives": [{"equipment": "lathe-1", "duration": 2},
+                                                            {"equipment": "lathe-2", "duration": 3}]}]},
+                    ],
+                },
             ]
         },
     )  # fmt: skip
@@ -191,17 +310,20 @@ class RescheduleRequest(Budgeted):
 
 
 def check_orders(orders, equipment) -> None:
-    """Ids unique, every operation on known equipment, the summed durations within range."""
+    """Ids unique, every operation on known equipment (see :func:`operation_problem`), the summed
+    durations (the longest alternative of each operation) within range."""
     _unique([e.id for e in equipment], "equipment")
     _unique([o.id for o in orders], "work order")
     known = {e.id for e in equipment}
+    members = class_members(equipment)
     total = 0
     for order in orders:
         _unique([op.id for op in order.operations], f"operation (in work order {order.id!r})")
         for op in order.operations:
-            if op.equipment not in known:
-                raise ValueError(f"work order {order.id!r} operation {op.id!r}: unknown equipment {op.equipment!r}")
-            total += op.duration
+            problem = operation_problem(op, known, members)
+            if problem is not None:
+                raise ValueError(f"work order {order.id!r} operation {op.id!r} {problem}")
+            total += max(d for _, d in operation_options(op, members))
     if total > MAX_TOTAL_DURATION:
         raise ValueError(f"the operations' durations sum to {total}; the limit is {MAX_TOTAL_DURATION:,}"
                          " (so that no objective can overflow): plan in a coarser time unit")  # fmt: skip
@@ -217,9 +339,11 @@ def check_shop_state(request: RescheduleRequest) -> None:
     plans that overlap)."""
     now = request.time
     busy: dict[str, list[tuple[int, int, str]]] = {}
+    members = class_members(request.equipment)
     for order in request.work_orders:
         for op, interval in _check_order(order, now):
-            busy.setdefault(op.equipment, []).append((*interval, f"work order {order.id!r} operation {op.id!r}"))
+            busy.setdefault(used_equipment(order, op, members), []).append(
+                (*interval, f"work order {order.id!r} operation {op.id!r}"))  # fmt: skip
     equipment = {e.id: e for e in request.equipment}
     events_refer_to_known(request, equipment)
     for name, intervals in busy.items():
@@ -230,7 +354,27 @@ def check_shop_state(request: RescheduleRequest) -> None:
     for order in request.work_orders:
         for op in order.operations:
             if op.status == "running":
-                _check_running_equipment(order, op, equipment[op.equipment], now)
+                _check_running_equipment(order, op, equipment[used_equipment(order, op, members)], now)
+
+
+def used_equipment(order, op: OperationState, members: dict[str, list[str]]) -> str | None:
+    """The equipment a done or running operation runs on (None when waiting): ``equipment_used``,
+    which must be eligible, or its one eligible equipment. A ValueError names the operation."""
+    where = f"work order {order.id!r} operation {op.id!r}"
+    if op.status == "waiting":
+        if op.equipment_used is not None:
+            raise ValueError(f"{where} is waiting: it has no equipment_used yet (or give status running or done)")
+        return None
+    eligible = [e for e, _ in operation_options(op, members)]
+    if op.equipment_used is None:
+        if len(eligible) > 1:
+            raise ValueError(f"{where} is {op.status} and can run on {', '.join(map(repr, eligible))}: give"
+                             " equipment_used")  # fmt: skip
+        return eligible[0]
+    if op.equipment_used not in eligible:
+        raise ValueError(f"{where} is {op.status} on {op.equipment_used!r}, which cannot run it (eligible:"
+                         f" {', '.join(map(repr, eligible))})")  # fmt: skip
+    return op.equipment_used
 
 
 def _check_order(order: WorkOrderState, now: int):
@@ -532,6 +676,7 @@ def parse_request(raw: bytes, model: type[Strict], *, one_event_allowed: bool = 
     if one_event_allowed and isinstance(data, dict) and "events" not in data and "type" in data:
         data = {"events": [data]}
     check_counts(data)
+    original = _shallow_copy(data)  # what the caller sent, for naming ids in errors (validation replaces items)
     errors: list[dict] = []
     if isinstance(data, dict) and isinstance(data.get("work_orders"), list):
         orders, operations = (WorkOrderState, OperationState) if model is RescheduleRequest else (WorkOrder, Operation)
@@ -548,11 +693,21 @@ def parse_request(raw: bytes, model: type[Strict], *, one_event_allowed: bool = 
     if model is EventBatch and isinstance(data, dict) and isinstance(data.get("events"), list):
         data["events"] = validate_in_pieces(data["events"], ShopEvent, ("events",), errors)
     if errors:
-        raise InvalidRequestError(describe_errors(errors))
+        raise InvalidRequestError(describe_errors(errors, original))
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise InvalidRequestError(describe_errors(error.errors(include_url=False))) from None
+        raise InvalidRequestError(describe_errors(error.errors(include_url=False), original)) from None
+
+
+def _shallow_copy(data: Any) -> Any:
+    """``data`` with its work orders' (and their operations') lists copied: validating in pieces
+    replaces those lists' items, the copies keep the caller's dicts."""
+    if not isinstance(data, dict) or not isinstance(data.get("work_orders"), list):
+        return data
+    orders = [dict(o, operations=list(o["operations"])) if isinstance(o, dict) and isinstance(o.get("operations"), list)
+              else o for o in data["work_orders"]]  # fmt: skip
+    return {**data, "work_orders": orders}
 
 
 def validate_in_pieces(items: list, model, where: tuple, errors: list[dict]) -> list:
@@ -582,17 +737,44 @@ def _list_of(model):
     return TypeAdapter(list[model])
 
 
-def describe_errors(errors: list[dict]) -> str:
-    """Pydantic's errors in one line, each naming its field (the first five)."""
+def describe_errors(errors: list[dict], data: Any = None) -> str:
+    """Pydantic's errors in one line, each naming its field (the first five) and, in a work order
+    of ``data`` (the body), the work order's and operation's ids."""
     parts = []
     for problem in errors[:5]:
-        where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body") or "body"
+        loc = problem.get("loc", ())
+        where = ".".join(str(p) for p in loc if p != "body") or "body"
         if isinstance(problem.get("input"), HugeNumber):
-            parts.append(f"{where}: {problem['input'].digits}-digit number; numbers here are at most {MAX_TIME:,}")
+            text = f"{where}: {problem['input'].digits}-digit number; numbers here are at most {MAX_TIME:,}"
         else:
-            parts.append(f"{where}: {problem.get('msg', 'invalid')}")
+            text = f"{where}: {problem.get('msg', 'invalid')}"
+        parts.append(text + _ids_along(loc, data))
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more
+
+
+def _ids_along(loc: tuple, data: Any) -> str:
+    """`` (work order 'WO-1' operation 'turn')`` for an error inside a work order of ``data`` (its
+    items may be dicts or validated models); empty when it is not in one."""
+    names, node, key = {}, data, None
+    for part in loc:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and part in node:
+            key, node = part, node[part]
+            if key != "work_order":
+                continue
+        elif isinstance(part, str) and hasattr(node, part) and not isinstance(node, (dict, list)):
+            key, node = part, getattr(node, part)
+            continue
+        else:
+            continue  # a union's tag, or a place the body does not have
+        found = node.get("id") if isinstance(node, dict) else getattr(node, "id", None)
+        role = {"work_orders": "work order", "work_order": "work order", "operations": "operation"}.get(key)
+        if role is not None and isinstance(found, str):
+            names[role] = found
+    text = " ".join(f"{role} {value!r}" for role, value in names.items())
+    return f" ({text})" if text else ""
 
 
 # ---------------------------------------------------------------------- edge conversions
@@ -610,20 +792,30 @@ def build_decider(method: str, objective: str, models: dict[str, Any]):
 
 
 def to_instance(request: ScheduleRequest, *, full: bool = False):
-    """The work orders as a :class:`JobShopInstance` (equipment in the request's order);
-    ``full``: release and due dates always set (what a ShopState needs)."""
-    from instances import JobShopInstance
-
+    """The work orders as a :class:`JobShopInstance` (equipment in the request's order; a flexible
+    one when an operation has several eligible equipment); ``full``: release and due dates always
+    set (what a ShopState needs)."""
     index = {e.id: m for m, e in enumerate(request.equipment)}
+    members = class_members(request.equipment)
     orders = request.work_orders
-    jobs = [[(index[op.equipment], op.duration) for op in order.operations] for order in orders]
+    jobs = [[[(index[e], d) for e, d in operation_options(op, members)] for op in order.operations] for order in orders]
     has_due = full or any(o.due is not None for o in orders)
-    return JobShopInstance.from_jobs(
+    return _instance(
         jobs, n_machines=len(request.equipment), name="request",
         release_dates=[o.release for o in orders] if full or any(o.release for o in orders) else None,
         due_dates=[o.due if o.due is not None else NEVER_DUE for o in orders] if has_due else None,
         weights=[o.priority for o in orders],
     )  # fmt: skip
+
+
+def _instance(jobs: list[list[list[tuple[int, int]]]], **fields):
+    """Jobs of operations given as (machine, duration) options: a classic instance when every
+    operation has one, else a flexible one."""
+    from instances import JobShopInstance
+
+    if all(len(options) == 1 for ops in jobs for options in ops):
+        return JobShopInstance.from_jobs([[options[0] for options in ops] for ops in jobs], **fields)
+    return JobShopInstance.from_alternatives(jobs, **fields)
 
 
 def unavailable_windows(request) -> list[tuple[int, int, int, int]]:
@@ -655,31 +847,39 @@ def schedule_problem(request: ScheduleRequest):
 
 def to_state(request: RescheduleRequest, interruption: str = "resume"):
     """The running shop as a :class:`ShopState`: active work orders, done and running work, downtimes
-    (``request``: anything with a RescheduleRequest's fields, e.g. a shop session's view)."""
-    from instances import JobShopInstance
+    (``request``: anything with a RescheduleRequest's fields, e.g. a shop session's view, whose
+    operations carry their ``options`` and run on their ``equipment``)."""
     from sched_env.snapshot import ShopState
 
     index = {e.id: m for m, e in enumerate(request.equipment)}
+    members = class_members(request.equipment) if isinstance(request, RescheduleRequest) else {}
     active = [o for o in request.work_orders if any(op.status != "done" for op in o.operations)]
     if not active:
         active = request.work_orders[:1]
-    jobs = [[(index[op.equipment], op.duration) for op in order.operations] for order in active]
-    due = [o.due if o.due is not None else NEVER_DUE for o in active]
-    instance = JobShopInstance.from_jobs(
-        jobs, n_machines=len(request.equipment), name="state", release_dates=[o.release for o in active],
-        due_dates=due, weights=[o.priority for o in active],
-    )  # fmt: skip
-    done, running = [], []
+    jobs, done, running = [], [], []
     for j, order in enumerate(active):
+        jobs.append([])
         for k, op in enumerate(order.operations):
-            row = [j, k, index[op.equipment], op.start, op.end]
+            options, used = _options_and_use(order, op, members)
+            jobs[-1].append([(index[e], d) for e, d in options])
             if op.status == "done":
-                done.append(row)
+                done.append([j, k, index[used], op.start, op.end])
             elif op.status == "running":
-                running.append([j, k, index[op.equipment], op.start, max(op.end, request.time)])
+                running.append([j, k, index[used], op.start, max(op.end, request.time)])
+    due = [o.due if o.due is not None else NEVER_DUE for o in active]
+    instance = _instance(jobs, n_machines=len(request.equipment), name="state", release_dates=[o.release for o in active],
+                         due_dates=due, weights=[o.priority for o in active])  # fmt: skip
     windows = unavailable_windows(request)
     downtimes = np.array(windows, dtype=np.int64).reshape(-1, 4)
     return ShopState(request.time, instance, np.arange(len(active)), done, running, downtimes, interruption), active
+
+
+def _options_and_use(order, op, members: dict[str, list[str]]) -> tuple[list[tuple[str, int]], str | None]:
+    """An operation's (equipment, duration) options and the equipment it runs on (None: waiting),
+    from the wire's OperationState or a session's operation (which holds both)."""
+    if isinstance(op, OperationState):
+        return operation_options(op, members), used_equipment(order, op, members)
+    return op.options, op.equipment
 
 
 def plan_rows(schedule, orders, equipment) -> list[dict]:

@@ -11,7 +11,8 @@ What an event does to the state:
   at the earliest).
 - ``operation_started``: the next operation of its work order runs on its equipment, which must be
   up and free; it is expected to end ``duration`` later (with ``resume``, later by the downtime
-  met on the way).
+  met on the way). An operation with several eligible equipment (alternatives, an equipment
+  class) starts on the one the event names, which must be eligible (any eligible, free, up one).
 - ``operation_finished``: a running operation is done at the event's time; the last one completes
   its work order.
 - ``equipment_down``: the equipment is down, planned as back at ``expected_until`` (or after the
@@ -47,11 +48,22 @@ class RefusedEventError(SchedEnvError, ValueError):
 @dataclass
 class SessionOperation:  # a session's own state types (the wire's are service.schemas.OperationState etc.)
     id: str
-    equipment: str
-    duration: int
+    options: list[tuple[str, int]]  # (equipment, duration) that can run it
+    named: dict[str, Any]  # how the caller named its equipment (equipment, equipment_class or alternatives)
+    equipment: str | None = None  # the equipment it runs on: set when it starts (from the start if it has one)
     status: str = "waiting"  # waiting, running, done
     start: int | None = None
     end: int | None = None  # done: when it ended
+
+    @property
+    def duration(self) -> int:
+        """Its duration on its equipment (not yet chosen: its longest option)."""
+        if self.equipment is None:
+            return max(d for _, d in self.options)
+        return next(d for e, d in self.options if e == self.equipment)
+
+    def eligible(self) -> list[str]:
+        return [e for e, _ in self.options]
 
 
 @dataclass
@@ -91,15 +103,18 @@ class ShopSession:
     many events made it."""
 
     def __init__(self, config: ShopCreate) -> None:
+        from service.schemas import class_members
+
         self.config = config
         self.time = config.time
         self.equipment = {e.id: _equipment(e, config.time) for e in config.equipment}
+        self.members = class_members(config.equipment)  # equipment class -> its members
         self.orders: dict[str, SessionWorkOrder] = {}
         self.finished: dict[str, str] = {}  # work order -> completed / cancelled
         self.applied = 0  # events applied
         self.last_event_id: str | None = None
         for order in config.work_orders:
-            self.orders[order.id] = _work_order(order, config.time)
+            self.orders[order.id] = _work_order(order, config.time, self.members)
 
     # ------------------------------------------------------------------ events
     def apply(self, events: list, *, limits: bool = True) -> None:
@@ -179,9 +194,11 @@ class ShopSession:
         for o in self.orders.values():
             ops = []
             for op in o.operations:
-                row = {"id": op.id, "equipment": op.equipment, "duration": op.duration, "status": op.status}
+                row = {"id": op.id, **op.named, "status": op.status}
                 if op.status != "waiting":
                     row["start"], row["end"] = op.start, self.end_of(op, now)
+                    if len(op.options) > 1:
+                        row["equipment_used"] = op.equipment
                 ops.append(row)
             orders.append({"id": o.id, "release": o.release, "due": o.due, "priority": o.priority, "operations": ops})
         counts = {"completed": 0, "cancelled": 0}
@@ -240,8 +257,14 @@ def _equipment(e, now: int) -> SessionEquipment:
     return state
 
 
-def _work_order(order, now: int) -> SessionWorkOrder:
-    ops = [SessionOperation(op.id, op.equipment, op.duration) for op in order.operations]
+def _work_order(order, now: int, members: dict[str, list[str]]) -> SessionWorkOrder:
+    from service.schemas import operation_options
+
+    ops = []
+    for op in order.operations:
+        options = operation_options(op, members)
+        named = op.model_dump(include={"equipment", "equipment_class", "duration", "alternatives"}, exclude_none=True)
+        ops.append(SessionOperation(op.id, options, named, equipment=options[0][0] if len(options) == 1 else None))
     return SessionWorkOrder(order.id, ops, max(order.release, now), order.due, order.priority)
 
 
@@ -313,12 +336,16 @@ def _released(draft: _Draft, index: int, event) -> None:
         raise RefusedEventError(
             index, event, "work_order.id", f"work order {order.id!r} is already {status}: ids are unique"
         )
+    from service.schemas import operation_problem
+
     seen = set()
     for k, op in enumerate(order.operations):
-        if op.equipment not in draft.shop.equipment:
-            raise RefusedEventError(
-                index, event, f"work_order.operations[{k}].equipment", f"unknown equipment {op.equipment!r}"
-            )
+        problem = operation_problem(op, draft.shop.equipment, draft.shop.members)
+        if problem is not None:
+            field_name = "equipment" if op.equipment is not None else ("equipment_class" if op.alternatives is None
+                                                                       else "alternatives")  # fmt: skip
+            raise RefusedEventError(index, event, f"work_order.operations[{k}].{field_name}",
+                                    f"work order {order.id!r} operation {op.id!r} {problem}")  # fmt: skip
         if op.id in seen:
             raise RefusedEventError(
                 index, event, f"work_order.operations[{k}].id", f"duplicated operation id {op.id!r}"
@@ -326,19 +353,19 @@ def _released(draft: _Draft, index: int, event) -> None:
         seen.add(op.id)
     if draft.limits:
         _within_limits(draft, index, event)
-    draft.orders[order.id] = _work_order(order, event.time)
+    draft.orders[order.id] = _work_order(order, event.time, draft.shop.members)
 
 
 def _within_limits(draft: _Draft, index: int, event) -> None:
     """A released work order keeps the shop's open work within the limits of ``/v1/schedule``:
     operations, and their durations summed (so that no objective overflows or is misread)."""
-    from service.schemas import MAX_OPERATIONS, MAX_TOTAL_DURATION
+    from service.schemas import MAX_OPERATIONS, MAX_TOTAL_DURATION, operation_options
 
     operations = event.work_order.operations
     if draft.open_operations is None:
         draft.open_operations, draft.open_duration = draft.shop.open_work()
     draft.open_operations += len(operations)
-    draft.open_duration += sum(op.duration for op in operations)
+    draft.open_duration += sum(max(d for _, d in operation_options(op, draft.shop.members)) for op in operations)
     if draft.open_duration > MAX_TOTAL_DURATION:
         raise RefusedEventError(index, event, "work_order.operations", f"the durations of the shop's work orders would"
                                 f" sum to {draft.open_duration:,}; the limit is {MAX_TOTAL_DURATION:,}: plan in a"
@@ -352,9 +379,6 @@ def _operation(draft: _Draft, index: int, event) -> tuple[SessionWorkOrder, int,
     order = draft.order(index, event)
     for k, op in enumerate(order.operations):
         if op.id == event.operation:
-            if event.equipment is not None and event.equipment != op.equipment:
-                raise RefusedEventError(index, event, "equipment", f"operation {op.id!r} of work order {order.id!r} runs"
-                                                              f" on {op.equipment!r}, not {event.equipment!r}")  # fmt: skip
             return order, k, op
     raise RefusedEventError(index, event, "operation", f"work order {order.id!r} has no operation {event.operation!r}")
 
@@ -370,7 +394,7 @@ def _started(draft: _Draft, index: int, event) -> None:
                                                       " operations run in order")  # fmt: skip
     if event.time < order.release:
         raise RefusedEventError(index, event, "time", f"work order {order.id!r} is released at {order.release}")
-    unit = draft.unit(index, event, op.equipment)
+    unit = draft.unit(index, event, _starts_on(index, event, order, op))
     if unit.down_since is not None:
         raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is down since {unit.down_since}:"
                                                       " send equipment_up first")  # fmt: skip
@@ -379,8 +403,26 @@ def _started(draft: _Draft, index: int, event) -> None:
         busy_op = other.operations[unit.busy[1]].id if other is not None else "?"
         raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is running operation {busy_op!r} of"
                                                       f" work order {unit.busy[0]!r}: finish it first")  # fmt: skip
-    op.status, op.start = "running", event.time
+    op.status, op.start, op.equipment = "running", event.time, unit.id
     unit.busy, unit.outages = (order.id, k), []
+
+
+def _starts_on(index: int, event, order: SessionWorkOrder, op: SessionOperation) -> str:
+    """The equipment an operation starts on: the event's, which must be eligible; with none named,
+    its only eligible equipment."""
+    eligible = op.eligible()
+    where = f"operation {op.id!r} of work order {order.id!r}"
+    if event.equipment is None:
+        if len(eligible) > 1:
+            raise RefusedEventError(index, event, "equipment", f"{where} can run on {', '.join(map(repr, eligible))}:"
+                                                          " name the one it started on")  # fmt: skip
+        return eligible[0]
+    if event.equipment not in eligible and len(eligible) == 1:
+        raise RefusedEventError(index, event, "equipment", f"{where} runs on {eligible[0]!r}, not {event.equipment!r}")
+    if event.equipment not in eligible:
+        raise RefusedEventError(index, event, "equipment", f"equipment {event.equipment!r} cannot run {where}"
+                                                      f" (eligible: {', '.join(map(repr, eligible))})")  # fmt: skip
+    return event.equipment
 
 
 def _finished(draft: _Draft, index: int, event) -> None:
@@ -389,6 +431,8 @@ def _finished(draft: _Draft, index: int, event) -> None:
     if op.status != "running":
         reason = "has not started (send operation_started first)" if op.status == "waiting" else "is already done"
         raise RefusedEventError(index, event, "operation", f"{where} {reason}")
+    if event.equipment is not None and event.equipment != op.equipment:
+        raise RefusedEventError(index, event, "equipment", f"{where} runs on {op.equipment!r}, not {event.equipment!r}")
     unit = draft.unit(index, event, op.equipment)
     if unit.down_since is not None:
         raise RefusedEventError(index, event, "equipment", f"equipment {unit.id!r} is down since {unit.down_since}:"
@@ -411,7 +455,9 @@ def _down(draft: _Draft, index: int, event) -> None:
     if unit.busy is not None and draft.shop.config.interruption == "restart":
         order = draft.order(index, event, unit.busy[0])
         op = order.operations[unit.busy[1]]
-        op.status, op.start = "waiting", None  # its work is lost: it starts anew
+        op.status, op.start = "waiting", None  # its work is lost: it starts anew (on any eligible equipment)
+        if len(op.options) > 1:
+            op.equipment = None
         unit.busy = None
 
 
@@ -454,26 +500,34 @@ _HANDLERS = {
 # ---------------------------------------------------------------------- plans: frozen horizon and stability
 def stability(previous: list[dict] | None, current: list[dict]) -> dict[str, Any]:
     """What changed for the operations planned (not yet started) in both plans: how many moved to
-    another position in their equipment's sequence, how far starts moved, and the moved ones."""
+    other equipment or to another position in their equipment's sequence, how far starts moved,
+    and the moved ones."""
     if previous is None:
-        return {"compared": 0, "moved": 0, "position_changes": 0, "start_shift_max": 0, "start_shift_mean": 0.0,
-                "added": sum(r["status"] == "planned" for r in current), "changes": []}  # fmt: skip
+        return {"compared": 0, "moved": 0, "position_changes": 0, "equipment_changes": 0, "start_shift_max": 0,
+                "start_shift_mean": 0.0, "added": sum(r["status"] == "planned" for r in current),
+                "changes": []}  # fmt: skip
     old = {(r["work_order"], r["operation"]): r for r in previous if r["status"] == "planned"}
     new = {(r["work_order"], r["operation"]): r for r in current if r["status"] == "planned"}
     common = [key for key in new if key in old]
     ranks_old, ranks_new = _ranks(old, common), _ranks(new, common)
-    changes, shifts, position_changes = [], [], 0
+    changes, shifts, position_changes, equipment_changes = [], [], 0, 0
     for key in common:
         shift = new[key]["start"] - old[key]["start"]
         shifts.append(abs(shift))
-        moved_position = ranks_old[key] != ranks_new[key]
+        other_equipment = new[key]["equipment"] != old[key]["equipment"]
+        equipment_changes += other_equipment
+        moved_position = other_equipment or ranks_old[key] != ranks_new[key]
         position_changes += moved_position
         if shift or moved_position:
-            changes.append({"work_order": key[0], "operation": key[1], "equipment": new[key]["equipment"],
-                            "start_from": old[key]["start"], "start_to": new[key]["start"],
-                            "position_from": ranks_old[key], "position_to": ranks_new[key]})  # fmt: skip
+            change = {"work_order": key[0], "operation": key[1], "equipment": new[key]["equipment"],
+                      "start_from": old[key]["start"], "start_to": new[key]["start"],
+                      "position_from": ranks_old[key], "position_to": ranks_new[key]}  # fmt: skip
+            if other_equipment:
+                change["equipment_from"] = old[key]["equipment"]
+            changes.append(change)
     return {"compared": len(common), "moved": len(changes), "position_changes": position_changes,
-            "start_shift_max": max(shifts, default=0), "start_shift_mean": round(sum(shifts) / len(shifts), 3) if shifts else 0.0,
+            "equipment_changes": equipment_changes, "start_shift_max": max(shifts, default=0),
+            "start_shift_mean": round(sum(shifts) / len(shifts), 3) if shifts else 0.0,
             "added": len(new) - len(common), "changes": changes[:MAX_LISTED_CHANGES]}  # fmt: skip
 
 

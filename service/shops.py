@@ -462,8 +462,11 @@ class Shops:
         schedule, held = result.schedule, 0
         if config.frozen_horizon is not None and snapshot.previous:
             keys = [[(o.id, op.id) for op in o.operations] for o in snapshot.active]
+            machine = {e.id: m for m, e in enumerate(snapshot.equipment)}
             previous = {
-                (r["work_order"], r["operation"]): r["start"] for r in snapshot.previous if r["status"] == "planned"
+                (r["work_order"], r["operation"]): (r["start"], machine.get(r["equipment"]))
+                for r in snapshot.previous
+                if r["status"] == "planned"
             }
             schedule, held = hold_frozen(state, schedule, previous, keys, config.frozen_horizon, config.method)
         rows = plan_rows(schedule, snapshot.active, snapshot.equipment)

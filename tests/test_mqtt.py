@@ -408,3 +408,26 @@ def test_servers_sharing_a_broker_keep_to_their_topic_roots(broker, bridged, tmp
         other.stop()
     with pytest.raises(ValueError, match="without wildcards"):
         Settings(mqtt="localhost:1883", mqtt_topic_root="plant/+/x")
+
+
+def test_flexible_events_in_by_mqtt_and_plans_name_the_equipment_used(broker, bridged):
+    """Operations with alternatives or an equipment class, started on one of their units over MQTT:
+    the state says where each ran and the plan assigns every waiting operation an eligible unit."""
+    from experiments.replay_shops import stream as replay_stream
+    from tests.test_service_flexible import FLEXIBLE_STREAM_SHOP
+
+    answer = httpx.post(bridged.url + "/v1/shops", json=FLEXIBLE_STREAM_SHOP, timeout=30)
+    assert answer.status_code == 201, answer.text
+    shop_id = answer.json()["id"]
+    listener = Listener(broker, f"sched-env/shops/{shop_id}/#")
+    try:
+        events = replay_stream(
+            7, units=4, prefix="fx-", flexible=True
+        )  # WO0 released, started on M1 (an alternative), done; WO1 released...
+        listener.publish(f"sched-env/shops/{shop_id}/events", {"events": events})
+        _, plan = listener.next("/plan", lambda plan: plan["events"] == 7)
+        state = httpx.get(bridged.url + f"/v1/shops/{shop_id}").json()
+        assert state["work_orders"][0]["operations"][0]["equipment_used"] == "M2"  # WO1 runs on M2 (class 'cell')
+        assert {r["equipment"] for r in plan["plan"]} <= {f"M{m}" for m in range(4)}
+    finally:
+        listener.close()

@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,33 @@ def test_serve_refuses_a_bad_mapping_at_start_in_one_line(tmp_path):
     path.write_text('endpoint = "opc.tcp://x"\nshop = "s"')
     with pytest.raises(ConfigurationError, match=r"--opcua .*cell.toml: no \[\[node\]\] entries"):
         Settings(opcua=(str(path),))
+
+
+def test_an_operation_node_starts_work_on_an_alternative_unit(models, tmp_path):  # noqa: F811
+    """The machine's node reports WO-1/turn on lathe-2, one of the turning's eligible units: the shop
+    runs it there, for that unit's duration, and the plan written back says so."""
+    flexible = json.loads(json.dumps(SHOP))
+    flexible["equipment"].append({"id": "lathe-2"})
+    flexible["work_orders"][0]["operations"][0] = {
+        "id": "turn",
+        "alternatives": [{"equipment": "lathe", "duration": 5}, {"equipment": "lathe-2", "duration": 7}],
+    }
+    shops = Shops(EventStore(tmp_path / "shops.sqlite3"), models)
+    shop_id = shops.create(json.dumps(flexible).encode())["id"]
+    machine = MachineServer(free_port()).start()
+    mapping = write_mapping(tmp_path, machine.port, shop_id)
+    Path(mapping).write_text(Path(mapping).read_text().replace('equipment = "lathe"', 'equipment = "lathe-2"'))
+    bridge = OpcUaBridge(read_mapping(mapping), shops).start()
+    try:
+        assert bridge.connected.wait(30), "the bridge did not connect"
+        machine.set("Lathe.Job", "WO-1/turn", minutes=2)
+        until(lambda: shops.state(shop_id)["events"] == 1, what="the start")
+        turn = shops.state(shop_id)["work_orders"][0]["operations"][0]
+        assert (turn["equipment_used"], turn["start"], turn["end"]) == ("lathe-2", 2, 9)
+        until(lambda: json.loads(machine.read("Cell.Plan") or "{}").get("events") == 1, what="the plan on its node")
+        plan = json.loads(machine.read("Cell.Plan"))["plan"]
+        assert next(r for r in plan if r["operation"] == "turn")["equipment"] == "lathe-2"
+    finally:
+        bridge.stop()
+        machine.stop()
+        shops.close()
