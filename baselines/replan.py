@@ -99,11 +99,11 @@ class Replanner:
                 plan, plan_ids, signature = self._plan(state, plan, plan_ids), state.job_ids, now_signature
                 self.response_times.append(time.perf_counter() - event_at)
                 follower = _PlanFollower(plan, plan_ids)
-            job, until = follower.choose(env, obs["action_mask"], self.execution)
-            if job is None:
+            action, until = follower.choose(env, obs["action_mask"], self.execution)
+            if action is None:
                 obs, _, done, _, info = env.wait(until)
             else:
-                obs, _, done, _, info = env.step(job)
+                obs, _, done, _, info = env.step(action)
         times = self.planning_times
         values = objectives(env.scenario.jobs, info["schedule"])
         return SolveResult(
@@ -131,11 +131,13 @@ def _down_machines(env) -> dict[int, int]:
 
 
 class _PlanFollower:
-    """Which job to start now (or how long to wait) to carry out a plan."""
+    """Which action to take now (or how long to wait) to carry out a plan: a slot to start, or on a
+    flexible shop (pair actions) a slot with the machine the plan gave its operation."""
 
     def __init__(self, plan: Schedule, plan_ids: np.ndarray) -> None:
         ids = np.asarray(plan_ids)[plan.job]
         self.start = {(int(j), int(k)): int(s) for j, k, s in zip(ids, plan.op, plan.start)}
+        self.machine = {(int(j), int(k)): int(m) for j, k, m in zip(ids, plan.op, plan.machine)}
         self.sequence: dict[int, list[tuple[int, int, int]]] = {}
         rows = zip(ids.tolist(), plan.op.tolist(), plan.machine.tolist(), plan.start.tolist())
         for j, k, m, s in sorted(rows, key=lambda r: (r[3], r[0], r[1])):
@@ -143,29 +145,52 @@ class _PlanFollower:
         self.position = dict.fromkeys(self.sequence, 0)
 
     def choose(self, env, mask: np.ndarray, execution: str) -> tuple[int | None, int | None]:
-        """(slot to start, None), or (None, time to wait until; None = the next event)."""
+        """(action to take, None), or (None, time to wait until; None = the next event)."""
         slots, next_op = env.slot_jobs(), env.next_operations()
-        allowed = np.flatnonzero(mask[: len(slots)]).tolist()
+        actions = self._actions(env, mask, slots, next_op)
+        allowed = list(actions)
         planned = {s: self.start.get((int(slots[s]), int(next_op[s])), math.inf) for s in allowed}
         by_plan = min(allowed, key=lambda s: (planned[s], s))
         if execution == "priority":
-            return by_plan, None
+            return actions[by_plan], None
         progress = env.progress()
         due = [s for s in allowed if self._first_on_machine(int(slots[s]), int(next_op[s]), progress, env)]
         ready = due if execution == "sequence" else [s for s in due if planned[s] <= env.time]
         if ready:
-            return min(ready, key=lambda s: (planned[s], s)), None
+            return actions[min(ready, key=lambda s: (planned[s], s))], None
         waits = [planned[s] for s in due if planned[s] < math.inf]
         if waits:
             return None, int(min(waits))
-        if len(mask) > len(slots) and mask[-1]:  # an event is still to come: wait for it
+        if env.allow_wait and mask[-1]:  # an event is still to come: wait for it
             return None, None
-        return by_plan, None
+        return actions[by_plan], None
+
+    def _actions(self, env, mask: np.ndarray, slots: np.ndarray, next_op: np.ndarray) -> dict[int, int]:
+        """The action that starts each startable slot: the slot itself, or with pair actions the
+        slot on its planned machine (when that one can take it now; an operation the plan does not
+        hold takes the first machine that can). With no planned pair startable, every startable pair."""
+        n = len(slots)
+        if not env.pair_actions:
+            return {int(s): int(s) for s in np.flatnonzero(mask[:n])}
+        width = env.layout.M
+        free = mask[: n * width].reshape(n, width)
+        actions = {}
+        for s in np.flatnonzero(free.any(axis=1)).tolist():
+            machine = self.machine.get((int(slots[s]), int(next_op[s])))
+            if machine is None:
+                machine = int(np.flatnonzero(free[s])[0])
+            if machine < width and free[s, machine]:
+                actions[s] = s * width + machine
+        if not actions:  # the planned machines are all taken: the shop must go on
+            actions = {
+                s: s * width + int(np.flatnonzero(free[s])[0]) for s in np.flatnonzero(free.any(axis=1)).tolist()
+            }
+        return actions
 
     def _first_on_machine(self, job: int, op: int, progress: dict[int, int], env) -> bool:
         """Is (job, op) the first operation not yet started in its machine's planned order?
         (A job missing from ``progress`` is complete: all its operations have started.)"""
-        machine = int(env.scenario.jobs.machines[job, op])
+        machine = self.machine.get((job, op), int(env.scenario.jobs.machines[job, op]))
         sequence = self.sequence.get(machine, [])
         i = self.position.get(machine, 0)
         while i < len(sequence) and sequence[i][2] < progress.get(sequence[i][1], math.inf):

@@ -14,6 +14,13 @@ runs its planned operations in order, none before its planned start: the env's w
 
     python -m experiments.bench_dynamic                     # the recorded table (about 50 min)
     python -m experiments.bench_dynamic --quick             # 2 scenarios, no cpsat:10
+    python -m experiments.bench_dynamic --flexible --replanners right-shift,cpsat:1,tabu:1,hybrid:1
+
+``--flexible``: the same 16 scenarios on a flexible shop: each operation may also run on other
+machines (1-3 eligible in all, its routed machine among them), machines work at speeds within
++-20 % (``generate_scenario(alternatives=(1, 3), speed_spread=0.2)``); each rule runs with each
+machine rule, the replanners plan which machine runs each operation and carry that out (pair
+actions), and a breakdown moves waiting work to the other machines that can take it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ from instances import SchedEnvError
 RESULTS = Path(__file__).resolve().parent / "results"
 POOLS = ("ta01", "ta21", "ta41", "ta61")
 RULES = ("atc", "edd", "spt", "mwkr", "fifo")
+#: Machine rules crossed with RULES on a flexible shop.
+FLEXIBLE_MACHINE_RULES = ("eet", "spt")
+#: The flexible shop of ``--flexible``: eligible machines per operation and machine speed spread.
+FLEXIBLE_ALTERNATIVES, FLEXIBLE_SPEED_SPREAD = (1, 3), 0.2
 COLUMNS = ("scenario", "pool", "size", "utilisation", "breakdowns", "method", "total_weighted_tardiness",
            "makespan", "mean_flow_time", "plans", "mean_plan_s", "max_plan_s", "wall_time_s")  # fmt: skip
 #: Replanning methods: (label, plan spec, first-plan spec, execution).
@@ -56,19 +67,20 @@ LEARNED_REPLANNERS = (
 )
 
 
-def scenarios(pools, utilisations, breakdowns, seed: int = 0):
+def scenarios(pools, utilisations, breakdowns, seed: int = 0, flexible: bool = False):
     import instances
     from sched_env.events import generate_scenario
 
+    shop = {"alternatives": FLEXIBLE_ALTERNATIVES, "speed_spread": FLEXIBLE_SPEED_SPREAD} if flexible else {}
     for pool_name in pools:
         pool = instances.load(pool_name)
         for utilisation in utilisations:
             for broken in breakdowns:
-                name = f"{pool_name}-u{int(utilisation * 100)}-{'bd' if broken else 'nobd'}"
+                name = f"{pool_name}-u{int(utilisation * 100)}-{'bd' if broken else 'nobd'}{'-fx' if flexible else ''}"
                 yield name, pool_name, pool, utilisation, broken, generate_scenario(
                     initial_jobs=5, arriving_jobs=15, utilisation=utilisation, pool=pool,
                     mtbf=2000.0 if broken else None, mttr=100.0 if broken else None, noise=0.1, tightness=1.5,
-                    seed=seed, name=name,
+                    seed=seed, name=name, **shop,
                 )  # fmt: skip
 
 
@@ -90,7 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, study_options: bool = True
         help="only these replanners (labels, comma-separated), e.g. 'cpsat:1,hybrid:1';"
         " known: " + ", ".join(label for label, *_ in REPLANNERS + SEARCH_REPLANNERS + LEARNED_REPLANNERS),
     )
-    parser.add_argument("--name", help="file stem of the outputs (default dynamic, dynamic_instant, dynamic_quick)")
+    parser.add_argument("--name", help="file stem of the outputs (default dynamic, dynamic_instant, dynamic_quick;"
+                                       " dynamic_flexible with --flexible)")  # fmt: skip
+    parser.add_argument("--flexible", action="store_true",
+                        help="the scenarios on a flexible shop (alternative machines, speeds +-20 %%); rules with"
+                             " each machine rule")  # fmt: skip
     parser.add_argument(
         "--policy",
         default="dynamic",
@@ -116,8 +132,9 @@ def run(args: argparse.Namespace, command: str) -> int:
     pools = ("ta01",) if args.quick else POOLS
     utilisations = (0.9,) if args.quick else (0.8, 0.9)
     chosen = chosen_replanners(args.replanners)
-    cases = list(scenarios(pools, utilisations, (False, True), args.seed))
-    learned = policy_results([case[-1] for case in cases], args.policy)
+    flexible = getattr(args, "flexible", False)
+    cases = list(scenarios(pools, utilisations, (False, True), args.seed, flexible))
+    learned = {} if flexible else policy_results([case[-1] for case in cases], args.policy)  # it plans classic shops
     rows: list[dict] = []
     interrupted = False
     try:
@@ -127,7 +144,7 @@ def run(args: argparse.Namespace, command: str) -> int:
             if chosen is None and not args.quick and not args.instant and pool_name in args.cpsat10.split(","):
                 methods += [(f"cpsat:10{suffix}", "cpsat:10", None, execution) for suffix, execution in
                             ((" priority", "priority"), (" sequence", "sequence"), ("", "exact"))]  # fmt: skip
-            rows += scenario_rows(case, learned.get(name, []), methods, args.seed)
+            rows += scenario_rows(case, learned.get(name, []), methods, args.seed, flexible)
             print(f"{name}: " + ", ".join(f"{r['method']} {r['total_weighted_tardiness']}" for r in rows
                                           if r["scenario"] == name), flush=True)  # fmt: skip
     except KeyboardInterrupt:
@@ -135,9 +152,11 @@ def run(args: argparse.Namespace, command: str) -> int:
         print(f"\ninterrupted: writing the {len({r['scenario'] for r in rows})} scenarios completed", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or ("dynamic_quick" if args.quick else "dynamic") + ("_instant" if args.instant else "")
+    stem = args.name or ("dynamic_quick" if args.quick else "dynamic") + ("_flexible" if flexible else "") + (
+        "_instant" if args.instant else "")  # fmt: skip
     write_csv(rows, out / f"{stem}.csv", columns=COLUMNS)
-    (out / f"{stem}.md").write_text(markdown(rows, command + (" (interrupted)" if interrupted else "")))
+    (out / f"{stem}.md").write_text(markdown(rows, command + (" (interrupted)" if interrupted else ""),
+                                             flexible=flexible))  # fmt: skip
     (out / f"{stem}.json").write_text(json.dumps({"commit": git_commit(), "machine": machine_description(),
                                                   "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                                                   "interrupted": interrupted}, indent=1) + "\n")  # fmt: skip
@@ -157,8 +176,9 @@ def chosen_replanners(labels: str | None) -> list | None:
     return [known[label] for label in wanted]
 
 
-def scenario_rows(case, learned: list, methods: list, seed: int) -> list[dict]:
-    """One scenario's rows: every rule and the learned policy deciding at every epoch, then each replanner."""
+def scenario_rows(case, learned: list, methods: list, seed: int, flexible: bool = False) -> list[dict]:
+    """One scenario's rows: every rule (on a flexible shop with each machine rule) and the learned
+    policy deciding at every epoch, then each replanner."""
     from baselines import deciders
     from baselines.replan import Replanner
     from sched_env.dynamic import DynamicJobShopEnv
@@ -167,7 +187,8 @@ def scenario_rows(case, learned: list, methods: list, seed: int) -> list[dict]:
     base = {"scenario": name, "pool": pool_name, "size": f"{pool.n_jobs}x{pool.n_machines}",
             "utilisation": utilisation, "breakdowns": broken}  # fmt: skip
     rows = []
-    instant = [run for rule in RULES for run in deciders.dispatch_online(deciders.make(rule), [scenario])]
+    rules = [f"{r}+{m}" for r in RULES for m in FLEXIBLE_MACHINE_RULES] if flexible else RULES
+    instant = [run for rule in rules for run in deciders.dispatch_online(deciders.make(rule), [scenario])]
     for result in instant + learned:
         p = result.params
         rows.append({**base, "method": result.method, "total_weighted_tardiness": p["total_weighted_tardiness"],
@@ -202,12 +223,17 @@ def policy_results(scenario_list: list, spec: str) -> dict[str, list]:
     return {scenario.name: [result] for scenario, result in zip(scenario_list, results)}
 
 
-def markdown(rows: list[dict], command: str, commit: str | None = None) -> str:
+def markdown(rows: list[dict], command: str, commit: str | None = None, flexible: bool = False) -> str:
     """The Markdown table (rows as written to the CSV: numbers may be strings)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    shop = (f"Flexible shop: each operation runs on {FLEXIBLE_ALTERNATIVES[0]}-{FLEXIBLE_ALTERNATIVES[1]} eligible"
+            f" machines (its routed one among them), machine speeds within +-{FLEXIBLE_SPEED_SPREAD:.0%}; rules as"
+            " RULE+MACHINE_RULE. ") if flexible else ""  # fmt: skip
     lines = [
-        "# Dynamic shop: total weighted tardiness (makespan) per scenario and method",
+        "# Dynamic " + ("flexible " if flexible else "") + "shop: total weighted tardiness (makespan) per scenario"
+        " and method",
         "",
+        shop,
         f"Commit `{commit or git_commit()}`. Regenerate: `{command.strip()}`. 20 jobs (5 at the start, 15 arriving), 10 %"
         " duration noise, resume interruption; breakdowns: MTBF 2000, MTTR 100 per machine. Replanning methods"
         " replan at every arrival, breakdown and repair and carry plans out exactly (machines wait for planned"
