@@ -1,12 +1,14 @@
-"""CP-SAT on flexible shops: sched-env's model against PyJobShop's, same time limit and workers,
-side by side in this one run (the same OR-Tools in one environment; PyJobShop is in the ``bench``
-extra)::
+"""sched-env's deciders on flexible shops against PyJobShop's CP-SAT model, same time limit and
+workers, side by side in this one run (the same OR-Tools in one environment; PyJobShop is in the
+``bench`` extra)::
 
     .venv-bench/bin/python -m experiments.cpsat_vs_pyjobshop --instances mk01-mk10 --seconds 10 --workers 2
+    .venv-bench/bin/python -m experiments.cpsat_vs_pyjobshop --seconds 1 --methods tabu:1,cpsat:1 --out ...
 
-Each instance is solved by both, one after the other, each with ``--seconds`` (the time limit covers
-building the model for ours; PyJobShop's limit covers its search). Results go to
-``experiments/results/cpsat_vs_pyjobshop.{json,md}`` with the command, commit and machine.
+Each instance is solved by each of ``--methods`` (default ``cpsat:SECONDS``, sched-env's CP-SAT
+model) and by PyJobShop, one after the other, each with ``--seconds`` (our limits cover building
+the model; PyJobShop's covers its search). Results go to ``experiments/results/cpsat_vs_pyjobshop.{json,md}``
+with the command, commit and machine.
 """
 
 from __future__ import annotations
@@ -46,32 +48,35 @@ def pyjobshop_makespan(instance, seconds: float, workers: int, seed: int = 0) ->
     return (int(result.objective) if solved else None), str(result.status.value), time.perf_counter() - started
 
 
-def study(names: list[str], seconds: float, workers: int, seeds: int) -> list[dict]:
+def study(names: list[str], seconds: float, workers: int, seeds: int, methods: list[str]) -> list[dict]:
     from baselines import deciders
 
     rows = []
     for name in names:
         instance = instances.load(name)
         for seed in range(seeds):
-            rows.append(compare(deciders, instance, name, seconds, workers, seed))
+            rows += compare(deciders, instance, name, seconds, workers, seed, methods)
     return rows
 
 
-def compare(deciders, instance, name: str, seconds: float, workers: int, seed: int) -> dict:
-    """Both solvers on one instance with one seed, one after the other."""
+def compare(deciders, instance, name: str, seconds: float, workers: int, seed: int, methods: list[str]) -> list[dict]:
+    """Each of ``methods`` and PyJobShop on one instance with one seed, one after the other: a row per method."""
     best = instances.best_known(name)
-    ours = deciders.solve(instance, f"cpsat:{seconds:g}", workers=workers, seed=seed)
     theirs, status, wall = pyjobshop_makespan(instance, seconds, workers, seed)
-    print(f"{name} seed {seed}: ours {ours.objective} ({ours.status}, {ours.wall_time_s:.1f} s), PyJobShop {theirs}"
-          f" ({status}, {wall:.1f} s), best known {best}", flush=True)  # fmt: skip
-    return {
-        "instance": name, "family": instances.family_of(name), "seed": seed,
-        "size": f"{instance.n_jobs}x{instance.n_machines}", "best_known": best,
-        "ours": ours.objective, "ours_status": ours.status, "ours_s": round(ours.wall_time_s, 2),
-        "pyjobshop": theirs, "pyjobshop_status": status, "pyjobshop_s": round(wall, 2),
-        "ours_gap": None if ours.objective is None else 100 * (ours.objective / best - 1),
-        "pyjobshop_gap": None if theirs is None else 100 * (theirs / best - 1),
-    }  # fmt: skip
+    rows = []
+    for method in methods:
+        ours = deciders.solve(instance, method, workers=workers, seed=seed)
+        print(f"{name} seed {seed}: {method} {ours.objective} ({ours.status}, {ours.wall_time_s:.1f} s), PyJobShop"
+              f" {theirs} ({status}, {wall:.1f} s), best known {best}", flush=True)  # fmt: skip
+        rows.append({
+            "instance": name, "family": instances.family_of(name), "seed": seed, "method": method,
+            "size": f"{instance.n_jobs}x{instance.n_machines}", "best_known": best,
+            "ours": ours.objective, "ours_status": ours.status, "ours_s": round(ours.wall_time_s, 2),
+            "pyjobshop": theirs, "pyjobshop_status": status, "pyjobshop_s": round(wall, 2),
+            "ours_gap": None if ours.objective is None else 100 * (ours.objective / best - 1),
+            "pyjobshop_gap": None if theirs is None else 100 * (theirs / best - 1),
+        })  # fmt: skip
+    return rows
 
 
 def markdown(report: dict) -> str:
@@ -80,31 +85,36 @@ def markdown(report: dict) -> str:
 
     rows = report["rows"]
     lines = [
-        "# CP-SAT on flexible shops: sched-env's model against PyJobShop's",
+        "# Flexible shops: sched-env's deciders against PyJobShop's CP-SAT model",
         "",
         f"Commit `{report['commit']}`, {report['date']}, {report['machine']['cpu']}, {report['machine']['cores']} cores,"
         f" {report['versions']}. Command: `{report['command']}`. {report['seconds']:g} s and {report['workers']}"
-        " workers each, the same seed for both; makespan (% above the best known).",
+        " workers each, the same seed for all; makespan (% above the best known).",
         "",
-        "| family | runs | ours: mean gap | PyJobShop: mean gap (runs with a plan) | ours: no plan | PyJobShop: no plan"
+        "| family | ours | runs | ours: mean gap | PyJobShop: mean gap (runs with a plan) | ours: no plan | PyJobShop: no plan"
         " | ours better / equal / worse |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for family in dict.fromkeys(r["family"] for r in rows):
-        group = [r for r in rows if r["family"] == family]
+    groups = dict.fromkeys((r["family"], r.get("method", f"cpsat:{report['seconds']:g}")) for r in rows)
+    for family, method in groups:
+        group = [r for r in rows if r["family"] == family and r.get("method", method) == method]
         both = [r for r in group if r["ours"] is not None and r["pyjobshop"] is not None]
         ours_gaps = [r["ours_gap"] for r in group if r["ours"] is not None]
         theirs = [r["pyjobshop_gap"] for r in group if r["pyjobshop"] is not None]
         lines.append(
-            f"| {family} | {len(group)} | {np.mean(ours_gaps):.2f} % | {np.mean(theirs) if theirs else float('nan'):.2f} %"
+            f"| {family} | `{method}` | {len(group)} | {np.mean(ours_gaps):.2f} % | {np.mean(theirs) if theirs else float('nan'):.2f} %"
             f" | {sum(r['ours'] is None for r in group)} | {sum(r['pyjobshop'] is None for r in group)}"
             f" | {sum(r['ours'] < r['pyjobshop'] for r in both)} / {sum(r['ours'] == r['pyjobshop'] for r in both)}"
             f" / {sum(r['ours'] > r['pyjobshop'] for r in both)} |"
         )
-    lines += ["", "| instance | seed | size | best known | ours | PyJobShop |", "|---|---:|---|---:|---:|---:|"]
     lines += [
-        f"| {r['instance']} | {r['seed']} | {r['size']} | {r['best_known']} | {cell(r['ours'], r['ours_gap'])}"
-        f" | {cell(r['pyjobshop'], r['pyjobshop_gap'])} |"
+        "",
+        "| instance | seed | size | best known | ours | value | PyJobShop |",
+        "|---|---:|---|---:|---|---:|---:|",
+    ]
+    lines += [
+        f"| {r['instance']} | {r['seed']} | {r['size']} | {r['best_known']} | `{r.get('method', '')}`"
+        f" | {cell(r['ours'], r['ours_gap'])} | {cell(r['pyjobshop'], r['pyjobshop_gap'])} |"
         for r in rows
     ]
     return "\n".join(lines + [""])
@@ -116,12 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=1, help="runs per instance (seeds 0..N-1, the same for both)")
+    parser.add_argument("--methods", help="our deciders, comma-separated (default cpsat:SECONDS)")
     parser.add_argument("--out", default=str(RESULTS / "cpsat_vs_pyjobshop"))
     args = parser.parse_args(argv)
     import sched_env
+    from baselines import deciders
 
     sched_env.warm_up()
-    rows = study(expand_names(args.instances), args.seconds, args.workers, args.seeds)
+    methods = [m for m in (args.methods or f"cpsat:{args.seconds:g}").split(",") if m]
+    for method in methods:  # build each once before any clock (kernel loads, OR-Tools import)
+        deciders.make(method)
+    rows = study(expand_names(args.instances), args.seconds, args.workers, args.seeds, methods)
     versions = package_versions(("ortools", "pyjobshop"))
     report = {
         "command": "python -m experiments.cpsat_vs_pyjobshop " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -40,9 +40,15 @@ COLUMNS = ("size", "scenario", "decider", "events", "plans", "p50_s", "p95_s", "
            "makespan", "wall_time_s")  # fmt: skip
 
 
-def event_stream(jobs: int, machines: int, kind: str, events: int, seed: int = 0):
+#: The flexible shop of ``--flexible``: eligible machines per operation and machine speed spread.
+FLEXIBLE_SHOP = {"alternatives": (1, 3), "speed_spread": 0.2}
+
+
+def event_stream(jobs: int, machines: int, kind: str, events: int, seed: int = 0, flexible: bool = False):
     """J jobs at time 0 and about ``events`` events: arrivals, breakdowns (each a failure and a
-    repair: two events) or both, at seeded times inside the expected horizon."""
+    repair: two events) or both, at seeded times inside the expected horizon; ``flexible``: each
+    operation may also run on other machines (:data:`FLEXIBLE_SHOP`), so a breakdown can move
+    waiting work."""
     from sched_env.events import BREAKDOWN, Scenario, generate_scenario
 
     if kind not in SCENARIO_KINDS:
@@ -50,7 +56,8 @@ def event_stream(jobs: int, machines: int, kind: str, events: int, seed: int = 0
     arrivals = events if kind == "arrivals" else (events // 2 if kind == "mixed" else 0)
     failures = 0 if kind == "arrivals" else max(1, (events - arrivals) // 2)
     base = generate_scenario(machines, initial_jobs=jobs, arriving_jobs=arrivals, utilisation=0.9, noise=0.1,
-                             tightness=1.5, seed=seed, name=f"{kind}-{jobs}x{machines}")  # fmt: skip
+                             tightness=1.5, seed=seed, name=f"{kind}-{jobs}x{machines}{'-flexible' if flexible else ''}",
+                             **(FLEXIBLE_SHOP if flexible else {}))  # fmt: skip
     rng = np.random.default_rng([seed, jobs, machines])
     horizon = float(base.jobs.durations.sum()) / machines
     windows, busy = [], {}
@@ -140,7 +147,7 @@ def measure(decider, scenario, budget: float) -> dict:
 
 
 def run(sizes: list[tuple[int, int]], kind: str, specs: list[str], events: int, budget: float, seed: int = 0,
-        progress=print) -> tuple[list[dict], dict]:  # fmt: skip
+        flexible: bool = False, progress=print) -> tuple[list[dict], dict]:  # fmt: skip
     from baselines import deciders
     from sched_env import warm_up
     from sched_env.schedule import budget_limit
@@ -151,11 +158,11 @@ def run(sizes: list[tuple[int, int]], kind: str, specs: list[str], events: int, 
     budget = decider_budget(budget)
     rows = []
     for jobs, machines in sizes:
-        scenario = event_stream(jobs, machines, kind, events, seed)
+        scenario = event_stream(jobs, machines, kind, events, seed, flexible)
         n_events = int((scenario.jobs.release_dates > 0).sum() + 2 * len(scenario.downtimes))
         for spec in specs:
             promised = budget_of(built[spec], budget)
-            row = {"size": f"{jobs}x{machines}", "scenario": kind, "decider": spec, "events": n_events,
+            row = {"size": f"{jobs}x{machines}" + (" flexible" if flexible else ""), "scenario": kind, "decider": spec, "events": n_events,
                    "budget_s": promised, "cold_start_s": round(cold.get(spec, 0.0), 3)}  # fmt: skip
             row.update(measure(built[spec], scenario, budget))
             row["over_budget_at_p99"] = promised is not None and row["p99_s"] > budget_limit(promised)
@@ -248,6 +255,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget", type=float, default=PROMISE_S, help="seconds given to every decider call (default 10)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flexible", action="store_true",
+                        help="flexible shops: 1-3 eligible machines per operation, speeds +-20 %% (rules: RULE+MACHINE_RULE)")  # fmt: skip
     parser.add_argument("--out", default="latency-results", help="output folder")
     parser.add_argument("--name", default="latency", help="file stem of the outputs")
 
@@ -273,7 +282,7 @@ def run_from_args(args: argparse.Namespace, command: str) -> int:
         raise SchedEnvError("--events must be >= 1 and --budget > 0")
     sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     specs = [s for s in args.deciders.split(",") if s]
-    rows, cold = run(sizes, args.scenario, specs, args.events, args.budget, args.seed)
+    rows, cold = run(sizes, args.scenario, specs, args.events, args.budget, args.seed, getattr(args, "flexible", False))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from experiments.benchmark import write_csv

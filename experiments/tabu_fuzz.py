@@ -4,6 +4,11 @@ must be valid (the one validator; a running shop's plan: the state checks too), 
 than its start plan, and the same for the same seed and move count::
 
     python -m experiments.tabu_fuzz --cases 100000 --out experiments/results
+    python -m experiments.tabu_fuzz --flexible --cases 100000   # flexible shops: machines reassigned too
+
+``--flexible``: random flexible instances (1 to all machines eligible per operation, zero
+durations, release dates, machines revisited) and flexible running shops part-way through a rule's
+plan with a machine down (``experiments.flexible_fuzz``'s generators).
 """
 
 from __future__ import annotations
@@ -59,9 +64,10 @@ def random_state(rng: np.random.Generator):
     return state
 
 
-def check_case(seed: int, iterations: int) -> str | None:
+def check_case(seed: int, iterations: int, flexible: bool = False) -> str | None:
     """None when case ``seed`` holds every promise, else what broke."""
     from baselines import deciders
+    from experiments import flexible_fuzz
     from sched_env.schedule import objective_value, validate_schedule
     from sched_env.snapshot import plan_violations
 
@@ -69,15 +75,19 @@ def check_case(seed: int, iterations: int) -> str | None:
     spec = f"tabu:iters={iterations}"
     workers = 1 + seed % 2
     if seed % 3 != 2:  # two in three static
-        instance = random_instance(rng)
-        start = deciders.solve(instance, str(rng.choice(["spt", "mwkr", "random", "lpt"])), seed=seed).schedule
+        instance = flexible_fuzz.random_flexible_instance(rng) if flexible else random_instance(rng)
+        rule = str(rng.choice(["spt", "mwkr", "random", "lpt"]))
+        if flexible:
+            rule += "+" + str(rng.choice(flexible_fuzz.MACHINE_RULES))
+        start = deciders.solve(instance, rule, seed=seed).schedule
         result = deciders.solve(instance, spec, hint=start, seed=seed, workers=workers)
         validate_schedule(instance, result.schedule)
         if result.objective > start.makespan:
             return f"worse than its start: {result.objective} > {start.makespan}"
         again = deciders.solve(instance, spec, hint=start, seed=seed, workers=workers)
     else:
-        state = random_state(rng)
+        state = flexible_fuzz.random_flexible_state(rng, flexible_fuzz.random_flexible_instance(rng)) if flexible \
+            else random_state(rng)  # fmt: skip
         objective = OBJECTIVES[seed % len(OBJECTIVES)]
         previous = deciders.solve(state, "edd", objective=objective).schedule
         start = deciders.solve(state, "right-shift", hint=previous, objective=objective)
@@ -95,13 +105,13 @@ def check_case(seed: int, iterations: int) -> str | None:
     return None
 
 
-def run_cases(seeds, iterations: int = 100) -> dict:
+def run_cases(seeds, iterations: int = 100, flexible: bool = False) -> dict:
     failures = []
     count = 0
     for seed in seeds:
         count += 1
         try:
-            problem = check_case(int(seed), iterations)
+            problem = check_case(int(seed), iterations, flexible)
         except Exception:  # a crash is a finding too, with its traceback
             problem = traceback.format_exc(limit=3)
         if problem is not None:
@@ -110,8 +120,8 @@ def run_cases(seeds, iterations: int = 100) -> dict:
 
 
 def _chunk(args: tuple) -> dict:
-    first, last, iterations = args
-    return run_cases(range(first, last), iterations)
+    first, last, iterations, flexible = args
+    return run_cases(range(first, last), iterations, flexible)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,28 +132,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--flexible", action="store_true", help="flexible instances and running shops")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     step = 1000
-    chunks = [(i, min(i + step, args.cases), args.iterations) for i in range(0, args.cases, step)]
+    chunks = [(i, min(i + step, args.cases), args.iterations, args.flexible) for i in range(0, args.cases, step)]
     with ProcessPoolExecutor(args.parallel) as pool:
         reports = list(pool.map(_chunk, chunks))
     failures = [f for r in reports for f in r["failures"]]
     cases = sum(r["cases"] for r in reports)
     took = time.perf_counter() - started
     machine = machine_description()
+    shops = "flexible " if args.flexible else ""
     lines = [
-        "# Tabu search fuzz", "",
+        f"# Tabu search fuzz{' (flexible shops)' if args.flexible else ''}", "",
         f"Commit `{git_commit()}`, {machine['cpu']} ({machine['cores']} cores), {took:.0f} s. Command: `python -m"
-        f" experiments.tabu_fuzz --cases {args.cases} --iterations {args.iterations}`.", "",
-        f"- cases: {cases} (two in three static instances, one in three running-shop states; one or two searches)",
+        f" experiments.tabu_fuzz{' --flexible' if args.flexible else ''} --cases {args.cases} --iterations"
+        f" {args.iterations}`.", "",
+        f"- cases: {cases} (two in three static {shops}instances, one in three {shops}running-shop states; one or two"
+        " searches)",
         f"- failures: {len(failures)}",
     ]  # fmt: skip
     lines += [f"  - seed {f['seed']}: {f['problem'].splitlines()[-1]}" for f in failures[:20]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tabu_fuzz.md").write_text("\n".join(lines) + "\n")
-    (out / "tabu_fuzz.json").write_text(json.dumps({"cases": cases, "failures": failures, "seconds": took}, indent=1))
+    stem = "tabu_fuzz_flexible" if args.flexible else "tabu_fuzz"
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"cases": cases, "failures": failures, "seconds": took}, indent=1))
     print("\n".join(lines))
     return 1 if failures else 0
 

@@ -167,3 +167,42 @@ def test_gymnasium_checker_passes_on_the_flexible_dynamic_env():
 
     for options in ({}, {"machine_rule": "eet"}, {"allow_wait": True}):
         check_env(DynamicJobShopEnv(flexible_generator(), **options), skip_render_check=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "execution"),
+    [("tabu:iters=200", "exact"), ("tabu:iters=200", "sequence"), ("tabu:iters=200", "priority"),
+     ("right-shift", "exact"), ("cpsat:0.3", "exact"), ("hybrid:0.3", "sequence")],
+)  # fmt: skip
+def test_replanners_carry_out_flexible_plans_to_the_end(method, execution):
+    """Each plan's machines are followed (pair actions); the run is valid against the real durations,
+    and a search with a move count replays the same run."""
+    if method.startswith(("cpsat", "hybrid")):
+        pytest.importorskip("ortools")
+    from baselines.replan import Replanner
+    from sched_env.dynamic import DynamicJobShopEnv
+    from sched_env.schedule import validate_schedule
+
+    scenario = flexible_generator()(3)
+    initial = "tabu:iters=200" if method == "right-shift" else None
+
+    def run():
+        env = DynamicJobShopEnv(scenario, allow_wait=execution != "priority")
+        assert env.pair_actions
+        replanner = Replanner(method, initial=initial, execution=execution)
+        return replanner, replanner.run(env)
+
+    replanner, result = run()
+    assert len(result.schedule) == scenario.jobs.n_operations and result.params["plans"] >= 2
+    validate_schedule(scenario.jobs, result.schedule, durations=scenario.realized_for(result.schedule),
+                      downtimes=scenario.downtimes,
+                      interruption=scenario.interruption)  # fmt: skip
+    if execution == "exact" and method == "tabu:iters=200":
+        _time, plan, ids = replanner.plans[0]
+        planned = {(int(ids[j]), int(k)): int(m) for j, k, m in zip(plan.job, plan.op, plan.machine)}
+        ran = {(int(j), int(k)): int(m) for j, k, m in zip(result.schedule.job, result.schedule.op,
+                                                           result.schedule.machine)}  # fmt: skip
+        first = [key for key in planned if ran[key] == planned[key]]
+        assert len(first) >= len(planned) // 2, "the first plan's machines were not followed"
+    if method.startswith("tabu"):
+        assert run()[1].schedule == result.schedule

@@ -106,6 +106,23 @@ def test_restart_frees_a_cut_operation_to_start_on_another_eligible_unit():
     assert shop.to_dict()["work_orders"][0]["operations"][0]["end"] == 3 + 8
 
 
+def test_a_frozen_horizon_keeps_held_work_on_its_previous_unit():
+    from baselines import deciders
+    from baselines.repair import hold_frozen
+
+    state, active = cell().shop_state()
+    plan = deciders.solve(state, "mwkr+eet").schedule
+    rows = {(int(j), int(k)): int(m) for j, k, m in zip(plan.job, plan.op, plan.machine)}
+    assert rows[0, 0] == 0  # the new plan turns WO-1 on lathe-1 (5 there, 8 on lathe-2)
+    keys = [[(o.id, op.id) for op in o.operations] for o in active]
+    previous = {("WO-1", "turn"): (0, 1), ("WO-2", "mill"): (0, 2)}  # the last plan had it on lathe-2
+    held_plan, held = hold_frozen(state, plan, previous, keys, 10, "mwkr+eet")
+    assert held == 2 and not plan_violations(state, held_plan)
+    kept = {(int(j), int(k)): (int(m), int(e) - int(s)) for j, k, m, s, e in
+            zip(held_plan.job, held_plan.op, held_plan.machine, held_plan.start, held_plan.end)}  # fmt: skip
+    assert kept[0, 0] == (1, 8), "the held turning left lathe-2 (or kept lathe-1's duration)"
+
+
 def test_stability_counts_operations_that_changed_equipment():
     def row(order, unit, s):
         return {"work_order": order, "operation": "op", "equipment": unit, "start": s, "end": s + 1,

@@ -336,11 +336,12 @@ def test_rest_of_a_plan_is_a_plan_of_the_residual():
     validate_schedule(rest.instance, rest_of(state, plan), downtimes=rest.blocked_rows(), interruption="restart")
 
 
-def test_fuzz_static_and_running_shops():
-    """A few hundred random cases; ``experiments/tabu_fuzz.py`` runs 100 000."""
+@pytest.mark.parametrize("flexible", [False, True])
+def test_fuzz_static_and_running_shops(flexible):
+    """A few hundred random cases; ``experiments/tabu_fuzz.py`` runs 100 000 (``--flexible`` too)."""
     from experiments.tabu_fuzz import run_cases
 
-    report = run_cases(range(300), iterations=60)
+    report = run_cases(range(300), iterations=60, flexible=flexible)
     assert report["failures"] == [], report["failures"][:3]
     assert report["cases"] == 300
 
