@@ -383,3 +383,23 @@ def test_running_shop_searches_repeat_move_for_move(objective):
     state = running_shop_state(8, initial_jobs=10, arriving_jobs=10, seed=5, steps=30)
     result = deciders.solve(state, "tabu:iters=500", seed=1, objective=objective)
     assert _fingerprint(result) == PINNED_SEARCHES[objective, 500]
+
+
+#: Recorded when the flexible search landed; a refactoring must not move them.
+PINNED_FLEXIBLE = {
+    "static": [59, [4000, 2, 0, 0, 0], "debb9c3f984425e7"],
+    "total_weighted_tardiness": [444, [600, 0, 0, 45311, 1], "cc5cacb29beabe47"],
+    "makespan": [69, [600, 0, 0, 25399, 0], "dc4cd666b896b711"],
+}
+
+
+def test_flexible_searches_repeat_move_for_move():
+    import instances
+    from tests.test_flexible_solvers import running_flexible_shop
+
+    mk06 = instances.load("mk06")
+    assert _fingerprint(deciders.solve(mk06, "tabu:iters=2000", seed=3)) == PINNED_FLEXIBLE["static"]
+    state = running_flexible_shop(mk06, time=20)
+    for objective in ("total_weighted_tardiness", "makespan"):
+        result = deciders.solve(state, "tabu:iters=300", seed=1, objective=objective)
+        assert _fingerprint(result) == PINNED_FLEXIBLE[objective]
