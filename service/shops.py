@@ -49,6 +49,8 @@ from service.store import EventStore, StoreError, digest
 LOG = logging.getLogger("sched_env.service.shops")
 #: Shops one service holds at most.
 MAX_SHOPS = 1_000
+#: Seconds closing waits for the replans in flight (a longer one is dropped: the log replans it at start).
+CLOSE_WAIT_S = 5.0
 #: Event batches per second per shop, HTTP and MQTT alike (a bucket of twice as many absorbs bursts).
 DEFAULT_SHOP_RATE = 50.0
 #: The longest budget a shop session may ask by default (``sched-env serve --max-shop-budget-ms``).
@@ -134,7 +136,7 @@ class Shops:
 
     def close(self) -> None:
         self._journal.close()  # every acknowledged write is already on disk; queued ones are done first
-        self.planners.stop()
+        self.planners.stop(wait_s=CLOSE_WAIT_S)  # a replan in flight ends (and is kept) or is dropped quietly
         self.store.close()
 
     def subscribe(self, on_plan: Callable[[str, int, bytes | None], None] | None = None,
@@ -428,6 +430,8 @@ class Shops:
         if made is not None:  # its stability and JSON outside the lock (one replan per shop: the version is ours)
             version = shop.plan_version + 1
             body, rows = _finish_plan(made, shop.id, version, since)
+        if self.planners.stopped:  # closing: the plan is made again from the log at the next start
+            return
         with shop.lock:
             while shop.pending and shop.pending[0][0] <= applied:
                 shop.pending.popleft()
@@ -536,10 +540,15 @@ class Replanners:
         a thread for its whole budget while the other shops' deadlines pass)."""
         return budget_s * self.workers / max(self.workers, self.waiting)
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 0.0) -> None:
+        """No new replans; wait up to ``wait_s`` for those running to end."""
         with self.ready:
             self.stopped = True
             self.ready.notify_all()
+        deadline = time.monotonic() + wait_s
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _next(self) -> tuple[Shop, bool] | None:
         """The earliest-due replan this thread may take now (a long one only below the long limit)."""
