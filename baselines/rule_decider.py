@@ -47,8 +47,13 @@ class RuleDecider:
         self, scenarios, *, objective: str = "total_weighted_tardiness", window: int | None = None
     ) -> list[SolveResult]:
         """Whole dynamic scenarios dispatched by the rule in one kernel call (``dispatch_online``)."""
-        runs = rules.dispatch_dynamic_many(scenarios, self.rule, objective=objective, window=window)
+        runs = rules.dispatch_dynamic_many(scenarios, self.with_machine_rule, objective=objective, window=window)
         return [dataclasses.replace(run, method=self.spec) for run in runs]
+
+    @property
+    def with_machine_rule(self) -> str:
+        """The rule as the dynamic dispatchers take it: ``RULE+MACHINE_RULE``."""
+        return f"{self.rule}+{self.machine_rule}"
 
     def solve(self, problem: Problem, *, budget_s=None, seed: int = 0, hint=None) -> SolveResult:
         if isinstance(problem, JobShopInstance):
@@ -60,7 +65,8 @@ class RuleDecider:
                                         machine_rule=self.machine_rule)  # fmt: skip
             return dataclasses.replace(result, method=self.spec)
         return rules.dispatch_state(
-            problem, self.rule, objective=default_objective(problem, self.objective), samples=self.samples, seed=seed,
+            problem, self.with_machine_rule, objective=default_objective(problem, self.objective), samples=self.samples,
+            seed=seed,
             method=self.spec, budget_s=budget_s,
         )  # fmt: skip
 

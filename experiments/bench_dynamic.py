@@ -16,11 +16,12 @@ runs its planned operations in order, none before its planned start: the env's w
     python -m experiments.bench_dynamic --quick             # 2 scenarios, no cpsat:10
     python -m experiments.bench_dynamic --flexible --replanners right-shift,cpsat:1,tabu:1,hybrid:1
 
-``--flexible``: the same 16 scenarios on a flexible shop: each operation may also run on other
-machines (1-3 eligible in all, its routed machine among them), machines work at speeds within
-+-20 % (``generate_scenario(alternatives=(1, 3), speed_spread=0.2)``); each rule runs with each
-machine rule, the replanners plan which machine runs each operation and carry that out (pair
-actions), and a breakdown moves waiting work to the other machines that can take it.
+``--flexible``: the 16 scenarios on a flexible shop: each operation may also run on another
+machine (1-2 eligible, its routed machine among them), machines work at speeds within +-20 %
+(``generate_scenario(alternatives=(1, 2), speed_spread=0.2)``), arrivals at 90 % and 100 % of the
+routed machines' capacity (the alternatives add capacity); each rule runs with each machine rule,
+the replanners plan which machine runs each operation and carry that out (pair actions), and a
+breakdown moves waiting work to the other machines that can take it.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 POOLS = ("ta01", "ta21", "ta41", "ta61")
 RULES = ("atc", "edd", "spt", "mwkr", "fifo")
 #: Machine rules crossed with RULES on a flexible shop.
-FLEXIBLE_MACHINE_RULES = ("eet", "spt")
-#: The flexible shop of ``--flexible``: eligible machines per operation and machine speed spread.
-FLEXIBLE_ALTERNATIVES, FLEXIBLE_SPEED_SPREAD = (1, 3), 0.2
+FLEXIBLE_MACHINE_RULES = ("eet", "spt", "ll", "est")
+#: The flexible shop of ``--flexible``: eligible machines per operation, machine speed spread, and
+#: the utilisations of the routed machines (the alternatives add capacity: at 0.8 most jobs are on time).
+FLEXIBLE_ALTERNATIVES, FLEXIBLE_SPEED_SPREAD, FLEXIBLE_UTILISATIONS = (1, 2), 0.2, (0.9, 1.0)
 COLUMNS = ("scenario", "pool", "size", "utilisation", "breakdowns", "method", "total_weighted_tardiness",
            "makespan", "mean_flow_time", "plans", "mean_plan_s", "max_plan_s", "wall_time_s")  # fmt: skip
 #: Replanning methods: (label, plan spec, first-plan spec, execution).
@@ -130,9 +132,9 @@ def run(args: argparse.Namespace, command: str) -> int:
     from experiments.benchmark import write_csv
 
     pools = ("ta01",) if args.quick else POOLS
-    utilisations = (0.9,) if args.quick else (0.8, 0.9)
-    chosen = chosen_replanners(args.replanners)
     flexible = getattr(args, "flexible", False)
+    utilisations = (0.9,) if args.quick else FLEXIBLE_UTILISATIONS if flexible else (0.8, 0.9)
+    chosen = chosen_replanners(args.replanners)
     cases = list(scenarios(pools, utilisations, (False, True), args.seed, flexible))
     learned = {} if flexible else policy_results([case[-1] for case in cases], args.policy)  # it plans classic shops
     rows: list[dict] = []
@@ -227,8 +229,9 @@ def markdown(rows: list[dict], command: str, commit: str | None = None, flexible
     """The Markdown table (rows as written to the CSV: numbers may be strings)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     shop = (f"Flexible shop: each operation runs on {FLEXIBLE_ALTERNATIVES[0]}-{FLEXIBLE_ALTERNATIVES[1]} eligible"
-            f" machines (its routed one among them), machine speeds within +-{FLEXIBLE_SPEED_SPREAD:.0%}; rules as"
-            " RULE+MACHINE_RULE. ") if flexible else ""  # fmt: skip
+            f" machines (its routed one among them), machine speeds within +-{FLEXIBLE_SPEED_SPREAD:.0%}, utilisation"
+            f" {' and '.join(f'{u:.0%}' for u in FLEXIBLE_UTILISATIONS)} of the routed machines (u in the scenario"
+            " names); rules as RULE+MACHINE_RULE. ") if flexible else ""  # fmt: skip
     lines = [
         "# Dynamic " + ("flexible " if flexible else "") + "shop: total weighted tardiness (makespan) per scenario"
         " and method",

@@ -206,3 +206,27 @@ def test_replanners_carry_out_flexible_plans_to_the_end(method, execution):
         assert len(first) >= len(planned) // 2, "the first plan's machines were not followed"
     if method.startswith("tabu"):
         assert run()[1].schedule == result.schedule
+
+
+def test_rule_deciders_keep_their_machine_rule_online_and_on_running_shops():
+    """``atc+ll`` through the decider door dispatches with least-loaded machines, as the rule kernels do
+    (it once fell back to eet online and on a ShopState)."""
+    from baselines import deciders
+    from baselines.rules import dispatch_dynamic_many
+
+    scenarios = [flexible_generator()(i) for i in range(4)]
+    for spec in ("atc+ll", "mwkr+spt", "edd+est"):
+        online = deciders.dispatch_online(deciders.make(spec), scenarios)
+        direct = dispatch_dynamic_many(scenarios, spec)
+        assert [r.objective for r in online] == [r.objective for r in direct]
+    by_machine_rule = {
+        spec: [r.objective for r in dispatch_dynamic_many(scenarios, spec)] for spec in ("atc+eet", "atc+ll")
+    }
+    assert by_machine_rule["atc+eet"] != by_machine_rule["atc+ll"], "the scenarios do not tell the machine rules apart"
+    env = DynamicJobShopEnv(scenarios[0])
+    env.reset(seed=0)
+    for _ in range(6):
+        env.step(int(np.flatnonzero(env.action_masks())[0]))
+    state = env.snapshot()
+    plans = {spec: deciders.solve(state, spec).schedule for spec in ("atc+eet", "atc+ll")}
+    assert plans["atc+eet"] != plans["atc+ll"]
