@@ -164,7 +164,7 @@ def is_flexible(problem: Problem) -> bool:
 def require_flexible_support(decider: Decider, problem: Problem) -> None:
     """Refuse, with what to use instead, a flexible problem to a decider that plans classic shops only."""
     if is_flexible(problem) and not traits(decider).plans_flexible:
-        able = [name for name in ("cpsat",) if name in _REGISTRY]
+        able = [name for name in ("cpsat", "tabu", "hybrid") if name in _REGISTRY]
         raise DeciderError(
             f"method {decider.spec!r} plans classic shops only (one machine per operation), and"
             f" {'this instance' if isinstance(problem, JobShopInstance) else 'this shop'} has operations with"
