@@ -130,7 +130,7 @@ class SchedEnvClient:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries or not retry
             try:
-                answer = self.http.request(method, path, **kwargs)
+                answer = self._send(method, path, kwargs, again=retry)
             except httpx.TransportError as error:
                 if last:
                     raise ServiceError(0, f"{method} {path}: no answer from the service ({error})") from None
@@ -143,6 +143,19 @@ class SchedEnvClient:
                 raise failure
             time.sleep(min(failure.retry_after or 1.0, self.max_wait_s))
         raise AssertionError("unreachable")
+
+    def _send(self, method: str, path: str, kwargs: dict, again: bool) -> Any:
+        """One HTTP exchange. With ``again`` (a repeatable request: events carry their ids), a
+        kept-alive connection the server closed as the request went out (no answer came) is
+        replaced once, whatever ``retries``: a busy server closes one after a 429 it sent early."""
+        import httpx
+
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.RemoteProtocolError as error:
+            if not again or "without sending a response" not in str(error):
+                raise
+            return self.http.request(method, path, **kwargs)
 
 
 class ShopClient:
