@@ -578,7 +578,7 @@ def estimated_moves(prob, sol, work, params) -> int:
     if params[P.flexible]:  # an empty N5 proves nothing when machines can change
         found, seen = max(found, 0), 0
         for i in range(length):
-            seen = add_reassignments(path[i], prob, sol, work, max(found, 0), seen, len(values) - found)
+            seen = add_reassignments(path[i], prob, sol, work, found, seen, len(values) - found)
         found += seen
     return found
 
