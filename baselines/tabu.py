@@ -379,10 +379,11 @@ def improve(
 
 
 def start_plans(problem, objective: str, hint: Schedule | None):
-    """Where a search starts: the hint, else the best dispatching rule's plan; on a running shop the
-    best rule's plan and the hint repaired by right-shift (two searches start from the two)."""
+    """Where a search starts: the hint, else the best dispatching rule's plan (a flexible instance: the
+    best machine-rule plan and the balanced-assignment plan); on a running shop the best rule's plan
+    and the hint repaired by right-shift (two searches start from the two)."""
     from baselines.repair import right_shift
-    from baselines.rules import best_rule_plan
+    from baselines.rules import balanced_rule_plan, best_rule_plan, machine_rule_plan
     from sched_env.schedule import SolveResult, validate_schedule
     from sched_env.snapshot import ShopState
 
@@ -392,6 +393,8 @@ def start_plans(problem, objective: str, hint: Schedule | None):
             repaired = right_shift(problem, hint, objective=objective)
             starts.insert(0, dataclasses.replace(repaired, method="hint, right-shift"))
         return starts
+    if hint is None and problem.is_flexible:  # the balanced assignment wins on large shops even from a worse plan
+        return [machine_rule_plan(problem), balanced_rule_plan(problem)]
     plan = validate_schedule(problem, hint) if hint is not None else best_rule_plan(problem).schedule
     return [SolveResult(plan, plan.makespan, "feasible", "hint" if hint is not None else "best rule", 0.0)]
 

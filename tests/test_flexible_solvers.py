@@ -39,6 +39,36 @@ def test_rule_specs_name_the_machine_rule_and_plain_names_mean_eet():
         deciders.make("mwkr+fastest")
 
 
+def test_balanced_assignment_moves_work_off_the_most_loaded_machine():
+    # four operations, each 10 on machine 0 and 12 on machine 1: all on the fastest machine gives 40
+    shop = instances.JobShopInstance.from_alternatives([[[(0, 10), (1, 12)]] for _ in range(4)], n_machines=2)
+    balanced = rules.balanced_assignment(shop)
+    assert not balanced.is_flexible and sorted(balanced.machines[:, 0].tolist()) == [0, 0, 1, 1]
+    assert sorted(balanced.durations[:, 0].tolist()) == [10, 10, 12, 12]
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        shop = random_flexible_instance(rng)
+        balanced = rules.balanced_assignment(shop)
+        table = shop.processing_table()
+        real = np.arange(shop.max_ops)[None, :] < shop.n_ops[:, None]
+        chosen = np.take_along_axis(table, np.maximum(balanced.machines, 0)[:, :, None], axis=2)[:, :, 0]
+        assert (chosen[real] == balanced.durations[real]).all() and (chosen[real] >= 0).all()  # eligible, its duration
+        fastest = np.bincount(shop.machines[real], weights=shop.durations[real], minlength=shop.n_machines)
+        loads = np.bincount(balanced.machines[real], weights=balanced.durations[real], minlength=shop.n_machines)
+        assert loads.max() <= fastest.max()
+        plan = rules.balanced_rule_plan(shop)
+        validate_schedule(shop, plan.schedule)
+        assert plan.method.endswith("+balanced") and rules.best_rule_plan(shop).objective <= plan.objective
+
+
+def test_the_balanced_start_rescues_a_search_on_a_large_shop_of_unrelated_machines():
+    """On sd1 40x10 the machine rules' greedy choices cost 9 % that tabu:10 never won back (402 against
+    OR-Tools' 369); 3000 moves from the best machine-rule plan alone reach 415, with the balanced start 376."""
+    shop = instances.load("sd1_40x10_001")
+    result = deciders.solve(shop, "tabu:iters=3000", seed=0)
+    assert any(start.endswith("+balanced") for start in result.params["starts"]) and result.objective <= 385
+
+
 def test_classic_only_deciders_refuse_flexible_shops_by_name():
     for method in ("policy", "policy:8"):
         with pytest.raises(DeciderError, match="plans classic shops only.*mwkr\\+eet.*cpsat:S"):
