@@ -333,10 +333,11 @@ STATE_START_RULES = ("atc", "edd", "spt", "mwkr")
 
 def balanced_assignment(instance: JobShopInstance) -> JobShopInstance:
     """The classic instance that runs each operation of flexible ``instance`` on one machine: its
-    fastest, then, while it lowers the highest machine load, one operation of the most loaded
-    machine moved to where the new loads are lowest (ties: the least extra work). Where machines
-    differ in speed and loads set the makespan (``bv``, ``sd1``), the machine rules' greedy choices
-    waste work that no sequencing recovers."""
+    fastest, then, while one exists, the move off the most loaded machine that lowers its load below
+    the old highest without raising another's to it, adding the least work (ties: the lowest new
+    highest load). Where machines differ in speed and loads set the makespan (``bv``, ``sd1``), the
+    machine rules' greedy choices waste work that no sequencing recovers; this comes within 1 of the
+    load bound on sd1 30x10 and 40x10."""
     table = instance.processing_table()
     jobs, ops = np.nonzero(np.arange(table.shape[1])[None, :] < instance.n_ops[:, None])
     work = np.where(table[jobs, ops] >= 0, table[jobs, ops], np.inf)  # (operations, machines)
@@ -350,9 +351,9 @@ def balanced_assignment(instance: JobShopInstance) -> JobShopInstance:
         taken = load[None, :] + work[mine]
         taken[:, top] = np.inf
         highest = np.maximum(taken, (load[top] - own)[:, None])
-        score = highest + 1e-6 * (work[mine] - own[:, None])
+        score = np.where(highest < load[top], work[mine] - own[:, None] + 1e-6 * highest, np.inf)
         row, to = np.unravel_index(int(np.argmin(score)), score.shape)
-        if highest[row, to] >= load[top]:
+        if score[row, to] == np.inf:
             break
         o = mine[row]
         load[top] -= work[o, top]
