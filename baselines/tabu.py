@@ -409,7 +409,8 @@ def search_seconds(limit: float | None, started: float) -> float | None:
 class TabuDecider:
     """``tabu:SECONDS`` (default 10 s) or ``tabu:iters=N`` (N moves per search: bit-for-bit
     repeatable for a seed), ``workers`` searches on as many cores. Starts from the hint, else from
-    the best dispatching rule's plan (a running shop: from both, the hint repaired by right-shift)."""
+    the best dispatching rule's plan (a flexible instance: that and the balanced-assignment plan; a
+    running shop: the best rule's plan and the hint repaired by right-shift)."""
 
     spec: str
     seconds: float | None
