@@ -151,7 +151,7 @@ class _PlanFollower:
         if not actions:  # no operation can start on its planned machine now
             if env.allow_wait and mask[-1]:  # one will be free at an event to come: wait for it
                 return None, None
-            actions = self._any_machine(env, mask, slots)  # the shop must go on
+            actions = self._actions(env, mask, slots, next_op, planned=False)  # the shop must go on
         allowed = list(actions)
         planned = {s: self.start.get((int(slots[s]), int(next_op[s])), math.inf) for s in allowed}
         by_plan = min(allowed, key=lambda s: (planned[s], s))
@@ -169,11 +169,13 @@ class _PlanFollower:
             return None, None
         return actions[by_plan], None
 
-    def _actions(self, env, mask: np.ndarray, slots: np.ndarray, next_op: np.ndarray) -> dict[int, int]:
+    def _actions(self, env, mask: np.ndarray, slots: np.ndarray, next_op: np.ndarray, *,
+                 planned: bool = True) -> dict[int, int]:  # fmt: skip
         """The action that starts each startable slot: the slot itself, or with pair actions the
         slot on its planned machine, when that one can take it now (an operation the plan does not
-        hold takes the first machine that can). An operation whose planned machine is busy is not
-        started elsewhere: moving work off its machine is the planner's call, made at the next replan."""
+        hold, or any with ``planned=False``, takes the first machine that can). An operation whose
+        planned machine is busy is not started elsewhere: moving work off its machine is the
+        planner's call, made at the next replan."""
         n = len(slots)
         if not env.pair_actions:
             return {int(s): int(s) for s in np.flatnonzero(mask[:n])}
@@ -181,22 +183,12 @@ class _PlanFollower:
         free = mask[: n * width].reshape(n, width)
         actions = {}
         for s in np.flatnonzero(free.any(axis=1)).tolist():
-            machine = self.machine.get((int(slots[s]), int(next_op[s])))
+            machine = self.machine.get((int(slots[s]), int(next_op[s]))) if planned else None
             if machine is None:
                 machine = int(np.flatnonzero(free[s])[0])
             if machine < width and free[s, machine]:
                 actions[s] = s * width + machine
         return actions
-
-    @staticmethod
-    def _any_machine(env, mask: np.ndarray, slots: np.ndarray) -> dict[int, int]:
-        """Every startable slot on the first machine that can take it now (when no planned pair can
-        start and there is nothing to wait for)."""
-        if not env.pair_actions:
-            return {int(s): int(s) for s in np.flatnonzero(mask[: len(slots)])}
-        width = env.layout.M
-        free = mask[: len(slots) * width].reshape(len(slots), width)
-        return {s: s * width + int(np.flatnonzero(free[s])[0]) for s in np.flatnonzero(free.any(axis=1)).tolist()}
 
     def _first_on_machine(self, job: int, op: int, progress: dict[int, int], env) -> bool:
         """Is (job, op) the first operation not yet started in its machine's planned order?
