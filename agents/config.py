@@ -17,7 +17,12 @@ from typing import Any
 from instances import SchedEnvError
 
 ALGOS = ("self-labeling", "maskable-ppo", "ppo", "a2c", "dqn")
-SHOPS = ("static", "dynamic")
+SHOPS = ("static", "dynamic", "flexible")
+#: The flexible training mix: the SD1 sizes the learned-FJSP papers train on, and other routings.
+FLEXIBLE_MIX = (
+    "sd1:10x5", "sd1:20x5", "sd1:15x10", "sd1:20x10", "brandimarte:15x8", "flow:12x6", "few:20x10",
+    "reentrant:10x5", "classic:10x10", "classic:15x10",
+)  # fmt: skip
 #: The rules whose best schedule is the static validation reference.
 REFERENCE_RULES = ("mwkr", "mopnr", "spt", "fifo", "lwkr", "lpt")
 
@@ -33,7 +38,10 @@ class TrainConfig:
     """What to train, on what, and how long. Load from YAML; override with ``--set key=value``."""
 
     name: str = documented("run name (default: SHOP-ALGO-sSEED)", "")
-    shop: str = documented("static (JobShop-v0, makespan) or dynamic (DynamicJobShop-v0)", "static")
+    shop: str = documented(
+        "static (JobShop-v0, makespan), flexible (JobShop-v0 with (job, machine) actions: flexible and classic"
+        " shops, makespan) or dynamic (DynamicJobShop-v0)", "static",
+    )  # fmt: skip
     algo: str = documented("self-labeling, maskable-ppo, or SB3's unmasked ppo, a2c, dqn", "self-labeling")
     # --- the static shop
     sizes: tuple[str, ...] = documented(
@@ -43,6 +51,11 @@ class TrainConfig:
     high: int = documented("longest operation duration (Taillard: 1..99)", 99)
     reward_mode: str = documented("static PPO reward: dense (lower-bound increase) or sparse", "dense")
     action_set: str = documented("static action set: non_delay, giffler_thompson or any", "non_delay")
+    # --- the flexible shop
+    shops: tuple[str, ...] = documented(
+        "flexible: shops KIND:JOBSxMACHINES drawn uniformly (kinds sd1, brandimarte, flow, few, reentrant, classic)",
+        FLEXIBLE_MIX,
+    )
     # --- the dynamic shop
     machines: tuple[int, ...] = documented("dynamic: machine counts drawn uniformly (random routes)", (10, 15, 20))
     initial_jobs: int = documented("dynamic: jobs present at time 0", 5)
@@ -58,6 +71,11 @@ class TrainConfig:
     objective: str = documented(
         "dynamic objective: total_weighted_tardiness, makespan or mean_flow_time", "total_weighted_tardiness"
     )
+    alternatives: tuple[int, int] = documented(
+        "dynamic: machines per operation, uniform in [low, high] (above 1: a flexible shop, (job, machine) actions)",
+        (1, 1),
+    )
+    speed_spread: float = documented("dynamic flexible: machine speeds drawn in [1 - spread, 1 + spread]", 0.0)
     allow_wait: bool = documented(
         "dynamic: offer the wait action (keep idle machines idle until the next event)", False
     )
@@ -115,6 +133,15 @@ class TrainConfig:
         self.sizes = tuple(self.sizes)
         for size in self.sizes:
             parse_size(size)
+        self.shops = tuple(self.shops)
+        if self.shop == "flexible":
+            from instances.generators import shop_generator
+
+            for spec in self.shops:
+                try:
+                    shop_generator(spec)
+                except SchedEnvError as error:
+                    raise SchedEnvError(f"config shops: {error}") from None
         self.machines = tuple(int(m) for m in self.machines)
         self.utilisation = tuple(float(u) for u in self.utilisation)
         if len(self.utilisation) != 2 or not 0 < self.utilisation[0] <= self.utilisation[1] <= 1.5:
@@ -125,6 +152,12 @@ class TrainConfig:
                 raise SchedEnvError(f"config {name}={getattr(self, name)}: must be a positive integer")
         if self.embed_dim % self.n_heads:
             raise SchedEnvError(f"config embed_dim={self.embed_dim} must be a multiple of n_heads={self.n_heads}")
+        self.alternatives = tuple(int(a) for a in self.alternatives)
+        if len(self.alternatives) != 2 or not 1 <= self.alternatives[0] <= self.alternatives[1]:
+            raise SchedEnvError(f"config alternatives={self.alternatives}: give [low, high] with 1 <= low <= high")
+        if self.allow_wait and self.alternatives[1] > 1:
+            raise SchedEnvError("config allow_wait=true: the pair policy of a flexible shop has no wait action; drop"
+                                " one of allow_wait and alternatives")  # fmt: skip
         if self.allow_wait and self.shop != "dynamic":
             raise SchedEnvError(
                 "config allow_wait=true: the wait action exists in the dynamic shop only (shop: dynamic)"
@@ -294,13 +327,13 @@ def config_options(args, cls: type) -> dict[str, Any]:
 
 def env_options(cfg: TrainConfig) -> dict[str, Any]:
     """The env options a trained policy must be run under (stored with the model)."""
-    if cfg.shop == "static":
+    if cfg.shop != "dynamic":
         return {"placement": "active", "action_set": cfg.action_set}
     return {"objective": cfg.objective, "allow_wait": cfg.allow_wait}
 
 
 def objective_keys(cfg: TrainConfig) -> tuple[str, ...]:
     """Final-info keys that rank episodes: the objective, then a tie-breaker."""
-    if cfg.shop == "static":
+    if cfg.shop != "dynamic":
         return ("makespan",)
     return (cfg.objective, "makespan" if cfg.objective != "makespan" else "mean_flow_time")

@@ -1,10 +1,10 @@
 """The learned deciders: ``policy`` (greedy), ``policy:K`` (best of K samples), ``policy@PATH``
-(a model file, ``.zip`` or ``.onnx``; ``@static`` / ``@dynamic`` name the shipped ones).
+(a model file, ``.zip`` or ``.onnx``; ``@static`` / ``@flexible`` / ``@dynamic`` name the shipped ones).
 
 They join the registry through the ``sched_env.deciders`` entry point, so ``sched-env solve ta01
 --method policy``, ``sched-env bench``, ``Replanner("policy")`` and ``deciders.solve(shop_state,
-"policy")`` all reach them. A static instance goes to the static-shop policy; a running shop's
-:class:`ShopState` to the dynamic-shop policy, which plans the rest in the dynamic simulator.
+"policy")`` all reach them. A classic static instance goes to the static-shop policy, a flexible one to the (job, machine)
+pair policy; a running shop's :class:`ShopState` to the dynamic-shop policy, which plans the rest in the dynamic simulator.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from agents.loading import SHIPPED, LoadedPolicy, PolicyLoadError, load_policy
 from agents.rollouts import DeadlineError, choose_actions, masked_scores, solve_with_policy
+from baselines.deciders import is_flexible
 from baselines.rules import quick_rule_plan
 from instances import JobShopInstance, SchedEnvError
 from sched_env.dynamic import offers_wait
@@ -36,6 +37,7 @@ class PolicyDecider:
     objective: str | None = None
     loaded: LoadedPolicy | None = None  # a policy loaded already (plans with it alone)
     time_limit_s = None
+    plans_flexible = True  # a flexible instance goes to the (job, machine) pair policy
 
     @property
     def dispatches(self) -> bool:
@@ -48,8 +50,16 @@ class PolicyDecider:
 
     def choose(self, batch, observation) -> np.ndarray:
         """The greedy policy's pick in every shop of a batched dynamic env."""
-        policy = self.policy_for(None)
+        pairs = observation.get("pairs")
+        policy = self.policy_for(None, flexible=pairs is not None)
         jobs, mask = observation["jobs"], observation["action_mask"]
+        if pairs is not None:
+            if not policy.pairs:
+                raise SchedEnvError(
+                    f"{self.spec}: {policy.name} chooses jobs only, and this shop is flexible (each operation needs"
+                    " its machine chosen): dispatch it with a rule and a machine rule (atc+eet, mwkr+eet, ...)"
+                )
+            return choose_actions(masked_scores(policy.score, jobs, mask, pairs=pairs), None)
         offered = offers_wait(jobs.shape[1], mask.shape[1])  # the env offers the wait action
         if offered and not policy.waits:  # a policy without a wait head: it never waits
             mask = mask[:, :-1]
@@ -65,8 +75,9 @@ class PolicyDecider:
         from baselines.deciders import dispatch_by_choosing
         from baselines.rules import dispatch_dynamic_network
 
-        policy = self.policy_for(None)
-        if policy.network is None:
+        flexible = any(scenario.is_flexible for scenario in scenarios)
+        policy = self.policy_for(None, flexible=flexible)
+        if policy.network is None or flexible:
             return dispatch_by_choosing(self, scenarios, objective=objective, window=window)
         hidden, parameters = policy.network
         return dispatch_dynamic_network(scenarios, parameters, hidden, method=self.spec, objective=objective,
@@ -90,10 +101,16 @@ class PolicyDecider:
         if "any" not in self._policies:
             self._policies.update(policies)
 
-    def policy_for(self, problem) -> LoadedPolicy:
+    def policy_for(self, problem, *, flexible: bool = False) -> LoadedPolicy:
+        """The policy that plans ``problem``: the named one, else the shipped one of its kind (a
+        classic instance: ``static``; a flexible one: ``flexible``; a running shop: ``dynamic``, a
+        running flexible shop ``dynamic-flexible``)."""
         if "any" in self._policies:
             return self._policies["any"]
-        kind = "static" if isinstance(problem, JobShopInstance) else "dynamic"  # None: online dispatching
+        if isinstance(problem, JobShopInstance):
+            kind = "flexible" if problem.is_flexible else "static"
+        else:  # a running shop's ShopState, or None: online dispatching (``flexible``: in a flexible shop)
+            kind = "dynamic-flexible" if flexible or (problem is not None and is_flexible(problem)) else "dynamic"
         if kind not in self._policies:
             self._policies[kind] = load_policy(kind=kind)
         return self._policies[kind]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines.budget import HYBRID_POLISH, MIN_SEARCH_S
-from baselines.deciders import default_objective, is_flexible
+from baselines.deciders import default_objective
 from instances import JobShopInstance
 from sched_env.schedule import SolveResult, objective_value
 from sched_env.warmup import warm_up
@@ -49,7 +49,7 @@ class HybridDecider:
     workers: int = 2
     dispatches = False
     reads_files = False
-    plans_flexible = True  # on a flexible shop the rules' plans start the searches (the policy plans classic shops)
+    plans_flexible = True  # the pair policies' plans join the rules' as starts on flexible shops
 
     @property
     def time_limit_s(self) -> float:
@@ -73,17 +73,17 @@ class HybridDecider:
 
     def _starts(self, problem, objective: str, limit: float, seed: int, hint) -> list[SolveResult]:
         """The rule plans, the policy's plan (if it comes in time) and the repaired hint."""
+        from agents.loading import PolicyLoadError
         from agents.rollouts import DeadlineError, solve_with_policy
         from baselines.tabu import start_plans
 
         starts = start_plans(problem, objective, None if isinstance(problem, JobShopInstance) else hint)
-        if not is_flexible(problem):
+        with contextlib.suppress(DeadlineError, PolicyLoadError):  # no greedy plan in time, or no policy: rules
             policy = self._policy.policy_for(problem)
-            with contextlib.suppress(DeadlineError):  # the greedy plan did not fit: the rule plans stand
-                starts.append(solve_with_policy(
-                    policy, problem, samples=self.samples, seed=seed, budget_s=SAMPLE_SHARE * limit,
-                    objective=objective, method="policy", greedy_budget_s=GREEDY_SHARE * limit,
-                ))  # fmt: skip
+            starts.append(solve_with_policy(
+                policy, problem, samples=self.samples, seed=seed, budget_s=SAMPLE_SHARE * limit,
+                objective=objective, method="policy", greedy_budget_s=GREEDY_SHARE * limit,
+            ))  # fmt: skip
         distinct = {}
         for start in sorted(starts, key=lambda r: r.objective):
             distinct.setdefault(start.objective, start)

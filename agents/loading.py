@@ -4,6 +4,8 @@ shipped one, as a :class:`LoadedPolicy` that scores observations.
     from agents.loading import load_policy
     policy = load_policy()                 # the shipped static-shop policy (ONNX if available)
     policy = load_policy(kind="dynamic")   # the shipped dynamic-shop policy
+    policy = load_policy(kind="flexible")  # the shipped (job, machine) pair policy
+    policy = load_policy(kind="dynamic-flexible")  # the pair policy of running flexible shops
     policy = load_policy("runs/static/best.zip")
 """
 
@@ -25,10 +27,11 @@ from sched_env import compiled as K
 
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped models: kind -> file stem in ``agents/models``.
-SHIPPED = {"static": "static", "dynamic": "dynamic"}
+SHIPPED = {"static": "static", "dynamic": "dynamic", "flexible": "flexible", "dynamic-flexible": "dynamic_flexible"}
 KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic"}
 
-Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: ``score(jobs, mask)``, or ``score(jobs, mask, pairs)`` for a pair policy.
+Scorer = Callable[..., np.ndarray]
 #: The logit of a masked action (the value the networks and the exported graphs use).
 MASKED_LOGIT = -1e8
 
@@ -56,6 +59,9 @@ class LoadedPolicy:
     #: (hidden units, flat parameters) when the model is a priority network (``agents.evolve``):
     #: then the compiled kernels can run it too (``baselines.rules.dispatch_dynamic_network``).
     network: tuple[int, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    #: Whether it scores (job, machine) pairs (``score(jobs, mask, pairs)``): the policy of
+    #: flexible shops, which plans classic ones through pair actions too.
+    pairs: bool = False
 
     @property
     def waits(self) -> bool:
@@ -136,15 +142,16 @@ def _load_zip(path: Path) -> LoadedPolicy:
     meta = getattr(model, "sched_env", None) or {}
     n_features = int(policy.observation_space["jobs"].shape[-1])
 
-    def score(jobs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def score(jobs: np.ndarray, mask: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
         with torch.inference_mode():
-            return policy.scores(torch.as_tensor(jobs), torch.as_tensor(mask, dtype=torch.float32)).numpy()
+            extra = () if pairs is None else (torch.as_tensor(pairs),)
+            return policy.scores(torch.as_tensor(jobs), torch.as_tensor(mask, dtype=torch.float32), *extra).numpy()
 
     waits = space_waits(policy.observation_space)
     options = {**meta.get("env_options", {}), **({"allow_wait": True} if waits else {})}
     return LoadedPolicy(
-        path.stem, path, _kind(n_features, path), "torch", n_features, file_sha256(path), meta.get("config", {}),
-        options, score,
+        path.stem, path, _kind(n_features, path, policy.pairs), "torch", n_features, file_sha256(path),
+        meta.get("config", {}), options, score, pairs=policy.pairs,
     )  # fmt: skip
 
 
@@ -165,9 +172,14 @@ def _load_onnx(path: Path) -> LoadedPolicy:
         raise PolicyLoadError(f"{path} is an ONNX model but not one exported by `sched-env export-onnx`")
     info = json.loads(meta["sched_env"])
     n_features = int(info["n_features"])
+    pairs = bool(info.get("pairs", False))
 
-    def score(jobs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def score(jobs: np.ndarray, mask: np.ndarray, pair_features: np.ndarray | None = None) -> np.ndarray:
         feeds = {"jobs": np.ascontiguousarray(jobs, dtype=np.float32), "mask": np.asarray(mask, dtype=np.float32)}
+        if pairs:
+            if pair_features is None:
+                raise PolicyLoadError(f"{path.name} scores (job, machine) pairs: it needs the observation's 'pairs'")
+            feeds["pairs"] = np.ascontiguousarray(pair_features, dtype=np.float32)
         return session.run(["logits"], feeds)[0]
 
     network = None
@@ -175,8 +187,8 @@ def _load_onnx(path: Path) -> LoadedPolicy:
         spec = info["priority_network"]
         network = (int(spec["hidden"]), np.asarray(spec["parameters"], dtype=np.float64))
     return LoadedPolicy(
-        path.stem, path, _kind(n_features, path), "onnx", n_features, file_sha256(path), info.get("config", {}),
-        info.get("env_options", {}), score, network,
+        path.stem, path, _kind(n_features, path, pairs), "onnx", n_features, file_sha256(path), info.get("config", {}),
+        info.get("env_options", {}), score, network, pairs,
     )  # fmt: skip
 
 
@@ -187,7 +199,10 @@ def space_waits(space) -> bool:
     return offers_wait(space["jobs"].shape[0], space["action_mask"].shape[0])
 
 
-def _kind(n_features: int, path: Path) -> str:
+def _kind(n_features: int, path: Path, pairs: bool = False) -> str:
+    """``static`` or ``dynamic`` by the job features; a static-shop pair policy is ``flexible``."""
+    if pairs and n_features == K.N_FEATURES:
+        return "flexible"
     if n_features not in KIND_OF_FEATURES:
         raise PolicyLoadError(
             f"{path}: a policy over {n_features} features fits neither sched-env shop ({K.N_FEATURES} or"

@@ -1,7 +1,8 @@
 """ONNX export of a trained policy: ``sched-env export-onnx CHECKPOINT --out policy.onnx``.
 
 The graph takes ``jobs`` (batch, jobs, features) float32 and ``mask`` (batch, actions) float32
-and returns ``logits`` (batch, actions) with the masking inside the graph (masked actions at
+(a pair policy also ``pairs`` (batch, jobs, machines, 3), its actions being ``job * machines +
+machine``) and returns ``logits`` (batch, actions) with the masking inside the graph (masked actions at
 -1e8, as sb3-contrib does), so a caller needs only onnxruntime and numpy: the argmax is the
 greedy action. Batch and job axes are dynamic. The file carries its provenance in the ONNX
 metadata (``sched_env``: features, kind, training config, env options, the checkpoint's hash),
@@ -49,19 +50,33 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
         def forward(self, jobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             return self.net(jobs, mask, wait)[0]
 
-    example = (torch.rand(2, n_jobs, n_features), torch.ones(2, n_jobs + wait))
+    class PairLogits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, jobs: torch.Tensor, pairs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.net(jobs, pairs, mask)[0]
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        Logits(), example, str(out), input_names=["jobs", "mask"], output_names=["logits"],
-        dynamic_axes={"jobs": {0: "batch", 1: "jobs"}, "mask": {0: "batch", 1: "actions"},
-                      "logits": {0: "batch", 1: "actions"}},
-        opset_version=opset, dynamo=False,
-    )  # fmt: skip
+    axes = {"jobs": {0: "batch", 1: "jobs"}, "mask": {0: "batch", 1: "actions"}, "logits": {0: "batch", 1: "actions"}}
+    pairs = bool(getattr(policy, "pairs", False))
+    if pairs:
+        n_machines = 3
+        example = (torch.rand(2, n_jobs, n_features), torch.rand(2, n_jobs, n_machines, net.n_pair_features),
+                   torch.ones(2, n_jobs * n_machines))  # fmt: skip
+        module, inputs = PairLogits(), ["jobs", "pairs", "mask"]
+        axes["pairs"] = {0: "batch", 1: "jobs", 2: "machines"}
+    else:
+        example = (torch.rand(2, n_jobs, n_features), torch.ones(2, n_jobs + wait))
+        module, inputs = Logits(), ["jobs", "mask"]
+    torch.onnx.export(module, example, str(out), input_names=inputs, output_names=["logits"], dynamic_axes=axes,
+                      opset_version=opset, dynamo=False)  # fmt: skip
     graph = onnx.load(str(out))
+    kind = "flexible" if pairs else meta.get("kind", "static" if n_features == 10 else "dynamic")
     info = {
-        "n_features": n_features, "kind": meta.get("kind", "static" if n_features == 10 else "dynamic"),
-        "config": meta.get("config", {}), "env_options": env_options,
-        "checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint),
+        "n_features": n_features, "kind": kind, "pairs": pairs, "config": meta.get("config", {}),
+        "env_options": env_options, "checkpoint": checkpoint.name, "checkpoint_sha256": file_sha256(checkpoint),
     }  # fmt: skip
     entry = graph.metadata_props.add()
     entry.key, entry.value = "sched_env", json.dumps(info)

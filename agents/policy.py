@@ -91,6 +91,103 @@ class JobShopNet(nn.Module):
         return logits, self.value(pooled).squeeze(-1)
 
 
+#: A large finite stand-in for infinity in masked minima (exported graphs stay NaN-free).
+BIG = 1e4
+
+
+def _masked_min(x: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """Minimum of ``x`` over ``dim`` among the ``valid`` entries (``BIG`` where none is)."""
+    return torch.where(valid, x, torch.full_like(x, BIG)).min(dim, keepdim=True).values
+
+
+def _masked_mean(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of ``x`` over ``dim`` weighted by 0/1 ``weights`` (0 where no entry counts)."""
+    return (x * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
+
+
+class PairShopNet(nn.Module):
+    """(jobs (B, J, F), pairs (B, J, M, P), pair mask (B, J*M)) -> (masked logits (B, J*M), value (B,)):
+    scores every (job, machine) pair of a flexible shop; a classic shop is the case of one pair per job.
+
+    Three views, each size-agnostic (DANIEL's dual attention, read as jobs and machines):
+    * jobs: the job features through attention layers over the jobs (as :class:`JobShopNet`);
+    * pairs: the pair features (duration, machine free time, end there) with what makes a choice
+      relative: each against the job's best alternative and the machine's best candidate job, and
+      how many alternatives the job has and how many jobs compete for the machine;
+    * machines: the mean and max of their eligible pairs' embeddings and their free time, through
+      attention over the machines (HGNN's machine nodes that pool their candidate operations).
+    A pair's score is an MLP over its own inputs, its job's and its machine's embeddings and the
+    pooled context, its first layer split per view (per pair only the 8 inputs are multiplied).
+    Padded jobs (all-zero rows) and machines with no eligible pair never change a score."""
+
+    N_DERIVED = 8  # pair inputs: 3 features, 2 gaps to the job's best, 1 gap to the machine's best, 2 shares
+
+    def __init__(self, n_features: int, n_pair_features: int = 3, embed_dim: int = 64, n_layers: int = 2,
+                 n_heads: int = 4, ff_dim: int = 128) -> None:  # fmt: skip
+        super().__init__()
+        if n_pair_features != 3:
+            raise ValueError(
+                f"PairShopNet reads the 3 pair features of sched-env's flexible shop, got {n_pair_features}"
+            )
+        self.n_features, self.n_pair_features = n_features, n_pair_features
+        D = embed_dim
+        self.embed = nn.Linear(n_features, D)
+        self.job_layers = nn.ModuleList(AttentionLayer(D, n_heads, ff_dim) for _ in range(n_layers))
+        P = max(8, D // 2)  # the per-pair width: J*M pairs dominate the cost, so they get half the width
+        self.pair_embed = nn.Linear(self.N_DERIVED, P)
+        self.machine_embed = nn.Linear(2 * P + 2, D)
+        self.machine_layers = nn.ModuleList(AttentionLayer(D, n_heads, ff_dim) for _ in range(max(1, n_layers - 1)))
+        # the score MLP's first layer, split by input: (job, machine, pair inputs, context) -> P hidden units
+        self.score_job, self.score_machine = nn.Linear(D, P), nn.Linear(D, P, bias=False)
+        self.score_pair, self.score_context = nn.Linear(self.N_DERIVED, P, bias=False), nn.Linear(2 * D, P, bias=False)
+        self.score_out = nn.Linear(P, 1)
+        self.value = nn.Sequential(nn.Linear(2 * D, ff_dim), nn.ReLU(), nn.Linear(ff_dim, 1))
+
+    def pair_inputs(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, J, M, N_DERIVED) inputs of every pair and the eligibility (B, J, M) of each."""
+        eligible = pairs[..., 0] > 0  # an eligible pair has a duration of at least one time unit
+        duration, free, end = pairs[..., 0], pairs[..., 1], pairs[..., 2]
+        job_best_duration = _masked_min(duration, eligible, 2)
+        job_best_end = _masked_min(end, eligible, 2)
+        machine_best_end = _masked_min(end, eligible, 1)
+        alternatives = eligible.float().sum(2, keepdim=True)
+        competitors = eligible.float().sum(1, keepdim=True)
+        machines = eligible.any(1).float().sum(-1)[:, None, None].clamp(min=1.0)
+        jobs = eligible.any(2).float().sum(-1)[:, None, None].clamp(min=1.0)
+        derived = torch.stack(
+            [duration, free, end, duration - job_best_duration, end - job_best_end, end - machine_best_end,
+             alternatives.expand_as(duration) / machines, competitors.expand_as(duration) / jobs], -1,
+        )  # fmt: skip
+        return derived * eligible.unsqueeze(-1).float(), eligible
+
+    def forward(self, jobs: torch.Tensor, pairs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, J, M = pairs.shape[:3]
+        present = jobs.abs().sum(-1) > 0
+        present = present | ~present.any(-1, keepdim=True)
+        h = self.embed(jobs)
+        for layer in self.job_layers:
+            h = layer(h, (~present).float() * PAD_LOGIT)
+        job_pool = _masked_mean(h, present.float().unsqueeze(-1), 1)
+        inputs, eligible = self.pair_inputs(pairs)
+        weights = eligible.float().unsqueeze(-1)
+        e = torch.relu(self.pair_embed(inputs)) * weights  # (B, J, M, P), >= 0 and 0 off the eligible pairs
+        used = eligible.any(1)  # machines with an eligible pair: the others are padding here
+        used = used | ~used.any(-1, keepdim=True)
+        mean, peak = _masked_mean(e, weights, 1), e.max(1).values  # max of non-negatives: ineligible zeros never win
+        free = _masked_mean(pairs[..., 1:2], weights, 1)
+        share = (eligible.float().sum(1) / eligible.any(2).float().sum(-1, keepdim=True).clamp(min=1.0)).unsqueeze(-1)
+        g = self.machine_embed(torch.cat([mean, peak, free, share], -1))
+        for layer in self.machine_layers:
+            g = layer(g, (~used).float() * PAD_LOGIT)
+        machine_pool = _masked_mean(g, used.float().unsqueeze(-1), 1)
+        context = torch.cat([job_pool, machine_pool], -1)
+        job_side = self.score_job(h) + self.score_context(context)[:, None, :]
+        hidden = job_side[:, :, None, :] + self.score_machine(g)[:, None, :, :] + self.score_pair(inputs)
+        logits = self.score_out(torch.relu(hidden)).reshape(B, J * M)
+        logits = torch.where(mask > 0, logits, torch.full_like(logits, MASKED_LOGIT))
+        return logits, self.value(context).squeeze(-1)
+
+
 class NoFeatures(BaseFeaturesExtractor):
     """Placeholder for SB3's features extractor: :class:`JobShopNet` reads the observation itself."""
 
@@ -105,7 +202,9 @@ class JobShopPolicy(MaskableActorCriticPolicy):
     """sb3-contrib's maskable actor-critic with :class:`JobShopNet` as actor and critic.
 
     ``policy_kwargs``: ``embed_dim`` (64), ``n_layers`` (2 attention layers), ``n_heads`` (4),
-    ``ff_dim`` (128). The observation must be the envs' ``{"jobs", "action_mask"}`` dict."""
+    ``ff_dim`` (128). The observation must be the envs' ``{"jobs", "action_mask"}`` dict; with
+    ``pairs`` in it (pair actions: a flexible shop, or a classic one with ``pair_actions=True``)
+    the network is :class:`PairShopNet`, which scores (job, machine) pairs."""
 
     def __init__(
         self,
@@ -129,9 +228,19 @@ class JobShopPolicy(MaskableActorCriticPolicy):
         kwargs.pop("features_extractor_kwargs", None)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
+    @property
+    def pairs(self) -> bool:
+        """Whether it scores (job, machine) pairs (:class:`PairShopNet`, the flexible shop's
+        observation with ``pairs``) rather than jobs (:class:`JobShopNet`)."""
+        return "pairs" in self.observation_space.spaces
+
     def _build(self, lr_schedule) -> None:
         n_features = self.observation_space["jobs"].shape[-1]
-        self.net = JobShopNet(n_features, **self.net_args)
+        if self.pairs:
+            n_pair_features = self.observation_space["pairs"].shape[-1]
+            self.net = PairShopNet(n_features, n_pair_features, **self.net_args)
+        else:
+            self.net = JobShopNet(n_features, **self.net_args)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -142,6 +251,8 @@ class JobShopPolicy(MaskableActorCriticPolicy):
 
     # ------------------------------------------------------------------ SB3's policy protocol
     def _logits_and_values(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pairs:
+            return self.net(obs["jobs"].float(), obs["pairs"].float(), obs["action_mask"].float())
         return self.net(obs["jobs"].float(), obs["action_mask"].float())
 
     def _distribution(self, logits: torch.Tensor, action_masks=None):
@@ -168,6 +279,11 @@ class JobShopPolicy(MaskableActorCriticPolicy):
     def predict_values(self, obs) -> torch.Tensor:
         return self._logits_and_values(obs)[1].unsqueeze(-1)
 
-    def scores(self, jobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Masked logits for a batch of observations of any job count (inference's entry)."""
+    def scores(self, jobs: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked logits for a batch of observations of any job (and machine) count (inference's
+        entry); ``pairs`` is the flexible observation's pair features, for a pair policy."""
+        if self.pairs:
+            if pairs is None:
+                raise ValueError("this policy scores (job, machine) pairs: pass the observation's 'pairs'")
+            return self.net(jobs, pairs, mask)[0]
         return self.net(jobs, mask)[0]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agents.loading import MASKED_LOGIT, LoadedPolicy, Scorer
-from baselines.deciders import default_objective
+from baselines.deciders import default_objective, is_flexible
 from instances import JobShopInstance, SchedEnvError
 from sched_env.schedule import Schedule, SolveResult, objective_value, validate_schedule
 
@@ -24,11 +24,12 @@ from sched_env.schedule import Schedule, SolveResult, objective_value, validate_
 @dataclass
 class Trajectory:
     """The informative decisions of one episode (more than one allowed action): observations
-    and the actions taken, for imitation."""
+    (with the pair features of a pair-action env) and the actions taken, for imitation."""
 
     jobs: np.ndarray
     masks: np.ndarray
     actions: np.ndarray
+    pairs: np.ndarray | None = None
 
 
 @dataclass
@@ -57,17 +58,21 @@ def choose_actions(logits: np.ndarray, rng: np.random.Generator | None) -> np.nd
     return (logits + noise).argmax(-1)
 
 
-def masked_scores(score: Scorer, jobs: np.ndarray, masks: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+def masked_scores(
+    score: Scorer, jobs: np.ndarray, masks: np.ndarray, skip: np.ndarray | None = None, pairs: np.ndarray | None = None
+) -> np.ndarray:
     """Logits of every shop, the network asked only about shops with a real choice and not in
-    ``skip`` (the others get logit 0 for their allowed actions, the masked logit elsewhere)."""
+    ``skip`` (the others get logit 0 for their allowed actions, the masked logit elsewhere);
+    ``pairs``: the pair features, for a policy that scores (job, machine) pairs."""
     choice = masks.sum(-1) > 1
     if skip is not None:
         choice &= ~skip
     if choice.all():
-        return score(jobs, masks)
+        return score(jobs, masks) if pairs is None else score(jobs, masks, pairs)
     logits = np.where(masks > 0, 0.0, MASKED_LOGIT).astype(np.float32)
     if choice.any():
-        logits[choice] = score(jobs[choice], masks[choice])
+        extra = () if pairs is None else (pairs[choice],)
+        logits[choice] = score(jobs[choice], masks[choice], *extra)
     return logits
 
 
@@ -94,20 +99,21 @@ def run_episodes(
     finished = np.zeros(N, dtype=bool)
     values = np.full((N, len(keys)), np.inf)
     best, best_schedule, steps = -1, None, 0
-    records: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    records: list[tuple] = []
     dims = batch.layout.dims
     limit = 8 * max(dims["J"], getattr(batch, "max_stream", 0)) * max(dims["O"], 1) + 1000
     while not finished.all():
         if deadline is not None and time.perf_counter() > deadline:
             raise DeadlineError
-        logits = masked_scores(score, obs["jobs"], obs["action_mask"], finished)
+        pairs = obs.get("pairs")
+        logits = masked_scores(score, obs["jobs"], obs["action_mask"], finished, pairs)
         actions = choose_actions(logits, rng)
         if greedy_first:
             actions[0] = int(logits[0].argmax())
         if rule is not None:
             actions[-1] = batch.rule_choices(rule)[-1]
         if record:
-            records.append((obs["jobs"], obs["action_mask"], actions.copy(), ~finished))
+            records.append((obs["jobs"], obs["action_mask"], actions.copy(), ~finished, pairs))
         obs, _, dones, _, info = batch.step(actions)
         for i in np.flatnonzero(dones & ~finished).tolist():
             finished[i] = True
@@ -117,23 +123,36 @@ def run_episodes(
         steps += 1
         if steps > limit:  # a policy cannot loop (every step starts an operation), a bug could
             raise SchedEnvError(f"episodes did not end within {limit} decisions")
-    trajectory = None
-    if record:
-        keep = [t for t, (_, m, _, alive) in enumerate(records) if alive[best] and m[best].sum() > 1]
-        trajectory = Trajectory(
-            np.stack([records[t][0][best] for t in keep]) if keep else np.zeros((0, *obs["jobs"].shape[1:]), np.float32),
-            np.stack([records[t][1][best] for t in keep]) if keep else np.zeros((0, obs["action_mask"].shape[1]), np.int8),
-            np.array([records[t][2][best] for t in keep], dtype=np.int64),
-        )  # fmt: skip
+    trajectory = _trajectory(records, best, obs) if record else None
     return Rollouts(values[:, 0], best, best_schedule, dict(zip(keys, values[best].tolist())), steps, trajectory)
 
 
+def _trajectory(records: list[tuple], best: int, obs: dict[str, np.ndarray]) -> Trajectory:
+    """Shop ``best``'s informative decisions out of the per-step records of :func:`run_episodes`."""
+    keep = [t for t, (_, m, _, alive, _) in enumerate(records) if alive[best] and m[best].sum() > 1]
+
+    def stacked(column: int, like: np.ndarray) -> np.ndarray:
+        if not keep:
+            return np.zeros((0, *like.shape[1:]), like.dtype)
+        return np.stack([records[t][column][best] for t in keep])
+
+    pairs = stacked(4, obs["pairs"]) if "pairs" in obs else None
+    actions = np.array([records[t][2][best] for t in keep], dtype=np.int64)
+    return Trajectory(stacked(0, obs["jobs"]), stacked(1, obs["action_mask"]), actions, pairs)
+
+
 def static_batch(policy: LoadedPolicy, instance: JobShopInstance, samples: int):
-    """A batched env of ``samples`` copies of ``instance`` under the policy's env options."""
+    """A batched env of ``samples`` copies of ``instance`` under the policy's env options; a pair
+    policy gets (job, machine) actions, on a classic instance too."""
     from sched_env.vector import BatchJobShopEnv
 
     options = {k: v for k, v in policy.env_options.items() if k in ("placement", "action_set")}
-    return BatchJobShopEnv(samples, instance=instance, **options)
+    if instance.is_flexible and not policy.pairs:
+        raise SchedEnvError(
+            f"{policy.name} scores jobs only; {instance.name} is a flexible shop whose decisions are (job, machine)"
+            " pairs: use a pair policy (policy@flexible, or one trained with shop=flexible)"
+        )
+    return BatchJobShopEnv(samples, instance=instance, pair_actions=policy.pairs, **options)
 
 
 def dynamic_batch(policy: LoadedPolicy, scenario, samples: int, objective: str, **options: Any):
@@ -210,7 +229,7 @@ def solve_with_policy(
         raise SchedEnvError(f"a policy solves a JobShopInstance or a ShopState, got {type(problem).__name__}")
     if objective not in (None, "makespan"):
         raise SchedEnvError(f"{method}: a static instance is solved for the makespan only")
-    if policy.kind == "static":
+    if policy.kind != "dynamic":  # static or flexible: the static simulator
         run, covered = _sample(
             lambda n: static_batch(policy, problem, n), policy, samples, ("makespan",), seed, deadline, strict
         )
@@ -238,6 +257,12 @@ def _solve_state(policy, state, samples, seed, deadline, objective, method, star
         raise SchedEnvError(
             f"{method}: {policy.name} is a static-shop policy ({policy.n_features} features); rescheduling a"
             " ShopState needs a dynamic-shop policy (policy@dynamic, or a model trained on DynamicJobShop-v0)"
+        )
+    if is_flexible(state) and not policy.pairs:
+        raise SchedEnvError(
+            f"{method}: {policy.name} chooses jobs only, and this running shop is flexible (each operation needs"
+            " its machine chosen): replan it with hybrid:SECONDS, tabu:SECONDS, cpsat:SECONDS or a rule such as"
+            " mwkr+eet"
         )
     objective = default_objective(state, objective)
     rest = residual(state)

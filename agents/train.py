@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from agents.config import REFERENCE_RULES, TrainConfig, env_options, objective_keys, parse_size
-from instances import MixedSizeGenerator, SchedEnvError
+from instances import MixedSizeGenerator, SchedEnvError, ShopMixGenerator
 
 
 # ---------------------------------------------------------------------- the problems
@@ -40,11 +40,14 @@ def problem_source(cfg: TrainConfig):
     """The training distribution: a generator ``gen(rng) -> instance or scenario``."""
     if cfg.shop == "static":
         return MixedSizeGenerator([parse_size(s) for s in cfg.sizes], low=cfg.low, high=cfg.high)
+    if cfg.shop == "flexible":
+        return ShopMixGenerator(cfg.shops)
     from sched_env.events import ScenarioGenerator, ScenarioMixture
 
+    flexible = {"alternatives": cfg.alternatives, "speed_spread": cfg.speed_spread} if cfg.alternatives[1] > 1 else {}
     base = ScenarioGenerator(
         initial_jobs=cfg.initial_jobs, arriving_jobs=cfg.arriving_jobs, mtbf=cfg.mtbf, mttr=cfg.mttr, noise=cfg.noise,
-        tightness=cfg.tightness,
+        tightness=cfg.tightness, **flexible,
     )  # fmt: skip
     return ScenarioMixture(base, cfg.machines, cfg.utilisation, cfg.breakdown_probability)
 
@@ -62,7 +65,7 @@ class ValidationSet:
         rng = np.random.default_rng([cfg.eval_seed, 7919])
         source = problem_source(cfg)
         items = [source(rng) for _ in range(cfg.eval_items)]
-        if cfg.shop == "static":
+        if cfg.shop != "dynamic":
             from baselines.rules import dispatch_many
 
             per_rule = np.array(
@@ -74,8 +77,9 @@ class ValidationSet:
             return cls(items, per_rule.min(axis=0).astype(float), "best rule of " + "/".join(REFERENCE_RULES))
         from baselines.rules import dispatch_dynamic_many
 
-        atc = dispatch_dynamic_many(items, "atc", objective=cfg.objective)
-        return cls(items, np.array([r.objective for r in atc], dtype=float), "atc")
+        rule = "atc+eet" if cfg.alternatives[1] > 1 else "atc"
+        atc = dispatch_dynamic_many(items, rule, objective=cfg.objective)
+        return cls(items, np.array([r.objective for r in atc], dtype=float), rule)
 
 
 def evaluate(policy, cfg: TrainConfig, validation: ValidationSet, layout: dict[str, int] | None = None) -> dict:
@@ -86,10 +90,11 @@ def evaluate(policy, cfg: TrainConfig, validation: ValidationSet, layout: dict[s
 
     items, layout = validation.items, layout or {}
     keys = objective_keys(cfg)[:1]
-    if cfg.shop == "static":
+    if cfg.shop != "dynamic":
         from sched_env.vector import BatchJobShopEnv
 
-        batch = BatchJobShopEnv(len(items), instance=items, action_set=cfg.action_set, **layout)
+        pairs = {"pair_actions": True} if policy.pairs else {}
+        batch = BatchJobShopEnv(len(items), instance=items, action_set=cfg.action_set, **pairs, **layout)
         run = run_episodes(batch, policy.score, keys, greedy=True, options={"instances": items})
         values = run.objectives
         gap = float(np.mean(values / validation.reference - 1.0))
@@ -120,9 +125,10 @@ def make_vec_env(cfg: TrainConfig, seed: int):
     from sched_env.sb3 import DynamicJobShopVecEnv, JobShopVecEnv
 
     source = problem_source(cfg)
-    if cfg.shop == "static":
+    if cfg.shop != "dynamic":
+        pairs = {"pair_actions": True} if cfg.shop == "flexible" else {}
         return JobShopVecEnv(cfg.n_envs, seed=seed, instance=source, reward_mode=cfg.reward_mode,
-                             action_set=cfg.action_set)  # fmt: skip
+                             action_set=cfg.action_set, **pairs)  # fmt: skip
     return DynamicJobShopVecEnv(cfg.n_envs, seed=seed, scenario=source, objective=cfg.objective,
                                 allow_wait=cfg.allow_wait)  # fmt: skip
 
@@ -176,10 +182,12 @@ def in_memory_policy(model, cfg: TrainConfig, layout: dict[str, int] | None = No
 
     if hasattr(policy, "scores"):
 
-        def score(jobs, mask):
+        def score(jobs, mask, pairs=None):
+            device = policy.device
+            extra = () if pairs is None else (torch.as_tensor(pairs, device=device),)
             with torch.inference_mode():
-                return policy.scores(torch.as_tensor(jobs, device=policy.device),
-                                     torch.as_tensor(mask, dtype=torch.float32, device=policy.device)).cpu().numpy()  # fmt: skip
+                return policy.scores(torch.as_tensor(jobs, device=device),
+                                     torch.as_tensor(mask, dtype=torch.float32, device=device), *extra).cpu().numpy()  # fmt: skip
     else:
 
         def score(jobs, mask):
@@ -189,10 +197,9 @@ def in_memory_policy(model, cfg: TrainConfig, layout: dict[str, int] | None = No
             logits[np.arange(len(actions)), actions] = 1.0
             return logits
 
-    n_features = 10 if cfg.shop == "static" else 12
-    return LoadedPolicy(
-        cfg.run_name, Path("."), cfg.shop, "torch", n_features, "", cfg.to_dict(), env_options(cfg), score
-    )
+    n_features = int(model.observation_space["jobs"].shape[-1])
+    return LoadedPolicy(cfg.run_name, Path("."), cfg.shop, "torch", n_features, "", cfg.to_dict(), env_options(cfg),
+                        score, pairs=bool(getattr(policy, "pairs", False)))  # fmt: skip
 
 
 # ---------------------------------------------------------------------- the run
@@ -347,7 +354,7 @@ def self_label(run: Run) -> None:
     while model.num_timesteps < cfg.timesteps:
         rng = np.random.default_rng([cfg.seed, run.iteration])  # resumable: iteration i always draws the same
         problem = source(rng)
-        if cfg.shop == "static":
+        if cfg.shop != "dynamic":
             batch = static_batch(trained, problem, cfg.samples)
         else:
             batch = dynamic_batch(trained, problem, cfg.samples, cfg.objective)
@@ -361,8 +368,9 @@ def self_label(run: Run) -> None:
             for group in policy.optimizer.param_groups:
                 group["lr"] = lr
             device = policy.device
+            extra = () if trajectory.pairs is None else (torch.as_tensor(trajectory.pairs, device=device),)
             logits = policy.scores(torch.as_tensor(trajectory.jobs, device=device),
-                                   torch.as_tensor(trajectory.masks, dtype=torch.float32, device=device))  # fmt: skip
+                                   torch.as_tensor(trajectory.masks, dtype=torch.float32, device=device), *extra)  # fmt: skip
             loss = F.cross_entropy(logits, torch.as_tensor(trajectory.actions, device=device))
             policy.optimizer.zero_grad()
             loss.backward()

@@ -1,10 +1,12 @@
 """Policy speed, side by side in one process: per-decision latency at batch 1 (torch vs ONNX
 Runtime, on states of a greedy rollout of ta01 15x15 and ta71 100x20), the full greedy plan of
 each, and best-of-K sampling time; and MaskablePPO's training steps/s on our batched env vs
-SB3's DummyVecEnv of single envs (same policy, same number of shops).
+SB3's DummyVecEnv of single envs (same policy, same number of shops). ``--policy flexible``: the
+shipped pair policy on sd1 20x10 and 40x10 instead (best of 100 on 20x10), no training.
 
     python -m experiments.bench_policy                  # writes experiments/results/policy_speed.{md,json}
     python -m experiments.bench_policy --skip-training  # latency only
+    python -m experiments.bench_policy --policy flexible  # writes policy_speed_flexible.{md,json}
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ def states_of(policy, instance, limit: int = 400):
     obs, _ = batch.reset()
     seen = []
     for _ in range(instance.n_operations):
-        seen.append((obs["jobs"].copy(), obs["action_mask"].astype(np.float32)))
-        obs, *_ = batch.step(policy.score(obs["jobs"], obs["action_mask"]).argmax(-1))
+        state = (obs["jobs"].copy(), obs["action_mask"].astype(np.float32))
+        state += (obs["pairs"].copy(),) if "pairs" in obs else ()
+        seen.append(state)
+        obs, *_ = batch.step(policy.score(*state).argmax(-1))
     step = max(1, len(seen) // limit)
     return seen[::step]
 
@@ -39,9 +43,9 @@ def states_of(policy, instance, limit: int = 400):
 def latency(policy, states, repeats: int = 3) -> dict[str, float]:
     times = []
     for _ in range(repeats):
-        for jobs, mask in states:
+        for state in states:
             started = time.perf_counter()
-            policy.score(jobs, mask)
+            policy.score(*state)
             times.append(time.perf_counter() - started)
     ms = np.array(times) * 1e3
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
@@ -93,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training-steps", type=int, default=20_000)
     parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument(
+        "--policy",
+        choices=("static", "flexible"),
+        default="static",
+        help="the shipped policy to time (flexible: sd1 20x10 and 40x10, no training)",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -100,28 +110,31 @@ def main(argv: list[str] | None = None) -> int:
     from agents.loading import load_policy, shipped_path
 
     sched_env.warm_up()
-    torch_policy = load_policy(shipped_path("static", "torch"))
-    onnx_policy = load_policy(shipped_path("static", "onnx"))
-    record = {"commit": git_commit(), "machine": machine_description(),
+    torch_policy = load_policy(shipped_path(args.policy, "torch"))
+    onnx_policy = load_policy(shipped_path(args.policy, "onnx"))
+    record = {"commit": git_commit(), "machine": machine_description(), "policy": args.policy,
               "versions": package_versions(["torch", "onnxruntime", "numba", "sb3-contrib"]), "cases": []}  # fmt: skip
-    for name in ("ta01", "ta71"):
+    flexible = args.policy == "flexible"
+    for name in ("sd1_20x10_001", "sd1_40x10_001") if flexible else ("ta01", "ta71"):
         instance = instances.load(name)
         states = states_of(onnx_policy, instance)
         row = {"instance": name, "size": f"{instance.n_jobs}x{instance.n_machines}", "states": len(states)}
         for label, policy in (("torch", torch_policy), ("onnx", onnx_policy)):
             row[label] = latency(policy, states)
             row[f"{label}_plan"] = plan_time(policy, instance)
-        if name == "ta01":
-            row[f"onnx_best_of_{args.samples}"] = plan_time(onnx_policy, instance, args.samples, rounds=1)
+        if name in ("ta01", "sd1_20x10_001"):
+            samples = 100 if flexible else args.samples
+            row[f"onnx_best_of_{samples}"] = plan_time(onnx_policy, instance, samples, rounds=3 if flexible else 1)
         record["cases"].append(row)
         print(json.dumps(row))
-    if not args.skip_training:
+    if not (args.skip_training or flexible):
         record["training_steps_per_s"] = training_throughput(args.training_steps, args.n_envs)
         print(record["training_steps_per_s"])
     out = Path(args.out)
-    (out / "policy_speed.json").write_text(json.dumps(record, indent=1))
-    (out / "policy_speed.md").write_text(report(record, args))
-    print((out / "policy_speed.md").read_text())
+    stem = "policy_speed_flexible" if flexible else "policy_speed"
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{stem}.md").write_text(report(record, args))
+    print((out / f"{stem}.md").read_text())
     return 0
 
 
@@ -131,7 +144,8 @@ def report(record: dict, args) -> str:
         "# Policy speed: per-decision latency (torch vs ONNX Runtime), full plans, training steps/s",
         "",
         f"Commit `{record['commit']}`, {machine['cpu']}, {machine['cores']} cores (shared, noisy: compare within"
-        " this table). Regenerate: `python -m experiments.bench_policy`. The shipped static policy; latency is one"
+        f" this table). Regenerate: `python -m experiments.bench_policy{' --policy flexible' * (args.policy == 'flexible')}`."
+        f" The shipped {args.policy} policy; latency is one"
         " forward pass at batch 1 over the states of its greedy rollout; a plan is the whole greedy rollout"
         " (env steps included), best of 3.",
         "",

@@ -47,7 +47,9 @@ from instances.generators import (
     MixedSizeGenerator,
     RandomInstanceGenerator,
     SD1Generator,
+    ShopMixGenerator,
     random_instance,
+    shop_generator,
 )
 from instances.instance import JobShopInstance
 from instances.taillard import TAILLARD_SEEDS, generate_taillard, taillard
@@ -59,6 +61,8 @@ __all__ = [
     "Bounds",
     "BrandimarteGenerator",
     "SD1Generator",
+    "ShopMixGenerator",
+    "shop_generator",
     "CatalogueEntry",
     "InfeasibleScheduleError",
     "InvalidActionError",

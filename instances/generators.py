@@ -184,9 +184,14 @@ class BrandimarteGenerator(_ShopSizeGenerator):
     alternatives: tuple[int, int] = (1, 3)
     durations: tuple[int, int] = (1, 20)
     speed_spread: float = 0.3
+    #: ``"random"``: each operation's machines drawn from all; ``"flow"``: the machines form
+    #: consecutive stages and a job's operations pass them in order (a flexible flow-like route).
+    routing: str = "random"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.routing not in ("random", "flow"):
+            raise InvalidInstanceError(f"routing must be 'random' or 'flow', got {self.routing!r}")
         _check_range(self.ops_per_job, "ops_per_job", 1)
         _check_range(self.alternatives, "alternatives", 1, self.n_machines)
         _check_range(self.durations, "durations", 1)
@@ -202,12 +207,81 @@ class BrandimarteGenerator(_ShopSizeGenerator):
         speeds = rng.uniform(1 - self.speed_spread, 1 + self.speed_spread, size=self.n_machines)
         ops = rng.integers(*self.ops_per_job, size=self.n_jobs, endpoint=True).tolist()
         alternatives = []
-        for _ in range(sum(ops)):
-            count = int(rng.integers(*self.alternatives, endpoint=True))
-            machines = np.sort(rng.choice(self.n_machines, size=count, replace=False))
-            base = int(rng.integers(*self.durations, endpoint=True))
-            times = np.maximum(1, np.round(base / speeds[machines])).astype(np.int64)
-            alternatives.append(list(zip(machines.tolist(), times.tolist())))
+        stages = np.array_split(np.arange(self.n_machines), min(self.n_machines, self.ops_per_job[1]))
+        for n_ops in ops:
+            for k in range(n_ops):
+                pool = stages[k * len(stages) // n_ops] if self.routing == "flow" else np.arange(self.n_machines)
+                count = min(int(rng.integers(*self.alternatives, endpoint=True)), len(pool))
+                machines = np.sort(rng.choice(pool, size=count, replace=False))
+                base = int(rng.integers(*self.durations, endpoint=True))
+                times = np.maximum(1, np.round(base / speeds[machines])).astype(np.int64)
+                alternatives.append(list(zip(machines.tolist(), times.tolist())))
         metadata = {"generator": "brandimarte", "alternatives": list(self.alternatives)}
+        if self.routing != "random":
+            metadata["routing"] = self.routing
         return _flexible_instance(ops, alternatives, self.n_machines, name or f"fjsp_{self.n_jobs}x{self.n_machines}",
                                   metadata)  # fmt: skip
+
+
+#: The kinds of :func:`shop_generator` specs and what each draws.
+SHOP_KINDS = {
+    "sd1": "Song et al.'s SD1 flexible shops",
+    "brandimarte": "Brandimarte-style flexible shops (5-10 operations, 1-3 machines each, machine speeds)",
+    "flow": "flexible flow-like routes (machines in stages passed in order, 1-3 machines a stage)",
+    "few": "few operations per job (1-3), each on 1 to half of the machines",
+    "reentrant": "re-entrant jobs (1-2x as many operations as machines, 1-2 machines each)",
+    "classic": "classic job shops (every job visits every machine once, durations 1-99)",
+}
+
+
+def shop_generator(spec: str):
+    """A generator from ``KIND:JOBSxMACHINES`` (kinds: :data:`SHOP_KINDS`), e.g. ``sd1:20x10``."""
+    kind, _, size = str(spec).partition(":")
+    if kind not in SHOP_KINDS:
+        raise InvalidInstanceError(f"shop {spec!r}: the kind must be one of {', '.join(SHOP_KINDS)} (e.g. sd1:20x10)")
+    try:
+        n, m = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise InvalidInstanceError(f"shop {spec!r}: write KIND:JOBSxMACHINES, e.g. {kind}:20x10") from None
+    if kind == "sd1":
+        return SD1Generator(n, m)
+    if kind == "classic":
+        return RandomInstanceGenerator(n, m)
+    options = {
+        "brandimarte": {},
+        "flow": {"routing": "flow", "ops_per_job": (max(1, m // 3), m)},
+        "few": {"ops_per_job": (1, 3), "alternatives": (1, max(1, m // 2))},
+        "reentrant": {"ops_per_job": (m, 2 * m), "alternatives": (1, min(2, m))},
+    }[kind]
+    return BrandimarteGenerator(n, m, **options)
+
+
+@dataclass(frozen=True)
+class ShopMixGenerator:
+    """Draws one of ``specs`` (:func:`shop_generator` strings) uniformly, then a shop of it: the
+    training mix of a policy meant for every shop."""
+
+    specs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.specs:
+            raise InvalidInstanceError("ShopMixGenerator needs at least one KIND:JOBSxMACHINES spec")
+        object.__setattr__(self, "_generators", [shop_generator(spec) for spec in self.specs])
+
+    flexible = True
+
+    @property
+    def max_jobs(self) -> int:
+        return max(g.max_jobs for g in self._generators)
+
+    @property
+    def max_machines(self) -> int:
+        return max(g.max_machines for g in self._generators)
+
+    @property
+    def max_ops(self) -> int:
+        return max(getattr(g, "max_ops", g.max_machines) for g in self._generators)
+
+    def __call__(self, rng: SeedLike = None, name: str | None = None) -> JobShopInstance:
+        rng = _rng(rng)
+        return self._generators[int(rng.integers(len(self._generators)))](rng, name=name)

@@ -247,8 +247,9 @@ def load_models(settings: Settings) -> dict[str, Any]:
     warm_up("static", "dynamic")
     static = load_policy(settings.static_model, kind="static")
     dynamic = load_policy(kind="dynamic")
+    flexible = load_policy(kind="flexible")
     warm_up("tabu")
-    return {"static": static, "dynamic": dynamic}
+    return {"static": static, "dynamic": dynamic, "flexible": flexible}
 
 
 #: Deciders run once on a tiny shop at start-up, with their budgets, so that no request's deadline
@@ -268,6 +269,8 @@ def warm_deciders(models: dict[str, Any]) -> None:
     dated = JobShopInstance.from_jobs([[(0, 2), (1, 3)], [(1, 2), (0, 1)]], n_machines=2, name="warm-up",
                                       release_dates=[0, 0], due_dates=[4, 6], weights=[1, 2])  # fmt: skip
     running = ShopState(1, dated, [0, 1], [], [[0, 0, 0, 0, 2]], [[1, 1, 3, 0]], "resume")
+    flexible = JobShopInstance.from_alternatives([[[(0, 2), (1, 3)], [(1, 2)]], [[(0, 1), (1, 1)]]], n_machines=2,
+                                                 name="warm-up")  # fmt: skip
     for spec, budget_s in WARM_SPECS:
         try:
             decider = deciders.make(spec, allow_files=False)
@@ -276,6 +279,8 @@ def warm_deciders(models: dict[str, Any]) -> None:
         deciders.give_models(decider, models)
         for problem in (tiny, running):
             deciders.solve(problem, decider, budget_s=budget_s)
+        if spec.startswith(("policy", "hybrid")):  # the pair policy's kernels, on a tiny flexible shop
+            deciders.solve(flexible, decider, budget_s=budget_s)
 
 
 ERRORS = {
