@@ -18,9 +18,10 @@ from instances import SchedEnvError
 
 ALGOS = ("self-labeling", "maskable-ppo", "ppo", "a2c", "dqn")
 SHOPS = ("static", "dynamic", "flexible")
-#: The flexible training mix: the SD1 sizes the learned-FJSP papers train on, and other routings.
+#: The flexible training mix: the SD1 sizes the learned-FJSP papers train on (listed twice: drawn
+#: twice as often), and other routings and classic shops.
 FLEXIBLE_MIX = (
-    "sd1:10x5", "sd1:20x5", "sd1:15x10", "sd1:20x10", "brandimarte:15x8", "flow:12x6", "few:20x10",
+    *("sd1:10x5", "sd1:20x5", "sd1:15x10", "sd1:20x10") * 2, "brandimarte:15x8", "flow:12x6", "few:20x10",
     "reentrant:10x5", "classic:10x10", "classic:15x10",
 )  # fmt: skip
 #: The rules whose best schedule is the static validation reference.

@@ -367,9 +367,9 @@ def test_train_and_export_from_the_cli(tmp_path):
 
 
 def test_shipped_models_are_small_and_load_through_their_backends():
-    """The static policy ships as SB3 zip and ONNX; the dynamic one (a priority network, no torch)
-    as ONNX, whose metadata also carries its weights for the compiled kernels."""
-    for kind, suffixes in (("static", (".zip", ".onnx")), ("dynamic", (".onnx",))):
+    """The static and flexible policies ship as SB3 zip and ONNX; the dynamic one (a priority network,
+    no torch) as ONNX, whose metadata also carries its weights for the compiled kernels."""
+    for kind, suffixes in (("static", (".zip", ".onnx")), ("flexible", (".zip", ".onnx")), ("dynamic", (".onnx",))):
         for suffix in suffixes:
             path = loading.MODELS / f"{kind}{suffix}"
             assert path.is_file(), f"shipped model {path.name} is missing"

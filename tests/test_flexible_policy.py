@@ -189,3 +189,16 @@ def test_a_job_only_dynamic_policy_refuses_a_running_flexible_shop():
     decider.use({"dynamic-flexible": load_policy(kind="dynamic")})  # a job-only policy where a pair one belongs
     with pytest.raises(SchedEnvError, match="chooses jobs only"):
         deciders.solve(_running_flexible_shop(), decider)
+
+
+def test_the_shipped_pair_policy_plans_flexible_benchmarks_and_starts_the_hybrid():
+    shipped = load_policy(kind="flexible")
+    assert shipped.pairs and shipped.kind == "flexible"
+    mk01 = instances.load("mk01")
+    greedy = deciders.solve(mk01, "policy")
+    validate_schedule(mk01, greedy.schedule)
+    assert greedy.params["policy"] == shipped.name
+    hybrid = deciders.solve(mk01, "hybrid:0.5")
+    validate_schedule(mk01, hybrid.schedule)
+    assert hybrid.params["policy_objective"] is not None, "the pair policy's plan is one of the hybrid's starts"
+    assert hybrid.objective <= min(greedy.objective, deciders.solve(mk01, "mwkr+eet").objective)

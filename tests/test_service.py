@@ -281,6 +281,7 @@ def test_health_model_methods_and_metrics(server):
     model = httpx.get(server.url + "/v1/model").json()
     assert model["static"]["backend"] == "onnx" and len(model["static"]["sha256"]) == 64
     assert model["dynamic"]["kind"] == "dynamic" and "algo" in model["dynamic"]["config"]
+    assert model["flexible"]["kind"] == "flexible" and model["flexible"]["config"]["shop"] == "flexible"
     names = {m["name"] for m in httpx.get(server.url + "/v1/methods").json()}
     assert {"policy", "hybrid", "cpsat", "mwkr", "atc"} <= names
     httpx.post(server.url + "/v1/schedule", json=example(ScheduleRequest))

@@ -200,7 +200,7 @@ def test_a_started_operation_with_several_options_must_say_where_it_runs():
 
 
 # ---------------------------------------------------------------------- stateless routes over HTTP
-@pytest.mark.parametrize("method", ["mwkr+eet", "spt+spt", "cpsat:1", "tabu:1", "hybrid:1"])
+@pytest.mark.parametrize("method", ["mwkr+eet", "spt+spt", "cpsat:1", "tabu:1", "hybrid:1", "policy", "policy:8"])
 def test_schedule_plans_alternative_equipment(server, method):  # noqa: F811
     shop = instances.load("mk01")
     response = httpx.post(server.url + "/v1/schedule", json=shop_request(shop, method, budget_ms=3000), timeout=30)
