@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = list({row["steps"]: row for row in rows}.values())  # the final evaluation repeats the last step's
     name = config["name"] or folder.name
     static = config["shop"] == "static"
+    per_instance = config["shop"] != "dynamic"  # static and flexible: a gap per validation instance
     gaps = checkpoint_gaps(folder) if static else {}
     from baselines.rules import dispatch
 
@@ -61,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{args.command}`. Commit `{git_commit()}` (report), machine: {machine_description()['cpu']},"
         f" {machine_description()['cores']} cores, shared with other work. Wall time"
         f" {rows[-1]['minutes']:.1f} min for {rows[-1]['steps']:,} decisions. Validation: {config['eval_items']}"
-        f" random {'instances' if static else 'scenarios'} of the training distribution (seed {config['eval_seed']});"
-        f" gap = {'mean ratio to the best of six rules per instance' if static else 'summed objective / ATC summed'} - 1."
+        f" random {'instances' if per_instance else 'scenarios'} of the training distribution (seed {config['eval_seed']});"
+        f" gap = {'mean ratio to the best of six rules per instance' if per_instance else 'summed objective / ATC summed'}"
+        f"{' (machines by earliest end)' if config['shop'] == 'flexible' else ''} - 1."
         + (f" ta01-ta10: each checkpoint's greedy mean gap to the best known (a test set, never used to choose);"
            f" MWKR there: {100 * rule_gap:.1f} %." if static else ""),
         "",
