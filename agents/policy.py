@@ -145,7 +145,7 @@ class PairShopNet(nn.Module):
 
     def pair_inputs(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, J, M, N_DERIVED) inputs of every pair and the eligibility (B, J, M) of each."""
-        eligible = pairs[..., 0] > 0  # an eligible pair has a duration of at least one time unit
+        eligible = pairs[..., 0] > 0  # a positive duration; a zero-length operation is scored without pair inputs
         duration, free, end = pairs[..., 0], pairs[..., 1], pairs[..., 2]
         job_best_duration = _masked_min(duration, eligible, 2)
         job_best_end = _masked_min(end, eligible, 2)
