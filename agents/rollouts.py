@@ -141,17 +141,23 @@ def _trajectory(records: list[tuple], best: int, obs: dict[str, np.ndarray]) -> 
     return Trajectory(stacked(0, obs["jobs"]), stacked(1, obs["action_mask"]), actions, pairs)
 
 
+def require_pairs(policy: LoadedPolicy, problem, method: str) -> None:
+    """Refuse a flexible problem (an instance or a running shop) to a policy that scores jobs only."""
+    if is_flexible(problem) and not policy.pairs:
+        what = "this instance" if isinstance(problem, JobShopInstance) else "this running shop"
+        raise SchedEnvError(
+            f"{method}: {policy.name} chooses jobs only, and {what} is flexible (each operation needs its machine"
+            " chosen): use a pair policy (policy@flexible plans flexible instances), or hybrid:SECONDS, tabu:SECONDS,"
+            " cpsat:SECONDS or a rule such as mwkr+eet"
+        )
+
+
 def static_batch(policy: LoadedPolicy, instance: JobShopInstance, samples: int):
     """A batched env of ``samples`` copies of ``instance`` under the policy's env options; a pair
     policy gets (job, machine) actions, on a classic instance too."""
     from sched_env.vector import BatchJobShopEnv
 
     options = {k: v for k, v in policy.env_options.items() if k in ("placement", "action_set")}
-    if instance.is_flexible and not policy.pairs:
-        raise SchedEnvError(
-            f"{policy.name} scores jobs only; {instance.name} is a flexible shop whose decisions are (job, machine)"
-            " pairs: use a pair policy (policy@flexible, or one trained with shop=flexible)"
-        )
     return BatchJobShopEnv(samples, instance=instance, pair_actions=policy.pairs, **options)
 
 
@@ -229,6 +235,7 @@ def solve_with_policy(
         raise SchedEnvError(f"a policy solves a JobShopInstance or a ShopState, got {type(problem).__name__}")
     if objective not in (None, "makespan"):
         raise SchedEnvError(f"{method}: a static instance is solved for the makespan only")
+    require_pairs(policy, problem, method)
     if policy.kind != "dynamic":  # static or flexible: the static simulator
         run, covered = _sample(
             lambda n: static_batch(policy, problem, n), policy, samples, ("makespan",), seed, deadline, strict
@@ -258,12 +265,7 @@ def _solve_state(policy, state, samples, seed, deadline, objective, method, star
             f"{method}: {policy.name} is a static-shop policy ({policy.n_features} features); rescheduling a"
             " ShopState needs a dynamic-shop policy (policy@dynamic, or a model trained on DynamicJobShop-v0)"
         )
-    if is_flexible(state) and not policy.pairs:
-        raise SchedEnvError(
-            f"{method}: {policy.name} chooses jobs only, and this running shop is flexible (each operation needs"
-            " its machine chosen): replan it with hybrid:SECONDS, tabu:SECONDS, cpsat:SECONDS or a rule such as"
-            " mwkr+eet"
-        )
+    require_pairs(policy, state, method)
     objective = default_objective(state, objective)
     rest = residual(state)
     covered, decisions = 0, 0

@@ -108,6 +108,9 @@ def test_solve_command_on_a_flexible_instance_and_a_clear_refusal():
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["best_known"] == 40 and {row["machine"] for row in data["schedule"]["operations"]} <= set(range(6))
-    refused = run_cli("solve", "mk01", "--method", "policy")
-    assert refused.returncode != 0 and "plans classic shops only" in refused.stderr
+    planned = run_cli("solve", "mk01", "--method", "policy", "--json")  # the pair policy
+    assert planned.returncode == 0, planned.stderr
+    assert {row["machine"] for row in json.loads(planned.stdout)["schedule"]["operations"]} <= set(range(6))
+    refused = run_cli("solve", "mk01", "--method", "policy@static")  # a job-only policy
+    assert refused.returncode != 0 and "chooses jobs only" in refused.stderr and "policy@flexible" in refused.stderr
     assert "Traceback" not in refused.stderr

@@ -8,6 +8,7 @@ import pytest
 import instances
 from baselines import deciders, rules
 from baselines.deciders import DeciderError
+from instances import SchedEnvError
 from sched_env.schedule import validate_schedule
 from sched_env.snapshot import ShopState, plan_violations
 from tests.reference import random_flexible_instance
@@ -69,9 +70,10 @@ def test_the_balanced_start_rescues_a_search_on_a_large_shop_of_unrelated_machin
     assert any(start.endswith("+balanced") for start in result.params["starts"]) and result.objective <= 385
 
 
-def test_classic_only_deciders_refuse_flexible_shops_by_name():
-    for method in ("policy", "policy:8"):
-        with pytest.raises(DeciderError, match="plans classic shops only.*mwkr\\+eet.*cpsat:S"):
+def test_job_only_policies_refuse_flexible_shops_by_name():
+    pytest.importorskip("onnxruntime")
+    for method in ("policy@static", "policy:8@static", "policy@dynamic"):
+        with pytest.raises(SchedEnvError, match="chooses jobs only.*policy@flexible.*mwkr\\+eet"):
             deciders.solve(instances.load("mk01"), method)
 
 
