@@ -28,12 +28,6 @@ from sched_env import compiled as K
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped models: kind -> file stem in ``agents/models``.
 SHIPPED = {"static": "static", "dynamic": "dynamic", "flexible": "flexible", "dynamic-flexible": "dynamic_flexible"}
-#: Kinds with a place among the shipped models but no model in this version: what to do instead.
-UNSHIPPED = {
-    "dynamic-flexible": "no policy for running flexible shops ships with this version: train one (sched-env train"
-    " experiments/configs/dynamic_flexible.yaml) and use policy@runs/dynamic-flexible/best.zip, or replan with"
-    " hybrid:SECONDS, tabu:SECONDS, cpsat:SECONDS or a rule such as atc+eet",
-}
 KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic"}
 
 #: ``score(jobs, mask)``, or ``score(jobs, mask, pairs)`` for a pair policy.
@@ -91,8 +85,6 @@ def shipped_path(kind: str, backend: str = "auto") -> Path:
         raise PolicyLoadError(f"no shipped policy {kind!r}; the shipped ones are {', '.join(SHIPPED)}")
     stem = MODELS / SHIPPED[kind]
     onnx, zip_ = stem.with_suffix(".onnx"), stem.with_suffix(".zip")
-    if kind in UNSHIPPED and not (onnx.exists() or zip_.exists()):
-        raise PolicyLoadError(UNSHIPPED[kind])
     if backend == "onnx" or not zip_.exists() or (backend == "auto" and _has_onnxruntime() and onnx.exists()):
         return onnx  # the dynamic-shop policy ships as ONNX only (a priority network, no torch)
     return zip_

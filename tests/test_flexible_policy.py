@@ -184,6 +184,16 @@ def test_policy_replans_a_running_flexible_shop_through_the_decider_door(dynamic
     assert best.objective <= greedy.objective
 
 
+def test_the_shipped_policies_replan_a_running_flexible_shop():
+    from sched_env.snapshot import plan_violations
+
+    assert load_policy(kind="dynamic-flexible").pairs
+    state = _running_flexible_shop()
+    for spec in ("policy", "policy:4", "hybrid:0.5"):
+        result = deciders.solve(state, spec)
+        assert not plan_violations(state, result.schedule), spec
+
+
 def test_a_job_only_dynamic_policy_refuses_a_running_flexible_shop():
     decider = deciders.make("policy")
     decider.use({"dynamic-flexible": load_policy(kind="dynamic")})  # a job-only policy where a pair one belongs
