@@ -247,9 +247,9 @@ def load_models(settings: Settings) -> dict[str, Any]:
     warm_up("static", "dynamic")
     static = load_policy(settings.static_model, kind="static")
     dynamic = load_policy(kind="dynamic")
-    flexible = load_policy(kind="flexible")
+    flexible, running_flexible = load_policy(kind="flexible"), load_policy(kind="dynamic-flexible")
     warm_up("tabu")
-    return {"static": static, "dynamic": dynamic, "flexible": flexible}
+    return {"static": static, "dynamic": dynamic, "flexible": flexible, "dynamic-flexible": running_flexible}
 
 
 #: Deciders run once on a tiny shop at start-up, with their budgets, so that no request's deadline
