@@ -60,7 +60,8 @@ def test_padding_jobs_or_machines_never_changes_a_score(flexible_run):
     obs, _ = env.reset(seed=3)
     rng = np.random.default_rng(0)
     for _ in range(12):
-        base = policy.score(*_pad(obs, 6, 4)[:1], _pad(obs, 6, 4)[2], _pad(obs, 6, 4)[1])[0].reshape(6, 4)
+        jobs6, pairs6, mask6 = _pad(obs, 6, 4)
+        base = policy.score(jobs6, mask6, pairs6)[0].reshape(6, 4)
         for jobs, machines in ((9, 4), (6, 7), (11, 9)):
             j, p, m = _pad(obs, jobs, machines)
             scores = policy.score(j, m, p)[0].reshape(jobs, machines)[:6, :4]
