@@ -38,6 +38,7 @@ any seeds. Benchmarks use the test seeds; training and model selection never do.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,8 +65,40 @@ _NAME = re.compile(
 GRAMMAR = "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED], e.g. missing-0.85-4"
 
 
+class RecordedStream:
+    """Run lengths of a stream setting (a dataclass with ``warmup`` and ``recorded`` fields): the
+    warm-up jobs, the recorded ones, then a tail that keeps the shop loaded while those finish."""
+
+    warmup: int
+    recorded: int
+
+    @property
+    def tail(self) -> int:
+        """Jobs generated after the recorded ones."""
+        return max(200, self.recorded // 5)
+
+    @property
+    def n_jobs(self) -> int:
+        return self.warmup + self.recorded + self.tail
+
+    @property
+    def recorded_jobs(self) -> slice:
+        return slice(self.warmup, self.warmup + self.recorded)
+
+    def scaled(self, warmup: int, recorded: int):
+        """The same shop with other run lengths (shorter streams for training)."""
+        return replace(self, warmup=warmup, recorded=recorded)
+
+
+def stream_rng(purpose: str, seed: int, *salt: int) -> np.random.Generator:
+    """The generator of stream ``seed`` of a purpose family (train / validation / test)."""
+    if purpose not in PURPOSES:
+        raise InvalidScenarioError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+    return np.random.default_rng(np.random.SeedSequence((PURPOSES[purpose], *salt, int(seed))))
+
+
 @dataclass(frozen=True)
-class StandardSetting:
+class StandardSetting(RecordedStream):
     """One setting of the standard simulation (see the module docstring for the name grammar)."""
 
     routing: str = "missing"
@@ -136,28 +169,9 @@ class StandardSetting:
         """Mean time between arrivals: mean job work / (utilisation x machines)."""
         return self.mean_ops * self.mean_duration / (self.utilisation * self.machines)
 
-    @property
-    def tail(self) -> int:
-        """Jobs generated after the recorded ones (they keep the shop loaded while those finish)."""
-        return max(200, self.recorded // 5)
-
-    @property
-    def n_jobs(self) -> int:
-        return self.warmup + self.recorded + self.tail
-
-    @property
-    def recorded_jobs(self) -> slice:
-        return slice(self.warmup, self.warmup + self.recorded)
-
-    def scaled(self, warmup: int, recorded: int) -> StandardSetting:
-        """The same shop with other run lengths (shorter streams for training)."""
-        return replace(self, warmup=warmup, recorded=recorded)
-
     def scenario(self, seed: int, purpose: str = "test") -> Scenario:
         """The stream of seed ``seed`` in the ``purpose`` family (train / validation / test)."""
-        if purpose not in PURPOSES:
-            raise InvalidScenarioError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
-        rng = np.random.default_rng(np.random.SeedSequence((PURPOSES[purpose], int(seed))))
+        rng = stream_rng(purpose, seed)
         n, M = self.n_jobs, self.machines
         n_ops = rng.integers(2, M + 1, size=n) if self.routing == "missing" else np.full(n, M)
         routes = np.argsort(rng.random((n, M)), axis=1)  # a random permutation of the machines per job
@@ -186,9 +200,21 @@ class StandardSetting:
         )  # fmt: skip
 
 
-def setting(spec: str | StandardSetting) -> StandardSetting:
-    """A :class:`StandardSetting` from a name or itself."""
-    return spec if isinstance(spec, StandardSetting) else StandardSetting.parse(spec)
+def setting(spec):
+    """A :class:`StandardSetting` from its name, a user's shop from ``shop:PATH`` (a
+    :class:`~sched_env.shop_spec.ShopSpec` file, ``sched-env fit-shop``); a setting object as it is."""
+    if not isinstance(spec, str):
+        return spec
+    if spec.startswith("shop:"):
+        return _shop_spec(spec.removeprefix("shop:"))
+    return StandardSetting.parse(spec)
+
+
+@functools.lru_cache(maxsize=16)
+def _shop_spec(path: str):
+    from sched_env.shop_spec import ShopSpec
+
+    return ShopSpec.load(path)
 
 
 def recorded_metrics(setting: StandardSetting, scenario: Scenario, start: np.ndarray, end: np.ndarray) -> dict:
