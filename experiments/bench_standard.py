@@ -27,6 +27,7 @@ from experiments.provenance import git_commit, machine_description
 from sched_env._names import RULES
 from sched_env.parallel import MapInterrupted
 from sched_env.standard import DEFAULT_WINDOW, STANDARD_SETTINGS, StandardSetting, recorded_metrics
+from sched_env.standard import setting as setting_of
 
 PORTFOLIO = ("atc", "covert", "pt+winq", "2pt+winq+npt", "wspt", "cr", "slack/opn", "edd", "spt", "fifo", "mwkr")
 METRICS = ("weighted_tardiness_mean", "tardiness_mean", "flow_mean", "flow_max", "tardy_share", "utilisation")
@@ -36,8 +37,8 @@ SEED_CHUNK = 5  # streams per task: one decider call runs them together
 
 def run_cell(setting_name: str, method: str, seeds: Sequence[int], purpose: str, window: int) -> list[dict[str, Any]]:
     """Rows of one method on some streams of one setting (a module-level function: pools and Ray run it)."""
-    setting = StandardSetting.parse(setting_name)
-    scenarios = [setting.scenario(seed, purpose) for seed in seeds]
+    shop = setting_of(setting_name)
+    scenarios = [shop.scenario(seed, purpose) for seed in seeds]
     decider = deciders.make(method, allow_files=True, objective="total_weighted_tardiness")
     started = time.perf_counter()
     if deciders.traits(decider).dispatches:  # decides at every epoch
@@ -48,10 +49,8 @@ def run_cell(setting_name: str, method: str, seeds: Sequence[int], purpose: str,
     rows = []
     for seed, scenario, result in zip(seeds, scenarios, results):
         jobs = scenario.jobs
-        metrics = recorded_metrics(
-            setting, scenario, result.schedule.start_matrix(jobs), result.schedule.end_matrix(jobs)
-        )
-        rows.append({"setting": setting.name, "seed": seed, "purpose": purpose, "method": method, **metrics,
+        metrics = recorded_metrics(shop, scenario, result.schedule.start_matrix(jobs), result.schedule.end_matrix(jobs))
+        rows.append({"setting": shop.name, "seed": seed, "purpose": purpose, "method": method, **metrics,
                      "wall_time_s": round(per_stream, 3), "max_queued": result.params.get("max_queued", 0)})  # fmt: skip
     return rows
 
@@ -83,7 +82,7 @@ def run_table(settings: Sequence[str], methods: Sequence[str], seeds: int, valid
                                                                   "validation", validation_seeds), progress)
                           for r in chunk]  # fmt: skip
             best = best_rules(validation)
-            pairs = [(n, m) for n in settings for m in dict.fromkeys([*methods, best[n]])]
+            pairs = [(n, m) for n in settings for m in dict.fromkeys([*methods, best[setting_of(n).name]])]
             test = [r for chunk in pool.map(run_cell, cells(pairs, "test", seeds), progress) for r in chunk]
     except MapInterrupted as stop:  # Ctrl-C: every row completed so far
         raise MapInterrupted(validation + [r for chunk in stop.results for r in chunk]) from None
@@ -308,7 +307,8 @@ def main(args) -> int:
     import sys
 
     settings = [
-        StandardSetting.parse(s).name for s in (args.settings.split(",") if args.settings else STANDARD_SETTINGS)
+        s if s.startswith("shop:") else StandardSetting.parse(s).name
+        for s in (args.settings.split(",") if args.settings else STANDARD_SETTINGS)
     ]
     methods = [m for m in (args.methods or ",".join(PORTFOLIO) + ",policy").split(",") if m]
     policy = getattr(args, "policy", "dynamic")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -113,6 +114,10 @@ class EventStore:
         with self._transaction() as db:
             db.execute("INSERT INTO shops VALUES (?, ?, ?)", (shop, created, config))
 
+    def update_shop(self, shop: str, config: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE shops SET config = ? WHERE id = ?", (config, shop))
+
     def delete_shop(self, shop: str) -> None:
         with self._transaction() as db:
             for table, column in (("events", "shop"), ("plans", "shop"), ("shops", "id")):
@@ -155,6 +160,35 @@ class EventStore:
     def plan(self, shop: str) -> tuple[int, str] | None:
         with self.lock:
             return self.db.execute("SELECT version, body FROM plans WHERE shop = ?", (shop,)).fetchone()
+
+
+def read_shop_log(path: str | Path, shop: str) -> tuple[str, list[str]]:
+    """One shop's creation config and event bodies (in order), read-only: a running server may hold
+    the database (its lock is not taken, and nothing is written)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"no shop database at {path}; give the file `sched-env serve --db` writes")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT id, config FROM shops WHERE id = ?", (shop,)).fetchone()
+            if row is None:  # the shop's name (ShopCreate.name) works too, when one shop has it
+                named = [r for r in db.execute("SELECT id, config FROM shops") if json.loads(r[1]).get("name") == shop]
+                if len(named) != 1:
+                    known = [f"{i} ({json.loads(c).get('name') or 'no name'})" for i, c in
+                             db.execute("SELECT id, config FROM shops ORDER BY created LIMIT 20")]  # fmt: skip
+                    what = "no shop" if not named else f"{len(named)} shops named"
+                    raise StoreError(f"{path} has {what} {shop!r}; its shops: {', '.join(known) or 'none'}")
+                row = named[0]
+            version = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            rows = db.execute("SELECT body FROM events WHERE shop = ? ORDER BY seq", (row[0],)).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read {path} as a shop database: {error}") from None
+    if version is not None and int(version[0]) != FORMAT:
+        raise StoreError(f"{path} is in log format {version[0]}; open it once with this version's `sched-env serve`")
+    return row[1], [body for (body,) in rows]
 
 
 def as_sent_v1(body: str) -> str:

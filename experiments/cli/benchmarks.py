@@ -38,7 +38,8 @@ def add_commands(sub) -> None:
         " policy, replanners) or 'standard' (the literature's long-run simulation: --settings, --seeds, --methods)",
     )  # fmt: skip
     p.add_argument("--settings", help="with --dynamic standard: setting names (default the eight standard ones;"
-                   " grammar ROUTING-UTIL-F[-blBL-rtfRTF][-mN], e.g. missing-0.80-3)")  # fmt: skip
+                   " grammar ROUTING-UTIL-F[-blBL-rtfRTF][-mN], e.g. missing-0.80-3; shop:SPEC.json is your own shop, from"
+                   " `sched-env fit-shop`)")  # fmt: skip
     p.add_argument("--validation-seeds", type=positive_int, default=10,
                    help="with --dynamic standard: validation seeds that pick each setting's best rule (default 10)")  # fmt: skip
     bench_dynamic.add_arguments(p, study_options=False)  # --instant, --replanners, --name, --policy

@@ -51,6 +51,33 @@ def add_commands(sub) -> None:
     p.add_argument("--ray", metavar="ADDRESS", help="run the rollouts on a Ray cluster ('local' starts one here)")
     p.set_defaults(func=run_evolve)
 
+    p = sub.add_parser(
+        "fit-shop", help="estimate your shop's stream generator from the service's event log (for evolve --shop)",
+        description="Read one shop session's events from the service database and estimate how work arrives and"
+        " runs there: arrivals, routings, real durations against the plan per equipment, breakdowns and repairs, due"
+        " dates and priorities. Writes the spec (JSON, for `sched-env evolve --shop` and `sched-env bench --dynamic"
+        " standard --settings shop:SPEC`) and a report beside it (.md).",
+    )  # fmt: skip
+    p.add_argument("--db", required=True, help="the service database (`sched-env serve --db`); read only")
+    p.add_argument("--shop", required=True, help="the shop's id or name")
+    p.add_argument("--out", required=True, help="the spec to write (.json); the report goes beside it (.md)")
+    p.add_argument("--warmup", type=positive_int, default=300, help="warm-up orders per generated stream (300)")
+    p.add_argument("--recorded", type=positive_int, default=1500, help="orders counted per generated stream (1500)")
+    p.set_defaults(func=run_fit_shop)
+
+    p = sub.add_parser(
+        "replay", help="re-run a shop's recorded history under other dispatchers, objectives side by side",
+        description="Dispatch the recorded arrivals, breakdowns and real durations of a shop session again with each"
+        " method; the row 'recorded' carries out the shop's own decisions (and must reproduce its history).",
+    )  # fmt: skip
+    p.add_argument("--db", required=True, help="the service database (`sched-env serve --db`); read only")
+    p.add_argument("--shop", required=True, help="the shop's id or name")
+    p.add_argument("--methods", default="atc,wspt,fifo",
+                   help="dispatchers, comma-separated: rules (atc, wspt, ... ; RULE+eet on flexible shops) and"
+                   " policy / policy@MODEL (default atc,wspt,fifo)")  # fmt: skip
+    p.add_argument("--out", help="also write the table here (.md) and its data (.json beside it)")
+    p.set_defaults(func=run_replay)
+
     p = sub.add_parser("export-onnx", help="export a trained policy to ONNX (masking inside the graph)")
     p.add_argument("checkpoint", help="SB3 checkpoint (.zip) written by `sched-env train`")
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -141,6 +168,34 @@ def run_evolve(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     path = train(config, out, resume=bool(args.resume), ray_address=args.ray)
     print(f"wrote {path} ({(time.perf_counter() - started) / 60:.1f} min)")
+    return 0
+
+
+def run_fit_shop(args: argparse.Namespace) -> int:
+    from experiments.fit_shop import fit_shop
+
+    out = output_file("--out", args.out, (".json",))
+    report = fit_shop(args.db, args.shop, out, warmup=args.warmup, recorded=args.recorded)
+    print(Path(out).with_suffix(".md").read_text(), end="")
+    print(f"wrote {out} and {Path(out).with_suffix('.md')} ({report['events']:,} events read)")
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from experiments.replay import markdown, replay
+
+    out = output_file("--out", args.out, (".md",)) if args.out else None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = replay(args.db, args.shop, methods)
+    text = markdown(result, "sched-env " + shlex.join(sys.argv[1:]))
+    print(text, end="")
+    if out is not None:
+        Path(out).write_text(text)
+        Path(out).with_suffix(".json").write_text(json.dumps(result, indent=1))
+        print(f"wrote {out}")
     return 0
 
 

@@ -1,0 +1,197 @@
+"""Learn your own shop: a shop's event log read back (``service.history``), fitted into a stream
+generator (``sched-env fit-shop``), replayed under other dispatchers (``sched-env replay``, whose
+``recorded`` row must reproduce the history exactly), trained on (``sched-env evolve --shop``) and
+benchmarked (``bench --dynamic standard --settings shop:SPEC``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instances import InvalidScenarioError
+from sched_env.shop_spec import ShopSpec, Template, draw, quantiles_of
+
+pytest.importorskip("pydantic")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_truth(**changes) -> ShopSpec:
+    """Three machines, two products, frequent breakdowns on two machines (many events per test)."""
+    spec = dict(
+        equipment=("cut", "weld", "paint"), mean_interarrival=25.0,
+        templates=(Template((((0, 10),), ((1, 15),), ((2, 8),)), 2.0), Template((((1, 12),), ((0, 6),)), 1.0)),
+        noise=((0.9, 1.3), (0.8, 1.2), (1.0, 1.0)), mtbf=(150.0, 300.0, 0.0), mttr=(10.0, 25.0, 0.0),
+        allowance=(1.5, 4.0), priorities={1: 0.5, 2: 0.3, 4: 0.2}, label="small", warmup=20, recorded=100,
+    )  # fmt: skip
+    return ShopSpec(**{**spec, **changes})
+
+
+def logged_history(tmp_path: Path, spec: ShopSpec, jobs: int, practice: str = "fifo", seed: int = 3):
+    """A run of ``spec`` dispatched by ``practice``, written to a service database as an MES would
+    have sent it (through the store the service itself writes). Returns (db, scenario, schedule)."""
+    from baselines import deciders
+    from experiments.learn_shop import history_events
+    from service.store import EventStore, digest
+
+    scenario = spec.scaled(0, jobs).scenario(seed, "train")
+    schedule = deciders.dispatch_online(deciders.make(practice), [scenario], window=scenario.jobs.n_jobs)[0].schedule
+    events = history_events(spec, scenario, schedule)
+    db = tmp_path / "shop.sqlite3"
+    store = EventStore(db)
+    config = {"name": "line-1", "equipment": [{"id": e} for e in spec.equipment], "method": practice, "time": 0}
+    store.create_shop("shop-1", 0.0, json.dumps(config))
+    rows = [(e["event_id"], digest(json.dumps(e)), json.dumps(e)) for e in events]
+    store.append("shop-1", 0, rows)
+    store.close()
+    return db, scenario, schedule
+
+
+def test_a_spec_draws_streams_of_its_shop_and_refuses_nonsense():
+    spec = small_truth()
+    scenario = spec.scenario(0, "train")
+    jobs = scenario.jobs
+    assert jobs.n_jobs == spec.n_jobs and not jobs.is_flexible
+    gaps = np.diff(jobs.release_dates)
+    assert abs(gaps.mean() / spec.mean_interarrival - 1) < 0.15
+    planned, real = jobs.durations[jobs.machines == 0], scenario.realized_durations[jobs.machines == 0]
+    assert (np.floor(0.9 * planned) <= real).all() and (real <= np.ceil(1.3 * planned)).all()  # noise U(0.9, 1.3)
+    assert set(np.unique(scenario.downtimes[:, 0])) == {0, 1}  # paint never breaks down
+    assert spec.scenario(0, "train") == scenario and spec.scenario(0, "test") != scenario
+    assert ShopSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(InvalidScenarioError, match="mtbf and mttr are both > 0"):
+        small_truth(mttr=(10.0, 0.0, 0.0))
+    with pytest.raises(InvalidScenarioError, match="machine 0..2"):
+        small_truth(templates=(Template((((5, 10),),)),))
+    with pytest.raises(InvalidScenarioError, match="not a shop spec"):
+        ShopSpec.from_dict({"equipment": []})
+    q = quantiles_of(np.random.default_rng(0).uniform(2, 5, 4000))
+    assert (
+        abs(q[0] - 2) < 0.05
+        and abs(q[-1] - 5) < 0.05
+        and abs(draw(q, np.random.default_rng(1), 4000).mean() - 3.5) < 0.1
+    )
+
+
+def test_fit_shop_recovers_a_known_shop_from_its_log(tmp_path):
+    from experiments.fit_shop import fit_shop
+
+    truth = small_truth()
+    db, _, _ = logged_history(tmp_path, truth, jobs=900)
+    report = fit_shop(db, "line-1", tmp_path / "fitted.json")  # by name; the id works too
+    fitted = ShopSpec.load(tmp_path / "fitted.json")
+    assert report["events"] > 7000 and (tmp_path / "fitted.md").read_text().startswith("# Shop line-1")
+    assert abs(truth.mean_interarrival / fitted.mean_interarrival - 1) < 0.08
+    for m in (0, 1):  # breakdown rates and repair times
+        assert abs(truth.mtbf[m] / fitted.mtbf[m] - 1) < 0.25, (m, fitted.mtbf)
+        assert abs(fitted.mttr[m] / truth.mttr[m] - 1) < 0.25, (m, fitted.mttr)
+    assert fitted.mtbf[2] == 0 and fitted.mttr[2] == 0
+    assert sorted(t.operations for t in fitted.templates) == sorted(t.operations for t in truth.templates)
+    assert abs(fitted.templates[0].share - 2 / 3) < 0.06
+    for m in range(3):  # real / planned (integer times: a 6-unit operation at x 0.9 takes 5, so compare the means)
+        assert abs(np.mean(fitted.noise[m]) - np.mean(truth.noise[m])) < 0.03, (m, fitted.noise[m])
+    assert abs(fitted.allowance[0] - 1.5) < 0.1 and abs(fitted.allowance[-1] - 4.0) < 0.15
+    assert abs(fitted.priorities[2] - 0.3) < 0.05
+
+
+def test_replaying_the_recorded_decisions_reproduces_the_history_exactly(tmp_path):
+    from experiments.replay import replay, replay_recorded, same_history
+    from service.history import read_history
+
+    db, scenario, schedule = logged_history(tmp_path, small_truth(), jobs=300, practice="spt")
+    history = read_history(db, "shop-1")
+    replayed_scenario, recorded, ids = history.scenario()
+    assert ids == [f"WO{j}" for j in range(scenario.jobs.n_jobs)]
+    assert np.array_equal(replayed_scenario.realized_durations, scenario.realized_durations)
+    again = replay_recorded(replayed_scenario, recorded, window=400)
+    assert same_history(again, recorded) and same_history(recorded, schedule)
+    result = replay(db, "shop-1", ["spt", "atc", "policy"])
+    rows = {r["method"]: r for r in result["rows"]}
+    # the shop dispatched by spt: spt dispatching the recorded history is the recorded history
+    assert rows["spt"]["total_weighted_tardiness"] == rows["recorded"]["total_weighted_tardiness"]
+    assert rows["spt"]["makespan"] == rows["recorded"]["makespan"]
+    assert rows["atc"]["total_weighted_tardiness"] < rows["recorded"]["total_weighted_tardiness"]
+
+
+def test_a_history_the_simulator_cannot_run_is_refused_not_misread(tmp_path):
+    from experiments.replay import replay_recorded
+    from instances import SchedEnvError
+    from sched_env.schedule import Schedule
+    from service.history import read_history
+
+    db, _, _ = logged_history(tmp_path, small_truth(), jobs=60)
+    scenario, recorded, _ = read_history(db, "shop-1").scenario()
+    start = recorded.start.copy()
+    first_on_cut = int(np.flatnonzero(recorded.machine == 0)[np.argsort(recorded.start[recorded.machine == 0])][1])
+    start[first_on_cut] -= 1_000_000  # started before its order was released: impossible
+    forged = Schedule(recorded.job, recorded.op, recorded.machine, np.maximum(start, 0), recorded.end)
+    with pytest.raises(SchedEnvError, match="replay diverged|no event"):
+        replay_recorded(scenario, forged, window=200)
+
+
+def test_reading_a_log_names_what_is_wrong(tmp_path):
+    from service.history import read_history
+    from service.store import StoreError
+
+    with pytest.raises(StoreError, match="no shop database"):
+        read_history(tmp_path / "missing.sqlite3", "x")
+    db, _, _ = logged_history(tmp_path, small_truth(), jobs=10)
+    with pytest.raises(StoreError, match=r"has no shop 'nope'; its shops: shop-1 \(line-1\)"):
+        read_history(db, "nope")
+
+
+def test_evolve_on_a_users_shop_trains_resumes_and_benchmarks(tmp_path):
+    from agents.evolve import EvolutionConfig, RunState, train
+    from agents.loading import load_policy
+    from experiments.bench_standard import run_cell
+
+    spec_path = small_truth().save(tmp_path / "spec.json")
+    config = EvolutionConfig(shop=str(spec_path), start="shipped", pairs=2, streams=2, generations=2, validate_every=1,
+                             train_warmup=20, train_recorded=80, validation_seeds=1, minutes=5)  # fmt: skip
+    out = tmp_path / "run"
+    path = train(config, out, say=lambda line: None)
+    assert load_policy(path).kind == "dynamic" and ShopSpec.load(out / "shop.json") == small_truth()
+    state, saved = RunState.load(out / "checkpoint.npz")
+    assert saved.shop == str((out / "shop.json").resolve()) and state.generation == 2
+    saved.generations = 3
+    train(saved, out, resume=True, say=lambda line: None)
+    assert (out / "progress.csv").read_text().splitlines()[-1].startswith("3,")
+    rows = run_cell(f"shop:{spec_path}", f"policy@{path}", [0, 1], "test", 320)
+    assert [r["setting"] for r in rows] == ["shop:small-w20-r100"] * 2 and all(
+        r["weighted_tardiness_mean"] >= 0 for r in rows
+    )
+    with pytest.raises(Exception, match="cannot read the shop spec"):
+        EvolutionConfig(shop=str(tmp_path / "none.json")).check()
+
+
+def test_the_loop_runs_from_the_command_line_through_a_real_server(tmp_path):
+    """record (an MES feeding `sched-env serve` over HTTP), then fit-shop and replay as a user runs them."""
+    pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from experiments.learn_shop import record
+
+    db = tmp_path / "shop.sqlite3"
+    sent = record(db, jobs=150, label="press")
+    assert sent["events"] > 1500
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = cli("fit-shop", "--db", str(db), "--shop", "press", "--out", str(tmp_path / "press.json"))
+    assert f"fitted from {sent['events']:,} events" in out
+    table = cli(
+        "replay", "--db", str(db), "--shop", sent["shop"], "--methods", "fifo,atc", "--out", str(tmp_path / "r.md")
+    )
+    rows = {r["method"]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert rows["fifo"]["total_weighted_tardiness"] == rows["recorded"]["total_weighted_tardiness"]  # fifo ran it
+    assert "| recorded |" in table
+    bad = subprocess.run([sys.executable, "-m", "experiments.cli", "replay", "--db", str(db), "--shop", "press",
+                          "--methods", "nonsense"], cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "unknown method 'nonsense'" in bad.stderr and "Traceback" not in bad.stderr
