@@ -290,12 +290,22 @@ class EvolutionConfig:
     utilisation: tuple[float, float] = documented("utilisation range of the training settings", (0.80, 0.97))
     allowance: tuple[float, float] = documented("due-date allowance range of the training settings", (1.5, 6.0))
     breakdown_probability: float = documented("share of training streams with breakdowns", 0.4)
+    shop: str | None = documented("train on this shop spec (JSON, from `sched-env fit-shop`) instead of the standard"
+                                  " mix; validation on its own validation streams", None, option=True)  # fmt: skip
+    start: str = documented("where the network starts: 'atc' (ATC exactly) or 'shipped' (the shipped dispatcher)",
+                            "atc", option=True)  # fmt: skip
 
     def check(self) -> None:
         if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:
             raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
         if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
             raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
+        if self.start not in ("atc", "shipped"):
+            raise SchedEnvError(f"start must be 'atc' or 'shipped', got {self.start!r}")
+        if self.shop:
+            from sched_env.shop_spec import ShopSpec
+
+            ShopSpec.load(self.shop)  # a missing or malformed spec is refused before the run starts
 
 
 def _shown(default: Any) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 from agents.config import EvolutionConfig
 from instances import SchedEnvError
 from sched_env import compiled as K
-from sched_env.standard import STANDARD_SETTINGS, StandardSetting, run_streams, weighted_tardiness_mean
+from sched_env.standard import STANDARD_SETTINGS, StandardSetting, run_streams, setting, weighted_tardiness_mean
 
 F = K.N_DYNAMIC_FEATURES
 #: Shops the validation score reads: the standard settings and four it never trains on exactly.
@@ -49,11 +49,23 @@ def n_parameters(hidden: int) -> int:
     return int(K.priority_parameters(hidden))
 
 
-def initial_parameters(hidden: int, rng: np.random.Generator) -> np.ndarray:
-    """ATC exactly (skip weight 1 on ``atc_priority``), hidden weights random, their output 0."""
+def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc") -> np.ndarray:
+    """Where a run starts: ``atc`` is ATC exactly (skip weight 1 on ``atc_priority``); ``shipped`` is
+    the shipped dispatcher's linear priority (``agents/models/dynamic.onnx``). Hidden weights are
+    random, their output 0, so the network starts as that priority."""
     theta = np.zeros(n_parameters(hidden))
     theta[: F * hidden] = rng.normal(0.0, 1.0 / math.sqrt(F), F * hidden)
-    theta[F * hidden + 2 * hidden + K.DF.atc_priority] = 1.0
+    skip = F * hidden + 2 * hidden
+    if start == "atc":
+        theta[skip + K.DF.atc_priority] = 1.0
+    elif start == "shipped":
+        from agents.loading import load_policy
+
+        shipped_hidden, parameters = load_policy(kind="dynamic").network
+        shipped = unpack(np.asarray(parameters, dtype=np.float64), shipped_hidden)
+        theta[skip : skip + F], theta[skip + F] = shipped["skip"], shipped["bias"][0]
+    else:
+        raise SchedEnvError(f"start must be 'atc' or 'shipped', got {start!r}")
     return theta
 
 
@@ -130,8 +142,11 @@ def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str,
 
 
 # ---------------------------------------------------------------------- streams and fitness
-def training_setting(config: EvolutionConfig, rng: np.random.Generator) -> StandardSetting:
-    """One shop of the training mix (never a test stream: streams use the ``train`` seeds)."""
+def training_setting(config: EvolutionConfig, rng: np.random.Generator):
+    """One shop of the training mix, or the user's shop (``config.shop``); never a test stream:
+    streams use the ``train`` seeds."""
+    if config.shop:
+        return shop_spec(config.shop).scaled(config.train_warmup, config.train_recorded)
     broken = rng.random() < config.breakdown_probability
     return StandardSetting(
         routing="full" if rng.random() < 0.4 else "missing",
@@ -146,9 +161,14 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator) -> Stand
     )
 
 
-def _streams(specs: list[tuple[str, int, str]]):
-    """The settings and scenarios of stream specs ``(setting name, seed, purpose)``."""
-    settings = [StandardSetting.parse(name) for name, _, _ in specs]
+def shop_spec(path: str):
+    """The user's shop spec (``sched-env fit-shop``) a run trains on, read once per process."""
+    return setting(f"shop:{path}")
+
+
+def _streams(specs: list[tuple]):
+    """The settings and scenarios of stream specs ``(setting or its name, seed, purpose)``."""
+    settings = [setting(name) for name, _, _ in specs]
     return settings, [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
 
 
@@ -224,7 +244,11 @@ class RunState:
         return state, EvolutionConfig(**raw)
 
 
-def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000)) -> list[tuple[str, int, str]]:
+def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: str | None = None) -> list[tuple]:
+    """The validation streams: each validation setting ``seeds`` times, or the user's shop
+    (``shop``, a spec file) ``4 x seeds`` times, at its own length."""
+    if shop:
+        return [(shop_spec(shop), seed, "validation") for seed in range(4 * seeds)]
     names = [StandardSetting.parse(n).scaled(*length).name for n in VALIDATION_SETTINGS]
     return [(name, seed, "validation") for name in names for seed in range(seeds)]
 
@@ -232,7 +256,7 @@ def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000)) -> list
 def validation_score(evaluate: Evaluator, theta: np.ndarray, hidden: int, specs, reference: np.ndarray) -> float:
     """Geometric mean over the validation settings of (network's mean WT / ATC's mean WT)."""
     wt = evaluate(theta[None, :], hidden, specs)[0]
-    names = [name for name, _, _ in specs]
+    names = [setting(name).name for name, _, _ in specs]
     ratios = []
     for name in dict.fromkeys(names):
         rows = [i for i, n in enumerate(names) if n == name]
@@ -246,9 +270,9 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
     specs = []
     for _ in range(config.streams):
         s = training_setting(config, rng)
-        specs.append((s.name, int(rng.integers(2**31)), "train"))
+        specs.append((s if config.shop else s.name, int(rng.integers(2**31)), "train"))
     reference = atc_tardiness(specs)
-    shops = [StandardSetting.parse(name) for name, _, _ in specs]
+    shops = [setting(name) for name, _, _ in specs]
     floor = np.array([0.01 * shop.mean_ops * shop.mean_duration for shop in shops])
     noise = rng.standard_normal((config.pairs, len(state.theta)))
     scaled = config.sigma * noise * state.scales  # the search runs in per-feature standard units
@@ -265,7 +289,7 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
     return float(fitness[0])
 
 
-def parameter_scales(hidden: int, seed: int = 0) -> np.ndarray:
+def parameter_scales(hidden: int, seed: int = 0, config: EvolutionConfig | None = None) -> np.ndarray:
     """How far to move each parameter per unit of the search: 1 / the spread of the feature it
     weighs (measured on the allowed jobs of ATC-dispatched training streams), so a step changes
     every feature's share of the score alike; 0 for the bias and for columns constant among
@@ -273,7 +297,7 @@ def parameter_scales(hidden: int, seed: int = 0) -> np.ndarray:
     from sched_env.dynamic import BatchDynamicJobShopEnv
 
     rng = np.random.default_rng((seed, 7))
-    config = EvolutionConfig()
+    config = config or EvolutionConfig()
     scenarios = [training_setting(config, rng).scaled(100, 300).scenario(int(rng.integers(2**31)), "train")
                  for _ in range(4)]  # fmt: skip
     batch = BatchDynamicJobShopEnv(len(scenarios), scenarios, max_jobs=320)
@@ -314,11 +338,12 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
     else:
         config.check()
         out.mkdir(parents=True, exist_ok=True)
-        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed))
-        state = RunState(
-            theta, np.zeros_like(theta), np.zeros_like(theta), scales=parameter_scales(config.hidden, config.seed)
-        )
-    specs = validation_specs(config.validation_seeds, tuple(config.validation_length))
+        if config.shop:  # the run keeps its own copy of the spec it trains on
+            config.shop = str(shop_spec(config.shop).save(out / "shop.json").resolve())
+        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed), config.start)
+        scales = parameter_scales(config.hidden, config.seed, config)
+        state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=scales)
+    specs = validation_specs(config.validation_seeds, tuple(config.validation_length), config.shop)
     reference = atc_tardiness(specs)
     started = time.perf_counter()
     progress = out / "progress.csv"
