@@ -94,6 +94,10 @@ class PolicyDecider:
                 with contextlib.suppress(PolicyLoadError):  # a missing one fails when a problem needs it
                     self._policies[kind] = load_policy(kind=kind)
 
+    def pin(self, loaded: LoadedPolicy, spec: str) -> None:
+        """Plan with ``loaded`` alone, named ``spec`` (a server's registered model, ``policy@NAME``)."""
+        self.spec, self.loaded, self._policies = spec, loaded, {"any": loaded}
+
     def use(self, policies: dict[str, LoadedPolicy]) -> None:
         """Plan with these loaded policies (by kind: ``static``, ``dynamic``) instead of the
         shipped ones, unless a model file was named (``policy@PATH``); the service passes the

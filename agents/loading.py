@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,38 @@ def shipped_path(kind: str, backend: str = "auto") -> Path:
     if backend == "onnx" or not zip_.exists() or (backend == "auto" and _has_onnxruntime() and onnx.exists()):
         return onnx  # the dynamic-shop policy ships as ONNX only (a priority network, no torch)
     return zip_
+
+
+#: A registered model's name: a file stem, never a path.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A folder of model files a server reads (``sched-env serve --models DIR``): ``NAME.onnx`` (or
+    ``NAME.zip``) there is ``policy@NAME``. Looked up at each use, so a file copied in while the
+    server runs is usable at once, and a replaced one is loaded again (cached per file version)."""
+
+    path: Path
+
+    def names(self) -> list[str]:
+        return sorted(
+            {f.stem for f in self.path.glob("*") if f.suffix in (".onnx", ".zip") and MODEL_NAME.match(f.stem)}
+        )
+
+    def load(self, name: str) -> LoadedPolicy:
+        """The registered model ``name`` (ONNX first); a name is never read as a path."""
+        if name in SHIPPED:
+            return load_policy(kind=name)
+        if not MODEL_NAME.match(name):
+            raise PolicyLoadError(f"{name!r} is not a model name (letters, digits, '_' and '-'; no path)")
+        for suffix in (".onnx", ".zip") if _has_onnxruntime() else (".zip", ".onnx"):
+            file = self.path / f"{name}{suffix}"
+            if file.is_file():
+                return load_policy(file)
+        known = ", ".join([*SHIPPED, *self.names()])
+        raise PolicyLoadError(f"no model {name!r} is registered on this server; the models: {known} (copy"
+                              f" {name}.onnx into the server's models folder to register one)")  # fmt: skip
 
 
 def _has_onnxruntime() -> bool:

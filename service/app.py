@@ -55,6 +55,7 @@ from service.schemas import (
     RescheduleRequest,
     ScheduleRequest,
     ShopCreate,
+    ShopUpdate,
     build_decider,
     parse_request,
     plan_rows,
@@ -107,9 +108,11 @@ class Settings:
     mqtt_cert: str | None = None  # TLS: the bridge's client certificate and key (PEM files)
     mqtt_key: str | None = None
     opcua: tuple[str, ...] = ()  # OPC UA mapping files (service.opcua): one bridge per file
+    models_dir: str | None = None  # registered models: NAME.onnx there is `policy@NAME` (read when used)
 
     def shop_settings(self) -> ShopSettings:
-        return ShopSettings(workers=self.workers, shop_rate=self.shop_rate, max_budget_ms=self.max_shop_budget_ms)
+        return ShopSettings(workers=self.workers, shop_rate=self.shop_rate, max_budget_ms=self.max_shop_budget_ms,
+                            models_dir=self.models_dir)  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():
@@ -299,6 +302,7 @@ class ServiceState:
     reading: int = 0  # request bodies being read now
     reading_by_client: dict[str, list[float]] = field(default_factory=dict)  # when each began, per client address
     models: dict[str, Any] = field(default_factory=dict)
+    models_dir: str | None = None  # registered models (Settings.models_dir)
     pool: Pool | None = None
     shops: Any = None  # service.shops.Shops: the one door to the shop sessions
     mqtt: Any = None  # service.mqtt.MqttBridge, when --mqtt is given
@@ -308,7 +312,7 @@ class ServiceState:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_from_environment()
     metrics = Metrics()
-    state = ServiceState()
+    state = ServiceState(models_dir=settings.models_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -584,7 +588,7 @@ class _Planning:
             raise _late()
         objective = "makespan" if self.model is ScheduleRequest else body.objective
         try:
-            decider = build_decider(body.method, objective, self.state.models)
+            decider = build_decider(body.method, objective, self.state.models, self.state.models_dir)
         except RequestError as error:
             raise HTTPException(error.status, str(error)) from None
         if self.model is ScheduleRequest:
@@ -667,7 +671,7 @@ def _document_bodies(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             components = base().setdefault("components", {}).setdefault("schemas", {})  # base() caches the document
-            for model in (ScheduleRequest, RescheduleRequest, ShopCreate, EventBatch):
+            for model in (ScheduleRequest, RescheduleRequest, ShopCreate, ShopUpdate, EventBatch):
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body

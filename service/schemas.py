@@ -521,6 +521,17 @@ class ShopCreate(OnTheirEquipment):
     )  # fmt: skip
 
 
+class ShopUpdate(Strict):
+    """A live shop's new decider or budget (kept across restarts); its next plan uses them."""
+
+    method: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="the decider that replans from now on, e.g. policy@NAME (a model"
+                                           " registered on the server)")  # fmt: skip
+    budget_ms: int | None = Field(default=None, gt=0, le=MAX_BUDGET_MS, description="the new replan budget")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"method": "policy@press-shop"}]})
+
+
 class _ShopEvent(Strict):
     event_id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN,
                           description="the sender's id of this event: a repeat is acknowledged, never applied twice")  # fmt: skip
@@ -778,16 +789,43 @@ def _ids_along(loc: tuple, data: Any) -> str:
 
 
 # ---------------------------------------------------------------------- edge conversions
-def build_decider(method: str, objective: str, models: dict[str, Any]):
+def build_decider(method: str, objective: str, models: dict[str, Any], models_dir: str | None = None):
     """The decider a request or a shop names, planning with the policies loaded at start-up (a
-    request cannot make the service read a file: any spec that may name one is refused, 422)."""
+    request cannot make the service read a file it names: any spec that may name one is refused,
+    422); ``policy@NAME`` is a shipped model or one registered in the server's ``models_dir``."""
     from baselines import deciders
 
     try:
+        parsed = deciders.MethodSpec.parse(method)
+        if parsed.name == "policy" and parsed.qualifier is not None:
+            return _registered_policy(parsed, objective, models, models_dir)
         decider = deciders.make(method, objective=objective, allow_files=False)
-    except (ValueError, deciders.DeciderError, ImportError) as error:
+    except (ValueError, SchedEnvError, ImportError) as error:  # SchedEnvError: a model that cannot be loaded
         raise InvalidRequestError(f"method: {(str(error).strip().splitlines() or [''])[0][:300]}") from None
     deciders.give_models(decider, models)
+    return decider
+
+
+def _registered_policy(parsed, objective: str, models: dict[str, Any], models_dir: str | None):
+    """``policy[:K]@NAME``: the shipped model NAME, or ``NAME.onnx`` in the server's models folder."""
+    from pathlib import Path
+
+    from agents.loading import MODEL_NAME, SHIPPED, ModelFolder
+    from baselines import deciders
+
+    name = parsed.qualifier
+    if not MODEL_NAME.match(name):
+        raise deciders.DeciderError(f"method {parsed.text!r}: '@{name}' may name a file, and this host reads none;"
+                                    " '@NAME' names a model registered on the server (letters, digits, '_', '-')")  # fmt: skip
+    if name in models:
+        loaded = models[name]
+    elif name in SHIPPED or models_dir is not None:
+        loaded = ModelFolder(Path(models_dir or ".")).load(name)
+    else:
+        raise deciders.DeciderError(f"{parsed.text!r}: this server has no models folder, so '@{name}' names nothing;"
+                                    f" use a shipped model ({', '.join(SHIPPED)}) or start it with --models DIR")  # fmt: skip
+    decider = deciders.make(parsed.text.partition("@")[0], objective=objective, allow_files=False)
+    decider.pin(loaded, parsed.text)
     return decider
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.schemas import EventBatch, RequestError, ShopCreate
+from service.schemas import EventBatch, RequestError, ShopCreate, ShopUpdate
 
 #: The longest a GET .../plan?after=V may wait for a newer plan.
 MAX_WAIT_MS = 30_000
@@ -62,6 +62,16 @@ def shop_routes(app: FastAPI, door: Callable[[], Any], read_body, guard: list) -
     def shop_state(shop_id: str) -> Response:
         try:
             return JSONResponse({"id": shop_id, **door().state(shop_id)})
+        except RequestError as error:
+            return _refused(error)
+
+    @app.patch("/v1/shops/{shop_id}", dependencies=guard, responses=responses, tags=["shop sessions"],
+               operation_id="updateShop", openapi_extra=body_of(ShopUpdate),
+               summary="change a live shop's decider (e.g. a registered model, policy@NAME) or budget")  # fmt: skip
+    async def update_shop(shop_id: str, request: Request) -> Response:
+        try:
+            raw = await read_body(request)
+            return JSONResponse(await asyncio.wrap_future(door().submit_update(shop_id, raw)))
         except RequestError as error:
             return _refused(error)
 

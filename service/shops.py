@@ -42,7 +42,15 @@ from typing import Any
 from baselines.budget import MIN_DECIDER_S, SERVICE_ANSWER
 from baselines.repair import hold_frozen
 from instances import SchedEnvError
-from service.schemas import EventBatch, RequestError, ShopCreate, build_decider, parse_request, plan_rows
+from service.schemas import (
+    EventBatch,
+    RequestError,
+    ShopCreate,
+    ShopUpdate,
+    build_decider,
+    parse_request,
+    plan_rows,  # fmt: skip
+)
 from service.sessions import RefusedEventError, ShopSession, stability
 from service.store import EventStore, StoreError, digest
 
@@ -76,6 +84,7 @@ class ShopSettings:
     queued_writes: int = 1_000  # writes waiting on the journal per shop; more get 503
     waiters_per_shop: int = 64  # open GET .../plan?after= long polls per shop; more get 503
     waiters: int = 1_024  # open long polls in all
+    models_dir: str | None = None  # registered models (`policy@NAME`), read when a shop names one
 
     def __post_init__(self) -> None:
         if self.workers < 1 or not self.shop_rate > 0 or self.max_budget_ms < 1:
@@ -181,7 +190,7 @@ class Shops:
 
         config = ShopCreate.model_validate_json(config_text)
         try:
-            decider = build_decider(config.method, config.objective, self.models)
+            decider = build_decider(config.method, config.objective, self.models, self.settings.models_dir)
         except RequestError as error:
             raise StoreError(f"it plans with {config.method!r}, which cannot be built here ({error});"
                              " install the package that provides it") from None  # fmt: skip
@@ -219,6 +228,11 @@ class Shops:
         self._get(shop_id)  # an unknown shop is refused now, never queued
         return self._journal.submit(shop_id, self._ingest, shop_id, raw, one_event_allowed, wait_s=wait_s)
 
+    def submit_update(self, shop_id: str, raw: bytes) -> Future:
+        """Change a live shop's decider or budget (a :class:`ShopUpdate` body); it replans with them."""
+        self._get(shop_id)
+        return self._journal.submit(shop_id, self._update, shop_id, raw)
+
     def submit_delete(self, shop_id: str) -> Future:
         """End a shop session (its log and plans are deleted); a quarantined one too."""
         if shop_id not in self.quarantined:
@@ -244,7 +258,7 @@ class Shops:
         if config.budget_ms > self.settings.max_budget_ms:
             raise ShopError(422, f"budget_ms: {config.budget_ms} is over this server's cap of"
                                  f" {self.settings.max_budget_ms} ms a shop (sched-env serve --max-shop-budget-ms)")  # fmt: skip
-        decider = build_decider(config.method, config.objective, self.models)
+        decider = build_decider(config.method, config.objective, self.models, self.settings.models_dir)
         shop_id = "shop-" + secrets.token_urlsafe(18)
         _written(self.store.create_shop, shop_id, time.time(), config.model_dump_json())
         shop = Shop(shop_id, ShopSession(config), decider, self.settings.shop_rate)
@@ -287,6 +301,23 @@ class Shops:
             self._want_plan(shop)
         return {"accepted": len(new), "duplicates": duplicates, "events": shop.session.applied,
                 "time": shop.session.time, "plan_version": shop.plan_version}  # fmt: skip
+
+    def _update(self, shop_id: str, raw: bytes) -> dict[str, Any]:
+        shop = self._get(shop_id)
+        change = parse_request(raw, ShopUpdate).model_dump(exclude_none=True)
+        if not change:
+            raise ShopError(422, "give method, budget_ms or both")
+        config = shop.session.config.model_copy(update=change)
+        if config.budget_ms > self.settings.max_budget_ms:
+            raise ShopError(422, f"budget_ms: {config.budget_ms} is over this server's cap of"
+                                 f" {self.settings.max_budget_ms} ms a shop (sched-env serve --max-shop-budget-ms)")  # fmt: skip
+        decider = build_decider(config.method, config.objective, self.models, self.settings.models_dir)
+        _written(self.store.update_shop, shop_id, config.model_dump_json())
+        with shop.lock:
+            shop.session.config, shop.decider = config, decider
+            shop.pending.append((shop.session.applied, time.perf_counter()))
+        self._want_plan(shop)
+        return {"id": shop_id, **self._describe(shop)}
 
     def _delete(self, shop_id: str) -> None:
         if self.quarantined.pop(shop_id, None) is not None:

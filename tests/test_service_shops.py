@@ -261,3 +261,42 @@ def wait_quiet(server: Served, shop_id: str, n_events: int) -> dict:
                 return state
         time.sleep(0.05)
     raise AssertionError("the plan never caught up with the events")
+
+
+def test_a_model_registered_while_serving_is_selected_for_a_live_shop_and_kept_after_a_restart(tmp_path):
+    """`serve --models DIR`: a file copied into DIR is `policy@NAME` at once (no restart), a live shop
+    switches to it (PATCH), plans with it, and keeps it when the server starts again; a name is never
+    read as a path, and an unknown name is refused with the names that exist."""
+    import shutil
+
+    from agents.loading import shipped_path
+
+    models = tmp_path / "models"
+    models.mkdir()
+    server = Served(tmp_path / "shops.sqlite3", "--models", str(models)).start()
+    try:
+        shop_id = create(server, STREAM_SHOP)
+        url = server.url + f"/v1/shops/{shop_id}"
+        refused = httpx.patch(url, json={"method": "policy@press"}, headers=AUTH, timeout=30)
+        assert refused.status_code == 422 and "no model 'press' is registered" in refused.text
+        for name in ("../shops", "/etc/passwd"):
+            refused = httpx.patch(url, json={"method": f"policy@{name}"}, headers=AUTH, timeout=30)
+            assert refused.status_code == 422 and "this host reads none" in refused.text, refused.text
+        shutil.copy(shipped_path("dynamic", "onnx"), models / "press.onnx")  # registered while serving
+        switched = httpx.patch(url, json={"method": "policy@press", "budget_ms": 400}, headers=AUTH, timeout=30)
+        assert switched.status_code == 200 and switched.json()["method"] == "policy@press", switched.text
+        assert switched.json()["budget_ms"] == 400
+        httpx.post(url + "/events", json={"events": stream(2)}, headers=AUTH, timeout=30).raise_for_status()
+        events = len(stream(2))
+        for _ in range(100):
+            plan = httpx.get(url + "/plan?after=0&wait_ms=5000", headers=AUTH, timeout=30).json()
+            if plan["events"] == events:
+                break
+        assert plan["decider"] == "policy@press" and plan["events"] == events
+        other = create(server, STREAM_SHOP | {"method": "policy:4@press"})
+        assert httpx.get(server.url + f"/v1/shops/{other}", headers=AUTH).json()["method"] == "policy:4@press"
+        server.stop()
+        server.start()
+        assert httpx.get(url, headers=AUTH, timeout=30).json()["method"] == "policy@press"
+    finally:
+        server.stop()

@@ -20,6 +20,8 @@ def add_commands(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument("--model", help="static-shop policy file for `policy` (default: the shipped one)")
+    p.add_argument("--models", metavar="DIR", help="a folder of model files: NAME.onnx there is `policy@NAME` in requests"
+                   " and shops, read when used (copy one in while serving; no restart). Default $SCHED_ENV_MODELS")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=2, help="decider threads (default 2)")
     p.add_argument(
         "--queue", type=int, default=16, help="requests that may wait for a thread; more get 503 (default 16)"
@@ -84,6 +86,9 @@ def _settings(args: argparse.Namespace, db: Path):
 
     if args.model and not Path(args.model).is_file():
         raise UserError(f"--model {args.model}: no such file")
+    models_dir = args.models or os.environ.get("SCHED_ENV_MODELS") or None
+    if models_dir and not Path(models_dir).is_dir():
+        raise UserError(f"--models {models_dir}: no such folder")
     try:
         return Settings(
             workers=args.threads, queue=args.queue, token=os.environ.get("SCHED_ENV_TOKEN"),
@@ -94,6 +99,7 @@ def _settings(args: argparse.Namespace, db: Path):
             mqtt_username=args.mqtt_username, mqtt_password=_mqtt_password(args), mqtt_ca=_file(args.mqtt_ca, "--mqtt-ca"),
             mqtt_cert=_file(args.mqtt_cert, "--mqtt-cert"), mqtt_key=_file(args.mqtt_key, "--mqtt-key"),
             opcua=tuple(_file(path, "--opcua") for path in args.opcua),
+            models_dir=str(Path(models_dir).resolve()) if models_dir else None,
         )  # fmt: skip
     except ConfigurationError as error:
         raise UserError(str(error)) from None
