@@ -27,7 +27,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,8 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator):
     streams use the ``train`` seeds."""
     if config.shop:
         return shop_spec(config.shop).scaled(config.train_warmup, config.train_recorded)
+    if config.mix == "wide":
+        return wide_setting(rng, config.train_warmup, config.train_recorded)
     broken = rng.random() < config.breakdown_probability
     return StandardSetting(
         routing="full" if rng.random() < 0.4 else "missing",
@@ -159,6 +161,36 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator):
         warmup=config.train_warmup,
         recorded=config.train_recorded,
     )
+
+
+def wide_setting(rng: np.random.Generator, warmup: int, recorded: int) -> StandardSetting:
+    """One shop of the wide mix: 3-30 machines, both routings, utilisation 0.70-0.98, due-date
+    allowance 1.2-8 (log-uniform), no breakdowns, the standard ones, frequent-and-short or
+    rare-and-long ones, longest operation 19-199, and three streams in ten a finite episode of
+    20-300 jobs from an empty shop. Long streams are shortened on shops with many operations
+    per job, so that every stream costs about the same."""
+    machines = int(rng.integers(3, 31))
+    routing = "full" if rng.random() < 0.4 else "missing"
+    pattern = rng.choice(["none", "none", "standard", "frequent-short", "rare-long"])
+    level, repair = {
+        "none": (0.0, 0.0),
+        "standard": (float(rng.choice([0.025, 0.05])), float(rng.choice([1.0, 5.0, 10.0]))),
+        "frequent-short": (round(float(rng.uniform(0.03, 0.10)), 3), round(float(rng.uniform(0.25, 1.0)), 2)),
+        "rare-long": (round(float(rng.uniform(0.02, 0.06)), 3), round(float(rng.uniform(10.0, 25.0)), 1)),
+    }[str(pattern)]
+    shop = StandardSetting(
+        routing=routing, utilisation=round(float(rng.uniform(0.70, 0.98)), 2),
+        allowance=round(float(np.exp(rng.uniform(np.log(1.2), np.log(8.0)))), 2), breakdown_level=level,
+        repair_factor=repair, machines=machines, max_duration=int(rng.choice([19, 49, 99, 199])),
+    )  # fmt: skip
+    if rng.random() < 0.3:
+        return replace(shop, warmup=0, recorded=int(rng.integers(20, 301)), finite=True)
+    share = min(1.0, 8.0 / shop.mean_ops)
+    return shop.scaled(max(50, round(warmup * share)), max(200, round(recorded * share)))
+
+
+#: The wide mix's validation settings: drawn once from the mix itself (never a published setting).
+WIDE_VALIDATION = tuple(wide_setting(np.random.default_rng((2026, i)), 1000, 5000).name for i in range(16))
 
 
 def shop_spec(path: str):
@@ -244,11 +276,17 @@ class RunState:
         return state, EvolutionConfig(**raw)
 
 
-def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: str | None = None) -> list[tuple]:
-    """The validation streams: each validation setting ``seeds`` times, or the user's shop
-    (``shop``, a spec file) ``4 x seeds`` times, at its own length."""
+def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: str | None = None,
+                     mix: str = "standard") -> list[tuple]:  # fmt: skip
+    """The validation streams: each validation setting ``seeds`` times (a finite episode ``10 x
+    seeds`` times), or the user's shop (``shop``, a spec file) ``4 x seeds`` times, at its own length."""
     if shop:
         return [(shop_spec(shop), seed, "validation") for seed in range(4 * seeds)]
+    if mix == "wide":
+        settings = [StandardSetting.parse(name) for name in WIDE_VALIDATION]  # drawn at 1 000 + 5 000: rescaled
+        settings = [s if s.finite else s.scaled(max(1, round(s.warmup * length[0] / 1000)),
+                                                max(1, round(s.recorded * length[1] / 5000))) for s in settings]  # fmt: skip
+        return [(s.name, seed, "validation") for s in settings for seed in range(seeds * (10 if s.finite else 1))]
     names = [StandardSetting.parse(n).scaled(*length).name for n in VALIDATION_SETTINGS]
     return [(name, seed, "validation") for name in names for seed in range(seeds)]
 
@@ -260,7 +298,9 @@ def validation_score(evaluate: Evaluator, theta: np.ndarray, hidden: int, specs,
     ratios = []
     for name in dict.fromkeys(names):
         rows = [i for i, n in enumerate(names) if n == name]
-        ratios.append((wt[rows].mean() + 1e-9) / (reference[rows].mean() + 1e-9))
+        shop = setting(specs[rows[0]][0])
+        floor = 0.01 * shop.mean_ops * shop.mean_duration + 1e-9  # an episode where ATC is never late
+        ratios.append((wt[rows].mean() + floor) / (reference[rows].mean() + floor))
     return float(np.exp(np.mean(np.log(ratios))))
 
 
@@ -343,7 +383,7 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
         theta = initial_parameters(config.hidden, np.random.default_rng(config.seed), config.start)
         scales = parameter_scales(config.hidden, config.seed, config)
         state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=scales)
-    specs = validation_specs(config.validation_seeds, tuple(config.validation_length), config.shop)
+    specs = validation_specs(config.validation_seeds, tuple(config.validation_length), config.shop, config.mix)
     reference = atc_tardiness(specs)
     started = time.perf_counter()
     progress = out / "progress.csv"

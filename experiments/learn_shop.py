@@ -143,7 +143,8 @@ def compare(truth: ShopSpec, fitted: ShopSpec) -> dict:
 
 def compare_markdown(result: dict, command: str, history: dict | None) -> str:
     lines = ["# Fitting a shop with known parameters", "", f"Command: `{command}`  ",
-             f"Commit: {git_commit()}, machine: {machine_description()}.", ""]  # fmt: skip
+             f"Commit: {git_commit()}, machine: {machine_description()['cpu']} ({machine_description()['cores']} cores).",
+             ""]  # fmt: skip
     if history:
         lines += [f"History: {history['events']:,} events of {history['jobs']:,} work orders, sent to `sched-env serve`"
                   f" in batches ({history['seconds']} s), dispatched by `{history['practice']}`.", ""]  # fmt: skip

@@ -19,7 +19,9 @@ against: ``experiments/results/standard.md`` and ``experiments/holthaus_check.py
   with mean ``MTTR / BL - MTTR``, repairs exponential with mean ``MTTR``; an interrupted
   operation resumes after the repair; arrivals are not slowed for the downtime;
 * ``-mN`` machines (default 10), ``-pN`` the longest processing time (default 99, shortest
-  1), ``-wN`` warm-up jobs (1 000), ``-rN`` recorded jobs (5 000).
+  1), ``-wN`` warm-up jobs (1 000), ``-rN`` recorded jobs (5 000);
+* ``-fin``: a finite episode: no jobs arrive after the recorded ones, so the shop fills, runs
+  and drains (``missing-0.90-4-w0-r20-fin`` is a 20-job episode from an empty shop).
 
 So ``missing-0.80-3`` and ``full-0.95-4-bl5-rtf10-m20`` are settings.
 
@@ -60,9 +62,9 @@ WEIGHT_PROBABILITIES = (0.2, 0.6, 0.2)
 _NAME = re.compile(
     r"^(?P<routing>missing|full)-(?P<utilisation>\d*\.?\d+)-(?P<allowance>\d*\.?\d+)"
     r"(?:-bl(?P<level>\d*\.?\d+)-rtf(?P<repair>\d*\.?\d+))?"
-    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?$"
+    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?(?P<finite>-fin)?$"
 )
-GRAMMAR = "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED], e.g. missing-0.85-4"
+GRAMMAR = "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED][-fin], e.g. missing-0.85-4"
 
 
 class RecordedStream:
@@ -110,6 +112,11 @@ class StandardSetting(RecordedStream):
     max_duration: int = 99
     warmup: int = 1000
     recorded: int = 5000
+    finite: bool = False  # an episode: no jobs after the recorded ones, the shop drains
+
+    @property
+    def tail(self) -> int:
+        return 0 if self.finite else super().tail
 
     def __post_init__(self) -> None:
         problems = []
@@ -142,6 +149,7 @@ class StandardSetting(RecordedStream):
         for key in ("machines", "max_duration", "warmup", "recorded"):
             if key in g:
                 options[key] = int(g[key])
+        options["finite"] = "finite" in g
         return cls(**options)
 
     @property
@@ -153,7 +161,7 @@ class StandardSetting(RecordedStream):
         for key, tag in (("machines", "m"), ("max_duration", "p"), ("warmup", "w"), ("recorded", "r")):
             if getattr(self, key) != defaults[key].default:
                 name += f"-{tag}{getattr(self, key)}"
-        return name
+        return name + ("-fin" if self.finite else "")
 
     # ----------------------------------------------------------------- the stream
     @property

@@ -200,6 +200,12 @@ class ShopClient:
             if plan is None:
                 time.sleep(0.05)
 
+    def update(self, *, method: str | None = None, budget_ms: int | None = None) -> dict[str, Any]:
+        """``PATCH /v1/shops/{id}``: plan with another decider (e.g. ``policy@NAME``, a model
+        registered on the server) or budget from now on; returns the shop's settings and state."""
+        change = {k: v for k, v in (("method", method), ("budget_ms", budget_ms)) if v is not None}
+        return self.client.request("PATCH", f"/v1/shops/{self.id}", json=change)
+
     def delete(self) -> None:
         """``DELETE /v1/shops/{id}``: end the session (its log and plans go)."""
         self.client.request("DELETE", f"/v1/shops/{self.id}", retry=False)

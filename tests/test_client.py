@@ -58,6 +58,10 @@ def test_a_session_end_to_end_with_typed_errors(client):
     with pytest.raises(InvalidRequestError, match="events.0.equipment_up.equipment"):
         shop.send({"type": "equipment_up", "time": 99})
     assert shop.state()["events"] == 3
+    assert shop.update(method="policy@dynamic", budget_ms=700)["method"] == "policy@dynamic"  # a shipped model
+    with pytest.raises(InvalidRequestError, match="no models folder"):
+        shop.update(method="policy@mine")
+    assert shop.state()["method"] == "policy@dynamic" and shop.state()["budget_ms"] == 700
     shop.delete()
     with pytest.raises(NotFoundError, match="create one with POST /v1/shops"):
         shop.state()

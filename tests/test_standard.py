@@ -230,3 +230,23 @@ def test_standard_bench_command_writes_the_tables(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.cli", "bench", "--dynamic", "standard", "--settings",
                           "missing-0.9"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode != 0 and "not a standard setting name" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_wide_mix_draws_finite_episodes_and_every_kind_of_shop_and_a_short_run_resumes(tmp_path):
+    from agents.evolve import WIDE_VALIDATION, EvolutionConfig, train, wide_setting
+
+    rng = np.random.default_rng(0)
+    drawn = [wide_setting(rng, 300, 1500) for _ in range(300)]
+    assert {s.routing for s in drawn} == {"missing", "full"} and min(s.machines for s in drawn) == 3
+    assert max(s.machines for s in drawn) == 30 and 0.25 < np.mean([s.finite for s in drawn]) < 0.35
+    assert min(s.allowance for s in drawn) < 1.4 and max(s.allowance for s in drawn) > 6
+    assert any(s.repair_factor < 1 for s in drawn) and any(s.repair_factor > 10 for s in drawn)
+    finite = next(s for s in drawn if s.finite)
+    assert finite.tail == 0 and finite.scenario(1, "train").jobs.n_jobs == finite.recorded
+    assert StandardSetting.parse(finite.name) == finite and not set(WIDE_VALIDATION) & set(STANDARD_SETTINGS)
+    config = EvolutionConfig(mix="wide", pairs=1, streams=2, generations=1, validate_every=1, train_warmup=20,
+                             train_recorded=60, validation_seeds=1, validation_length=(10, 40), minutes=5)  # fmt: skip
+    train(config, tmp_path, say=lambda line: None)
+    config.generations = 2
+    train(config, tmp_path, resume=True, say=lambda line: None)
+    assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("2,")
