@@ -35,6 +35,16 @@ COLUMNS = ("setting", "seed", "purpose", "method", *METRICS, "wall_time_s", "max
 SEED_CHUNK = 5  # streams per task: one decider call runs them together
 
 
+def portfolio(name: str) -> tuple[str, ...]:
+    """The rules a setting's best rule is chosen from: on a flexible shop each crossed with the machine rules."""
+    shop = setting_of(name)
+    if getattr(shop, "alternatives", 1) > 1 or getattr(shop, "flexible", False):
+        from experiments.bench_dynamic import FLEXIBLE_MACHINE_RULES
+
+        return tuple(f"{rule}+{machine}" for rule in PORTFOLIO for machine in FLEXIBLE_MACHINE_RULES)
+    return PORTFOLIO
+
+
 def run_cell(setting_name: str, method: str, seeds: Sequence[int], purpose: str, window: int) -> list[dict[str, Any]]:
     """Rows of one method on some streams of one setting (a module-level function: pools and Ray run it)."""
     shop = setting_of(setting_name)
@@ -78,7 +88,7 @@ def run_table(settings: Sequence[str], methods: Sequence[str], seeds: int, valid
     validation: list[dict[str, Any]] = []
     try:
         with TaskPool(parallel=parallel, ray_address=ray_address) as pool:
-            validation = [r for chunk in pool.map(run_cell, cells([(n, m) for n in settings for m in PORTFOLIO],
+            validation = [r for chunk in pool.map(run_cell, cells([(n, m) for n in settings for m in portfolio(n)],
                                                                   "validation", validation_seeds), progress)
                           for r in chunk]  # fmt: skip
             best = best_rules(validation)
@@ -117,7 +127,7 @@ def best_rules(rows: Sequence[dict]) -> dict[str, str]:
     best = {}
     for setting in dict.fromkeys(r["setting"] for r in rows):
         means = {}
-        for rule in PORTFOLIO:
+        for rule in portfolio(setting):
             values = [r["weighted_tardiness_mean"] for r in rows
                       if r["setting"] == setting and r["purpose"] == "validation" and r["method"] == rule]  # fmt: skip
             if values:
@@ -324,8 +334,8 @@ def main(args) -> int:
     started = time.perf_counter()
     from experiments.benchmark import progress_bar
 
-    total = len(settings) * sum(math.ceil(n / SEED_CHUNK) * k for n, k in ((args.validation_seeds, len(PORTFOLIO)),
-                                                                            (seeds, len(methods))))  # fmt: skip
+    total = sum(math.ceil(args.validation_seeds / SEED_CHUNK) * len(portfolio(n)) + math.ceil(seeds / SEED_CHUNK)
+                * len(methods) for n in settings)  # fmt: skip
     bar = progress_bar(total, not args.quiet)
     try:
         rows = run_table(settings, methods, seeds, args.validation_seeds, parallel=args.parallel,

@@ -20,6 +20,9 @@ against: ``experiments/results/standard.md`` and ``experiments/holthaus_check.py
   operation resumes after the repair; arrivals are not slowed for the downtime;
 * ``-mN`` machines (default 10), ``-pN`` the longest processing time (default 99, shortest
   1), ``-wN`` warm-up jobs (1 000), ``-rN`` recorded jobs (5 000);
+* ``-aA-sS``: a flexible shop: each operation may also run on up to ``A - 1`` other machines
+  (how many: uniform in 0..A-1), at its duration divided by that machine's speed, speeds uniform
+  in ``1 -+ S`` per stream (``missing-0.90-4-a3-s0.2``); dispatching then picks the machine too;
 * ``-fin``: a finite episode: no jobs arrive after the recorded ones, so the shop fills, runs
   and drains (``missing-0.90-4-w0-r20-fin`` is a 20-job episode from an empty shop).
 
@@ -48,12 +51,18 @@ from typing import Any
 import numpy as np
 
 from instances import InvalidScenarioError, JobShopInstance
-from sched_env.events import BREAKDOWN, Scenario, alternating_windows
+from sched_env.events import BREAKDOWN, Scenario, _with_alternatives, alternating_windows
 
 #: The eight settings the literature reports (the issue's table): four without breakdowns, four with.
 STANDARD_SETTINGS = (
     "missing-0.85-4", "missing-0.95-4", "full-0.85-4", "full-0.95-4",
     "missing-0.90-4-bl2.5-rtf5", "missing-0.90-4-bl5-rtf5", "missing-0.90-4-bl2.5-rtf10", "missing-0.90-4-bl5-rtf10",
+)  # fmt: skip
+#: Flexible settings in the same grammar (alternatives per operation, machine speed spread), loaded
+#: enough that the alternatives' added balance still leaves tardiness; 300 + 1 500 jobs each.
+FLEXIBLE_SETTINGS = (
+    "missing-0.95-4-a2-s0.2-w300-r1500", "missing-0.98-2-a3-s0.2-w300-r1500", "full-0.97-3-a2-s0.3-w300-r1500",
+    "missing-0.95-3-bl5-rtf5-a2-s0.2-w300-r1500",
 )  # fmt: skip
 #: Seed families: a stream is drawn from SeedSequence((tag, seed)).
 PURPOSES = {"train": 0, "validation": 1, "test": 2}
@@ -62,9 +71,12 @@ WEIGHT_PROBABILITIES = (0.2, 0.6, 0.2)
 _NAME = re.compile(
     r"^(?P<routing>missing|full)-(?P<utilisation>\d*\.?\d+)-(?P<allowance>\d*\.?\d+)"
     r"(?:-bl(?P<level>\d*\.?\d+)-rtf(?P<repair>\d*\.?\d+))?"
-    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?(?P<finite>-fin)?$"
+    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-a(?P<alternatives>\d+))?(?:-s(?P<spread>\d*\.?\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?(?P<finite>-fin)?$"
 )
-GRAMMAR = "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-wWARMUP][-rRECORDED][-fin], e.g. missing-0.85-4"
+GRAMMAR = (
+    "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-aALTERNATIVES][-sSPREAD][-wWARMUP][-rRECORDED]"
+    "[-fin], e.g. missing-0.85-4"
+)
 
 
 class RecordedStream:
@@ -113,6 +125,8 @@ class StandardSetting(RecordedStream):
     warmup: int = 1000
     recorded: int = 5000
     finite: bool = False  # an episode: no jobs after the recorded ones, the shop drains
+    alternatives: int = 1  # a flexible shop: each operation may run on 1..alternatives machines
+    speed_spread: float = 0.0  # machine speeds uniform in 1 -+ this (durations elsewhere than the route's)
 
     @property
     def tail(self) -> int:
@@ -130,6 +144,8 @@ class StandardSetting(RecordedStream):
             problems.append(
                 "breakdowns need a level in (0, 50) % and a repair-time factor > 0 (bl2.5-rtf5), or neither"
             )
+        if not 1 <= self.alternatives <= self.machines or not 0 <= self.speed_spread < 1:
+            problems.append("alternatives in 1..machines and a speed spread in [0, 1)")
         if self.machines < 2 or self.max_duration < 1 or self.warmup < 0 or self.recorded < 1:
             problems.append("machines >= 2, longest processing time >= 1, warm-up >= 0 and recorded >= 1 jobs")
         if problems:
@@ -146,9 +162,11 @@ class StandardSetting(RecordedStream):
                                    "allowance": float(g["allowance"])}  # fmt: skip
         if "level" in g:
             options |= {"breakdown_level": float(g["level"]) / 100, "repair_factor": float(g["repair"])}
-        for key in ("machines", "max_duration", "warmup", "recorded"):
+        for key in ("machines", "max_duration", "alternatives", "warmup", "recorded"):
             if key in g:
                 options[key] = int(g[key])
+        if "spread" in g:
+            options["speed_spread"] = float(g["spread"])
         options["finite"] = "finite" in g
         return cls(**options)
 
@@ -158,9 +176,11 @@ class StandardSetting(RecordedStream):
         if self.breakdown_level:
             name += f"-bl{100 * self.breakdown_level:g}-rtf{self.repair_factor:g}"
         defaults = StandardSetting.__dataclass_fields__
-        for key, tag in (("machines", "m"), ("max_duration", "p"), ("warmup", "w"), ("recorded", "r")):
+        tags = (("machines", "m"), ("max_duration", "p"), ("alternatives", "a"), ("speed_spread", "s"), ("warmup", "w"),
+                ("recorded", "r"))  # fmt: skip
+        for key, tag in tags:
             if getattr(self, key) != defaults[key].default:
-                name += f"-{tag}{getattr(self, key)}"
+                name += f"-{tag}{getattr(self, key):g}"
         return name + ("-fin" if self.finite else "")
 
     # ----------------------------------------------------------------- the stream
@@ -202,9 +222,12 @@ class StandardSetting(RecordedStream):
             horizon = int(arrivals[-1] + 20 * self.mean_ops * self.mean_duration)
             for machine in range(M):
                 windows += [(machine, s, e, BREAKDOWN) for s, e in alternating_windows(rng, mtbf, mttr, horizon)]
+        realized = None
+        if self.alternatives > 1:  # drawn after everything else: the classic streams stay as they were
+            jobs, realized = _with_alternatives(jobs, rng, (1, self.alternatives), self.speed_spread, 0.0)
         return Scenario(
-            jobs, downtimes=np.array(windows, dtype=np.int64).reshape(-1, 4), interruption="resume",
-            name=jobs.name, metadata={"setting": self.name, "seed": int(seed), "purpose": purpose},
+            jobs, realized_durations=realized, downtimes=np.array(windows, dtype=np.int64).reshape(-1, 4),
+            interruption="resume", name=jobs.name, metadata={"setting": self.name, "seed": int(seed), "purpose": purpose},
         )  # fmt: skip
 
 

@@ -250,3 +250,27 @@ def test_the_wide_mix_draws_finite_episodes_and_every_kind_of_shop_and_a_short_r
     config.generations = 2
     train(config, tmp_path, resume=True, say=lambda line: None)
     assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("2,")
+
+
+def test_flexible_settings_cross_the_portfolio_with_the_machine_rules_and_keep_the_classic_streams():
+    from experiments.bench_dynamic import FLEXIBLE_MACHINE_RULES
+    from experiments.bench_standard import PORTFOLIO, best_rules, portfolio, run_table
+
+    flexible = StandardSetting.parse("missing-0.95-3-a3-s0.2-w30-r150")
+    assert flexible.name == "missing-0.95-3-a3-s0.2-w30-r150" and (flexible.alternatives, flexible.speed_spread) == (
+        3,
+        0.2,
+    )
+    scenario = flexible.scenario(0, "validation")
+    classic = StandardSetting.parse("missing-0.95-3-w30-r150").scenario(0, "validation")
+    assert scenario.is_flexible and np.array_equal(scenario.jobs.release_dates, classic.jobs.release_dates)
+    options = (scenario.realized_durations > 0).sum(axis=2)[scenario.jobs.machines >= 0]
+    assert options.min() == 1 and options.max() == 3
+    assert portfolio(flexible.name) == tuple(f"{r}+{m}" for r in PORTFOLIO for m in FLEXIBLE_MACHINE_RULES)
+    assert portfolio("missing-0.95-3") == PORTFOLIO
+    with pytest.raises(InvalidScenarioError, match="alternatives in 1..machines"):
+        StandardSetting.parse("missing-0.95-3-m4-a5")
+    rows = run_table([flexible.scaled(20, 60).name], ["policy"], seeds=1, validation_seeds=1, parallel=1)
+    flexible = flexible.scaled(20, 60)
+    assert best_rules(rows)[flexible.name] in portfolio(flexible.name)
+    assert {r["method"] for r in rows if r["purpose"] == "test"} >= {"policy"}
