@@ -127,7 +127,9 @@ def best_rules(rows: Sequence[dict]) -> dict[str, str]:
     best = {}
     for setting in dict.fromkeys(r["setting"] for r in rows):
         means = {}
-        for rule in portfolio(setting):
+        for rule in dict.fromkeys(
+            r["method"] for r in rows if r["setting"] == setting and r["purpose"] == "validation"
+        ):
             values = [r["weighted_tardiness_mean"] for r in rows
                       if r["setting"] == setting and r["purpose"] == "validation" and r["method"] == rule]  # fmt: skip
             if values:

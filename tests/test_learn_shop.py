@@ -147,7 +147,7 @@ def test_reading_a_log_names_what_is_wrong(tmp_path):
 def test_evolve_on_a_users_shop_trains_resumes_and_benchmarks(tmp_path):
     from agents.evolve import EvolutionConfig, RunState, train
     from agents.loading import load_policy
-    from experiments.bench_standard import run_cell
+    from experiments.bench_standard import PORTFOLIO, best_rules, run_cell, run_table
 
     spec_path = small_truth().save(tmp_path / "spec.json")
     config = EvolutionConfig(shop=str(spec_path), start="shipped", pairs=2, streams=2, generations=2, validate_every=1,
@@ -164,6 +164,8 @@ def test_evolve_on_a_users_shop_trains_resumes_and_benchmarks(tmp_path):
     assert [r["setting"] for r in rows] == ["shop:small-w20-r100"] * 2 and all(
         r["weighted_tardiness_mean"] >= 0 for r in rows
     )
+    table = run_table([f"shop:{spec_path}"], [f"policy@{path}"], seeds=1, validation_seeds=1, parallel=1)
+    assert best_rules(table)["shop:small-w20-r100"] in PORTFOLIO  # the bench command's table on a user's shop
     with pytest.raises(Exception, match="cannot read the shop spec"):
         EvolutionConfig(shop=str(tmp_path / "none.json")).check()
 
