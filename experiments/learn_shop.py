@@ -59,8 +59,7 @@ def history_events(spec: ShopSpec, scenario, schedule) -> list[dict]:
     jobs = scenario.jobs
     rows = []  # (time, rank, event): at one time repairs, then ends, breakdowns, releases, starts
     for j in range(jobs.n_jobs):
-        ops = [{"id": f"op{k}", "equipment": spec.equipment[int(jobs.machines[j, k])],
-                "duration": int(jobs.durations[j, k])} for k in range(int(jobs.n_ops[j]))]  # fmt: skip
+        ops = [_operation(spec, jobs.alternatives(j, k), k) for k in range(int(jobs.n_ops[j]))]
         order = {"id": f"WO{j}", "release": int(jobs.release_dates[j]), "due": int(jobs.due_dates[j]),
                  "priority": int(jobs.weights[j]), "operations": ops}  # fmt: skip
         rows.append(
@@ -77,6 +76,12 @@ def history_events(spec: ShopSpec, scenario, schedule) -> list[dict]:
             rows.append((e, 0, {"type": "equipment_up", "time": e, "equipment": spec.equipment[m]}))
     rows.sort(key=lambda row: (row[0], row[1]))
     return [{"event_id": f"e{n}", **event} for n, (_, _, event) in enumerate(rows)]
+
+
+def _operation(spec: ShopSpec, options: list[tuple[int, int]], k: int) -> dict:
+    if len(options) == 1:
+        return {"id": f"op{k}", "equipment": spec.equipment[options[0][0]], "duration": options[0][1]}
+    return {"id": f"op{k}", "alternatives": [{"equipment": spec.equipment[m], "duration": d} for m, d in options]}
 
 
 def record(db: Path, *, jobs: int = 3000, seed: int = 0, practice: str = "fifo", batch: int = 500,

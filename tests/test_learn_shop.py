@@ -197,3 +197,22 @@ def test_the_loop_runs_from_the_command_line_through_a_real_server(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "experiments.cli", "replay", "--db", str(db), "--shop", "press",
                           "--methods", "nonsense"], cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "unknown method 'nonsense'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_flexible_shops_history_replays_exactly_with_the_equipment_it_chose(tmp_path):
+    from experiments.fit_shop import fit_history
+    from experiments.replay import replay
+    from service.history import read_history
+
+    flexible = small_truth(templates=(Template((((0, 10), (1, 14)), ((1, 15),), ((2, 8), (0, 9))), 2.0),
+                                      Template((((1, 12), (2, 10)), ((0, 6),)), 1.0)))  # fmt: skip
+    db, scenario, schedule = logged_history(tmp_path, flexible, jobs=200, practice="atc+ll")
+    assert scenario.is_flexible
+    _, recorded, _ = read_history(db, "shop-1").scenario()
+    assert sorted(zip(recorded.job, recorded.op, recorded.machine)) == sorted(
+        zip(schedule.job, schedule.op, schedule.machine)
+    )
+    rows = {r["method"]: r for r in replay(db, "line-1", ["atc+ll", "atc+eet", "policy"])["rows"]}
+    assert rows["atc+ll"]["total_weighted_tardiness"] == rows["recorded"]["total_weighted_tardiness"]
+    fitted, _ = fit_history(read_history(db, "shop-1"))
+    assert fitted.flexible and {len(o) for t in fitted.templates for o in t.operations} == {1, 2}
