@@ -171,11 +171,20 @@ def summarise(rows: Sequence[dict]) -> list[dict[str, Any]]:
 
 
 def geometric_mean_ratios(summaries: Sequence[dict], method: str) -> float:
-    ratios = [s["ratio"] for s in summaries if s["method"] == method and s.get("ratio")]
+    ratios = [s["ratio"] for s in summaries if s["method"] == method and math.isfinite(s.get("ratio", math.nan))]
+    # a setting whose best rule is never late has no ratio (0 / 0): it is left out, and the table says so
     return float(np.exp(np.mean(np.log(ratios)))) if ratios else math.nan
 
 
 # ---------------------------------------------------------------------- reports
+def _ratio_cell(summary: dict | None) -> str:
+    if summary is None or "ratio" not in summary:
+        return ""
+    if not math.isfinite(summary["ratio"]):
+        return "n/a (best rule never late)"
+    return f"{summary['ratio']:.3f}"
+
+
 def _describe(method: str) -> str:
     rule = method.split("@")[0].lower()
     return f"{method} ({RULES[rule]})" if rule in RULES else method
@@ -201,7 +210,7 @@ def markdown_report(rows: Sequence[dict], command: str, wall_s: float) -> str:
     for setting in dict.fromkeys(s["setting"] for s in summaries):
         cells = {s["method"]: s for s in summaries if s["setting"] == setting}
         lines.append(f"| {setting} | {best.get(setting, '?')} | "
-                     + " | ".join(f"{cells[m]['ratio']:.3f}" if m in cells and "ratio" in cells[m] else "" for m in methods)
+                     + " | ".join(_ratio_cell(cells.get(m)) for m in methods)
                      + " |")  # fmt: skip
     lines.append(
         "| **geometric mean** | | " + " | ".join(f"{geometric_mean_ratios(summaries, m):.3f}" for m in methods) + " |"

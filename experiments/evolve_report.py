@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("runs", nargs="+", help="run folders of `sched-env evolve`")
     parser.add_argument("--command", required=True, help="the training command, as run")
+    parser.add_argument("--name", default="evolve", help="training_NAME.{md,png}, networks in NAME/ (default evolve)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    keep = out / "evolve"
+    keep = out / args.name
     keep.mkdir(parents=True, exist_ok=True)
     runs = [read_run(Path(r)) for r in args.runs]
     for run, folder in zip(runs, args.runs):
@@ -83,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {run['seed']} | {run['generations']} | {run['minutes']:.1f} min | {run['best']:.4f} | {at[0]} |"
         )
+    wide = runs[0]["config"].get("mix") == "wide"
+    streams = ("16 settings drawn once from the wide mix (`agents.evolve.WIDE_VALIDATION`: no published setting),"
+               " 2 validation seeds each, 20 for a finite episode" if wide else
+               "each of the eight standard settings and four others, 2 validation seeds each (full 1 000 + 5 000 jobs)")  # fmt: skip
     lines += ["", f"Mean over the seeds {best.mean():.4f}, spread (min .. max) {best.min():.4f} .. {best.max():.4f}.",
-              "The validation streams: each of the eight standard settings and four others, 2 validation seeds each",
-              " (full 1 000 + 5 000 jobs); the ratio is the geometric mean over those settings of the network's mean"
-              " weighted tardiness over ATC's. The networks are kept in `evolve/seedN.onnx`.", "",
-              "![validation curve](training_evolve.png)", ""]  # fmt: skip
-    (out / "training_evolve.md").write_text("\n".join(lines))
-    chart(runs, out / "training_evolve.png")
+              f"The validation streams: {streams}; the ratio is the geometric mean over those settings of the"
+              " network's mean weighted tardiness over ATC's (plus 1 % of a job's mean work, for episodes where"
+              f" ATC is never late). The networks are kept in `{args.name}/seedN.onnx`.", "",
+              f"![validation curve](training_{args.name}.png)", ""]  # fmt: skip
+    (out / f"training_{args.name}.md").write_text("\n".join(lines))
+    chart(runs, out / f"training_{args.name}.png")
     print("\n".join(lines))
     return 0
 
