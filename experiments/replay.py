@@ -46,7 +46,7 @@ def replay_recorded(scenario, recorded, window: int):
         now = env.time
         action = None
         for slot, (job, op) in enumerate(zip(env.slot_jobs().tolist(), env.next_operations().tolist())):
-            if job >= 0 and planned.get((job, op), (None, None))[1] == now:
+            if job >= 0 and planned.get((job, op), (None, now + 1))[1] <= now:  # due now (or cut, restarting)
                 machine = planned[(job, op)][0]
                 action = slot * n_machines + machine if env.pair_actions else slot
                 break

@@ -67,7 +67,7 @@ class Template:
 
 @dataclass(frozen=True)
 class ShopSpec(RecordedStream):
-    """A shop's stream generator (see the module docstring); ``to_json`` / ``load`` round-trip it."""
+    """A shop's stream generator (see the module docstring); ``save`` / ``load`` round-trip it (JSON)."""
 
     equipment: tuple[str, ...]
     mean_interarrival: float

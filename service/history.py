@@ -8,7 +8,8 @@ turns that into a :class:`~sched_env.events.Scenario` of what happened (the reco
 the recorded breakdowns, the real durations), with the recorded :class:`Schedule` beside it.
 
 Real durations: an operation that ran from ``start`` to ``end`` on equipment that was down for
-``d`` time units in between (interruptions resume) really took ``end - start - d``. Only work
+``d`` time units in between really took ``end - start - d`` in a shop whose interruptions
+resume, and ``end`` - the last repair in between in one whose interrupted work restarts. Only work
 orders that finished every operation are replayed; cancelled and unfinished ones are counted
 and left out (a due date or priority changed on the way is replayed at its last value).
 """
@@ -67,6 +68,7 @@ class ShopHistory:
     start_time: int
     end_time: int  # the last event's time
     counts: dict[str, int] = field(default_factory=dict)  # events by type
+    interruption: str = "resume"  # the shop's: an operation a breakdown cuts resumes, or restarts from scratch
 
     @property
     def n_events(self) -> int:
@@ -78,11 +80,21 @@ class ShopHistory:
                    for down, back in self.downtimes.get(equipment, []))  # fmt: skip
 
     def real_duration(self, op: RecordedOperation) -> int:
+        """How long it really ran: without the downtime in between (resume), or from its last
+        restart after a repair (restart)."""
+        if self.interruption == "restart":
+            backs = [
+                back
+                for _, back in self.downtimes.get(op.equipment, [])
+                if back is not None and op.start < back <= op.end
+            ]
+            return int(op.end - max([op.start, *backs]))
         return int(op.end - op.start - self.down_overlap(op.equipment, op.start, op.end))
 
     def scenario(self) -> tuple:
         """(the :class:`Scenario` of what happened, the recorded :class:`Schedule` in its numbering,
-        the work-order ids of its jobs), over the work orders that finished, in release order."""
+        the work-order ids of its jobs), over the work orders that finished, in release order. In a
+        restart shop an operation's row starts at its last (whole) run, as the simulator's do."""
         from sched_env.events import BREAKDOWN, MAINTENANCE, Scenario
         from sched_env.schedule import Schedule
 
@@ -101,8 +113,9 @@ class ShopHistory:
         for j, order in enumerate(done):
             for k, op in enumerate(order.operations):
                 m = index[op.equipment]
-                real[j, k, [index[e] for e, _ in op.options]] = max(1, self.real_duration(op))
-                rows.append((j, k, m, op.start, op.end))
+                took = max(1, self.real_duration(op))
+                real[j, k, [index[e] for e, _ in op.options]] = took
+                rows.append((j, k, m, op.end - took if self.interruption == "restart" else op.start, op.end))
         if not instance.is_flexible:
             real = real.max(axis=2)
         horizon = self.end_time + 1
@@ -111,7 +124,7 @@ class ShopHistory:
         windows += [(m, s, e, MAINTENANCE) for m, s, e in self.maintenance]
         windows.sort()
         scenario = Scenario(instance, realized_durations=real, downtimes=np.array(windows, dtype=np.int64).reshape(-1, 4),
-                            interruption="resume", name=f"history:{self.shop}",
+                            interruption=self.interruption, name=f"history:{self.shop}",
                             metadata={"shop": self.shop, "events": self.n_events})  # fmt: skip
         job, op, machine, start, end = (np.array(c, dtype=np.int64) for c in zip(*rows))
         recorded = Schedule(job, op, machine, start, end, instance_name=instance.name)
@@ -129,7 +142,7 @@ def read_history(db: str | Path, shop: str) -> ShopHistory:
     config = ShopCreate.model_validate_json(config_text)
     members = class_members(config.equipment)
     history = ShopHistory(shop, [e.id for e in config.equipment], [], {e.id: [] for e in config.equipment}, [],
-                          config.time, config.time, dict.fromkeys(EVENT_TYPES, 0))  # fmt: skip
+                          config.time, config.time, dict.fromkeys(EVENT_TYPES, 0), config.interruption)  # fmt: skip
     orders: dict[str, RecordedOrder] = {}
     for m, e in enumerate(config.equipment):
         history.maintenance += [(m, w.start, w.end) for w in e.maintenance]
