@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--methods", default="atc,wspt,policy")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--name", default="stream_length", help="writes NAME.md and NAME.json (default stream_length)")
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     built = {m: deciders.make(m, objective="total_weighted_tardiness") for m in methods}
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {row['jobs']} | " + " | ".join(f"{row[m]:.0f} ({row[m] / row['atc']:.3f})" if row["atc"] else
                                                        f"{row[m]:.0f}" for m in methods) + " |")  # fmt: skip
     out = Path(args.out)
-    (out / "stream_length.md").write_text("\n".join(lines) + "\n")
-    (out / "stream_length.json").write_text(json.dumps(rows, indent=1))
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(lines))
     return 0
 
