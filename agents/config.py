@@ -80,7 +80,16 @@ class TrainConfig:
     allow_wait: bool = documented(
         "dynamic: offer the wait action (keep idle machines idle until the next event)", False
     )
+    streams: str = documented(
+        "dynamic: 'generated' (the scenario fields above) or 'standard' (long streams of the standard simulation's"
+        " training mix, agents.evolve.training_setting, train seeds)", "generated",
+    )  # fmt: skip
+    stream_jobs: tuple[int, int] = documented("streams: standard: warm-up and recorded jobs per stream", (300, 1500))
     # --- the policy
+    net: str = documented(
+        "maskable algorithms: 'attention' (jobs attend to each other) or 'priority' (a linear priority per job, the"
+        " evolved dispatcher's form: init_from=dynamic starts as the shipped one; exported for the kernels)", "attention",
+    )  # fmt: skip
     embed_dim: int = documented("job embedding width", 64)
     n_layers: int = documented("attention layers over the jobs", 2)
     n_heads: int = documented("attention heads", 4)
@@ -156,6 +165,15 @@ class TrainConfig:
         self.alternatives = tuple(int(a) for a in self.alternatives)
         if len(self.alternatives) != 2 or not 1 <= self.alternatives[0] <= self.alternatives[1]:
             raise SchedEnvError(f"config alternatives={self.alternatives}: give [low, high] with 1 <= low <= high")
+        self.stream_jobs = tuple(int(n) for n in self.stream_jobs)
+        if len(self.stream_jobs) != 2 or min(self.stream_jobs) < 1:
+            raise SchedEnvError(f"config stream_jobs={self.stream_jobs}: give [warm-up, recorded], both >= 1")
+        if self.net not in ("attention", "priority") or self.streams not in ("generated", "standard"):
+            raise SchedEnvError(f"config net={self.net!r} / streams={self.streams!r}: net is attention or priority,"
+                                " streams generated or standard")  # fmt: skip
+        if self.net == "priority" and (self.shop != "dynamic" or self.allow_wait or self.alternatives[1] > 1):
+            raise SchedEnvError("config net=priority: a job priority for the classic dynamic shop (shop: dynamic, no"
+                                " allow_wait, no alternatives)")  # fmt: skip
         if self.allow_wait and self.alternatives[1] > 1:
             raise SchedEnvError("config allow_wait=true: the pair policy of a flexible shop has no wait action; drop"
                                 " one of allow_wait and alternatives")  # fmt: skip

@@ -37,6 +37,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
         raise PolicyLoadError(f"{checkpoint} holds a {type(policy).__name__}; only JobShopPolicy models export")
     net = policy.net.eval()
     meta = getattr(model, "sched_env", None) or {}
+    if hasattr(net, "theta"):  # a priority net: the evolved dispatcher's graph, which the kernels run too
+        from agents.evolve import export_onnx as export_priority
+
+        info = {"config": meta.get("config", {}), "env_options": meta.get("env_options", {}),
+                "checkpoint": checkpoint.name}  # fmt: skip
+        return export_priority(net.theta(), 0, out, info)
     n_features = net.n_features
     n_jobs = 7
     wait = space_waits(policy.observation_space)  # the wait action shows in the model's own spaces

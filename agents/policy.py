@@ -91,6 +91,40 @@ class JobShopNet(nn.Module):
         return logits, self.value(pooled).squeeze(-1)
 
 
+class PriorityNet(nn.Module):
+    """The evolved dispatcher's form as an SB3 actor-critic: each job's logit is a linear priority
+    of its features (``jobs @ w + b``, what ``agents.evolve`` runs with no hidden units), the value
+    an MLP of the pooled features of the jobs present. Exported, it is a priority network that the
+    compiled kernels run (``agents.onnx``)."""
+
+    def __init__(self, n_features: int, ff_dim: int = 64, **_: Any) -> None:
+        super().__init__()
+        self.n_features = n_features
+        self.priority = nn.Linear(n_features, 1)
+        self.value = nn.Sequential(nn.Linear(2 * n_features + 1, ff_dim), nn.Tanh(), nn.Linear(ff_dim, 1))
+
+    def forward(self, jobs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if offers_wait(jobs.shape[1], mask.shape[-1]):
+            raise ValueError("a priority network never waits: train it without allow_wait")
+        logits = self.priority(jobs).squeeze(-1)
+        logits = torch.where(mask > 0, logits, torch.full_like(logits, MASKED_LOGIT))
+        present = (jobs.abs().sum(-1, keepdim=True) > 0).float()
+        count = present.sum(1)
+        mean = (jobs * present).sum(1) / count.clamp(min=1.0)
+        top = torch.where(present > 0, jobs, torch.full_like(jobs, -BIG)).max(1).values.clamp(min=-10.0)
+        return logits, self.value(torch.cat([mean, top, count / jobs.shape[1]], -1)).squeeze(-1)
+
+    def theta(self) -> list[float]:
+        """The flat parameters of ``agents.evolve``'s priority network with no hidden units."""
+        return [*self.priority.weight.detach().double().flatten().tolist(), float(self.priority.bias.detach())]
+
+    def load_theta(self, theta) -> None:
+        """Start as the priority network ``theta`` (no hidden units): behaviour cloning, exactly."""
+        with torch.no_grad():
+            self.priority.weight.copy_(torch.as_tensor(theta[: self.n_features], dtype=torch.float32).view(1, -1))
+            self.priority.bias.fill_(float(theta[self.n_features]))
+
+
 #: A large finite stand-in for infinity in masked minima (exported graphs stay NaN-free).
 BIG = 1e4
 
@@ -215,6 +249,7 @@ class JobShopPolicy(MaskableActorCriticPolicy):
         n_layers: int = 2,
         n_heads: int = 4,
         ff_dim: int = 128,
+        net: str = "attention",
         **kwargs: Any,
     ) -> None:
         if not isinstance(observation_space, spaces.Dict) or "jobs" not in observation_space.spaces:
@@ -222,6 +257,9 @@ class JobShopPolicy(MaskableActorCriticPolicy):
                 "JobShopPolicy needs the sched_env observation {'jobs': (J, F), 'action_mask': (A,)}; got"
                 f" {observation_space}"
             )
+        if net not in ("attention", "priority"):
+            raise ValueError(f"net must be 'attention' or 'priority', got {net!r}")
+        self.net_kind = net
         self.net_args = {"embed_dim": embed_dim, "n_layers": n_layers, "n_heads": n_heads, "ff_dim": ff_dim}
         kwargs.pop("net_arch", None)
         kwargs["features_extractor_class"] = NoFeatures
@@ -239,13 +277,15 @@ class JobShopPolicy(MaskableActorCriticPolicy):
         if self.pairs:
             n_pair_features = self.observation_space["pairs"].shape[-1]
             self.net = PairShopNet(n_features, n_pair_features, **self.net_args)
+        elif self.net_kind == "priority":
+            self.net = PriorityNet(n_features, ff_dim=self.net_args["ff_dim"])
         else:
             self.net = JobShopNet(n_features, **self.net_args)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(self.net_args)
+        data.update(self.net_args, net=self.net_kind)
         data.pop("net_arch", None)
         return data
 

@@ -44,12 +44,39 @@ def problem_source(cfg: TrainConfig):
         return ShopMixGenerator(cfg.shops)
     from sched_env.events import ScenarioGenerator, ScenarioMixture
 
+    if cfg.streams == "standard":
+        return StandardStreams(*cfg.stream_jobs)
     flexible = {"alternatives": cfg.alternatives, "speed_spread": cfg.speed_spread} if cfg.alternatives[1] > 1 else {}
     base = ScenarioGenerator(
         initial_jobs=cfg.initial_jobs, arriving_jobs=cfg.arriving_jobs, mtbf=cfg.mtbf, mttr=cfg.mttr, noise=cfg.noise,
         tightness=cfg.tightness, **flexible,
     )  # fmt: skip
     return ScenarioMixture(base, cfg.machines, cfg.utilisation, cfg.breakdown_probability)
+
+
+@dataclass(frozen=True)
+class StandardStreams:
+    """``gen(rng) -> Scenario``: a stream of the standard simulation's training mix (the evolved
+    dispatcher's, ``agents.evolve.training_setting``; train seeds, never a test stream)."""
+
+    warmup: int = 300
+    recorded: int = 1500
+    max_machines: int = 15
+    max_ops: int = 15
+    flexible: bool = False
+
+    def env_sizes(self) -> dict[str, int]:
+        """The batched env's room: 320 job slots (a 15-machine shop at 0.97 stays below), every job
+        of a stream, and its downtime windows."""
+        return {"max_jobs": 320, "max_stream": self.warmup + self.recorded + max(200, self.recorded // 5),
+                "max_windows": 4000}  # fmt: skip
+
+    def __call__(self, rng: np.random.Generator):
+        from agents.config import EvolutionConfig
+        from agents.evolve import training_setting
+
+        config = EvolutionConfig(train_warmup=self.warmup, train_recorded=self.recorded)
+        return training_setting(config, rng).scenario(int(rng.integers(2**31)), "train")
 
 
 @dataclass
@@ -129,8 +156,9 @@ def make_vec_env(cfg: TrainConfig, seed: int):
         pairs = {"pair_actions": True} if cfg.shop == "flexible" else {}
         return JobShopVecEnv(cfg.n_envs, seed=seed, instance=source, reward_mode=cfg.reward_mode,
                              action_set=cfg.action_set, **pairs)  # fmt: skip
+    sizes = source.env_sizes() if isinstance(source, StandardStreams) else {}
     return DynamicJobShopVecEnv(cfg.n_envs, seed=seed, scenario=source, objective=cfg.objective,
-                                allow_wait=cfg.allow_wait)  # fmt: skip
+                                allow_wait=cfg.allow_wait, **sizes)  # fmt: skip
 
 
 def make_model(cfg: TrainConfig, env, device: str):
@@ -140,7 +168,8 @@ def make_model(cfg: TrainConfig, env, device: str):
     schedule = learning_rate_schedule(cfg)
     common = {"learning_rate": schedule, "seed": cfg.seed, "device": device, "verbose": 0, "gamma": cfg.gamma}
     if cfg.algo in ("self-labeling", "maskable-ppo"):
-        kwargs = {"embed_dim": cfg.embed_dim, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "ff_dim": cfg.ff_dim}
+        kwargs = {"embed_dim": cfg.embed_dim, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "ff_dim": cfg.ff_dim,
+                  "net": cfg.net}  # fmt: skip
         return algorithm(
             JobShopPolicy, env, policy_kwargs=kwargs, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
             n_epochs=cfg.n_epochs, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
@@ -416,7 +445,21 @@ def _sb3_callback(run: Run):
 
 
 def start_weights(model, checkpoint: str) -> None:
-    """Load a checkpoint's policy weights into a new model (same architecture), for fine-tuning."""
+    """Load a checkpoint's policy weights into a new model (same architecture), for fine-tuning; a
+    priority net also starts from a priority network (``dynamic``: the shipped one, or its ONNX file)."""
+    from agents.policy import PriorityNet
+
+    if isinstance(getattr(model.policy, "net", None), PriorityNet):
+        from agents.loading import PolicyLoadError, load_policy
+
+        try:
+            network = load_policy(checkpoint if checkpoint != "dynamic" else None, kind="dynamic").network
+        except PolicyLoadError as error:
+            raise SchedEnvError(f"config init_from={checkpoint!r}: {error}") from None
+        if network is None or network[0] != 0:
+            raise SchedEnvError(f"config init_from={checkpoint!r}: not a priority network without hidden units")
+        model.policy.net.load_theta(network[1])
+        return
     path = Path(checkpoint)
     if not path.is_file():
         raise SchedEnvError(f"config init_from={checkpoint!r}: no such checkpoint")

@@ -274,3 +274,39 @@ def test_flexible_settings_cross_the_portfolio_with_the_machine_rules_and_keep_t
     flexible = flexible.scaled(20, 60)
     assert best_rules(rows)[flexible.name] in portfolio(flexible.name)
     assert {r["method"] for r in rows if r["purpose"] == "test"} >= {"policy"}
+
+
+def test_the_sb3_recipe_trains_a_priority_net_from_the_evolved_dispatcher_and_exports_it_for_the_kernels(tmp_path):
+    """MaskablePPO through DynamicJobShop-v0's batched env on standard streams: the priority net starts
+    as the shipped evolved dispatcher, scores as agents.evolve does, trains, and exports as a priority
+    network that the kernels run through the decider door."""
+    pytest.importorskip("sb3_contrib")
+    import torch
+
+    from agents import evolve
+    from agents.config import TrainConfig
+    from agents.loading import load_policy
+    from agents.onnx import export_onnx
+    from agents.train import train
+    from experiments.bench_standard import run_cell
+
+    cfg = TrainConfig(shop="dynamic", algo="maskable-ppo", streams="standard", net="priority", init_from="dynamic",
+                      stream_jobs=(20, 60), n_envs=2, n_steps=64, batch_size=64, n_epochs=1, timesteps=256,
+                      eval_items=1, eval_every=128, checkpoint_every=256, out=str(tmp_path), threads=1, seed=3)  # fmt: skip
+    cfg.check()
+    result = train(cfg, progress=False)
+    assert result["steps"] >= 256 and (tmp_path / cfg.run_name / "eval.jsonl").exists()
+    from sb3_contrib import MaskablePPO
+
+    net = MaskablePPO.load(result["final"]).policy.net
+    obs, _ = BatchDynamicJobShopEnv(1, [StandardSetting.parse("missing-0.90-3-w10-r30").scenario(0)]).reset()
+    with torch.no_grad():
+        logits, _ = net(torch.as_tensor(obs["jobs"]), torch.as_tensor(obs["action_mask"], dtype=torch.float32))
+    allowed = obs["action_mask"][0] > 0
+    twin = evolve.score(np.array(net.theta()), 0, obs["jobs"][0].astype(np.float64))
+    np.testing.assert_allclose(logits[0].numpy()[allowed], twin[allowed], rtol=1e-4, atol=1e-4)
+    policy = load_policy(export_onnx(result["final"], tmp_path / "ppo.onnx"))
+    assert policy.network is not None and policy.network[0] == 0
+    np.testing.assert_allclose(policy.network[1], net.theta(), rtol=1e-6)
+    rows = run_cell("missing-0.90-3-w20-r60", f"policy@{tmp_path / 'ppo.onnx'}", [0], "test", 320)
+    assert rows[0]["weighted_tardiness_mean"] >= 0
