@@ -33,6 +33,9 @@ from sched_env.schedule import INTERRUPTIONS
 
 BREAKDOWN = 0
 MAINTENANCE = 1
+#: Seed families of generated streams: a stream is drawn from SeedSequence((tag, ..., seed)); the
+#: three never share a stream, for any seeds (benchmarks use ``test``; training and selection never do).
+PURPOSES = {"train": 0, "validation": 1, "test": 2}
 DOWNTIME_KINDS = {"breakdown": BREAKDOWN, "maintenance": MAINTENANCE}
 
 
@@ -40,6 +43,38 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.array(array, dtype=np.int64, copy=True)
     array.setflags(write=False)
     return array
+
+
+class RecordedStream:
+    """Run lengths of a stream setting (a dataclass with ``warmup`` and ``recorded`` fields): the
+    warm-up jobs, the recorded ones, then a tail that keeps the shop loaded while those finish."""
+
+    warmup: int
+    recorded: int
+
+    @property
+    def tail(self) -> int:
+        """Jobs generated after the recorded ones."""
+        return max(200, self.recorded // 5)
+
+    @property
+    def n_jobs(self) -> int:
+        return self.warmup + self.recorded + self.tail
+
+    @property
+    def recorded_jobs(self) -> slice:
+        return slice(self.warmup, self.warmup + self.recorded)
+
+    def scaled(self, warmup: int, recorded: int):
+        """The same shop with other run lengths (shorter streams for training)."""
+        return dataclasses.replace(self, warmup=warmup, recorded=recorded)
+
+
+def stream_rng(purpose: str, seed: int, *salt: int) -> np.random.Generator:
+    """The generator of stream ``seed`` of a purpose family (train / validation / test)."""
+    if purpose not in PURPOSES:
+        raise InvalidScenarioError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+    return np.random.default_rng(np.random.SeedSequence((PURPOSES[purpose], *salt, int(seed))))
 
 
 @dataclass(frozen=True, init=False, eq=False, repr=False)

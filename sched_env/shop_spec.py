@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from instances import InvalidScenarioError, JobShopInstance
-from sched_env.events import BREAKDOWN, Scenario, alternating_windows
-from sched_env.standard import RecordedStream, stream_rng
+from sched_env.events import BREAKDOWN, RecordedStream, Scenario, alternating_windows, stream_rng
 
 #: Points of each fitted distribution (minimum, the deciles between, maximum).
 QUANTILES = 11

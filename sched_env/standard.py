@@ -45,13 +45,21 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from instances import InvalidScenarioError, JobShopInstance
-from sched_env.events import BREAKDOWN, Scenario, _with_alternatives, alternating_windows
+from sched_env.events import (  # noqa: F401
+    BREAKDOWN,
+    PURPOSES,
+    RecordedStream,
+    Scenario,
+    _with_alternatives,
+    alternating_windows,  # fmt: skip
+    stream_rng,
+)
 
 #: The eight settings the literature reports (the issue's table): four without breakdowns, four with.
 STANDARD_SETTINGS = (
@@ -64,8 +72,6 @@ FLEXIBLE_SETTINGS = (
     "missing-0.95-4-a2-s0.2-w300-r1500", "missing-0.98-2-a3-s0.2-w300-r1500", "full-0.97-3-a2-s0.3-w300-r1500",
     "missing-0.95-3-bl5-rtf5-a2-s0.2-w300-r1500",
 )  # fmt: skip
-#: Seed families: a stream is drawn from SeedSequence((tag, seed)).
-PURPOSES = {"train": 0, "validation": 1, "test": 2}
 WEIGHTS = (4, 2, 1)
 WEIGHT_PROBABILITIES = (0.2, 0.6, 0.2)
 _NAME = re.compile(
@@ -77,38 +83,6 @@ GRAMMAR = (
     "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-aALTERNATIVES][-sSPREAD][-wWARMUP][-rRECORDED]"
     "[-fin], e.g. missing-0.85-4"
 )
-
-
-class RecordedStream:
-    """Run lengths of a stream setting (a dataclass with ``warmup`` and ``recorded`` fields): the
-    warm-up jobs, the recorded ones, then a tail that keeps the shop loaded while those finish."""
-
-    warmup: int
-    recorded: int
-
-    @property
-    def tail(self) -> int:
-        """Jobs generated after the recorded ones."""
-        return max(200, self.recorded // 5)
-
-    @property
-    def n_jobs(self) -> int:
-        return self.warmup + self.recorded + self.tail
-
-    @property
-    def recorded_jobs(self) -> slice:
-        return slice(self.warmup, self.warmup + self.recorded)
-
-    def scaled(self, warmup: int, recorded: int):
-        """The same shop with other run lengths (shorter streams for training)."""
-        return replace(self, warmup=warmup, recorded=recorded)
-
-
-def stream_rng(purpose: str, seed: int, *salt: int) -> np.random.Generator:
-    """The generator of stream ``seed`` of a purpose family (train / validation / test)."""
-    if purpose not in PURPOSES:
-        raise InvalidScenarioError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
-    return np.random.default_rng(np.random.SeedSequence((PURPOSES[purpose], *salt, int(seed))))
 
 
 @dataclass(frozen=True)
