@@ -310,7 +310,7 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
     specs = []
     for _ in range(config.streams):
         s = training_setting(config, rng)
-        specs.append((s if config.shop else s.name, int(rng.integers(2**31)), "train"))
+        specs.append((s, int(rng.integers(2**31)), "train"))
     reference = atc_tardiness(specs)
     shops = [setting(name) for name, _, _ in specs]
     floor = np.array([0.01 * shop.mean_ops * shop.mean_duration for shop in shops])

@@ -37,8 +37,7 @@ SEED_CHUNK = 5  # streams per task: one decider call runs them together
 
 def portfolio(name: str) -> tuple[str, ...]:
     """The rules a setting's best rule is chosen from: on a flexible shop each crossed with the machine rules."""
-    shop = setting_of(name)
-    if getattr(shop, "alternatives", 1) > 1 or getattr(shop, "flexible", False):
+    if setting_of(name).flexible:
         from experiments.bench_dynamic import FLEXIBLE_MACHINE_RULES
 
         return tuple(f"{rule}+{machine}" for rule in PORTFOLIO for machine in FLEXIBLE_MACHINE_RULES)

@@ -86,15 +86,18 @@ def _operation(spec: ShopSpec, options: list[tuple[int, int]], k: int) -> dict:
 
 def record(db: Path, *, jobs: int = 3000, seed: int = 0, practice: str = "fifo", batch: int = 500,
            label: str = "press-shop") -> dict:  # fmt: skip
-    """Run the true shop for ``jobs`` orders dispatched by ``practice`` and log every event through a
-    ``sched-env serve --db db`` on localhost. Returns what was sent."""
+    """Run the true shop for ``jobs`` orders (at least 201: a stream ends with 200 or more) dispatched
+    by ``practice`` and log every event through a ``sched-env serve --db db`` on localhost. Returns
+    what was sent."""
     import httpx
 
     from baselines import deciders
     from experiments.load_service import free_port, start_server
 
     spec = true_shop()
-    recorded = max(1, jobs - max(50, jobs // 6))
+    recorded = next(
+        (r for r in range(jobs, 0, -1) if spec.scaled(0, r).n_jobs <= jobs), 1
+    )  # jobs in all (the tail too)
     scenario = spec.scaled(0, recorded).scenario(seed, "train")  # a history, never a test stream
     result = deciders.dispatch_online(deciders.make(practice), [scenario], window=scenario.jobs.n_jobs)[0]
     events = history_events(spec, scenario, result.schedule)

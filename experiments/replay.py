@@ -20,10 +20,16 @@ import numpy as np
 from instances import SchedEnvError
 
 
+def completions(jobs, schedule) -> np.ndarray:
+    """When each job's last operation ended."""
+    completion = np.zeros(jobs.n_jobs, dtype=np.int64)
+    np.maximum.at(completion, schedule.job, schedule.end)
+    return completion
+
+
 def max_in_shop(scenario, schedule) -> int:
     """The most work orders that were in the shop (released, unfinished) at once."""
-    completion = np.zeros(scenario.jobs.n_jobs, dtype=np.int64)
-    np.maximum.at(completion, schedule.job, schedule.end)
+    completion = completions(scenario.jobs, schedule)
     times = np.concatenate([scenario.jobs.release_dates, completion])
     steps = np.concatenate([np.ones(scenario.jobs.n_jobs), -np.ones(scenario.jobs.n_jobs)])
     order = np.lexsort((steps, times))  # a completion before a release at the same time
@@ -74,9 +80,7 @@ def metrics(scenario, schedule) -> dict[str, float]:
 
     jobs = scenario.jobs
     values = objectives(jobs, schedule)
-    completion = np.zeros(jobs.n_jobs, dtype=np.int64)
-    np.maximum.at(completion, schedule.job, schedule.end)
-    late = completion > jobs.due_dates
+    late = completions(jobs, schedule) > jobs.due_dates
     return {
         "total_weighted_tardiness": values["total_weighted_tardiness"],
         "weighted_tardiness_mean": round(values["total_weighted_tardiness"] / jobs.n_jobs, 2),

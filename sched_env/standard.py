@@ -159,6 +159,10 @@ class StandardSetting(RecordedStream):
 
     # ----------------------------------------------------------------- the stream
     @property
+    def flexible(self) -> bool:
+        return self.alternatives > 1
+
+    @property
     def mean_ops(self) -> float:
         return (2 + self.machines) / 2 if self.routing == "missing" else float(self.machines)
 

@@ -120,7 +120,8 @@ class ShopHistory:
             real = real.max(axis=2)
         horizon = self.end_time + 1
         windows = [(index[e], down, horizon if back is None else back, BREAKDOWN)
-                   for e, spans in self.downtimes.items() for down, back in spans if (back or horizon) > down]  # fmt: skip
+                   for e, spans in self.downtimes.items() for down, back in spans]  # fmt: skip
+        windows = [w for w in windows if w[2] > w[1]]
         windows += [(m, s, e, MAINTENANCE) for m, s, e in self.maintenance]
         windows.sort()
         scenario = Scenario(instance, realized_durations=real, downtimes=np.array(windows, dtype=np.int64).reshape(-1, 4),

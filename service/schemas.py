@@ -810,7 +810,7 @@ def _registered_policy(parsed, objective: str, models: dict[str, Any], models_di
     """``policy[:K]@NAME``: the shipped model NAME, or ``NAME.onnx`` in the server's models folder."""
     from pathlib import Path
 
-    from agents.loading import MODEL_NAME, SHIPPED, ModelFolder
+    from agents.loading import MODEL_NAME, SHIPPED, ModelFolder, load_policy
     from baselines import deciders
 
     name = parsed.qualifier
@@ -819,8 +819,10 @@ def _registered_policy(parsed, objective: str, models: dict[str, Any], models_di
                                     " '@NAME' names a model registered on the server (letters, digits, '_', '-')")  # fmt: skip
     if name in models:
         loaded = models[name]
-    elif name in SHIPPED or models_dir is not None:
-        loaded = ModelFolder(Path(models_dir or ".")).load(name)
+    elif name in SHIPPED:
+        loaded = load_policy(kind=name)
+    elif models_dir is not None:
+        loaded = ModelFolder(Path(models_dir)).load(name)
     else:
         raise deciders.DeciderError(f"{parsed.text!r}: this server has no models folder, so '@{name}' names nothing;"
                                     f" use a shipped model ({', '.join(SHIPPED)}) or start it with --models DIR")  # fmt: skip
