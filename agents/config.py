@@ -7,6 +7,7 @@ implies. No torch and no numba here: the CLI builds its parser from these withou
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -315,6 +316,9 @@ class EvolutionConfig:
                                   " mix; validation on its own validation streams", None, option=True)  # fmt: skip
     start: str = documented("where the network starts: 'atc' (ATC exactly) or 'shipped' (the shipped dispatcher)",
                             "atc", option=True)  # fmt: skip
+    context: bool = documented("gate every per-job weight by the shop's context (jobs and work per machine, share"
+                               " late, mean critical ratio, share down, machines): one priority for a light shop"
+                               " and another for a loaded one", True, option=True)  # fmt: skip
 
     def check(self) -> None:
         if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:
@@ -347,7 +351,10 @@ def add_config_options(parser, cls: type) -> None:
     """An option ``--field-name`` for every field of ``cls`` documented with ``option=True``, typed by
     its default, its help the field's (default None: the config's own default applies)."""
     for spec in dataclasses.fields(cls):
-        if spec.metadata.get("option"):
+        if spec.metadata.get("option") and isinstance(spec.default, bool):  # --name / --no-name
+            parser.add_argument(f"--{spec.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+                                default=None, help=f"{spec.metadata['help']} (default {spec.default})")  # fmt: skip
+        elif spec.metadata.get("option"):
             kind = type(spec.default) if isinstance(spec.default, (int, float, str)) else str
             parser.add_argument(f"--{spec.name.replace('_', '-')}", type=kind, default=None,
                                 help=f"{spec.metadata['help']} (default {_shown(spec.default)})")  # fmt: skip

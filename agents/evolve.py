@@ -39,21 +39,27 @@ from sched_env import compiled as K
 from sched_env.standard import STANDARD_SETTINGS, StandardSetting, run_streams, setting, weighted_tardiness_mean
 
 F = K.N_DYNAMIC_FEATURES
+FJ, C = K.N_DYNAMIC_JOB_FEATURES, K.N_DYNAMIC_CONTEXT
 #: Shops the validation score reads: the standard settings and four it never trains on exactly.
 VALIDATION_SETTINGS = STANDARD_SETTINGS + ("missing-0.80-2", "full-0.90-3-bl5-rtf1", "missing-0.95-6-m5",
                                            "missing-0.90-2.5-m15-r2000")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- the network
-def n_parameters(hidden: int) -> int:
-    return int(K.priority_parameters(hidden))
+def n_parameters(hidden: int, context: bool = False) -> int:
+    """The flat size of a network with ``hidden`` units, with or without the context gates."""
+    return K.priority_network_sizes(hidden)[int(context)]
 
 
-def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc") -> np.ndarray:
+def has_gates(theta: np.ndarray, hidden: int) -> bool:
+    return len(theta) == n_parameters(hidden, True)
+
+
+def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc", context: bool = False) -> np.ndarray:
     """Where a run starts: ``atc`` is ATC exactly (skip weight 1 on ``atc_priority``); ``shipped`` is
-    the shipped dispatcher's linear priority (``agents/models/dynamic.onnx``). Hidden weights are
-    random, their output 0, so the network starts as that priority."""
-    theta = np.zeros(n_parameters(hidden))
+    the shipped dispatcher's priority (``agents/models/dynamic.onnx``). Hidden weights are random,
+    their output 0, and the context gates 0, so the network starts as that priority."""
+    theta = np.zeros(n_parameters(hidden, context))
     theta[: F * hidden] = rng.normal(0.0, 1.0 / math.sqrt(F), F * hidden)
     skip = F * hidden + 2 * hidden
     if start == "atc":
@@ -64,25 +70,35 @@ def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc"
         shipped_hidden, parameters = load_policy(kind="dynamic").network
         shipped = unpack(np.asarray(parameters, dtype=np.float64), shipped_hidden)
         theta[skip : skip + F], theta[skip + F] = shipped["skip"], shipped["bias"][0]
+        if context and "gates" in shipped:
+            theta[n_parameters(hidden) :] = shipped["gates"].ravel()
     else:
         raise SchedEnvError(f"start must be 'atc' or 'shipped', got {start!r}")
     return theta
 
 
 def unpack(theta: np.ndarray, hidden: int) -> dict[str, np.ndarray]:
-    """The weight matrices of a flat parameter vector (the kernels' layout)."""
+    """The weight matrices of a flat parameter vector (the kernels' layout); ``gates`` (FJ x C)
+    only in a network with context gates."""
     H = hidden
-    return {
+    base = n_parameters(H)
+    weights = {
         "W1": theta[: F * H].reshape(F, H), "b1": theta[F * H : F * H + H], "w2": theta[F * H + H : F * H + 2 * H],
-        "skip": theta[F * H + 2 * H : F * H + 2 * H + F], "bias": theta[F * H + 2 * H + F :],
+        "skip": theta[F * H + 2 * H : F * H + 2 * H + F], "bias": theta[F * H + 2 * H + F : base],
     }  # fmt: skip
+    if has_gates(theta, H):
+        weights["gates"] = theta[base:].reshape(FJ, C)
+    return weights
 
 
 def score(theta: np.ndarray, hidden: int, jobs: np.ndarray) -> np.ndarray:
     """Scores (..., J) of feature rows (..., J, F): the network in numpy (the kernels' twin)."""
     w = unpack(theta, hidden)
     soft = jobs / (1.0 + np.abs(jobs))
-    return jobs @ w["skip"] + np.tanh(soft @ w["W1"] + w["b1"]) @ w["w2"] + w["bias"][0]
+    out = jobs @ w["skip"] + np.tanh(soft @ w["W1"] + w["b1"]) @ w["w2"] + w["bias"][0]
+    if "gates" in w:  # each per-job weight moved by the context columns
+        out = out + ((jobs[..., FJ:] @ w["gates"].T) * jobs[..., :FJ]).sum(-1)
+    return out
 
 
 def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str, Any]) -> Path:
@@ -95,27 +111,41 @@ def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str,
 
     w = {k: v.astype(np.float32) for k, v in unpack(np.asarray(theta, dtype=np.float64), hidden).items()}
     inits = [
-        numpy_helper.from_array(w["W1"], "W1"), numpy_helper.from_array(w["b1"], "b1"),
-        numpy_helper.from_array(w["w2"].reshape(hidden, 1), "w2"),
         numpy_helper.from_array(w["skip"].reshape(F, 1), "skip"), numpy_helper.from_array(w["bias"], "bias"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
         numpy_helper.from_array(np.array(MASKED_LOGIT, dtype=np.float32), "masked"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
     ]  # fmt: skip
     nodes = [helper.make_node("MatMul", ["jobs", "skip"], ["from_skip"])]
+    summed = "from_skip"
     if hidden:
+        inits += [numpy_helper.from_array(w["W1"], "W1"), numpy_helper.from_array(w["b1"], "b1"),
+                  numpy_helper.from_array(w["w2"].reshape(hidden, 1), "w2")]  # fmt: skip
         nodes += [
             helper.make_node("Softsign", ["jobs"], ["soft"]),
             helper.make_node("MatMul", ["soft", "W1"], ["hidden_in"]),
             helper.make_node("Add", ["hidden_in", "b1"], ["hidden_pre"]),
             helper.make_node("Tanh", ["hidden_pre"], ["hidden"]),
             helper.make_node("MatMul", ["hidden", "w2"], ["from_hidden"]),
-            helper.make_node("Add", ["from_hidden", "from_skip"], ["summed"]),
+            helper.make_node("Add", ["from_hidden", summed], ["with_hidden"]),
         ]
-    else:  # a linear priority: no hidden layer in the graph
-        inits = inits[3:]
+        summed = "with_hidden"
+    if "gates" in w:  # (context columns @ gates^T) * job columns, summed: the per-job weights' shift
+        inits += [numpy_helper.from_array(np.ascontiguousarray(w["gates"].T), "gates_t"),
+                  numpy_helper.from_array(np.array([0], dtype=np.int64), "start"),
+                  numpy_helper.from_array(np.array([FJ], dtype=np.int64), "split"),
+                  numpy_helper.from_array(np.array([F], dtype=np.int64), "end")]  # fmt: skip
+        nodes += [
+            helper.make_node("Slice", ["jobs", "start", "split", "last_axis"], ["job_columns"]),
+            helper.make_node("Slice", ["jobs", "split", "end", "last_axis"], ["context_columns"]),
+            helper.make_node("MatMul", ["context_columns", "gates_t"], ["gate_shift"]),
+            helper.make_node("Mul", ["gate_shift", "job_columns"], ["gated_terms"]),
+            helper.make_node("ReduceSum", ["gated_terms", "last_axis"], ["from_gates"], keepdims=1),
+            helper.make_node("Add", ["from_gates", summed], ["with_gates"]),
+        ]
+        summed = "with_gates"
     nodes += [
-        helper.make_node("Add", ["summed" if hidden else "from_skip", "bias"], ["scored"]),
+        helper.make_node("Add", [summed, "bias"], ["scored"]),
         helper.make_node("Squeeze", ["scored", "last_axis"], ["scores"]),
         helper.make_node("Greater", ["mask", "zero"], ["allowed"]),
         helper.make_node("Where", ["allowed", "scores", "masked"], ["logits"]),
@@ -271,9 +301,14 @@ class RunState:
         data = np.load(path)
         raw = json.loads(str(data["config"]))
         raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "extra"}  # older runs: unread
+        raw.setdefault("context", False)  # runs from before the context gates had none
         state = cls(data["theta"], data["m"], data["v"], int(data["generation"]), float(data["minutes"]),
                     data["best_theta"], float(data["best_score"]), data["scales"])  # fmt: skip
-        return state, EvolutionConfig(**raw)
+        config = EvolutionConfig(**raw)
+        if len(state.theta) != n_parameters(config.hidden, config.context):
+            raise SchedEnvError(f"{path} holds a network of {len(state.theta)} parameters, made for an older observation"
+                                f" than today's {F} columns: start a new run (sched-env evolve --out DIR)")  # fmt: skip
+        return state, config
 
 
 def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: str | None = None,
@@ -347,11 +382,17 @@ def parameter_scales(hidden: int, seed: int = 0, config: EvolutionConfig | None 
         rows.append(obs["jobs"][obs["action_mask"] > 0])
         obs, _, done, _, _ = batch.step(batch.rule_choices(K.RULE.atc))
         finished |= done
-    spread = np.concatenate(rows).std(axis=0)
-    scales = np.ones(n_parameters(hidden))
+    observed = np.concatenate(rows)
+    spread = observed.std(axis=0)
+    spread[FJ:] = 0.0  # the context columns are the same for every job of a decision: alone they choose nothing
+    scales = np.ones(n_parameters(hidden, config.context))
     skip = F * hidden + 2 * hidden
     scales[skip : skip + F] = np.where(spread > 1e-3, 1.0 / np.maximum(spread, 0.05), 0.0)
     scales[skip + F] = 0.0
+    if config.context:  # a gate weighs the product of a job column and a context column
+        terms = (observed[:, :FJ, None] * observed[:, None, FJ:]).std(axis=0)
+        usable = (spread[:FJ, None] > 1e-3) & (terms > 1e-3)
+        scales[n_parameters(hidden) :] = np.where(usable, 1.0 / np.maximum(terms, 0.05), 0.0).ravel()
     return scales
 
 
@@ -380,7 +421,7 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
         out.mkdir(parents=True, exist_ok=True)
         if config.shop:  # the run keeps its own copy of the spec it trains on
             config.shop = str(shop_spec(config.shop).save(out / "shop.json").resolve())
-        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed), config.start)
+        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed), config.start, config.context)
         scales = parameter_scales(config.hidden, config.seed, config)
         state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=scales)
     specs = validation_specs(config.validation_seeds, tuple(config.validation_length), config.shop, config.mix)

@@ -29,7 +29,8 @@ from sched_env import compiled as K
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped models: kind -> file stem in ``agents/models``.
 SHIPPED = {"static": "static", "dynamic": "dynamic", "flexible": "flexible", "dynamic-flexible": "dynamic_flexible"}
-KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic"}
+#: A dynamic-shop model trained before the context columns reads the first N_DYNAMIC_JOB_FEATURES.
+KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic", K.N_DYNAMIC_JOB_FEATURES: "dynamic"}
 
 #: ``score(jobs, mask)``, or ``score(jobs, mask, pairs)`` for a pair policy.
 Scorer = Callable[..., np.ndarray]
@@ -123,6 +124,31 @@ class ModelFolder:
                               f" {name}.onnx into the server's models folder to register one)")  # fmt: skip
 
 
+def read_columns(n_features: int) -> Callable[[np.ndarray], np.ndarray]:
+    """What a model over ``n_features`` columns reads of an observation: all of it, or, for a
+    dynamic-shop model trained before the context columns, the per-job columns that lead it."""
+    if n_features == K.N_DYNAMIC_JOB_FEATURES:
+        return lambda jobs: jobs[..., :n_features] if jobs.shape[-1] == K.N_DYNAMIC_FEATURES else jobs
+    return lambda jobs: jobs
+
+
+def current_network(hidden: int, parameters: np.ndarray, n_features: int) -> np.ndarray:
+    """A priority network's flat parameters in today's layout: one made before the context
+    columns (``n_features`` = the per-job columns) gets zero weights on them, so it scores alike."""
+    if n_features == K.N_DYNAMIC_FEATURES:
+        return parameters
+    old, new, H = n_features, K.N_DYNAMIC_FEATURES, hidden
+    if parameters.shape[0] != old * H + 2 * H + old + 1:
+        raise PolicyLoadError(f"a priority network over {old} features with {H} hidden units has"
+                              f" {old * H + 2 * H + old + 1} parameters, not {parameters.shape[0]}")  # fmt: skip
+    padded = np.zeros(int(K.priority_parameters(H)))
+    padded[: old * H] = parameters[: old * H]  # W1's rows: the new columns' rows stay 0
+    padded[new * H : new * H + 2 * H] = parameters[old * H : old * H + 2 * H]  # b1, w2
+    padded[new * H + 2 * H : new * H + 2 * H + old] = parameters[old * H + 2 * H : old * H + 2 * H + old]  # skip
+    padded[-1] = parameters[-1]  # bias
+    return padded
+
+
 def _has_onnxruntime() -> bool:
     try:
         import onnxruntime  # noqa: F401
@@ -175,7 +201,10 @@ def _load_zip(path: Path) -> LoadedPolicy:
     meta = getattr(model, "sched_env", None) or {}
     n_features = int(policy.observation_space["jobs"].shape[-1])
 
+    columns = read_columns(n_features)
+
     def score(jobs: np.ndarray, mask: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
+        jobs = columns(jobs)
         with torch.inference_mode():
             extra = () if pairs is None else (torch.as_tensor(pairs),)
             return policy.scores(torch.as_tensor(jobs), torch.as_tensor(mask, dtype=torch.float32), *extra).numpy()
@@ -206,9 +235,13 @@ def _load_onnx(path: Path) -> LoadedPolicy:
     info = json.loads(meta["sched_env"])
     n_features = int(info["n_features"])
     pairs = bool(info.get("pairs", False))
+    columns = read_columns(n_features)
 
     def score(jobs: np.ndarray, mask: np.ndarray, pair_features: np.ndarray | None = None) -> np.ndarray:
-        feeds = {"jobs": np.ascontiguousarray(jobs, dtype=np.float32), "mask": np.asarray(mask, dtype=np.float32)}
+        feeds = {
+            "jobs": np.ascontiguousarray(columns(jobs), dtype=np.float32),
+            "mask": np.asarray(mask, dtype=np.float32),
+        }
         if pairs:
             if pair_features is None:
                 raise PolicyLoadError(f"{path.name} scores (job, machine) pairs: it needs the observation's 'pairs'")
@@ -218,7 +251,8 @@ def _load_onnx(path: Path) -> LoadedPolicy:
     network = None
     if "priority_network" in info:
         spec = info["priority_network"]
-        network = (int(spec["hidden"]), np.asarray(spec["parameters"], dtype=np.float64))
+        hidden = int(spec["hidden"])
+        network = (hidden, current_network(hidden, np.asarray(spec["parameters"], dtype=np.float64), n_features))
     return LoadedPolicy(
         path.stem, path, _kind(n_features, path, pairs), "onnx", n_features, file_sha256(path), info.get("config", {}),
         info.get("env_options", {}), score, network, pairs,

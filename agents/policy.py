@@ -7,7 +7,7 @@ trained on 10x10 shops scores a 100x20 shop, and padded rows (all-zero features:
 instance does not have, free slots of the dynamic shop) are kept out of the attention and the
 pooling, so they never change a score.
 
-It works on ``JobShop-v0`` (10 features) and ``DynamicJobShop-v0`` (21 features, and with
+It works on ``JobShop-v0`` (10 features) and ``DynamicJobShop-v0`` (27 features, and with
 ``allow_wait`` one more action: wait, scored from the pooled context). Saved and loaded by
 SB3's own ``save``/``load``::
 

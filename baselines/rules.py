@@ -234,9 +234,10 @@ def dispatch_dynamic_network(
     ``priority_score``: flat ``parameters``, ``hidden`` units) choosing at every epoch, inside
     one compiled call: the learned dispatcher at the speed of a rule. As :func:`dispatch_dynamic_many`."""
     parameters = np.asarray(parameters, dtype=np.float64)
-    if parameters.shape != (int(K.priority_parameters(hidden)),):
-        raise ValueError(f"a priority network with {hidden} hidden units has {K.priority_parameters(hidden)}"
-                         f" parameters, got an array of shape {parameters.shape}")  # fmt: skip
+    sizes = K.priority_network_sizes(hidden)
+    if parameters.ndim != 1 or parameters.shape[0] not in sizes:
+        raise ValueError(f"a priority network with {hidden} hidden units has {sizes[0]} parameters ({sizes[1]} with"
+                         f" context gates), got an array of shape {parameters.shape}")  # fmt: skip
 
     def run(insts, states, interruptions, objective_id, masks, dims):
         params = np.repeat(parameters[None, :], len(scenarios), axis=0)

@@ -255,6 +255,22 @@ DYNAMIC_FEATURE_NAMES = (
     "wspt_priority",
     "positive_slack",
 )
+#: The shop's context, the same in every job's row (appended to ``DYNAMIC_FEATURE_NAMES``): how
+#: full the shop is, how late its jobs run, how much is down, its size. A priority network reads
+#: them as gates on its per-job weights (``priority_score``): a loaded shop and a light one, tight
+#: due dates and loose ones, can be dispatched by different priorities.
+DYNAMIC_CONTEXT_NAMES = (
+    "shop_jobs_per_machine",
+    "shop_backlog_per_machine",
+    "shop_late_share",
+    "shop_critical_ratio",
+    "shop_down_share",
+    "shop_machines",
+)
+#: Models trained before the context columns read the first ``N_DYNAMIC_JOB_FEATURES`` only.
+N_DYNAMIC_JOB_FEATURES = len(DYNAMIC_FEATURE_NAMES)
+N_DYNAMIC_CONTEXT = len(DYNAMIC_CONTEXT_NAMES)
+DYNAMIC_FEATURE_NAMES = DYNAMIC_FEATURE_NAMES + DYNAMIC_CONTEXT_NAMES
 F = index_table("FeatureColumns", FEATURE_NAMES)
 DF = index_table("DynamicFeatureColumns", DYNAMIC_FEATURE_NAMES)
 N_FEATURES = len(FEATURE_NAMES)
@@ -1356,10 +1372,11 @@ def dynamic_reward(inst, state, objective, J, M, O, S):
 
 
 @_kernel
-def dynamic_job_features(inst, state, j, allowed, mean_p, max_weight, load, queue_work, queue_count, features, row,
-                         J, M, O, D, S):  # fmt: skip
+def dynamic_job_features(inst, state, j, allowed, mean_p, max_weight, load, queue_work, queue_count, context,
+                         features, row, J, M, O, D, S):  # fmt: skip
     """Write slot ``j``'s features into ``features[row]`` (see :func:`dynamic_observe`); ``allowed``
-    is its mask entry, ``load``, ``queue_work``, ``queue_count`` the machines' planned load and queues now."""
+    is its mask entry, ``load``, ``queue_work``, ``queue_count`` the machines' planned load and queues
+    now, ``context`` the shop's context columns."""
     I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     now = state[T.now]
@@ -1397,12 +1414,15 @@ def dynamic_job_features(inst, state, j, allowed, mean_p, max_weight, load, queu
         max(inst[I.job_weight + j], 1) * mean_p / max(state[T.job_duration + j], 1)
     )
     features[row, DF.positive_slack] = min(max(0, slack) / mean_p, FEATURE_LIMIT)  # ATC_k = wspt - this / k
+    for c in range(N_DYNAMIC_CONTEXT):
+        features[row, N_DYNAMIC_JOB_FEATURES + c] = context[c]
 
 
 @_kernel
-def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S):
-    """The machines' planned load (work left of the jobs in slots) and queues now; returns
-    (mean next duration of the allowed jobs, largest weight in the slots)."""
+def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, context, J, M, O, D, S):
+    """The machines' planned load (work left of the jobs in slots) and queues now, and the shop's
+    context (``DYNAMIC_CONTEXT_NAMES``) into ``context``; returns (mean next duration of the
+    allowed jobs, largest weight in the slots)."""
     I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     load[:] = 0
@@ -1410,6 +1430,7 @@ def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, 
     queue_count[:] = 0
     max_weight = 1
     now = state[T.now]
+    jobs, late, ratios, work = 0, 0, 0.0, 0
     for a in range(state[T.n_active]):
         j = state[T.active + a]
         machine = state[T.job_machine + j]
@@ -1420,6 +1441,22 @@ def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, 
             if queue_of(state, j, now, J, M, O):
                 queue_work[machine] += state[T.job_duration + j]
                 queue_count[machine] += 1
+            left = state[T.job_remaining + j]
+            jobs += 1
+            work += left
+            late += inst[I.job_due + j] - now - left < 0
+            ratio = (inst[I.job_due + j] - now) / max(left, 1)
+            ratios += max(min(ratio, CRITICAL_RATIO_LIMIT), -CRITICAL_RATIO_LIMIT)
+    machines = inst[I.n_machines]
+    down = 0
+    for m in range(machines):
+        down += window_at(inst, state, m, J, M, O, D, S) != NONE
+    context[0] = min(jobs / machines, FEATURE_LIMIT)
+    context[1] = min(work / machines / inst[I.time_scale], FEATURE_LIMIT)
+    context[2] = late / max(jobs, 1)
+    context[3] = ratios / max(jobs, 1)
+    context[4] = down / machines
+    context[5] = machines / 10.0
     return allowed_mean_duration(state, mask, J, M, O), max_weight
 
 
@@ -1433,14 +1470,16 @@ def dynamic_observe(inst, state, mask, features, J, M, O, D, S):
     load = np.empty(M, dtype=np.int64)
     queue_work = np.empty(M, dtype=np.int64)
     queue_count = np.empty(M, dtype=np.int64)
-    mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S)
+    context = np.empty(N_DYNAMIC_CONTEXT)
+    mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, context,
+                                             J, M, O, D, S)  # fmt: skip
     for j in range(J):
         if state[T.job_machine + j] == NONE:
             for c in range(N_DYNAMIC_FEATURES):
                 features[j, c] = 0.0
         else:
-            dynamic_job_features(inst, state, j, mask[j], mean_p, max_weight, load, queue_work, queue_count, features,
-                                 j, J, M, O, D, S)  # fmt: skip
+            dynamic_job_features(inst, state, j, mask[j], mean_p, max_weight, load, queue_work, queue_count, context,
+                                 features, j, J, M, O, D, S)  # fmt: skip
 
 
 @_kernel
@@ -1609,13 +1648,25 @@ def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objecti
 
 
 # ---- learned priority: a small network scores every allowed job from its features -------
-# Parameters, flat: W1 (F x H) row-major, b1 (H), w2 (H), the linear skip (F), b (1):
-# score(x) = w_skip . x + w2 . tanh(softsign(x) W1 + b1) + b, softsign(x) = x / (1 + |x|).
+# Parameters, flat: W1 (F x H) row-major, b1 (H), w2 (H), the linear skip (F), b (1), and, in a
+# network with context, the gates G (FJ x C) row-major, FJ the per-job columns, C the context ones:
+# score(x) = (w_skip + G ctx) . x_job + w_skip_ctx . ctx + w2 . tanh(softsign(x) W1 + b1) + b,
+# softsign(x) = x / (1 + |x|), ctx = the context columns: each per-job weight moves with the shop's
+# context, so one network can weigh slack one way in a light shop and another in a loaded one.
 @_kernel
 def priority_parameters(hidden):
-    """How many parameters a priority network with ``hidden`` units has."""
+    """How many parameters a priority network with ``hidden`` units and no context gates has."""
     F = N_DYNAMIC_FEATURES
     return F * hidden + 2 * hidden + F + 1
+
+
+@_kernel
+def priority_gates(params, hidden):
+    """Where a network's gates start in ``params``, or -1 when it has none."""
+    base = priority_parameters(hidden)
+    if params.shape[0] == base + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT:
+        return base
+    return -1
 
 
 @_kernel
@@ -1624,9 +1675,16 @@ def priority_score(params, hidden, x, row):
     F = N_DYNAMIC_FEATURES
     H = hidden
     b1, w2, skip = F * H, F * H + H, F * H + 2 * H
+    gates = priority_gates(params, hidden)
     score = params[skip + F]
     for c in range(F):
         score += params[skip + c] * x[row, c]
+    if gates >= 0:
+        for c in range(N_DYNAMIC_JOB_FEATURES):
+            gate = 0.0
+            for k in range(N_DYNAMIC_CONTEXT):
+                gate += params[gates + c * N_DYNAMIC_CONTEXT + k] * x[row, N_DYNAMIC_JOB_FEATURES + k]
+            score += gate * x[row, c]
     for h in range(H):
         z = params[b1 + h]
         for c in range(F):
@@ -1644,15 +1702,17 @@ def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D
     load = np.empty(M, dtype=np.int64)
     queue_work = np.empty(M, dtype=np.int64)
     queue_count = np.empty(M, dtype=np.int64)
-    mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, J, M, O, D, S)
+    context = np.empty(N_DYNAMIC_CONTEXT)
+    mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, context,
+                                             J, M, O, D, S)  # fmt: skip
     best = NONE
     best_key = 0.0
     best_tie = NONE  # unread while best is NONE
     for j in range(J):
         if mask[j] == 0:
             continue
-        dynamic_job_features(inst, state, j, 1.0, mean_p, max_weight, load, queue_work, queue_count, scratch, j,
-                             J, M, O, D, S)  # fmt: skip
+        dynamic_job_features(inst, state, j, 1.0, mean_p, max_weight, load, queue_work, queue_count, context, scratch,
+                             j, J, M, O, D, S)  # fmt: skip
         key = -priority_score(params, hidden, scratch, j)  # the highest score first
         tie = state[T.slot_job + j]
         if improves(best, key, tie, best_key, best_tie):

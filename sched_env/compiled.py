@@ -9,7 +9,9 @@ from __future__ import annotations
 from sched_env._kernels import (
     DF,
     IN,
+    N_DYNAMIC_CONTEXT,
     N_DYNAMIC_FEATURES,
+    N_DYNAMIC_JOB_FEATURES,
     N_FEATURES,
     RULE,
     for_batch,
@@ -20,16 +22,27 @@ from sched_env._kernels import (
     sample_valid_actions,
 )
 
+
+def priority_network_sizes(hidden: int) -> tuple[int, int]:
+    """The parameter counts of a priority network with ``hidden`` units: (without, with) the
+    context gates (``sched_env._kernels.priority_score``)."""
+    base = int(priority_parameters(hidden))
+    return base, base + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT
+
+
 #: Where an instance row (static or dynamic) holds its machine rule (``MACHINE_RULE`` ids).
 MACHINE_RULE_FIELD = IN.machine_rule
 
 __all__ = [
     "DF",
     "MACHINE_RULE_FIELD",
+    "N_DYNAMIC_CONTEXT",
     "N_DYNAMIC_FEATURES",
+    "N_DYNAMIC_JOB_FEATURES",
     "N_FEATURES",
     "RULE",
     "for_batch",
+    "priority_network_sizes",
     "priority_parameters",
     "rollout_dynamic_rules",
     "rollout_dynamic_scored",

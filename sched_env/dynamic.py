@@ -37,6 +37,7 @@ OBJECTIVES = {
 assert set(OBJECTIVES) <= set(OBJECTIVE_NAMES)
 INTERRUPTION_IDS = {"resume": int(K.INTERRUPT_RESUME), "restart": int(K.INTERRUPT_RESTART)}
 DYNAMIC_FEATURE_NAMES = K.DYNAMIC_FEATURE_NAMES
+DYNAMIC_CONTEXT_NAMES = K.DYNAMIC_CONTEXT_NAMES
 DEFAULT_OBJECTIVE = "total_weighted_tardiness"
 
 ScenarioSpec = Scenario | Sequence[Scenario] | Callable[..., Scenario] | None
@@ -274,7 +275,7 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     32); a window smaller than the number of machines is refused at construction.
 
     ## Observation
-    ``Dict(jobs=Box(max_jobs, 21) float32, action_mask=MultiBinary(max_jobs [+ 1]))`` from what
+    ``Dict(jobs=Box(max_jobs, 27) float32, action_mask=MultiBinary(max_jobs [+ 1]))`` from what
     a planner knows now: only slots with an unfinished job have non-zero rows; durations are
     the planned ones; a breakdown is seen once it has begun (with its repair time),
     maintenance only while it runs. Columns (``DYNAMIC_FEATURE_NAMES``): allowed, next planned
@@ -286,7 +287,10 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     number of jobs waiting at the job's own machine, slack per operation left, ATC's log index
     (k = 2), the critical ratio (due - now) / work left (clipped to +-10), WSPT's log index
     log(w x mean p / p) and the positive slack in mean operation lengths (so ATC with any k is
-    ``wspt_priority - positive_slack / k``). Times are divided by the scenario's mean planned
+    ``wspt_priority - positive_slack / k``); last, the same in every job's row, the shop's
+    context (``DYNAMIC_CONTEXT_NAMES``): unfinished jobs per machine, their planned work left per
+    machine, the share of them already late (slack < 0), their mean critical ratio, the share of
+    machines down, and the machine count / 10. Times are divided by the scenario's mean planned
     job work, durations by its longest operation; "mean p" is over the jobs allowed now.
 
     ## Reward (``objective``)

@@ -412,7 +412,7 @@ class ReferenceDynamicShop:
 
     def features(self, mask: np.ndarray) -> np.ndarray:
         jobs, now = self.jobs, self.now
-        out = np.zeros((self.J, 21))
+        out = np.zeros((self.J, 27))
         active = [(i, j) for i, j in enumerate(self.slots) if j is not None and self.unfinished(j)]
         load = np.zeros(jobs.n_machines)
         for _, j in active:
@@ -451,8 +451,26 @@ class ReferenceDynamicShop:
                 np.clip((int(jobs.due_dates[j]) - now) / max(remaining, 1), -10, 10),
                 math.log(max(v["weight"], 1) * mean_p / max(v["p"], 1)),
                 min(max(0, slack) / mean_p, 1000),
+                *self.context(),
             ]
         return out
+
+    def context(self) -> list[float]:
+        """The shop's context columns: jobs and planned work per machine, the share of jobs late,
+        their mean critical ratio, the share of machines down, the machine count / 10."""
+        jobs, now, n_machines = self.jobs, self.now, self.jobs.n_machines
+        active = [j for j in self.slots if j is not None and self.unfinished(j)]
+        left = [self.view(j)["left"] for j in active]
+        due = [int(jobs.due_dates[j]) for j in active]
+        ratios = [float(np.clip((d - now) / max(w, 1), -10, 10)) for d, w in zip(due, left)]
+        return [
+            len(active) / n_machines,
+            sum(left) / n_machines / self.scale,
+            sum(d - now - w < 0 for d, w in zip(due, left)) / max(len(active), 1),
+            sum(ratios) / max(len(active), 1),
+            sum(self.down(m, now) is not None for m in range(n_machines)) / n_machines,
+            n_machines / 10,
+        ]
 
 
 def dynamic_choose(shop: ReferenceDynamicShop, mask: np.ndarray, rule: str, uniform: float) -> int:

@@ -135,14 +135,20 @@ def test_copied_shops_go_on_exactly_like_their_source():
         batch.copy_shops(0, [3])
 
 
-def test_priority_network_kernel_chooses_what_its_onnx_export_chooses(tmp_path):
+@pytest.mark.parametrize("context", [False, True])
+def test_priority_network_kernel_chooses_what_its_onnx_export_chooses(tmp_path, context):
+    """The kernel, the ONNX graph and the numpy twin score alike, with and without the context gates."""
     from agents import evolve
     from agents.loading import load_policy
 
     hidden = 3
-    theta = evolve.initial_parameters(hidden, np.random.default_rng(4))
-    theta[skip_offset(hidden) :] += np.random.default_rng(5).normal(0, 0.3, size=K.N_DYNAMIC_FEATURES + 1)
+    theta = evolve.initial_parameters(hidden, np.random.default_rng(4), context=context)
+    base = evolve.n_parameters(hidden)
+    theta[skip_offset(hidden) : base] += np.random.default_rng(5).normal(0, 0.3, size=K.N_DYNAMIC_FEATURES + 1)
     theta[K.N_DYNAMIC_FEATURES * hidden + hidden : K.N_DYNAMIC_FEATURES * hidden + 2 * hidden] = [0.5, -0.4, 0.3]
+    if context:
+        theta[base:] = np.random.default_rng(6).normal(0, 0.3, size=len(theta) - base)
+        assert evolve.has_gates(theta, hidden)
     policy = load_policy(evolve.export_onnx(theta, hidden, tmp_path / "p.onnx", {"config": {}, "env_options": {}}))
     assert policy.network is not None and policy.network[0] == hidden
     scenario = StandardSetting.parse(SMALL).scenario(4)
@@ -171,6 +177,52 @@ def test_priority_network_kernel_chooses_what_its_onnx_export_chooses(tmp_path):
 
 def skip_offset(hidden: int) -> int:
     return K.N_DYNAMIC_FEATURES * hidden + 2 * hidden
+
+
+def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and_onnx():
+    """The shipped dispatcher was trained on the 21 per-job columns: it reads those of today's
+    observation, and its network, padded with zero weights on the context, chooses alike."""
+    from agents import evolve
+    from agents.loading import current_network, load_policy
+
+    policy = load_policy(kind="dynamic")
+    assert policy.n_features == K.N_DYNAMIC_JOB_FEATURES < K.N_DYNAMIC_FEATURES
+    hidden, theta = policy.network
+    assert len(theta) == evolve.n_parameters(hidden) and not evolve.has_gates(theta, hidden)
+    assert (evolve.unpack(theta, hidden)["skip"][K.N_DYNAMIC_JOB_FEATURES :] == 0).all()
+    batch = BatchDynamicJobShopEnv(1, StandardSetting.parse(SMALL).scenario(2), max_jobs=24)
+    obs, _ = batch.reset()
+    for _ in range(200):
+        mask = obs["action_mask"].astype(np.float32)
+        logits = policy.score(obs["jobs"], mask)[0]
+        twin = evolve.score(theta, hidden, obs["jobs"][0].astype(np.float64))
+        np.testing.assert_allclose(logits[mask[0] > 0], twin[mask[0] > 0], rtol=1e-4, atol=1e-4)
+        obs, *_ = batch.step([int(np.argmax(logits))])
+    with pytest.raises(Exception, match="parameters"):
+        current_network(0, np.zeros(5), K.N_DYNAMIC_JOB_FEATURES)
+
+
+def test_context_gates_get_search_scales_only_where_they_can_change_a_choice():
+    from agents.evolve import F, FJ, EvolutionConfig, n_parameters, parameter_scales
+
+    scales = parameter_scales(0, 0, EvolutionConfig(context=True))
+    skip, gates = scales[:F], scales[n_parameters(0) :].reshape(FJ, -1)
+    assert (skip[FJ:] == 0).all()  # a context column alone moves every job's score alike
+    assert (gates[K.DF.allowed] == 0).all() and (gates[K.DF.wspt_priority] > 0).all()
+    assert (gates[skip[:FJ] == 0] == 0).all()
+    assert len(parameter_scales(0, 0, EvolutionConfig(context=False))) == n_parameters(0)
+
+
+def test_evolve_context_is_an_on_off_option():
+    import argparse
+
+    from agents.config import EvolutionConfig, add_config_options, config_options
+
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, EvolutionConfig)
+    assert config_options(parser.parse_args(["--no-context"]), EvolutionConfig) == {"context": False}
+    assert config_options(parser.parse_args(["--context"]), EvolutionConfig) == {"context": True}
+    assert config_options(parser.parse_args([]), EvolutionConfig) == {}
 
 
 def test_a_short_evolution_run_trains_checkpoints_resumes_and_exports(tmp_path):
