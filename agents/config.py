@@ -309,9 +309,10 @@ class EvolutionConfig:
     utilisation: tuple[float, float] = documented("utilisation range of the training settings", (0.80, 0.97))
     allowance: tuple[float, float] = documented("due-date allowance range of the training settings", (1.5, 6.0))
     breakdown_probability: float = documented("share of training streams with breakdowns", 0.4)
-    mix: str = documented("the training mix: 'standard' (the fields above) or 'wide' (3-30 machines, allowance 1.2-8,"
-                          " utilisation 0.70-0.98, four breakdown patterns, finite episodes; validated on generated"
-                          " settings of that mix)", "standard", option=True)  # fmt: skip
+    mix: str = documented("the training mix: 'standard' (the fields above), 'wide' (3-30 machines, allowance 1.2-8,"
+                          " utilisation 0.70-0.98, four breakdown patterns, finite episodes) or 'flexible' (flexible"
+                          " shops: the network picks the machine too); validated on generated settings of that mix",
+                          "standard", option=True)  # fmt: skip
     shop: str | None = documented("train on this shop spec (JSON, from `sched-env fit-shop`) instead of the standard"
                                   " mix; validation on its own validation streams", None, option=True)  # fmt: skip
     start: str = documented("where the network starts: 'atc' (ATC exactly) or 'shipped' (the shipped dispatcher)",
@@ -320,13 +321,18 @@ class EvolutionConfig:
                                " late, mean critical ratio, share down, machines): one priority for a light shop"
                                " and another for a loaded one", True, option=True)  # fmt: skip
 
+    @property
+    def picks_machines(self) -> bool:
+        """A network of the flexible mix scores (job, machine) pairs (it has the context gates too)."""
+        return self.mix == "flexible"
+
     def check(self) -> None:
         if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:
             raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
         if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
             raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
-        if self.mix not in ("standard", "wide"):
-            raise SchedEnvError(f"mix must be 'standard' or 'wide', got {self.mix!r}")
+        if self.mix not in ("standard", "wide", "flexible"):
+            raise SchedEnvError(f"mix must be 'standard', 'wide' or 'flexible', got {self.mix!r}")
         if self.start not in ("atc", "shipped"):
             raise SchedEnvError(f"start must be 'atc' or 'shipped', got {self.start!r}")
         if self.shop:

@@ -74,10 +74,11 @@ class PolicyDecider:
         priority network runs inside the compiled kernels, other policies step a batched env."""
         from baselines.deciders import dispatch_by_choosing
         from baselines.rules import dispatch_dynamic_network
+        from sched_env.compiled import picks_machines
 
         flexible = any(scenario.is_flexible for scenario in scenarios)
         policy = self.policy_for(None, flexible=flexible)
-        if policy.network is None or flexible:
+        if policy.network is None or (flexible and not picks_machines(*policy.network)):
             return dispatch_by_choosing(self, scenarios, objective=objective, window=window)
         hidden, parameters = policy.network
         return dispatch_dynamic_network(scenarios, parameters, hidden, method=self.spec, objective=objective,

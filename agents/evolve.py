@@ -2,22 +2,27 @@
 
 The policy is a priority network: every allowed job is scored from its dynamic features
 (``DynamicJobShop-v0``'s columns: queues, WINQ, NPT, slack per operation, the ATC index, ...)
-by ``w . x + v . tanh(softsign(x) W + b) + c``, and the highest score starts. It starts as ATC
-(the weight on the ``atc_priority`` column is 1, every other output weight 0) and is improved
+by ``w . x + v . tanh(softsign(x) W + b) + c``, and the highest score starts. With context (the
+default) every per-job weight is also shifted by the shop's context columns (jobs and work per
+machine, the share of late jobs, their mean critical ratio, the share of machines down, the machine
+count): ``(w + G ctx) . x``, so the priority of a light shop can differ from a loaded one's. On the
+flexible mix (``--mix flexible``) it also picks the machine: each startable (job, machine) pair
+scores the job's score plus ``u . pair features`` (duration there, machine free in, end there).
+It starts as ATC or as the shipped network (gates 0: the same choices) and is improved
 by antithetic evolution strategies with centred ranks and Adam (Salimans et al. 2017): each
 generation perturbs the weights, runs every perturbation on the same few generated streams
 (common random numbers) inside one compiled kernel call, and moves toward the perturbations
 whose mean weighted tardiness, relative to ATC's on the same stream, was lowest. Streams are
-drawn from a wide mix of shops (5-15 machines, both routings, utilisation 0.80-0.97,
-allowance 1.5-6, with and without breakdowns), never from the test seeds; the checkpoint kept
-is the one best on generated validation streams.
+drawn from a mix of shops (``--mix``: standard, wide or flexible), never from the test seeds; the
+checkpoint kept is the one best on generated validation streams.
 
     sched-env evolve --minutes 40 --seed 0 --out runs/evolve-0     # checkpoints, progress.csv, policy.onnx
     sched-env evolve --resume runs/evolve-0 --minutes 20           # continue the same run
     sched-env evolve --ray local ...                               # the rollouts on Ray workers
 
-The network is shipped as ONNX (``agents/models/dynamic.onnx``): masked logits over the slots,
-the same interface as every other sched-env policy, run by onnxruntime alone.
+The network is shipped as ONNX (``agents/models/dynamic.onnx``): masked logits over the slots (a
+flexible-mix network: over the (slot, machine) pairs), the same interface as every other sched-env
+policy, run by onnxruntime alone, and by the kernels at the speed of a rule.
 """
 
 from __future__ import annotations
@@ -46,20 +51,31 @@ VALIDATION_SETTINGS = STANDARD_SETTINGS + ("missing-0.80-2", "full-0.90-3-bl5-rt
 
 
 # ---------------------------------------------------------------------- the network
-def n_parameters(hidden: int, context: bool = False) -> int:
-    """The flat size of a network with ``hidden`` units, with or without the context gates."""
-    return K.priority_network_sizes(hidden)[int(context)]
+P = K.N_PAIR_FEATURES
+#: A network that picks machines starts by ranking a job's startable machines by earliest end,
+#: by this small weight: the job first, then the machine (the ``eet`` machine rule).
+EARLIEST_END_START = -0.05
+
+
+def n_parameters(hidden: int, context: bool = False, machines: bool = False) -> int:
+    """The flat size of a network with ``hidden`` units, with or without the context gates, and
+    with the pair weights of a network that picks machines (which has the gates too)."""
+    return K.priority_network_sizes(hidden)[2 if machines else int(context)]
 
 
 def has_gates(theta: np.ndarray, hidden: int) -> bool:
-    return len(theta) == n_parameters(hidden, True)
+    return len(theta) in K.priority_network_sizes(hidden)[1:]
 
 
-def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc", context: bool = False) -> np.ndarray:
+def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc", context: bool = False,
+                       machines: bool = False) -> np.ndarray:  # fmt: skip
     """Where a run starts: ``atc`` is ATC exactly (skip weight 1 on ``atc_priority``); ``shipped`` is
     the shipped dispatcher's priority (``agents/models/dynamic.onnx``). Hidden weights are random,
-    their output 0, and the context gates 0, so the network starts as that priority."""
-    theta = np.zeros(n_parameters(hidden, context))
+    their output 0, and the context gates 0, so the network starts as that priority; ``machines``:
+    its pair weights start as earliest-end among a job's machines."""
+    theta = np.zeros(n_parameters(hidden, context, machines))
+    if machines:
+        theta[-P + K.PF.earliest_end] = EARLIEST_END_START
     theta[: F * hidden] = rng.normal(0.0, 1.0 / math.sqrt(F), F * hidden)
     skip = F * hidden + 2 * hidden
     if start == "atc":
@@ -70,8 +86,8 @@ def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc"
         shipped_hidden, parameters = load_policy(kind="dynamic").network
         shipped = unpack(np.asarray(parameters, dtype=np.float64), shipped_hidden)
         theta[skip : skip + F], theta[skip + F] = shipped["skip"], shipped["bias"][0]
-        if context and "gates" in shipped:
-            theta[n_parameters(hidden) :] = shipped["gates"].ravel()
+        if (context or machines) and "gates" in shipped:
+            theta[n_parameters(hidden) : n_parameters(hidden, True)] = shipped["gates"].ravel()
     else:
         raise SchedEnvError(f"start must be 'atc' or 'shipped', got {start!r}")
     return theta
@@ -87,7 +103,9 @@ def unpack(theta: np.ndarray, hidden: int) -> dict[str, np.ndarray]:
         "skip": theta[F * H + 2 * H : F * H + 2 * H + F], "bias": theta[F * H + 2 * H + F : base],
     }  # fmt: skip
     if has_gates(theta, H):
-        weights["gates"] = theta[base:].reshape(FJ, C)
+        weights["gates"] = theta[base : base + FJ * C].reshape(FJ, C)
+    if K.picks_machines(H, theta):
+        weights["pairs"] = theta[base + FJ * C :]
     return weights
 
 
@@ -101,26 +119,61 @@ def score(theta: np.ndarray, hidden: int, jobs: np.ndarray) -> np.ndarray:
     return out
 
 
+def pair_scores(theta: np.ndarray, hidden: int, jobs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Scores (..., J, M) of (job, machine) pairs of a network that picks machines: the job's
+    score plus the pair weights . the pair features (..., J, M, P) (the kernels' twin)."""
+    return score(theta, hidden, jobs)[..., None] + pairs @ unpack(theta, hidden)["pairs"]
+
+
 def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str, Any]) -> Path:
     """The network as an ONNX graph ``(jobs (B, J, F), mask (B, J)) -> logits (B, J)`` with the
-    masking inside (masked slots at -1e8) and ``info`` in its ``sched_env`` metadata."""
+    masking inside (masked slots at -1e8) and ``info`` in its ``sched_env`` metadata; a network
+    that picks machines is a pair policy, ``(jobs, pairs (B, J, M, P), mask (B, J * M)) -> logits
+    (B, J * M)``, action ``job * M + machine``, as the flexible env's."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
+
+    theta = np.asarray(theta, dtype=np.float64)
+    nodes, inits = _score_graph(unpack(theta, hidden), hidden)
+    inputs = [helper.make_tensor_value_info("jobs", TensorProto.FLOAT, ["batch", "jobs", F])]
+    machines = K.picks_machines(hidden, theta)
+    if machines:
+        inputs.append(helper.make_tensor_value_info("pairs", TensorProto.FLOAT, ["batch", "jobs", "machines", P]))
+    inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "actions"]))
+    graph = helper.make_graph(
+        nodes, "sched_env_priority_network", inputs,
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "actions"])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sched-env evolve")
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    network = {"hidden": hidden, "parameters": [float(x) for x in theta]}
+    meta = {"n_features": F, "kind": "dynamic", "pairs": machines, **info, "priority_network": network}
+    entry.key, entry.value = "sched_env", json.dumps(meta)
+    onnx.checker.check_model(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
+def _score_graph(weights: dict[str, np.ndarray], hidden: int) -> tuple[list, list]:
+    """The ONNX nodes and initialisers of :func:`score` (and :func:`pair_scores`), masked."""
+    from onnx import helper, numpy_helper
 
     from agents.loading import MASKED_LOGIT
 
-    w = {k: v.astype(np.float32) for k, v in unpack(np.asarray(theta, dtype=np.float64), hidden).items()}
+    w = {k: v.astype(np.float32) for k, v in weights.items()}
+    tensor = numpy_helper.from_array
     inits = [
-        numpy_helper.from_array(w["skip"].reshape(F, 1), "skip"), numpy_helper.from_array(w["bias"], "bias"),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
-        numpy_helper.from_array(np.array(MASKED_LOGIT, dtype=np.float32), "masked"),
-        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        tensor(w["skip"].reshape(F, 1), "skip"), tensor(w["bias"], "bias"),
+        tensor(np.array([-1], dtype=np.int64), "last_axis"), tensor(np.array(MASKED_LOGIT, dtype=np.float32), "masked"),
+        tensor(np.array(0.0, dtype=np.float32), "zero"),
     ]  # fmt: skip
     nodes = [helper.make_node("MatMul", ["jobs", "skip"], ["from_skip"])]
     summed = "from_skip"
     if hidden:
-        inits += [numpy_helper.from_array(w["W1"], "W1"), numpy_helper.from_array(w["b1"], "b1"),
-                  numpy_helper.from_array(w["w2"].reshape(hidden, 1), "w2")]  # fmt: skip
+        inits += [tensor(w["W1"], "W1"), tensor(w["b1"], "b1"), tensor(w["w2"].reshape(hidden, 1), "w2")]
         nodes += [
             helper.make_node("Softsign", ["jobs"], ["soft"]),
             helper.make_node("MatMul", ["soft", "W1"], ["hidden_in"]),
@@ -131,10 +184,8 @@ def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str,
         ]
         summed = "with_hidden"
     if "gates" in w:  # (context columns @ gates^T) * job columns, summed: the per-job weights' shift
-        inits += [numpy_helper.from_array(np.ascontiguousarray(w["gates"].T), "gates_t"),
-                  numpy_helper.from_array(np.array([0], dtype=np.int64), "start"),
-                  numpy_helper.from_array(np.array([FJ], dtype=np.int64), "split"),
-                  numpy_helper.from_array(np.array([F], dtype=np.int64), "end")]  # fmt: skip
+        inits += [tensor(np.ascontiguousarray(w["gates"].T), "gates_t"), tensor(np.array([0], dtype=np.int64), "start"),
+                  tensor(np.array([FJ], dtype=np.int64), "split"), tensor(np.array([F], dtype=np.int64), "end")]  # fmt: skip
         nodes += [
             helper.make_node("Slice", ["jobs", "start", "split", "last_axis"], ["job_columns"]),
             helper.make_node("Slice", ["jobs", "split", "end", "last_axis"], ["context_columns"]),
@@ -144,31 +195,22 @@ def export_onnx(theta: np.ndarray, hidden: int, out: str | Path, info: dict[str,
             helper.make_node("Add", ["from_gates", summed], ["with_gates"]),
         ]
         summed = "with_gates"
+    nodes.append(helper.make_node("Add", [summed, "bias"], ["scored"]))  # (B, J, 1)
+    if "pairs" in w:  # + pairs (B, J, M, P) @ u, flattened to actions job * M + machine
+        inits += [tensor(w["pairs"].reshape(P, 1), "u"), tensor(np.array([0, -1], dtype=np.int64), "flat")]
+        nodes += [
+            helper.make_node("MatMul", ["pairs", "u"], ["pair_in"]),
+            helper.make_node("Squeeze", ["pair_in", "last_axis"], ["pair_terms"]),
+            helper.make_node("Add", ["pair_terms", "scored"], ["pair_scored"]),
+            helper.make_node("Reshape", ["pair_scored", "flat"], ["scores"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Squeeze", ["scored", "last_axis"], ["scores"]))
     nodes += [
-        helper.make_node("Add", [summed, "bias"], ["scored"]),
-        helper.make_node("Squeeze", ["scored", "last_axis"], ["scores"]),
         helper.make_node("Greater", ["mask", "zero"], ["allowed"]),
         helper.make_node("Where", ["allowed", "scores", "masked"], ["logits"]),
     ]
-    graph = helper.make_graph(
-        nodes, "sched_env_priority_network",
-        [helper.make_tensor_value_info("jobs", TensorProto.FLOAT, ["batch", "jobs", F]),
-         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "actions"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "actions"])], inits,
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sched-env evolve")
-    model.ir_version = 8
-    entry = model.metadata_props.add()
-    network = {"hidden": hidden, "parameters": [float(x) for x in np.asarray(theta, dtype=np.float64)]}
-    entry.key, entry.value = (
-        "sched_env",
-        json.dumps({"n_features": F, "kind": "dynamic", **info, "priority_network": network}),
-    )
-    onnx.checker.check_model(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return out
+    return nodes, inits
 
 
 # ---------------------------------------------------------------------- streams and fitness
@@ -179,6 +221,8 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator):
         return shop_spec(config.shop).scaled(config.train_warmup, config.train_recorded)
     if config.mix == "wide":
         return wide_setting(rng, config.train_warmup, config.train_recorded)
+    if config.mix == "flexible":
+        return flexible_setting(rng, config.train_warmup, config.train_recorded)
     broken = rng.random() < config.breakdown_probability
     return StandardSetting(
         routing="full" if rng.random() < 0.4 else "missing",
@@ -221,6 +265,26 @@ def wide_setting(rng: np.random.Generator, warmup: int, recorded: int) -> Standa
 
 #: The wide mix's validation settings: drawn once from the mix itself (never a published setting).
 WIDE_VALIDATION = tuple(wide_setting(np.random.default_rng((2026, i)), 1000, 5000).name for i in range(16))
+
+
+def flexible_setting(rng: np.random.Generator, warmup: int, recorded: int) -> StandardSetting:
+    """One shop of the flexible mix, where the network picks the machine too: 5-15 machines, both
+    routings, each operation on up to 2-3 machines, speed spread 0.1-0.3, utilisation 0.90-0.99
+    (alternatives take load off the route: a flexible shop is late only when loaded), allowance
+    1.5-6, the standard breakdowns in four streams in ten."""
+    broken = rng.random() < 0.4
+    return StandardSetting(
+        routing="full" if rng.random() < 0.4 else "missing", utilisation=round(float(rng.uniform(0.90, 0.99)), 2),
+        allowance=round(float(rng.uniform(1.5, 6.0)), 2),
+        breakdown_level=float(rng.choice([0.025, 0.05])) if broken else 0.0,
+        repair_factor=float(rng.choice([1.0, 5.0, 10.0])) if broken else 0.0, machines=int(rng.integers(5, 16)),
+        max_duration=int(rng.choice([49, 99, 99])), warmup=warmup, recorded=recorded,
+        alternatives=int(rng.integers(2, 4)), speed_spread=round(float(rng.uniform(0.1, 0.3)), 2),
+    )  # fmt: skip
+
+
+#: The flexible mix's validation settings, drawn once from the mix (none of FLEXIBLE_SETTINGS).
+FLEXIBLE_VALIDATION = tuple(flexible_setting(np.random.default_rng((2027, i)), 300, 1500).name for i in range(8))
 
 
 def shop_spec(path: str):
@@ -305,7 +369,7 @@ class RunState:
         state = cls(data["theta"], data["m"], data["v"], int(data["generation"]), float(data["minutes"]),
                     data["best_theta"], float(data["best_score"]), data["scales"])  # fmt: skip
         config = EvolutionConfig(**raw)
-        if len(state.theta) != n_parameters(config.hidden, config.context):
+        if len(state.theta) != n_parameters(config.hidden, config.context, config.picks_machines):
             raise SchedEnvError(f"{path} holds a network of {len(state.theta)} parameters, made for an older observation"
                                 f" than today's {F} columns: start a new run (sched-env evolve --out DIR)")  # fmt: skip
         return state, config
@@ -317,6 +381,11 @@ def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: s
     seeds`` times), or the user's shop (``shop``, a spec file) ``4 x seeds`` times, at its own length."""
     if shop:
         return [(shop_spec(shop), seed, "validation") for seed in range(4 * seeds)]
+    if mix == "flexible":  # drawn at 300 + 1 500 jobs: rescaled as the wide mix's
+        settings = [StandardSetting.parse(name) for name in FLEXIBLE_VALIDATION]
+        settings = [s.scaled(max(1, round(s.warmup * length[0] / 1000)), max(1, round(s.recorded * length[1] / 5000)))
+                    for s in settings]  # fmt: skip
+        return [(s.name, seed, "validation") for s in settings for seed in range(2 * seeds)]
     if mix == "wide":
         settings = [StandardSetting.parse(name) for name in WIDE_VALIDATION]  # drawn at 1 000 + 5 000: rescaled
         settings = [s if s.finite else s.scaled(max(1, round(s.warmup * length[0] / 1000)),
@@ -377,22 +446,33 @@ def parameter_scales(hidden: int, seed: int = 0, config: EvolutionConfig | None 
                  for _ in range(4)]  # fmt: skip
     batch = BatchDynamicJobShopEnv(len(scenarios), scenarios, max_jobs=320)
     obs, _ = batch.reset(options={"scenarios": scenarios})
-    rows, finished = [], np.zeros(len(scenarios), dtype=bool)
+    rows, pair_rows, finished = [], [], np.zeros(len(scenarios), dtype=bool)
     while not finished.all():
-        rows.append(obs["jobs"][obs["action_mask"] > 0])
+        if "pairs" in obs:  # a flexible shop: the pair mask, per job and machine
+            allowed = obs["action_mask"][:, : batch.layout.J * batch.layout.M].reshape(obs["pairs"].shape[:3])
+            rows.append(obs["jobs"][allowed.any(-1)])
+            pair_rows.append(obs["pairs"][allowed > 0])
+        else:
+            rows.append(obs["jobs"][obs["action_mask"] > 0])
         obs, _, done, _, _ = batch.step(batch.rule_choices(K.RULE.atc))
         finished |= done
     observed = np.concatenate(rows)
     spread = observed.std(axis=0)
     spread[FJ:] = 0.0  # the context columns are the same for every job of a decision: alone they choose nothing
-    scales = np.ones(n_parameters(hidden, config.context))
+    scales = np.ones(n_parameters(hidden, config.context, config.picks_machines))
     skip = F * hidden + 2 * hidden
     scales[skip : skip + F] = np.where(spread > 1e-3, 1.0 / np.maximum(spread, 0.05), 0.0)
     scales[skip + F] = 0.0
     if config.context:  # a gate weighs the product of a job column and a context column
         terms = (observed[:, :FJ, None] * observed[:, None, FJ:]).std(axis=0)
         usable = (spread[:FJ, None] > 1e-3) & (terms > 1e-3)
-        scales[n_parameters(hidden) :] = np.where(usable, 1.0 / np.maximum(terms, 0.05), 0.0).ravel()
+        scales[n_parameters(hidden) : n_parameters(hidden, True)] = np.where(usable, 1.0 / np.maximum(terms, 0.05),
+                                                                            0.0).ravel()  # fmt: skip
+    elif config.picks_machines:  # the gates a pair network carries stay 0
+        scales[n_parameters(hidden) : n_parameters(hidden, True)] = 0.0
+    if config.picks_machines:  # the pair weights, in units of their features' spread
+        spread = np.concatenate(pair_rows).std(axis=0) if pair_rows else np.ones(P)
+        scales[-P:] = 1.0 / np.maximum(spread, 0.05)
     return scales
 
 
@@ -421,7 +501,8 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
         out.mkdir(parents=True, exist_ok=True)
         if config.shop:  # the run keeps its own copy of the spec it trains on
             config.shop = str(shop_spec(config.shop).save(out / "shop.json").resolve())
-        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed), config.start, config.context)
+        theta = initial_parameters(config.hidden, np.random.default_rng(config.seed), config.start, config.context,
+                                   config.picks_machines)  # fmt: skip
         scales = parameter_scales(config.hidden, config.seed, config)
         state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=scales)
     specs = validation_specs(config.validation_seeds, tuple(config.validation_length), config.shop, config.mix)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from agents.loading import PolicyLoadError, file_sha256, space_waits
+from sched_env import compiled as K
 
 OPSET = 17
 
@@ -42,7 +45,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
 
         info = {"config": meta.get("config", {}), "env_options": meta.get("env_options", {}),
                 "checkpoint": checkpoint.name}  # fmt: skip
-        return export_priority(net.theta(), 0, out, info)
+        from agents.loading import current_network
+
+        theta = np.asarray(net.theta(), dtype=np.float64)
+        if net.n_features != K.N_DYNAMIC_FEATURES:  # trained before the context columns: padded, reads alike
+            theta = current_network(0, theta, net.n_features)
+        return export_priority(theta, 0, out, info)
     n_features = net.n_features
     n_jobs = 7
     wait = space_waits(policy.observation_space)  # the wait action shows in the model's own spaces

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -28,6 +29,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.loading import MASKED_LOGIT  # what masked actions' logits are set to, here and in exported graphs
+from sched_env import compiled as K
 from sched_env.dynamic import offers_wait
 
 #: Added to the attention logits of padded rows (finite, so exported graphs stay NaN-free).
@@ -93,20 +95,26 @@ class JobShopNet(nn.Module):
 
 class PriorityNet(nn.Module):
     """The evolved dispatcher's form as an SB3 actor-critic: each job's logit is a linear priority
-    of its features (``jobs @ w + b``, what ``agents.evolve`` runs with no hidden units), the value
-    an MLP of the pooled features of the jobs present. Exported, it is a priority network that the
+    of its features whose weights the shop's context columns shift (``agents.evolve``'s network
+    with no hidden units: ``jobs @ w + b + ((context @ G^T) * job columns).sum()``), the value an
+    MLP of the pooled features of the jobs present. Exported, it is a priority network that the
     compiled kernels run (``agents.onnx``)."""
 
     def __init__(self, n_features: int, ff_dim: int = 64, **_: Any) -> None:
         super().__init__()
         self.n_features = n_features
         self.priority = nn.Linear(n_features, 1)
+        self.n_job, self.n_context = K.N_DYNAMIC_JOB_FEATURES, n_features - K.N_DYNAMIC_JOB_FEATURES
+        self.gates = nn.Parameter(torch.zeros(self.n_job, self.n_context)) if self.n_context > 0 else None
         self.value = nn.Sequential(nn.Linear(2 * n_features + 1, ff_dim), nn.Tanh(), nn.Linear(ff_dim, 1))
 
     def forward(self, jobs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if offers_wait(jobs.shape[1], mask.shape[-1]):
             raise ValueError("a priority network never waits: train it without allow_wait")
         logits = self.priority(jobs).squeeze(-1)
+        if self.gates is not None:
+            shift = jobs[..., self.n_job :] @ self.gates.T
+            logits = logits + (shift * jobs[..., : self.n_job]).sum(-1)
         logits = torch.where(mask > 0, logits, torch.full_like(logits, MASKED_LOGIT))
         present = (jobs.abs().sum(-1, keepdim=True) > 0).float()
         count = present.sum(1)
@@ -115,14 +123,22 @@ class PriorityNet(nn.Module):
         return logits, self.value(torch.cat([mean, top, count / jobs.shape[1]], -1)).squeeze(-1)
 
     def theta(self) -> list[float]:
-        """The flat parameters of ``agents.evolve``'s priority network with no hidden units."""
-        return [*self.priority.weight.detach().double().flatten().tolist(), float(self.priority.bias.detach())]
+        """The flat parameters of ``agents.evolve``'s priority network with no hidden units (and its
+        context gates)."""
+        gates = [] if self.gates is None else self.gates.detach().double().flatten().tolist()
+        return [*self.priority.weight.detach().double().flatten().tolist(), float(self.priority.bias.detach()), *gates]
 
     def load_theta(self, theta) -> None:
-        """Start as the priority network ``theta`` (no hidden units): behaviour cloning, exactly."""
+        """Start as the priority network ``theta`` (no hidden units, with or without gates):
+        behaviour cloning, exactly."""
+        theta = np.asarray(theta, dtype=np.float64)
         with torch.no_grad():
             self.priority.weight.copy_(torch.as_tensor(theta[: self.n_features], dtype=torch.float32).view(1, -1))
             self.priority.bias.fill_(float(theta[self.n_features]))
+            if self.gates is not None:
+                gates = theta[self.n_features + 1 :]
+                gates = gates.reshape(self.gates.shape) if gates.size else np.zeros(self.gates.shape)
+                self.gates.copy_(torch.as_tensor(gates, dtype=torch.float32))
 
 
 #: A large finite stand-in for infinity in masked minima (exported graphs stay NaN-free).

@@ -237,7 +237,8 @@ def dispatch_dynamic_network(
     sizes = K.priority_network_sizes(hidden)
     if parameters.ndim != 1 or parameters.shape[0] not in sizes:
         raise ValueError(f"a priority network with {hidden} hidden units has {sizes[0]} parameters ({sizes[1]} with"
-                         f" context gates), got an array of shape {parameters.shape}")  # fmt: skip
+                         f" context gates, {sizes[2]} with machine weights too), got an array of shape"
+                         f" {parameters.shape}")  # fmt: skip
 
     def run(insts, states, interruptions, objective_id, masks, dims):
         params = np.repeat(parameters[None, :], len(scenarios), axis=0)

@@ -1648,9 +1648,11 @@ def rollout_dynamic_rules(insts, states, rules, uniforms, interruptions, objecti
 
 
 # ---- learned priority: a small network scores every allowed job from its features -------
-# Parameters, flat: W1 (F x H) row-major, b1 (H), w2 (H), the linear skip (F), b (1), and, in a
-# network with context, the gates G (FJ x C) row-major, FJ the per-job columns, C the context ones:
+# Parameters, flat: W1 (F x H) row-major, b1 (H), w2 (H), the linear skip (F), b (1); a network with
+# context adds the gates G (FJ x C) row-major, FJ the per-job columns, C the context ones; a network
+# that also picks machines adds u (P), weights on the pair features of each startable (job, machine):
 # score(x) = (w_skip + G ctx) . x_job + w_skip_ctx . ctx + w2 . tanh(softsign(x) W1 + b1) + b,
+# score(job, machine) = score(x_job) + u . pair_features(job, machine),
 # softsign(x) = x / (1 + |x|), ctx = the context columns: each per-job weight moves with the shop's
 # context, so one network can weigh slack one way in a light shop and another in a loaded one.
 @_kernel
@@ -1664,8 +1666,18 @@ def priority_parameters(hidden):
 def priority_gates(params, hidden):
     """Where a network's gates start in ``params``, or -1 when it has none."""
     base = priority_parameters(hidden)
-    if params.shape[0] == base + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT:
+    gated = base + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT
+    if params.shape[0] == gated or params.shape[0] == gated + N_PAIR_FEATURES:
         return base
+    return -1
+
+
+@_kernel
+def priority_pair_weights(params, hidden):
+    """Where a network's pair-feature weights start in ``params``, or -1 when it picks jobs only."""
+    gated = priority_parameters(hidden) + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT
+    if params.shape[0] == gated + N_PAIR_FEATURES:
+        return gated
     return -1
 
 
@@ -1695,9 +1707,34 @@ def priority_score(params, hidden, x, row):
 
 
 @_kernel
+def startable_pair_score(inst, state, params, u, j, m, J, M, O, D, S):
+    """``u . pair features`` of slot ``j``'s next op starting now on machine ``m`` (as
+    :func:`dynamic_observe_pairs` writes them for an allowed pair), or -inf if it cannot start there."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
+    T = dynamic_state_offsets(J, M, O, S)
+    if inst[I.alt_table] != NONE:
+        if state[T.pair_allowed + j * M + m] == 0:
+            return -np.inf
+        d = alt_duration(inst, j * O + state[T.job_next_op + j], m, J, M, O)
+    else:
+        if m != state[T.job_machine + j]:
+            return -np.inf
+        d = state[T.job_duration + j]
+    now = state[T.now]
+    per_time = 1.0 / inst[I.time_scale]
+    free = min(max(0, state[T.machine_expected + m] - now) * per_time, FEATURE_LIMIT)
+    end = min(d * per_time, FEATURE_LIMIT)
+    return (params[u + PF.duration] * (d / inst[I.duration_scale]) + params[u + PF.machine_free_time] * free
+            + params[u + PF.earliest_end] * end)  # fmt: skip
+
+
+@_kernel
 def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D, S):
     """The allowed job with the highest network score (ties to the first-arrived job); the
-    features are computed for the allowed jobs only, into ``scratch`` (J, F)."""
+    features are computed for the allowed jobs only, into ``scratch`` (J, F). A network with pair
+    weights picks the best startable (job, machine) instead and plans the job on that machine
+    (ties: the first-arrived job, then the lowest machine)."""
+    I = dynamic_instance_offsets(J, M, O, D, S)
     T = dynamic_state_offsets(J, M, O, S)
     load = np.empty(M, dtype=np.int64)
     queue_work = np.empty(M, dtype=np.int64)
@@ -1705,7 +1742,9 @@ def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D
     context = np.empty(N_DYNAMIC_CONTEXT)
     mean_p, max_weight = dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, context,
                                              J, M, O, D, S)  # fmt: skip
+    u = priority_pair_weights(params, hidden)
     best = NONE
+    best_machine = NONE
     best_key = 0.0
     best_tie = NONE  # unread while best is NONE
     for j in range(J):
@@ -1713,10 +1752,20 @@ def dynamic_choose_scored(inst, state, mask, params, hidden, scratch, J, M, O, D
             continue
         dynamic_job_features(inst, state, j, 1.0, mean_p, max_weight, load, queue_work, queue_count, context, scratch,
                              j, J, M, O, D, S)  # fmt: skip
-        key = -priority_score(params, hidden, scratch, j)  # the highest score first
+        score = priority_score(params, hidden, scratch, j)
         tie = state[T.slot_job + j]
-        if improves(best, key, tie, best_key, best_tie):
-            best, best_key, best_tie = j, key, tie
+        if u < 0:
+            if improves(best, -score, tie, best_key, best_tie):  # the highest score first
+                best, best_key, best_tie = j, -score, tie
+            continue
+        for m in range(M):
+            bonus = startable_pair_score(inst, state, params, u, j, m, J, M, O, D, S)
+            if bonus != -np.inf and improves(best, -(score + bonus), tie, best_key, best_tie):
+                best, best_machine, best_key, best_tie = j, m, -(score + bonus), tie
+    if best_machine != NONE and inst[I.alt_table] != NONE:
+        state[T.job_machine + best] = best_machine
+        state[T.job_duration + best] = alt_duration(inst, best * O + state[T.job_next_op + best], best_machine,
+                                                    J, M, O)  # fmt: skip
     return best
 
 

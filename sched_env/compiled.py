@@ -13,6 +13,8 @@ from sched_env._kernels import (
     N_DYNAMIC_FEATURES,
     N_DYNAMIC_JOB_FEATURES,
     N_FEATURES,
+    N_PAIR_FEATURES,
+    PF,
     RULE,
     for_batch,
     priority_parameters,
@@ -23,11 +25,18 @@ from sched_env._kernels import (
 )
 
 
-def priority_network_sizes(hidden: int) -> tuple[int, int]:
-    """The parameter counts of a priority network with ``hidden`` units: (without, with) the
-    context gates (``sched_env._kernels.priority_score``)."""
+def priority_network_sizes(hidden: int) -> tuple[int, int, int]:
+    """The parameter counts of a priority network with ``hidden`` units: without the context gates,
+    with them, and with them and the weights on the pair features of a network that picks machines
+    too (``sched_env._kernels.priority_score``, ``dynamic_choose_scored``)."""
     base = int(priority_parameters(hidden))
-    return base, base + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT
+    gated = base + N_DYNAMIC_JOB_FEATURES * N_DYNAMIC_CONTEXT
+    return base, gated, gated + N_PAIR_FEATURES
+
+
+def picks_machines(hidden: int, parameters) -> bool:
+    """Whether a priority network scores (job, machine) pairs: it can dispatch flexible shops."""
+    return len(parameters) == priority_network_sizes(hidden)[2]
 
 
 #: Where an instance row (static or dynamic) holds its machine rule (``MACHINE_RULE`` ids).
@@ -40,8 +49,11 @@ __all__ = [
     "N_DYNAMIC_FEATURES",
     "N_DYNAMIC_JOB_FEATURES",
     "N_FEATURES",
+    "N_PAIR_FEATURES",
+    "PF",
     "RULE",
     "for_batch",
+    "picks_machines",
     "priority_network_sizes",
     "priority_parameters",
     "rollout_dynamic_rules",

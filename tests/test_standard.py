@@ -179,6 +179,50 @@ def skip_offset(hidden: int) -> int:
     return K.N_DYNAMIC_FEATURES * hidden + 2 * hidden
 
 
+def test_a_network_that_picks_machines_chooses_in_the_kernel_what_its_onnx_export_chooses(tmp_path):
+    """A flexible-mix network scores (job, machine) pairs: the kernel's pick, the ONNX pair graph's
+    argmax and the numpy twin agree on a flexible standard stream, and the decider door runs it
+    in the kernels."""
+    from agents import evolve
+    from agents.loading import load_policy
+    from baselines import deciders
+    from sched_env import compiled
+
+    theta = evolve.initial_parameters(0, np.random.default_rng(4), machines=True)
+    rng = np.random.default_rng(7)
+    theta[: K.N_DYNAMIC_FEATURES] += rng.normal(0, 0.3, K.N_DYNAMIC_FEATURES)
+    theta[evolve.n_parameters(0) :] = rng.normal(0, 0.3, len(theta) - evolve.n_parameters(0))
+    theta[-K.N_PAIR_FEATURES :] = [0.5, -0.2, 0.1]  # longer durations first: not the machine rule's (eet) choice
+    assert compiled.picks_machines(0, theta) and evolve.has_gates(theta, 0)
+    policy = load_policy(evolve.export_onnx(theta, 0, tmp_path / "f.onnx", {"config": {}, "env_options": {}}))
+    assert policy.pairs and policy.network is not None
+    scenario = StandardSetting.parse("missing-0.95-4-a3-s0.2-w20-r60").scenario(3)
+    batch = BatchDynamicJobShopEnv(1, scenario, max_jobs=24)
+    obs, _ = batch.reset()
+    L = batch._rows
+    dims, M = (L.J, L.M, L.O, L.D, L.S), batch.layout.M
+    scratch = np.zeros((L.J, K.N_DYNAMIC_FEATURES))
+    other_machine = decisions = 0
+    done = np.zeros(1, dtype=bool)
+    while not done[0]:
+        mask = obs["action_mask"].astype(np.float32)
+        logits = policy.score(obs["jobs"], mask, obs["pairs"])[0]
+        twin = evolve.pair_scores(theta, 0, obs["jobs"][0].astype(np.float64), obs["pairs"][0].astype(np.float64))
+        allowed = mask[0, : L.J * M] > 0
+        np.testing.assert_allclose(logits[: L.J * M][allowed], twin.reshape(-1)[allowed], rtol=1e-4, atol=1e-4)
+        planned = batch._states[0][L.state_offsets.job_machine : L.state_offsets.job_machine + L.J].copy()
+        job = K.dynamic_choose_scored(batch._insts[0], batch._states[0], batch._job_masks[0], theta, 0, scratch, *dims)
+        machine = batch._states[0][L.state_offsets.job_machine + job]
+        top = np.sort(logits)[-2:]
+        assert job * M + machine == np.argmax(logits) or top[1] - top[0] < 1e-4
+        other_machine += int(machine != planned[job])
+        decisions += 1
+        obs, _, done, _, _ = batch.step([job * M + machine])
+    assert decisions > 100 and other_machine > 0  # it chose machines the machine rule would not have
+    result = deciders.make(f"policy@{tmp_path / 'f.onnx'}").dispatch_scenarios([scenario])[0]
+    assert result.status == "feasible"
+
+
 def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and_onnx():
     """The shipped dispatcher was trained on the 21 per-job columns: it reads those of today's
     observation, and its network, padded with zero weights on the context, chooses alike."""
@@ -203,7 +247,7 @@ def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and
 
 
 def test_context_gates_get_search_scales_only_where_they_can_change_a_choice():
-    from agents.evolve import F, FJ, EvolutionConfig, n_parameters, parameter_scales
+    from agents.evolve import FJ, EvolutionConfig, F, n_parameters, parameter_scales
 
     scales = parameter_scales(0, 0, EvolutionConfig(context=True))
     skip, gates = scales[:F], scales[n_parameters(0) :].reshape(FJ, -1)
@@ -239,6 +283,22 @@ def test_a_short_evolution_run_trains_checkpoints_resumes_and_exports(tmp_path):
     config.generations = 3
     train(config, tmp_path, resume=True, say=lambda line: None)
     assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("3,")
+
+
+def test_a_short_flexible_mix_run_trains_a_network_that_picks_machines(tmp_path):
+    from agents.evolve import FLEXIBLE_VALIDATION, EvolutionConfig, train
+    from agents.loading import load_policy
+    from sched_env import compiled
+    from sched_env.standard import FLEXIBLE_SETTINGS
+
+    assert not set(FLEXIBLE_VALIDATION) & set(FLEXIBLE_SETTINGS)  # validation never reads the test settings
+    config = EvolutionConfig(mix="flexible", pairs=2, streams=2, generations=1, validate_every=1, train_warmup=10,
+                             train_recorded=40, validation_seeds=1, validation_length=(10, 40), minutes=5)  # fmt: skip
+    policy = load_policy(train(config, tmp_path, say=lambda line: None))
+    assert policy.pairs and compiled.picks_machines(*policy.network)
+    config.generations = 2
+    train(config, tmp_path, resume=True, say=lambda line: None)
+    assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("2,")
 
 
 def test_evolution_rollouts_on_ray_equal_the_local_ones():
