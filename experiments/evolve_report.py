@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {run['seed']} | {run['generations']} | {run['minutes']:.1f} min | {run['best']:.4f} | {at[0]} |"
         )
-    wide = runs[0]["config"].get("mix") == "wide"
-    streams = ("16 settings drawn once from the wide mix (`agents.evolve.WIDE_VALIDATION`: no published setting),"
-               " 2 validation seeds each, 20 for a finite episode" if wide else
-               "each of the eight standard settings and four others, 2 validation seeds each (full 1 000 + 5 000 jobs)")  # fmt: skip
+    streams = {
+        "wide": "16 settings drawn once from the wide mix (`agents.evolve.WIDE_VALIDATION`: no published setting),"
+                " 2 validation seeds each, 20 for a finite episode",
+        "flexible": "8 flexible settings drawn once from the flexible mix (`agents.evolve.FLEXIBLE_VALIDATION`: none"
+                    " of the test settings), 4 validation seeds each (300 + 1 500 jobs); the reference is ATC with"
+                    " the earliest-end machine rule",
+    }.get(runs[0]["config"].get("mix"),
+          "each of the eight standard settings and four others, 2 validation seeds each (full 1 000 + 5 000 jobs)")  # fmt: skip
     lines += ["", f"Mean over the seeds {best.mean():.4f}, spread (min .. max) {best.min():.4f} .. {best.max():.4f}.",
               f"The validation streams: {streams}; the ratio is the geometric mean over those settings of the"
               " network's mean weighted tardiness over ATC's (plus 1 % of a job's mean work, for episodes where"

@@ -22,6 +22,7 @@ from agents.rollouts import solve_with_policy  # noqa: E402
 from agents.train import train  # noqa: E402
 from baselines import deciders  # noqa: E402
 from sched_env import validate_schedule  # noqa: E402
+from sched_env.compiled import picks_machines  # noqa: E402
 from tests.helpers import run_cli, running_shop_state, within_budget  # noqa: E402
 
 TINY = {"embed_dim": 16, "ff_dim": 32, "n_layers": 1, "n_heads": 2, "threads": 1}
@@ -367,9 +368,10 @@ def test_train_and_export_from_the_cli(tmp_path):
 
 
 def test_shipped_models_are_small_and_load_through_their_backends():
-    """The static and flexible policies ship as SB3 zip and ONNX; the dynamic one (a priority network,
-    no torch) as ONNX, whose metadata also carries its weights for the compiled kernels."""
-    kinds = (("static", (".zip", ".onnx")), ("flexible", (".zip", ".onnx")), ("dynamic-flexible", (".zip", ".onnx")),
+    """The static and flexible policies ship as SB3 zip and ONNX; the dynamic ones (priority networks,
+    no torch; the flexible one also picks machines) as ONNX, whose metadata also carries their weights
+    for the compiled kernels."""
+    kinds = (("static", (".zip", ".onnx")), ("flexible", (".zip", ".onnx")), ("dynamic-flexible", (".onnx",)),
              ("dynamic", (".onnx",)))  # fmt: skip
     for kind, suffixes in kinds:
         for suffix in suffixes:
@@ -379,6 +381,7 @@ def test_shipped_models_are_small_and_load_through_their_backends():
             policy = load_policy(path)
             assert policy.kind == kind.removesuffix("-flexible") or policy.kind == kind
     assert load_policy(kind="dynamic").network is not None
+    assert picks_machines(*load_policy(kind="dynamic-flexible").network)
 
 
 def test_solve_ta01_with_the_shipped_policy_from_the_command_line():

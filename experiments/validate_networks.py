@@ -1,0 +1,72 @@
+"""Choose among trained dispatchers on fresh validation streams: more of them than a run validates on.
+
+A run keeps the checkpoint best on its few validation streams, so the seeds' own scores carry that
+selection's noise. This scores each network on the same generated validation settings with fresh
+validation seeds (never a test seed, never the seeds the runs chose on) and writes the ranking to
+``experiments/results/NAME.md``.
+
+    python -m experiments.validate_networks experiments/results/evolve_context/seed*.onnx --mix wide --seeds 2:10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from agents.evolve import Evaluator, atc_tardiness, validation_score, validation_specs
+from agents.loading import load_policy
+from experiments.provenance import git_commit, machine_description
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def fresh_specs(mix: str, first: int, last: int) -> list[tuple]:
+    """The mix's validation streams with seeds ``first..last-1`` (a finite episode's: ten times as many)."""
+    runs_used = {spec for spec in validation_specs(first, mix=mix)}
+    return [spec for spec in validation_specs(last, mix=mix) if spec not in runs_used]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("networks", nargs="+", help="ONNX files of priority networks (sched-env evolve)")
+    parser.add_argument("--mix", default="wide", choices=["standard", "wide", "flexible"])
+    parser.add_argument("--seeds", default="2:10", help="validation seeds FIRST:LAST (the runs chose on 0 and 1)")
+    parser.add_argument("--name", default="validate_networks")
+    args = parser.parse_args(argv)
+    first, last = (int(x) for x in args.seeds.split(":"))
+    specs = fresh_specs(args.mix, first, last)
+    reference = atc_tardiness(specs)
+    scores = {}
+    for path in args.networks:
+        hidden, theta = load_policy(path).network
+        scores[path] = validation_score(Evaluator(), theta, hidden, specs, reference)
+        print(f"{path}: {scores[path]:.4f} x ATC", flush=True)
+    command = "python -m experiments.validate_networks " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = machine_description()
+    lines = [
+        "# Trained dispatchers on fresh validation streams",
+        "",
+        f"Command: `{command}`  ",
+        f"Commit: {git_commit()}, machine: {machine['cpu']} ({machine['cores']} cores).",
+        "",
+        f"{len(specs)} validation streams of the `{args.mix}` mix's validation settings, seeds {first}-{last - 1}"
+        " (ten times as many for a finite episode): none is a test stream or a stream the runs chose their"
+        " checkpoints on. Ratio: geometric mean over the settings of the network's mean weighted tardiness over"
+        " ATC's (plus 1 % of a job's mean work).",
+        "",
+        "| network | validation ratio to ATC |",
+        "|---|---:|",
+        *[f"| `{path}` | {score:.4f} |" for path, score in sorted(scores.items(), key=lambda item: item[1])],
+        "",
+        f"Best: `{min(scores, key=scores.get)}`.",
+    ]
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if np.isfinite(list(scores.values())).all() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
