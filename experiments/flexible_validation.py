@@ -10,14 +10,13 @@ dispatcher ships. Writes ``experiments/results/NAME.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from agents.evolve import FLEXIBLE_VALIDATION
 from experiments.bench_standard import run_cell
-from experiments.provenance import git_commit, machine_description
+from experiments.provenance import report_header
 from sched_env.standard import DEFAULT_WINDOW
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,14 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     reference = mean_wt["atc+eet"]
     ratio = {m: float(np.exp(np.mean([np.log((v[s] + 1e-9) / (reference[s] + 1e-9)) for s in v])))
              for m, v in mean_wt.items()}  # fmt: skip
-    command = "python -m experiments.flexible_validation " + " ".join(argv if argv is not None else sys.argv[1:])
-    machine = machine_description()
     lines = [
-        "# Dynamic flexible dispatchers on the flexible validation streams",
-        "",
-        f"Command: `{command}`  ",
-        f"Commit: {git_commit()}, machine: {machine['cpu']} ({machine['cores']} cores).",
-        "",
+        *report_header(
+            "Dynamic flexible dispatchers on the flexible validation streams", "experiments.flexible_validation", argv
+        ),
         f"The {len(FLEXIBLE_VALIDATION)} settings of `agents.evolve.FLEXIBLE_VALIDATION` (generated, none a test"
         f" setting), validation seeds 0-{args.seeds - 1}: the evolved networks chose their checkpoints on these"
         " seeds among others, so their figures lean their way. Ratio: geometric mean over the settings of the"

@@ -49,3 +49,14 @@ def machine_description() -> dict:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+
+
+def report_header(title: str, module: str, argv: list[str] | None) -> list[str]:
+    """A result file's first lines: its title, the command that made it (``python -m MODULE ...``),
+    the commit and the machine."""
+    import sys
+
+    command = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = machine_description()
+    return [f"# {title}", "", f"Command: `{command}`  ",
+            f"Commit: {git_commit()}, machine: {machine['cpu']} ({machine['cores']} cores).", ""]  # fmt: skip

@@ -11,14 +11,13 @@ validation seeds (never a test seed, never the seeds the runs chose on) and writ
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from agents.evolve import Evaluator, atc_tardiness, validation_score, validation_specs
 from agents.loading import load_policy
-from experiments.provenance import git_commit, machine_description
+from experiments.provenance import report_header
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,14 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         hidden, theta = load_policy(path).network
         scores[path] = validation_score(Evaluator(), theta, hidden, specs, reference)
         print(f"{path}: {scores[path]:.4f} x ATC", flush=True)
-    command = "python -m experiments.validate_networks " + " ".join(argv if argv is not None else sys.argv[1:])
-    machine = machine_description()
     lines = [
-        "# Trained dispatchers on fresh validation streams",
-        "",
-        f"Command: `{command}`  ",
-        f"Commit: {git_commit()}, machine: {machine['cpu']} ({machine['cores']} cores).",
-        "",
+        *report_header("Trained dispatchers on fresh validation streams", "experiments.validate_networks", argv),
         f"{len(specs)} validation streams of the `{args.mix}` mix's validation settings, seeds {first}-{last - 1}"
         " (ten times as many for a finite episode): none is a test stream or a stream the runs chose their"
         " checkpoints on. Ratio: geometric mean over the settings of the network's mean weighted tardiness over"
