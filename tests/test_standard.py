@@ -3,6 +3,8 @@ kernels against the env, state copies, and the learned priority network against 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -224,12 +226,13 @@ def test_a_network_that_picks_machines_chooses_in_the_kernel_what_its_onnx_expor
 
 
 def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and_onnx():
-    """The shipped dispatcher was trained on the 21 per-job columns: it reads those of today's
-    observation, and its network, padded with zero weights on the context, chooses alike."""
+    """The dispatcher shipped before the context columns (kept in the results) was trained on the 21
+    per-job columns: it reads those of today's observation, and its network, padded with zero
+    weights on the context, chooses alike."""
     from agents import evolve
     from agents.loading import current_network, load_policy
 
-    policy = load_policy(kind="dynamic")
+    policy = load_policy(Path(__file__).resolve().parents[1] / "experiments/results/evolve/seed2.onnx")
     assert policy.n_features == K.N_DYNAMIC_JOB_FEATURES < K.N_DYNAMIC_FEATURES
     hidden, theta = policy.network
     assert len(theta) == evolve.n_parameters(hidden) and not evolve.has_gates(theta, hidden)
