@@ -315,8 +315,8 @@ class EvolutionConfig:
                           "standard", option=True)  # fmt: skip
     shop: str | None = documented("train on this shop spec (JSON, from `sched-env fit-shop`) instead of the standard"
                                   " mix; validation on its own validation streams", None, option=True)  # fmt: skip
-    start: str = documented("where the network starts: 'atc' (ATC exactly) or 'shipped' (the shipped dispatcher)",
-                            "atc", option=True)  # fmt: skip
+    start: str = documented("where the network starts: 'atc' (ATC exactly), 'shipped' (the shipped dispatcher) or"
+                            " an evolved network's .onnx file", "atc", option=True)  # fmt: skip
     context: bool = documented("gate every per-job weight by the shop's context (jobs and work per machine, share"
                                " late, mean critical ratio, share down, machines): one priority for a light shop"
                                " and another for a loaded one", True, option=True)  # fmt: skip
@@ -333,8 +333,10 @@ class EvolutionConfig:
             raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
         if self.mix not in ("standard", "wide", "flexible"):
             raise SchedEnvError(f"mix must be 'standard', 'wide' or 'flexible', got {self.mix!r}")
-        if self.start not in ("atc", "shipped"):
-            raise SchedEnvError(f"start must be 'atc' or 'shipped', got {self.start!r}")
+        if self.start not in ("atc", "shipped") and not (self.start.endswith(".onnx") and Path(self.start).is_file()):
+            raise SchedEnvError(
+                f"start must be 'atc', 'shipped' or an evolved network's .onnx file, got {self.start!r}"
+            )
         if self.shop:
             from sched_env.shop_spec import ShopSpec
 

@@ -70,7 +70,8 @@ def has_gates(theta: np.ndarray, hidden: int) -> bool:
 def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc", context: bool = False,
                        machines: bool = False) -> np.ndarray:  # fmt: skip
     """Where a run starts: ``atc`` is ATC exactly (skip weight 1 on ``atc_priority``); ``shipped`` is
-    the shipped dispatcher's priority (``agents/models/dynamic.onnx``). Hidden weights are random,
+    the shipped dispatcher's priority (``agents/models/dynamic.onnx``), a ``.onnx`` path another
+    evolved network's. Hidden weights are random,
     their output 0, and the context gates 0, so the network starts as that priority; ``machines``:
     its pair weights start as earliest-end among a job's machines."""
     theta = np.zeros(n_parameters(hidden, context, machines))
@@ -80,16 +81,18 @@ def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc"
     skip = F * hidden + 2 * hidden
     if start == "atc":
         theta[skip + K.DF.atc_priority] = 1.0
-    elif start == "shipped":
+    elif start == "shipped" or start.endswith(".onnx"):
         from agents.loading import load_policy
 
-        shipped_hidden, parameters = load_policy(kind="dynamic").network
+        shipped_hidden, parameters = load_policy(None if start == "shipped" else start, kind="dynamic").network
         shipped = unpack(np.asarray(parameters, dtype=np.float64), shipped_hidden)
         theta[skip : skip + F], theta[skip + F] = shipped["skip"], shipped["bias"][0]
         if (context or machines) and "gates" in shipped:
             theta[n_parameters(hidden) : n_parameters(hidden, True)] = shipped["gates"].ravel()
+        if machines and "pairs" in shipped:
+            theta[-P:] = shipped["pairs"]
     else:
-        raise SchedEnvError(f"start must be 'atc' or 'shipped', got {start!r}")
+        raise SchedEnvError(f"start must be 'atc', 'shipped' or a network's .onnx file, got {start!r}")
     return theta
 
 

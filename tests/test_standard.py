@@ -247,6 +247,9 @@ def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and
         obs, *_ = batch.step([int(np.argmax(logits))])
     with pytest.raises(Exception, match="parameters"):
         current_network(0, np.zeros(5), K.N_DYNAMIC_JOB_FEATURES)
+    start = evolve.initial_parameters(0, np.random.default_rng(0), str(policy.path), context=True)
+    np.testing.assert_array_equal(start[: len(theta)], theta)  # a run can start from it: gates 0
+    assert not start[len(theta) :].any()
 
 
 def test_context_gates_get_search_scales_only_where_they_can_change_a_choice():
