@@ -70,10 +70,10 @@ def has_gates(theta: np.ndarray, hidden: int) -> bool:
 def initial_parameters(hidden: int, rng: np.random.Generator, start: str = "atc", context: bool = False,
                        machines: bool = False) -> np.ndarray:  # fmt: skip
     """Where a run starts: ``atc`` is ATC exactly (skip weight 1 on ``atc_priority``); ``shipped`` is
-    the shipped dispatcher's priority (``agents/models/dynamic.onnx``), a ``.onnx`` path another
-    evolved network's. Hidden weights are random,
-    their output 0, and the context gates 0, so the network starts as that priority; ``machines``:
-    its pair weights start as earliest-end among a job's machines."""
+    the shipped dispatcher's priority (``agents/models/dynamic.onnx``), and a ``.onnx`` path that
+    evolved network's. Hidden weights are random with output 0, and new context gates are 0, so the
+    network starts as that priority; ``machines``: its pair weights start as earliest-end among a
+    job's machines (or as the start network's own)."""
     theta = np.zeros(n_parameters(hidden, context, machines))
     if machines:
         theta[-P + K.PF.earliest_end] = EARLIEST_END_START
