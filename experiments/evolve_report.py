@@ -87,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     streams = {
         "wide": "16 settings drawn once from the wide mix (`agents.evolve.WIDE_VALIDATION`: no published setting),"
                 " 2 validation seeds each, 20 for a finite episode",
+        "shop": "the shop spec's own validation streams (`agents.evolve.validation_specs`: 4 per validation seed,"
+                " validation seeds only)",
         "flexible": "8 flexible settings drawn once from the flexible mix (`agents.evolve.FLEXIBLE_VALIDATION`: none"
                     " of the test settings), 4 validation seeds each (300 + 1 500 jobs); the reference is ATC with"
                     " the earliest-end machine rule",
-    }.get(runs[0]["config"].get("mix"),
+    }.get("shop" if runs[0]["config"].get("shop") else runs[0]["config"].get("mix"),
           "each of the eight standard settings and four others, 2 validation seeds each (full 1 000 + 5 000 jobs)")  # fmt: skip
     lines += ["", f"Mean over the seeds {best.mean():.4f}, spread (min .. max) {best.min():.4f} .. {best.max():.4f}.",
               f"The validation streams: {streams}; the ratio is the geometric mean over those settings of the"
