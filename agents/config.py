@@ -310,9 +310,14 @@ class EvolutionConfig:
     allowance: tuple[float, float] = documented("due-date allowance range of the training settings", (1.5, 6.0))
     breakdown_probability: float = documented("share of training streams with breakdowns", 0.4)
     mix: str = documented("the training mix: 'standard' (the fields above), 'wide' (3-30 machines, allowance 1.2-8,"
-                          " utilisation 0.70-0.98, four breakdown patterns, finite episodes) or 'flexible' (flexible"
-                          " shops: the network picks the machine too); validated on generated settings of that mix",
-                          "standard", option=True)  # fmt: skip
+                          " utilisation 0.70-0.98, four breakdown patterns, finite episodes), 'broad' (the wide mix,"
+                          " short episodes that start with work waiting and noisy durations, loaded shops) or"
+                          " 'flexible' (flexible shops: the network picks the machine too); validated on generated"
+                          " settings of that mix", "standard", option=True)  # fmt: skip
+    reference: str = documented("what the fitness compares each stream with: 'atc', or 'best' (the better of ATC and"
+                                " WSPT on that stream)", "atc", option=True)  # fmt: skip
+    loss_penalty: float = documented("a stream (and a validation setting) worse than the reference counts 1 + this"
+                                     " times: 0 weighs gains and losses alike", 0.0, option=True)  # fmt: skip
     shop: str | None = documented("train on this shop spec (JSON, from `sched-env fit-shop`) instead of the standard"
                                   " mix; validation on its own validation streams", None, option=True)  # fmt: skip
     start: str = documented("where the network starts: 'atc' (ATC exactly), 'shipped' (the shipped dispatcher) or"
@@ -331,8 +336,11 @@ class EvolutionConfig:
             raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
         if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
             raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
-        if self.mix not in ("standard", "wide", "flexible"):
-            raise SchedEnvError(f"mix must be 'standard', 'wide' or 'flexible', got {self.mix!r}")
+        if self.mix not in ("standard", "wide", "broad", "flexible"):
+            raise SchedEnvError(f"mix must be 'standard', 'wide', 'broad' or 'flexible', got {self.mix!r}")
+        if self.reference not in ("atc", "best") or self.loss_penalty < 0:
+            raise SchedEnvError(f"reference must be 'atc' or 'best' and loss_penalty >= 0, got {self.reference!r}"
+                                f" and {self.loss_penalty}")  # fmt: skip
         if self.start not in ("atc", "shipped") and not (self.start.endswith(".onnx") and Path(self.start).is_file()):
             raise SchedEnvError(
                 f"start must be 'atc', 'shipped' or an evolved network's .onnx file, got {self.start!r}"

@@ -12,8 +12,9 @@ It starts as ATC or as the shipped network (gates 0: the same choices) and is im
 by antithetic evolution strategies with centred ranks and Adam (Salimans et al. 2017): each
 generation perturbs the weights, runs every perturbation on the same few generated streams
 (common random numbers) inside one compiled kernel call, and moves toward the perturbations
-whose mean weighted tardiness, relative to ATC's on the same stream, was lowest. Streams are
-drawn from a mix of shops (``--mix``: standard, wide or flexible), never from the test seeds; the
+whose mean weighted tardiness, relative to ATC's on the same stream (``--reference best``: the better
+of ATC and WSPT; ``--loss-penalty``: a loss counts more than a gain), was lowest. Streams are drawn
+from a mix of shops (``--mix``: standard, wide, broad or flexible), never from the test seeds; the
 checkpoint kept is the one best on generated validation streams.
 
     sched-env evolve --minutes 40 --seed 0 --out runs/evolve-0     # checkpoints, progress.csv, policy.onnx
@@ -224,6 +225,8 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator):
         return shop_spec(config.shop).scaled(config.train_warmup, config.train_recorded)
     if config.mix == "wide":
         return wide_setting(rng, config.train_warmup, config.train_recorded)
+    if config.mix == "broad":
+        return broad_setting(rng, config.train_warmup, config.train_recorded)
     if config.mix == "flexible":
         return flexible_setting(rng, config.train_warmup, config.train_recorded)
     broken = rng.random() < config.breakdown_probability
@@ -248,13 +251,7 @@ def wide_setting(rng: np.random.Generator, warmup: int, recorded: int) -> Standa
     per job, so that every stream costs about the same."""
     machines = int(rng.integers(3, 31))
     routing = "full" if rng.random() < 0.4 else "missing"
-    pattern = rng.choice(["none", "none", "standard", "frequent-short", "rare-long"])
-    level, repair = {
-        "none": (0.0, 0.0),
-        "standard": (float(rng.choice([0.025, 0.05])), float(rng.choice([1.0, 5.0, 10.0]))),
-        "frequent-short": (round(float(rng.uniform(0.03, 0.10)), 3), round(float(rng.uniform(0.25, 1.0)), 2)),
-        "rare-long": (round(float(rng.uniform(0.02, 0.06)), 3), round(float(rng.uniform(10.0, 25.0)), 1)),
-    }[str(pattern)]
+    level, repair = breakdown_pattern(rng, ["none", "none", "standard", "frequent-short", "rare-long"])
     shop = StandardSetting(
         routing=routing, utilisation=round(float(rng.uniform(0.70, 0.98)), 2),
         allowance=round(float(np.exp(rng.uniform(np.log(1.2), np.log(8.0)))), 2), breakdown_level=level,
@@ -266,8 +263,64 @@ def wide_setting(rng: np.random.Generator, warmup: int, recorded: int) -> Standa
     return shop.scaled(max(50, round(warmup * share)), max(200, round(recorded * share)))
 
 
+def breakdown_pattern(rng: np.random.Generator, patterns: list[str]) -> tuple[float, float]:
+    """(breakdown level, repair factor) of a pattern drawn from ``patterns``: none, the standard
+    ones (Holthaus), frequent-and-short or rare-and-long."""
+    pattern = str(rng.choice(patterns))
+    return {  # every pattern's numbers are drawn, whichever is taken: the wide mix's streams stay as they were
+        "none": (0.0, 0.0),
+        "standard": (float(rng.choice([0.025, 0.05])), float(rng.choice([1.0, 5.0, 10.0]))),
+        "frequent-short": (round(float(rng.uniform(0.03, 0.10)), 3), round(float(rng.uniform(0.25, 1.0)), 2)),
+        "rare-long": (round(float(rng.uniform(0.02, 0.06)), 3), round(float(rng.uniform(10.0, 25.0)), 1)),
+    }[pattern]
+
+
 #: The wide mix's validation settings: drawn once from the mix itself (never a published setting).
 WIDE_VALIDATION = tuple(wide_setting(np.random.default_rng((2026, i)), 1000, 5000).name for i in range(16))
+
+
+def episode_setting(rng: np.random.Generator) -> StandardSetting:
+    """A short finite episode as a shift sees it: 20-60 jobs, 0-10 of them waiting at time 0, tight
+    due dates (allowance 1.2-3), utilisation 0.75-0.95, duration noise up to 20 % in three of five,
+    3-30 machines, the wide mix's breakdown patterns."""
+    n = int(rng.integers(20, 61))
+    level, repair = breakdown_pattern(rng, ["none", "none", "standard", "frequent-short", "rare-long"])
+    return StandardSetting(
+        routing="full" if rng.random() < 0.5 else "missing", utilisation=round(float(rng.uniform(0.75, 0.95)), 2),
+        allowance=round(float(np.exp(rng.uniform(np.log(1.2), np.log(3.0)))), 2), breakdown_level=level,
+        repair_factor=repair, machines=int(rng.integers(3, 31)), max_duration=int(rng.choice([19, 49, 99, 199])),
+        warmup=0, recorded=n, finite=True, initial=int(rng.integers(0, 11)),
+        noise=round(float(rng.uniform(0.0, 0.2)), 2) if rng.random() < 0.6 else 0.0,
+    )  # fmt: skip
+
+
+def loaded_setting(rng: np.random.Generator, warmup: int, recorded: int) -> StandardSetting:
+    """A loaded long-run shop, where WSPT is hard to beat: utilisation 0.88-0.98, allowance 1.2-4,
+    breakdowns in four of five (standard, frequent-and-short or rare-and-long), 3-30 machines."""
+    level, repair = breakdown_pattern(rng, ["none", "standard", "standard", "frequent-short", "rare-long"])
+    shop = StandardSetting(
+        routing="full" if rng.random() < 0.4 else "missing", utilisation=round(float(rng.uniform(0.88, 0.98)), 2),
+        allowance=round(float(np.exp(rng.uniform(np.log(1.2), np.log(4.0)))), 2), breakdown_level=level,
+        repair_factor=repair, machines=int(rng.integers(3, 31)), max_duration=int(rng.choice([19, 49, 99, 199])),
+    )  # fmt: skip
+    share = min(1.0, 8.0 / shop.mean_ops)
+    return shop.scaled(max(50, round(warmup * share)), max(200, round(recorded * share)))
+
+
+def broad_setting(rng: np.random.Generator, warmup: int, recorded: int) -> StandardSetting:
+    """One shop of the broad mix: the wide mix half of the time, a short episode that starts with work
+    waiting (:func:`episode_setting`) a quarter, a loaded shop (:func:`loaded_setting`) a quarter."""
+    draw = rng.random()
+    if draw < 0.5:
+        return wide_setting(rng, warmup, recorded)
+    return episode_setting(rng) if draw < 0.75 else loaded_setting(rng, warmup, recorded)
+
+
+#: The broad mix's validation settings: the wide mix's, 8 short episodes and 8 loaded shops drawn once.
+BROAD_VALIDATION = (
+    WIDE_VALIDATION + tuple(episode_setting(np.random.default_rng((2028, i))).name for i in range(8))
+    + tuple(loaded_setting(np.random.default_rng((2029, i)), 1000, 5000).name for i in range(8))
+)  # fmt: skip
 
 
 def flexible_setting(rng: np.random.Generator, warmup: int, recorded: int) -> StandardSetting:
@@ -312,11 +365,19 @@ def stream_tardiness(networks: np.ndarray, hidden: int, specs: list[tuple[str, i
     return np.array(wt).reshape(n, b)
 
 
-def atc_tardiness(specs: list[tuple[str, int, str]]) -> np.ndarray:
-    """ATC's mean weighted tardiness on each stream (the reference of the fitness)."""
+#: The rules a run measures itself against (``--reference``): ATC, or the better of ATC and WSPT (the
+#: best rules of the standard simulation: WSPT where the shop is loaded and due dates tight).
+REFERENCE_RULES = {"atc": ("atc",), "best": ("atc", "wspt")}
+
+
+def rule_tardiness(specs: list[tuple[str, int, str]], rules: tuple[str, ...] = ("atc",)) -> np.ndarray:
+    """Each rule's (rows) mean weighted tardiness on each stream (columns): the fitness's reference."""
     settings, scenarios = _streams(specs)
-    runs = run_streams(scenarios, rules=[K.RULE.atc] * len(scenarios))
-    return np.array([weighted_tardiness_mean(s, c, end) for s, c, (_, end, _) in zip(settings, scenarios, runs)])
+    rows = []
+    for rule in rules:
+        runs = run_streams(scenarios, rules=[getattr(K.RULE, rule)] * len(scenarios))
+        rows.append([weighted_tardiness_mean(s, c, end) for s, c, (_, end, _) in zip(settings, scenarios, runs)])
+    return np.array(rows, dtype=float)
 
 
 class Evaluator:
@@ -334,8 +395,14 @@ class Evaluator:
 
 
 def log_ratio(wt: np.ndarray, reference: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """log((wt + floor) / (reference + floor)) per stream: 0 is ATC, negative is better."""
+    """log((wt + floor) / (reference + floor)) per stream: 0 is the reference, negative is better."""
     return np.log((wt + floor) / (reference + floor))
+
+
+def penalised(log_ratios: np.ndarray, penalty: float) -> np.ndarray:
+    """A log ratio with a loss (above 0: worse than the reference) counted ``1 + penalty`` times: a
+    run may then not buy large gains on light shops with small losses on loaded ones."""
+    return log_ratios + penalty * np.maximum(log_ratios, 0.0)
 
 
 # ---------------------------------------------------------------------- the run
@@ -389,8 +456,10 @@ def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: s
         settings = [s.scaled(max(1, round(s.warmup * length[0] / 1000)), max(1, round(s.recorded * length[1] / 5000)))
                     for s in settings]  # fmt: skip
         return [(s.name, seed, "validation") for s in settings for seed in range(2 * seeds)]
-    if mix == "wide":
-        settings = [StandardSetting.parse(name) for name in WIDE_VALIDATION]  # drawn at 1 000 + 5 000: rescaled
+    if mix in ("wide", "broad"):
+        settings = [
+            StandardSetting.parse(name) for name in (WIDE_VALIDATION if mix == "wide" else BROAD_VALIDATION)
+        ]  # drawn at 1 000 + 5 000: rescaled
         settings = [s if s.finite else s.scaled(max(1, round(s.warmup * length[0] / 1000)),
                                                 max(1, round(s.recorded * length[1] / 5000))) for s in settings]  # fmt: skip
         return [(s.name, seed, "validation") for s in settings for seed in range(seeds * (10 if s.finite else 1))]
@@ -398,17 +467,20 @@ def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: s
     return [(name, seed, "validation") for name in names for seed in range(seeds)]
 
 
-def validation_score(evaluate: Evaluator, theta: np.ndarray, hidden: int, specs, reference: np.ndarray) -> float:
-    """Geometric mean over the validation settings of (network's mean WT / ATC's mean WT)."""
+def validation_score(evaluate: Evaluator, theta: np.ndarray, hidden: int, specs, reference: np.ndarray,
+                     penalty: float = 0.0) -> float:  # fmt: skip
+    """Geometric mean over the validation settings of (network's mean WT / the reference's), the
+    reference being the best of the rules (``reference``: rules x streams) on each setting; with a
+    ``penalty``, a setting's loss counts ``1 + penalty`` times (:func:`penalised`)."""
     wt = evaluate(theta[None, :], hidden, specs)[0]
     names = [setting(name).name for name, _, _ in specs]
     ratios = []
     for name in dict.fromkeys(names):
         rows = [i for i, n in enumerate(names) if n == name]
         shop = setting(specs[rows[0]][0])
-        floor = 0.01 * shop.mean_ops * shop.mean_duration + 1e-9  # an episode where ATC is never late
-        ratios.append((wt[rows].mean() + floor) / (reference[rows].mean() + floor))
-    return float(np.exp(np.mean(np.log(ratios))))
+        floor = 0.01 * shop.mean_ops * shop.mean_duration + 1e-9  # an episode where the rules are never late
+        ratios.append((wt[rows].mean() + floor) / (reference[:, rows].mean(axis=1).min() + floor))
+    return float(np.exp(np.mean(penalised(np.log(ratios), penalty))))
 
 
 def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluator) -> float:
@@ -418,13 +490,14 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
     for _ in range(config.streams):
         s = training_setting(config, rng)
         specs.append((s, int(rng.integers(2**31)), "train"))
-    reference = atc_tardiness(specs)
+    reference = rule_tardiness(specs, REFERENCE_RULES[config.reference]).min(axis=0)
     shops = [setting(name) for name, _, _ in specs]
     floor = np.array([0.01 * shop.mean_ops * shop.mean_duration for shop in shops])
     noise = rng.standard_normal((config.pairs, len(state.theta)))
     scaled = config.sigma * noise * state.scales  # the search runs in per-feature standard units
     networks = np.concatenate([state.theta[None, :], state.theta + scaled, state.theta - scaled])
-    fitness = log_ratio(evaluate(networks, config.hidden, specs), reference, floor).mean(axis=1)
+    ratios = log_ratio(evaluate(networks, config.hidden, specs), reference, floor)
+    fitness = penalised(ratios, config.loss_penalty).mean(axis=1)
     ranks = np.argsort(np.argsort(fitness[1:])) / (2 * config.pairs - 1) - 0.5  # centred ranks, lower is better
     gradient = ((ranks[: config.pairs] - ranks[config.pairs :])[:, None] * noise).sum(0) / (config.pairs * config.sigma)
     state.generation += 1
@@ -509,7 +582,7 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
         scales = parameter_scales(config.hidden, config.seed, config)
         state = RunState(theta, np.zeros_like(theta), np.zeros_like(theta), scales=scales)
     specs = validation_specs(config.validation_seeds, tuple(config.validation_length), config.shop, config.mix)
-    reference = atc_tardiness(specs)
+    reference = rule_tardiness(specs, REFERENCE_RULES[config.reference])
     started = time.perf_counter()
     progress = out / "progress.csv"
     new_file = not progress.exists()
@@ -522,13 +595,13 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
         base = state.minutes
 
         def validate() -> None:  # keep the best network, checkpoint, log
-            ratio = validation_score(evaluate, state.theta, config.hidden, specs, reference)
+            ratio = validation_score(evaluate, state.theta, config.hidden, specs, reference, config.loss_penalty)
             if ratio < state.best_score:
                 state.best_score, state.best_theta = ratio, state.theta.copy()
             state.save(checkpoint, config)
             writer.writerow([state.generation, round(state.minutes, 2), "", round(ratio, 4)])
             handle.flush()
-            say(f"generation {state.generation} ({state.minutes:.1f} min): validation {ratio:.4f} x ATC"
+            say(f"generation {state.generation} ({state.minutes:.1f} min): validation {ratio:.4f} x {config.reference}"
                 f" (best {state.best_score:.4f})")  # fmt: skip
 
         try:

@@ -71,13 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(Path(folder) / "progress.csv", keep / f"seed{run['seed']}_progress.csv")
         shutil.copy(Path(folder) / "policy.onnx", keep / f"seed{run['seed']}.onnx")
     best = np.array([r["best"] for r in runs])
+    config = runs[0]["config"]
+    reference = "ATC" if config.get("reference", "atc") == "atc" else "the best of ATC and WSPT"
+    reference_words = "ATC" if reference == "ATC" else "the better of ATC and WSPT on that setting"
+    penalty = config.get("loss_penalty", 0.0)
+    penalty_words = f"; a setting where it is worse counts {1 + penalty:g} times" if penalty else ""
     lines = [
         "# Training the evolved dispatcher (agents/evolve.py)", "",
         f"Command (per seed N): `{args.command}`  ",
         f"Commit: {git_commit()}, machine: {machine_description()['cpu']} ({machine_description()['cores']} cores),"
         " the three seeds trained at once, one thread each, beside other work.", "",
         "Recipe: " + json.dumps({k: v for k, v in runs[0]["config"].items() if k not in ("extra",)}), "",
-        "| seed | generations | wall time | best validation ratio to ATC | at generation |", "|---|---|---|---|---|",
+        f"| seed | generations | wall time | best validation ratio to {reference} | at generation |",
+        "|---|---|---|---|---|",
     ]  # fmt: skip
     for run in runs:
         at = min(run["validation"], key=lambda v: v[2])
@@ -87,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     streams = {
         "wide": "16 settings drawn once from the wide mix (`agents.evolve.WIDE_VALIDATION`: no published setting),"
                 " 2 validation seeds each, 20 for a finite episode",
+        "broad": "32 settings drawn once from the broad mix (`agents.evolve.BROAD_VALIDATION`: the wide mix's 16,"
+                 " 8 short episodes that start with work waiting, 8 loaded shops; no published setting), 2"
+                 " validation seeds each, 20 for a finite episode",
         "shop": "the shop spec's own validation streams (`agents.evolve.validation_specs`: 4 per validation seed,"
                 " validation seeds only)",
         "flexible": "8 flexible settings drawn once from the flexible mix (`agents.evolve.FLEXIBLE_VALIDATION`: none"
@@ -96,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
           "each of the eight standard settings and four others, 2 validation seeds each (full 1 000 + 5 000 jobs)")  # fmt: skip
     lines += ["", f"Mean over the seeds {best.mean():.4f}, spread (min .. max) {best.min():.4f} .. {best.max():.4f}.",
               f"The validation streams: {streams}; the ratio is the geometric mean over those settings of the"
-              " network's mean weighted tardiness over ATC's (plus 1 % of a job's mean work, for episodes where"
-              f" ATC is never late). The networks are kept in `{args.name}/seedN.onnx`.", "",
+              f" network's mean weighted tardiness over {reference_words}'s (plus 1 % of a job's mean work, for"
+              f" episodes where the rules are never late){penalty_words}. The networks are kept in"
+              f" `{args.name}/seedN.onnx`.", "",
               f"![validation curve](training_{args.name}.png)", ""]  # fmt: skip
     (out / f"training_{args.name}.md").write_text("\n".join(lines))
     chart(runs, out / f"training_{args.name}.png")

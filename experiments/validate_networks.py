@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.evolve import Evaluator, atc_tardiness, validation_score, validation_specs
+from agents.evolve import REFERENCE_RULES, Evaluator, rule_tardiness, validation_score, validation_specs
 from agents.loading import load_policy
 from experiments.provenance import report_header
 
@@ -31,26 +31,40 @@ def fresh_specs(mix: str, first: int, last: int) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("networks", nargs="+", help="ONNX files of priority networks (sched-env evolve)")
-    parser.add_argument("--mix", default="wide", choices=["standard", "wide", "flexible"])
+    parser.add_argument("--mix", default="wide", choices=["standard", "wide", "broad", "flexible"])
+    parser.add_argument(
+        "--reference",
+        default="atc",
+        choices=sorted(REFERENCE_RULES),
+        help="atc, or best: the better of ATC and WSPT on each setting",
+    )
+    parser.add_argument(
+        "--loss-penalty",
+        type=float,
+        default=0.0,
+        help="a setting worse than the reference counts 1 + this times (as the run chose)",
+    )
     parser.add_argument("--seeds", default="2:10", help="validation seeds FIRST:LAST (the runs chose on 0 and 1)")
     parser.add_argument("--name", default="validate_networks")
     args = parser.parse_args(argv)
     first, last = (int(x) for x in args.seeds.split(":"))
     specs = fresh_specs(args.mix, first, last)
-    reference = atc_tardiness(specs)
+    reference = rule_tardiness(specs, REFERENCE_RULES[args.reference])
     scores = {}
     for path in args.networks:
         hidden, theta = load_policy(path).network
-        scores[path] = validation_score(Evaluator(), theta, hidden, specs, reference)
-        print(f"{path}: {scores[path]:.4f} x ATC", flush=True)
+        scores[path] = validation_score(Evaluator(), theta, hidden, specs, reference, args.loss_penalty)
+        print(f"{path}: {scores[path]:.4f} x {args.reference}", flush=True)
+    reference_words = "ATC" if args.reference == "atc" else "the better of ATC and WSPT on that setting"
+    penalty_words = f"; a setting's loss counts {1 + args.loss_penalty:g} times" if args.loss_penalty else ""
     lines = [
         *report_header("Trained dispatchers on fresh validation streams", "experiments.validate_networks", argv),
         f"{len(specs)} validation streams of the `{args.mix}` mix's validation settings, seeds {first}-{last - 1}"
         " (ten times as many for a finite episode): none is a test stream or a stream the runs chose their"
         " checkpoints on. Ratio: geometric mean over the settings of the network's mean weighted tardiness over"
-        " ATC's (plus 1 % of a job's mean work).",
+        f" {reference_words}'s (plus 1 % of a job's mean work){penalty_words}.",
         "",
-        "| network | validation ratio to ATC |",
+        f"| network | validation ratio to {args.reference} |",
         "|---|---:|",
         *[f"| `{path}` | {score:.4f} |" for path, score in sorted(scores.items(), key=lambda item: item[1])],
         "",

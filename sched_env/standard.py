@@ -23,8 +23,13 @@ against: ``experiments/results/standard.md`` and ``experiments/holthaus_check.py
 * ``-aA-sS``: a flexible shop: each operation may also run on up to ``A - 1`` other machines
   (how many: uniform in 0..A-1), at its duration divided by that machine's speed, speeds uniform
   in ``1 -+ S`` per stream (``missing-0.90-4-a3-s0.2``); dispatching then picks the machine too;
+* ``-iN``: the first ``N`` jobs are there at time 0 (a shift that starts with work waiting);
+  the next arrive as before, counted from 0;
+* ``-nN``: duration noise: each operation really takes ``round(planned x f)``, ``f`` uniform in
+  ``1 -+ N`` (at least 1); dispatchers see the planned durations;
 * ``-fin``: a finite episode: no jobs arrive after the recorded ones, so the shop fills, runs
-  and drains (``missing-0.90-4-w0-r20-fin`` is a 20-job episode from an empty shop).
+  and drains (``missing-0.90-4-w0-r20-fin`` is a 20-job episode from an empty shop,
+  ``full-0.90-1.5-m15-w0-r20-i5-n0.1-fin`` one that starts with 5 jobs waiting).
 
 So ``missing-0.80-3`` and ``full-0.95-4-bl5-rtf10-m20`` are settings.
 
@@ -77,11 +82,12 @@ WEIGHT_PROBABILITIES = (0.2, 0.6, 0.2)
 _NAME = re.compile(
     r"^(?P<routing>missing|full)-(?P<utilisation>\d*\.?\d+)-(?P<allowance>\d*\.?\d+)"
     r"(?:-bl(?P<level>\d*\.?\d+)-rtf(?P<repair>\d*\.?\d+))?"
-    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-a(?P<alternatives>\d+))?(?:-s(?P<spread>\d*\.?\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?(?P<finite>-fin)?$"
+    r"(?:-m(?P<machines>\d+))?(?:-p(?P<max_duration>\d+))?(?:-a(?P<alternatives>\d+))?(?:-s(?P<spread>\d*\.?\d+))?(?:-w(?P<warmup>\d+))?(?:-r(?P<recorded>\d+))?"
+    r"(?:-i(?P<initial>\d+))?(?:-n(?P<noise>\d*\.?\d+))?(?P<finite>-fin)?$"
 )
 GRAMMAR = (
     "ROUTING-UTILISATION-F[-blBL-rtfRTF][-mMACHINES][-pMAXP][-aALTERNATIVES][-sSPREAD][-wWARMUP][-rRECORDED]"
-    "[-fin], e.g. missing-0.85-4"
+    "[-iINITIAL][-nNOISE][-fin], e.g. missing-0.85-4"
 )
 
 
@@ -101,6 +107,8 @@ class StandardSetting(RecordedStream):
     finite: bool = False  # an episode: no jobs after the recorded ones, the shop drains
     alternatives: int = 1  # a flexible shop: each operation may run on 1..alternatives machines
     speed_spread: float = 0.0  # machine speeds uniform in 1 -+ this (durations elsewhere than the route's)
+    initial: int = 0  # jobs already there at time 0
+    noise: float = 0.0  # real durations: planned x uniform(1 - noise, 1 + noise)
 
     @property
     def tail(self) -> int:
@@ -120,6 +128,8 @@ class StandardSetting(RecordedStream):
             )
         if not 1 <= self.alternatives <= self.machines or not 0 <= self.speed_spread < 1:
             problems.append("alternatives in 1..machines and a speed spread in [0, 1)")
+        if not 0 <= self.noise < 1 or not 0 <= self.initial <= self.warmup + self.recorded:
+            problems.append("noise in [0, 1) and initial jobs in 0..warm-up + recorded")
         if self.machines < 2 or self.max_duration < 1 or self.warmup < 0 or self.recorded < 1:
             problems.append("machines >= 2, longest processing time >= 1, warm-up >= 0 and recorded >= 1 jobs")
         if problems:
@@ -136,11 +146,13 @@ class StandardSetting(RecordedStream):
                                    "allowance": float(g["allowance"])}  # fmt: skip
         if "level" in g:
             options |= {"breakdown_level": float(g["level"]) / 100, "repair_factor": float(g["repair"])}
-        for key in ("machines", "max_duration", "alternatives", "warmup", "recorded"):
+        for key in ("machines", "max_duration", "alternatives", "warmup", "recorded", "initial"):
             if key in g:
                 options[key] = int(g[key])
         if "spread" in g:
             options["speed_spread"] = float(g["spread"])
+        if "noise" in g:
+            options["noise"] = float(g["noise"])
         options["finite"] = "finite" in g
         return cls(**options)
 
@@ -151,7 +163,7 @@ class StandardSetting(RecordedStream):
             name += f"-bl{100 * self.breakdown_level:g}-rtf{self.repair_factor:g}"
         defaults = StandardSetting.__dataclass_fields__
         tags = (("machines", "m"), ("max_duration", "p"), ("alternatives", "a"), ("speed_spread", "s"), ("warmup", "w"),
-                ("recorded", "r"))  # fmt: skip
+                ("recorded", "r"), ("initial", "i"), ("noise", "n"))  # fmt: skip
         for key, tag in tags:
             if getattr(self, key) != defaults[key].default:
                 name += f"-{tag}{getattr(self, key):g}"
@@ -186,6 +198,9 @@ class StandardSetting(RecordedStream):
         machines = np.where(beyond, -1, routes)
         durations = np.where(beyond, 0, durations)
         arrivals = np.round(np.cumsum(rng.exponential(self.mean_interarrival, size=n))).astype(np.int64)
+        if self.initial:  # the first jobs wait at time 0; the rest keep their gaps, counted from 0
+            arrivals[self.initial :] -= arrivals[self.initial - 1]
+            arrivals[: self.initial] = 0
         work = durations.sum(axis=1)
         due = arrivals + np.round(self.allowance * work).astype(np.int64)
         weights = rng.choice(np.asarray(WEIGHTS, dtype=np.int64), size=n, p=WEIGHT_PROBABILITIES)
@@ -202,7 +217,10 @@ class StandardSetting(RecordedStream):
                 windows += [(machine, s, e, BREAKDOWN) for s, e in alternating_windows(rng, mtbf, mttr, horizon)]
         realized = None
         if self.alternatives > 1:  # drawn after everything else: the classic streams stay as they were
-            jobs, realized = _with_alternatives(jobs, rng, (1, self.alternatives), self.speed_spread, 0.0)
+            jobs, realized = _with_alternatives(jobs, rng, (1, self.alternatives), self.speed_spread, self.noise)
+        elif self.noise:
+            factors = rng.uniform(1 - self.noise, 1 + self.noise, size=durations.shape)
+            realized = np.where(durations > 0, np.maximum(1, np.round(durations * factors)), 0).astype(np.int64)
         return Scenario(
             jobs, realized_durations=realized, downtimes=np.array(windows, dtype=np.int64).reshape(-1, 4),
             interruption="resume", name=jobs.name, metadata={"setting": self.name, "seed": int(seed), "purpose": purpose},

@@ -3,12 +3,13 @@ kernels against the env, state copies, and the learned priority network against 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from instances import InvalidScenarioError
+from instances import InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
 from sched_env.dynamic import BatchDynamicJobShopEnv
 from sched_env.standard import PURPOSES, STANDARD_SETTINGS, StandardSetting, recorded_metrics, run_streams
@@ -24,6 +25,7 @@ SMALL = "missing-0.90-4-bl5-rtf5-w50-r200"
         ("missing-0.90-4-bl2.5-rtf10", {"breakdown_level": 0.025, "repair_factor": 10.0}),
         ("missing-0.80-3", {"utilisation": 0.80, "allowance": 3.0, "machines": 10, "warmup": 1000, "recorded": 5000}),
         ("FULL-0.9-2-m20-p49-w500-r40000", {"machines": 20, "max_duration": 49, "warmup": 500, "recorded": 40000}),
+        ("full-0.90-1.5-m15-w0-r20-i5-n0.1-fin", {"initial": 5, "noise": 0.1, "finite": True, "recorded": 20}),
     ],
 )
 def test_setting_names_parse_and_print_back(name, expected):
@@ -45,10 +47,12 @@ def test_the_eight_standard_settings_have_canonical_names():
         ("missing-1.2-4", "utilisation must be in (0, 1)"),
         ("missing-0.85-4-bl60-rtf5", "breakdowns need a level"),
         ("missing-0.85-0-m1", "allowance factor must be > 0"),
+        ("missing-0.85-4-w0-r20-n1.5", "noise in [0, 1)"),
+        ("missing-0.85-4-w0-r20-i30", "initial jobs in 0..warm-up + recorded"),
     ],
 )
 def test_bad_setting_names_say_what_is_wrong(name, fragment):
-    with pytest.raises(InvalidScenarioError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(InvalidScenarioError, match=re.escape(fragment)):
         StandardSetting.parse(name)
 
 
@@ -69,6 +73,24 @@ def test_streams_follow_the_setting():
     assert set(np.unique(jobs.weights).tolist()) == {1, 2, 4}
     assert setting.scenario(3) == scenario  # seeded
     assert setting.scenario(3, "train") != scenario and set(PURPOSES) == {"train", "validation", "test"}
+
+
+def test_a_stream_may_start_with_jobs_waiting_and_run_noisy_durations_and_others_stay_as_they_were():
+    plain = StandardSetting.parse("full-0.90-1.5-m15-w0-r20-fin").scenario(3, "validation")
+    shift = StandardSetting.parse("full-0.90-1.5-m15-w0-r20-i5-n0.1-fin").scenario(3, "validation")
+    arrivals, before = shift.jobs.release_dates, plain.jobs.release_dates
+    assert (arrivals[:5] == 0).all() and arrivals[5] > 0
+    np.testing.assert_array_equal(arrivals[5:], before[5:] - before[4])  # the same gaps, counted from 0
+    np.testing.assert_array_equal(shift.jobs.durations, plain.jobs.durations)  # planned as before
+    assert plain.realized_durations is None or np.array_equal(plain.realized_durations, plain.jobs.durations)
+    real, planned = shift.realized_durations, shift.jobs.durations
+    ran = planned > 0
+    assert (np.abs(real[ran] - planned[ran]) <= np.ceil(0.1 * planned[ran]) + 1).all() and (real[ran] >= 1).all()
+    assert (real[ran] != planned[ran]).mean() > 0.3
+    np.testing.assert_array_equal(shift.jobs.due_dates, arrivals + np.round(1.5 * shift.jobs.job_work()))
+    runs = run_streams([shift], rules=[K.RULE.atc])  # the kernel runs the real durations
+    start, end, _ = runs[0]
+    np.testing.assert_array_equal((end - start)[ran], real[ran])
 
 
 def test_breakdowns_take_the_stated_share_of_time():
@@ -368,6 +390,52 @@ def test_the_wide_mix_draws_finite_episodes_and_every_kind_of_shop_and_a_short_r
     config.generations = 2
     train(config, tmp_path, resume=True, say=lambda line: None)
     assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("2,")
+
+
+def test_the_broad_mix_adds_shift_episodes_and_loaded_shops_and_a_run_against_the_best_rule_resumes(tmp_path):
+    from agents.evolve import BROAD_VALIDATION, WIDE_VALIDATION, EvolutionConfig, broad_setting, train
+
+    rng = np.random.default_rng(0)
+    drawn = [broad_setting(rng, 300, 1500) for _ in range(400)]
+    shifts = [s for s in drawn if s.initial or s.noise]
+    assert 0.15 < len(shifts) / len(drawn) < 0.3 and all(s.finite and 20 <= s.recorded <= 60 for s in shifts)
+    assert max(s.initial for s in drawn) == 10 and max(s.noise for s in drawn) > 0.15
+    loaded = [s for s in drawn if not s.finite and s.utilisation >= 0.88 and s.breakdown_level]
+    assert len(loaded) > 0.2 * len(drawn)  # the wide mix's quarter-loaded share and the loaded quarter
+    assert BROAD_VALIDATION[:16] == WIDE_VALIDATION and len(set(BROAD_VALIDATION)) == 32
+    assert not set(BROAD_VALIDATION) & set(STANDARD_SETTINGS)
+    assert all(StandardSetting.parse(name).name == name for name in BROAD_VALIDATION)
+    config = EvolutionConfig(mix="broad", reference="best", loss_penalty=2.0, pairs=1, streams=3, generations=1,
+                             validate_every=1, train_warmup=20, train_recorded=60, validation_seeds=1,
+                             validation_length=(10, 40), minutes=5)  # fmt: skip
+    lines = []
+    train(config, tmp_path, say=lines.append)
+    config.generations = 2
+    train(config, tmp_path, resume=True, say=lines.append)
+    assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("2,")
+    assert "x best" in lines[-1]
+    with pytest.raises(SchedEnvError, match="reference must be 'atc' or 'best'"):
+        EvolutionConfig(reference="wspt").check()
+
+
+def test_a_loss_against_the_best_rule_counts_more_than_a_gain_in_the_fitness_and_the_validation():
+    from agents.evolve import penalised, validation_score
+
+    np.testing.assert_allclose(penalised(np.array([-0.2, 0.0, 0.1]), 2.0), [-0.2, 0.0, 0.3])
+    specs = [("missing-0.90-4-w0-r20-fin", 0, "validation"), ("missing-0.90-4-w0-r20-fin", 1, "validation"),
+             ("full-0.85-3-w10-r40", 0, "validation")]  # fmt: skip
+    reference = np.array([[10.0, 30.0, 5.0], [14.0, 14.0, 1.0]])  # ATC, WSPT per stream: the best rule per setting
+    network = np.array([[18.0, 22.0, 2.0]])  # the same mean as ATC on the episode, worse than WSPT; 2 vs 1 on the other
+
+    def evaluate(theta, hidden, streams):
+        return network
+
+    floor = [0.01 * 6 * 50, 0.01 * 10 * 50]  # 1 % of a job's mean work (mean operations x mean duration)
+    first = (20 + floor[0]) / (14 + floor[0])
+    second = (2 + floor[1]) / (1 + floor[1])
+    plain = validation_score(evaluate, np.zeros(3), 0, specs, reference)
+    assert plain == pytest.approx(np.sqrt(first * second))
+    assert validation_score(evaluate, np.zeros(3), 0, specs, reference, 1.0) == pytest.approx(first * second)
 
 
 def test_flexible_settings_cross_the_portfolio_with_the_machine_rules_and_keep_the_classic_streams():
