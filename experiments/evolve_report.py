@@ -34,7 +34,7 @@ def read_run(run: Path) -> dict:
             "best": min(v for _, _, v in validation), "config": policy.config}  # fmt: skip
 
 
-def chart(runs: list[dict], path: Path) -> Path | None:
+def chart(runs: list[dict], path: Path, reference: str = "ATC") -> Path | None:
     try:
         import matplotlib
 
@@ -48,7 +48,7 @@ def chart(runs: list[dict], path: Path) -> Path | None:
         ax.plot(generations, ratios, marker="o", ms=3, label=f"seed {run['seed']}")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.legend()
-    ax.set(xlabel="generation", ylabel="validation mean WT / ATC's (geometric mean)",
+    ax.set(xlabel="generation", ylabel=f"validation mean WT / {reference}'s (geometric mean)",
            title="Evolved dispatcher: validation streams (generated, never the test seeds)")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               f" `{args.name}/seedN.onnx`.", "",
               f"![validation curve](training_{args.name}.png)", ""]  # fmt: skip
     (out / f"training_{args.name}.md").write_text("\n".join(lines))
-    chart(runs, out / f"training_{args.name}.png")
+    chart(runs, out / f"training_{args.name}.png", reference)
     print("\n".join(lines))
     return 0
 

@@ -414,6 +414,13 @@ def test_the_broad_mix_adds_shift_episodes_and_loaded_shops_and_a_run_against_th
     train(config, tmp_path, resume=True, say=lines.append)
     assert (tmp_path / "progress.csv").read_text().splitlines()[-1].startswith("2,")
     assert "x best" in lines[-1]
+    from experiments import evolve_report
+
+    command = "sched-env evolve --mix broad --reference best --loss-penalty 2"
+    evolve_report.main([str(tmp_path), "--command", command, "--out", str(tmp_path / "report"), "--name", "broad"])
+    record = (tmp_path / "report" / "training_broad.md").read_text()
+    assert "ratio to the best of ATC and WSPT" in record and "BROAD_VALIDATION" in record
+    assert "worse counts 3 times" in record and (tmp_path / "report" / "broad" / "seed0.onnx").is_file()
     with pytest.raises(SchedEnvError, match="reference must be 'atc' or 'best'"):
         EvolutionConfig(reference="wspt").check()
 
