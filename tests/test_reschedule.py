@@ -134,3 +134,15 @@ def test_dynamic_benchmark_quick_run(tmp_path):
 
     assert main(["--quick", "--out", str(tmp_path)]) == 0
     assert "| ta01-u90-bd |" in (tmp_path / "dynamic_quick.md").read_text()
+
+
+def test_the_dynamic_scenarios_over_several_seeds_count_where_each_decider_is_at_or_below_the_best_rule(tmp_path):
+    from experiments.bench_dynamic import RULES
+    from experiments.episode_seeds import main
+
+    assert main(["--seeds", "2", "--methods", "policy", "--out", str(tmp_path), "--name", "seeds"]) == 0
+    rows = [line.split(" | ") for line in (tmp_path / "seeds.md").read_text().splitlines() if line.startswith("| ")]
+    methods = [row[0].removeprefix("| ") for row in rows[1:]]
+    assert methods == [*RULES, "policy"] and rows[1][2] == "1.000"  # atc against itself
+    assert sum(row[-1].startswith("2 of") for row in rows[1:]) <= 1 + methods.count("policy")
+    assert any(not row[-1].startswith("0 of") for row in rows[1 : len(RULES) + 1])  # some rule is the best
