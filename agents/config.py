@@ -285,6 +285,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return jobs, machines
 
 
+#: The training mixes of ``sched-env evolve --mix`` (``agents.evolve.training_setting`` draws each).
+EVOLUTION_MIXES = ("standard", "wide", "broad", "flexible")
+
+
 @dataclass
 class EvolutionConfig:
     """The recipe of a run; its option fields are ``sched-env evolve`` options, every field is in
@@ -336,8 +340,8 @@ class EvolutionConfig:
             raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
         if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
             raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
-        if self.mix not in ("standard", "wide", "broad", "flexible"):
-            raise SchedEnvError(f"mix must be 'standard', 'wide', 'broad' or 'flexible', got {self.mix!r}")
+        if self.mix not in EVOLUTION_MIXES:
+            raise SchedEnvError(f"mix must be one of {', '.join(EVOLUTION_MIXES)}, got {self.mix!r}")
         if self.reference not in ("atc", "best") or self.loss_penalty < 0:
             raise SchedEnvError(f"reference must be 'atc' or 'best' and loss_penalty >= 0, got {self.reference!r}"
                                 f" and {self.loss_penalty}")  # fmt: skip

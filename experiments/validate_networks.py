@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.config import EVOLUTION_MIXES
 from agents.evolve import REFERENCE_RULES, Evaluator, rule_tardiness, validation_score, validation_specs
 from agents.loading import load_policy
 from experiments.provenance import report_header
@@ -31,7 +32,7 @@ def fresh_specs(mix: str, first: int, last: int) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("networks", nargs="+", help="ONNX files of priority networks (sched-env evolve)")
-    parser.add_argument("--mix", default="wide", choices=["standard", "wide", "broad", "flexible"])
+    parser.add_argument("--mix", default="wide", choices=EVOLUTION_MIXES)
     parser.add_argument(
         "--reference",
         default="atc",
