@@ -286,7 +286,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 #: The training mixes of ``sched-env evolve --mix`` (``agents.evolve.training_setting`` draws each).
-EVOLUTION_MIXES = ("standard", "wide", "broad", "flexible")
+EVOLUTION_MIXES = ("standard", "wide", "broad", "episodes", "flexible")
 
 
 @dataclass
@@ -315,8 +315,8 @@ class EvolutionConfig:
     breakdown_probability: float = documented("share of training streams with breakdowns", 0.4)
     mix: str = documented("the training mix: 'standard' (the fields above), 'wide' (3-30 machines, allowance 1.2-8,"
                           " utilisation 0.70-0.98, four breakdown patterns, finite episodes), 'broad' (the wide mix,"
-                          " short episodes that start with work waiting and noisy durations, loaded shops) or"
-                          " 'flexible' (flexible shops: the network picks the machine too); validated on generated"
+                          " short episodes that start with work waiting and noisy durations, loaded shops), 'episodes' (the broad mix's short episodes"
+                          " only) or 'flexible' (flexible shops: the network picks the machine too); validated on generated"
                           " settings of that mix", "standard", option=True)  # fmt: skip
     reference: str = documented("what the fitness compares each stream with: 'atc', or 'best' (the better of ATC and"
                                 " WSPT on that stream)", "atc", option=True)  # fmt: skip
@@ -327,8 +327,12 @@ class EvolutionConfig:
     start: str = documented("where the network starts: 'atc' (ATC exactly), 'shipped' (the shipped dispatcher) or"
                             " an evolved network's .onnx file", "atc", option=True)  # fmt: skip
     context: bool = documented("gate every per-job weight by the shop's context (jobs and work per machine, share"
-                               " late, mean critical ratio, share down, machines): one priority for a light shop"
-                               " and another for a loaded one", True, option=True)  # fmt: skip
+                               " late, mean critical ratio, share down, machines, how early in its episode): one"
+                               " priority for a light shop and another for a loaded one", True, option=True)  # fmt: skip
+    early_only: bool = documented("search only the gates on shop_early (how the priority moves while the shop takes"
+                                  " its first 100 jobs) and keep the rest of the start network: a short-episode"
+                                  " specialisation that leaves long-run dispatching as it was", False,
+                                  option=True)  # fmt: skip
 
     @property
     def picks_machines(self) -> bool:
@@ -349,6 +353,9 @@ class EvolutionConfig:
             raise SchedEnvError(
                 f"start must be 'atc', 'shipped' or an evolved network's .onnx file, got {self.start!r}"
             )
+        if self.early_only and not (self.context and self.start != "atc"):
+            raise SchedEnvError("early_only searches the gates on shop_early of a start network: give --start shipped"
+                                " or an evolved network's .onnx file, with --context")  # fmt: skip
         if self.shop:
             from sched_env.shop_spec import ShopSpec
 

@@ -227,6 +227,8 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator):
         return wide_setting(rng, config.train_warmup, config.train_recorded)
     if config.mix == "broad":
         return broad_setting(rng, config.train_warmup, config.train_recorded)
+    if config.mix == "episodes":
+        return episode_setting(rng)
     if config.mix == "flexible":
         return flexible_setting(rng, config.train_warmup, config.train_recorded)
     broken = rng.random() < config.breakdown_probability
@@ -321,6 +323,8 @@ BROAD_VALIDATION = (
     WIDE_VALIDATION + tuple(episode_setting(np.random.default_rng((2028, i))).name for i in range(8))
     + tuple(loaded_setting(np.random.default_rng((2029, i)), 1000, 5000).name for i in range(8))
 )  # fmt: skip
+#: The episodes mix's validation settings: 16 short episodes drawn once (the broad mix's 8 among them).
+EPISODE_VALIDATION = tuple(episode_setting(np.random.default_rng((2028, i))).name for i in range(16))
 
 
 def flexible_setting(rng: np.random.Generator, warmup: int, recorded: int) -> StandardSetting:
@@ -456,10 +460,9 @@ def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: s
         settings = [s.scaled(max(1, round(s.warmup * length[0] / 1000)), max(1, round(s.recorded * length[1] / 5000)))
                     for s in settings]  # fmt: skip
         return [(s.name, seed, "validation") for s in settings for seed in range(2 * seeds)]
-    if mix in ("wide", "broad"):
-        settings = [
-            StandardSetting.parse(name) for name in (WIDE_VALIDATION if mix == "wide" else BROAD_VALIDATION)
-        ]  # drawn at 1 000 + 5 000: rescaled
+    if mix in ("wide", "broad", "episodes"):
+        names = {"wide": WIDE_VALIDATION, "broad": BROAD_VALIDATION, "episodes": EPISODE_VALIDATION}[mix]
+        settings = [StandardSetting.parse(name) for name in names]  # drawn at 1 000 + 5 000: rescaled
         settings = [s if s.finite else s.scaled(max(1, round(s.warmup * length[0] / 1000)),
                                                 max(1, round(s.recorded * length[1] / 5000))) for s in settings]  # fmt: skip
         return [(s.name, seed, "validation") for s in settings for seed in range(seeds * (10 if s.finite else 1))]
@@ -549,6 +552,12 @@ def parameter_scales(hidden: int, seed: int = 0, config: EvolutionConfig | None 
     if config.picks_machines:  # the pair weights, in units of their features' spread
         spread = np.concatenate(pair_rows).std(axis=0) if pair_rows else np.ones(P)
         scales[-P:] = 1.0 / np.maximum(spread, 0.05)
+    if config.early_only:  # every parameter but the gates on shop_early stays where it started
+        early = np.zeros((FJ, C), dtype=bool)
+        early[:, K.DF.shop_early - FJ] = True
+        keep = np.ones_like(scales, dtype=bool)
+        keep[n_parameters(hidden) : n_parameters(hidden, True)] = ~early.ravel()
+        scales[keep] = 0.0
     return scales
 
 

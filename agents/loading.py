@@ -29,8 +29,11 @@ from sched_env import compiled as K
 MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped models: kind -> file stem in ``agents/models``.
 SHIPPED = {"static": "static", "dynamic": "dynamic", "flexible": "flexible", "dynamic-flexible": "dynamic_flexible"}
-#: A dynamic-shop model trained before the context columns reads the first N_DYNAMIC_JOB_FEATURES.
-KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic", K.N_DYNAMIC_JOB_FEATURES: "dynamic"}
+#: Dynamic-shop models of older observations read the leading columns of today's: the per-job ones
+#: (before the context columns), or those and the first 6 context columns (before ``shop_early``).
+OLDER_DYNAMIC_FEATURES = (K.N_DYNAMIC_JOB_FEATURES, K.N_DYNAMIC_JOB_FEATURES + 6)
+KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic",
+                    **dict.fromkeys(OLDER_DYNAMIC_FEATURES, "dynamic")}  # fmt: skip
 
 #: ``score(jobs, mask)``, or ``score(jobs, mask, pairs)`` for a pair policy.
 Scorer = Callable[..., np.ndarray]
@@ -126,26 +129,36 @@ class ModelFolder:
 
 def read_columns(n_features: int) -> Callable[[np.ndarray], np.ndarray]:
     """What a model over ``n_features`` columns reads of an observation: all of it, or, for a
-    dynamic-shop model trained before the context columns, the per-job columns that lead it."""
-    if n_features == K.N_DYNAMIC_JOB_FEATURES:
+    dynamic-shop model of an older observation, the columns that lead today's."""
+    if n_features in OLDER_DYNAMIC_FEATURES:
         return lambda jobs: jobs[..., :n_features] if jobs.shape[-1] == K.N_DYNAMIC_FEATURES else jobs
     return lambda jobs: jobs
 
 
 def current_network(hidden: int, parameters: np.ndarray, n_features: int) -> np.ndarray:
-    """A priority network's flat parameters in today's layout: one made before the context
-    columns (``n_features`` = the per-job columns) gets zero weights on them, so it scores alike."""
+    """A priority network's flat parameters in today's layout: one made over fewer columns
+    (``OLDER_DYNAMIC_FEATURES``) gets zero weights and zero gates on the new ones, so it scores alike."""
     if n_features == K.N_DYNAMIC_FEATURES:
         return parameters
-    old, new, H = n_features, K.N_DYNAMIC_FEATURES, hidden
-    if parameters.shape[0] != old * H + 2 * H + old + 1:
+    old, new, H, FJ = n_features, K.N_DYNAMIC_FEATURES, hidden, K.N_DYNAMIC_JOB_FEATURES
+    old_context, base = old - FJ, old * H + 2 * H + old + 1
+    sizes = {base: "plain"} | ({base + FJ * old_context: "gated",
+                                base + FJ * old_context + K.N_PAIR_FEATURES: "pairs"} if old_context else {})  # fmt: skip
+    layout = sizes.get(parameters.shape[0])
+    if old not in OLDER_DYNAMIC_FEATURES or layout is None:
         raise PolicyLoadError(f"a priority network over {old} features with {H} hidden units has"
-                              f" {old * H + 2 * H + old + 1} parameters, not {parameters.shape[0]}")  # fmt: skip
-    padded = np.zeros(int(K.priority_parameters(H)))
+                              f" {' or '.join(map(str, sizes))} parameters, not {parameters.shape[0]}")  # fmt: skip
+    padded = np.zeros(K.priority_network_sizes(H)[{"plain": 0, "gated": 1, "pairs": 2}[layout]])
     padded[: old * H] = parameters[: old * H]  # W1's rows: the new columns' rows stay 0
     padded[new * H : new * H + 2 * H] = parameters[old * H : old * H + 2 * H]  # b1, w2
     padded[new * H + 2 * H : new * H + 2 * H + old] = parameters[old * H + 2 * H : old * H + 2 * H + old]  # skip
-    padded[-1] = parameters[-1]  # bias
+    padded[new * H + 2 * H + new] = parameters[base - 1]  # bias
+    new_base = new * H + 2 * H + new + 1
+    if layout != "plain":  # the gates (FJ x context): the new context columns' gates stay 0
+        gates = parameters[base : base + FJ * old_context].reshape(FJ, old_context)
+        padded[new_base : new_base + FJ * K.N_DYNAMIC_CONTEXT].reshape(FJ, K.N_DYNAMIC_CONTEXT)[:, :old_context] = gates
+    if layout == "pairs":
+        padded[-K.N_PAIR_FEATURES :] = parameters[-K.N_PAIR_FEATURES :]
     return padded
 
 

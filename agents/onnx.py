@@ -48,7 +48,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = OPSET) 
         from agents.loading import current_network
 
         theta = np.asarray(net.theta(), dtype=np.float64)
-        if net.n_features != K.N_DYNAMIC_FEATURES:  # trained before the context columns: padded, reads alike
+        if net.n_features != K.N_DYNAMIC_FEATURES:  # trained on fewer columns: padded, reads alike
             theta = current_network(0, theta, net.n_features)
         return export_priority(theta, 0, out, info)
     n_features = net.n_features

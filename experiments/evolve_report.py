@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "broad": "32 settings drawn once from the broad mix (`agents.evolve.BROAD_VALIDATION`: the wide mix's 16,"
                  " 8 short episodes that start with work waiting, 8 loaded shops; no published setting), 2"
                  " validation seeds each, 20 for a finite episode",
+        "episodes": "16 short episodes drawn once from the broad mix's episodes (`agents.evolve.EPISODE_VALIDATION`:"
+                    " 20-60 jobs, no published setting), 20 validation seeds each",
         "shop": "the shop spec's own validation streams (`agents.evolve.validation_specs`: 4 per validation seed,"
                 " validation seeds only)",
         "flexible": "8 flexible settings drawn once from the flexible mix (`agents.evolve.FLEXIBLE_VALIDATION`: none"

@@ -256,9 +256,12 @@ DYNAMIC_FEATURE_NAMES = (
     "positive_slack",
 )
 #: The shop's context, the same in every job's row (appended to ``DYNAMIC_FEATURE_NAMES``): how
-#: full the shop is, how late its jobs run, how much is down, its size. A priority network reads
+#: full the shop is, how late its jobs run, how much is down, its size, how early it is in its
+#: episode (``shop_early``: its first jobs, a fill or a short shift). A priority network reads
 #: them as gates on its per-job weights (``priority_score``): a loaded shop and a light one, tight
-#: due dates and loose ones, can be dispatched by different priorities.
+#: due dates and loose ones, a shift's first jobs and a long run's, can be dispatched by
+#: different priorities. ``shop_early`` counts arrived jobs, so a plan of a running shop's known
+#: work (a ``ShopState``: its active jobs, nothing more to arrive) reads as a short episode, which it is.
 DYNAMIC_CONTEXT_NAMES = (
     "shop_jobs_per_machine",
     "shop_backlog_per_machine",
@@ -266,8 +269,10 @@ DYNAMIC_CONTEXT_NAMES = (
     "shop_critical_ratio",
     "shop_down_share",
     "shop_machines",
+    "shop_early",
 )
-#: Models trained before the context columns read the first ``N_DYNAMIC_JOB_FEATURES`` only.
+#: Models trained before the context columns read the first ``N_DYNAMIC_JOB_FEATURES`` only, and
+#: models trained before ``shop_early`` the first ``N_DYNAMIC_JOB_FEATURES + 6``.
 N_DYNAMIC_JOB_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 N_DYNAMIC_CONTEXT = len(DYNAMIC_CONTEXT_NAMES)
 DYNAMIC_FEATURE_NAMES = DYNAMIC_FEATURE_NAMES + DYNAMIC_CONTEXT_NAMES
@@ -279,6 +284,7 @@ N_DYNAMIC_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 #: a normalised time reaches it only for schedules 1000x longer than the lower bound.
 FEATURE_LIMIT = 1000.0
 CRITICAL_RATIO_LIMIT = 10.0  # (due - now) / work left, clipped: beyond 10 a job is simply "not urgent"
+EARLY_JOBS = 100  # shop_early = 1 - jobs arrived / EARLY_JOBS (at least 0): a shop in its first jobs
 
 RULE = index_table("RuleIds", tuple(RULE_FIELDS[name] for name in RULE_NAMES))
 MACHINE_RULE = index_table("MachineRuleIds", MACHINE_RULE_NAMES)
@@ -1457,6 +1463,7 @@ def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, contex
     context[3] = ratios / max(jobs, 1)
     context[4] = down / machines
     context[5] = machines / 10.0
+    context[6] = max(0.0, 1.0 - state[T.n_arrived] / EARLY_JOBS)
     return allowed_mean_duration(state, mask, J, M, O), max_weight
 
 

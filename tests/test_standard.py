@@ -247,6 +247,22 @@ def test_a_network_that_picks_machines_chooses_in_the_kernel_what_its_onnx_expor
     assert result.status == "feasible"
 
 
+def _onnx_scores_as_the_kernels_network(policy, seed: int) -> None:
+    """The model's ONNX graph, on today's observation, scores the allowed jobs as its network in
+    the kernels' layout (``agents.evolve.score``) does, for 200 decisions."""
+    from agents import evolve
+
+    hidden, theta = policy.network
+    batch = BatchDynamicJobShopEnv(1, StandardSetting.parse(SMALL).scenario(seed), max_jobs=24)
+    obs, _ = batch.reset()
+    for _ in range(200):
+        mask = obs["action_mask"].astype(np.float32)
+        logits = policy.score(obs["jobs"], mask)[0]
+        twin = evolve.score(theta, hidden, obs["jobs"][0].astype(np.float64))
+        np.testing.assert_allclose(logits[mask[0] > 0], twin[mask[0] > 0], rtol=1e-4, atol=1e-4)
+        obs, *_ = batch.step([int(np.argmax(logits))])
+
+
 def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and_onnx():
     """The dispatcher shipped before the context columns (kept in the results) was trained on the 21
     per-job columns: it reads those of today's observation, and its network, padded with zero
@@ -259,19 +275,29 @@ def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and
     hidden, theta = policy.network
     assert len(theta) == evolve.n_parameters(hidden) and not evolve.has_gates(theta, hidden)
     assert (evolve.unpack(theta, hidden)["skip"][K.N_DYNAMIC_JOB_FEATURES :] == 0).all()
-    batch = BatchDynamicJobShopEnv(1, StandardSetting.parse(SMALL).scenario(2), max_jobs=24)
-    obs, _ = batch.reset()
-    for _ in range(200):
-        mask = obs["action_mask"].astype(np.float32)
-        logits = policy.score(obs["jobs"], mask)[0]
-        twin = evolve.score(theta, hidden, obs["jobs"][0].astype(np.float64))
-        np.testing.assert_allclose(logits[mask[0] > 0], twin[mask[0] > 0], rtol=1e-4, atol=1e-4)
-        obs, *_ = batch.step([int(np.argmax(logits))])
+    _onnx_scores_as_the_kernels_network(policy, seed=2)
     with pytest.raises(Exception, match="parameters"):
         current_network(0, np.zeros(5), K.N_DYNAMIC_JOB_FEATURES)
     start = evolve.initial_parameters(0, np.random.default_rng(0), str(policy.path), context=True)
     np.testing.assert_array_equal(start[: len(theta)], theta)  # a run can start from it: gates 0
     assert not start[len(theta) :].any()
+
+
+def test_a_model_from_before_shop_early_scores_alike_in_the_kernels_and_onnx():
+    """The broad dispatcher (kept in the results) was trained on 27 columns, before ``shop_early``: it
+    reads the columns that lead today's, and its network gets a zero gate on the new column."""
+    from agents import evolve
+    from agents.loading import OLDER_DYNAMIC_FEATURES, current_network, load_policy
+
+    policy = load_policy(Path(__file__).resolve().parents[1] / "experiments/results/evolve_broad/seed1.onnx")
+    assert policy.n_features == OLDER_DYNAMIC_FEATURES[1] == K.N_DYNAMIC_FEATURES - 1
+    hidden, theta = policy.network
+    gates = evolve.unpack(theta, hidden)["gates"]
+    assert gates.shape == (K.N_DYNAMIC_JOB_FEATURES, K.N_DYNAMIC_CONTEXT) and gates[:, :-1].any()
+    assert not gates[:, K.DF.shop_early - K.N_DYNAMIC_JOB_FEATURES].any()
+    _onnx_scores_as_the_kernels_network(policy, seed=3)
+    with pytest.raises(Exception, match="parameters"):
+        current_network(0, np.zeros(5), OLDER_DYNAMIC_FEATURES[1])
 
 
 def test_context_gates_get_search_scales_only_where_they_can_change_a_choice():
@@ -423,6 +449,24 @@ def test_the_broad_mix_adds_shift_episodes_and_loaded_shops_and_a_run_against_th
     assert "worse counts 3 times" in record and (tmp_path / "report" / "broad" / "seed0.onnx").is_file()
     with pytest.raises(SchedEnvError, match="reference must be 'atc' or 'best'"):
         EvolutionConfig(reference="wspt").check()
+
+
+def test_an_early_only_run_on_short_episodes_moves_only_the_gates_on_shop_early(tmp_path):
+    from agents.evolve import EPISODE_VALIDATION, FJ, EvolutionConfig, RunState, initial_parameters, n_parameters, train
+
+    settings = [StandardSetting.parse(name) for name in EPISODE_VALIDATION]
+    assert len(set(EPISODE_VALIDATION)) == 16 and all(s.finite and 20 <= s.recorded <= 60 for s in settings)
+    assert not set(EPISODE_VALIDATION) & set(STANDARD_SETTINGS)
+    config = EvolutionConfig(mix="episodes", early_only=True, start="shipped", reference="best", loss_penalty=2.0,
+                             pairs=2, streams=3, generations=2, validate_every=1, validation_seeds=1, minutes=5)  # fmt: skip
+    train(config, tmp_path, say=lambda line: None)
+    state, _ = RunState.load(tmp_path / "checkpoint.npz")
+    start = initial_parameters(0, np.random.default_rng(0), "shipped", context=True)
+    moved = np.flatnonzero(state.theta != start)
+    gates = n_parameters(0)
+    assert len(moved) and all(gates <= i and (i - gates) % K.N_DYNAMIC_CONTEXT == K.DF.shop_early - FJ for i in moved)
+    with pytest.raises(SchedEnvError, match="early_only searches the gates"):
+        EvolutionConfig(early_only=True).check()
 
 
 def test_a_loss_against_the_best_rule_counts_more_than_a_gain_in_the_fitness_and_the_validation():
