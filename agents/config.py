@@ -286,7 +286,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 #: The training mixes of ``sched-env evolve --mix`` (``agents.evolve.training_setting`` draws each).
-EVOLUTION_MIXES = ("standard", "wide", "broad", "episodes", "flexible")
+EVOLUTION_MIXES = ("standard", "wide", "broad", "episodes", "flexible", "flexible-episodes")
 
 
 @dataclass
@@ -315,9 +315,10 @@ class EvolutionConfig:
     breakdown_probability: float = documented("share of training streams with breakdowns", 0.4)
     mix: str = documented("the training mix: 'standard' (the fields above), 'wide' (3-30 machines, allowance 1.2-8,"
                           " utilisation 0.70-0.98, four breakdown patterns, finite episodes), 'broad' (the wide mix,"
-                          " short episodes that start with work waiting and noisy durations, loaded shops), 'episodes' (the broad mix's short episodes"
-                          " only) or 'flexible' (flexible shops: the network picks the machine too); validated on generated"
-                          " settings of that mix", "standard", option=True)  # fmt: skip
+                          " short episodes that start with work waiting and noisy durations, loaded shops), 'episodes'"
+                          " (the broad mix's short episodes only), 'flexible' (flexible shops: the network picks the"
+                          " machine too) or 'flexible-episodes' (short episodes of flexible shops); validated on"
+                          " generated settings of that mix", "standard", option=True)  # fmt: skip
     reference: str = documented("what the fitness compares each stream with: 'atc', or 'best' (the better of ATC and"
                                 " WSPT on that stream)", "atc", option=True)  # fmt: skip
     loss_penalty: float = documented("a stream (and a validation setting) worse than the reference counts 1 + this"
@@ -337,7 +338,7 @@ class EvolutionConfig:
     @property
     def picks_machines(self) -> bool:
         """A network of the flexible mix scores (job, machine) pairs (it has the context gates too)."""
-        return self.mix == "flexible"
+        return self.mix in ("flexible", "flexible-episodes")
 
     def check(self) -> None:
         if self.hidden < 0 or self.pairs < 1 or self.streams < 1 or self.validation_seeds < 1:

@@ -5,7 +5,9 @@ The policy is a priority network: every allowed job is scored from its dynamic f
 by ``w . x + v . tanh(softsign(x) W + b) + c``, and the highest score starts. With context (the
 default) every per-job weight is also shifted by the shop's context columns (jobs and work per
 machine, the share of late jobs, their mean critical ratio, the share of machines down, the machine
-count): ``(w + G ctx) . x``, so the priority of a light shop can differ from a loaded one's. On the
+count, how early the shop is in its episode): ``(w + G ctx) . x``, so the priority of a light shop
+can differ from a loaded one's, and a shift's first jobs' from a long run's (``--early-only``
+searches only the gates on ``shop_early``, on short episodes: ``--mix episodes``). On the
 flexible mix (``--mix flexible``) it also picks the machine: each startable (job, machine) pair
 scores the job's score plus ``u . pair features`` (duration there, machine free in, end there).
 It starts as ATC or as the shipped network (gates 0: the same choices) and is improved
@@ -14,7 +16,8 @@ generation perturbs the weights, runs every perturbation on the same few generat
 (common random numbers) inside one compiled kernel call, and moves toward the perturbations
 whose mean weighted tardiness, relative to ATC's on the same stream (``--reference best``: the better
 of ATC and WSPT; ``--loss-penalty``: a loss counts more than a gain), was lowest. Streams are drawn
-from a mix of shops (``--mix``: standard, wide, broad or flexible), never from the test seeds; the
+from a mix of shops (``--mix``: standard, wide, broad, episodes, flexible or flexible-episodes),
+never from the test seeds; the
 checkpoint kept is the one best on generated validation streams.
 
     sched-env evolve --minutes 40 --seed 0 --out runs/evolve-0     # checkpoints, progress.csv, policy.onnx
@@ -231,6 +234,8 @@ def training_setting(config: EvolutionConfig, rng: np.random.Generator):
         return episode_setting(rng)
     if config.mix == "flexible":
         return flexible_setting(rng, config.train_warmup, config.train_recorded)
+    if config.mix == "flexible-episodes":
+        return flexible_episode_setting(rng)
     broken = rng.random() < config.breakdown_probability
     return StandardSetting(
         routing="full" if rng.random() < 0.4 else "missing",
@@ -347,6 +352,28 @@ def flexible_setting(rng: np.random.Generator, warmup: int, recorded: int) -> St
 FLEXIBLE_VALIDATION = tuple(flexible_setting(np.random.default_rng((2027, i)), 300, 1500).name for i in range(8))
 
 
+def flexible_episode_setting(rng: np.random.Generator) -> StandardSetting:
+    """A short episode of a flexible shop (:func:`episode_setting` with alternatives): 20-60 jobs, 0-10
+    waiting at time 0, allowance 1.2-3, utilisation 0.80-0.99, 5-20 machines, each operation on up to 2-3
+    machines, speed spread 0.1-0.3, duration noise up to 20 % in three of five, the standard breakdowns
+    in two of five."""
+    n = int(rng.integers(20, 61))
+    broken = rng.random() < 0.4
+    return StandardSetting(
+        routing="full" if rng.random() < 0.5 else "missing", utilisation=round(float(rng.uniform(0.80, 0.99)), 2),
+        allowance=round(float(np.exp(rng.uniform(np.log(1.2), np.log(3.0)))), 2),
+        breakdown_level=float(rng.choice([0.025, 0.05])) if broken else 0.0,
+        repair_factor=float(rng.choice([1.0, 5.0, 10.0])) if broken else 0.0, machines=int(rng.integers(5, 21)),
+        max_duration=int(rng.choice([49, 99, 99])), warmup=0, recorded=n, finite=True,
+        initial=int(rng.integers(0, 11)), noise=round(float(rng.uniform(0.0, 0.2)), 2) if rng.random() < 0.6 else 0.0,
+        alternatives=int(rng.integers(2, 4)), speed_spread=round(float(rng.uniform(0.1, 0.3)), 2),
+    )  # fmt: skip
+
+
+#: The flexible episodes mix's validation settings: 16 drawn once.
+FLEXIBLE_EPISODE_VALIDATION = tuple(flexible_episode_setting(np.random.default_rng((2031, i))).name for i in range(16))
+
+
 def shop_spec(path: str):
     """The user's shop spec (``sched-env fit-shop``) a run trains on, read once per process."""
     return setting(f"shop:{path}")
@@ -460,8 +487,9 @@ def validation_specs(seeds: int, length: tuple[int, int] = (1000, 5000), shop: s
         settings = [s.scaled(max(1, round(s.warmup * length[0] / 1000)), max(1, round(s.recorded * length[1] / 5000)))
                     for s in settings]  # fmt: skip
         return [(s.name, seed, "validation") for s in settings for seed in range(2 * seeds)]
-    if mix in ("wide", "broad", "episodes"):
-        names = {"wide": WIDE_VALIDATION, "broad": BROAD_VALIDATION, "episodes": EPISODE_VALIDATION}[mix]
+    if mix in ("wide", "broad", "episodes", "flexible-episodes"):
+        names = {"wide": WIDE_VALIDATION, "broad": BROAD_VALIDATION, "episodes": EPISODE_VALIDATION,
+                 "flexible-episodes": FLEXIBLE_EPISODE_VALIDATION}[mix]  # fmt: skip
         settings = [StandardSetting.parse(name) for name in names]  # drawn at 1 000 + 5 000: rescaled
         settings = [s if s.finite else s.scaled(max(1, round(s.warmup * length[0] / 1000)),
                                                 max(1, round(s.recorded * length[1] / 5000))) for s in settings]  # fmt: skip

@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                  " validation seeds each, 20 for a finite episode",
         "episodes": "16 short episodes drawn once from the broad mix's episodes (`agents.evolve.EPISODE_VALIDATION`:"
                     " 20-60 jobs, no published setting), 20 validation seeds each",
+        "flexible-episodes": "16 short episodes of flexible shops drawn once (`agents.evolve.FLEXIBLE_EPISODE_VALIDATION`:"
+                             " 20-60 jobs, no published setting), 20 validation seeds each; the reference is the"
+                             " rules with the earliest-end machine rule",
         "shop": "the shop spec's own validation streams (`agents.evolve.validation_specs`: 4 per validation seed,"
                 " validation seeds only)",
         "flexible": "8 flexible settings drawn once from the flexible mix (`agents.evolve.FLEXIBLE_VALIDATION`: none"

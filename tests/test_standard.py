@@ -451,18 +451,29 @@ def test_the_broad_mix_adds_shift_episodes_and_loaded_shops_and_a_run_against_th
         EvolutionConfig(reference="wspt").check()
 
 
-def test_an_early_only_run_on_short_episodes_moves_only_the_gates_on_shop_early(tmp_path):
-    from agents.evolve import EPISODE_VALIDATION, FJ, EvolutionConfig, RunState, initial_parameters, n_parameters, train
+@pytest.mark.parametrize("mix", ["episodes", "flexible-episodes"])
+def test_an_early_only_run_on_short_episodes_moves_only_the_gates_on_shop_early(tmp_path, mix):
+    from agents import evolve
+    from agents.evolve import FJ, EvolutionConfig, RunState, initial_parameters, n_parameters, train
+    from sched_env.standard import FLEXIBLE_SETTINGS
 
-    settings = [StandardSetting.parse(name) for name in EPISODE_VALIDATION]
-    assert len(set(EPISODE_VALIDATION)) == 16 and all(s.finite and 20 <= s.recorded <= 60 for s in settings)
-    assert not set(EPISODE_VALIDATION) & set(STANDARD_SETTINGS)
-    config = EvolutionConfig(mix="episodes", early_only=True, start="shipped", reference="best", loss_penalty=2.0,
-                             pairs=2, streams=3, generations=2, validate_every=1, validation_seeds=1, minutes=5)  # fmt: skip
+    names = evolve.EPISODE_VALIDATION if mix == "episodes" else evolve.FLEXIBLE_EPISODE_VALIDATION
+    settings = [StandardSetting.parse(name) for name in names]
+    assert len(set(names)) == 16 and all(s.finite and 20 <= s.recorded <= 60 for s in settings)
+    assert all((s.alternatives > 1) == (mix != "episodes") for s in settings)
+    assert not set(names) & set(STANDARD_SETTINGS + FLEXIBLE_SETTINGS)
+    start = (
+        "shipped"
+        if mix == "episodes"
+        else str(Path(__file__).resolve().parents[1] / "agents/models/dynamic_flexible.onnx")
+    )
+    config = EvolutionConfig(mix=mix, early_only=True, start=start, reference="best", loss_penalty=2.0, pairs=2,
+                             streams=3, generations=2, validate_every=1, validation_seeds=1, minutes=5)  # fmt: skip
     train(config, tmp_path, say=lambda line: None)
     state, _ = RunState.load(tmp_path / "checkpoint.npz")
-    start = initial_parameters(0, np.random.default_rng(0), "shipped", context=True)
-    moved = np.flatnonzero(state.theta != start)
+    begun = initial_parameters(0, np.random.default_rng(0), start, context=True, machines=config.picks_machines)
+    assert len(state.theta) == n_parameters(0, True, machines=mix != "episodes")
+    moved = np.flatnonzero(state.theta != begun)
     gates = n_parameters(0)
     assert len(moved) and all(gates <= i and (i - gates) % K.N_DYNAMIC_CONTEXT == K.DF.shop_early - FJ for i in moved)
     with pytest.raises(SchedEnvError, match="early_only searches the gates"):
