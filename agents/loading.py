@@ -74,9 +74,12 @@ class LoadedPolicy:
         return bool(self.env_options.get("allow_wait", False))
 
     def describe(self) -> dict[str, Any]:
-        """What /v1/model reports: the file name, not the path (a server does not reveal its layout)."""
+        """What /v1/model reports: file names, not paths (a server does not reveal its layout, nor the
+        training machine's: a recipe's start network or shop spec is named by its file name alone)."""
+        config = {key: Path(value).name if isinstance(value, str) and ("/" in value or "\\" in value) else value
+                  for key, value in self.config.items()}  # fmt: skip
         return {"name": self.name, "file": Path(self.path).name, "kind": self.kind, "backend": self.backend,
-                "n_features": self.n_features, "sha256": self.sha256, "config": self.config,
+                "n_features": self.n_features, "sha256": self.sha256, "config": config,
                 "env_options": self.env_options}  # fmt: skip
 
 
