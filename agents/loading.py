@@ -145,22 +145,23 @@ def current_network(hidden: int, parameters: np.ndarray, n_features: int) -> np.
         return parameters
     old, new, H, FJ = n_features, K.N_DYNAMIC_FEATURES, hidden, K.N_DYNAMIC_JOB_FEATURES
     old_context, base = old - FJ, old * H + 2 * H + old + 1
-    sizes = {base: "plain"} | ({base + FJ * old_context: "gated",
-                                base + FJ * old_context + K.N_PAIR_FEATURES: "pairs"} if old_context else {})  # fmt: skip
+    # the layouts, as priority_network_sizes orders them: 0 plain, 1 with gates, 2 with pair weights too
+    sizes = {base: 0} | ({base + FJ * old_context: 1, base + FJ * old_context + K.N_PAIR_FEATURES: 2}
+                         if old_context else {})  # fmt: skip
     layout = sizes.get(parameters.shape[0])
     if old not in OLDER_DYNAMIC_FEATURES or layout is None:
         raise PolicyLoadError(f"a priority network over {old} features with {H} hidden units has"
                               f" {' or '.join(map(str, sizes))} parameters, not {parameters.shape[0]}")  # fmt: skip
-    padded = np.zeros(K.priority_network_sizes(H)[{"plain": 0, "gated": 1, "pairs": 2}[layout]])
+    padded = np.zeros(K.priority_network_sizes(H)[layout])
     padded[: old * H] = parameters[: old * H]  # W1's rows: the new columns' rows stay 0
     padded[new * H : new * H + 2 * H] = parameters[old * H : old * H + 2 * H]  # b1, w2
     padded[new * H + 2 * H : new * H + 2 * H + old] = parameters[old * H + 2 * H : old * H + 2 * H + old]  # skip
     padded[new * H + 2 * H + new] = parameters[base - 1]  # bias
     new_base = new * H + 2 * H + new + 1
-    if layout != "plain":  # the gates (FJ x context): the new context columns' gates stay 0
+    if layout > 0:  # the gates (FJ x context): the new context columns' gates stay 0
         gates = parameters[base : base + FJ * old_context].reshape(FJ, old_context)
         padded[new_base : new_base + FJ * K.N_DYNAMIC_CONTEXT].reshape(FJ, K.N_DYNAMIC_CONTEXT)[:, :old_context] = gates
-    if layout == "pairs":
+    if layout == 2:
         padded[-K.N_PAIR_FEATURES :] = parameters[-K.N_PAIR_FEATURES :]
     return padded
 
