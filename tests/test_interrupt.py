@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,20 +55,41 @@ def _group_is_gone(pgid: int) -> bool:
     return False
 
 
+class _OutputReader(threading.Thread):
+    """Collects a process's output as it comes, so a test can wait for a line without blocking on it."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.chunks = stream, []
+
+    def run(self) -> None:
+        for chunk in iter(lambda: os.read(self.stream.fileno(), 4096), b""):
+            self.chunks.append(chunk)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+
 def test_a_bench_interrupted_writes_its_completed_runs_and_leaves_no_worker(tmp_path):
     out = tmp_path / "bench"
     command = [sys.executable, "-m", "experiments.cli", "bench", "--instances", "ta21,ta22", "--methods",
-               "mwkr,cpsat:120", "--out", str(out), "--quiet"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+               "mwkr,cpsat:120", "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)  # fmt: skip
-    time.sleep(12)  # the worker starts, the rule rows complete, CP-SAT runs its 120 s
-    assert process.poll() is None, process.stdout.read()
+    reader = _OutputReader(process.stdout)
+    reader.start()
+    deadline = time.time() + 180  # imports, the worker and numba's cache load slowly on a busy machine
+    while not re.search(r"\b[1-3]/4\b", reader.text()) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # until the progress bar shows a rule run done; CP-SAT then runs its 120 s
+    assert process.poll() is None and re.search(r"\b[1-3]/4\b", reader.text()), reader.text()
     process.send_signal(signal.SIGINT)  # to the process alone: its worker never sees the signal
     try:
-        output, _ = process.communicate(timeout=20)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        raise AssertionError("the bench did not stop within 20 s of Ctrl-C") from None
+        raise AssertionError("the bench did not stop within 30 s of Ctrl-C") from None
+    reader.join(timeout=10)
+    output = reader.text()
     assert process.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output, output
     rows = (out / "benchmark.csv").read_text().splitlines()
