@@ -62,7 +62,8 @@ def test_demo_then_gantt(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "| mwkr       | 1491     | 21.1 %" in result.stdout
     assert result.stdout.startswith("sched-env demo:"), "the first line says what the demo does"
-    for method in ("policy", "policy:128", "cpsat:0.5", "atc (decides at every epoch)", "hybrid:0.3 replanning"):
+    shown = ("policy", "policy:128", "cpsat:0.5", "atc (decides at every epoch)", "policy:16 replanning")
+    for method in (*shown, "hybrid:0.3 replanning"):
         assert f"| {method}" in result.stdout, f"{method} missing from the demo's tables"
     assert "response time p50" in result.stdout and "one decision on ta01" in result.stdout
     schedule, chart = tmp_path / "ta01_schedule.json", tmp_path / "ta01_gantt.png"
