@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.evolve import SHOP_VALIDATION_STREAMS
 from agents.loading import load_policy
 from experiments.provenance import git_commit, machine_description
 
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         "flexible-episodes": "16 short episodes of flexible shops drawn once (`agents.evolve.FLEXIBLE_EPISODE_VALIDATION`:"
                              " 20-60 jobs, no published setting), 20 validation seeds each; the reference is the"
                              " rules with the earliest-end machine rule",
-        "shop": "the shop spec's own validation streams (`agents.evolve.validation_specs`: 4 per validation seed,"
-                " validation seeds only)",
+        "shop": "the shop spec's own validation streams (`agents.evolve.validation_specs`:"
+                f" {SHOP_VALIDATION_STREAMS} per validation seed, validation seeds only)",
         "flexible": "8 flexible settings drawn once from the flexible mix (`agents.evolve.FLEXIBLE_VALIDATION`: none"
                     " of the test settings), 4 validation seeds each (300 + 1 500 jobs); the reference is ATC with"
                     " the earliest-end machine rule",
