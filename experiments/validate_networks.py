@@ -6,6 +6,7 @@ validation seeds (never a test seed, never the seeds the runs chose on) and writ
 ``experiments/results/NAME.md``.
 
     python -m experiments.validate_networks experiments/results/evolve_context/seed*.onnx --mix wide --seeds 2:10
+    python -m experiments.validate_networks runs/my-shop-*/policy.onnx --shop my_shop.json --seeds 2:10
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from experiments.provenance import report_header
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def fresh_specs(mix: str, first: int, last: int) -> list[tuple]:
-    """The mix's validation streams with seeds ``first..last-1`` (a finite episode's: ten times as many)."""
-    runs_used = {spec for spec in validation_specs(first, mix=mix)}
-    return [spec for spec in validation_specs(last, mix=mix) if spec not in runs_used]
+def fresh_specs(mix: str, first: int, last: int, shop: str | None = None) -> list[tuple]:
+    """The mix's (or the shop spec's) validation streams with seeds ``first..last-1`` (a finite
+    episode's and a shop's: as many more as a run validates on per seed)."""
+    runs_used = validation_specs(first, mix=mix, shop=shop)  # a list: a shop spec is not hashable
+    return [spec for spec in validation_specs(last, mix=mix, shop=shop) if spec not in runs_used]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="a setting worse than the reference counts 1 + this times (as the run chose)",
     )
+    parser.add_argument("--shop", help="a shop spec (JSON, `sched-env fit-shop`): its validation streams, not a mix's")
     parser.add_argument("--seeds", default="2:10", help="validation seeds FIRST:LAST (the runs chose on 0 and 1)")
     parser.add_argument("--name", default="validate_networks")
     args = parser.parse_args(argv)
     first, last = (int(x) for x in args.seeds.split(":"))
-    specs = fresh_specs(args.mix, first, last)
+    specs = fresh_specs(args.mix, first, last, args.shop)
     reference = rule_tardiness(specs, REFERENCE_RULES[args.reference])
     scores = {}
     for path in args.networks:
@@ -60,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     penalty_words = f"; a setting's loss counts {1 + args.loss_penalty:g} times" if args.loss_penalty else ""
     lines = [
         *report_header("Trained dispatchers on fresh validation streams", "experiments.validate_networks", argv),
-        f"{len(specs)} validation streams of the `{args.mix}` mix's validation settings, seeds {first}-{last - 1}"
-        " (ten times as many for a finite episode): none is a test stream or a stream the runs chose their"
-        " checkpoints on. Ratio: geometric mean over the settings of the network's mean weighted tardiness over"
+        f"{len(specs)} validation streams of "
+        + (f"the shop `{Path(args.shop).name}`" if args.shop else f"the `{args.mix}` mix's validation settings")
+        + f", seeds {first}-{last - 1} (as many more for a finite episode or a shop as a run validates on):"
+        " none is a test stream or a stream the runs chose their checkpoints on. Ratio: geometric mean over the"
+        " settings of the network's mean weighted tardiness over"
         f" {reference_words}'s (plus 1 % of a job's mean work){penalty_words}.",
         "",
         f"| network | validation ratio to {args.reference} |",

@@ -164,9 +164,10 @@ def test_reading_a_log_names_what_is_wrong(tmp_path):
 
 
 def test_evolve_on_a_users_shop_trains_resumes_and_benchmarks(tmp_path):
-    from agents.evolve import EvolutionConfig, RunState, train
+    from agents.evolve import SHOP_VALIDATION_STREAMS, EvolutionConfig, RunState, train
     from agents.loading import load_policy
     from experiments.bench_standard import PORTFOLIO, best_rules, run_cell, run_table
+    from experiments.validate_networks import fresh_specs
 
     spec_path = small_truth().save(tmp_path / "spec.json")
     config = EvolutionConfig(shop=str(spec_path), start="shipped", pairs=2, streams=2, generations=2, validate_every=1,
@@ -187,6 +188,9 @@ def test_evolve_on_a_users_shop_trains_resumes_and_benchmarks(tmp_path):
     assert best_rules(table)["shop:small-w20-r100"] in PORTFOLIO  # the bench command's table on a user's shop
     with pytest.raises(Exception, match="cannot read the shop spec"):
         EvolutionConfig(shop=str(tmp_path / "none.json")).check()
+    fresh = fresh_specs("standard", 1, 2, str(spec_path))  # choosing among a shop's runs on fresh streams
+    assert [seed for _, seed, _ in fresh] == list(range(SHOP_VALIDATION_STREAMS, 2 * SHOP_VALIDATION_STREAMS))
+    assert all(spec == small_truth() and purpose == "validation" for spec, _, purpose in fresh)
 
 
 def test_the_loop_runs_from_the_command_line_through_a_real_server(tmp_path):
