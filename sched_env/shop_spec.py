@@ -210,8 +210,14 @@ class ShopSpec(RecordedStream):
                 label=str(data.get("label", "shop")), warmup=int(data.get("warmup", 300)),
                 recorded=int(data.get("recorded", 1500)),
             )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidScenarioError(f"{source}: a field is missing or malformed ({error!r})") from None
+        except InvalidScenarioError as error:  # the fields parsed, their values are wrong: say in which file
+            raise InvalidScenarioError(f"{source}: {error}" if source != "shop spec" else str(error)) from None
+        except KeyError as error:
+            raise InvalidScenarioError(
+                f"{source}: the field {error} is missing; `sched-env fit-shop` writes them all"
+            ) from None
+        except (TypeError, ValueError) as error:
+            raise InvalidScenarioError(f"{source}: a field has the wrong type or shape ({error})") from None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -75,6 +75,13 @@ def test_a_spec_draws_streams_of_its_shop_and_refuses_nonsense():
         small_truth(templates=(Template((((5, 10),),)),))
     with pytest.raises(InvalidScenarioError, match="not a shop spec"):
         ShopSpec.from_dict({"equipment": []})
+    data = spec.to_dict()
+    with pytest.raises(InvalidScenarioError, match="field 'mtbf' is missing"):
+        ShopSpec.from_dict({k: v for k, v in data.items() if k != "mtbf"})
+    with pytest.raises(InvalidScenarioError, match="wrong type or shape .*'fast'"):
+        ShopSpec.from_dict({**data, "mean_interarrival": "fast"})
+    with pytest.raises(InvalidScenarioError, match=r"^shop spec 'small': mean_interarrival must be a positive"):
+        ShopSpec.from_dict({**data, "mean_interarrival": -1})
     q = quantiles_of(np.random.default_rng(0).uniform(2, 5, 4000))
     assert (
         abs(q[0] - 2) < 0.05
