@@ -47,6 +47,7 @@ def test_method_specs_parse_and_bad_ones_say_what_to_write():
         ("policy:1000000000000", r"sample count K must be a positive integer \(at most 10,000\)"),
         ("tabu:iters=0", "iters must be a positive integer"),
         ("tabu:1:iters=2000000000", r"at most 1,000,000,000"),
+        ("policy@agents/models/dynamic.onnx:16", r"go before '@': policy:16@agents/models/dynamic.onnx"),
     ):
         with pytest.raises(DeciderError, match=message):
             deciders.make(bad)

@@ -282,6 +282,8 @@ def test_a_model_registered_while_serving_is_selected_for_a_live_shop_and_kept_a
         for name in ("../shops", "/etc/passwd"):
             refused = httpx.patch(url, json={"method": f"policy@{name}"}, headers=AUTH, timeout=30)
             assert refused.status_code == 422 and "this host reads none" in refused.text, refused.text
+        refused = httpx.patch(url, json={"method": "policy@press:16"}, headers=AUTH, timeout=30)
+        assert refused.status_code == 422 and "go before '@': policy:16@press" in refused.text, refused.text
         shutil.copy(shipped_path("dynamic", "onnx"), models / "press.onnx")  # registered while serving
         switched = httpx.patch(url, json={"method": "policy@press", "budget_ms": 400}, headers=AUTH, timeout=30)
         assert switched.status_code == 200 and switched.json()["method"] == "policy@press", switched.text
