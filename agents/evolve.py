@@ -533,7 +533,11 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
     noise = rng.standard_normal((config.pairs, len(state.theta)))
     scaled = config.sigma * noise * state.scales  # the search runs in per-feature standard units
     networks = np.concatenate([state.theta[None, :], state.theta + scaled, state.theta - scaled])
-    ratios = log_ratio(evaluate(networks, config.hidden, specs), reference, floor)
+    wt = evaluate(networks, config.hidden, specs)
+    if config.shop:  # one shop: the ratio of the means over the streams, as its validation and test read it
+        ratios = log_ratio(wt.sum(axis=1, keepdims=True), reference.sum(), floor.sum())
+    else:  # a mix: every shop counts alike, whatever its scale
+        ratios = log_ratio(wt, reference, floor)
     fitness = penalised(ratios, config.loss_penalty).mean(axis=1)
     ranks = np.argsort(np.argsort(fitness[1:])) / (2 * config.pairs - 1) - 0.5  # centred ranks, lower is better
     gradient = ((ranks[: config.pairs] - ranks[config.pairs :])[:, None] * noise).sum(0) / (config.pairs * config.sigma)
