@@ -15,9 +15,11 @@ by antithetic evolution strategies with centred ranks and Adam (Salimans et al. 
 generation perturbs the weights, runs every perturbation on the same few generated streams
 (common random numbers) inside one compiled kernel call, and moves toward the perturbations
 whose mean weighted tardiness, relative to ATC's on the same stream (``--reference best``: the better
-of ATC and WSPT; ``--loss-penalty``: a loss counts more than a gain), was lowest. Streams are drawn
-from a mix of shops (``--mix``: standard, wide, broad, episodes, flexible or flexible-episodes),
-never from the test seeds; the checkpoint kept is the one best on generated validation streams.
+of ATC and WSPT; ``--loss-penalty``: a loss counts more than a gain), was lowest. On a user's shop
+(``--shop``) it is the generation's total weighted tardiness over ATC's: the ratio of means the shop
+is judged by, where a few congested streams carry most of the tardiness. Streams are drawn from a
+mix of shops (``--mix``: standard, wide, broad, episodes, flexible or flexible-episodes), never
+from the test seeds; the checkpoint kept is the one best on generated validation streams.
 
     sched-env evolve --minutes 40 --seed 0 --out runs/evolve-0     # checkpoints, progress.csv, policy.onnx
     sched-env evolve --resume runs/evolve-0 --minutes 20           # continue the same run

@@ -246,3 +246,33 @@ def test_a_flexible_shops_history_replays_exactly_with_the_equipment_it_chose(tm
     assert rows["atc+ll"]["total_weighted_tardiness"] == rows["recorded"]["total_weighted_tardiness"]
     fitted, _ = fit_history(read_history(db, "shop-1"))
     assert fitted.flexible and {len(o) for t in fitted.templates for o in t.operations} == {1, 2}
+
+
+def test_a_shop_run_is_fitted_to_the_ratio_of_means_it_is_judged_by(tmp_path):
+    """On one shop the fitness is the generation's total weighted tardiness over ATC's (a few congested
+    streams carry most of it), not the mean of per-stream log ratios (a mix's: every shop counts alike)."""
+    from agents.evolve import (
+        Evaluator,
+        EvolutionConfig,
+        RunState,
+        generation_step,
+        initial_parameters,
+        rule_tardiness,
+        stream_tardiness,
+    )
+
+    spec_path = small_truth().save(tmp_path / "spec.json")
+    config = EvolutionConfig(shop=str(spec_path), pairs=1, streams=3, train_warmup=20, train_recorded=80)
+    config.check()
+    rng = np.random.default_rng(5)
+    theta = initial_parameters(0, rng, "atc", context=True)
+    theta += 0.3 * rng.standard_normal(len(theta))  # not ATC: its ratio is not 1
+    state = RunState(theta.copy(), np.zeros_like(theta), np.zeros_like(theta), scales=np.ones_like(theta))
+    draws = np.random.default_rng((config.seed, 0))  # the streams generation 0 draws
+    shop = small_truth().scaled(20, 80)
+    specs = [(shop, int(draws.integers(2**31)), "train") for _ in range(3)]
+    wt, atc = stream_tardiness(theta[None, :], 0, specs)[0], rule_tardiness(specs)[0]
+    floor = 3 * 0.01 * shop.mean_ops * shop.mean_duration
+    fitness = generation_step(state, config, Evaluator())
+    assert fitness == pytest.approx(np.log((wt.sum() + floor) / (atc.sum() + floor)))
+    assert fitness != pytest.approx(np.log((wt + floor / 3) / (atc + floor / 3)).mean())  # the streams differ
