@@ -165,9 +165,8 @@ def policy_factory(spec, *, objective: str | None = None, **_: Any) -> PolicyDec
         if spec.qualifier is None:
             load_policy(kind="static")  # fail now, with the reason, if the shipped model is unusable
     except PolicyLoadError as error:
-        if spec.args_after_qualifier():  # policy@FILE:16: the count goes before the '@'
-            raise DeciderError(
-                f"method {spec.text!r}: ':' arguments go before '@': {spec.args_after_qualifier()}"
-            ) from None
-        raise DeciderError(f"method {spec.text!r}: {error}") from None
-    return decider
+        failure = str(error)
+    else:
+        return decider
+    spec.refuse_args_after_qualifier()  # policy@FILE:16: the count goes before the '@'
+    raise DeciderError(f"method {spec.text!r}: {failure}")

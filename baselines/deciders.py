@@ -224,13 +224,13 @@ class MethodSpec:
             raise DeciderError(f"method {self.text!r}: {what} must be {kind}{bound}, got {self.args[index]!r}")
         return value
 
-    def args_after_qualifier(self) -> str | None:
-        """The spec rewritten when its ':' arguments were put after '@' (``policy@press:16`` for
-        ``policy:16@press``), for an error to suggest; None when the spec is not of that form."""
+    def refuse_args_after_qualifier(self) -> None:
+        """Refuse, saying what to write, a spec whose ':' arguments were put after '@'
+        (``policy@press:16`` for ``policy:16@press``); any other spec passes."""
         where, colon, tail = (self.qualifier or "").rpartition(":")
-        if not colon or not where or not tail.replace(".", "", 1).isdigit():
-            return None
-        return f"{self.text.partition('@')[0]}:{tail}@{where}"
+        if colon and where and tail.replace(".", "", 1).isdigit():
+            head = self.text.partition("@")[0]
+            raise DeciderError(f"method {self.text!r}: ':' arguments go before '@': {head}:{tail}@{where}")
 
     def no_more_than(self, n_args: int, usage: str) -> None:
         if len(self.args) > n_args:

@@ -814,11 +814,8 @@ def _registered_policy(parsed, objective: str, models: dict[str, Any], models_di
     from baselines import deciders
 
     name = parsed.qualifier
-    if not MODEL_NAME.match(name) and parsed.args_after_qualifier():
-        raise deciders.DeciderError(
-            f"method {parsed.text!r}: ':' arguments go before '@': {parsed.args_after_qualifier()}"
-        )
     if not MODEL_NAME.match(name):
+        parsed.refuse_args_after_qualifier()  # policy@NAME:16
         raise deciders.DeciderError(f"method {parsed.text!r}: '@{name}' may name a file, and this host reads none;"
                                     " '@NAME' names a model registered on the server (letters, digits, '_', '-')")  # fmt: skip
     if name in models:
