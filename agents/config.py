@@ -302,7 +302,8 @@ class EvolutionConfig:
     learning_rate: float = documented("Adam step on the mean, in the same units", 0.01, option=True)
     minutes: float = documented("wall-time budget of this call (a resumed run adds to it)", 30.0, option=True)
     generations: int = documented("the run ends at this many generations (the recipe's length), or at minutes; with"
-                                  " --resume the run's own unless given", 150, option=True)  # fmt: skip
+                                  " --resume the run's own unless given, with --minutes alone no limit", 150,
+                                  option=True)  # fmt: skip
     seed: int = documented("training seed (streams, perturbations)", 0, option=True)
     train_warmup: int = documented("jobs per training stream before recording", 300)
     train_recorded: int = documented("jobs per training stream recorded", 1500)

@@ -208,3 +208,15 @@ def test_serve_refuses_mqtt_credentials_it_cannot_use_in_one_line(tmp_path, caps
         ["serve", "--db", str(tmp_path / "shops.sqlite3"), "--mqtt", "localhost:1883", *options], capsys
     )
     assert code == 2 and message in err, err
+
+
+def test_evolve_minutes_alone_is_a_run_of_that_many_minutes(tmp_path, monkeypatch):
+    """`evolve --minutes 20` runs 20 minutes, not the recipe's 150 generations; --generations still bounds it."""
+    import agents.evolve
+
+    seen = []
+    monkeypatch.setattr(agents.evolve, "train", lambda config, out, **_: seen.append(config) or tmp_path / "p.onnx")
+    assert main(["evolve", "--out", str(tmp_path / "a"), "--minutes", "20"]) == 0
+    assert main(["evolve", "--out", str(tmp_path / "b"), "--minutes", "20", "--generations", "40"]) == 0
+    assert main(["evolve", "--out", str(tmp_path / "c")]) == 0
+    assert [(c.minutes, c.generations) for c in seen] == [(20, 1_000_000), (20, 40), (30, 150)]

@@ -153,6 +153,10 @@ def _resume_config(checkpoint: str) -> dict:
     raise UserError(f"no config.json beside {checkpoint}; pass the CONFIG file too")
 
 
+#: The length of a new ``evolve`` run given ``--minutes`` and no ``--generations``: its minutes end it.
+UNLIMITED_GENERATIONS = 1_000_000
+
+
 def run_evolve(args: argparse.Namespace) -> int:
     from agents.config import EvolutionConfig, config_options
     from agents.evolve import RunState, train
@@ -164,6 +168,8 @@ def run_evolve(args: argparse.Namespace) -> int:
     options = config_options(args, EvolutionConfig)
     if args.resume and "generations" not in options:  # a resumed run keeps its own length
         options["generations"] = RunState.load(Path(args.resume) / "checkpoint.npz")[1].generations
+    elif "minutes" in options and "generations" not in options:  # --minutes 20 alone: a 20-minute run
+        options["generations"] = UNLIMITED_GENERATIONS
     config = EvolutionConfig(**options)
     started = time.perf_counter()
     path = train(config, out, resume=bool(args.resume), ray_address=args.ray)
