@@ -31,6 +31,30 @@ def fresh_specs(mix: str, first: int, last: int, shop: str | None = None) -> lis
     return [spec for spec in validation_specs(last, mix=mix, shop=shop) if spec not in runs_used]
 
 
+def congestion_quarters(tardiness: dict[str, np.ndarray], reference: np.ndarray, name: str) -> list[str]:
+    """Where on one shop a network gains: its ratio to the reference on each quarter of the streams,
+    ranked by the reference's mean weighted tardiness (the most congested quarter carries most of it)."""
+    quarters = np.array_split(np.argsort(reference, kind="stable"), 4)
+    shares = [reference[q].sum() / max(reference.sum(), 1e-9) for q in quarters]
+    labels = ("lightest", "second", "third", "most congested")
+    return [
+        "",
+        f"Where they gain: each quarter of the streams, ranked by {name}'s mean weighted tardiness, with its share"
+        f" of {name}'s total; ratio: the network's total weighted tardiness there over {name}'s.",
+        "",
+        "| network | " + " | ".join(f"{label} ({share:.0%})" for label, share in zip(labels, shares)) + " |",
+        "|---|" + "---:|" * len(quarters),
+        *[
+            f"| `{path}` | " + " | ".join(_ratio(wt[q].sum(), reference[q].sum()) for q in quarters) + " |"
+            for path, wt in sorted(tardiness.items())
+        ],  # fmt: skip
+    ]
+
+
+def _ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.3f}" if reference > 0 else ("1" if value == 0 else "late where it is never late")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("networks", nargs="+", help="ONNX files of priority networks (sched-env evolve)")
@@ -54,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     first, last = (int(x) for x in args.seeds.split(":"))
     specs = fresh_specs(args.mix, first, last, args.shop)
     reference = rule_tardiness(specs, REFERENCE_RULES[args.reference])
-    scores = {}
+    scores, tardiness = {}, {}
     for path in args.networks:
         hidden, theta = load_policy(path).network
-        scores[path] = validation_score(Evaluator(), theta, hidden, specs, reference, args.loss_penalty)
+        tardiness[path] = Evaluator()(theta[None, :], hidden, specs)[0]
+        scores[path] = validation_score(lambda *_, p=path: tardiness[p][None, :], theta, hidden, specs, reference,
+                                        args.loss_penalty)  # fmt: skip
         print(f"{path}: {scores[path]:.4f} x {args.reference}", flush=True)
     reference_words = "ATC" if args.reference == "atc" else "the better of ATC and WSPT on that setting"
     penalty_words = f"; a setting's loss counts {1 + args.loss_penalty:g} times" if args.loss_penalty else ""
@@ -75,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| `{path}` | {score:.4f} |" for path, score in sorted(scores.items(), key=lambda item: item[1])],
         "",
         f"Best: `{min(scores, key=scores.get)}`.",
+        *(congestion_quarters(tardiness, reference.min(axis=0), args.reference) if args.shop else []),
     ]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

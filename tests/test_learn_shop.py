@@ -276,3 +276,14 @@ def test_a_shop_run_is_fitted_to_the_ratio_of_means_it_is_judged_by(tmp_path):
     fitness = generation_step(state, config, Evaluator())
     assert fitness == pytest.approx(np.log((wt.sum() + floor) / (atc.sum() + floor)))
     assert fitness != pytest.approx(np.log((wt + floor / 3) / (atc + floor / 3)).mean())  # the streams differ
+
+
+def test_validation_says_where_a_network_gains_on_light_and_congested_streams():
+    from experiments.validate_networks import congestion_quarters
+
+    reference = np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 10.0, 14.0])  # the most congested quarter: 24 of 36
+    lines = congestion_quarters({"net.onnx": reference * [0.5, 0.5, 1, 1, 1, 1, 1, 1]}, reference, "atc")
+    assert "| network | lightest (6%) | second (11%) | third (17%) | most congested (67%) |" in lines
+    assert "| `net.onnx` | 0.500 | 1.000 | 1.000 | 1.000 |" in lines
+    never_late = congestion_quarters({"a": np.array([0.0, 0, 1, 1])}, np.array([0.0, 0, 1, 1]), "atc")
+    assert never_late[-1] == "| `a` | 1 | 1 | 1.000 | 1.000 |"
