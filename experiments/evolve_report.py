@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="run folders of `sched-env evolve`")
     parser.add_argument("--command", required=True, help="the training command, as run")
     parser.add_argument("--name", default="evolve", help="training_NAME.{md,png}, networks in NAME/ (default evolve)")
+    parser.add_argument("--trained", default="the three seeds trained at once, one thread each, beside other work",
+                        help="how the runs shared the machine, as run")  # fmt: skip
+    parser.add_argument("--commit", help="the commit the runs were made at (default: the checkout's)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     keep = out / args.name
@@ -80,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Training the evolved dispatcher (agents/evolve.py)", "",
         f"Command (per seed N): `{args.command}`  ",
-        f"Commit: {git_commit()}, machine: {machine_description()['cpu']} ({machine_description()['cores']} cores),"
-        " the three seeds trained at once, one thread each, beside other work.", "",
+        f"Commit: {args.commit or git_commit()}, machine: {machine_description()['cpu']}"
+        f" ({machine_description()['cores']} cores), {args.trained}.", "",
         "Recipe: " + json.dumps({k: v for k, v in runs[0]["config"].items() if k not in ("extra",)}), "",
         f"| seed | generations | wall time | best validation ratio to {reference} | at generation |",
         "|---|---|---|---|---|",
