@@ -47,7 +47,7 @@ def congestion_quarters(tardiness: dict[str, np.ndarray], reference: np.ndarray,
         *[
             f"| `{path}` | " + " | ".join(_ratio(wt[q].sum(), reference[q].sum()) for q in quarters) + " |"
             for path, wt in sorted(tardiness.items())
-        ],  # fmt: skip
+        ],
     ]
 
 
