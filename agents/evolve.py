@@ -511,7 +511,11 @@ def validation_score(evaluate: Evaluator, theta: np.ndarray, hidden: int, specs,
     """Geometric mean over the validation settings of (network's mean WT / the reference's), the
     reference being the best of the rules (``reference``: rules x streams) on each setting; with a
     ``penalty``, a setting's loss counts ``1 + penalty`` times (:func:`penalised`)."""
-    wt = evaluate(theta[None, :], hidden, specs)[0]
+    return validation_ratio(evaluate(theta[None, :], hidden, specs)[0], specs, reference, penalty)
+
+
+def validation_ratio(wt: np.ndarray, specs, reference: np.ndarray, penalty: float = 0.0) -> float:
+    """:func:`validation_score` of a network whose weighted tardiness on ``specs`` is ``wt``."""
     names = [setting(name).name for name, _, _ in specs]
     ratios = []
     for name in dict.fromkeys(names):

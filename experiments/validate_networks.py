@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.config import EVOLUTION_MIXES
-from agents.evolve import REFERENCE_RULES, Evaluator, rule_tardiness, validation_score, validation_specs
+from agents.evolve import REFERENCE_RULES, Evaluator, rule_tardiness, validation_ratio, validation_specs
 from agents.loading import load_policy
 from experiments.provenance import report_header
 
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.networks:
         hidden, theta = load_policy(path).network
         tardiness[path] = Evaluator()(theta[None, :], hidden, specs)[0]
-        scores[path] = validation_score(lambda *_, p=path: tardiness[p][None, :], theta, hidden, specs, reference,
-                                        args.loss_penalty)  # fmt: skip
+        scores[path] = validation_ratio(tardiness[path], specs, reference, args.loss_penalty)
         print(f"{path}: {scores[path]:.4f} x {args.reference}", flush=True)
     reference_words = "ATC" if args.reference == "atc" else "the better of ATC and WSPT on that setting"
     penalty_words = f"; a setting's loss counts {1 + args.loss_penalty:g} times" if args.loss_penalty else ""
