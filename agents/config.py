@@ -300,6 +300,10 @@ class EvolutionConfig:
     streams: int = documented("training streams per generation, shared by every perturbation", 8, option=True)
     sigma: float = documented("perturbation scale, in standard units of each feature", 0.1, option=True)
     learning_rate: float = documented("Adam step on the mean, in the same units", 0.01, option=True)
+    final_learning_rate: float | None = documented(
+        "if given, the step decays from learning_rate to this along a cosine over the run's length (minutes or"
+        " generations, whichever ends it): large steps far from a good network, small ones to settle on it; a"
+        " resumed run stretches the curve over its new length", None, option=True)  # fmt: skip
     minutes: float = documented("wall-time budget of this call (a resumed run adds to it)", 30.0, option=True)
     generations: int = documented("the run ends at this many generations (the recipe's length), or at minutes; with"
                                   " --resume the run's own unless given, with --minutes alone no limit", 150,
@@ -346,6 +350,9 @@ class EvolutionConfig:
             raise SchedEnvError("hidden must be >= 0; pairs, streams and validation_seeds >= 1")
         if not (self.sigma > 0 and self.learning_rate > 0 and self.minutes > 0):
             raise SchedEnvError("sigma, learning_rate and minutes must be > 0")
+        if self.final_learning_rate is not None and not 0 < self.final_learning_rate <= self.learning_rate:
+            raise SchedEnvError(f"final_learning_rate must be > 0 and at most learning_rate ({self.learning_rate}),"
+                                f" got {self.final_learning_rate}")  # fmt: skip
         if self.mix not in EVOLUTION_MIXES:
             raise SchedEnvError(f"mix must be one of {', '.join(EVOLUTION_MIXES)}, got {self.mix!r}")
         if self.reference not in ("atc", "best") or self.loss_penalty < 0:
@@ -376,6 +383,12 @@ def config_help(cls: type = TrainConfig, title: str = "config keys (YAML or --se
     return f"{title}:\n" + "\n".join(lines)
 
 
+def _optional_type(spec: dataclasses.Field) -> type:
+    """The type an option of a field without a default value reads (``float | None``: float)."""
+    annotation = str(spec.type)
+    return float if annotation.startswith("float") else int if annotation.startswith("int") else str
+
+
 def add_config_options(parser, cls: type) -> None:
     """An option ``--field-name`` for every field of ``cls`` documented with ``option=True``, typed by
     its default, its help the field's (default None: the config's own default applies)."""
@@ -384,7 +397,7 @@ def add_config_options(parser, cls: type) -> None:
             parser.add_argument(f"--{spec.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{spec.metadata['help']} (default {spec.default})")  # fmt: skip
         elif spec.metadata.get("option"):
-            kind = type(spec.default) if isinstance(spec.default, (int, float, str)) else str
+            kind = type(spec.default) if isinstance(spec.default, (int, float, str)) else _optional_type(spec)
             parser.add_argument(f"--{spec.name.replace('_', '-')}", type=kind, default=None,
                                 help=f"{spec.metadata['help']} (default {_shown(spec.default)})")  # fmt: skip
 

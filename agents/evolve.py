@@ -17,7 +17,8 @@ generation perturbs the weights, runs every perturbation on the same few generat
 whose mean weighted tardiness, relative to ATC's on the same stream (``--reference best``: the better
 of ATC and WSPT; ``--loss-penalty``: a loss counts more than a gain), was lowest. On a user's shop
 (``--shop``) it is the generation's total weighted tardiness over ATC's: the ratio of means the shop
-is judged by, where a few congested streams carry most of the tardiness. Streams are drawn from a
+is judged by, where a few congested streams carry most of the tardiness. The step is constant, or
+decays along a cosine over the run (``--final-learning-rate``) to settle on a network. Streams are drawn from a
 mix of shops (``--mix``: standard, wide, broad, episodes, flexible or flexible-episodes), never
 from the test seeds; the checkpoint kept is the one best on generated validation streams.
 
@@ -526,8 +527,17 @@ def validation_ratio(wt: np.ndarray, specs, reference: np.ndarray, penalty: floa
     return float(np.exp(np.mean(penalised(np.log(ratios), penalty))))
 
 
-def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluator) -> float:
-    """One ES generation: perturb, run on shared streams, step Adam. Returns the centre's fitness."""
+def learning_rate(config: EvolutionConfig, done: float) -> float:
+    """The Adam step after ``done`` (0 to 1) of the run: constant, or a cosine down to ``final_learning_rate``."""
+    if config.final_learning_rate is None:
+        return config.learning_rate
+    cosine = 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
+    return config.final_learning_rate + (config.learning_rate - config.final_learning_rate) * cosine
+
+
+def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluator, done: float = 0.0) -> float:
+    """One ES generation: perturb, run on shared streams, step Adam (``done``: the share of the run
+    behind, for the step's schedule). Returns the centre's fitness."""
     rng = np.random.default_rng((config.seed, state.generation))  # resumable: generation g always draws the same
     specs = []
     for _ in range(config.streams):
@@ -551,7 +561,7 @@ def generation_step(state: RunState, config: EvolutionConfig, evaluate: Evaluato
     beta1, beta2, t = 0.9, 0.999, state.generation
     state.m = beta1 * state.m + (1 - beta1) * gradient
     state.v = beta2 * state.v + (1 - beta2) * gradient**2
-    step = config.learning_rate * (state.m / (1 - beta1**t)) / (np.sqrt(state.v / (1 - beta2**t)) + 1e-8)
+    step = learning_rate(config, done) * (state.m / (1 - beta1**t)) / (np.sqrt(state.v / (1 - beta2**t)) + 1e-8)
     state.theta = state.theta - step * state.scales
     return float(fitness[0])
 
@@ -666,7 +676,8 @@ def train(config: EvolutionConfig, out: str | Path, *, resume: bool = False, ray
                     validate()
                 if last:
                     break
-                fitness = generation_step(state, config, evaluate)
+                done = max(state.generation / config.generations, state.minutes / (base + minutes))
+                fitness = generation_step(state, config, evaluate, done)
                 writer.writerow([state.generation, round(base + (time.perf_counter() - started) / 60, 2),
                                  round(fitness, 4), ""])  # fmt: skip
         except KeyboardInterrupt:  # Ctrl-C: the last whole generation is kept, the best network exported

@@ -220,3 +220,13 @@ def test_evolve_minutes_alone_is_a_run_of_that_many_minutes(tmp_path, monkeypatc
     assert main(["evolve", "--out", str(tmp_path / "b"), "--minutes", "20", "--generations", "40"]) == 0
     assert main(["evolve", "--out", str(tmp_path / "c")]) == 0
     assert [(c.minutes, c.generations) for c in seen] == [(20, 1_000_000), (20, 40), (30, 150)]
+    assert main(["evolve", "--out", str(tmp_path / "d"), "--final-learning-rate", "0.001"]) == 0
+    assert seen[-1].final_learning_rate == 0.001 and seen[-1].learning_rate == 0.01
+
+
+def test_evolve_refuses_a_final_learning_rate_above_the_first(tmp_path, capsys):
+    assert main(["evolve", "--out", str(tmp_path / "a"), "--final-learning-rate", "0.05"]) == 2
+    assert "final_learning_rate must be > 0 and at most learning_rate (0.01), got 0.05" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evolve", "--out", str(tmp_path / "b"), "--final-learning-rate", "tiny"])
+    assert "invalid float value: 'tiny'" in capsys.readouterr().err

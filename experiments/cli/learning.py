@@ -40,7 +40,7 @@ def add_commands(sub) -> None:
         description="Train a priority network for the dynamic shop by evolution strategies on generated streams"
         " (never the test seeds); the best network on validation streams is written as DIR/policy.onnx (use it:"
         " --methods policy@DIR/policy.onnx). Ctrl-C checkpoints and stops; --resume continues.",
-        epilog=config_help(EvolutionConfig, "the recipe (the options above set the first eight)"),
+        epilog=config_help(EvolutionConfig, "the recipe, stored with the run (an option above sets the field of its name)"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--out", help="run folder (checkpoint.npz, progress.csv, policy.onnx)")
