@@ -6,7 +6,7 @@ validation seeds (never a test seed, never the seeds the runs chose on) and writ
 ``experiments/results/NAME.md``.
 
     python -m experiments.validate_networks experiments/results/evolve_context/seed*.onnx --mix wide --seeds 2:10
-    python -m experiments.validate_networks runs/my-shop-*/policy.onnx --shop my_shop.json --seeds 2:10
+    python -m experiments.validate_networks runs/my-shop-*/policy.onnx --shop my_shop.json --seeds 2:10 --rules wspt
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from agents.config import EVOLUTION_MIXES
 from agents.evolve import REFERENCE_RULES, Evaluator, rule_tardiness, validation_ratio, validation_specs
 from agents.loading import load_policy
 from experiments.provenance import report_header
+from sched_env._names import RULE_FIELDS, RULE_NAMES
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RULE_ROW = " (rule)"  # a --rules row's name: the rule's, then this
 
 
 def fresh_specs(mix: str, first: int, last: int, shop: str | None = None) -> list[tuple]:
@@ -45,10 +47,24 @@ def congestion_quarters(tardiness: dict[str, np.ndarray], reference: np.ndarray,
         "| network | " + " | ".join(f"{label} ({share:.0%})" for label, share in zip(labels, shares)) + " |",
         "|---|" + "---:|" * len(quarters),
         *[
-            f"| `{path}` | " + " | ".join(_ratio(wt[q].sum(), reference[q].sum()) for q in quarters) + " |"
+            f"| {_label(path)} | " + " | ".join(_ratio(wt[q].sum(), reference[q].sum()) for q in quarters) + " |"
             for path, wt in sorted(tardiness.items())
         ],
     ]
+
+
+def rule_names(text: str) -> tuple[str, ...]:
+    """``--rules``: dispatching rules by name, comma-separated; an unknown one is refused with the list."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in RULE_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown rule {', '.join(unknown)}; rules: {', '.join(RULE_NAMES)}")
+    return names
+
+
+def _label(row: str) -> str:
+    """A network's file in code style; a rule's row (``--rules``) as it is."""
+    return row if row.endswith(RULE_ROW) else f"`{row}`"
 
 
 def _ratio(value: float, reference: float) -> str:
@@ -73,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shop", help="a shop spec (JSON, `sched-env fit-shop`): its validation streams, not a mix's")
     parser.add_argument("--seeds", default="2:10", help="validation seeds FIRST:LAST (the runs chose on 0 and 1)")
+    parser.add_argument("--rules", type=rule_names, default=(),
+                        help="rules to score beside the networks, comma-separated (e.g. wspt,covert): a row each")  # fmt: skip
     parser.add_argument("--name", default="validate_networks")
     args = parser.parse_args(argv)
     first, last = (int(x) for x in args.seeds.split(":"))
@@ -84,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         tardiness[path] = Evaluator()(theta[None, :], hidden, specs)[0]
         scores[path] = validation_ratio(tardiness[path], specs, reference, args.loss_penalty)
         print(f"{path}: {scores[path]:.4f} x {args.reference}", flush=True)
+    rows = dict(scores)
+    for rule in args.rules:  # the rules a network is measured against, as rows of their own
+        tardiness[rule + RULE_ROW] = rule_tardiness(specs, (RULE_FIELDS[rule],))[0]
+        rows[rule + RULE_ROW] = validation_ratio(tardiness[rule + RULE_ROW], specs, reference, args.loss_penalty)
     reference_words = "ATC" if args.reference == "atc" else "the better of ATC and WSPT on that setting"
     penalty_words = f"; a setting's loss counts {1 + args.loss_penalty:g} times" if args.loss_penalty else ""
     lines = [
@@ -97,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"| network | validation ratio to {args.reference} |",
         "|---|---:|",
-        *[f"| `{path}` | {score:.4f} |" for path, score in sorted(scores.items(), key=lambda item: item[1])],
+        *[f"| {_label(path)} | {score:.4f} |" for path, score in sorted(rows.items(), key=lambda item: item[1])],
         "",
         f"Best: `{min(scores, key=scores.get)}`.",
         *(congestion_quarters(tardiness, reference.min(axis=0), args.reference) if args.shop else []),

@@ -279,6 +279,27 @@ def test_a_shop_run_is_fitted_to_the_ratio_of_means_it_is_judged_by(tmp_path):
     assert fitness != pytest.approx(np.log((wt + floor / 3) / (atc + floor / 3)).mean())  # the streams differ
 
 
+def test_validation_scores_rules_beside_the_networks_and_refuses_unknown_ones(tmp_path, capsys):
+    """`validate_networks --rules wspt,atc`: a row per rule on the same streams and quarters (ATC as a
+    network and as the rule read 1 exactly); an unknown rule is refused with the list of rules."""
+    from agents.evolve import export_onnx, initial_parameters
+    from experiments.validate_networks import main
+
+    spec = str(small_truth().save(tmp_path / "spec.json"))
+    atc = export_onnx(initial_parameters(0, np.random.default_rng(0), "atc", context=True), 0, tmp_path / "atc.onnx",
+                      {"config": {}, "env_options": {}})  # fmt: skip
+    assert (
+        main([str(atc), "--shop", spec, "--seeds", "2:3", "--rules", "wspt, atc", "--name", str(tmp_path / "v")]) == 0
+    )
+    text = (tmp_path / "v.md").read_text()
+    assert f"| `{atc}` | 1.0000 |" in text and "| atc (rule) | 1.0000 |" in text and "| wspt (rule) |" in text
+    assert f"Best: `{atc}`." in text  # the best network, never a rule
+    assert text.count("| wspt (rule) |") == 2 and "| atc (rule) | 1.000 | 1.000 | 1.000 | 1.000 |" in text
+    with pytest.raises(SystemExit):
+        main([str(atc), "--shop", spec, "--rules", "wspt,fastest"])
+    assert "unknown rule fastest; rules: " in capsys.readouterr().err
+
+
 def test_a_decaying_step_moves_the_network_less_as_the_run_ends(tmp_path):
     """--final-learning-rate: the Adam step follows a cosine from the first rate to the last over
     the run; the same generation moves the network 10x less at the end of a 0.02 -> 0.002 run."""
