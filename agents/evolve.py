@@ -18,9 +18,10 @@ whose mean weighted tardiness, relative to ATC's on the same stream (``--referen
 of ATC and WSPT; ``--loss-penalty``: a loss counts more than a gain), was lowest. On a user's shop
 (``--shop``) it is the generation's total weighted tardiness over ATC's: the ratio of means the shop
 is judged by, where a few congested streams carry most of the tardiness. The step is constant, or
-decays along a cosine over the run (``--final-learning-rate``) to settle on a network. Streams are drawn from a
-mix of shops (``--mix``: standard, wide, broad, episodes, flexible or flexible-episodes), never
-from the test seeds; the checkpoint kept is the one best on generated validation streams.
+decays along a cosine over the run (``--final-learning-rate``) to settle on a network. Streams are
+drawn from a mix of shops (``--mix``: standard, wide, broad, episodes, flexible or
+flexible-episodes), never from the test seeds; the checkpoint kept is the one best on generated
+validation streams.
 
     sched-env evolve --minutes 40 --seed 0 --out runs/evolve-0     # checkpoints, progress.csv, policy.onnx
     sched-env evolve --resume runs/evolve-0 --minutes 20           # continue the same run
