@@ -339,6 +339,10 @@ class EvolutionConfig:
                                   " its first 100 jobs) and keep the rest of the start network: a short-episode"
                                   " specialisation that leaves long-run dispatching as it was", False,
                                   option=True)  # fmt: skip
+    drain_only: bool = documented("search only the gates on shop_draining (how the priority moves once the episode's"
+                                  " last job has arrived) and keep the rest of the start network: a specialisation"
+                                  " for a shift's last jobs that leaves its fill and long runs as they were; with"
+                                  " --early-only, both sets of gates", False, option=True)  # fmt: skip
 
     @property
     def picks_machines(self) -> bool:
@@ -362,9 +366,9 @@ class EvolutionConfig:
             raise SchedEnvError(
                 f"start must be 'atc', 'shipped' or an evolved network's .onnx file, got {self.start!r}"
             )
-        if self.early_only and not (self.context and self.start != "atc"):
-            raise SchedEnvError("early_only searches the gates on shop_early of a start network: give --start shipped"
-                                " or an evolved network's .onnx file, with --context")  # fmt: skip
+        if (self.early_only or self.drain_only) and not (self.context and self.start != "atc"):
+            raise SchedEnvError("early_only and drain_only search the gates on shop_early or shop_draining of a start"
+                                " network: give --start shipped or an evolved network's .onnx file, with --context")  # fmt: skip
         if self.shop:
             from sched_env.shop_spec import ShopSpec
 

@@ -607,11 +607,12 @@ def parameter_scales(hidden: int, seed: int = 0, config: EvolutionConfig | None 
     if config.picks_machines:  # the pair weights, in units of their features' spread
         spread = np.concatenate(pair_rows).std(axis=0) if pair_rows else np.ones(P)
         scales[-P:] = 1.0 / np.maximum(spread, 0.05)
-    if config.early_only:  # every parameter but the gates on shop_early stays where it started
-        early = np.zeros((FJ, C), dtype=bool)
-        early[:, K.DF.shop_early - FJ] = True
+    if config.early_only or config.drain_only:  # every parameter but those gates stays where it started
+        searched = np.zeros((FJ, C), dtype=bool)
+        searched[:, K.DF.shop_early - FJ] = config.early_only
+        searched[:, K.DF.shop_draining - FJ] = config.drain_only
         keep = np.ones_like(scales, dtype=bool)
-        keep[n_parameters(hidden) : n_parameters(hidden, True)] = ~early.ravel()
+        keep[n_parameters(hidden) : n_parameters(hidden, True)] = ~searched.ravel()
         scales[keep] = 0.0
     return scales
 

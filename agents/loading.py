@@ -30,8 +30,9 @@ MODELS = Path(__file__).resolve().parent / "models"
 #: The shipped models: kind -> file stem in ``agents/models``.
 SHIPPED = {"static": "static", "dynamic": "dynamic", "flexible": "flexible", "dynamic-flexible": "dynamic_flexible"}
 #: Dynamic-shop models of older observations read the leading columns of today's: the per-job ones
-#: (before the context columns), or those and the first 6 context columns (before ``shop_early``).
-OLDER_DYNAMIC_FEATURES = (K.N_DYNAMIC_JOB_FEATURES, K.DF.shop_early)
+#: (before the context columns), or those and the first 6 context columns (before ``shop_early``), or
+#: the first 7 (before ``shop_draining``).
+OLDER_DYNAMIC_FEATURES = (K.N_DYNAMIC_JOB_FEATURES, K.DF.shop_early, K.DF.shop_draining)
 KIND_OF_FEATURES = {K.N_FEATURES: "static", K.N_DYNAMIC_FEATURES: "dynamic",
                     **dict.fromkeys(OLDER_DYNAMIC_FEATURES, "dynamic")}  # fmt: skip
 

@@ -257,11 +257,13 @@ DYNAMIC_FEATURE_NAMES = (
 )
 #: The shop's context, the same in every job's row (appended to ``DYNAMIC_FEATURE_NAMES``): how
 #: full the shop is, how late its jobs run, how much is down, its size, how early it is in its
-#: episode (``shop_early``: its first jobs, a fill or a short shift). A priority network reads
-#: them as gates on its per-job weights (``priority_score``): a loaded shop and a light one, tight
-#: due dates and loose ones, a shift's first jobs and a long run's, can be dispatched by
-#: different priorities. ``shop_early`` counts arrived jobs, so a plan of a running shop's known
-#: work (a ``ShopState``: its active jobs, nothing more to arrive) reads as a short episode, which it is.
+#: episode (``shop_early``: its first jobs, a fill or a short shift) and whether it drains
+#: (``shop_draining``: 1 once the episode's last job has arrived, so what is left is a fixed set of
+#: jobs; an endless stream never drains). A priority network reads them as gates on its per-job
+#: weights (``priority_score``): a loaded shop and a light one, tight due dates and loose ones, a
+#: shift's first jobs, a long run's and a shift's last ones, can be dispatched by different
+#: priorities. Both count arrived jobs, so a plan of a running shop's known work (a ``ShopState``:
+#: its active jobs, nothing more to arrive) reads as a short episode that drains, which it is.
 DYNAMIC_CONTEXT_NAMES = (
     "shop_jobs_per_machine",
     "shop_backlog_per_machine",
@@ -270,9 +272,11 @@ DYNAMIC_CONTEXT_NAMES = (
     "shop_down_share",
     "shop_machines",
     "shop_early",
+    "shop_draining",
 )
-#: Models trained before the context columns read the first ``N_DYNAMIC_JOB_FEATURES`` only, and
-#: models trained before ``shop_early`` the first ``N_DYNAMIC_JOB_FEATURES + 6``.
+#: Models trained before the context columns read the first ``N_DYNAMIC_JOB_FEATURES`` only,
+#: models trained before ``shop_early`` the first ``N_DYNAMIC_JOB_FEATURES + 6``, and those trained
+#: before ``shop_draining`` the first ``N_DYNAMIC_JOB_FEATURES + 7``.
 N_DYNAMIC_JOB_FEATURES = len(DYNAMIC_FEATURE_NAMES)
 N_DYNAMIC_CONTEXT = len(DYNAMIC_CONTEXT_NAMES)
 DYNAMIC_FEATURE_NAMES = DYNAMIC_FEATURE_NAMES + DYNAMIC_CONTEXT_NAMES
@@ -1464,6 +1468,7 @@ def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, contex
     context[4] = down / machines
     context[5] = machines / 10.0
     context[6] = max(0.0, 1.0 - state[T.n_arrived] / EARLY_JOBS)
+    context[7] = 1.0 if state[T.n_arrived] >= inst[I.stream_jobs] else 0.0
     return allowed_mean_duration(state, mask, J, M, O), max_weight
 
 

@@ -290,8 +290,9 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     ``wspt_priority - positive_slack / k``); last, the same in every job's row, the shop's
     context (``DYNAMIC_CONTEXT_NAMES``): unfinished jobs per machine, their planned work left per
     machine, the share of them already late (slack < 0), their mean critical ratio, the share of
-    machines down, the machine count / 10, and how early the shop is in its episode: 1 - jobs arrived
-    so far / 100, at least 0 (a fresh shop and a short shift read 1 and near it, a long run 0).
+    machines down, the machine count / 10, how early the shop is in its episode: 1 - jobs arrived
+    so far / 100, at least 0 (a fresh shop and a short shift read 1 and near it, a long run 0), and
+    whether it drains: 1 once the scenario's last job has arrived (an endless stream reads 0).
     Times are divided by the scenario's mean planned job work, durations by its longest operation;
     "mean p" is over the jobs allowed now.
 

@@ -412,7 +412,7 @@ class ReferenceDynamicShop:
 
     def features(self, mask: np.ndarray) -> np.ndarray:
         jobs, now = self.jobs, self.now
-        out = np.zeros((self.J, 28))
+        out = np.zeros((self.J, 29))
         active = [(i, j) for i, j in enumerate(self.slots) if j is not None and self.unfinished(j)]
         load = np.zeros(jobs.n_machines)
         for _, j in active:
@@ -457,8 +457,8 @@ class ReferenceDynamicShop:
 
     def context(self) -> list[float]:
         """The shop's context columns: jobs and planned work per machine, the share of jobs late,
-        their mean critical ratio, the share of machines down, the machine count / 10, and how early
-        the shop is: 1 - jobs arrived so far / 100, at least 0."""
+        their mean critical ratio, the share of machines down, the machine count / 10, how early
+        the shop is (1 - jobs arrived so far / 100, at least 0) and whether every job has arrived."""
         jobs, now, n_machines = self.jobs, self.now, self.jobs.n_machines
         active = [j for j in self.slots if j is not None and self.unfinished(j)]
         left = [self.view(j)["left"] for j in active]
@@ -472,6 +472,7 @@ class ReferenceDynamicShop:
             sum(self.down(m, now) is not None for m in range(n_machines)) / n_machines,
             n_machines / 10,
             max(0.0, 1.0 - sum(int(jobs.release_dates[j]) <= now for j in self.stream) / 100),
+            float(all(int(jobs.release_dates[j]) <= now for j in self.stream)),
         ]
 
 

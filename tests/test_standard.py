@@ -283,21 +283,27 @@ def test_a_model_from_before_the_context_columns_scores_alike_in_the_kernels_and
     assert not start[len(theta) :].any()
 
 
-def test_a_model_from_before_shop_early_scores_alike_in_the_kernels_and_onnx():
-    """The broad dispatcher (kept in the results) was trained on 27 columns, before ``shop_early``: it
-    reads the columns that lead today's, and its network gets a zero gate on the new column."""
+@pytest.mark.parametrize(
+    "model, newer",
+    [("experiments/results/evolve_broad/seed1.onnx", ("shop_early", "shop_draining")),
+     ("experiments/results/evolve_early/seed2.onnx", ("shop_draining",))],
+)  # fmt: skip
+def test_a_model_from_before_the_newer_context_columns_scores_alike_in_the_kernels_and_onnx(model, newer):
+    """The broad dispatcher (kept in the results) was trained on 27 columns, before ``shop_early``, and
+    the early one on 28, before ``shop_draining``: each reads the columns that lead today's, and its
+    network gets zero gates on the newer ones."""
     from agents import evolve
     from agents.loading import OLDER_DYNAMIC_FEATURES, current_network, load_policy
 
-    policy = load_policy(Path(__file__).resolve().parents[1] / "experiments/results/evolve_broad/seed1.onnx")
-    assert policy.n_features == OLDER_DYNAMIC_FEATURES[1] == K.N_DYNAMIC_FEATURES - 1
+    policy = load_policy(Path(__file__).resolve().parents[1] / model)
+    assert policy.n_features in OLDER_DYNAMIC_FEATURES and policy.n_features == K.N_DYNAMIC_FEATURES - len(newer)
     hidden, theta = policy.network
     gates = evolve.unpack(theta, hidden)["gates"]
-    assert gates.shape == (K.N_DYNAMIC_JOB_FEATURES, K.N_DYNAMIC_CONTEXT) and gates[:, :-1].any()
-    assert not gates[:, K.DF.shop_early - K.N_DYNAMIC_JOB_FEATURES].any()
+    assert gates.shape == (K.N_DYNAMIC_JOB_FEATURES, K.N_DYNAMIC_CONTEXT) and gates[:, : -len(newer)].any()
+    assert not gates[:, [getattr(K.DF, name) - K.N_DYNAMIC_JOB_FEATURES for name in newer]].any()
     _onnx_scores_as_the_kernels_network(policy, seed=3)
     with pytest.raises(Exception, match="parameters"):
-        current_network(0, np.zeros(5), OLDER_DYNAMIC_FEATURES[1])
+        current_network(0, np.zeros(5), policy.n_features)
 
 
 def test_context_gates_get_search_scales_only_where_they_can_change_a_choice():
@@ -451,8 +457,11 @@ def test_the_broad_mix_adds_shift_episodes_and_loaded_shops_and_a_run_against_th
         EvolutionConfig(reference="wspt").check()
 
 
-@pytest.mark.parametrize("mix", ["episodes", "flexible-episodes"])
-def test_an_early_only_run_on_short_episodes_moves_only_the_gates_on_shop_early(tmp_path, mix):
+@pytest.mark.parametrize(
+    "mix, searched",
+    [("episodes", ("shop_early",)), ("flexible-episodes", ("shop_early",)), ("episodes", ("shop_draining",))],
+)
+def test_an_early_or_drain_only_run_on_short_episodes_moves_only_those_gates(tmp_path, mix, searched):
     from agents import evolve
     from agents.evolve import FJ, EvolutionConfig, RunState, initial_parameters, n_parameters, train
     from sched_env.standard import FLEXIBLE_SETTINGS
@@ -467,17 +476,19 @@ def test_an_early_only_run_on_short_episodes_moves_only_the_gates_on_shop_early(
         if mix == "episodes"
         else str(Path(__file__).resolve().parents[1] / "agents/models/dynamic_flexible.onnx")
     )
-    config = EvolutionConfig(mix=mix, early_only=True, start=start, reference="best", loss_penalty=2.0, pairs=2,
-                             streams=3, generations=2, validate_every=1, validation_seeds=1, minutes=5)  # fmt: skip
+    only = {"early_only": "shop_early" in searched, "drain_only": "shop_draining" in searched}
+    config = EvolutionConfig(mix=mix, **only, start=start, reference="best", loss_penalty=2.0, pairs=2, streams=3,
+                             generations=2, validate_every=1, validation_seeds=1, minutes=5)  # fmt: skip
     train(config, tmp_path, say=lambda line: None)
     state, _ = RunState.load(tmp_path / "checkpoint.npz")
     begun = initial_parameters(0, np.random.default_rng(0), start, context=True, machines=config.picks_machines)
     assert len(state.theta) == n_parameters(0, True, machines=mix != "episodes")
     moved = np.flatnonzero(state.theta != begun)
     gates = n_parameters(0)
-    assert len(moved) and all(gates <= i and (i - gates) % K.N_DYNAMIC_CONTEXT == K.DF.shop_early - FJ for i in moved)
-    with pytest.raises(SchedEnvError, match="early_only searches the gates"):
-        EvolutionConfig(early_only=True).check()
+    columns = {getattr(K.DF, name) - FJ for name in searched}
+    assert len(moved) and all(gates <= i and (i - gates) % K.N_DYNAMIC_CONTEXT in columns for i in moved)
+    with pytest.raises(SchedEnvError, match="early_only and drain_only search the gates"):
+        EvolutionConfig(**only).check()
 
 
 def test_a_loss_against_the_best_rule_counts_more_than_a_gain_in_the_fitness_and_the_validation():
