@@ -5,9 +5,10 @@ The policy is a priority network: every allowed job is scored from its dynamic f
 by ``w . x + v . tanh(softsign(x) W + b) + c``, and the highest score starts. With context (the
 default) every per-job weight is also shifted by the shop's context columns (jobs and work per
 machine, the share of late jobs, their mean critical ratio, the share of machines down, the machine
-count, how early the shop is in its episode): ``(w + G ctx) . x``, so the priority of a light shop
-can differ from a loaded one's, and a shift's first jobs' from a long run's (``--early-only``
-searches only the gates on ``shop_early``, on short episodes: ``--mix episodes``). On the
+count, how early the shop is in its episode, whether it drains): ``(w + G ctx) . x``, so the
+priority of a light shop can differ from a loaded one's, and a shift's first and last jobs' from a
+long run's (``--early-only`` searches only the gates on ``shop_early``, ``--drain-only`` those on
+``shop_draining``, on short episodes: ``--mix episodes``). On the
 flexible mix (``--mix flexible``) it also picks the machine: each startable (job, machine) pair
 scores the job's score plus ``u . pair features`` (duration there, machine free in, end there).
 It starts as ATC or as the shipped network (gates 0: the same choices) and is improved
