@@ -128,6 +128,7 @@ STATE_FIELDS = (
 # (in arrival order) as jobs finish, so a step costs O(slots), not O(every job ever).
 DYNAMIC_INSTANCE_FIELDS = INSTANCE_FIELDS + (
     ("stream_jobs", "1"),  # jobs in the stream (<= S)
+    ("stream_open", "1"),  # 1: more jobs may follow the stream's last (a plan's known work): never drains
     ("op_real", "J * O"),  # real durations of the slots' operations
     ("window_first", "M + 1"),  # downtime windows of machine m: [first[m], first[m + 1])
     ("window_start", "D"),
@@ -262,8 +263,9 @@ DYNAMIC_FEATURE_NAMES = (
 #: jobs; an endless stream never drains). A priority network reads them as gates on its per-job
 #: weights (``priority_score``): a loaded shop and a light one, tight due dates and loose ones, a
 #: shift's first jobs, a long run's and a shift's last ones, can be dispatched by different
-#: priorities. Both count arrived jobs, so a plan of a running shop's known work (a ``ShopState``:
-#: its active jobs, nothing more to arrive) reads as a short episode that drains, which it is.
+#: priorities. ``shop_early`` counts arrived jobs, so a plan of a running shop's known work (a
+#: ``ShopState``: its active jobs) reads as a short episode; it is an open stream (more work may
+#: come: ``events.OPEN_STREAM``), so it never reads as draining.
 DYNAMIC_CONTEXT_NAMES = (
     "shop_jobs_per_machine",
     "shop_backlog_per_machine",
@@ -1468,7 +1470,7 @@ def dynamic_shop_totals(inst, state, mask, load, queue_work, queue_count, contex
     context[4] = down / machines
     context[5] = machines / 10.0
     context[6] = max(0.0, 1.0 - state[T.n_arrived] / EARLY_JOBS)
-    context[7] = 1.0 if state[T.n_arrived] >= inst[I.stream_jobs] else 0.0
+    context[7] = 1.0 if state[T.n_arrived] >= inst[I.stream_jobs] and inst[I.stream_open] == 0 else 0.0
     return allowed_mean_duration(state, mask, J, M, O), max_weight
 
 

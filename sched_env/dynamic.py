@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from instances import InvalidScenarioError, SchedEnvError
 from sched_env import _kernels as K
-from sched_env.events import Scenario, ScenarioGenerator
+from sched_env.events import OPEN_STREAM, Scenario, ScenarioGenerator
 from sched_env.schedule import OBJECTIVE_NAMES, Schedule, objectives, validate_schedule
 from sched_env.shop import (
     BatchShopEnv,
@@ -111,6 +111,7 @@ def encode_scenario(layout: ShopLayout, scenario: Scenario, row: np.ndarray, mac
     if layout.flexible:
         _encode_alternatives(layout, scenario, order, row)
     row[I.stream_jobs] = jobs.n_jobs
+    row[I.stream_open] = int(bool(scenario.metadata.get(OPEN_STREAM, False)))
     n = jobs.n_jobs
     for field, matrix, fill in (
         ("stream_machine", jobs.machines, K.NONE),
@@ -292,7 +293,8 @@ class DynamicJobShopEnv(DynamicShopOptions, SingleShopEnv):
     machine, the share of them already late (slack < 0), their mean critical ratio, the share of
     machines down, the machine count / 10, how early the shop is in its episode: 1 - jobs arrived
     so far / 100, at least 0 (a fresh shop and a short shift read 1 and near it, a long run 0), and
-    whether it drains: 1 once the scenario's last job has arrived (an endless stream reads 0).
+    whether it drains: 1 once the scenario's last job has arrived (an endless stream, and a plan of
+    a running shop's known work, ``events.OPEN_STREAM``, read 0).
     Times are divided by the scenario's mean planned job work, durations by its longest operation;
     "mean p" is over the jobs allowed now.
 

@@ -77,6 +77,12 @@ def stream_rng(purpose: str, seed: int, *salt: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence((PURPOSES[purpose], *salt, int(seed))))
 
 
+#: A scenario whose metadata holds ``OPEN_STREAM: True`` is the known part of a longer stream (a
+#: plan of a running shop's known work): more jobs may come after its last, so it never reads as
+#: draining (``shop_draining`` stays 0).
+OPEN_STREAM = "open_stream"
+
+
 @dataclass(frozen=True, init=False, eq=False, repr=False)
 class Scenario(JsonFile):
     """One dynamic shop's future: jobs with arrival and due dates, real durations, downtimes.

@@ -15,7 +15,7 @@ import numpy as np
 
 from instances import InvalidPlanError, InvalidScenarioError, JobShopInstance
 from instances.jsonfile import JsonFile
-from sched_env.events import MAINTENANCE, Scenario
+from sched_env.events import MAINTENANCE, OPEN_STREAM, Scenario
 from sched_env.schedule import INTERRUPTIONS, Schedule
 
 
@@ -228,10 +228,12 @@ class Residual:
     def as_scenario(self, interruption: str = "restart") -> Scenario:
         """The residual as a dynamic scenario with known durations, whose downtimes are the
         blocked intervals (as maintenance): simulating it with a dispatching rule gives a plan
-        of the rest (restart: an operation a window would cut waits until after it)."""
+        of the rest (restart: an operation a window would cut waits until after it). More work may
+        arrive after it, so it is an open stream: a plan never reads as a draining shop."""
         blocked = self.blocked_rows()
         blocked[:, 3] = MAINTENANCE
-        return Scenario(self.instance, downtimes=blocked, interruption=interruption, name=self.instance.name)
+        return Scenario(self.instance, downtimes=blocked, interruption=interruption, name=self.instance.name,
+                        metadata={OPEN_STREAM: True})  # fmt: skip
 
 
 def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:

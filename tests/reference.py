@@ -472,7 +472,9 @@ class ReferenceDynamicShop:
             sum(self.down(m, now) is not None for m in range(n_machines)) / n_machines,
             n_machines / 10,
             max(0.0, 1.0 - sum(int(jobs.release_dates[j]) <= now for j in self.stream) / 100),
-            float(all(int(jobs.release_dates[j]) <= now for j in self.stream)),
+            float(
+                all(int(jobs.release_dates[j]) <= now for j in self.stream) and not self.s.metadata.get("open_stream")
+            ),
         ]
 
 

@@ -222,3 +222,33 @@ def test_dynamic_batch_equals_single_envs_step_by_step():
                 o, _ = env.reset(options={"scenario": batch.scenario(i)})
             single_obs[i] = o
     assert finished >= n
+
+
+def test_shop_draining_reads_1_once_the_last_job_arrives_and_never_in_a_plan_of_known_work():
+    """A scenario is the whole episode: once its last job has arrived the shop drains. A plan of a
+    running shop's known work (``ShopState``) is an open stream: more may come, so it never drains."""
+    from sched_env import compiled as K
+    from sched_env.events import OPEN_STREAM
+    from sched_env.snapshot import residual
+
+    scenario = generate_scenario(4, initial_jobs=2, arriving_jobs=4, utilisation=0.9, seed=1)
+    last = int(scenario.jobs.release_dates.max())
+    env = DynamicJobShopEnv(scenario)
+    obs, _ = env.reset(seed=0)
+    column, read, done, state = K.DF.shop_draining, [], False, None
+    while not done:
+        active = obs["jobs"][obs["jobs"][:, K.DF.allowed] > 0]
+        read.append((env.time, float(active[0, column])))
+        if state is None and env.time > 0:
+            state = env.snapshot()
+        obs, _, done, _, _ = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+    assert {value for time, value in read if time < last} == {0.0}
+    assert {value for time, value in read if time >= last} == {1.0}
+    plan = residual(state).as_scenario()
+    assert plan.metadata[OPEN_STREAM] and Scenario.from_dict(plan.to_dict()).metadata[OPEN_STREAM]
+    env = DynamicJobShopEnv(plan)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        assert not obs["jobs"][:, column].any()
+        obs, _, done, _, _ = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
