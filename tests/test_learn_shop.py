@@ -330,3 +330,45 @@ def test_validation_says_where_a_network_gains_on_light_and_congested_streams():
     assert "| `net.onnx` | 0.500 | 1.000 | 1.000 | 1.000 |" in lines
     never_late = congestion_quarters({"a": np.array([0.0, 0, 1, 1])}, np.array([0.0, 0, 1, 1]), "atc")
     assert never_late[-1] == "| `a` | 1 | 1 | 1.000 | 1.000 |"
+
+
+def test_tardiness_sources_takes_out_one_source_at_a_time_on_the_same_streams(tmp_path):
+    """experiments.tardiness_sources: the variants keep every arrival, routing and due date; noise at
+    its mean scales each machine's durations by one multiple; no breakdowns drops the downtimes; the
+    clairvoyant stream shows the real durations as the planned ones; ATC as a network reads ATC."""
+    from agents.evolve import export_onnx, initial_parameters
+    from experiments.tardiness_sources import clairvoyant, main, mean_multiple, shop_variants
+
+    spec = small_truth()
+    variants = shop_variants(spec)
+    assert list(variants) == ["as specified", "noise at its mean", "no breakdowns", "neither"]
+    base, steady, unbroken = (variants[v].scenario(4, "validation") for v in list(variants)[:3])
+    for other in (steady, unbroken):
+        np.testing.assert_array_equal(other.jobs.release_dates, base.jobs.release_dates)
+        np.testing.assert_array_equal(other.jobs.due_dates, base.jobs.due_dates)
+        np.testing.assert_array_equal(other.jobs.durations, base.jobs.durations)
+    multiples = [mean_multiple(q) for q in spec.noise]
+    assert multiples == pytest.approx([1.1, 1.0, 1.0]) and mean_multiple((1, 2, 6)) == pytest.approx(2.75)
+    ops = base.jobs.durations > 0
+    expected = np.maximum(1, np.round(base.jobs.durations * np.array(multiples)[base.jobs.machines]))
+    np.testing.assert_array_equal(steady.realized_durations[ops], expected[ops])
+    assert len(base.downtimes) > 0 and len(unbroken.downtimes) == 0
+    np.testing.assert_array_equal(unbroken.realized_durations, base.realized_durations)
+    seen = clairvoyant(base)
+    np.testing.assert_array_equal(seen.jobs.durations, base.realized_durations)
+    np.testing.assert_array_equal(seen.downtimes, base.downtimes)
+    assert not np.array_equal(base.jobs.durations, base.realized_durations)
+
+    path = str(spec.save(tmp_path / "spec.json"))
+    atc = export_onnx(initial_parameters(0, np.random.default_rng(0), "atc", context=True), 0, tmp_path / "atc.onnx",
+                      {"config": {}, "env_options": {}})  # fmt: skip
+    assert main(["--shop", path, "--seeds", "2:3", "--rules", "atc,wspt", "--networks", str(atc),
+                 "--name", str(tmp_path / "sources")]) == 0  # fmt: skip
+    rows = [line for line in (tmp_path / "sources.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 8 and rows[0].startswith("| as specified | planned | 1.000 (1.000) |")
+    assert all(
+        row.strip("| ").split(" | ")[2] == row.strip("| ").split(" | ")[4] for row in rows
+    )  # ATC the network = ATC the rule
+    flexible = small_truth(templates=(Template((((0, 10), (1, 12)), ((2, 8),)), 1.0),))
+    with pytest.raises(Exception, match="flexible shop"):
+        main(["--shop", str(flexible.save(tmp_path / "flex.json"))])
