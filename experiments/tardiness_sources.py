@@ -22,7 +22,7 @@ import numpy as np
 from agents.evolve import shop_spec
 from agents.loading import load_policy
 from experiments.provenance import report_header
-from experiments.validate_networks import fresh_specs, rule_names
+from experiments.validate_networks import fresh_specs, rule_names, seed_range
 from instances import SchedEnvError
 from sched_env import compiled as K
 from sched_env.events import Scenario
@@ -104,17 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--networks", nargs="*", default=[], help="ONNX files of priority networks (sched-env evolve)")
     parser.add_argument(
-        "--seeds", default="2:4", help="validation seeds FIRST:LAST as in experiments.validate_networks"
+        "--seeds",
+        type=seed_range,
+        default="2:4",
+        help="validation seeds FIRST:LAST as in experiments.validate_networks",
     )
     parser.add_argument("--name", default="tardiness_sources")
     args = parser.parse_args(argv)
-    spec = shop_spec(args.shop)
-    if spec.flexible:
-        raise SchedEnvError(f"{args.shop}: a flexible shop; the clairvoyant runs need one machine per operation")
-    first, last = (int(x) for x in args.seeds.split(":"))
-    seeds = [seed for _, seed, _ in fresh_specs("standard", first, last, args.shop)]
     dispatchers: dict[str, str | tuple] = {rule: rule for rule in args.rules}
-    dispatchers.update({path: load_policy(path, kind="dynamic").network for path in args.networks})
+    try:  # a missing or unreadable spec or model: its message, not a traceback
+        spec = shop_spec(args.shop)
+        dispatchers.update({path: load_policy(path, kind="dynamic").network for path in args.networks})
+    except SchedEnvError as error:
+        parser.error(str(error))
+    if spec.flexible:
+        parser.error(f"{args.shop} is a flexible shop; the clairvoyant runs need one machine per operation")
+    seeds = [seed for _, seed, _ in fresh_specs("standard", *args.seeds, args.shop)]
     rows = sources_table(spec, seeds, dispatchers)
     lines = [
         *report_header("Where the shop's tardiness comes from", "experiments.tardiness_sources", argv),

@@ -62,6 +62,17 @@ def rule_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def seed_range(text: str) -> tuple[int, int]:
+    """``--seeds FIRST:LAST`` with 0 <= FIRST < LAST."""
+    try:
+        first, last = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are FIRST:LAST, e.g. 2:10, got {text!r}") from None
+    if not 0 <= first < last:
+        raise argparse.ArgumentTypeError(f"seeds FIRST:LAST need 0 <= FIRST < LAST, got {text!r}")
+    return first, last
+
+
 def _label(row: str) -> str:
     """A network's file in code style; a rule's row (``--rules``) as it is."""
     return row if row.endswith(RULE_ROW) else f"`{row}`"
@@ -88,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a setting worse than the reference counts 1 + this times (as the run chose)",
     )
     parser.add_argument("--shop", help="a shop spec (JSON, `sched-env fit-shop`): its validation streams, not a mix's")
-    parser.add_argument("--seeds", default="2:10", help="validation seeds FIRST:LAST (the runs chose on 0 and 1)")
+    parser.add_argument("--seeds", type=seed_range, default="2:10",
+                        help="validation seeds FIRST:LAST (the runs chose on 0 and 1)")  # fmt: skip
     parser.add_argument("--rules", type=rule_names, default=(),
                         help="rules to score beside the networks, comma-separated (e.g. wspt,covert): a row each")  # fmt: skip
     parser.add_argument("--name", default="validate_networks")
     args = parser.parse_args(argv)
-    first, last = (int(x) for x in args.seeds.split(":"))
+    first, last = args.seeds
     specs = fresh_specs(args.mix, first, last, args.shop)
     reference = rule_tardiness(specs, REFERENCE_RULES[args.reference])
     scores, tardiness = {}, {}

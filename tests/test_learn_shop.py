@@ -332,7 +332,7 @@ def test_validation_says_where_a_network_gains_on_light_and_congested_streams():
     assert never_late[-1] == "| `a` | 1 | 1 | 1.000 | 1.000 |"
 
 
-def test_tardiness_sources_takes_out_one_source_at_a_time_on_the_same_streams(tmp_path):
+def test_tardiness_sources_takes_out_one_source_at_a_time_on_the_same_streams(tmp_path, capsys):
     """experiments.tardiness_sources: the variants keep every arrival, routing and due date; noise at
     its mean scales each machine's durations by one multiple; no breakdowns drops the downtimes; the
     clairvoyant stream shows the real durations as the planned ones; ATC as a network reads ATC."""
@@ -370,5 +370,12 @@ def test_tardiness_sources_takes_out_one_source_at_a_time_on_the_same_streams(tm
         row.strip("| ").split(" | ")[2] == row.strip("| ").split(" | ")[4] for row in rows
     )  # ATC the network = ATC the rule
     flexible = small_truth(templates=(Template((((0, 10), (1, 12)), ((2, 8),)), 1.0),))
-    with pytest.raises(Exception, match="flexible shop"):
+    with pytest.raises(SystemExit):
         main(["--shop", str(flexible.save(tmp_path / "flex.json"))])
+    assert "is a flexible shop; the clairvoyant runs need one machine per operation" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--shop", path, "--seeds", "4:2"])
+    assert "need 0 <= FIRST < LAST, got '4:2'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--shop", path, "--networks", str(tmp_path / "none.onnx")])
+    assert "none.onnx does not exist" in capsys.readouterr().err
