@@ -389,15 +389,20 @@ def _streams(specs: list[tuple]):
     return settings, [s.scenario(seed, purpose) for s, (_, seed, purpose) in zip(settings, specs)]
 
 
+def scenario_tardiness(settings, scenarios, *, rules=None, params=None, hidden: int = 0) -> np.ndarray:
+    """Mean weighted tardiness of each stream ``scenarios[i]`` of ``settings[i]``, run to its end by
+    rule id ``rules[i]`` or by the network ``params[i]`` (all in one kernel call)."""
+    runs = run_streams(scenarios, rules=rules, params=params, hidden=hidden)
+    return np.array([weighted_tardiness_mean(s, c, end) for s, c, (_, end, _) in zip(settings, scenarios, runs)])
+
+
 def stream_tardiness(networks: np.ndarray, hidden: int, specs: list[tuple[str, int, str]]) -> np.ndarray:
     """Mean weighted tardiness (networks x streams) of every network on every stream ``(setting,
     seed, purpose)``. A module-level function: Ray workers run it."""
     settings, scenarios = _streams(specs)
     n, b = len(networks), len(scenarios)
-    params = np.repeat(networks, b, axis=0)
-    runs = run_streams(scenarios * n, params=params, hidden=hidden)
-    wt = [weighted_tardiness_mean(settings[i % b], scenarios[i % b], end) for i, (_, end, _) in enumerate(runs)]
-    return np.array(wt).reshape(n, b)
+    wt = scenario_tardiness(settings * n, scenarios * n, params=np.repeat(networks, b, axis=0), hidden=hidden)
+    return wt.reshape(n, b)
 
 
 #: The rules a run measures itself against (``--reference``): ATC, or the better of ATC and WSPT (the
@@ -408,10 +413,7 @@ REFERENCE_RULES = {"atc": ("atc",), "best": ("atc", "wspt")}
 def rule_tardiness(specs: list[tuple[str, int, str]], rules: tuple[str, ...] = ("atc",)) -> np.ndarray:
     """Each rule's (rows) mean weighted tardiness on each stream (columns): the fitness's reference."""
     settings, scenarios = _streams(specs)
-    rows = []
-    for rule in rules:
-        runs = run_streams(scenarios, rules=[getattr(K.RULE, rule)] * len(scenarios))
-        rows.append([weighted_tardiness_mean(s, c, end) for s, c, (_, end, _) in zip(settings, scenarios, runs)])
+    rows = [scenario_tardiness(settings, scenarios, rules=[getattr(K.RULE, rule)] * len(scenarios)) for rule in rules]
     return np.array(rows, dtype=float)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.evolve import shop_spec
+from agents.evolve import scenario_tardiness, shop_spec
 from agents.loading import load_policy
 from experiments.provenance import report_header
 from experiments.validate_networks import fresh_specs, rule_names, seed_range
@@ -27,7 +27,6 @@ from instances import SchedEnvError
 from sched_env import compiled as K
 from sched_env.events import Scenario
 from sched_env.shop_spec import ShopSpec
-from sched_env.standard import run_streams, weighted_tardiness_mean
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,12 +58,12 @@ def clairvoyant(scenario: Scenario) -> Scenario:
 
 def total_tardiness(spec: ShopSpec, scenarios: list[Scenario], dispatcher: str | tuple[int, np.ndarray]) -> float:
     """Summed mean weighted tardiness over the streams of a rule (by name) or a network ``(hidden, theta)``."""
+    settings, n = [spec] * len(scenarios), len(scenarios)
     if isinstance(dispatcher, str):
-        runs = run_streams(scenarios, rules=[getattr(K.RULE, dispatcher)] * len(scenarios))
-    else:
-        hidden, theta = dispatcher[0], np.asarray(dispatcher[1], dtype=np.float64)
-        runs = run_streams(scenarios, params=np.repeat(theta[None, :], len(scenarios), axis=0), hidden=hidden)
-    return float(sum(weighted_tardiness_mean(spec, scenario, end) for scenario, (_, end, _) in zip(scenarios, runs)))
+        return float(scenario_tardiness(settings, scenarios, rules=[getattr(K.RULE, dispatcher)] * n).sum())
+    theta = np.asarray(dispatcher[1], dtype=np.float64)
+    return float(scenario_tardiness(settings, scenarios, params=np.repeat(theta[None, :], n, axis=0),
+                                    hidden=dispatcher[0]).sum())  # fmt: skip
 
 
 def sources_table(spec: ShopSpec, seeds: list[int], dispatchers: dict[str, str | tuple]) -> list[dict]:

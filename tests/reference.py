@@ -464,6 +464,7 @@ class ReferenceDynamicShop:
         left = [self.view(j)["left"] for j in active]
         due = [int(jobs.due_dates[j]) for j in active]
         ratios = [float(np.clip((d - now) / max(w, 1), -10, 10)) for d, w in zip(due, left)]
+        arrived = sum(int(jobs.release_dates[j]) <= now for j in self.stream)
         return [
             len(active) / n_machines,
             sum(left) / n_machines / self.scale,
@@ -471,10 +472,8 @@ class ReferenceDynamicShop:
             sum(ratios) / max(len(active), 1),
             sum(self.down(m, now) is not None for m in range(n_machines)) / n_machines,
             n_machines / 10,
-            max(0.0, 1.0 - sum(int(jobs.release_dates[j]) <= now for j in self.stream) / 100),
-            float(
-                all(int(jobs.release_dates[j]) <= now for j in self.stream) and not self.s.metadata.get("open_stream")
-            ),
+            max(0.0, 1.0 - arrived / 100),
+            float(arrived == len(self.stream) and not self.s.metadata.get("open_stream")),
         ]
 
 
